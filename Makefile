@@ -1,0 +1,49 @@
+# Jellyfish build, test and benchmark targets.
+GO        ?= go
+TAGS      := noselfupdate
+BIN       := bin/jellyfish
+PKGS      := ./...
+# A fuzz target runs for this long in `make fuzz`.
+FUZZTIME  ?= 10s
+
+.PHONY: all build test test-short lint fuzz bench-codec demo clean
+
+all: build
+
+build:
+	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/jellyfish
+
+# The whole test suite: unit tests, integration tests on in-process networks.
+test: lint
+	$(GO) test -tags $(TAGS) -timeout 30m $(PKGS)
+
+test-short:
+	$(GO) test -tags $(TAGS) -short -timeout 10m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags $(TAGS) $(PKGS)
+
+# Each fuzz target, briefly. Corpus seeds live in testdata/fuzz.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "== $$pkg $$t"; \
+	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# Codec benchmarks on one and two cores, then one summary line per case.
+bench-codec:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 2x -count 1 -cpu 1,2 -timeout 60m ./codec/ | tee bench-codec.out
+	$(GO) run ./codec/internal/benchsum < bench-codec.out
+
+# The main job on an embedded default; see README.md.
+DEMO_DIR ?= /tmp/jellyfish-demo
+demo: build
+	./$(BIN) codec-demo --dir $(DEMO_DIR)
+
+clean:
+	rm -rf bin bench-*.out

@@ -1,0 +1,18 @@
+// Package jfcmd holds Jellyfish's own subcommands of the jellyfish binary.
+package jfcmd
+
+import "github.com/spf13/cobra"
+
+// Register adds Jellyfish's commands to rclone's root command and names the
+// binary.
+func Register(root *cobra.Command) {
+	root.Use = "jellyfish"
+	root.Short = "Jellyfish: peer-to-peer personal storage, with rclone's commands"
+	for _, c := range commands {
+		root.AddCommand(c)
+	}
+}
+
+// commands are the Jellyfish subcommands; each file of this package adds its
+// own in an init function.
+var commands []*cobra.Command

@@ -1,0 +1,34 @@
+// Package shardstore is the on-disk shard store of a Jellyfish provider node.
+//
+// A Disk keeps content-addressed shards under one directory, opened as an
+// os.Root so that no name can traverse out of it or follow a symbolic link
+// that leaves it. Shards are named only by their validated codec.ShardID;
+// nothing read from the network is ever used as a path. Beside every shard
+// the store keeps its outboard hash tree (codec.Tree), so range proofs and
+// audit answers read only the leaves they cover, and a small versioned
+// metadata record naming the owners that reference the shard and their
+// leases.
+//
+// Layout under the store directory:
+//
+//	tmp/                    temporary files; emptied when the store opens
+//	shards/ab/<id>          shard bytes (ab = first two hex characters of id)
+//	shards/ab/<id>.tree     outboard tree
+//	shards/ab/<id>.meta     metadata (owners, leases, size, stored-at)
+//
+// Writes are atomic: every file is written under tmp/, synced, renamed into
+// place and the directory synced; the metadata record is renamed last and is
+// the commit point. On open, shard files without a valid metadata record and
+// everything under tmp/ are removed, so a crash never leaves a half shard
+// under its real name.
+//
+// The shared space is a quota chosen from exponentially growing tiers
+// (TierBytes): space is reserved before a shard body is read, so concurrent
+// puts never exceed it. Bytes are accounted per Owner, an opaque fixed-size
+// key of the account that stored the shard.
+//
+// Store and its one-method parts (Putter, Fetcher, Statter, ...) are the
+// owner's view of a holder. Disk.For returns such a view of the local store;
+// the shard protocol client offers the same view of a remote holder, so
+// placement and repair can be tested against either.
+package shardstore
