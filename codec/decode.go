@@ -15,10 +15,10 @@ import (
 
 // Decoder decodes the segments of one file. It is safe for concurrent use.
 type Decoder struct {
-	l     *Layout
-	aead  cipher.AEAD
-	rs    reedsolomon.Encoder
-	pool  sync.Pool // *decWorker
+	l    *Layout
+	aead cipher.AEAD
+	rs   reedsolomon.Encoder
+	pool sync.Pool // *decWorker
 
 	mu    sync.Mutex
 	index []map[ShardID]int // per segment: shard ID → shard index
