@@ -760,3 +760,36 @@ func FuzzUnmarshalMeta(f *testing.F) {
 		}
 	})
 }
+
+func TestConcurrentPutsOfOneShard(t *testing.T) {
+	dir := t.TempDir()
+	d := openStore(t, dir, WithQuotaBytes(1<<20), WithClock((&fakeClock{now: t0}).Now))
+	b, id := newShard(rand.New(rand.NewPCG(14, 14)), 100_000)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := d.For(Owner{byte(i)})
+			errs <- v.Put(context.Background(), id, int64(len(b)), slowReader{bytes.NewReader(b)}, t0.Add(time.Hour))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := d.Stat(context.Background(), id)
+	if err != nil || info.Refs != 16 {
+		t.Fatalf("Stat %+v %v", info, err)
+	}
+	if u := d.Usage(); u.Used != 100_000 || u.Reserved != 0 || len(u.PerOwner) != 16 {
+		t.Fatalf("usage %+v", u)
+	}
+	if n := len(storeFiles(t, dir)); n != 3 {
+		t.Fatalf("%d files, want 3", n)
+	}
+}
