@@ -5,6 +5,7 @@ BIN       := bin/jellyfish
 PKGS      := ./...
 # A fuzz target runs for this long in `make fuzz`.
 FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
 
 .PHONY: all build test test-short lint fuzz bench-codec demo clean
 
@@ -37,7 +38,7 @@ fuzz:
 
 # Codec benchmarks on one and two cores, then one summary line per case.
 bench-codec:
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 2x -count 1 -cpu 1,2 -timeout 60m ./codec/ | tee bench-codec.out
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -cpu 1,2 -timeout 60m ./codec/ | tee bench-codec.out
 	$(GO) run ./codec/internal/benchsum < bench-codec.out
 
 # The main job on an embedded default; see README.md.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // Proof of storage, the original design's way: the owner keeps N
@@ -37,8 +37,10 @@ func NewChallengeSecret(key Key, l *Layout) (ChallengeSecret, error) {
 // Salt returns the i-th challenge salt for shard id: BLAKE3 keyed with the
 // secret over "salt" ‖ id ‖ i (big-endian uint32).
 func (s ChallengeSecret) Salt(id ShardID, i uint32) [32]byte {
-	key := [32]byte(s)
-	h := blake3.New(32, key[:])
+	h, err := blake3.NewKeyed(s[:])
+	if err != nil {
+		panic(err) // unreachable: the key is always 32 bytes
+	}
 	h.Write([]byte("salt"))
 	h.Write(id[:])
 	var ib [4]byte
@@ -59,7 +61,7 @@ type Challenge struct {
 // ChallengeAnswer computes BLAKE3-256(salt ‖ shard) from a reader, as a
 // holder does to answer a challenge.
 func ChallengeAnswer(salt [32]byte, shard io.Reader) ([32]byte, error) {
-	h := blake3.New(32, nil)
+	h := blake3.New()
 	h.Write(salt[:])
 	var out [32]byte
 	if _, err := io.Copy(h, shard); err != nil {
@@ -74,7 +76,7 @@ func ChallengeAnswer(salt [32]byte, shard io.Reader) ([32]byte, error) {
 func (s ChallengeSecret) MakeChallenges(shard []byte, first, n uint32) []Challenge {
 	id := IDOf(shard)
 	out := make([]Challenge, n)
-	h := blake3.New(32, nil)
+	h := blake3.New()
 	for k := range out {
 		c := &out[k]
 		c.Index = first + uint32(k)

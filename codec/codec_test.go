@@ -25,9 +25,19 @@ type encoded struct {
 
 func encodeAll(t testing.TB, p Params, key Key, r io.Reader) *encoded {
 	t.Helper()
+	return encodeWith(t, p, key, r, nil)
+}
+
+// encodeWith encodes with a fixed salt when salt is not nil, so the output
+// is the same on every run.
+func encodeWith(t testing.TB, p Params, key Key, r io.Reader, salt []byte) *encoded {
+	t.Helper()
 	enc, err := NewEncoder(p)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if salt != nil {
+		enc.rand = bytes.NewReader(salt)
 	}
 	var out encoded
 	l, err := enc.Encode(context.Background(), r, key, func(s *Segment) error {

@@ -18,15 +18,17 @@ const (
 	modeGzip   byte = 2
 )
 
-// compressibleThreshold is the klauspost/compress.Estimate value below
-// which a segment is stored without trying to compress it.
-const compressibleThreshold = 0.05
+// compressibleThreshold is the mean klauspost/compress.Estimate of the
+// samples below which a segment is stored without trying to compress it.
+// Random data scores under 0.06 on a 4 KiB sample, English text and source
+// code about 0.4.
+const compressibleThreshold = 0.1
 
 // sampleSize and samples: the compressibility check looks at a few slices
 // spread over the segment rather than all of it, so on incompressible data
 // it costs a tiny fraction of the encode.
 const (
-	sampleSize = 2 << 10
+	sampleSize = 4 << 10
 	samples    = 4
 )
 
@@ -71,28 +73,37 @@ func compressible(src []byte) bool {
 		return compress.Estimate(src) >= compressibleThreshold
 	}
 	step := (len(src) - sampleSize) / (samples - 1)
-	var best float64
+	var sum float64
 	for i := range samples {
 		off := i * step
-		best = max(best, compress.Estimate(src[off:off+sampleSize]))
+		sum += compress.Estimate(src[off : off+sampleSize])
 	}
-	return best >= compressibleThreshold
+	return sum/samples >= compressibleThreshold
 }
 
 // compress appends the mode byte and the segment body for src to dst and
-// returns it. The body is compressed only when the check says it may pay
-// off and the result is kept only when it is smaller by 1/keepRatio.
+// returns it: compressed when tryCompress says so, else stored as is.
 func (c *compressor) compress(dst, src []byte) []byte {
-	start := len(dst)
-	if c.algo == CompressNone || len(src) < 64 || !compressible(src) {
-		return append(append(dst, modeStored), src...)
+	if out, ok := c.tryCompress(dst, src); ok {
+		return out
 	}
+	return append(append(dst, modeStored), src...)
+}
+
+// tryCompress appends the mode byte and the compressed body of src to dst
+// when the check says compression may pay off and the result is smaller by
+// at least 1/keepRatio; otherwise it reports false and dst is unchanged.
+func (c *compressor) tryCompress(dst, src []byte) ([]byte, bool) {
+	if c.algo == CompressNone || len(src) < 64 || !compressible(src) {
+		return dst, false
+	}
+	start := len(dst)
 	limit := len(src) - len(src)/keepRatio
 	switch c.algo {
 	case CompressZstd:
 		out := c.zenc.EncodeAll(src, append(dst, modeZstd))
 		if len(out)-start-1 < limit {
-			return out
+			return out, true
 		}
 	case CompressGzip:
 		c.gbuf.Reset()
@@ -102,10 +113,10 @@ func (c *compressor) compress(dst, src []byte) []byte {
 			err = c.gz.Close()
 		}
 		if err == nil && c.gbuf.Len() < limit {
-			return append(append(dst, modeGzip), c.gbuf.Bytes()...)
+			return append(append(dst, modeGzip), c.gbuf.Bytes()...), true
 		}
 	}
-	return append(append(dst[:start], modeStored), src...)
+	return dst[:start], false
 }
 
 // decompressor undoes compress for one decode worker; not safe for

@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/reedsolomon"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // Decoder decodes the segments of one file. It is safe for concurrent use.
@@ -111,7 +111,7 @@ func (d *Decoder) getWorker() (*decWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &decWorker{hasher: blake3.New(IDSize, nil), dec: dec}, nil
+	return &decWorker{hasher: blake3.New(), dec: dec}, nil
 }
 
 // DecodeSegment verifies the given shards of segment seg (in any order,

@@ -11,8 +11,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/reedsolomon"
+	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
-	"lukechampine.com/blake3"
 )
 
 // Segment is one encoded segment handed to an Encode sink. Its shards'
@@ -45,8 +45,8 @@ type Encoder struct {
 	p       Params
 	rs      reedsolomon.Encoder
 	workers int
-	bufs    sync.Pool // *segBufs
 	rand    io.Reader // source of layout salts
+	bufs    *bufList
 }
 
 // EncoderOption configures an Encoder.
@@ -74,6 +74,7 @@ func NewEncoder(p Params, opts ...EncoderOption) (*Encoder, error) {
 		return nil, err
 	}
 	e := &Encoder{p: p, rs: rs, workers: runtime.GOMAXPROCS(0), rand: rand.Reader}
+	e.bufs = &bufList{cap: e.dataCap()}
 	for _, o := range opts {
 		if err := o(e); err != nil {
 			return nil, err
@@ -102,19 +103,32 @@ func newRS(k, m int) (reedsolomon.Encoder, error) {
 
 // segBufs are the buffers of one segment in flight.
 type segBufs struct {
-	plain []byte // SegmentSize
-	data  []byte // mode byte, body and tag, padded to k shards
-	par   []byte // m parity payloads
+	// in holds the mode byte then the plaintext, read straight from the
+	// stream; stored segments are sealed in place here, so incompressible
+	// data is never copied.
+	in  []byte
+	alt []byte // mode byte and compressed body, when compression pays
+	par []byte // m parity payloads
 }
 
-func (e *Encoder) getBufs() *segBufs {
-	if b, ok := e.bufs.Get().(*segBufs); ok {
+// bufList hands out segment buffers. It is a sync.Pool so buffers survive
+// from one Encode call to the next while the encoder is busy, yet an idle
+// encoder's buffers go back to the garbage collector.
+type bufList struct {
+	pool sync.Pool
+	cap  int
+}
+
+func (f *bufList) get() *segBufs {
+	if b, ok := f.pool.Get().(*segBufs); ok {
 		return b
 	}
-	return &segBufs{plain: make([]byte, e.p.SegmentSize)}
+	return &segBufs{in: make([]byte, f.cap)}
 }
 
-// dataCap is the capacity the data buffer needs: mode byte, the largest
+func (f *bufList) put(b *segBufs) { f.pool.Put(b) }
+
+// dataCap is the capacity a sealed segment needs: mode byte, the largest
 // stored body, the tag and padding to a multiple of k.
 func (e *Encoder) dataCap() int { return 1 + e.p.SegmentSize + tagSize + e.p.K }
 
@@ -146,14 +160,15 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, key Key, sink func(*S
 	jobs := make(chan *encJob, e.workers)
 	order := make(chan *encJob, e.workers)
 
+	bufs := e.bufs
 	g.Go(func() error {
 		defer close(order)
 		defer close(jobs)
-		return e.readSegments(gctx, r, jobs, order)
+		return e.readSegments(gctx, r, bufs, jobs, order)
 	})
 	for range e.workers {
 		g.Go(func() error {
-			w, err := e.newEncWorker(aead)
+			w, err := e.newEncWorker(aead, bufs)
 			if err != nil {
 				return err
 			}
@@ -213,26 +228,27 @@ var errStopped = errors.New("codec: encode stopped")
 
 // readSegments cuts r into segments and queues them, looking one segment
 // ahead so the last one is known before it is sealed.
-func (e *Encoder) readSegments(ctx context.Context, r io.Reader, jobs, order chan<- *encJob) error {
-	next := e.getBufs()
-	n, rerr := io.ReadFull(r, next.plain)
-	for seg := uint64(0); ; seg++ {
+func (e *Encoder) readSegments(ctx context.Context, r io.Reader, bufs *bufList, jobs, order chan<- *encJob) error {
+	seg := e.p.SegmentSize
+	next := bufs.get()
+	n, rerr := io.ReadFull(r, next.in[1:1+seg])
+	for index := uint64(0); ; index++ {
 		cur, curN := next, n
 		last := false
 		switch rerr {
 		case io.EOF, io.ErrUnexpectedEOF:
 			last = true
 		case nil:
-			next = e.getBufs()
-			n, rerr = io.ReadFull(r, next.plain)
+			next = bufs.get()
+			n, rerr = io.ReadFull(r, next.in[1:1+seg])
 			if rerr == io.EOF {
 				last = true
-				e.bufs.Put(next)
+				bufs.put(next)
 			}
 		default:
-			return fmt.Errorf("codec: read segment %d: %w", seg, rerr)
+			return fmt.Errorf("codec: read segment %d: %w", index, rerr)
 		}
-		j := &encJob{seg: seg, last: last, bufs: cur, n: curN, ready: make(chan struct{})}
+		j := &encJob{seg: index, last: last, bufs: cur, n: curN, ready: make(chan struct{})}
 		for _, ch := range []chan<- *encJob{order, jobs} {
 			select {
 			case ch <- j:
@@ -249,39 +265,44 @@ func (e *Encoder) readSegments(ctx context.Context, r io.Reader, jobs, order cha
 // encWorker holds one worker's reusable state.
 type encWorker struct {
 	e      *Encoder
+	bufs   *bufList
 	aead   cipher.AEAD
 	comp   *compressor
 	hasher *blake3.Hasher
 }
 
-func (e *Encoder) newEncWorker(aead cipher.AEAD) (*encWorker, error) {
+func (e *Encoder) newEncWorker(aead cipher.AEAD, bufs *bufList) (*encWorker, error) {
 	comp, err := newCompressor(e.p.Compression)
 	if err != nil {
 		return nil, err
 	}
-	return &encWorker{e: e, aead: aead, comp: comp, hasher: blake3.New(IDSize, nil)}, nil
+	return &encWorker{e: e, bufs: bufs, aead: aead, comp: comp, hasher: blake3.New()}, nil
 }
 
 // encode compresses, seals, erasure-codes and hashes one segment.
 func (w *encWorker) encode(j *encJob) (*Segment, error) {
 	p := w.e.p
 	b := j.bufs
-	if cap(b.data) < w.e.dataCap() {
-		b.data = make([]byte, 0, w.e.dataCap())
+	payload := b.in[:1+j.n]
+	payload[0] = modeStored
+	if out, ok := w.comp.tryCompress(b.alt[:0], payload[1:]); ok {
+		b.alt = out[:0]
+		payload = out
 	}
-	payload := w.comp.compress(b.data[:0], b.plain[:j.n])
 	nonce := segmentNonce(j.seg, j.last)
 	sealed := w.aead.Seal(payload[:0], nonce[:], payload, []byte(segmentAAD))
 	if len(sealed) > 1<<32-1 {
 		return nil, fmt.Errorf("codec: segment %d too large", j.seg)
 	}
-	b.data = sealed[:0]
 	cipherLen := len(sealed)
 	shardLen := (cipherLen + p.K - 1) / p.K
+	if cap(sealed) < p.K*shardLen {
+		sealed = append(sealed, make([]byte, p.K*shardLen-cipherLen)...)
+	}
 	data := sealed[:p.K*shardLen]
 	clear(data[cipherLen:])
 	if need := p.M * shardLen; cap(b.par) < need {
-		b.par = make([]byte, need, p.M*((w.e.dataCap()+p.K-1)/p.K))
+		b.par = make([]byte, need, p.M*((w.e.dataCap()+p.K-1)/p.K+1))
 	}
 	par := b.par[:p.M*shardLen]
 
@@ -313,6 +334,6 @@ func (w *encWorker) encode(j *encJob) (*Segment, error) {
 		s.Payload = payloads[i]
 		s.seal(w.hasher)
 	}
-	seg.release = func() { w.e.bufs.Put(b) }
+	seg.release = func() { w.bufs.put(b) }
 	return seg, nil
 }

@@ -4,7 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // IDSize is the length in bytes of a ShardID.
@@ -16,7 +16,8 @@ const IDSize = 32
 // leaf given with its proof (see Prove and VerifyRange).
 type ShardID [IDSize]byte
 
-// IDOf returns the ShardID of the given shard bytes.
+// IDOf returns the ShardID of the given shard bytes. (zeebo/blake3 computes
+// the same root as the tree code in tree.go, about twice as fast on AVX2.)
 func IDOf(shard []byte) ShardID {
 	return ShardID(blake3.Sum256(shard))
 }

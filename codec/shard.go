@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // HeaderSize is the length of a shard header.
