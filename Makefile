@@ -7,7 +7,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build test test-short lint fuzz bench-codec demo clean
+.PHONY: all build test test-short lint fuzz bench-codec mem-codec demo clean
 
 all: build
 
@@ -48,3 +48,7 @@ demo: build
 
 clean:
 	rm -rf bin bench-*.out
+
+# Peak resident memory of encoding a 2 GiB stream (goal: under 256 MiB).
+mem-codec:
+	$(GO) run ./codec/internal/memcheck -size 2GiB -k 10 -m 20

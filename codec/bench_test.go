@@ -281,3 +281,21 @@ func benchPart(b *testing.B, op, part string, p Params, data []byte) {
 		}
 	})
 }
+
+// BenchmarkSegmentSize is the measurement behind DefaultSegmentSize: encode
+// and decode throughput of the reference code at several segment sizes.
+func BenchmarkSegmentSize(b *testing.B) {
+	for _, size := range []int{256 << 10, 1 << 20, 4 << 20, 16 << 20} {
+		for _, op := range []string{"encode", "decode"} {
+			b.Run(fmt.Sprintf("op=%s/segment=%dKiB", op, size>>10), func(b *testing.B) {
+				p := benchParams(10, 20)
+				p.SegmentSize = size
+				if op == "encode" {
+					benchEncode(b, p, benchInput(b, "random"))
+				} else {
+					benchDecode(b, p, benchInput(b, "random"))
+				}
+			})
+		}
+	}
+}

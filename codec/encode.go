@@ -53,7 +53,7 @@ type Encoder struct {
 type EncoderOption func(*Encoder) error
 
 // WithWorkers sets how many segments are encoded in parallel (default
-// GOMAXPROCS). Memory grows with it: about 3+2m/k segment sizes per worker.
+// GOMAXPROCS). Memory grows with it: about 2+m/k segment sizes per segment in flight.
 func WithWorkers(n int) EncoderOption {
 	return func(e *Encoder) error {
 		if n < 1 {
