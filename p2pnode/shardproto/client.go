@@ -1,0 +1,550 @@
+package shardproto
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Errors a client returns besides the shardstore sentinels, which cross
+// the wire unchanged: ErrNotFound, ErrQuotaExceeded, ErrIntegrity,
+// ErrInvalid, ErrTooLarge, ErrNoSpace.
+var (
+	// ErrNotFound is shardstore.ErrNotFound.
+	ErrNotFound = shardstore.ErrNotFound
+	// ErrQuotaExceeded is shardstore.ErrQuotaExceeded.
+	ErrQuotaExceeded = shardstore.ErrQuotaExceeded
+	// ErrIntegrity is shardstore.ErrIntegrity; the client also returns it
+	// when a holder's bytes or proofs do not verify against the shard ID.
+	ErrIntegrity = shardstore.ErrIntegrity
+	// ErrUnauthorized means the holder refused an owner signature: missing,
+	// wrong, made for another holder, or outside the time window.
+	ErrUnauthorized = errors.New("shardproto: unauthorized")
+	// ErrBusy means the holder is out of resources for the request.
+	ErrBusy = errors.New("shardproto: holder busy")
+	// ErrRemote means the holder failed for a reason of its own.
+	ErrRemote = errors.New("shardproto: holder error")
+	// ErrBadReceipt means a holder's receipt does not match the request.
+	ErrBadReceipt = errors.New("shardproto: bad receipt")
+)
+
+// RemoteError is a failure status answered by a holder. It unwraps to the
+// sentinel matching its status.
+type RemoteError struct {
+	Peer   peer.ID
+	Status Status
+	Msg    string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("shardproto: holder %s: status %d: %s", e.Peer.ShortString(), e.Status, e.Msg)
+}
+
+// Unwrap returns the sentinel for the status.
+func (e *RemoteError) Unwrap() error {
+	switch e.Status {
+	case StatusNotFound:
+		return shardstore.ErrNotFound
+	case StatusQuotaExceeded:
+		return shardstore.ErrQuotaExceeded
+	case StatusIntegrity:
+		return shardstore.ErrIntegrity
+	case StatusInvalid:
+		return shardstore.ErrInvalid
+	case StatusTooLarge:
+		return shardstore.ErrTooLarge
+	case StatusNoSpace:
+		return shardstore.ErrNoSpace
+	case StatusUnauthorized:
+		return ErrUnauthorized
+	case StatusBusy:
+		return ErrBusy
+	}
+	return ErrRemote
+}
+
+type clientConfig struct {
+	timing
+	clock        shardstore.Clock
+	maxShardSize int64
+}
+
+// ClientOption configures NewClient.
+type ClientOption func(*clientConfig) error
+
+// WithClientClock sets the clock used to timestamp signed requests
+// (default time.Now).
+func WithClientClock(c shardstore.Clock) ClientOption {
+	return func(cfg *clientConfig) error {
+		if c == nil {
+			return errors.New("nil clock")
+		}
+		cfg.clock = c
+		return nil
+	}
+}
+
+// WithClientTimeouts sets the time allowed for a request header and
+// answer, and the slowest tolerated body rate, for requests whose context
+// has no earlier deadline (defaults 10 s and 256 KiB/s).
+func WithClientTimeouts(header time.Duration, minRate int64) ClientOption {
+	return func(cfg *clientConfig) error {
+		if header <= 0 || minRate <= 0 {
+			return fmt.Errorf("timeouts %v, %d B/s: must be positive", header, minRate)
+		}
+		cfg.headerTimeout, cfg.minRate = header, minRate
+		return nil
+	}
+}
+
+// WithClientMaxShardSize sets the largest shard the client accepts from a
+// holder (default shardstore.DefaultMaxShardSize).
+func WithClientMaxShardSize(n int64) ClientOption {
+	return func(cfg *clientConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("max shard size %d: must be positive", n)
+		}
+		cfg.maxShardSize = n
+		return nil
+	}
+}
+
+// Client speaks the shard protocol to holders on behalf of one owner,
+// whose Ed25519 key signs puts, deletes and renewals.
+type Client struct {
+	h        host.Host
+	key      crypto.PrivKey
+	keyBytes []byte
+	owner    shardstore.Owner
+	cfg      clientConfig
+}
+
+// NewClient returns a client using h to reach holders and ownerKey (an
+// Ed25519 key, not necessarily h's own) to sign for the owner.
+func NewClient(h host.Host, ownerKey crypto.PrivKey, opts ...ClientOption) (*Client, error) {
+	cfg := clientConfig{
+		timing:       timing{headerTimeout: DefaultHeaderTimeout, minRate: DefaultMinRate},
+		clock:        time.Now,
+		maxShardSize: shardstore.DefaultMaxShardSize,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("shardproto: %w", err)
+		}
+	}
+	if ownerKey == nil {
+		return nil, errors.New("shardproto: nil owner key")
+	}
+	owner, err := OwnerOf(ownerKey.GetPublic())
+	if err != nil {
+		return nil, err
+	}
+	kb, err := crypto.MarshalPublicKey(ownerKey.GetPublic())
+	if err != nil {
+		return nil, fmt.Errorf("shardproto: owner key: %w", err)
+	}
+	return &Client{h: h, key: ownerKey, keyBytes: kb, owner: owner, cfg: cfg}, nil
+}
+
+// Owner returns the store Owner the client signs for.
+func (c *Client) Owner() shardstore.Owner { return c.owner }
+
+// call is one request on one stream. finish closes the stream on success
+// and resets it on failure.
+type call struct {
+	st   network.Stream
+	p    peer.ID
+	typ  byte
+	stop func() bool
+	cfg  *clientConfig
+	ctx  context.Context
+}
+
+// open starts a request: a new stream, its resource scope, a deadline
+// (the context's, or the header timeout) and a reset if ctx ends.
+func (c *Client) open(ctx context.Context, p peer.ID, req *request) (*call, error) {
+	st, err := c.h.NewStream(ctx, p, ID)
+	if err != nil {
+		return nil, fmt.Errorf("shardproto: open stream to %s: %w", p.ShortString(), err)
+	}
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("shardproto: %w", err)
+	}
+	cl := &call{st: st, p: p, typ: req.typ, cfg: &c.cfg, ctx: ctx}
+	cl.stop = context.AfterFunc(ctx, func() { st.Reset() })
+	if err := cl.deadline(c.cfg.headerTimeout); err != nil {
+		cl.finish(err)
+		return nil, err
+	}
+	if err := writeFrame(st, req.encode()); err != nil {
+		cl.finish(err)
+		return nil, fmt.Errorf("shardproto: send request to %s: %w", p.ShortString(), err)
+	}
+	return cl, nil
+}
+
+// deadline sets the stream deadline to d from now, or the context's
+// deadline if that is earlier.
+func (cl *call) deadline(d time.Duration) error {
+	t := time.Now().Add(d)
+	if dl, ok := cl.ctx.Deadline(); ok && dl.Before(t) {
+		t = dl
+	}
+	return cl.st.SetDeadline(t)
+}
+
+func (cl *call) finish(err error) {
+	cl.stop()
+	if err != nil {
+		cl.st.Reset()
+	} else {
+		cl.st.Close()
+	}
+}
+
+// response reads the next response header; a failure status becomes a
+// *RemoteError.
+func (cl *call) response() (*response, error) {
+	buf, _, err := readFrame(cl.st, MaxHeaderSize, nil)
+	if err != nil {
+		if cerr := cl.ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		return nil, fmt.Errorf("shardproto: read answer from %s: %w", cl.p.ShortString(), err)
+	}
+	resp, err := decodeResponse(cl.typ, buf)
+	if err != nil {
+		return nil, fmt.Errorf("shardproto: answer from %s: %w", cl.p.ShortString(), err)
+	}
+	if resp.status != StatusOK && resp.status != StatusContinue {
+		return resp, &RemoteError{Peer: cl.p, Status: resp.status, Msg: resp.msg}
+	}
+	return resp, nil
+}
+
+// roundTrip sends a body-less request and reads its answer header.
+func (c *Client) roundTrip(ctx context.Context, p peer.ID, req *request) (*call, *response, error) {
+	cl, err := c.open(ctx, p, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cl.st.CloseWrite(); err != nil {
+		cl.finish(err)
+		return nil, nil, err
+	}
+	resp, err := cl.response()
+	if err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) {
+			cl.finish(nil)
+		} else {
+			cl.finish(err)
+		}
+		return nil, nil, err
+	}
+	return cl, resp, nil
+}
+
+// Put stores data as shard id on holder p until lease and returns the
+// holder's verified receipt.
+func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (Receipt, error) {
+	return c.PutReader(ctx, p, id, int64(len(data)), bytes.NewReader(data), lease)
+}
+
+// PutReader is Put with the shard streamed from r, which must yield
+// exactly size bytes. The body is sent only once the holder has accepted
+// the request (signature, size, quota); a holder already holding the shard
+// answers without it.
+func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
+	ts := c.cfg.clock()
+	sig, err := c.key.Sign(putSigned(p, id, size, lease, ts))
+	if err != nil {
+		return Receipt{}, fmt.Errorf("shardproto: sign put: %w", err)
+	}
+	cl, err := c.open(ctx, p, &request{typ: msgPut, id: id, size: size, lease: lease, ts: ts, key: c.keyBytes, sig: sig})
+	if err != nil {
+		return Receipt{}, err
+	}
+	resp, err := cl.response()
+	if err == nil && resp.status == StatusContinue {
+		if err = cl.deadline(c.cfg.bodyTimeout(size)); err == nil {
+			err = sendBody(cl.st, r, size)
+		}
+		if err == nil {
+			resp, err = cl.response()
+		}
+	}
+	if err == nil && resp.status != StatusOK {
+		err = fmt.Errorf("shardproto: holder %s sent status %d twice", p.ShortString(), resp.status)
+	}
+	var re *RemoteError
+	if err != nil && !errors.As(err, &re) {
+		cl.finish(err)
+		return Receipt{}, fmt.Errorf("shardproto: put %s to %s: %w", id.Short(), p.ShortString(), err)
+	}
+	cl.finish(nil)
+	if err != nil {
+		return Receipt{}, err
+	}
+	rc, err := UnmarshalReceipt(resp.blob)
+	if err == nil {
+		err = VerifyReceipt(rc)
+	}
+	if err == nil && (rc.Holder != p || rc.Shard != id || rc.Size != size || rc.Owner != c.owner || !rc.Lease.Equal(lease)) {
+		err = errors.New("receipt does not name this put")
+	}
+	if err != nil {
+		return Receipt{}, fmt.Errorf("%w from %s: %v", ErrBadReceipt, p.ShortString(), err)
+	}
+	return rc, nil
+}
+
+func sendBody(st network.Stream, r io.Reader, size int64) error {
+	n, err := io.Copy(st, io.LimitReader(r, size))
+	if err != nil {
+		return fmt.Errorf("send body: %w", err)
+	}
+	if n != size {
+		return fmt.Errorf("send body: source gave %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return st.CloseWrite()
+}
+
+// Get fetches a whole shard from holder p. The returned reader verifies
+// the bytes against id as they stream in and fails with ErrIntegrity at
+// the end if they do not match; the caller must Close it.
+func (c *Client) Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error) {
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgGet, id: id})
+	if err != nil {
+		return nil, 0, err
+	}
+	if resp.size <= 0 || resp.size > c.cfg.maxShardSize || resp.bodyLen != resp.size {
+		cl.finish(errFrame)
+		return nil, 0, fmt.Errorf("shardproto: get %s from %s: %w: announced %d bytes", id.Short(), p.ShortString(), errFrame, resp.size)
+	}
+	if err := cl.deadline(c.cfg.bodyTimeout(resp.size)); err != nil {
+		cl.finish(err)
+		return nil, 0, err
+	}
+	v := shardstore.NewVerifyingReader(io.NopCloser(cl.st), id, resp.size)
+	return &getReader{v: v, cl: cl}, resp.size, nil
+}
+
+// getReader closes the stream cleanly only after a verified read to the
+// end; otherwise it resets it.
+type getReader struct {
+	v    *shardstore.VerifyingReader
+	cl   *call
+	ok   bool
+	done bool
+}
+
+func (g *getReader) Read(p []byte) (int, error) {
+	n, err := g.v.Read(p)
+	if err == io.EOF {
+		g.ok = true
+	}
+	return n, err
+}
+
+func (g *getReader) Close() error {
+	if g.done {
+		return nil
+	}
+	g.done = true
+	if g.ok {
+		g.cl.finish(nil)
+	} else {
+		g.cl.finish(errors.New("closed early"))
+	}
+	return nil
+}
+
+// GetRange fetches bytes [off, off+n) of a shard (n at most MaxRange)
+// together with their proof, and returns them once verified against id.
+func (c *Client) GetRange(ctx context.Context, p peer.ID, id codec.ShardID, off, n int64) ([]byte, error) {
+	proof, err := c.ProveRange(ctx, p, id, off, n)
+	if err != nil {
+		return nil, err
+	}
+	data, err := codec.VerifyRange(id, proof, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("%w: range %d+%d of %s from %s: %v", ErrIntegrity, off, n, id.Short(), p.ShortString(), err)
+	}
+	return data, nil
+}
+
+// ProveRange fetches the proof of bytes [off, off+n) of a shard from
+// holder p and returns it once it verifies against id.
+func (c *Client) ProveRange(ctx context.Context, p peer.ID, id codec.ShardID, off, n int64) ([]byte, error) {
+	if off < 0 || n <= 0 || n > MaxRange {
+		return nil, fmt.Errorf("shardproto: range %d+%d: %w (at most %d bytes)", off, n, shardstore.ErrInvalid, MaxRange)
+	}
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgGet, id: id, off: off, n: n})
+	if err != nil {
+		return nil, err
+	}
+	if resp.bodyLen <= 0 || resp.bodyLen > maxProofBytes(n) {
+		cl.finish(errFrame)
+		return nil, fmt.Errorf("shardproto: range of %s from %s: %w: %d-byte proof", id.Short(), p.ShortString(), errFrame, resp.bodyLen)
+	}
+	proof, err := readBody(cl, resp.bodyLen)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := codec.VerifyRange(id, proof, off, n); err != nil {
+		return nil, fmt.Errorf("%w: range %d+%d of %s from %s: %v", ErrIntegrity, off, n, id.Short(), p.ShortString(), err)
+	}
+	return proof, nil
+}
+
+// readBody reads n bytes after an answer header, with their memory
+// reserved in the stream's scope, and finishes the call.
+func readBody(cl *call, n int64) ([]byte, error) {
+	if err := cl.st.Scope().ReserveMemory(int(n), network.ReservationPriorityHigh); err != nil {
+		cl.finish(err)
+		return nil, fmt.Errorf("shardproto: %w: %v", ErrBusy, err)
+	}
+	defer cl.st.Scope().ReleaseMemory(int(n))
+	if err := cl.deadline(cl.cfg.bodyTimeout(n)); err != nil {
+		cl.finish(err)
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(cl.st, buf); err != nil {
+		cl.finish(err)
+		return nil, fmt.Errorf("shardproto: read body from %s: %w", cl.p.ShortString(), err)
+	}
+	cl.finish(nil)
+	return buf, nil
+}
+
+// Stat describes a shard held by p. Holders do not reveal owners: Owners
+// is nil and Refs counts them.
+func (c *Client) Stat(ctx context.Context, p peer.ID, id codec.ShardID) (shardstore.Info, error) {
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgStat, id: id})
+	if err != nil {
+		return shardstore.Info{}, err
+	}
+	cl.finish(nil)
+	return shardstore.Info{ID: id, Size: resp.size, StoredAt: resp.storedAt, Lease: resp.lease, Refs: int(resp.refs)}, nil
+}
+
+// Delete asks holder p to drop the client's owner's reference to a shard.
+func (c *Client) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error {
+	ts := c.cfg.clock()
+	sig, err := c.key.Sign(deleteSigned(p, id, ts))
+	if err != nil {
+		return fmt.Errorf("shardproto: sign delete: %w", err)
+	}
+	cl, _, err := c.roundTrip(ctx, p, &request{typ: msgDelete, id: id, ts: ts, key: c.keyBytes, sig: sig})
+	if err != nil {
+		return err
+	}
+	cl.finish(nil)
+	return nil
+}
+
+// Renew extends the owner's leases on ids at holder p to until, in
+// batches of MaxRenewIDs, and returns the IDs p does not hold for the
+// owner.
+func (c *Client) Renew(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error) {
+	var missing []codec.ShardID
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), MaxRenewIDs)]
+		ids = ids[len(batch):]
+		ts := c.cfg.clock()
+		sig, err := c.key.Sign(renewSigned(p, batch, until, ts))
+		if err != nil {
+			return missing, fmt.Errorf("shardproto: sign renew: %w", err)
+		}
+		cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgRenew, ids: batch, lease: until, ts: ts, key: c.keyBytes, sig: sig})
+		if err != nil {
+			return missing, err
+		}
+		cl.finish(nil)
+		missing = append(missing, resp.ids...)
+	}
+	return missing, nil
+}
+
+// Challenge asks holder p for the salted hash of a shard and returns its
+// signed answer once the signature verifies. Whether the answer is right
+// is for the caller to judge: compare Answer with the expected value; a
+// wrong answer together with the holder's receipt is evidence.
+func (c *Client) Challenge(ctx context.Context, p peer.ID, id codec.ShardID, salt [32]byte) (ChallengeAnswer, error) {
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgChallenge, id: id, salt: salt})
+	if err != nil {
+		return ChallengeAnswer{}, err
+	}
+	cl.finish(nil)
+	a, err := UnmarshalChallengeAnswer(resp.blob)
+	if err == nil {
+		err = VerifyChallengeAnswer(a)
+	}
+	if err == nil && (a.Holder != p || a.Shard != id || a.Salt != salt) {
+		err = errors.New("answer is for another challenge")
+	}
+	if err != nil {
+		return ChallengeAnswer{}, fmt.Errorf("shardproto: challenge %s at %s: %w", id.Short(), p.ShortString(), err)
+	}
+	return a, nil
+}
+
+// Proof asks holder p for the given leaves of a shard (at most
+// MaxProofLeaves, each a LeafSize-aligned index) with their Merkle paths,
+// verifies each against id and returns the verified leaf bytes. A leaf
+// that does not verify fails the call with ErrIntegrity.
+func (c *Client) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, error) {
+	if len(leaves) == 0 || len(leaves) > MaxProofLeaves {
+		return nil, fmt.Errorf("shardproto: %d leaves: %w (1..%d)", len(leaves), shardstore.ErrInvalid, MaxProofLeaves)
+	}
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgProof, id: id, leafs: leaves})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.lens) != len(leaves) {
+		cl.finish(errFrame)
+		return nil, fmt.Errorf("shardproto: proof of %s from %s: %w: %d proofs for %d leaves", id.Short(), p.ShortString(), errFrame, len(resp.lens), len(leaves))
+	}
+	var total int64
+	for _, l := range resp.lens {
+		if l <= 8 || l > maxProofBytes(codec.LeafSize) {
+			cl.finish(errFrame)
+			return nil, fmt.Errorf("shardproto: proof of %s from %s: %w: %d-byte proof", id.Short(), p.ShortString(), errFrame, l)
+		}
+		total += l
+	}
+	body, err := readBody(cl, total)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(leaves))
+	for i, leaf := range leaves {
+		proof := body[:resp.lens[i]]
+		body = body[resp.lens[i]:]
+		size, err := codec.ProofLen(proof)
+		off := leaf * codec.LeafSize
+		if err == nil && (leaf < 0 || off >= size) {
+			err = fmt.Errorf("leaf %d outside a %d-byte shard", leaf, size)
+		}
+		if err == nil {
+			out[i], err = codec.VerifyRange(id, proof, off, min(codec.LeafSize, size-off))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: leaf %d of %s from %s: %v", ErrIntegrity, leaf, id.Short(), p.ShortString(), err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,27 @@
+// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/1.0.0:
+// how an owner stores shards on a provider node (the holder) and reads,
+// renews, deletes and audits them.
+//
+// Service is the holder side: NewService registers the handler on a
+// libp2p host and serves a shardstore.Disk. Client is the owner side: it
+// holds a host and the owner's Ed25519 key, and Client.Remote gives the
+// shardstore.Store view of one holder.
+//
+// One request per stream. Every frame is a 4-byte big-endian length and a
+// payload of at most MaxHeaderSize; a request header names the operation
+// in its first byte, an answer header starts with a Status. Shard bodies
+// and proofs follow their header as raw bytes whose length the header
+// announced, streamed rather than framed. Puts, deletes and renewals are
+// signed by the owner over the request and the holder's peer ID, with a
+// timestamp checked against a window; a put is answered with a Receipt
+// signed by the holder, and a challenge with a signed ChallengeAnswer, so
+// both can be checked offline by anyone (VerifyReceipt,
+// VerifyChallengeAnswer). Everything a client receives is verified
+// against the shard ID before it is returned: whole shards by hashing,
+// ranges and audit leaves by their Bao proofs.
+//
+// Every stream has a deadline, memory for bodies and proofs is reserved in
+// the stream's resource-manager scope before it is allocated, the number
+// of streams served at once is capped (in total and per peer), and any
+// framing or transport error resets the stream.
+package shardproto

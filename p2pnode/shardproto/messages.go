@@ -1,0 +1,235 @@
+package shardproto
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+)
+
+// request is a decoded request header. Which fields are set depends on
+// typ; see the encode methods for each layout.
+type request struct {
+	typ   byte
+	id    codec.ShardID
+	size  int64           // put
+	off   int64           // get
+	n     int64           // get (0: whole shard)
+	lease time.Time       // put; renew: the new expiry
+	ts    time.Time       // put, delete, renew: signing time
+	ids   []codec.ShardID // renew
+	salt  [32]byte        // challenge
+	leafs []int64         // proof
+	key   []byte          // put, delete, renew: owner's marshalled public key
+	sig   []byte          // put, delete, renew: owner's signature
+}
+
+// encode lays out a request header:
+//
+//	put:       1 ‖ id ‖ size u64 ‖ lease i64 ‖ ts i64 ‖ key16 ‖ sig16
+//	get:       2 ‖ id ‖ off u64 ‖ n u64
+//	stat:      3 ‖ id
+//	delete:    4 ‖ id ‖ ts i64 ‖ key16 ‖ sig16
+//	renew:     5 ‖ until i64 ‖ ts i64 ‖ count u16 ‖ count×id ‖ key16 ‖ sig16
+//	challenge: 6 ‖ id ‖ salt[32]
+//	proof:     7 ‖ id ‖ count u16 ‖ count×leaf u64
+//
+// Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
+func (r *request) encode() []byte {
+	e := enc{}
+	e.u8(r.typ)
+	switch r.typ {
+	case msgPut:
+		e.raw(r.id[:])
+		e.u64(r.size)
+		e.time(r.lease)
+		e.time(r.ts)
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
+	case msgGet:
+		e.raw(r.id[:])
+		e.u64(r.off)
+		e.u64(r.n)
+	case msgStat:
+		e.raw(r.id[:])
+	case msgDelete:
+		e.raw(r.id[:])
+		e.time(r.ts)
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
+	case msgRenew:
+		e.time(r.lease)
+		e.time(r.ts)
+		e.u16(len(r.ids))
+		for _, id := range r.ids {
+			e.raw(id[:])
+		}
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
+	case msgChallenge:
+		e.raw(r.id[:])
+		e.raw(r.salt[:])
+	case msgProof:
+		e.raw(r.id[:])
+		e.u16(len(r.leafs))
+		for _, l := range r.leafs {
+			e.u64(l)
+		}
+	}
+	return e.b
+}
+
+func decodeRequest(b []byte) (*request, error) {
+	d := dec{b: b}
+	r := &request{typ: d.u8()}
+	switch r.typ {
+	case msgPut:
+		r.id = d.id()
+		r.size = d.u64()
+		r.lease = d.time()
+		r.ts = d.time()
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
+	case msgGet:
+		r.id = d.id()
+		r.off = d.u64()
+		r.n = d.u64()
+	case msgStat:
+		r.id = d.id()
+	case msgDelete:
+		r.id = d.id()
+		r.ts = d.time()
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
+	case msgRenew:
+		r.lease = d.time()
+		r.ts = d.time()
+		n := d.u16()
+		if n > MaxRenewIDs {
+			return nil, fmt.Errorf("%w: %d ids to renew, limit %d", errFrame, n, MaxRenewIDs)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			r.ids = append(r.ids, d.id())
+		}
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
+	case msgChallenge:
+		r.id = d.id()
+		r.salt = d.b32()
+	case msgProof:
+		r.id = d.id()
+		n := d.u16()
+		if n > MaxProofLeaves {
+			return nil, fmt.Errorf("%w: %d proof leaves, limit %d", errFrame, n, MaxProofLeaves)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			r.leafs = append(r.leafs, d.u64())
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown message type %d", errFrame, r.typ)
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// response is a decoded response header: status, message, and the fields
+// of a successful answer.
+//
+//	any:       status u8 ‖ message16
+//	put OK:    ‖ receipt16
+//	get OK:    ‖ shard size u64 ‖ body length u64   (then the body: the whole
+//	           shard, or a codec.Prove proof of the range)
+//	stat OK:   ‖ size u64 ‖ stored-at i64 ‖ lease i64 ‖ refs u32
+//	renew OK:  ‖ count u16 ‖ count×id (the IDs not renewed)
+//	challenge OK: ‖ answer16
+//	proof OK:  ‖ count u16 ‖ count×length u32 (then the proofs, back to back)
+type response struct {
+	status   Status
+	msg      string
+	blob     []byte // receipt or challenge answer
+	size     int64
+	bodyLen  int64
+	storedAt time.Time
+	lease    time.Time
+	refs     int64
+	ids      []codec.ShardID
+	lens     []int64
+}
+
+func (r *response) encode(typ byte) []byte {
+	e := enc{}
+	e.u8(byte(r.status))
+	msg := r.msg
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage]
+	}
+	e.bytes16([]byte(msg))
+	if r.status != StatusOK {
+		return e.b
+	}
+	switch typ {
+	case msgPut, msgChallenge:
+		e.bytes16(r.blob)
+	case msgGet:
+		e.u64(r.size)
+		e.u64(r.bodyLen)
+	case msgStat:
+		e.u64(r.size)
+		e.time(r.storedAt)
+		e.time(r.lease)
+		e.u32(r.refs)
+	case msgRenew:
+		e.u16(len(r.ids))
+		for _, id := range r.ids {
+			e.raw(id[:])
+		}
+	case msgProof:
+		e.u16(len(r.lens))
+		for _, l := range r.lens {
+			e.u32(l)
+		}
+	}
+	return e.b
+}
+
+func decodeResponse(typ byte, b []byte) (*response, error) {
+	d := dec{b: b}
+	r := &response{status: Status(d.u8())}
+	r.msg = string(d.bytes16(maxMessage))
+	if r.status == StatusOK {
+		switch typ {
+		case msgPut, msgChallenge:
+			r.blob = d.bytes16(4 * maxKey)
+		case msgGet:
+			r.size = d.u64()
+			r.bodyLen = d.u64()
+		case msgStat:
+			r.size = d.u64()
+			r.storedAt = d.time()
+			r.lease = d.time()
+			r.refs = d.u32()
+		case msgRenew:
+			n := d.u16()
+			if n > MaxRenewIDs {
+				return nil, fmt.Errorf("%w: %d ids", errFrame, n)
+			}
+			for i := 0; i < n && d.err == nil; i++ {
+				r.ids = append(r.ids, d.id())
+			}
+		case msgProof:
+			n := d.u16()
+			if n > MaxProofLeaves {
+				return nil, fmt.Errorf("%w: %d proofs", errFrame, n)
+			}
+			for i := 0; i < n && d.err == nil; i++ {
+				r.lens = append(r.lens, d.u32())
+			}
+		}
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

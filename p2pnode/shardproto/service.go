@@ -1,0 +1,551 @@
+package shardproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// ID is the protocol ID of the shard protocol.
+const ID = "/jellyfish/shard/1.0.0"
+
+// ServiceName names the protocol's resource-manager service scope.
+const ServiceName = "jellyfish.shard"
+
+// Defaults of the service and client options.
+const (
+	DefaultHeaderTimeout   = 10 * time.Second
+	DefaultMinRate         = 256 << 10 // bytes per second
+	DefaultMaxStreams      = 64
+	DefaultMaxPeerStreams  = 8
+	DefaultSignatureWindow = 5 * time.Minute
+)
+
+// Backend is what the service needs from a shard store; *shardstore.Disk
+// implements it.
+type Backend interface {
+	Put(ctx context.Context, owner shardstore.Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) error
+	Get(ctx context.Context, id codec.ShardID) (io.ReadCloser, int64, error)
+	Stat(ctx context.Context, id codec.ShardID) (shardstore.Info, error)
+	Delete(ctx context.Context, owner shardstore.Owner, id codec.ShardID) error
+	Renew(ctx context.Context, owner shardstore.Owner, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error)
+	Challenge(ctx context.Context, id codec.ShardID, salt [32]byte) ([32]byte, error)
+	Prove(ctx context.Context, id codec.ShardID, off, n int64) ([]byte, error)
+}
+
+var _ Backend = (*shardstore.Disk)(nil)
+
+// timing holds the deadlines shared by the service and the client.
+type timing struct {
+	headerTimeout time.Duration
+	minRate       int64
+}
+
+// bodyTimeout is the time allowed to move n bytes: the header timeout
+// plus n at the minimum rate.
+func (t timing) bodyTimeout(n int64) time.Duration {
+	return t.headerTimeout + time.Duration(n)*time.Second/time.Duration(t.minRate)
+}
+
+type serviceConfig struct {
+	timing
+	clock          shardstore.Clock
+	maxStreams     int
+	maxPeerStreams int
+	window         time.Duration
+	maxShardSize   int64
+}
+
+// Option configures NewService.
+type Option func(*serviceConfig) error
+
+// WithClock sets the clock against which signed timestamps are checked
+// and receipts dated (default time.Now). Network deadlines always use
+// the real clock.
+func WithClock(c shardstore.Clock) Option {
+	return func(cfg *serviceConfig) error {
+		if c == nil {
+			return errors.New("nil clock")
+		}
+		cfg.clock = c
+		return nil
+	}
+}
+
+// WithHeaderTimeout sets how long a peer has to send its request header
+// (default 10 s); slower streams are reset.
+func WithHeaderTimeout(d time.Duration) Option {
+	return func(cfg *serviceConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("header timeout %v: must be positive", d)
+		}
+		cfg.headerTimeout = d
+		return nil
+	}
+}
+
+// WithMinRate sets the slowest transfer rate tolerated for a shard body,
+// in bytes per second (default 256 KiB/s): a body of n bytes must arrive
+// within the header timeout plus n/rate.
+func WithMinRate(bytesPerSec int64) Option {
+	return func(cfg *serviceConfig) error {
+		if bytesPerSec <= 0 {
+			return fmt.Errorf("min rate %d: must be positive", bytesPerSec)
+		}
+		cfg.minRate = bytesPerSec
+		return nil
+	}
+}
+
+// WithMaxStreams caps the requests served at once, in total and per peer
+// (defaults 64 and 8). Streams beyond the caps are reset at once.
+func WithMaxStreams(total, perPeer int) Option {
+	return func(cfg *serviceConfig) error {
+		if total <= 0 || perPeer <= 0 || perPeer > total {
+			return fmt.Errorf("max streams %d/%d: want 0 < perPeer <= total", total, perPeer)
+		}
+		cfg.maxStreams, cfg.maxPeerStreams = total, perPeer
+		return nil
+	}
+}
+
+// WithSignatureWindow sets how far a signed request's timestamp may be
+// from the holder's clock (default 5 minutes).
+func WithSignatureWindow(d time.Duration) Option {
+	return func(cfg *serviceConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("signature window %v: must be positive", d)
+		}
+		cfg.window = d
+		return nil
+	}
+}
+
+// WithMaxShardSize sets the largest shard the service accepts before
+// asking the store (default shardstore.DefaultMaxShardSize).
+func WithMaxShardSize(n int64) Option {
+	return func(cfg *serviceConfig) error {
+		if n <= 0 {
+			return fmt.Errorf("max shard size %d: must be positive", n)
+		}
+		cfg.maxShardSize = n
+		return nil
+	}
+}
+
+// Service serves the shard protocol from a Backend on a host. Create it
+// with NewService and stop it with Close.
+type Service struct {
+	h        host.Host
+	store    Backend
+	key      crypto.PrivKey
+	keyBytes []byte
+	cfg      serviceConfig
+
+	ctx    context.Context // canceled by Close: resets every stream
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	active  int
+	perPeer map[peer.ID]int
+	wg      sync.WaitGroup
+}
+
+// NewService registers the shard protocol handler on h, serving store.
+// Receipts and challenge answers are signed with h's private key.
+func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
+	cfg := serviceConfig{
+		timing:         timing{headerTimeout: DefaultHeaderTimeout, minRate: DefaultMinRate},
+		clock:          time.Now,
+		maxStreams:     DefaultMaxStreams,
+		maxPeerStreams: DefaultMaxPeerStreams,
+		window:         DefaultSignatureWindow,
+		maxShardSize:   shardstore.DefaultMaxShardSize,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("shardproto: %w", err)
+		}
+	}
+	key := h.Peerstore().PrivKey(h.ID())
+	if key == nil {
+		return nil, errors.New("shardproto: host has no private key in its peerstore")
+	}
+	kb, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		return nil, fmt.Errorf("shardproto: host key: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, ctx: ctx, cancel: cancel, perPeer: make(map[peer.ID]int)}
+	h.SetStreamHandler(ID, s.handle)
+	return s, nil
+}
+
+// Close unregisters the handler, resets the streams being served and
+// waits for their handlers to return. It does not close the host or the
+// store.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.h.RemoveStreamHandler(ID)
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// enter admits a stream within the stream caps.
+func (s *Service) enter(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.active >= s.cfg.maxStreams || s.perPeer[p] >= s.cfg.maxPeerStreams {
+		return false
+	}
+	s.active++
+	s.perPeer[p]++
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Service) leave(p peer.ID) {
+	s.mu.Lock()
+	s.active--
+	if s.perPeer[p]--; s.perPeer[p] == 0 {
+		delete(s.perPeer, p)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// handle serves one request on one stream: admission, resource scope,
+// header deadline, then the operation. Any transport or framing failure
+// resets the stream; failures of the operation are answered with a status.
+func (s *Service) handle(st network.Stream) {
+	remote := st.Conn().RemotePeer()
+	if !s.enter(remote) {
+		st.Reset()
+		return
+	}
+	defer s.leave(remote)
+	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
+	defer stop()
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		st.Reset()
+		return
+	}
+	if err := st.SetDeadline(time.Now().Add(s.cfg.headerTimeout)); err != nil {
+		st.Reset()
+		return
+	}
+	buf, release, err := readFrame(st, MaxHeaderSize, st.Scope())
+	if err != nil {
+		st.Reset()
+		return
+	}
+	req, err := decodeRequest(buf)
+	release()
+	if err != nil {
+		st.Reset()
+		return
+	}
+	if err := s.serve(s.ctx, st, req); err != nil {
+		st.Reset()
+		return
+	}
+	st.Close()
+}
+
+// respond writes a response header.
+func respond(st network.Stream, typ byte, r *response) error {
+	return writeFrame(st, r.encode(typ))
+}
+
+// fail answers with the status matching err.
+func fail(st network.Stream, typ byte, err error) error {
+	status := statusOf(err)
+	msg := err.Error()
+	if status == StatusInternal {
+		msg = "internal error" // local details stay local
+	}
+	return respond(st, typ, &response{status: status, msg: msg})
+}
+
+func statusOf(err error) Status {
+	switch {
+	case errors.Is(err, shardstore.ErrNotFound):
+		return StatusNotFound
+	case errors.Is(err, shardstore.ErrQuotaExceeded):
+		return StatusQuotaExceeded
+	case errors.Is(err, shardstore.ErrIntegrity):
+		return StatusIntegrity
+	case errors.Is(err, shardstore.ErrInvalid), errors.Is(err, io.ErrUnexpectedEOF):
+		return StatusInvalid
+	case errors.Is(err, shardstore.ErrTooLarge):
+		return StatusTooLarge
+	case errors.Is(err, shardstore.ErrNoSpace):
+		return StatusNoSpace
+	case errors.Is(err, ErrUnauthorized):
+		return StatusUnauthorized
+	case errors.Is(err, ErrBusy):
+		return StatusBusy
+	}
+	return StatusInternal
+}
+
+// serve runs one decoded request. It returns an error only when the
+// stream must be reset.
+func (s *Service) serve(ctx context.Context, st network.Stream, req *request) error {
+	switch req.typ {
+	case msgPut:
+		return s.servePut(ctx, st, req)
+	case msgGet:
+		return s.serveGet(ctx, st, req)
+	case msgStat:
+		info, err := s.store.Stat(ctx, req.id)
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		return respond(st, req.typ, &response{size: info.Size, storedAt: info.StoredAt, lease: info.Lease, refs: int64(info.Refs)})
+	case msgDelete:
+		owner, err := s.checkOwner(req, deleteSigned(s.h.ID(), req.id, req.ts))
+		if err == nil {
+			err = s.store.Delete(ctx, owner, req.id)
+		}
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		return respond(st, req.typ, &response{})
+	case msgRenew:
+		owner, err := s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
+		var missing []codec.ShardID
+		if err == nil {
+			missing, err = s.store.Renew(ctx, owner, req.ids, req.lease)
+		}
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		return respond(st, req.typ, &response{ids: missing})
+	case msgChallenge:
+		return s.serveChallenge(ctx, st, req)
+	case msgProof:
+		return s.serveProof(ctx, st, req)
+	}
+	return fmt.Errorf("unknown message type %d", req.typ)
+}
+
+// checkOwner verifies an owner-signed request: an Ed25519 owner key, a
+// valid signature over msg (which names this holder) and a timestamp
+// within the signature window.
+func (s *Service) checkOwner(req *request, msg []byte) (shardstore.Owner, error) {
+	pk, err := crypto.UnmarshalPublicKey(req.key)
+	if err != nil {
+		return shardstore.Owner{}, fmt.Errorf("%w: owner key: %v", ErrUnauthorized, err)
+	}
+	owner, err := OwnerOf(pk)
+	if err != nil {
+		return owner, fmt.Errorf("%w: %v", ErrUnauthorized, err)
+	}
+	if ok, err := pk.Verify(msg, req.sig); err != nil || !ok {
+		return owner, fmt.Errorf("%w: bad owner signature", ErrUnauthorized)
+	}
+	now := s.cfg.clock()
+	if d := req.ts.Sub(now); d > s.cfg.window || d < -s.cfg.window {
+		return owner, fmt.Errorf("%w: signed at %v, holder time %v (window %v)", ErrUnauthorized, req.ts.UTC(), now.UTC(), s.cfg.window)
+	}
+	return owner, nil
+}
+
+// continueReader hands the body to the store. Its first Read, which the
+// store makes only after the shard passed the quota check, tells the
+// client to send the body; a store that refuses (or already holds the
+// shard) never reads, so no body crosses the network.
+type continueReader struct {
+	st     network.Stream
+	r      io.Reader
+	sent   bool
+	netErr error
+	typ    byte
+}
+
+func (c *continueReader) Read(p []byte) (int, error) {
+	if !c.sent {
+		c.sent = true
+		if err := respond(c.st, c.typ, &response{status: StatusContinue}); err != nil {
+			c.netErr = err
+			return 0, err
+		}
+	}
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.netErr = err
+	}
+	return n, err
+}
+
+func (s *Service) servePut(ctx context.Context, st network.Stream, req *request) error {
+	owner, err := s.checkOwner(req, putSigned(s.h.ID(), req.id, req.size, req.lease, req.ts))
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	if req.size <= 0 {
+		return fail(st, req.typ, fmt.Errorf("%w: size %d", shardstore.ErrInvalid, req.size))
+	}
+	if req.size > s.cfg.maxShardSize {
+		return fail(st, req.typ, fmt.Errorf("%w: %d bytes, limit %d", shardstore.ErrTooLarge, req.size, s.cfg.maxShardSize))
+	}
+	// The store buffers the body to hash it: reserve that memory first.
+	if err := st.Scope().ReserveMemory(int(req.size), network.ReservationPriorityHigh); err != nil {
+		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
+	}
+	defer st.Scope().ReleaseMemory(int(req.size))
+	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(req.size))); err != nil {
+		return err
+	}
+	body := &continueReader{st: st, r: io.LimitReader(st, req.size), typ: req.typ}
+	err = s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
+	if body.netErr != nil {
+		return body.netErr
+	}
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	rc := Receipt{
+		Holder:    s.h.ID(),
+		HolderKey: s.keyBytes,
+		Shard:     req.id,
+		Owner:     owner,
+		Size:      req.size,
+		Lease:     req.lease,
+		Issued:    s.cfg.clock(),
+	}
+	if rc.Signature, err = s.key.Sign(rc.signed()); err != nil {
+		return fail(st, req.typ, err)
+	}
+	return respond(st, req.typ, &response{blob: rc.Marshal()})
+}
+
+// copyBuf is the buffer size for streaming a shard out.
+const copyBuf = 64 << 10
+
+func (s *Service) serveGet(ctx context.Context, st network.Stream, req *request) error {
+	info, err := s.store.Stat(ctx, req.id)
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	if req.off == 0 && req.n == 0 {
+		rc, size, err := s.store.Get(ctx, req.id)
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		defer rc.Close()
+		if err := st.Scope().ReserveMemory(copyBuf, network.ReservationPriorityHigh); err != nil {
+			return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
+		}
+		defer st.Scope().ReleaseMemory(copyBuf)
+		if err := respond(st, req.typ, &response{size: size, bodyLen: size}); err != nil {
+			return err
+		}
+		if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(size))); err != nil {
+			return err
+		}
+		// A local copy that no longer hashes to its ID fails here, and the
+		// reset tells the client the transfer is bad.
+		_, err = io.CopyBuffer(st, rc, make([]byte, copyBuf))
+		return err
+	}
+	if req.n <= 0 || req.n > MaxRange || req.off < 0 {
+		return fail(st, req.typ, fmt.Errorf("%w: range %d+%d (at most %d bytes)", shardstore.ErrInvalid, req.off, req.n, MaxRange))
+	}
+	reserve := int(maxProofBytes(req.n))
+	if err := st.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
+		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
+	}
+	defer st.Scope().ReleaseMemory(reserve)
+	proof, err := s.store.Prove(ctx, req.id, req.off, req.n)
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	if err := respond(st, req.typ, &response{size: info.Size, bodyLen: int64(len(proof))}); err != nil {
+		return err
+	}
+	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(int64(len(proof))))); err != nil {
+		return err
+	}
+	_, err = st.Write(proof)
+	return err
+}
+
+func (s *Service) serveChallenge(ctx context.Context, st network.Stream, req *request) error {
+	info, err := s.store.Stat(ctx, req.id)
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	// Hashing a whole shard from disk takes a while: extend the deadline
+	// as for reading it from the network.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.bodyTimeout(info.Size))
+	defer cancel()
+	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(info.Size))); err != nil {
+		return err
+	}
+	sum, err := s.store.Challenge(ctx, req.id, req.salt)
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	a := ChallengeAnswer{Holder: s.h.ID(), HolderKey: s.keyBytes, Shard: req.id, Salt: req.salt, Answer: sum, Issued: s.cfg.clock()}
+	if a.Signature, err = s.key.Sign(a.signed()); err != nil {
+		return fail(st, req.typ, err)
+	}
+	return respond(st, req.typ, &response{blob: a.Marshal()})
+}
+
+func (s *Service) serveProof(ctx context.Context, st network.Stream, req *request) error {
+	info, err := s.store.Stat(ctx, req.id)
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	if len(req.leafs) == 0 {
+		return fail(st, req.typ, fmt.Errorf("%w: no leaves asked for", shardstore.ErrInvalid))
+	}
+	leaves := codec.LeafCount(info.Size)
+	reserve := len(req.leafs) * int(maxProofBytes(codec.LeafSize))
+	if err := st.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
+		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
+	}
+	defer st.Scope().ReleaseMemory(reserve)
+	proofs := make([][]byte, len(req.leafs))
+	lens := make([]int64, len(req.leafs))
+	for i, leaf := range req.leafs {
+		if leaf < 0 || leaf >= leaves {
+			return fail(st, req.typ, fmt.Errorf("%w: leaf %d of %d", shardstore.ErrInvalid, leaf, leaves))
+		}
+		off := leaf * codec.LeafSize
+		if proofs[i], err = s.store.Prove(ctx, req.id, off, min(codec.LeafSize, info.Size-off)); err != nil {
+			return fail(st, req.typ, err)
+		}
+		lens[i] = int64(len(proofs[i]))
+	}
+	if err := respond(st, req.typ, &response{lens: lens}); err != nil {
+		return err
+	}
+	for _, p := range proofs {
+		if _, err := st.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
