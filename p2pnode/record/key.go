@@ -40,3 +40,7 @@ func ParseKey(key string) (ParsedKey, error) {
 func keyFor(name, rest string) string {
 	return "/" + Namespace + "/" + name + "/" + rest
 }
+
+// KeyFor builds "/jf/<kindName>/<rest>" for a kind defined outside this
+// package. Like keyFor, only that kind's one key function may call it.
+func KeyFor(kindName, rest string) string { return keyFor(kindName, rest) }

@@ -1,0 +1,361 @@
+package account
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// RootKey is an account's random root key. It wraps every file's data key;
+// it is never derived from the password, so changing the password never
+// re-encrypts data.
+type RootKey [32]byte
+
+// WrapDataKey encrypts a file's 32-byte data key under the root key
+// (XChaCha20-Poly1305, random nonce; ad binds it to its use, e.g. a file
+// manifest ID). The result is nonce ‖ ciphertext.
+func (r *RootKey) WrapDataKey(dataKey [32]byte, ad []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(r[:])
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+32+chacha20poly1305.Overhead)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, dataKey[:], ad), nil
+}
+
+// ErrUnwrap: a wrapped data key does not open under this root key.
+var ErrUnwrap = errors.New("account: data key does not open under this account's root key")
+
+// UnwrapDataKey reverses WrapDataKey.
+func (r *RootKey) UnwrapDataKey(wrapped, ad []byte) ([32]byte, error) {
+	var k [32]byte
+	aead, err := chacha20poly1305.NewX(r[:])
+	if err != nil {
+		return k, err
+	}
+	if len(wrapped) != chacha20poly1305.NonceSizeX+32+chacha20poly1305.Overhead {
+		return k, ErrUnwrap
+	}
+	pt, err := aead.Open(nil, wrapped[:chacha20poly1305.NonceSizeX], wrapped[chacha20poly1305.NonceSizeX:], ad)
+	if err != nil {
+		return k, ErrUnwrap
+	}
+	copy(k[:], pt)
+	return k, nil
+}
+
+// Errors a user sees. Wrong password and unknown username are one error:
+// the login record's location comes from both, so they cannot be told apart.
+var (
+	ErrBadLogin    = errors.New("account: wrong username or password (or no such account)")
+	ErrExists      = errors.New("account: an account already exists for this username and password")
+	ErrTampered    = errTampered
+	ErrNotFound    = errors.New("account: record not found")
+	ErrUnreachable = errors.New("account: the network cannot be reached")
+)
+
+// Records is the part of the DHT accounts need. Put must confirm that
+// remote peers stored the record (not just the local store); Get returns
+// the best valid record, or an error matching ErrNotFound when there is
+// none, or one matching ErrUnreachable when no peer answered.
+type Records interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// Account is an unlocked account on a device.
+type Account struct {
+	User     Username
+	Identity crypto.PrivKey
+	Root     RootKey
+	Version  uint8 // key-derivation version of the login record
+	login    crypto.PrivKey
+	loginSeq uint64
+}
+
+// ID returns the account's public identity: the peer ID of its identity key.
+func (a *Account) ID() peer.ID {
+	id, _ := peer.IDFromPrivateKey(a.Identity)
+	return id
+}
+
+// Manager creates and unlocks accounts against a Records store.
+type Manager struct {
+	recs      Records
+	clock     record.Clock
+	version   uint8
+	kdf       KDFParams
+	allowTest bool
+	lifetime  time.Duration
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// InsecureTestKDF makes the Manager derive keys with a tiny Argon2id cost
+// and accept login records made that way. For tests only: such records are
+// refused by every Manager without this option.
+func InsecureTestKDF() Option {
+	return func(m *Manager) {
+		m.version, m.kdf, m.allowTest = versionInsecureTest, versionParams[versionInsecureTest], true
+	}
+}
+
+// WithClock sets the clock for record expiries.
+func WithClock(c record.Clock) Option { return func(m *Manager) { m.clock = c } }
+
+// RecordLifetime is how long login and account records are signed for. The
+// network re-puts them until then; a device that logs in re-signs them.
+const RecordLifetime = 35 * 24 * time.Hour
+
+// NewManager returns a Manager using recs.
+func NewManager(recs Records, opts ...Option) *Manager {
+	m := &Manager{recs: recs, clock: time.Now, version: VersionV1, kdf: versionParams[VersionV1], lifetime: RecordLifetime}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+func (m *Manager) secrets(user Username, password string) (*secrets, string, error) {
+	s, err := derive(user, password, m.version, m.kdf)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := LoginKey(s.login.GetPublic())
+	return s, key, err
+}
+
+// fetchLogin returns the login record at key, decoded, or ErrBadLogin.
+func (m *Manager) fetchLogin(ctx context.Context, key string) (*record.Record, *loginBody, error) {
+	raw, err := m.recs.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrBadLogin
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := verifyOwned(key, raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrTampered, err)
+	}
+	lb, err := parseLoginBody(rec.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, lb, nil
+}
+
+// Create makes a new account for username and password and publishes its
+// login and account records. The password must pass CheckPassword. It
+// fails with ErrExists if this username and password already open one.
+func (m *Manager) Create(ctx context.Context, user Username, password string) (*Account, error) {
+	if err := CheckPassword(user, password); err != nil {
+		return nil, err
+	}
+	s, key, err := m.secrets(user, password)
+	if err != nil {
+		return nil, err
+	}
+	var seq uint64
+	rec, lb, err := m.fetchLogin(ctx, key)
+	switch {
+	case err == nil && lb.state == stateActive:
+		return nil, ErrExists
+	case err == nil:
+		seq = rec.Seq + 1 // a tombstone from an earlier password change
+	case !errors.Is(err, ErrBadLogin):
+		return nil, err
+	}
+	identity, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	a := &Account{User: user, Identity: identity, Version: m.version, login: s.login, loginSeq: seq}
+	if _, err := rand.Read(a.Root[:]); err != nil {
+		return nil, err
+	}
+	if err := m.putLogin(ctx, a, s, key); err != nil {
+		return nil, err
+	}
+	if err := m.PublishAccount(ctx, a, &Public{Created: m.clock().Unix()}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (m *Manager) putLogin(ctx context.Context, a *Account, s *secrets, key string) error {
+	body, err := sealLogin(key, m.version, m.kdf, s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
+	if err != nil {
+		return err
+	}
+	r := record.Record{Kind: KindLogin, Seq: a.loginSeq, Expires: m.clock().Add(m.lifetime), Body: body}
+	raw, err := r.Sign(key, s.login)
+	if err != nil {
+		return err
+	}
+	return m.recs.Put(ctx, key, raw)
+}
+
+// Login unlocks the account of username and password. Wrong password and
+// unknown username both give ErrBadLogin.
+func (m *Manager) Login(ctx context.Context, user Username, password string) (*Account, error) {
+	s, key, err := m.secrets(user, password)
+	if err != nil {
+		return nil, err
+	}
+	rec, lb, err := m.fetchLogin(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if lb.state == stateTombstone {
+		return nil, ErrBadLogin // the password was changed away from this one
+	}
+	want, err := paramsFor(lb.version, m.allowTest)
+	if err != nil {
+		return nil, err
+	}
+	if lb.version != m.version || lb.kdf != want {
+		return nil, fmt.Errorf("%w: version %d with %+v", ErrWeakKDF, lb.version, lb.kdf)
+	}
+	k, err := lb.open(key, s.wrap)
+	if err != nil {
+		return nil, err
+	}
+	if k.user != user {
+		return nil, fmt.Errorf("%w: record names another user", ErrTampered)
+	}
+	return &Account{User: user, Identity: k.identity, Root: k.root, Version: lb.version, login: s.login, loginSeq: rec.Seq}, nil
+}
+
+// ChangePassword re-wraps the account's keys under a new password. The new
+// login record is confirmed stored before the old one is replaced by a
+// tombstone, so an interruption leaves the old or the new password working,
+// never neither. It does not rotate the account's keys: whoever knew the
+// old password and copied the keys keeps them.
+func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword, newPassword string) (*Account, error) {
+	a, err := m.Login(ctx, user, oldPassword)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckPassword(user, newPassword); err != nil {
+		return nil, err
+	}
+	if oldPassword == newPassword {
+		return nil, &WeakPasswordError{Reason: "it is the current password"}
+	}
+	s, key, err := m.secrets(user, newPassword)
+	if err != nil {
+		return nil, err
+	}
+	var seq uint64
+	rec, lb, err := m.fetchLogin(ctx, key)
+	switch {
+	case err == nil && lb.state == stateActive:
+		return nil, ErrExists
+	case err == nil:
+		seq = rec.Seq + 1
+	case !errors.Is(err, ErrBadLogin):
+		return nil, err
+	}
+	na := *a
+	na.login, na.loginSeq = s.login, seq
+	if err := m.putLogin(ctx, &na, s, key); err != nil {
+		return nil, fmt.Errorf("account: new password not stored, the old one still works: %w", err)
+	}
+	oldKey, err := LoginKey(a.login.GetPublic())
+	if err != nil {
+		return nil, err
+	}
+	tomb := record.Record{Kind: KindLogin, Seq: a.loginSeq + 1, Expires: m.clock().Add(m.lifetime), Body: tombstoneBody(a.Version, m.kdf)}
+	raw, err := tomb.Sign(oldKey, a.login)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.recs.Put(ctx, oldKey, raw); err != nil {
+		return &na, fmt.Errorf("account: new password works, but the old one could not be retired yet (retry passwd): %w", err)
+	}
+	return &na, nil
+}
+
+// Refresh re-signs the account's login record with a new expiry, so it
+// outlives the network's record lifetime while the account is in use.
+func (m *Manager) Refresh(ctx context.Context, a *Account, password string) error {
+	s, key, err := m.secrets(a.User, password)
+	if err != nil {
+		return err
+	}
+	a.loginSeq++
+	return m.putLogin(ctx, a, s, key)
+}
+
+// PublishAccount signs and stores the account record with pub's nodes and
+// devices, with a sequence number above any already published.
+func (m *Manager) PublishAccount(ctx context.Context, a *Account, pub *Public) error {
+	key := AccountKey(a.ID())
+	var seq uint64
+	if raw, err := m.recs.Get(ctx, key); err == nil {
+		if old, err := verifyOwned(key, raw); err == nil {
+			seq = old.Seq + 1
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	body, err := pub.marshal()
+	if err != nil {
+		return err
+	}
+	r := record.Record{Kind: KindAccount, Seq: seq, Expires: m.clock().Add(m.lifetime), Body: body}
+	raw, err := r.Sign(key, a.Identity)
+	if err != nil {
+		return err
+	}
+	return m.recs.Put(ctx, key, raw)
+}
+
+// Lookup returns the public record of an account.
+func (m *Manager) Lookup(ctx context.Context, id peer.ID) (*Public, error) {
+	key := AccountKey(id)
+	raw, err := m.recs.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := verifyOwned(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	var p Public
+	if err := p.unmarshal(rec.Body); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// verifyOwned checks a record's signature over key and that the key names
+// its signer, as the network's validators do; a client checks again rather
+// than trust whichever peer answered.
+func verifyOwned(key string, raw []byte) (*record.Record, error) {
+	rec, err := record.Verify(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := record.ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := signerOwnsKey(pk.Rest, rec.Signer); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}

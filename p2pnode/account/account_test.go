@@ -1,0 +1,310 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// memRecords is a Records store in memory that runs the real validator, as
+// every DHT node does. It stands in for the network in unit tests only; the
+// integration tests use a real network.
+type memRecords struct {
+	mu      sync.Mutex
+	v       *record.Validator
+	m       map[string][]byte
+	failPut func(key string) error
+	down    bool
+}
+
+func newMemRecords(t *testing.T, clock record.Clock) *memRecords {
+	v, err := record.NewValidator(record.WithClock(clock), record.WithKind(LoginRules()), record.WithKind(AccountRules()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &memRecords{v: v, m: map[string][]byte{}}
+}
+
+func (r *memRecords) Put(ctx context.Context, key string, value []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return ErrUnreachable
+	}
+	if r.failPut != nil {
+		if err := r.failPut(key); err != nil {
+			return err
+		}
+	}
+	if err := r.v.Validate(key, value); err != nil {
+		return err
+	}
+	if old, ok := r.m[key]; ok {
+		if i, _ := r.v.Select(key, [][]byte{old, value}); i == 0 && string(old) != string(value) {
+			return fmt.Errorf("older record refused")
+		}
+	}
+	r.m[key] = value
+	return nil
+}
+
+func (r *memRecords) Get(ctx context.Context, key string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return nil, ErrUnreachable
+	}
+	v, ok := r.m[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+const (
+	alice   = Username("alice")
+	goodPw  = "orbit lantern gravel mosaic"
+	otherPw = "quiet harbor ninety kettle"
+)
+
+var now = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+func testManager(t *testing.T) (*Manager, *memRecords) {
+	clock := func() time.Time { return now }
+	recs := newMemRecords(t, clock)
+	return NewManager(recs, InsecureTestKDF(), WithClock(clock)), recs
+}
+
+func TestCreateLoginSameKeys(t *testing.T) {
+	ctx := context.Background()
+	m, recs := testManager(t)
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another device: a second Manager on the same records.
+	m2 := NewManager(recs, InsecureTestKDF(), WithClock(func() time.Time { return now }))
+	b, err := m2.Login(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID() != b.ID() || a.Root != b.Root {
+		t.Fatal("login on a second device found other keys")
+	}
+	pub, err := m2.Lookup(ctx, b.ID())
+	if err != nil || pub.Created != now.Unix() {
+		t.Fatalf("account record: %+v %v", pub, err)
+	}
+	if _, err := m.Create(ctx, alice, goodPw); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v", err)
+	}
+}
+
+func TestWrongPasswordAndUnknownUserLookAlike(t *testing.T) {
+	ctx := context.Background()
+	m, _ := testManager(t)
+	if _, err := m.Create(ctx, alice, goodPw); err != nil {
+		t.Fatal(err)
+	}
+	_, e1 := m.Login(ctx, alice, otherPw)
+	_, e2 := m.Login(ctx, "bob", goodPw)
+	if !errors.Is(e1, ErrBadLogin) || !errors.Is(e2, ErrBadLogin) || e1.Error() != e2.Error() {
+		t.Fatalf("errors differ or unclear: %v / %v", e1, e2)
+	}
+}
+
+func TestPasswordChange(t *testing.T) {
+	ctx := context.Background()
+	m, recs := testManager(t)
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dataKey [32]byte
+	copy(dataKey[:], "a file's data key, thirty-two b.")
+	wrapped, err := a.Root.WrapDataKey(dataKey, []byte("manifest-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ChangePassword(ctx, alice, goodPw, "tiny"); !errors.Is(err, ErrWeakPassword) {
+		t.Fatalf("weak new password: %v", err)
+	}
+	if _, err := m.ChangePassword(ctx, alice, otherPw, otherPw+" x"); !errors.Is(err, ErrBadLogin) {
+		t.Fatalf("wrong old password: %v", err)
+	}
+	if _, err := m.ChangePassword(ctx, alice, goodPw, otherPw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrBadLogin) {
+		t.Fatalf("old password still works: %v", err)
+	}
+	b, err := m.Login(ctx, alice, otherPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Root.UnwrapDataKey(wrapped, []byte("manifest-1")); err != nil || got != dataKey {
+		t.Fatalf("data key wrapped before the change: %v", err)
+	}
+	if _, err := b.Root.UnwrapDataKey(wrapped, []byte("manifest-2")); !errors.Is(err, ErrUnwrap) {
+		t.Fatal("wrapped key opened for another manifest")
+	}
+	// The old record is a tombstone with a higher sequence number.
+	oldKey, _ := LoginKey(a.login.GetPublic())
+	rec, err := record.Verify(oldKey, recs.m[oldKey])
+	if err != nil || rec.Seq != 1 {
+		t.Fatalf("tombstone: seq %v err %v", rec, err)
+	}
+	// Changing back to the first password works (a tombstone is no obstacle).
+	if _, err := m.ChangePassword(ctx, alice, otherPw, goodPw); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := m.Login(ctx, alice, goodPw); err != nil || c.ID() != a.ID() {
+		t.Fatalf("back to first password: %v", err)
+	}
+}
+
+func TestPasswordChangeInterrupted(t *testing.T) {
+	ctx := context.Background()
+	m, recs := testManager(t)
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, _ := LoginKey(a.login.GetPublic())
+	// The network fails while the new record is stored: the old password
+	// still works, the new one does not.
+	recs.failPut = func(key string) error { return ErrUnreachable }
+	if _, err := m.ChangePassword(ctx, alice, goodPw, otherPw); err == nil {
+		t.Fatal("change succeeded without storing anything")
+	}
+	recs.failPut = nil
+	if _, err := m.Login(ctx, alice, goodPw); err != nil {
+		t.Fatalf("old password lost: %v", err)
+	}
+	// It fails while the old record is retired: both work.
+	recs.failPut = func(key string) error {
+		if key == oldKey {
+			return ErrUnreachable
+		}
+		return nil
+	}
+	if _, err := m.ChangePassword(ctx, alice, goodPw, otherPw); err == nil || !strings.Contains(err.Error(), "new password works") {
+		t.Fatalf("want partial-change error, got %v", err)
+	}
+	recs.failPut = nil
+	for _, pw := range []string{goodPw, otherPw} {
+		if _, err := m.Login(ctx, alice, pw); err != nil {
+			t.Fatalf("after interrupted change, %q: %v", pw, err)
+		}
+	}
+}
+
+func TestTamperedAndPlantedRecords(t *testing.T) {
+	ctx := context.Background()
+	m, recs := testManager(t)
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := LoginKey(a.login.GetPublic())
+	orig := recs.m[key]
+	for name, edit := range map[string]func([]byte) []byte{
+		"flipped byte": func(b []byte) []byte { c := append([]byte(nil), b...); c[len(c)/2] ^= 1; return c },
+		"truncated":    func(b []byte) []byte { return b[:len(b)-10] },
+	} {
+		recs.m[key] = edit(orig)
+		if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+	recs.m[key] = orig
+
+	// A record made with the cheap test parameters is planted where a normal
+	// client looks (possible only for someone who knows the password, but
+	// the client must still refuse weak parameters).
+	s, err := derive(alice, goodPw, VersionV1, versionParams[VersionV1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1Key, _ := LoginKey(s.login.GetPublic())
+	body, err := sealLogin(v1Key, versionInsecureTest, versionParams[versionInsecureTest], s.wrap, &keys{identity: a.Identity, root: a.Root, user: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.Record{Kind: KindLogin, Seq: 1, Expires: now.Add(time.Hour), Body: body}
+	raw, err := r.Sign(v1Key, s.login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs.m[v1Key] = raw
+	strict := NewManager(recs, WithClock(func() time.Time { return now }))
+	if _, err := strict.Login(ctx, alice, goodPw); !errors.Is(err, ErrWeakKDF) {
+		t.Fatalf("weak parameters accepted: %v", err)
+	}
+}
+
+func TestUnreachableNetwork(t *testing.T) {
+	m, recs := testManager(t)
+	recs.down = true
+	if _, err := m.Create(context.Background(), alice, goodPw); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := m.Login(context.Background(), alice, goodPw); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("login: %v", err)
+	}
+}
+
+func TestPasswordStrength(t *testing.T) {
+	for _, pw := range []string{"", "short", "password123!", "Password2026", "aaaaaaaaaaaaaaaa", "1234567890123", "qwertyuiop12", "alice-secret-1", "abcdefghijklmnop"} {
+		err := CheckPassword(alice, pw)
+		if !errors.Is(err, ErrWeakPassword) {
+			t.Errorf("%q accepted", pw)
+		} else if !strings.Contains(err.Error(), "offline") {
+			t.Errorf("%q: message does not say why: %v", pw, err)
+		}
+	}
+	for _, pw := range []string{goodPw, otherPw, "Tr0ub4dor&3-xq", "vK8#pQ2!zL9@wR"} {
+		if err := CheckPassword(alice, pw); err != nil {
+			t.Errorf("%q refused: %v", pw, err)
+		}
+	}
+}
+
+func TestNormalizeUsername(t *testing.T) {
+	composed, err := NormalizeUsername("Jos\u00e9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decomposed, err := NormalizeUsername("Jose\u0301")
+	if err != nil || composed != decomposed {
+		t.Fatalf("NFC: %q vs %q (%v)", composed, decomposed, err)
+	}
+	for _, bad := range []string{"", " alice", "alice ", "a\x00b", "\xff", strings.Repeat("x", 65)} {
+		if _, err := NormalizeUsername(bad); !errors.Is(err, ErrBadUsername) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestKDFKnownAnswer pins the version-1 derivation: the login key for a
+// fixed username and password. It runs the real 64 MiB Argon2id once.
+func TestKDFKnownAnswer(t *testing.T) {
+	s, err := derive("alice", "orbit lantern gravel mosaic", VersionV1, versionParams[VersionV1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := LoginKey(s.login.GetPublic())
+	const want = "/jf/login/12D3KooWDKQuaZJceBeTD7qL8niXELRZoyoVKWmHLQppvFtMEdgS"
+	if key != want {
+		t.Fatalf("login key %s, want %s", key, want)
+	}
+	if got := fmt.Sprintf("%x", s.wrap[:8]); got != "a4c0b8cdcabc93ef" {
+		t.Fatalf("wrap key starts %s", got)
+	}
+}
