@@ -233,8 +233,39 @@ func (cl *call) response() (*response, error) {
 	return resp, nil
 }
 
+// retryRefused runs op, and runs it again (at most three more times, after
+// growing pauses) while the holder refuses the stream for lack of
+// resources. Such a refusal happens before the request is served, so a
+// retry never repeats an operation.
+func retryRefused(ctx context.Context, op func() error) error {
+	pause := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := op()
+		var se *network.StreamError
+		if err == nil || attempt == 3 || !errors.As(err, &se) || !se.Remote || se.ErrorCode != network.StreamResourceLimitExceeded {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		pause *= 4
+	}
+}
+
 // roundTrip sends a body-less request and reads its answer header.
-func (c *Client) roundTrip(ctx context.Context, p peer.ID, req *request) (*call, *response, error) {
+func (c *Client) roundTrip(ctx context.Context, p peer.ID, req *request) (cl *call, resp *response, err error) {
+	err = retryRefused(ctx, func() error {
+		cl, resp, err = c.roundTripOnce(ctx, p, req)
+		return err
+	})
+	return cl, resp, err
+}
+
+func (c *Client) roundTripOnce(ctx context.Context, p peer.ID, req *request) (*call, *response, error) {
 	cl, err := c.open(ctx, p, req)
 	if err != nil {
 		return nil, nil, err
@@ -266,7 +297,15 @@ func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []by
 // exactly size bytes. The body is sent only once the holder has accepted
 // the request (signature, size, quota); a holder already holding the shard
 // answers without it.
-func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
+func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (rc Receipt, err error) {
+	err = retryRefused(ctx, func() error {
+		rc, err = c.putOnce(ctx, p, id, size, r, lease)
+		return err
+	})
+	return rc, err
+}
+
+func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
 	ts := c.cfg.clock()
 	sig, err := c.key.Sign(putSigned(p, id, size, lease, ts))
 	if err != nil {
@@ -310,6 +349,9 @@ func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, siz
 	return rc, nil
 }
 
+// sendBody streams exactly size bytes of r and closes the write side.
+// (Writing a whole buffered shard in one call measured slower with several
+// puts in flight than io.Copy's chunks, so bodies are always copied.)
 func sendBody(st network.Stream, r io.Reader, size int64) error {
 	n, err := io.Copy(st, io.LimitReader(r, size))
 	if err != nil {

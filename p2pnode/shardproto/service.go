@@ -158,6 +158,7 @@ type Service struct {
 	mu      sync.Mutex
 	closed  bool
 	active  int
+	peak    int // most streams served at once, for tests and metrics
 	perPeer map[peer.ID]int
 	wg      sync.WaitGroup
 }
@@ -217,6 +218,7 @@ func (s *Service) enter(p peer.ID) bool {
 		return false
 	}
 	s.active++
+	s.peak = max(s.peak, s.active)
 	s.perPeer[p]++
 	s.wg.Add(1)
 	return true
@@ -238,7 +240,7 @@ func (s *Service) leave(p peer.ID) {
 func (s *Service) handle(st network.Stream) {
 	remote := st.Conn().RemotePeer()
 	if !s.enter(remote) {
-		st.Reset()
+		st.ResetWithError(network.StreamResourceLimitExceeded)
 		return
 	}
 	defer s.leave(remote)
