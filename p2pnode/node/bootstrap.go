@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ErrNoPeersReachable is returned by Bootstrap when none of the configured
+// bootstrap addresses could be reached in time.
+var ErrNoPeersReachable = errors.New("no peers reachable")
+
+// ParseBootstrapAddrs groups full multiaddrs (each ending in /p2p/<ID>) by
+// peer. It fails on an address without a peer ID.
+func ParseBootstrapAddrs(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bootstrap addresses: %w", ErrConfig, err)
+	}
+	return infos, nil
+}
+
+// Bootstrap connects h to the bootstrap peers, all in parallel, waits until
+// at least one of them is in d's routing table and starts a routing table
+// refresh in the background. It gives up after timeout with an error
+// wrapping ErrNoPeersReachable that says how many addresses were tried when
+// no peer answered. With no bootstrap peers it only logs that this node
+// starts a new network and returns nil.
+func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger) error {
+	if len(peers) == 0 {
+		log.Info("no bootstrap peers configured: this node starts a new network and waits for others to connect")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nAddrs := 0
+	for _, p := range peers {
+		nAddrs += len(p.Addrs)
+	}
+
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		reached   int
+		connErrs  []error
+		connected []peer.ID
+	)
+	for _, p := range peers {
+		if p.ID == h.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := h.Connect(ctx, p)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				connErrs = append(connErrs, fmt.Errorf("%s: %w", p.ID, err))
+				return
+			}
+			reached++
+			connected = append(connected, p.ID)
+		}()
+	}
+	wg.Wait()
+	if reached == 0 {
+		return fmt.Errorf("node: bootstrap: %w: tried %d bootstrap addresses of %d peers within %v: %w",
+			ErrNoPeersReachable, nAddrs, len(peers), timeout, errors.Join(connErrs...))
+	}
+	log.Info("connected to bootstrap peers", "reached", reached, "tried", len(peers))
+
+	// Connected peers enter the routing table once identify confirms they
+	// speak the DHT protocol; a refresh before that would find nobody.
+	if err := waitRoutingTable(ctx, d, 1); err != nil {
+		return fmt.Errorf("node: bootstrap: connected to %d peers but none joined the routing table: %w", reached, err)
+	}
+	// The refresh runs in the DHT's own goroutine; waiting for it would tie
+	// Bootstrap to the slowest dial of every lookup (an unreachable peer
+	// costs a full dial timeout) for no gain: the node is usable as soon
+	// as it has routing table entries.
+	_ = d.RefreshRoutingTable()
+	log.Info("bootstrapped", "routing_table", d.RoutingTable().Size())
+	return nil
+}
+
+// waitRoutingTable polls until d's routing table holds at least n peers.
+func waitRoutingTable(ctx context.Context, d *dht.IpfsDHT, n int) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for d.RoutingTable().Size() < n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// HostConfig is what NewHost needs.
+type HostConfig struct {
+	ListenAddrs []ma.Multiaddr
+	// ConnLow and ConnHigh are the connection manager's watermarks.
+	ConnLow, ConnHigh int
+	// Gater may refuse connections; nil allows all.
+	Gater connmgr.ConnectionGater
+	// Limits replaces the scaled default resource limits; nil keeps them.
+	Limits *rcmgr.ConcreteLimitConfig
+}
+
+// NewHost starts a libp2p host with identity priv listening on
+// cfg.ListenAddrs over TCP and QUIC, securing connections with Noise or
+// TLS, multiplexing with yamux, with the resource manager on (libp2p's
+// default limits scaled to this machine, plus libp2p's own service limits)
+// and a connection manager. The caller owns the host and must Close it.
+func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
+	var limits rcmgr.ConcreteLimitConfig
+	if cfg.Limits != nil {
+		limits = *cfg.Limits
+	} else {
+		scaling := rcmgr.DefaultLimits
+		libp2p.SetDefaultServiceLimits(&scaling)
+		limits = scaling.AutoScale()
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
+	if err != nil {
+		return nil, fmt.Errorf("node: resource manager: %w", err)
+	}
+	cm, err := cmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("node: connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(priv),
+		libp2p.ListenAddrs(cfg.ListenAddrs...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		// Metrics would register per-host collectors in the process-wide
+		// Prometheus registry; a testnet runs many hosts in one process.
+		libp2p.DisableMetrics(),
+	}
+	if cfg.Gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		// libp2p.New closes what it built on failure except the managers
+		// handed to it.
+		cm.Close()
+		rm.Close()
+		return nil, fmt.Errorf("node: start host: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,310 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// Datastore prefixes inside the node's database.
+const (
+	dhtPrefix       = "/dht"
+	highWaterPrefix = "/hwm"
+)
+
+// ErrClosed is returned by operations on a closed Node.
+var ErrClosed = errors.New("node: closed")
+
+// Node is one running Jellyfish network node: host, DHT, record store and
+// republisher. Create it with New and release it with Close.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	priv      crypto.PrivKey
+	store     *pebbleds.Datastore
+	validator *record.Validator
+	highWater *record.DatastoreHighWater
+	host      host.Host
+	dht       *dht.IpfsDHT
+	repub     *Republisher
+	bootstrap []peer.AddrInfo
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	attached []io.Closer
+}
+
+// New starts a node from cfg: it loads or creates the identity in
+// cfg.DataDir, opens the record database, starts the host and the DHT and
+// the republisher loop. It does not contact bootstrap peers; call Bootstrap.
+// If New fails, everything it started has been stopped. ctx bounds
+// construction only; the node lives until Close.
+func New(ctx context.Context, cfg Config) (n *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	boot, err := ParseBootstrapAddrs(cfg.BootstrapPeers)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: create data dir: %w", err)
+	}
+
+	// undo runs the teardown of everything built so far if New fails.
+	var undo []func() error
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				err = errors.Join(err, undo[i]())
+			}
+		}
+	}()
+
+	priv, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile))
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenDatastore(filepath.Join(cfg.DataDir, DatastoreDir))
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, store.Close)
+
+	highWater := record.NewDatastoreHighWater(store, highWaterPrefix)
+	vopts := []record.Option{record.WithClock(cfg.Clock), record.WithHighWater(highWater)}
+	for _, k := range cfg.RecordKinds {
+		vopts = append(vopts, record.WithKind(k))
+	}
+	validator, err := record.NewValidator(vopts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+
+	h, err := NewHost(priv, HostConfig{
+		ListenAddrs: cfg.ListenAddrs,
+		ConnLow:     cfg.ConnLow,
+		ConnHigh:    cfg.ConnHigh,
+		Gater:       cfg.ConnectionGater,
+		Limits:      cfg.ResourceLimits,
+	})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, h.Close)
+
+	dhtStore := namespace.Wrap(store, ds.NewKey(dhtPrefix))
+	d, err := NewDHT(h, DHTConfig{
+		Mode:           cfg.Mode,
+		Validator:      validator,
+		Store:          dhtStore,
+		MaxRecordAge:   cfg.MaxRecordAge,
+		BootstrapPeers: boot,
+		Extra:          cfg.DHTOptions,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	n = &Node{
+		cfg:       cfg,
+		log:       cfg.Logger.With("peer", h.ID().String()),
+		priv:      priv,
+		store:     store,
+		validator: validator,
+		highWater: highWater,
+		host:      h,
+		dht:       d,
+		repub:     NewRepublisher(d, dhtStore, validator, cfg.RepublishInterval, cfg.Logger),
+		bootstrap: boot,
+		cancel:    cancel,
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.repub.Run(runCtx)
+	}()
+	n.log.Info("node started", "mode", cfg.Mode, "addrs", h.Addrs(), "datadir", cfg.DataDir)
+	return n, nil
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Host returns the libp2p host, for services the caller attaches.
+func (n *Node) Host() host.Host { return n.host }
+
+// DHT returns the Kademlia DHT.
+func (n *Node) DHT() *dht.IpfsDHT { return n.dht }
+
+// Validator returns the record validator the DHT uses.
+func (n *Node) Validator() *record.Validator { return n.validator }
+
+// PrivateKey returns the node's identity key, for services that sign as
+// the node (receipts, node records).
+func (n *Node) PrivateKey() crypto.PrivKey { return n.priv }
+
+// Republisher returns the node's republisher.
+func (n *Node) Republisher() *Republisher { return n.repub }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// Addrs returns the node's listen addresses with /p2p/<ID> appended, ready
+// to be used as bootstrap addresses by others.
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Bootstrap connects to the configured bootstrap peers and fills the
+// routing table, within Config.BootstrapTimeout. See the package-level
+// Bootstrap for the errors.
+func (n *Node) Bootstrap(ctx context.Context) error {
+	return Bootstrap(ctx, n.host, n.dht, n.bootstrap, n.cfg.BootstrapTimeout, n.log)
+}
+
+// Attach hands c to the node to be closed by Close, before the DHT and the
+// host, in reverse order of attachment. Attaching to a closed node closes c
+// at once and returns ErrClosed.
+func (n *Node) Attach(c io.Closer) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return errors.Join(ErrClosed, c.Close())
+	}
+	n.attached = append(n.attached, c)
+	n.mu.Unlock()
+	return nil
+}
+
+// PutRecord validates value, stores it in the DHT and remembers it as owned
+// by this node so the republisher keeps re-putting it until it expires.
+func (n *Node) PutRecord(ctx context.Context, key string, value []byte) error {
+	if _, err := n.validator.Check(key, value); err != nil {
+		return fmt.Errorf("node: put %q: %w", key, err)
+	}
+	n.repub.Own(key, value)
+	if err := n.dht.PutValue(ctx, key, value); err != nil {
+		return fmt.Errorf("node: put %q: %w", key, err)
+	}
+	return nil
+}
+
+// PutRecordConfirmed is PutRecord followed by remote confirmation; see the
+// package-level PutRecordConfirmed. It returns the number of remote peers
+// that confirmed.
+func (n *Node) PutRecordConfirmed(ctx context.Context, key string, value []byte, minRemote int) (int, error) {
+	if _, err := n.validator.Check(key, value); err != nil {
+		return 0, fmt.Errorf("node: put %q: %w", key, err)
+	}
+	n.repub.Own(key, value)
+	return PutRecordConfirmed(ctx, n.dht, n.validator, key, value, minRemote)
+}
+
+// GetRecord fetches the best record for key from the DHT and returns it
+// decoded and validated, with its encoding.
+func (n *Node) GetRecord(ctx context.Context, key string) (*record.Record, []byte, error) {
+	value, err := n.dht.GetValue(ctx, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: get %q: %w", key, err)
+	}
+	r, err := n.validator.Check(key, value)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: get %q: %w", key, err)
+	}
+	return r, value, nil
+}
+
+// NodeRecordLifetime is how long a node record published by
+// PublishNodeRecord stays valid without being re-signed.
+const NodeRecordLifetime = 30 * 24 * time.Hour
+
+// PublishNodeRecord signs this node's record with info and puts it. The
+// sequence number is the current time in milliseconds, or one more than
+// the highest seen if that is larger, so a new record always wins.
+func (n *Node) PublishNodeRecord(ctx context.Context, info record.NodeInfo) ([]byte, error) {
+	body, err := info.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	key := record.NodeKey(n.ID())
+	now := n.validator.Now()
+	seq := uint64(now.UnixMilli())
+	seen, err := n.highWater.Seen(key)
+	if err != nil {
+		return nil, fmt.Errorf("node: publish node record: %w", err)
+	}
+	if seen >= seq {
+		seq = seen + 1
+	}
+	rec := record.Record{Kind: record.KindNode, Seq: seq, Expires: now.Add(NodeRecordLifetime), Body: body}
+	value, err := rec.Sign(key, n.priv)
+	if err != nil {
+		return nil, err
+	}
+	return value, n.PutRecord(ctx, key, value)
+}
+
+// Close stops the republisher, closes attached services, the DHT, the host
+// and the record database, in that order, and returns every error joined.
+// It is safe to call more than once; later calls return nil.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	attached := n.attached
+	n.attached = nil
+	n.mu.Unlock()
+
+	n.cancel()
+	n.wg.Wait()
+	var errs []error
+	for i := len(attached) - 1; i >= 0; i-- {
+		if err := attached[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close attached service: %w", err))
+		}
+	}
+	if err := n.dht.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: close DHT: %w", err))
+	}
+	if err := n.host.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: close host: %w", err))
+	}
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: close datastore: %w", err))
+	}
+	n.log.Info("node closed")
+	return errors.Join(errs...)
+}

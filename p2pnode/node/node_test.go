@@ -1,0 +1,289 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
+)
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func loopback() []ma.Multiaddr {
+	return []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestIdentityCreatedOnceAndPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), node.IdentityFile)
+	k1, err := node.LoadOrCreateIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity mode %v, want 0600", st.Mode().Perm())
+	}
+	if k1.Type() != crypto.Ed25519 {
+		t.Fatalf("key type %v", k1.Type())
+	}
+	k2, err := node.LoadOrCreateIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equals(k2) {
+		t.Fatal("second load returned a different key")
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.LoadOrCreateIdentity(path); err == nil {
+		t.Fatal("world-readable identity accepted")
+	}
+}
+
+func TestNodeKeepsIdentityAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testCtx(t, 30*time.Second)
+	n1, err := node.New(ctx, node.Config{DataDir: dir, ListenAddrs: loopback()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := n1.ID()
+	if err := n1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	n2, err := node.New(ctx, node.Config{DataDir: dir, ListenAddrs: loopback()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if n2.ID() != id {
+		t.Fatalf("restarted with %s, want %s", n2.ID(), id)
+	}
+}
+
+// TestNewFailureLeavesNothingRunning starts a node on a port that is
+// taken: New must fail and release the database, so a second New on the
+// same data directory succeeds.
+func TestNewFailureLeavesNothingRunning(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	// A plain listener (no SO_REUSEPORT) makes the port unusable for libp2p.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken, err := manet.FromNetAddr(l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	if _, err := node.New(ctx, node.Config{DataDir: dir, ListenAddrs: []ma.Multiaddr{taken}}); err == nil {
+		t.Fatal("New on a taken port succeeded")
+	}
+	n, err := node.New(ctx, node.Config{DataDir: dir, ListenAddrs: loopback()})
+	if err != nil {
+		t.Fatalf("New after a failed New: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := node.New(ctx, node.Config{}); !errors.Is(err, node.ErrConfig) {
+		t.Fatalf("empty config: %v", err)
+	}
+	bad := node.Config{DataDir: t.TempDir(), BootstrapPeers: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")}}
+	if _, err := node.New(ctx, bad); !errors.Is(err, node.ErrConfig) {
+		t.Fatalf("bootstrap address without peer ID: %v", err)
+	}
+}
+
+func TestThreeNodesBootstrap(t *testing.T) {
+	nw := testnet.New(t, 3, testnet.Options{})
+	for i := range 3 {
+		n := nw.Node(i)
+		if got := n.DHT().RoutingTable().Size(); got != 2 {
+			t.Errorf("node %d routing table has %d peers, want 2", i, got)
+		}
+		for j := range 3 {
+			if i != j && n.DHT().RoutingTable().Find(nw.ID(j)) == "" {
+				t.Errorf("node %d does not know node %d", i, j)
+			}
+		}
+		for _, p := range n.Host().Mux().Protocols() {
+			if strings.HasPrefix(string(p), "/ipfs/kad") {
+				t.Errorf("node %d speaks the public DHT protocol %s", i, p)
+			}
+		}
+	}
+}
+
+func TestBootstrapUnreachableFailsClearly(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	// A node that existed and is gone: its addresses refuse connections.
+	gone, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ListenAddrs: loopback()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := gone.Addrs()
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	const timeout = 2 * time.Second
+	n, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ListenAddrs: loopback(), BootstrapPeers: addrs, BootstrapTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	start := time.Now()
+	err = n.Bootstrap(ctx)
+	took := time.Since(start)
+	if !errors.Is(err, node.ErrNoPeersReachable) {
+		t.Fatalf("Bootstrap = %v, want ErrNoPeersReachable", err)
+	}
+	if want := "tried 2 bootstrap addresses"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err, want)
+	}
+	if took > timeout+time.Second {
+		t.Fatalf("Bootstrap took %v, timeout %v", took, timeout)
+	}
+}
+
+func TestFirstNodeSaysSo(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	var logs syncBuffer
+	n, err := node.New(ctx, node.Config{
+		DataDir:     t.TempDir(),
+		ListenAddrs: loopback(),
+		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Bootstrap(ctx); err != nil {
+		t.Fatalf("first node Bootstrap: %v", err)
+	}
+	if !strings.Contains(logs.String(), "no bootstrap peers configured") {
+		t.Fatalf("log does not mention the missing bootstrap peers:\n%s", logs.String())
+	}
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+func TestAttachedServicesCloseWithNode(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	n, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ListenAddrs: loopback()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []int
+	boom := errors.New("boom")
+	_ = n.Attach(closerFunc(func() error { order = append(order, 1); return nil }))
+	_ = n.Attach(closerFunc(func() error { order = append(order, 2); return boom }))
+	if err := n.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close = %v, want the attached error joined", err)
+	}
+	if len(order) != 2 || order[0] != 2 || order[1] != 1 {
+		t.Fatalf("close order %v, want [2 1]", order)
+	}
+	closed := false
+	if err := n.Attach(closerFunc(func() error { closed = true; return nil })); !errors.Is(err, node.ErrClosed) || !closed {
+		t.Fatalf("Attach after Close = %v, closed=%v", err, closed)
+	}
+}
+
+func TestPutRecordConfirmed(t *testing.T) {
+	nw := testnet.New(t, 4, testnet.Options{})
+	ctx := testCtx(t, 30*time.Second)
+	n0 := nw.Node(0)
+	key := record.NodeKey(n0.ID())
+	value := signNode(t, n0.PrivateKey(), 1, time.Now().Add(time.Hour))
+
+	got, err := n0.PutRecordConfirmed(ctx, key, value, 3)
+	if err != nil {
+		t.Fatalf("PutRecordConfirmed: %v", err)
+	}
+	if got != 3 {
+		t.Fatalf("confirmed by %d remote peers, want 3", got)
+	}
+	if _, err := n0.PutRecordConfirmed(ctx, key, value, 4); !errors.Is(err, node.ErrNotConfirmed) {
+		t.Fatalf("4 of 3 remote peers: %v", err)
+	}
+
+	// Cut node 0 off: its local put succeeds, but nobody confirms.
+	nw.Partition([]int{0}, []int{1, 2, 3})
+	v2 := signNode(t, n0.PrivateKey(), 2, time.Now().Add(time.Hour))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err = n0.PutRecordConfirmed(pctx, key, v2, 1)
+	if err == nil || got != 0 {
+		t.Fatalf("partitioned put confirmed by %d: %v", got, err)
+	}
+}
+
+func signNode(t testing.TB, priv crypto.PrivKey, seq uint64, expires time.Time) []byte {
+	t.Helper()
+	id, err := peerID(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := record.NodeInfo{Owner: []byte("owner"), Tier: 2}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.Record{Kind: record.KindNode, Seq: seq, Expires: expires, Body: body}
+	v, err := r.Sign(record.NodeKey(id), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
