@@ -46,6 +46,10 @@ func signedNode(t *testing.T, n *node.Node, seq uint64, expires time.Time) (stri
 	return key, v
 }
 
+func nodeInfo() record.NodeInfo { return record.NodeInfo{Owner: []byte("owner"), Tier: 4} }
+
+func recordKey(n *node.Node) string { return record.NodeKey(n.ID()) }
+
 // rawGet asks peer p directly, bypassing from's local store and lookups.
 func rawGet(ctx context.Context, t *testing.T, from *node.Node, p peer.ID, key string) []byte {
 	t.Helper()
