@@ -1,7 +1,9 @@
 package shardproto
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"runtime"
@@ -202,5 +204,63 @@ func BenchmarkRawStream(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) { worker(pb.Next) })
 			})
 		}
+	}
+}
+
+// TestTransports runs a put, a whole get, a range get and an integrity
+// refusal over every benchmarked transport (QUIC closes streams
+// differently from yamux).
+func TestTransports(t *testing.T) {
+	for _, tr := range benchTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			mk := func() host.Host {
+				h, err := libp2p.New(tr.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { h.Close() })
+				return h
+			}
+			holder, ch := mk(), mk()
+			connect(t, ch, holder)
+			disk, err := shardstore.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer disk.Close()
+			svc, err := NewService(holder, disk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			c, err := NewClient(ch, ed25519Key(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t)
+			for i := 0; i < 20; i++ {
+				data, id := shard(uint64(300+i), 300_000)
+				if _, err := c.Put(ctx, holder.ID(), id, data, time.Now().Add(time.Hour)); err != nil {
+					t.Fatalf("put %d: %v", i, err)
+				}
+				r, _, err := c.Get(ctx, holder.ID(), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(r)
+				r.Close()
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("get %d: %v", i, err)
+				}
+				if b, err := c.GetRange(ctx, holder.ID(), id, 1000, 50_000); err != nil || !bytes.Equal(b, data[1000:51_000]) {
+					t.Fatalf("range %d: %v", i, err)
+				}
+				bad := bytes.Clone(data)
+				bad[7] ^= 1
+				if _, err := c.Put(ctx, holder.ID(), codec.IDOf([]byte{byte(i)}), bad, time.Now().Add(time.Hour)); !errors.Is(err, ErrIntegrity) {
+					t.Fatalf("mismatching put %d: %v", i, err)
+				}
+			}
+		})
 	}
 }

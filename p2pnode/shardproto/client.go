@@ -270,10 +270,9 @@ func (c *Client) roundTripOnce(ctx context.Context, p peer.ID, req *request) (*c
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := cl.st.CloseWrite(); err != nil {
-		cl.finish(err)
-		return nil, nil, err
-	}
+	// A holder that answered and closed already may have stopped the
+	// write side; the answer below tells whether anything went wrong.
+	cl.st.CloseWrite()
 	resp, err := cl.response()
 	if err != nil {
 		var re *RemoteError
@@ -360,6 +359,7 @@ func sendBody(st network.Stream, r io.Reader, size int64) error {
 	if n != size {
 		return fmt.Errorf("send body: source gave %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 	}
+	// The holder waits for this end of the body before it answers.
 	return st.CloseWrite()
 }
 

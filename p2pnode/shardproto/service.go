@@ -418,10 +418,19 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request)
 	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(req.size))); err != nil {
 		return err
 	}
-	body := &continueReader{st: st, r: io.LimitReader(st, req.size), typ: req.typ}
+	lr := &io.LimitedReader{R: st, N: req.size}
+	body := &continueReader{st: st, r: lr, typ: req.typ}
 	err = s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
 	if body.netErr != nil {
 		return body.netErr
+	}
+	if body.sent && lr.N == 0 {
+		// The body must end exactly at size: wait for the client's end of
+		// stream, so closing our side never cuts its write short.
+		var extra [1]byte
+		if n, rerr := st.Read(extra[:]); n != 0 || rerr != io.EOF {
+			return fmt.Errorf("body longer than %d bytes or not ended: %v", req.size, rerr)
+		}
 	}
 	if err != nil {
 		return fail(st, req.typ, err)
