@@ -342,20 +342,4 @@ func (m *Manager) Lookup(ctx context.Context, id peer.ID) (*Public, error) {
 	return &p, nil
 }
 
-// verifyOwned checks a record's signature over key and that the key names
-// its signer, as the network's validators do; a client checks again rather
-// than trust whichever peer answered.
-func verifyOwned(key string, raw []byte) (*record.Record, error) {
-	rec, err := record.Verify(key, raw)
-	if err != nil {
-		return nil, err
-	}
-	pk, err := record.ParseKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := signerOwnsKey(pk.Rest, rec.Signer); err != nil {
-		return nil, err
-	}
-	return rec, nil
-}
+func verifyOwned(key string, raw []byte) (*record.Record, error) { return VerifyOwned(key, raw) }
