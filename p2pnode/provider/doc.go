@@ -1,0 +1,18 @@
+// Package provider composes a Jellyfish provider node: what `jellyfish node`
+// runs on top of a p2pnode/node.Node.
+//
+// Attach adds three things to a running node and hands itself to the node,
+// so node.Close closes it: a shardstore.Disk in <datadir>/shards with the
+// offered quota tier, the shard protocol service (shardproto) serving that
+// store on the node's host, and a loop that signs and publishes the node
+// record (owner account, tier, addresses) at start and again well inside
+// the record's expiry. Nothing else lives here: the DHT, the republisher
+// and the host belong to the node, the protocol to shardproto.
+//
+// RecordKinds lists every record kind a Jellyfish validator must know
+// besides the node kind; NodeConfig fills it in, and the client package
+// does the same, so login and account records are accepted network-wide.
+//
+// Fleet, TestnetOptions and StartTestnet start in-process networks of full
+// providers for tests and for `jellyfish testnet`.
+package provider

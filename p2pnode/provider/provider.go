@@ -1,0 +1,257 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// ShardsDir is the folder of the shard store inside a node's data dir.
+const ShardsDir = "shards"
+
+// Defaults of the node record loop.
+const (
+	// DefaultPublishInterval is how often the node record is re-signed
+	// and re-put: far inside node.NodeRecordLifetime (30 days), so a node
+	// that stays up never lets its record expire, and often enough that a
+	// changed address spreads within a day.
+	DefaultPublishInterval = 12 * time.Hour
+	// DefaultPublishRetry is the first delay after a failed publish (for
+	// example the first node of a network, which has nobody to put to);
+	// it doubles up to DefaultPublishInterval.
+	DefaultPublishRetry = 500 * time.Millisecond
+	// publishTimeout bounds one publish attempt.
+	publishTimeout = time.Minute
+)
+
+// RecordKinds returns the rules of every Jellyfish record kind a validator
+// must know besides the node kind, which record.NewValidator always
+// registers: login, account and head records. Every node of the network, server
+// or client, must register them (node.Config.RecordKinds) or it refuses
+// and never stores or serves accounts.
+func RecordKinds() []record.KindRules {
+	return []record.KindRules{account.LoginRules(), account.AccountRules(), account.HeadRules()}
+}
+
+// NodeConfig returns cfg with RecordKinds filled in when it is empty: the
+// node.Config every Jellyfish node should start with.
+func NodeConfig(cfg node.Config) node.Config {
+	if len(cfg.RecordKinds) == 0 {
+		cfg.RecordKinds = RecordKinds()
+	}
+	return cfg
+}
+
+// Config is what Attach needs. DataDir is required.
+type Config struct {
+	// DataDir is the node's data dir; the store lives in DataDir/shards.
+	DataDir string
+	// Tier is the offered space: 2^Tier GiB, in [0, shardstore.MaxTier].
+	Tier int
+	// QuotaBytes, if positive, replaces the tier's quota by an exact
+	// byte count (tests); the node record then still names Tier.
+	QuotaBytes int64
+	// Owner is the owning account's ID (its identity peer ID bytes), or
+	// nil for a node not linked to an account.
+	Owner []byte
+	// PublishInterval is the period of node record re-publication; zero
+	// means DefaultPublishInterval. It must stay below
+	// node.NodeRecordLifetime.
+	PublishInterval time.Duration
+	// Clock is the store's and the service's time source; nil is time.Now.
+	Clock shardstore.Clock
+	// StoreOptions and ServiceOptions are appended to the provider's own.
+	StoreOptions   []shardstore.Option
+	ServiceOptions []shardproto.Option
+	// Logger defaults to the node's logger.
+	Logger *slog.Logger
+}
+
+// Provider is the provider side of a node: its shard store, the shard
+// protocol service and the node record loop. Attach creates it; Close (or
+// closing the node) stops it.
+type Provider struct {
+	n     *node.Node
+	cfg   Config
+	log   *slog.Logger
+	store *shardstore.Disk
+	svc   *shardproto.Service
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	published chan struct{} // closed after the first successful publish
+
+	mu         sync.Mutex
+	closed     bool
+	lastPub    time.Time
+	published1 bool
+}
+
+// Attach opens the shard store, registers the shard protocol on n's host,
+// starts the node record loop (its first publish is attempted at once, in
+// the background, and retried until it succeeds) and attaches the
+// provider to n so n.Close closes it. If Attach fails nothing it started is
+// left running. ctx bounds Attach itself, not the provider's life.
+func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("provider: DataDir is empty")
+	}
+	if cfg.Tier < 0 || cfg.Tier > shardstore.MaxTier || cfg.Tier > record.MaxTier {
+		return nil, fmt.Errorf("provider: tier %d outside [0, %d]", cfg.Tier, shardstore.MaxTier)
+	}
+	if len(cfg.Owner) > record.MaxOwnerSize {
+		return nil, fmt.Errorf("provider: owner of %d bytes exceeds %d", len(cfg.Owner), record.MaxOwnerSize)
+	}
+	if cfg.PublishInterval == 0 {
+		cfg.PublishInterval = DefaultPublishInterval
+	}
+	if cfg.PublishInterval < 0 || cfg.PublishInterval >= node.NodeRecordLifetime {
+		return nil, fmt.Errorf("provider: publish interval %v not inside the node record lifetime %v", cfg.PublishInterval, node.NodeRecordLifetime)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = n.Logger()
+	}
+	sopts := []shardstore.Option{}
+	if cfg.QuotaBytes > 0 {
+		sopts = append(sopts, shardstore.WithQuotaBytes(cfg.QuotaBytes))
+	} else {
+		sopts = append(sopts, shardstore.WithTier(cfg.Tier))
+	}
+	vopts := []shardproto.Option{}
+	if cfg.Clock != nil {
+		sopts = append(sopts, shardstore.WithClock(cfg.Clock))
+		vopts = append(vopts, shardproto.WithClock(cfg.Clock))
+	}
+	sopts = append(sopts, cfg.StoreOptions...)
+	vopts = append(vopts, cfg.ServiceOptions...)
+
+	store, err := shardstore.New(filepath.Join(cfg.DataDir, ShardsDir), sopts...)
+	if err != nil {
+		return nil, fmt.Errorf("provider: %w", err)
+	}
+	svc, err := shardproto.NewService(n.Host(), store, vopts...)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("provider: %w", err), store.Close())
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p := &Provider{
+		n: n, cfg: cfg, log: cfg.Logger, store: store, svc: svc,
+		cancel: cancel, published: make(chan struct{}),
+	}
+	if err := n.Attach(p); err != nil {
+		// Attach closed p already (the node is closed).
+		return nil, fmt.Errorf("provider: %w", err)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.run(runCtx)
+	}()
+	p.log.Info("provider started", "tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0)
+	return p, nil
+}
+
+// Node returns the node the provider is attached to.
+func (p *Provider) Node() *node.Node { return p.n }
+
+// Store returns the provider's shard store.
+func (p *Provider) Store() *shardstore.Disk { return p.store }
+
+// Service returns the shard protocol service.
+func (p *Provider) Service() *shardproto.Service { return p.svc }
+
+// Info returns the node record body the provider publishes: owner, tier
+// and the node's current public addresses (loopback ones included, so
+// in-process networks work).
+func (p *Provider) Info() record.NodeInfo {
+	addrs := p.n.Host().Addrs()
+	out := make([]ma.Multiaddr, 0, min(len(addrs), record.MaxNodeAddrs))
+	// Routable addresses first, so the cap drops the least useful ones.
+	for _, pass := range []bool{false, true} {
+		for _, a := range addrs {
+			if manet.IsIPLoopback(a) == pass && len(out) < record.MaxNodeAddrs {
+				out = append(out, a)
+			}
+		}
+	}
+	return record.NodeInfo{Owner: p.cfg.Owner, Tier: uint8(p.cfg.Tier), Addrs: out}
+}
+
+// Publish signs and puts the node record now. The loop calls it; tests and
+// commands call it to publish at a moment of their choosing (for example
+// once a whole test network is up).
+func (p *Provider) Publish(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := p.n.PublishNodeRecord(ctx, p.Info()); err != nil {
+		return fmt.Errorf("provider: publish node record: %w", err)
+	}
+	p.mu.Lock()
+	if !p.published1 {
+		p.published1 = true
+		close(p.published)
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Published is closed once the node record has been published at least
+// once.
+func (p *Provider) Published() <-chan struct{} { return p.published }
+
+// run publishes the node record at once and every PublishInterval after
+// a success, retrying failures with a doubling delay.
+func (p *Provider) run(ctx context.Context) {
+	retry := DefaultPublishRetry
+	for {
+		wait := p.cfg.PublishInterval
+		if err := p.Publish(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Debug("node record not published yet, will retry", "in", retry, "err", err)
+			wait = retry
+			retry = min(2*retry, p.cfg.PublishInterval)
+		} else {
+			retry = DefaultPublishRetry
+			p.log.Debug("node record published", "next_in", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the record loop, the shard protocol service and the store,
+// in that order. It is safe to call more than once; node.Close calls it.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	return errors.Join(p.svc.Close(), p.store.Close())
+}
