@@ -11,7 +11,7 @@
 //
 // RecordKinds lists every record kind a Jellyfish validator must know
 // besides the node kind; NodeConfig fills it in, and the client package
-// does the same, so login and account records are accepted network-wide.
+// does the same, so login, account and head records are accepted network-wide.
 //
 // Fleet, TestnetOptions and StartTestnet start in-process networks of full
 // providers for tests and for `jellyfish testnet`.

@@ -169,10 +169,14 @@ func TestRecordKindsDefault(t *testing.T) {
 	for _, k := range cfg.RecordKinds {
 		names[k.Name] = true
 	}
-	if !names["login"] || !names["account"] {
+	if !names["login"] || !names["account"] || !names["head"] {
 		t.Fatalf("default record kinds %v", names)
 	}
-	if _, err := record.NewValidator(record.WithKind(cfg.RecordKinds[0]), record.WithKind(cfg.RecordKinds[1])); err != nil {
+	var opts []record.Option
+	for _, k := range cfg.RecordKinds {
+		opts = append(opts, record.WithKind(k))
+	}
+	if _, err := record.NewValidator(opts...); err != nil {
 		t.Fatal(err)
 	}
 }
