@@ -8,6 +8,7 @@ import (
 	_ "github.com/rclone/rclone/backend/local"
 	_ "github.com/rclone/rclone/cmd/all"
 
+	_ "github.com/jellyfish-p2p/jellyfish/backend/jellyfish"
 	"github.com/jellyfish-p2p/jellyfish/cmd/jellyfish/internal/jfcmd"
 )
 

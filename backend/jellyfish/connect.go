@@ -1,0 +1,94 @@
+package jellyfish
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+)
+
+// parseBootstrap splits the bootstrap option (spaces, commas or newlines).
+func parseBootstrap(s string) ([]ma.Multiaddr, error) {
+	var out []ma.Multiaddr
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '\n' || r == '\t' }) {
+		a, err := ma.NewMultiaddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("jellyfish: bootstrap address %q: %w", f, err)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("jellyfish: no bootstrap addresses configured")
+	}
+	return out, nil
+}
+
+// clientNet is the network of a process: one client-mode node.
+type clientNet struct {
+	c *client.Client
+
+	mu        sync.Mutex
+	providers []peer.ID
+	fetched   time.Time
+}
+
+// providerTTL is how long a provider list is reused before it is looked up
+// again; lookups read every provider's node record.
+const providerTTL = time.Minute
+
+func connect(ctx context.Context, opt *Options, slotDir string) (network, error) {
+	boot, err := parseBootstrap(opt.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(ctx, client.Config{
+		DataDir:   filepath.Join(slotDir, "node"),
+		Bootstrap: boot,
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jellyfish: join the network: %w", err)
+	}
+	return &clientNet{c: c}, nil
+}
+
+func (n *clientNet) Shards(owner crypto.PrivKey) (shardIO, error) { return n.c.Shards(owner) }
+
+func (n *clientNet) Records() account.Records { return n.c.Records() }
+
+func (n *clientNet) Peers() int { return len(n.c.Node().Host().Network().Peers()) }
+
+func (n *clientNet) Close() error { return n.c.Close() }
+
+func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.providers != nil && time.Since(n.fetched) < providerTTL {
+		return n.providers, nil
+	}
+	infos, err := n.c.Providers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]peer.ID, 0, len(infos))
+	for _, p := range infos {
+		ids = append(ids, p.ID)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: no provider node found among %d peers", ErrTooFewNodes, n.Peers())
+	}
+	fs.Debugf(nil, "jellyfish: %d provider nodes", len(ids))
+	n.providers, n.fetched = ids, time.Now()
+	return ids, nil
+}

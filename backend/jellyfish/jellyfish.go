@@ -1,0 +1,702 @@
+// Package jellyfish is the rclone backend of the Jellyfish peer-to-peer
+// storage network: files are compressed, encrypted and erasure-coded into
+// shards held by provider nodes; the namespace is a per-device log of
+// encrypted batches pointed at by signed head records in the DHT.
+package jellyfish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/rclone/rclone/backend/overview"
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/config"
+	"github.com/rclone/rclone/fs/config/configmap"
+	"github.com/rclone/rclone/fs/config/configstruct"
+	"github.com/rclone/rclone/fs/config/obscure"
+	"github.com/rclone/rclone/fs/fserrors"
+	"github.com/rclone/rclone/fs/hash"
+	"github.com/zeebo/blake3"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+)
+
+func init() {
+	fs.Register(&fs.RegInfo{
+		Name:        "jellyfish",
+		Description: "Jellyfish peer-to-peer storage network",
+		NewFs:       NewFs,
+		Overview: &overview.BackendConfig{
+			Backend: "jellyfish", Name: "Jellyfish", Tier: "Tier 3",
+			Maintainers: "Jellyfish developers", Docs: "docs/backend.md",
+			DataIntegrity: "Every shard verified by its BLAKE3 tree hash; content hash BLAKE3",
+			Security:      "AES-256-GCM per file, keys wrapped by the account's root key",
+			Remote:        "jellyfish", Hashes: []string{"blake3"}, Precision: 1,
+			Features: []string{"Copy", "Move", "DirMove", "Purge", "ListR", "PutStream", "About", "CleanUp", "Shutdown", "CanHaveEmptyDirectories"},
+		},
+		CommandHelp: commandHelp,
+		Options: []fs.Option{{
+			Name:      "username",
+			Help:      "Jellyfish account name.\n\nCreate an account with `jellyfish account create`.",
+			Required:  true,
+			Sensitive: true,
+		}, {
+			Name:       "password",
+			Help:       "Jellyfish account password.",
+			IsPassword: true,
+			Required:   true,
+		}, {
+			Name:     "bootstrap",
+			Help:     "Multiaddresses of network peers to join through, separated by spaces.\n\nE.g. the lines of the bootstrap.txt written by `jellyfish testnet`.",
+			Required: true,
+		}, {
+			Name:     "data_shards",
+			Help:     "Data shards per segment (k): any k shards rebuild a segment.",
+			Default:  10,
+			Advanced: true,
+		}, {
+			Name:     "parity_shards",
+			Help:     "Parity shards per segment (m): up to m shards may be lost.",
+			Default:  20,
+			Advanced: true,
+		}, {
+			Name:     "success_shards",
+			Help:     "Shards per segment that must be stored for an upload to succeed.\n\n0 means k plus half of m.",
+			Default:  0,
+			Advanced: true,
+		}, {
+			Name:     "segment_size",
+			Help:     "Plaintext bytes per segment.",
+			Default:  fs.SizeSuffix(codec.DefaultSegmentSize),
+			Advanced: true,
+		}, {
+			Name:     "compression",
+			Help:     "Compression of segments before encryption: zstd, gzip or none.",
+			Default:  "zstd",
+			Advanced: true,
+		}, {
+			Name:     "meta_data_shards",
+			Help:     "Data shards of metadata objects (log batches, checkpoints).",
+			Default:  2,
+			Advanced: true,
+		}, {
+			Name:     "meta_parity_shards",
+			Help:     "Parity shards of metadata objects.",
+			Default:  6,
+			Advanced: true,
+		}, {
+			Name:     "lease",
+			Help:     "How long providers keep shards before the lease must be renewed.",
+			Default:  fs.Duration(90 * 24 * time.Hour),
+			Advanced: true,
+		}, {
+			Name:     "cleanup_grace",
+			Help:     "CleanUp never deletes contents unreferenced for less than this long.",
+			Default:  fs.Duration(24 * time.Hour),
+			Advanced: true,
+		}, {
+			Name:     "data_dir",
+			Help:     "Where this device keeps its client node identity and device slots.\n\nEmpty means the jellyfish folder of rclone's cache directory.",
+			Default:  "",
+			Advanced: true,
+		}, {
+			Name:     "insecure_test_kdf",
+			Help:     "Use the cheap key derivation of test accounts. For tests only: never for real accounts.",
+			Default:  false,
+			Advanced: true,
+			Hide:     fs.OptionHideBoth,
+		}},
+	})
+}
+
+// Options are the remote's configuration.
+type Options struct {
+	Username         string        `config:"username"`
+	Password         string        `config:"password"`
+	Bootstrap        string        `config:"bootstrap"`
+	DataShards       int           `config:"data_shards"`
+	ParityShards     int           `config:"parity_shards"`
+	SuccessShards    int           `config:"success_shards"`
+	SegmentSize      fs.SizeSuffix `config:"segment_size"`
+	Compression      string        `config:"compression"`
+	MetaDataShards   int           `config:"meta_data_shards"`
+	MetaParityShards int           `config:"meta_parity_shards"`
+	Lease            fs.Duration   `config:"lease"`
+	CleanupGrace     fs.Duration   `config:"cleanup_grace"`
+	DataDir          string        `config:"data_dir"`
+	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
+}
+
+func (o *Options) sessionKey() string {
+	return fmt.Sprintf("%s|%d+%d|%d|%s|%s", o.Bootstrap, o.DataShards, o.ParityShards, o.SegmentSize, o.Compression, o.DataDir)
+}
+
+func (o *Options) dataDir() string {
+	if o.DataDir != "" {
+		return o.DataDir
+	}
+	return path.Join(config.GetCacheDir(), "jellyfish")
+}
+
+func (o *Options) compression() codec.Compression {
+	c, err := codec.ParseCompression(o.Compression)
+	if err != nil {
+		return codec.CompressZstd
+	}
+	return c
+}
+
+// Fs is a view of a Jellyfish account's files under a root path.
+type Fs struct {
+	name     string
+	root     string // clean, no leading or trailing slash
+	opt      Options
+	features *fs.Features
+	s        *session
+}
+
+var (
+	_ fs.Fs          = (*Fs)(nil)
+	_ fs.PutStreamer = (*Fs)(nil)
+	_ fs.Copier      = (*Fs)(nil)
+	_ fs.Mover       = (*Fs)(nil)
+	_ fs.DirMover    = (*Fs)(nil)
+	_ fs.Purger      = (*Fs)(nil)
+	_ fs.ListRer     = (*Fs)(nil)
+	_ fs.Abouter     = (*Fs)(nil)
+	_ fs.Shutdowner  = (*Fs)(nil)
+	_ fs.CleanUpper  = (*Fs)(nil)
+	_ fs.Commander   = (*Fs)(nil)
+	_ fs.Object      = (*Object)(nil)
+	_ fs.MimeTyper   = (*Object)(nil)
+	_ fs.IDer        = (*Object)(nil)
+)
+
+// NewFs opens the remote: it joins the network (once per process), logs in
+// and loads the namespace.
+func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, error) {
+	opt := new(Options)
+	if err := configstruct.Set(m, opt); err != nil {
+		return nil, err
+	}
+	if opt.Password != "" {
+		pw, err := obscure.Reveal(opt.Password)
+		if err != nil {
+			return nil, fmt.Errorf("jellyfish: password: %w", err)
+		}
+		opt.Password = pw
+	}
+	s, err := getSession(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fs{name: name, root: ns.Clean(root), opt: *opt, s: s}
+	f.features = (&fs.Features{
+		CanHaveEmptyDirectories: true,
+		ReadMimeType:            false,
+	}).Fill(ctx, f)
+	if f.root != "" {
+		if e := s.tree.Get(f.root); e != nil && !e.Dir {
+			f.root = ns.Parent(f.root)
+			return f, fs.ErrorIsFile
+		}
+	}
+	return f, nil
+}
+
+// Name of the remote (as passed into NewFs).
+func (f *Fs) Name() string { return f.name }
+
+// Root of the remote (as passed into NewFs).
+func (f *Fs) Root() string { return f.root }
+
+// String converts this Fs to a string.
+func (f *Fs) String() string { return fmt.Sprintf("Jellyfish %s:%s", f.opt.Username, f.root) }
+
+// Precision of modification times: nanoseconds are stored exactly.
+func (f *Fs) Precision() time.Duration { return time.Nanosecond }
+
+// Hashes returns the supported hash types: BLAKE3 of the plaintext.
+func (f *Fs) Hashes() hash.Set { return hash.NewHashSet(hash.BLAKE3) }
+
+// Features returns the optional features of this Fs.
+func (f *Fs) Features() *fs.Features { return f.features }
+
+// full returns the namespace path of a remote path.
+func (f *Fs) full(remote string) string { return ns.Clean(path.Join(f.root, remote)) }
+
+// rel returns the remote path of a namespace path.
+func (f *Fs) rel(p string) string {
+	if f.root == "" {
+		return p
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(p, f.root), "/")
+}
+
+func (f *Fs) entryToDirEntry(e ns.Entry) fs.DirEntry {
+	if e.Dir {
+		return fs.NewDir(f.rel(e.Path), e.Time())
+	}
+	return &Object{fs: f, remote: f.rel(e.Path), entry: e}
+}
+
+// List the objects and directories in dir into entries.
+func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
+	p := f.full(dir)
+	if !f.s.tree.IsDir(p) {
+		return nil, fs.ErrorDirNotFound
+	}
+	var out fs.DirEntries
+	for _, e := range f.s.tree.List(p) {
+		out = append(out, f.entryToDirEntry(e))
+	}
+	return out, nil
+}
+
+// ListR lists everything under dir recursively.
+func (f *Fs) ListR(ctx context.Context, dir string, callback fs.ListRCallback) error {
+	p := f.full(dir)
+	if !f.s.tree.IsDir(p) {
+		return fs.ErrorDirNotFound
+	}
+	var batch fs.DirEntries
+	err := f.s.tree.Walk(p, func(e ns.Entry) error {
+		batch = append(batch, f.entryToDirEntry(e))
+		if len(batch) >= 1000 {
+			err := callback(batch)
+			batch = nil
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return callback(batch)
+	}
+	return nil
+}
+
+// NewObject finds the Object at remote.
+func (f *Fs) NewObject(ctx context.Context, remote string) (fs.Object, error) {
+	e := f.s.tree.Get(f.full(remote))
+	if e == nil {
+		return nil, fs.ErrorObjectNotFound
+	}
+	if e.Dir {
+		return nil, fs.ErrorIsDir
+	}
+	return &Object{fs: f, remote: remote, entry: *e}, nil
+}
+
+// Put uploads in to remote. It returns once the shards are receipted; the
+// change is visible to other devices after the next flush.
+func (f *Fs) Put(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) (fs.Object, error) {
+	o := &Object{fs: f, remote: src.Remote()}
+	return o, o.Update(ctx, in, src, options...)
+}
+
+// PutStream uploads a stream of unknown length.
+func (f *Fs) PutStream(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) (fs.Object, error) {
+	return f.Put(ctx, in, src, options...)
+}
+
+// mkdirs returns directory entries for p and every missing ancestor.
+func (f *Fs) mkdirs(p string, modTime time.Time) ([]ns.Entry, error) {
+	var out []ns.Entry
+	for d := p; d != ""; d = ns.Parent(d) {
+		e := f.s.tree.Get(d)
+		if e != nil {
+			if !e.Dir {
+				return nil, fmt.Errorf("jellyfish: %q is a file, not a directory", d)
+			}
+			break
+		}
+		out = append(out, ns.Entry{Path: d, Dir: true, ModTime: modTime.UnixNano(), Stamp: f.s.stamp()})
+	}
+	return out, nil
+}
+
+// Mkdir makes the directory dir and its parents.
+func (f *Fs) Mkdir(ctx context.Context, dir string) error {
+	entries, err := f.mkdirs(f.full(dir), time.Now())
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		f.s.commit(entries...)
+	}
+	return nil
+}
+
+// Rmdir removes the empty directory dir.
+func (f *Fs) Rmdir(ctx context.Context, dir string) error {
+	p := f.full(dir)
+	if !f.s.tree.IsDir(p) {
+		return fs.ErrorDirNotFound
+	}
+	if f.s.tree.HasChildren(p) {
+		return fs.ErrorDirectoryNotEmpty
+	}
+	if p == "" {
+		return nil
+	}
+	f.s.commit(ns.Entry{Path: p, Dir: true, Deleted: true, Stamp: f.s.stamp()})
+	return nil
+}
+
+// Purge deletes dir and everything under it.
+func (f *Fs) Purge(ctx context.Context, dir string) error {
+	p := f.full(dir)
+	if !f.s.tree.IsDir(p) {
+		return fs.ErrorDirNotFound
+	}
+	var dels []ns.Entry
+	err := f.s.tree.Walk(p, func(e ns.Entry) error {
+		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true, Stamp: f.s.stamp()})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if p != "" {
+		dels = append(dels, ns.Entry{Path: p, Dir: true, Deleted: true, Stamp: f.s.stamp()})
+	}
+	f.s.commit(dels...)
+	return nil
+}
+
+// sameAccount reports whether src is an object of this account, so a
+// copy or move can share its shards.
+func (f *Fs) sameAccount(src fs.Object) (*Object, bool) {
+	o, ok := src.(*Object)
+	return o, ok && o.fs.s == f.s
+}
+
+// Copy makes a server-side copy: the new entry shares the source's shards,
+// nothing is uploaded. Deleting either copy keeps the other readable.
+func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+	so, ok := f.sameAccount(src)
+	if !ok {
+		return nil, fs.ErrorCantCopy
+	}
+	cur := f.s.tree.Get(so.fs.full(so.remote))
+	if cur == nil {
+		return nil, fs.ErrorObjectNotFound
+	}
+	dst := f.full(remote)
+	if e := f.s.tree.Get(dst); e != nil && e.Dir {
+		return nil, fs.ErrorIsDir
+	}
+	entries, err := f.mkdirs(ns.Parent(dst), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	ne := *cur
+	ne.Path, ne.Stamp = dst, f.s.stamp()
+	f.s.commit(append(entries, ne)...)
+	return &Object{fs: f, remote: remote, entry: ne}, nil
+}
+
+// Move renames src to remote without moving data.
+func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+	so, ok := f.sameAccount(src)
+	if !ok {
+		return nil, fs.ErrorCantMove
+	}
+	srcPath := so.fs.full(so.remote)
+	cur := f.s.tree.Get(srcPath)
+	if cur == nil {
+		return nil, fs.ErrorObjectNotFound
+	}
+	dst := f.full(remote)
+	if e := f.s.tree.Get(dst); e != nil && e.Dir {
+		return nil, fs.ErrorIsDir
+	}
+	entries, err := f.mkdirs(ns.Parent(dst), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	ne := *cur
+	ne.Path, ne.Stamp = dst, f.s.stamp()
+	entries = append(entries, ne)
+	if srcPath != dst {
+		entries = append(entries, ns.Entry{Path: srcPath, Deleted: true, Stamp: f.s.stamp()})
+	}
+	f.s.commit(entries...)
+	return &Object{fs: f, remote: remote, entry: ne}, nil
+}
+
+// DirMove moves srcRemote of src to dstRemote of f, renaming every entry.
+func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string) error {
+	sf, ok := src.(*Fs)
+	if !ok || sf.s != f.s {
+		return fs.ErrorCantDirMove
+	}
+	srcPath, dstPath := sf.full(srcRemote), f.full(dstRemote)
+	if !f.s.tree.IsDir(srcPath) {
+		return fs.ErrorDirNotFound
+	}
+	if f.s.tree.Get(dstPath) != nil || dstPath == "" {
+		return fs.ErrorDirExists
+	}
+	if srcPath == "" || strings.HasPrefix(dstPath+"/", srcPath+"/") {
+		return fmt.Errorf("jellyfish: cannot move %q into itself: %w", srcPath, fs.ErrorCantDirMove)
+	}
+	entries, err := f.mkdirs(ns.Parent(dstPath), time.Now())
+	if err != nil {
+		return err
+	}
+	top := f.s.tree.Get(srcPath)
+	moved := *top
+	moved.Path, moved.Stamp = dstPath, f.s.stamp()
+	entries = append(entries, moved)
+	var dels []ns.Entry
+	err = f.s.tree.Walk(srcPath, func(e ns.Entry) error {
+		ne := e
+		ne.Path, ne.Stamp = dstPath+strings.TrimPrefix(e.Path, srcPath), f.s.stamp()
+		entries = append(entries, ne)
+		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true, Stamp: f.s.stamp()})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	dels = append(dels, ns.Entry{Path: srcPath, Dir: true, Deleted: true, Stamp: f.s.stamp()})
+	f.s.commit(append(entries, dels...)...)
+	return nil
+}
+
+// About reports the account's usage: the bytes its live files occupy on
+// providers (all shards) and the number of files.
+func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
+	var used, objects int64
+	for _, e := range f.s.tree.All() {
+		if e.Deleted || e.Dir || len(e.Content) == 0 {
+			continue
+		}
+		objects++
+		if ref, err := UnmarshalObjRef(e.Content); err == nil {
+			used += ref.StoredBytes()
+		}
+	}
+	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(objects)}
+	return u, nil
+}
+
+// Shutdown flushes pending changes.
+func (f *Fs) Shutdown(ctx context.Context) error { return f.s.shutdown(ctx) }
+
+// CleanUp frees the shards of contents no entry refers to any more.
+func (f *Fs) CleanUp(ctx context.Context) error {
+	return f.s.cleanUp(ctx, time.Duration(f.opt.CleanupGrace))
+}
+
+var commandHelp = []fs.CommandHelp{{
+	Name:  "status",
+	Short: "Show the network and the health of this account's data.",
+	Long: `Prints the number of connected peers, the provider nodes holding this
+account's data, and the weakest redundancy of any file: how many of its
+shards are stored against the k it needs.
+
+    jellyfish backend status jellyfish:
+`,
+}, {
+	Name:  "flush",
+	Short: "Store pending changes now.",
+}}
+
+// Command runs a backend-specific command.
+func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[string]string) (any, error) {
+	switch name {
+	case "status":
+		holders, files, minHeld, k, total := f.s.providerSummary()
+		providers, err := f.s.net.Providers(ctx)
+		segs, shards := f.s.repairs.stats()
+		out := map[string]any{
+			"account":            f.s.acct.ID().String(),
+			"device":             f.s.device.String(),
+			"peers":              f.s.net.Peers(),
+			"providers":          len(providers),
+			"files":              files,
+			"holders":            holders,
+			"pending_changes":    len(f.s.pending),
+			"repair_queue":       map[string]int{"segments": segs, "shards": shards},
+			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
+		}
+		if err != nil {
+			out["providers_error"] = err.Error()
+		}
+		return out, nil
+	case "flush":
+		return nil, f.s.flush(ctx)
+	}
+	return nil, fs.ErrorCommandNotFound
+}
+
+// Object is a file of the account.
+type Object struct {
+	fs     *Fs
+	remote string
+	entry  ns.Entry
+}
+
+// Fs returns the parent Fs.
+func (o *Object) Fs() fs.Info { return o.fs }
+
+// String returns the remote path.
+func (o *Object) String() string {
+	if o == nil {
+		return "<nil>"
+	}
+	return o.remote
+}
+
+// Remote returns the remote path.
+func (o *Object) Remote() string { return o.remote }
+
+// ModTime returns the modification time.
+func (o *Object) ModTime(ctx context.Context) time.Time { return o.entry.Time() }
+
+// Size returns the size in bytes.
+func (o *Object) Size() int64 { return o.entry.Size }
+
+// Storable says the object can be stored.
+func (o *Object) Storable() bool { return true }
+
+// MimeType is unknown: names are all the backend keeps.
+func (o *Object) MimeType(ctx context.Context) string { return "" }
+
+// ID returns a stable identifier of the object's contents.
+func (o *Object) ID() string { return fmt.Sprintf("%x", o.entry.Hash) }
+
+// Hash returns the BLAKE3 hash of the plaintext.
+func (o *Object) Hash(ctx context.Context, t hash.Type) (string, error) {
+	if t != hash.BLAKE3 {
+		return "", hash.ErrUnsupported
+	}
+	return fmt.Sprintf("%x", o.entry.Hash), nil
+}
+
+// SetModTime changes the modification time without uploading anything.
+func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
+	p := o.fs.full(o.remote)
+	cur := o.fs.s.tree.Get(p)
+	if cur == nil {
+		return fs.ErrorObjectNotFound
+	}
+	ne := *cur
+	ne.ModTime, ne.Stamp = t.UnixNano(), o.fs.s.stamp()
+	o.fs.s.commit(ne)
+	o.entry = ne
+	return nil
+}
+
+// Open returns a reader of the object, honouring range and seek options:
+// only the segments covering the range are fetched.
+func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
+	ref, err := UnmarshalObjRef(o.entry.Content)
+	if err != nil {
+		return nil, fserrors.NoRetryError(err)
+	}
+	var off, limit int64 = 0, -1
+	for _, opt := range options {
+		switch x := opt.(type) {
+		case *fs.RangeOption:
+			off, limit = x.Decode(o.entry.Size)
+		case *fs.SeekOption:
+			off = x.Offset
+		default:
+			if opt.Mandatory() {
+				fs.Logf(o, "jellyfish: unsupported mandatory option: %v", opt)
+			}
+		}
+	}
+	if off > o.entry.Size {
+		off = o.entry.Size
+	}
+	rc, err := o.fs.s.store.Open(ctx, ref, off, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &mappedReader{rc}, nil
+}
+
+// Update uploads new contents for the object.
+func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
+	p := o.fs.full(o.remote)
+	if p == "" {
+		return errors.New("jellyfish: cannot write a file at the root")
+	}
+	if e := o.fs.s.tree.Get(p); e != nil && e.Dir {
+		return fs.ErrorIsDir
+	}
+	h := blake3.New()
+	ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(in, h))
+	if err != nil {
+		return mapErr(err)
+	}
+	content, err := ref.Marshal()
+	if err != nil {
+		return err
+	}
+	entries, err := o.fs.mkdirs(ns.Parent(p), time.Now())
+	if err != nil {
+		return err
+	}
+	e := ns.Entry{
+		Path: p, Size: ref.Layout.Size, ModTime: src.ModTime(ctx).UnixNano(),
+		Hash: h.Sum(nil), Content: content, Stamp: o.fs.s.stamp(),
+	}
+	if src.Size() >= 0 && src.Size() != e.Size {
+		return fmt.Errorf("jellyfish: uploaded %d bytes but the source said %d", e.Size, src.Size())
+	}
+	o.fs.s.commit(append(entries, e)...)
+	o.entry = e
+	return nil
+}
+
+// Remove deletes the object.
+func (o *Object) Remove(ctx context.Context) error {
+	p := o.fs.full(o.remote)
+	if o.fs.s.tree.Get(p) == nil {
+		return fs.ErrorObjectNotFound
+	}
+	o.fs.s.commit(ns.Entry{Path: p, Deleted: true, Stamp: o.fs.s.stamp()})
+	return nil
+}
+
+// mappedReader translates read errors into rclone's retry classes.
+type mappedReader struct{ io.ReadCloser }
+
+func (r *mappedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = mapErr(err)
+	}
+	return n, err
+}
+
+// mapErr translates errors at the rclone boundary: integrity failures are
+// not worth retrying, everything about reaching peers is.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, codec.ErrAuth), errors.Is(err, codec.ErrFormat):
+		return fserrors.NoRetryError(fmt.Errorf("jellyfish: data failed its integrity check: %w", err))
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, ErrTooFewNodes), errors.Is(err, codec.ErrTooFewShards), errors.Is(err, account.ErrUnreachable):
+		return fserrors.RetryError(err)
+	}
+	return fserrors.RetryError(err)
+}

@@ -1,0 +1,472 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+)
+
+// shardIO is what the object store needs from the shard protocol client;
+// *shardproto.Client satisfies it.
+type shardIO interface {
+	Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (shardproto.Receipt, error)
+	Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error)
+	Delete(ctx context.Context, p peer.ID, id codec.ShardID) error
+}
+
+// noHolder marks a shard that no node receipted.
+const noHolder = 0xff
+
+// ObjRef says how to read one stored object: its data key, its codec layout
+// and which node holds each shard. It lives only inside encrypted metadata
+// (or encrypted head bodies), never in the clear.
+type ObjRef struct {
+	Key    codec.Key
+	Layout *codec.Layout
+	Nodes  []peer.ID
+	Holder [][]uint8 // [segment][shard] → index into Nodes, or noHolder
+}
+
+// objRefVersion opens an encoded ObjRef.
+const objRefVersion = 1
+
+// Marshal encodes r:
+//
+//	version u8 | key [32] | layout len u32 | layout | node count u8 |
+//	{ len u8 | peer ID } | per segment, per shard: holder index u8
+func (r *ObjRef) Marshal() ([]byte, error) {
+	lb, err := r.Layout.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Nodes) >= noHolder {
+		return nil, fmt.Errorf("jellyfish: object on %d nodes", len(r.Nodes))
+	}
+	b := []byte{objRefVersion}
+	b = append(b, r.Key[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(lb)))
+	b = append(b, lb...)
+	b = append(b, byte(len(r.Nodes)))
+	for _, n := range r.Nodes {
+		b = append(b, byte(len(n)))
+		b = append(b, n...)
+	}
+	for _, seg := range r.Holder {
+		b = append(b, seg...)
+	}
+	return b, nil
+}
+
+// UnmarshalObjRef decodes an ObjRef and checks it is consistent.
+func UnmarshalObjRef(b []byte) (*ObjRef, error) {
+	bad := func(what string) (*ObjRef, error) {
+		return nil, fmt.Errorf("jellyfish: bad object reference: %s", what)
+	}
+	rd := bytes.NewReader(b)
+	v, err := rd.ReadByte()
+	if err != nil || v != objRefVersion {
+		return bad("version")
+	}
+	r := &ObjRef{Layout: new(codec.Layout)}
+	if _, err := io.ReadFull(rd, r.Key[:]); err != nil {
+		return bad("key")
+	}
+	var ll uint32
+	if err := binary.Read(rd, binary.BigEndian, &ll); err != nil || int64(ll) > int64(rd.Len()) {
+		return bad("layout length")
+	}
+	lb := make([]byte, ll)
+	io.ReadFull(rd, lb)
+	if err := r.Layout.UnmarshalBinary(lb); err != nil {
+		return nil, err
+	}
+	nn, err := rd.ReadByte()
+	if err != nil || nn == noHolder {
+		return bad("node count")
+	}
+	for range nn {
+		l, err := rd.ReadByte()
+		if err != nil || int(l) > rd.Len() {
+			return bad("node")
+		}
+		idb := make([]byte, l)
+		io.ReadFull(rd, idb)
+		id, err := peer.IDFromBytes(idb)
+		if err != nil {
+			return bad("node ID")
+		}
+		r.Nodes = append(r.Nodes, id)
+	}
+	total := r.Layout.Total()
+	if rd.Len() != len(r.Layout.Segments)*total {
+		return bad("holder table size")
+	}
+	r.Holder = make([][]uint8, len(r.Layout.Segments))
+	for i := range r.Holder {
+		r.Holder[i] = make([]uint8, total)
+		io.ReadFull(rd, r.Holder[i])
+		for _, h := range r.Holder[i] {
+			if h != noHolder && int(h) >= len(r.Nodes) {
+				return bad("holder index")
+			}
+		}
+	}
+	return r, nil
+}
+
+// StoredBytes returns the bytes the object's receipted shards occupy.
+func (r *ObjRef) StoredBytes() int64 {
+	var n int64
+	for s, seg := range r.Holder {
+		shardLen := int64(codec.HeaderSize + (r.Layout.Segments[s].CipherLen+r.Layout.K-1)/r.Layout.K)
+		for _, h := range seg {
+			if h != noHolder {
+				n += shardLen
+			}
+		}
+	}
+	return n
+}
+
+// Health returns the fewest receipted shards of any segment, and k.
+func (r *ObjRef) Health() (minHeld, k int) {
+	minHeld = r.Layout.Total()
+	for _, seg := range r.Holder {
+		held := 0
+		for _, h := range seg {
+			if h != noHolder {
+				held++
+			}
+		}
+		minHeld = min(minHeld, held)
+	}
+	return minHeld, r.Layout.K
+}
+
+// shardLocation is one shard of an object and its holder.
+type shardLocation struct {
+	ID     codec.ShardID
+	Holder peer.ID
+}
+
+// Shards lists every receipted shard of the object with its holder.
+func (r *ObjRef) Shards() []shardLocation {
+	var out []shardLocation
+	for s, seg := range r.Holder {
+		for i, h := range seg {
+			if h != noHolder {
+				out = append(out, shardLocation{r.Layout.Segments[s].IDs[i], r.Nodes[h]})
+			}
+		}
+	}
+	return out
+}
+
+// objectStore stores codec objects as shards on provider nodes.
+type objectStore struct {
+	shards    shardIO
+	providers func(ctx context.Context) ([]peer.ID, error)
+	lease     time.Duration
+	// threshold returns how many shards of a segment must be receipted for
+	// an upload to succeed.
+	threshold func(k, m int) int
+	sem       chan struct{} // bounds concurrent shard transfers
+	repairs   *repairQueue
+}
+
+// ErrTooFewNodes: not enough provider nodes are reachable to store data.
+var ErrTooFewNodes = errors.New("jellyfish: too few provider nodes reachable")
+
+// defaultThreshold is k plus half of m, rounded up.
+func defaultThreshold(k, m int) int { return k + (m+1)/2 }
+
+// place returns the nodes for segment seg's total shards: distinct when
+// there are enough nodes, else spread evenly. The rotation spreads
+// consecutive segments over different nodes.
+func place(nodes []peer.ID, seg uint64, total int) []peer.ID {
+	out := make([]peer.ID, total)
+	start := int((seg * uint64(total)) % uint64(len(nodes)))
+	for i := range out {
+		out[i] = nodes[(start+i)%len(nodes)]
+	}
+	return out
+}
+
+// Put encodes r with enc and stores every segment's shards, returning once
+// each segment has at least the threshold of receipted shards. Shards no
+// node receipted are left out of the reference and queued for repair.
+func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) (*ObjRef, error) {
+	nodes, err := s.providers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := enc.Params()
+	need := s.threshold(p.K, p.M)
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%w: none found", ErrTooFewNodes)
+	}
+	if len(nodes) < p.Total() {
+		fs.Logf(nil, "jellyfish: only %d provider nodes for %d shards per segment: spreading shards evenly, so losing one node loses several shards", len(nodes), p.Total())
+	}
+	key, err := codec.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	ref := &ObjRef{Key: key}
+	index := map[peer.ID]uint8{}
+	nodeIndex := func(id peer.ID) uint8 {
+		if i, ok := index[id]; ok {
+			return i
+		}
+		index[id] = uint8(len(ref.Nodes))
+		ref.Nodes = append(ref.Nodes, id)
+		return index[id]
+	}
+	lease := time.Now().Add(s.lease)
+	layout, err := enc.Encode(ctx, r, key, func(seg *codec.Segment) error {
+		defer seg.Release()
+		holders, err := s.putSegment(ctx, nodes, seg, need, lease)
+		if err != nil {
+			return err
+		}
+		row := make([]uint8, len(holders))
+		missing := 0
+		for i, h := range holders {
+			if h == "" {
+				row[i] = noHolder
+				missing++
+			} else {
+				row[i] = nodeIndex(h)
+			}
+		}
+		ref.Holder = append(ref.Holder, row)
+		if missing > 0 && s.repairs != nil {
+			s.repairs.add(seg.Index, missing)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ref.Layout = layout
+	return ref, nil
+}
+
+// putSegment stores a segment's shards in parallel. A shard whose node
+// fails is tried on the other nodes in turn. It returns each shard's holder
+// ("" when none receipted it) once every attempt has finished, or an error
+// if fewer than need shards were receipted.
+func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
+	total := len(seg.Shards)
+	planned := place(nodes, seg.Index, total)
+	holders := make([]peer.ID, total)
+	errs := make([]error, total)
+	var wg sync.WaitGroup
+	for i := range seg.Shards {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			data := seg.Shards[i].Bytes()
+			id := seg.Shards[i].ID
+			start := 0
+			for j, n := range nodes {
+				if n == planned[i] {
+					start = j
+				}
+			}
+			// The planned node first, then the others: at most three tries.
+			for try := 0; try < min(3, len(nodes)); try++ {
+				target := nodes[(start+try)%len(nodes)]
+				select {
+				case s.sem <- struct{}{}:
+				case <-ctx.Done():
+					errs[i] = ctx.Err()
+					return
+				}
+				_, err := s.shards.Put(ctx, target, id, data, lease)
+				<-s.sem
+				if err == nil {
+					holders[i] = target
+					return
+				}
+				errs[i] = err
+				fs.Debugf(nil, "jellyfish: segment %d shard %d on %s: %v", seg.Index, i, target.ShortString(), err)
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	got := 0
+	for _, h := range holders {
+		if h != "" {
+			got++
+		}
+	}
+	if got < need {
+		return nil, fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", seg.Index, got, total, need, errors.Join(uniqueErrs(errs)...))
+	}
+	return holders, nil
+}
+
+func uniqueErrs(errs []error) []error {
+	seen := map[string]bool{}
+	var out []error
+	for _, e := range errs {
+		if e != nil && !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	if len(out) > 3 {
+		out = out[:3]
+	}
+	return out
+}
+
+// Open returns a reader of bytes [off, off+n) of the object (n < 0: to the
+// end), fetching only the covering segments, k shards at a time from their
+// holders and more when some fail.
+func (s *objectStore) Open(ctx context.Context, ref *ObjRef, off, n int64) (io.ReadCloser, error) {
+	dec, err := codec.NewDecoder(ref.Layout, ref.Key)
+	if err != nil {
+		return nil, err
+	}
+	fetch := codec.FetcherFunc(func(ctx context.Context, seg int, info codec.SegmentInfo) ([][]byte, error) {
+		return s.fetchSegment(ctx, dec, ref, seg)
+	})
+	return dec.NewReader(ctx, fetch, off, n)
+}
+
+// fetchSegment gets k good shards of a segment: k fetches start at once and
+// each failure starts the next candidate.
+func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref *ObjRef, seg int) ([][]byte, error) {
+	k := ref.Layout.K
+	type cand struct {
+		idx    int
+		holder peer.ID
+	}
+	var cands []cand
+	for i, h := range ref.Holder[seg] {
+		if h != noHolder {
+			cands = append(cands, cand{i, ref.Nodes[h]})
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		data []byte
+		err  error
+	}
+	results := make(chan result, len(cands))
+	next := 0
+	start := func() {
+		c := cands[next]
+		next++
+		go func() {
+			select {
+			case s.sem <- struct{}{}:
+			case <-ctx.Done():
+				results <- result{err: ctx.Err()}
+				return
+			}
+			defer func() { <-s.sem }()
+			data, err := s.getShard(ctx, c.holder, ref.Layout.Segments[seg].IDs[c.idx])
+			if err == nil {
+				_, err = dec.VerifyShard(seg, data)
+			}
+			if err != nil {
+				fs.Debugf(nil, "jellyfish: segment %d shard %d from %s: %v", seg, c.idx, c.holder.ShortString(), err)
+			}
+			results <- result{data, err}
+		}()
+	}
+	for next < len(cands) && next < k {
+		start()
+	}
+	var good [][]byte
+	var errs []error
+	for pending := next; pending > 0; pending-- {
+		r := <-results
+		if r.err == nil {
+			good = append(good, r.data)
+			if len(good) == k {
+				return good, nil
+			}
+			continue
+		}
+		errs = append(errs, r.err)
+		if next < len(cands) {
+			start()
+			pending++
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	// Fewer than k: the decoder reports how many it found and needs.
+	if len(good) == 0 && len(errs) > 0 {
+		return nil, fmt.Errorf("no shard of segment %d could be fetched (%d holders): %w", seg, len(cands), errors.Join(uniqueErrs(errs)...))
+	}
+	return good, nil
+}
+
+func (s *objectStore) getShard(ctx context.Context, holder peer.ID, id codec.ShardID) ([]byte, error) {
+	rc, size, err := s.shards.Get(ctx, holder, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, 0, size)
+	w := bytes.NewBuffer(buf)
+	if _, err := io.Copy(w, rc); err != nil {
+		return nil, err
+	}
+	return w.Bytes(), nil
+}
+
+// Delete asks every holder to drop the object's shards; best effort.
+func (s *objectStore) Delete(ctx context.Context, ref *ObjRef) error {
+	var errs []error
+	for _, sh := range ref.Shards() {
+		if err := s.shards.Delete(ctx, sh.Holder, sh.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(uniqueErrs(errs)...)
+}
+
+// repairQueue records segments stored below full redundancy. The owner's
+// node repairs them; until that exists the queue is reported by `backend
+// status`.
+type repairQueue struct {
+	mu      sync.Mutex
+	pending int
+	shards  int
+}
+
+func (q *repairQueue) add(seg uint64, missing int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending++
+	q.shards += missing
+	fs.Debugf(nil, "jellyfish: segment %d stored %d shards short of full redundancy: queued for repair", seg, missing)
+}
+
+func (q *repairQueue) stats() (segments, shards int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending, q.shards
+}

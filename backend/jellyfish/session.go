@@ -1,0 +1,597 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/lib/atexit"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// network is what a session needs from the peer network: the shard
+// protocol as the account's owner, the provider nodes to place shards on,
+// and the DHT's records. The real one is a client-mode node of this process.
+type network interface {
+	Shards(owner crypto.PrivKey) (shardIO, error)
+	Providers(ctx context.Context) ([]peer.ID, error)
+	Records() account.Records
+	Peers() int
+	Close() error
+}
+
+// session is one account's state in this process, shared by every Fs of
+// the account (rclone opens several per command, on sub-paths): the
+// network client, the unlocked account, the merged namespace and the
+// writes not yet flushed.
+type session struct {
+	key     string
+	opt     *Options
+	net     network
+	acct    *account.Account
+	mgr     *account.Manager
+	device  ns.DeviceID
+	unlock  func()
+	tree    *ns.Tree
+	clock   *ns.Clock
+	store   *objectStore
+	enc     *codec.Encoder // file contents
+	metaEnc *codec.Encoder // log batches and checkpoints
+	repairs repairQueue
+
+	mu          sync.Mutex // guards the fields below
+	pending     []ns.Entry
+	head        headState
+	sinceCP     int
+	unref       []unrefContent // contents no entry refers to any more, for CleanUp
+	flushTimer  *time.Timer
+	flushErr    error
+	atexitToken atexit.FnHandle
+
+	flushMu sync.Mutex // one flush at a time
+}
+
+// sessions holds the live sessions of this process, one per account and
+// network. rclone creates Fs values freely and never closes them, so this
+// registry is what lets them share one client node and one namespace.
+var (
+	sessionsMu sync.Mutex
+	sessions   = map[string]*session{}
+)
+
+// flushDelay is how long a write waits for company before its batch is
+// flushed; well inside the 5 s promise.
+const flushDelay = time.Second
+
+// checkpointEvery is how many batches a device writes between checkpoints.
+const checkpointEvery = 32
+
+func getSession(ctx context.Context, opt *Options) (*session, error) {
+	key := opt.Username + "\x00" + opt.sessionKey()
+	sessionsMu.Lock()
+	defer sessionsMu.Unlock()
+	if s, ok := sessions[key]; ok {
+		return s, nil
+	}
+	s, err := newSession(ctx, key, opt)
+	if err != nil {
+		return nil, err
+	}
+	sessions[key] = s
+	return s, nil
+}
+
+func newSession(ctx context.Context, key string, opt *Options) (s *session, err error) {
+	user, err := account.NormalizeUsername(opt.Username)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Password == "" {
+		return nil, errors.New("jellyfish: no password configured for this remote (run `jellyfish config`)")
+	}
+	slotDir, unlock, err := lockSlot(filepath.Join(opt.dataDir(), string(user)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	nw, err := connect(ctx, opt, slotDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			nw.Close()
+		}
+	}()
+	var mopts []account.Option
+	if opt.InsecureTestKDF {
+		mopts = append(mopts, account.InsecureTestKDF())
+	}
+	mgr := account.NewManager(nw.Records(), mopts...)
+	acct, err := mgr.Login(ctx, user, opt.Password)
+	if err != nil {
+		if errors.Is(err, account.ErrBadLogin) {
+			return nil, fmt.Errorf("%w: create the account with `jellyfish account create` or `jellyfish config`", err)
+		}
+		return nil, err
+	}
+	device, err := loadDevice(slotDir)
+	if err != nil {
+		return nil, err
+	}
+	fileParams := codec.Params{K: opt.DataShards, M: opt.ParityShards, SegmentSize: int(opt.SegmentSize), Compression: opt.compression()}
+	enc, err := codec.NewEncoder(fileParams)
+	if err != nil {
+		return nil, err
+	}
+	metaParams := codec.Params{K: opt.MetaDataShards, M: opt.MetaParityShards, SegmentSize: codec.DefaultSegmentSize, Compression: codec.CompressZstd}
+	metaEnc, err := codec.NewEncoder(metaParams)
+	if err != nil {
+		return nil, err
+	}
+	s = &session{
+		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock,
+		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc,
+	}
+	threshold := defaultThreshold
+	if opt.SuccessShards > 0 {
+		threshold = func(k, m int) int { return min(int(opt.SuccessShards), k+m) }
+	}
+	shards, err := nw.Shards(acct.Identity)
+	if err != nil {
+		return nil, err
+	}
+	s.store = &objectStore{
+		shards: shards, providers: nw.Providers, lease: time.Duration(opt.Lease),
+		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs,
+	}
+	s.head.Device = device
+	if err := s.registerDevice(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	// rclone does not call Shutdown when a signal ends it: flush then.
+	s.atexitToken = atexit.Register(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.flush(ctx); err != nil {
+			fs.Errorf(nil, "jellyfish: flush at exit: %v", err)
+		}
+	})
+	return s, nil
+}
+
+// lockSlot takes the first free device slot under dir. A slot is one
+// device: one head record, one writer. Concurrent processes of one account
+// on one machine take different slots, so no head ever has two writers,
+// and the number of heads stays bounded by how many run at once.
+func lockSlot(dir string) (string, func(), error) {
+	for i := range 64 {
+		slot := filepath.Join(dir, fmt.Sprintf("slot-%d", i))
+		if err := os.MkdirAll(slot, 0o700); err != nil {
+			return "", nil, fmt.Errorf("jellyfish: data dir: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(slot, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		return slot, func() { f.Close() }, nil
+	}
+	return "", nil, fmt.Errorf("jellyfish: all 64 device slots under %s are in use", dir)
+}
+
+// loadDevice returns the slot's device ID, creating it on first use.
+func loadDevice(slot string) (ns.DeviceID, error) {
+	var d ns.DeviceID
+	p := filepath.Join(slot, "device")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		return d, d.UnmarshalText(bytes.TrimSpace(b))
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return d, err
+	}
+	if _, err := rand.Read(d[:]); err != nil {
+		return d, err
+	}
+	txt, _ := d.MarshalText()
+	if err := os.WriteFile(p+".tmp", append(txt, '\n'), 0o600); err != nil {
+		return d, err
+	}
+	return d, os.Rename(p+".tmp", p)
+}
+
+// registerDevice lists this device in the account record if it is new.
+func (s *session) registerDevice(ctx context.Context) error {
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if err != nil {
+		return fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	for _, d := range pub.Devices {
+		if d.ID == account.DeviceID(s.device) {
+			return nil
+		}
+	}
+	host, _ := os.Hostname()
+	pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)})
+	return s.mgr.PublishAccount(ctx, s.acct, pub)
+}
+
+func truncateName(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
+}
+
+// devices returns the account's devices from its record.
+func (s *session) devices(ctx context.Context) ([]ns.DeviceID, error) {
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ns.DeviceID, 0, len(pub.Devices))
+	for _, d := range pub.Devices {
+		out = append(out, ns.DeviceID(d.ID))
+	}
+	return out, nil
+}
+
+// readHead fetches and opens a device's head, or returns nil if it has none.
+func (s *session) readHead(ctx context.Context, dev ns.DeviceID) (*headState, error) {
+	key := account.HeadKey(s.acct.ID(), account.DeviceID(dev))
+	raw, err := s.net.Records().Get(ctx, key)
+	if errors.Is(err, account.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec, err := account.VerifyOwned(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	return openHead(s.acct.Root, key, rec.Body)
+}
+
+// load builds the namespace from every device's head: its checkpoint, then
+// its log batches after the checkpoint, oldest first.
+func (s *session) load(ctx context.Context) error {
+	devs, err := s.devices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, dev := range devs {
+		h, err := s.readHead(ctx, dev)
+		if err != nil {
+			return fmt.Errorf("jellyfish: head of device %s: %w", dev, err)
+		}
+		if h == nil {
+			continue
+		}
+		if err := s.loadDevice(ctx, h); err != nil {
+			return fmt.Errorf("jellyfish: log of device %s: %w", dev, err)
+		}
+		s.clock.Observe(h.HLC)
+		if dev == s.device {
+			s.head = *h
+		}
+	}
+	return nil
+}
+
+func (s *session) loadDevice(ctx context.Context, h *headState) error {
+	var batches []*ns.Batch
+	tip := h.Tip
+	for tip != nil {
+		b, err := s.readBatch(ctx, tip)
+		if err != nil {
+			return err
+		}
+		if b.Seq <= h.CPSeq && h.Checkpoint != nil {
+			break
+		}
+		batches = append(batches, b)
+		tip = b.Prev
+	}
+	if h.Checkpoint != nil {
+		data, err := s.readMeta(ctx, h.Checkpoint)
+		if err != nil {
+			return err
+		}
+		cp, err := ns.DecodeCheckpoint(data)
+		if err != nil {
+			return err
+		}
+		for _, e := range cp.Entries {
+			s.tree.Apply(e)
+			s.clock.Observe(e.Stamp.HLC)
+		}
+	}
+	for i := len(batches) - 1; i >= 0; i-- {
+		for _, e := range batches[i].Entries {
+			s.tree.Apply(e)
+			s.clock.Observe(e.Stamp.HLC)
+		}
+	}
+	return nil
+}
+
+func (s *session) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) {
+	data, err := s.readMeta(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return ns.DecodeBatch(data)
+}
+
+func (s *session) readMeta(ctx context.Context, refBytes []byte) ([]byte, error) {
+	ref, err := UnmarshalObjRef(refBytes)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := s.store.Open(ctx, ref, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// stamp returns a fresh stamp from this device.
+func (s *session) stamp() ns.Stamp {
+	return ns.Stamp{HLC: s.clock.Next(), Device: s.device}
+}
+
+// commit applies entries to the local namespace at once, so this process
+// sees them, and queues them for the next flush, which makes them visible
+// to other processes and devices. Entries replacing file contents leave the
+// old contents to CleanUp.
+func (s *session) commit(entries ...ns.Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range entries {
+		if old := s.tree.Get(e.Path); old != nil && len(old.Content) > 0 && !bytes.Equal(old.Content, e.Content) {
+			if ref, err := UnmarshalObjRef(old.Content); err == nil {
+				s.unref = append(s.unref, unrefContent{ref, time.Now()})
+			}
+		}
+		s.tree.Apply(e)
+		s.pending = append(s.pending, e)
+	}
+	if s.flushTimer == nil {
+		s.flushTimer = time.AfterFunc(flushDelay, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := s.flush(ctx); err != nil {
+				fs.Errorf(nil, "jellyfish: flush: %v (will retry)", err)
+			}
+		})
+	}
+}
+
+// flush stores the pending entries as one log batch and republishes the
+// device's head. Until the head is stored, other processes see the
+// previous state; if anything fails the entries stay pending and the flush
+// is retried.
+func (s *session) flush(ctx context.Context) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = nil
+	s.flushTimer = nil
+	head := s.head
+	sinceCP := s.sinceCP
+	s.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	restore := func(err error) error {
+		s.mu.Lock()
+		s.pending = append(pending, s.pending...)
+		s.flushErr = err
+		if s.flushTimer == nil {
+			s.flushTimer = time.AfterFunc(5*time.Second, func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				if err := s.flush(ctx); err != nil {
+					fs.Errorf(nil, "jellyfish: flush: %v (will retry)", err)
+				}
+			})
+		}
+		s.mu.Unlock()
+		return err
+	}
+	batch := &ns.Batch{Device: s.device, Seq: head.BatchSeq + 1, Prev: head.Tip, Entries: pending}
+	data, err := ns.EncodeBatch(batch)
+	if err != nil {
+		return restore(err)
+	}
+	ref, err := s.store.Put(ctx, s.metaEnc, bytes.NewReader(data))
+	if err != nil {
+		return restore(fmt.Errorf("store log batch: %w", err))
+	}
+	refBytes, err := ref.Marshal()
+	if err != nil {
+		return restore(err)
+	}
+	next := head
+	next.BatchSeq, next.Tip = batch.Seq, refBytes
+	for _, e := range pending {
+		next.HLC = max(next.HLC, e.Stamp.HLC)
+	}
+	if sinceCP+1 >= checkpointEvery {
+		if err := s.checkpoint(ctx, &next); err != nil {
+			fs.Debugf(nil, "jellyfish: checkpoint skipped: %v", err)
+		} else {
+			sinceCP = -1
+		}
+	}
+	if err := s.publishHead(ctx, &next); err != nil {
+		return restore(fmt.Errorf("publish head: %w", err))
+	}
+	s.mu.Lock()
+	s.head = next
+	s.sinceCP = sinceCP + 1
+	s.flushErr = nil
+	s.mu.Unlock()
+	fs.Debugf(nil, "jellyfish: flushed %d changes as batch %d of device %s", len(pending), batch.Seq, s.device)
+	return nil
+}
+
+// checkpoint stores the whole namespace as one object and points next at it.
+func (s *session) checkpoint(ctx context.Context, next *headState) error {
+	cp := &ns.Checkpoint{Covers: map[string]uint64{s.device.String(): next.BatchSeq}, Entries: s.tree.All()}
+	data, err := ns.EncodeCheckpoint(cp)
+	if err != nil {
+		return err
+	}
+	ref, err := s.store.Put(ctx, s.metaEnc, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	rb, err := ref.Marshal()
+	if err != nil {
+		return err
+	}
+	next.Checkpoint, next.CPSeq = rb, next.BatchSeq
+	return nil
+}
+
+func (s *session) publishHead(ctx context.Context, h *headState) error {
+	key := account.HeadKey(s.acct.ID(), account.DeviceID(s.device))
+	body, err := sealHead(s.acct.Root, key, h)
+	if err != nil {
+		return err
+	}
+	r := record.Record{Kind: account.KindHead, Seq: h.BatchSeq, Expires: time.Now().Add(account.RecordLifetime), Body: body}
+	raw, err := r.Sign(key, s.acct.Identity)
+	if err != nil {
+		return err
+	}
+	return s.net.Records().Put(ctx, key, raw)
+}
+
+// referenced returns every object reference the namespace and this
+// device's log still need, by the object's first shard ID.
+func (s *session) referenced() map[codec.ShardID]bool {
+	live := map[codec.ShardID]bool{}
+	for _, e := range s.tree.All() {
+		if e.Deleted || len(e.Content) == 0 {
+			continue
+		}
+		if ref, err := UnmarshalObjRef(e.Content); err == nil {
+			for _, sh := range ref.Shards() {
+				live[sh.ID] = true
+			}
+		}
+	}
+	return live
+}
+
+// unrefContent is a content that an entry stopped referring to, and when.
+type unrefContent struct {
+	ref  *ObjRef
+	when time.Time
+}
+
+// cleanUp deletes the shards of contents no live entry refers to, once
+// they have been unreferenced for at least grace: a process that loaded
+// the namespace earlier may still read them. Candidates are the contents
+// this process replaced or deleted; a shard still referenced by any live
+// entry (a server-side copy shares shards) is kept.
+func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var cands []unrefContent
+	keep := s.unref[:0:0]
+	for _, u := range s.unref {
+		if time.Since(u.when) >= grace {
+			cands = append(cands, u)
+		} else {
+			keep = append(keep, u)
+		}
+	}
+	s.unref = keep
+	s.mu.Unlock()
+	live := s.referenced()
+	var errs []error
+	freed := 0
+	for _, u := range cands {
+		for _, sh := range u.ref.Shards() {
+			if live[sh.ID] {
+				continue
+			}
+			if err := s.store.shards.Delete(ctx, sh.Holder, sh.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			freed++
+		}
+	}
+	fs.Infof(nil, "jellyfish: cleanup freed %d shards; %d contents wait for their grace period", freed, len(keep))
+	return errors.Join(uniqueErrs(errs)...)
+}
+
+// providerSummary counts, for `backend status`, which nodes hold the
+// account's live data and the weakest segment's redundancy.
+func (s *session) providerSummary() (holders []string, files int, minHeld, k, total int) {
+	seen := map[peer.ID]bool{}
+	minHeld, total = -1, 0
+	for _, e := range s.tree.All() {
+		if e.Deleted || len(e.Content) == 0 {
+			continue
+		}
+		ref, err := UnmarshalObjRef(e.Content)
+		if err != nil {
+			continue
+		}
+		files++
+		for _, n := range ref.Nodes {
+			seen[n] = true
+		}
+		held, kk := ref.Health()
+		if minHeld < 0 || held < minHeld {
+			minHeld, k, total = held, kk, ref.Layout.Total()
+		}
+	}
+	for p := range seen {
+		holders = append(holders, p.String())
+	}
+	sort.Strings(holders)
+	return holders, files, minHeld, k, total
+}
+
+// shutdown flushes and releases the session.
+func (s *session) shutdown(ctx context.Context) error {
+	return s.flush(ctx)
+}
