@@ -33,6 +33,7 @@ func init() {
 		Name:        "jellyfish",
 		Description: "Jellyfish peer-to-peer storage network",
 		NewFs:       NewFs,
+		Config:      configure,
 		Overview: &overview.BackendConfig{
 			Backend: "jellyfish", Name: "Jellyfish", Tier: "Tier 3",
 			Maintainers: "Jellyfish developers", Docs: "docs/backend.md",
