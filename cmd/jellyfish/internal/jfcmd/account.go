@@ -1,0 +1,461 @@
+package jfcmd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+)
+
+// Environment variables holding passwords for non-interactive use.
+const (
+	envPassword    = "JELLYFISH_PASSWORD"
+	envNewPassword = "JELLYFISH_NEW_PASSWORD"
+)
+
+// accountTimeout bounds one account command's network work.
+const accountTimeout = 2 * time.Minute
+
+func init() {
+	userMessages = append(userMessages,
+		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
+		userMessage{account.ErrUnreachable, "the Jellyfish network cannot be reached: check --bootstrap / --bootstrap-file and that those nodes run"},
+		userMessage{account.ErrExists, "an account already exists for this username and password"},
+	)
+}
+
+// addInsecureKDFFlag adds the hidden --insecure-test-kdf flag.
+func addInsecureKDFFlag(c *cobra.Command, v *bool) {
+	c.Flags().BoolVar(v, "insecure-test-kdf", false, "TESTS ONLY: derive keys with a trivially cheap Argon2id cost; such accounts can be cracked instantly and only other test-KDF commands open them")
+	_ = c.Flags().MarkHidden("insecure-test-kdf")
+}
+
+func managerOptions(testKDF bool) []account.Option {
+	if testKDF {
+		return []account.Option{account.InsecureTestKDF()}
+	}
+	return nil
+}
+
+// accountOptions are the flags shared by the account subcommands.
+type accountOptions struct {
+	boot            bootstrapFlags
+	username        string
+	passwordFile    string
+	newPasswordFile string
+	configDir       string
+	deviceName      string
+	testKDF         bool
+}
+
+func init() {
+	var o accountOptions
+	root := &cobra.Command{
+		Use:   "account",
+		Short: "Create, log in to and inspect Jellyfish accounts",
+		Long: `An account is a username and a password; nothing else needs remembering.
+
+Passwords are read from the terminal without echo, or from --password-file, or
+from the environment variable JELLYFISH_PASSWORD (JELLYFISH_NEW_PASSWORD for
+the new password of passwd). There is no password flag: command lines are
+visible to every user of the machine.
+
+Each command joins the network for its own duration as a client node, through
+--bootstrap or --bootstrap-file (login remembers them for later commands).`,
+	}
+	root.PersistentFlags().StringArrayVar(&o.boot.addrs, "bootstrap", nil, "multiaddr of a network node, ending in /p2p/<peer ID> (repeatable)")
+	root.PersistentFlags().StringVar(&o.boot.file, "bootstrap-file", "", "file with one bootstrap multiaddr per line")
+	root.PersistentFlags().StringVar(&o.username, "username", "", "account username")
+	root.PersistentFlags().StringVar(&o.passwordFile, "password-file", "", "read the password from the first line of this file")
+	root.PersistentFlags().StringVar(&o.configDir, "config-dir", defaultConfigDir, "folder of the device cache (accounts/<username>.json)")
+	root.PersistentFlags().BoolVar(&o.testKDF, "insecure-test-kdf", false, "TESTS ONLY: trivially cheap key derivation; such accounts can be cracked instantly")
+	_ = root.PersistentFlags().MarkHidden("insecure-test-kdf")
+
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a new account on the network",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			return accountCreate(ctx, cmd, &o)
+		}),
+	}
+	login := &cobra.Command{
+		Use:   "login",
+		Short: "Unlock an account and remember its keys on this device",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			return accountLogin(ctx, cmd, &o)
+		}),
+	}
+	login.Flags().StringVar(&o.deviceName, "device-name", "", "name of this device in the account record (default: host name)")
+	passwd := &cobra.Command{
+		Use:   "passwd",
+		Short: "Change an account's password (its keys and data stay the same)",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			return accountPasswd(ctx, cmd, &o)
+		}),
+	}
+	passwd.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Show the account this device is logged in to: identity, nodes, devices",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			return accountShow(ctx, cmd, &o)
+		}),
+	}
+	root.AddCommand(create, login, passwd, show)
+	commands = append(commands, root)
+}
+
+// session is one account command's short-lived client node.
+type session struct {
+	c    *client.Client
+	m    *account.Manager
+	boot []ma.Multiaddr
+	dir  string
+}
+
+// openSession joins the network with a client node in a temporary folder.
+// Bootstrap addresses come from the flags, else from fallback (the device
+// cache).
+func openSession(ctx context.Context, o *accountOptions, fallback []string) (*session, error) {
+	boot, err := o.boot.parse()
+	if err != nil {
+		return nil, err
+	}
+	if len(boot) == 0 && len(fallback) > 0 {
+		if boot, err = parseMultiaddrs(fallback); err != nil {
+			return nil, err
+		}
+	}
+	if len(boot) == 0 {
+		return nil, errors.New("no network to talk to: give --bootstrap or --bootstrap-file")
+	}
+	dir, err := os.MkdirTemp("", "jellyfish-client-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(ctx, client.Config{DataDir: dir, Bootstrap: boot, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &session{c: c, m: account.NewManager(c.Records(), managerOptions(o.testKDF)...), boot: boot, dir: dir}, nil
+}
+
+func (s *session) close() error {
+	err := s.c.Close()
+	return errors.Join(err, os.RemoveAll(s.dir))
+}
+
+func (o *accountOptions) user(cmd *cobra.Command) (account.Username, error) {
+	name := o.username
+	if name == "" && isTerminal(os.Stdin) {
+		fmt.Fprint(cmd.ErrOrStderr(), "Username: ")
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("read username: %w", err)
+		}
+		name = strings.TrimSpace(line)
+	}
+	if name == "" {
+		return "", errors.New("no username: give --username")
+	}
+	return account.NormalizeUsername(name)
+}
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithTimeout(ctx, accountTimeout)
+}
+
+func accountCreate(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.user(cmd)
+	if err != nil {
+		return err
+	}
+	pw, err := readPassword(cmd, o.passwordFile, envPassword, "Password", true)
+	if err != nil {
+		return err
+	}
+	if err := account.CheckPassword(user, pw); err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, nil)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a, err := s.m.Create(ctx, user, pw)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "created account %q\naccount id: %s\nrun `jellyfish account login` on each device that uses it\n", user, a.ID())
+	return nil
+}
+
+func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.user(cmd)
+	if err != nil {
+		return err
+	}
+	pw, err := readPassword(cmd, o.passwordFile, envPassword, "Password", false)
+	if err != nil {
+		return err
+	}
+	path, err := cachePath(o.configDir, user)
+	if err != nil {
+		return err
+	}
+	prev, _ := loadDeviceCache(path)
+	var fallback []string
+	if prev != nil {
+		fallback = prev.Bootstrap
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, fallback)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a, err := s.m.Login(ctx, user, pw)
+	if err != nil {
+		return err
+	}
+	name := o.deviceName
+	if name == "" && prev == nil {
+		if name, _ = os.Hostname(); len(name) > 64 {
+			name = name[:64]
+		}
+	}
+	cache, err := newDeviceCache(a, prev, name, addrStrings(s.boot))
+	if err != nil {
+		return err
+	}
+	// Name this device in the account record, so `show` lists it.
+	if err := addDevice(ctx, s.m, a, cache); err != nil {
+		return err
+	}
+	if err := cache.save(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "logged in as %q (account id %s)\ndevice cache: %s\n", user, a.ID(), path)
+	return nil
+}
+
+// addDevice lists the cached device in the account record if it is not.
+func addDevice(ctx context.Context, m *account.Manager, a *account.Account, c *deviceCache) error {
+	id, err := c.deviceID()
+	if err != nil {
+		return err
+	}
+	pub, err := m.Lookup(ctx, a.ID())
+	if err != nil {
+		return fmt.Errorf("read account record: %w", err)
+	}
+	for _, d := range pub.Devices {
+		if d.ID == id {
+			return nil
+		}
+	}
+	if len(pub.Devices) >= account.MaxDevices {
+		return fmt.Errorf("the account already has %d devices", len(pub.Devices))
+	}
+	pub.Devices = append(pub.Devices, account.Device{ID: id, Name: c.DeviceName})
+	if err := m.PublishAccount(ctx, a, pub); err != nil {
+		return fmt.Errorf("add this device to the account record: %w", err)
+	}
+	return nil
+}
+
+func accountPasswd(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.user(cmd)
+	if err != nil {
+		return err
+	}
+	oldPw, err := readPassword(cmd, o.passwordFile, envPassword, "Current password", false)
+	if err != nil {
+		return err
+	}
+	newPw, err := readPassword(cmd, o.newPasswordFile, envNewPassword, "New password", true)
+	if err != nil {
+		return err
+	}
+	if err := account.CheckPassword(user, newPw); err != nil {
+		return err
+	}
+	var fallback []string
+	if path, err := cachePath(o.configDir, user); err == nil {
+		if prev, err := loadDeviceCache(path); err == nil {
+			fallback = prev.Bootstrap
+		}
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, fallback)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if _, err := s.m.ChangePassword(ctx, user, oldPw, newPw); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "password of %q changed; its keys and data are unchanged\n", user)
+	return nil
+}
+
+func accountShow(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.cachedUser()
+	if err != nil {
+		return err
+	}
+	path, err := cachePath(o.configDir, user)
+	if err != nil {
+		return err
+	}
+	cache, err := loadDeviceCache(path)
+	if err != nil {
+		return err
+	}
+	id, err := peer.Decode(cache.AccountID)
+	if err != nil {
+		return fmt.Errorf("device cache %s: %w", path, err)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, cache.Bootstrap)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	pub, err := s.m.Lookup(ctx, id)
+	if err != nil {
+		return fmt.Errorf("read account record: %w", err)
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "username:   %s\n", cache.Username)
+	fmt.Fprintf(w, "account id: %s\n", id)
+	fmt.Fprintf(w, "created:    %s\n", time.Unix(pub.Created, 0).UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "nodes:      %d\n", len(pub.Nodes))
+	for _, n := range pub.Nodes {
+		fmt.Fprintf(w, "  %s\n", n)
+	}
+	fmt.Fprintf(w, "devices:    %d\n", len(pub.Devices))
+	for _, d := range pub.Devices {
+		this := ""
+		if fmt.Sprintf("%x", d.ID[:]) == cache.DeviceID {
+			this = "  (this device)"
+		}
+		fmt.Fprintf(w, "  %x  %s%s\n", d.ID[:], d.Name, this)
+	}
+	fmt.Fprintln(w, "allowance:  not yet computed (karma records come in a later version)")
+	return nil
+}
+
+// cachedUser returns --username, or the only account cached on this
+// device.
+func (o *accountOptions) cachedUser() (account.Username, error) {
+	if o.username != "" {
+		return account.NormalizeUsername(o.username)
+	}
+	dir, err := accountsDir(o.configDir)
+	if err != nil {
+		return "", err
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(n, ".") {
+			names = append(names, n)
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "", errNoCache
+	case 1:
+		return account.NormalizeUsername(names[0])
+	}
+	return "", fmt.Errorf("several accounts on this device (%s): give --username", strings.Join(names, ", "))
+}
+
+// readPassword reads a password from file, else from the environment
+// variable env, else from the terminal without echo (twice when confirm
+// is set, failing on a mismatch). It never accepts an empty password.
+func readPassword(cmd *cobra.Command, file, env, prompt string, confirm bool) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		pw, _, _ := strings.Cut(string(b), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+		if pw == "" {
+			return "", fmt.Errorf("password file %s: first line is empty", file)
+		}
+		return pw, nil
+	}
+	if pw := os.Getenv(env); pw != "" {
+		return pw, nil
+	}
+	if !isTerminal(os.Stdin) {
+		return "", fmt.Errorf("no password: not on a terminal; set %s or use a password file", env)
+	}
+	errw := cmd.ErrOrStderr()
+	pw, err := promptPassword(errw, prompt+": ")
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", errors.New("empty password")
+	}
+	if confirm {
+		again, err := promptPassword(errw, "Repeat "+strings.ToLower(prompt[:1])+prompt[1:]+": ")
+		if err != nil {
+			return "", err
+		}
+		if again != pw {
+			return "", errors.New("the two passwords differ; nothing was changed")
+		}
+	}
+	return pw, nil
+}
+
+func promptPassword(w io.Writer, prompt string) (string, error) {
+	fmt.Fprint(w, prompt)
+	b, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(w)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return string(b), nil
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -1,0 +1,222 @@
+package jfcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+)
+
+// Defaults of `jellyfish node`.
+const (
+	defaultNodeDataDir = "~/.local/share/jellyfish/node"
+	// bootstrapRetryMax caps the delay between bootstrap attempts of a
+	// node that could not reach any bootstrap peer.
+	bootstrapRetryMax = 5 * time.Minute
+)
+
+var defaultNodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+
+// nodeOptions are the flags of `jellyfish node`.
+type nodeOptions struct {
+	dataDir       string
+	listen        []string
+	boot          bootstrapFlags
+	tier          int
+	accountConfig string
+	log           logFlags
+}
+
+func init() {
+	var o nodeOptions
+	c := &cobra.Command{
+		Use:   "node",
+		Short: "Run a Jellyfish provider node in the foreground",
+		Long: `node shares 2^tier GiB of this disk with the Jellyfish network and serves the
+network's records. It runs until interrupted (SIGINT or SIGTERM), then closes
+everything and exits 0. Logs are structured (slog) on standard error.
+
+Without --bootstrap the node starts a new network and waits for others to
+connect to it; the addresses to give them are in its startup log line.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext(context.Background())
+			defer stop()
+			return runNode(ctx, cmd, o)
+		}),
+	}
+	c.Flags().StringVar(&o.dataDir, "data-dir", defaultNodeDataDir, "folder for the node's identity, records and shards")
+	c.Flags().StringArrayVar(&o.listen, "listen", defaultNodeListen, "multiaddr to listen on (repeatable)")
+	o.boot.register(c)
+	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
+	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`)")
+	o.log.register(c)
+	commands = append(commands, c)
+}
+
+// runNode runs a provider node until ctx ends.
+func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
+	log, err := o.log.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	dataDir, err := expandHome(o.dataDir)
+	if err != nil {
+		return err
+	}
+	listen, err := parseListen(o.listen)
+	if err != nil {
+		return err
+	}
+	boot, err := o.boot.parse()
+	if err != nil {
+		return err
+	}
+	var (
+		owner  []byte
+		linked *account.Account
+		cache  *deviceCache
+	)
+	if o.accountConfig != "" {
+		path, err := expandHome(o.accountConfig)
+		if err != nil {
+			return err
+		}
+		if cache, err = loadDeviceCache(path); err != nil {
+			return err
+		}
+		if linked, err = cache.account(); err != nil {
+			return err
+		}
+		owner = []byte(linked.ID())
+	}
+
+	n, err := node.New(ctx, provider.NodeConfig(node.Config{
+		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log,
+	}))
+	if err != nil {
+		return err
+	}
+	if _, err := provider.Attach(ctx, n, provider.Config{DataDir: dataDir, Tier: o.tier, Owner: owner}); err != nil {
+		// The provider closes with the node.
+		return errors.Join(err, n.Close())
+	}
+	addrs := n.Addrs()
+	log.Info("jellyfish node running", "peer", n.ID().String(), "addrs", addrStrings(addrs),
+		"tier", o.tier, "shared_gib", uint64(1)<<o.tier, "data_dir", dataDir, "account", accountLabel(linked))
+	if len(boot) == 0 {
+		log.Warn("no bootstrap peers configured: this node is the first of a new network; give others one of its addrs as --bootstrap")
+	}
+
+	// Background work owned by this function: joining the network and, for
+	// a linked node, naming it in the account record.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if len(boot) > 0 && !joinNetwork(ctx, n, log) {
+			return
+		}
+		if linked != nil {
+			linkNode(ctx, n, linked, log)
+		}
+	}()
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	wg.Wait()
+	if err := n.Close(); err != nil {
+		return fmt.Errorf("close node: %w", err)
+	}
+	log.Info("jellyfish node stopped")
+	return nil
+}
+
+// joinNetwork bootstraps n, retrying with a growing delay while no
+// bootstrap peer answers. It returns false if ctx ended first.
+func joinNetwork(ctx context.Context, n *node.Node, log *slog.Logger) bool {
+	delay := 5 * time.Second
+	for {
+		err := n.Bootstrap(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Error("cannot reach any bootstrap peer; the node keeps running and retries", "retry_in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		delay = min(2*delay, bootstrapRetryMax)
+	}
+}
+
+// linkNode adds n to the account record's node list if it is not there.
+// Failure is logged, not fatal: the node record already names the owner.
+func linkNode(ctx context.Context, n *node.Node, a *account.Account, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m := account.NewManager(client.NodeRecords(n))
+	pub, err := m.Lookup(ctx, a.ID())
+	if err != nil {
+		log.Warn("account record not readable; node not listed in it", "account", a.ID().String(), "err", err)
+		return
+	}
+	if slices.Contains(pub.Nodes, n.ID()) {
+		return
+	}
+	if len(pub.Nodes) >= account.MaxNodes {
+		log.Warn("account already lists the maximum number of nodes", "max", account.MaxNodes)
+		return
+	}
+	pub.Nodes = append(pub.Nodes, n.ID())
+	if err := m.PublishAccount(ctx, a, pub); err != nil {
+		log.Warn("could not add this node to the account record", "err", err)
+		return
+	}
+	log.Info("node listed in the account record", "account", a.ID().String())
+}
+
+func parseListen(ss []string) ([]ma.Multiaddr, error) {
+	var out []ma.Multiaddr
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("--listen %q: %w", s, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func addrStrings(addrs []ma.Multiaddr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func accountLabel(a *account.Account) string {
+	if a == nil {
+		return "none"
+	}
+	return string(a.User) + " " + a.ID().String()
+}
