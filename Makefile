@@ -52,3 +52,14 @@ clean:
 # Peak resident memory of encoding a 2 GiB stream (goal: under 256 MiB).
 mem-codec:
 	$(GO) run ./codec/internal/memcheck -size 2GiB -k 10 -m 20
+
+# Shard protocol vs a raw libp2p stream (store on tmpfs), a full provider
+# node with its store on disk and on tmpfs, and the disk's own write speed.
+# BENCH_DIR is the on-disk folder (default: the system temp folder).
+BENCH_DIR ?= $(or $(TMPDIR),/tmp)
+.PHONY: bench-net
+bench-net:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench 'BenchmarkShardPut/tcp-noise-yamux|BenchmarkRawStream/tcp-noise-yamux' -benchtime $(BENCHTIME) -count 1 -timeout 30m ./p2pnode/shardproto/ | tee bench-net.out
+	JELLYFISH_BENCH_DIR=$(BENCH_DIR) $(GO) test -tags $(TAGS) -run '^$$' -bench 'BenchmarkProviderPut' -benchtime $(BENCHTIME) -count 1 -timeout 30m ./p2pnode/provider/ | tee -a bench-net.out
+	dd if=/dev/zero of=$(BENCH_DIR)/jellyfish-dd.tmp bs=1M count=512 oflag=direct 2>&1 | tee -a bench-net.out; rm -f $(BENCH_DIR)/jellyfish-dd.tmp
+	$(GO) run ./p2pnode/internal/netbenchsum < bench-net.out
