@@ -501,6 +501,57 @@ func (f *Fs) CleanUp(ctx context.Context) error {
 	return f.s.cleanUp(ctx, time.Duration(f.opt.CleanupGrace))
 }
 
+// ChangeNotify calls notify with the paths changed since it was called —
+// by this process, or by other devices, whose heads it polls at the
+// interval received on pollInterval (0 stops polling; closing the channel
+// ends it).
+func (f *Fs) ChangeNotify(ctx context.Context, notify func(string, fs.EntryType), pollInterval <-chan time.Duration) {
+	cursor := f.s.changeCursor()
+	go func() {
+		var ticker *time.Ticker
+		var tick <-chan time.Time
+		defer func() {
+			if ticker != nil {
+				ticker.Stop()
+			}
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d, ok := <-pollInterval:
+				if ticker != nil {
+					ticker.Stop()
+					ticker, tick = nil, nil
+				}
+				if !ok {
+					return
+				}
+				if d > 0 {
+					ticker = time.NewTicker(d)
+					tick = ticker.C
+				}
+			case <-tick:
+				if _, err := f.s.poll(ctx); err != nil {
+					fs.Debugf(f, "jellyfish: poll: %v", err)
+				}
+				var changed []string
+				changed, cursor = f.s.changesSince(cursor)
+				for _, p := range changed {
+					if f.root != "" && p != f.root && !strings.HasPrefix(p, f.root+"/") {
+						continue
+					}
+					typ := fs.EntryObject
+					if e := f.s.tree.Get(p); e != nil && e.Dir {
+						typ = fs.EntryDirectory
+					}
+					notify(f.rel(p), typ)
+				}
+			}
+		}
+	}()
+}
+
 var commandHelp = []fs.CommandHelp{{
 	Name:  "status",
 	Short: "Show the network and the health of this account's data.",

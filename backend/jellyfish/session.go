@@ -65,6 +65,49 @@ type session struct {
 	atexitToken atexit.FnHandle
 
 	flushMu sync.Mutex // one flush at a time
+	pollMu  sync.Mutex // one poll at a time
+
+	// applied is, per device, the last batch applied to the tree.
+	applied map[ns.DeviceID]uint64
+
+	// changes lists the paths changed in this process, by this device or by
+	// others, for ChangeNotify; changesBase is the index of changes[0].
+	chMu        sync.Mutex
+	changes     []string
+	changesBase int
+}
+
+// maxChanges bounds the change list kept for ChangeNotify.
+const maxChanges = 1 << 16
+
+func (s *session) noteChanges(paths ...string) {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	s.changes = append(s.changes, paths...)
+	if over := len(s.changes) - maxChanges; over > 0 {
+		s.changes = append(s.changes[:0:0], s.changes[over:]...)
+		s.changesBase += over
+	}
+}
+
+// changeCursor returns the cursor of the next change.
+func (s *session) changeCursor() int {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	return s.changesBase + len(s.changes)
+}
+
+// changesSince returns the paths changed since cursor and the new cursor.
+func (s *session) changesSince(cursor int) ([]string, int) {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	end := s.changesBase + len(s.changes)
+	if cursor < s.changesBase {
+		fs.Logf(nil, "jellyfish: change notifications fell behind: %d changes missed", s.changesBase-cursor)
+		cursor = s.changesBase
+	}
+	out := append([]string(nil), s.changes[cursor-s.changesBase:]...)
+	return out, end
 }
 
 // sessions holds the live sessions of this process, one per account and
@@ -152,6 +195,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	s = &session{
 		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock,
 		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc,
+		applied: map[ns.DeviceID]uint64{},
 	}
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
@@ -280,50 +324,21 @@ func (s *session) readHead(ctx context.Context, dev ns.DeviceID) (*headState, er
 	return openHead(s.acct.Root, key, rec.Body)
 }
 
-// load builds the namespace from every device's head: its checkpoint, then
-// its log batches after the checkpoint, oldest first.
+// load builds the namespace from every device's head: the checkpoints
+// first, then each device's batches that no loaded checkpoint covers,
+// oldest first.
 func (s *session) load(ctx context.Context) error {
-	devs, err := s.devices(ctx)
+	heads, err := s.readHeads(ctx)
 	if err != nil {
 		return err
 	}
-	for _, dev := range devs {
-		h, err := s.readHead(ctx, dev)
-		if err != nil {
-			return fmt.Errorf("jellyfish: head of device %s: %w", dev, err)
-		}
-		if h == nil {
+	for _, h := range heads {
+		if h.Checkpoint == nil {
 			continue
 		}
-		if err := s.loadDevice(ctx, h); err != nil {
-			return fmt.Errorf("jellyfish: log of device %s: %w", dev, err)
-		}
-		s.clock.Observe(h.HLC)
-		if dev == s.device {
-			s.head = *h
-		}
-	}
-	return nil
-}
-
-func (s *session) loadDevice(ctx context.Context, h *headState) error {
-	var batches []*ns.Batch
-	tip := h.Tip
-	for tip != nil {
-		b, err := s.readBatch(ctx, tip)
-		if err != nil {
-			return err
-		}
-		if b.Seq <= h.CPSeq && h.Checkpoint != nil {
-			break
-		}
-		batches = append(batches, b)
-		tip = b.Prev
-	}
-	if h.Checkpoint != nil {
 		data, err := s.readMeta(ctx, h.Checkpoint)
 		if err != nil {
-			return err
+			return fmt.Errorf("jellyfish: checkpoint of device %s: %w", h.Device, err)
 		}
 		cp, err := ns.DecodeCheckpoint(data)
 		if err != nil {
@@ -333,14 +348,126 @@ func (s *session) loadDevice(ctx context.Context, h *headState) error {
 			s.tree.Apply(e)
 			s.clock.Observe(e.Stamp.HLC)
 		}
+		for dev, seq := range cp.Covers {
+			var d ns.DeviceID
+			if d.UnmarshalText([]byte(dev)) == nil && seq > s.applied[d] {
+				s.applied[d] = seq
+			}
+		}
 	}
+	for _, h := range heads {
+		if _, err := s.catchUp(ctx, h); err != nil {
+			return fmt.Errorf("jellyfish: log of device %s: %w", h.Device, err)
+		}
+		if h.Device == s.device {
+			s.head = *h
+		}
+	}
+	s.resolveConflicts()
+	return nil
+}
+
+// readHeads reads the head of every device the account record lists.
+func (s *session) readHeads(ctx context.Context) ([]*headState, error) {
+	devs, err := s.devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*headState
+	for _, dev := range devs {
+		h, err := s.readHead(ctx, dev)
+		if err != nil {
+			return nil, fmt.Errorf("jellyfish: head of device %s: %w", dev, err)
+		}
+		if h != nil && h.Device == dev {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// catchUp applies the batches of h's device after the last one applied,
+// oldest first, and returns the paths whose shown entry changed.
+func (s *session) catchUp(ctx context.Context, h *headState) ([]string, error) {
+	done := s.applied[h.Device]
+	if h.BatchSeq <= done {
+		return nil, nil
+	}
+	var batches []*ns.Batch
+	for tip := h.Tip; tip != nil; {
+		b, err := s.readBatch(ctx, tip)
+		if err != nil {
+			return nil, err
+		}
+		if b.Seq <= done {
+			break
+		}
+		batches = append(batches, b)
+		tip = b.Prev
+	}
+	var changed []string
 	for i := len(batches) - 1; i >= 0; i-- {
 		for _, e := range batches[i].Entries {
-			s.tree.Apply(e)
+			if s.tree.Apply(e) {
+				changed = append(changed, e.Path)
+			}
 			s.clock.Observe(e.Stamp.HLC)
 		}
 	}
-	return nil
+	s.applied[h.Device] = h.BatchSeq
+	s.clock.Observe(h.HLC)
+	s.noteChanges(changed...)
+	return changed, nil
+}
+
+// poll applies what other devices flushed since the last poll and returns
+// the paths whose shown entry changed. Conflicts it finds are resolved at
+// once: the losing versions are kept as conflict copies.
+func (s *session) poll(ctx context.Context) ([]string, error) {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	heads, err := s.readHeads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, h := range heads {
+		if h.Device == s.device {
+			continue
+		}
+		c, err := s.catchUp(ctx, h)
+		if err != nil {
+			return changed, fmt.Errorf("jellyfish: log of device %s: %w", h.Device, err)
+		}
+		changed = append(changed, c...)
+	}
+	changed = append(changed, s.resolveConflicts()...)
+	return changed, nil
+}
+
+// resolveConflicts keeps every losing version of a concurrently written
+// path as a conflict copy beside it and writes the winner again over all
+// heads, so the path has one head. Two devices resolving the same conflict
+// write the same copies and the same winner, which merge without a new
+// conflict.
+func (s *session) resolveConflicts() []string {
+	var changed []string
+	for _, c := range s.tree.Conflicts() {
+		var entries []ns.Entry
+		for _, l := range c.Losers {
+			cp := l
+			cp.Path = ns.ConflictName(c.Path, l.Stamp)
+			cp.Stamp, cp.Bases = s.stamp(), nil
+			entries = append(entries, cp)
+			changed = append(changed, cp.Path)
+			fs.Logf(nil, "jellyfish: %q was changed on two devices at once: keeping the other version as %q", c.Path, cp.Path)
+		}
+		w := c.Winner
+		w.Stamp, w.Bases = s.stamp(), c.Heads
+		entries = append(entries, w)
+		s.commit(entries...)
+	}
+	return changed
 }
 
 func (s *session) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) {
@@ -377,6 +504,9 @@ func (s *session) commit(entries ...ns.Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range entries {
+		if e.Bases == nil {
+			e.Bases = s.tree.Heads(e.Path)
+		}
 		if old := s.tree.Get(e.Path); old != nil && len(old.Content) > 0 && !bytes.Equal(old.Content, e.Content) {
 			if ref, err := UnmarshalObjRef(old.Content); err == nil {
 				s.unref = append(s.unref, unrefContent{ref, time.Now()})
@@ -384,6 +514,7 @@ func (s *session) commit(entries ...ns.Entry) {
 		}
 		s.tree.Apply(e)
 		s.pending = append(s.pending, e)
+		s.noteChanges(e.Path)
 	}
 	if s.flushTimer == nil {
 		s.flushTimer = time.AfterFunc(flushDelay, func() {
@@ -457,6 +588,9 @@ func (s *session) flush(ctx context.Context) error {
 	if err := s.publishHead(ctx, &next); err != nil {
 		return restore(fmt.Errorf("publish head: %w", err))
 	}
+	s.pollMu.Lock()
+	s.applied[s.device] = next.BatchSeq
+	s.pollMu.Unlock()
 	s.mu.Lock()
 	s.head = next
 	s.sinceCP = sinceCP + 1
@@ -468,7 +602,16 @@ func (s *session) flush(ctx context.Context) error {
 
 // checkpoint stores the whole namespace as one object and points next at it.
 func (s *session) checkpoint(ctx context.Context, next *headState) error {
-	cp := &ns.Checkpoint{Covers: map[string]uint64{s.device.String(): next.BatchSeq}, Entries: s.tree.All()}
+	s.pollMu.Lock()
+	covers := map[string]uint64{s.device.String(): next.BatchSeq}
+	for d, seq := range s.applied {
+		if d != s.device {
+			covers[d.String()] = seq
+		}
+	}
+	entries := s.tree.All()
+	s.pollMu.Unlock()
+	cp := &ns.Checkpoint{Covers: covers, Entries: entries}
 	data, err := ns.EncodeCheckpoint(cp)
 	if err != nil {
 		return err

@@ -65,6 +65,9 @@ type Entry struct {
 	// Content describes where the bytes live; opaque to this package.
 	Content []byte `json:"c,omitempty"`
 	Stamp   Stamp  `json:"t"`
+	// Bases are the stamps of the entries at Path that this write replaces:
+	// what its writer saw there.
+	Bases []Stamp `json:"b,omitempty"`
 }
 
 // Live reports whether the entry exists (is not a tombstone).
@@ -90,19 +93,43 @@ func Parent(p string) string {
 }
 
 // Tree is a merged namespace. It is safe for concurrent use.
+//
+// Every path keeps its heads: the entries no other entry has superseded.
+// An entry supersedes the entries listed in its Bases — what its writer saw
+// at the path when it wrote. Sequential writes therefore leave one head; a
+// write made without seeing another (on another device, before the two
+// logs met) leaves two. The path shows the head with the greatest stamp;
+// the others are conflicts (see Conflicts). The heads are a function of
+// the set of entries applied, not of their order.
 type Tree struct {
 	mu       sync.RWMutex
-	entries  map[string]*Entry
+	paths    map[string]*pathState
 	children map[string]map[string]struct{} // live children by parent dir
+}
+
+type pathState struct {
+	heads      []*Entry
+	superseded map[Stamp]struct{}
+}
+
+// winner returns the head with the greatest stamp, or nil.
+func (ps *pathState) winner() *Entry {
+	var w *Entry
+	for _, h := range ps.heads {
+		if w == nil || w.Stamp.Less(h.Stamp) {
+			w = h
+		}
+	}
+	return w
 }
 
 // NewTree returns an empty tree.
 func NewTree() *Tree {
-	return &Tree{entries: map[string]*Entry{}, children: map[string]map[string]struct{}{}}
+	return &Tree{paths: map[string]*pathState{}, children: map[string]map[string]struct{}{}}
 }
 
-// Apply merges e into the tree: it replaces the current entry of e.Path if
-// e's stamp is greater, and reports whether it did.
+// Apply merges e into the tree and reports whether the entry shown at
+// e.Path changed.
 func (t *Tree) Apply(e Entry) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -110,34 +137,67 @@ func (t *Tree) Apply(e Entry) bool {
 }
 
 func (t *Tree) apply(e Entry) bool {
-	cur := t.entries[e.Path]
-	if cur != nil && !cur.Stamp.Less(e.Stamp) {
+	ps := t.paths[e.Path]
+	if ps == nil {
+		ps = &pathState{superseded: map[Stamp]struct{}{}}
+		t.paths[e.Path] = ps
+	}
+	if _, old := ps.superseded[e.Stamp]; old {
 		return false
 	}
-	ne := e
-	t.entries[e.Path] = &ne
-	parent := Parent(e.Path)
-	if e.Path == "" {
-		return true
-	}
-	kids := t.children[parent]
-	if ne.Deleted {
-		delete(kids, e.Path)
-	} else {
-		if kids == nil {
-			kids = map[string]struct{}{}
-			t.children[parent] = kids
+	for _, h := range ps.heads {
+		if h.Stamp == e.Stamp {
+			return false // already applied
 		}
-		kids[e.Path] = struct{}{}
+	}
+	before := ps.winner()
+	for _, b := range e.Bases {
+		ps.superseded[b] = struct{}{}
+	}
+	if len(e.Bases) > 0 {
+		kept := ps.heads[:0]
+		for _, h := range ps.heads {
+			if _, gone := ps.superseded[h.Stamp]; !gone {
+				kept = append(kept, h)
+			}
+		}
+		ps.heads = kept
+	}
+	ne := e
+	ps.heads = append(ps.heads, &ne)
+	after := ps.winner()
+	if after == before {
+		return false
+	}
+	if e.Path != "" {
+		parent := Parent(e.Path)
+		kids := t.children[parent]
+		if after.Live() {
+			if kids == nil {
+				kids = map[string]struct{}{}
+				t.children[parent] = kids
+			}
+			kids[e.Path] = struct{}{}
+		} else {
+			delete(kids, e.Path)
+		}
 	}
 	return true
 }
 
-// Get returns a copy of the live entry at p, or nil.
+// Get returns a copy of the live entry shown at p, or nil.
 func (t *Tree) Get(p string) *Entry {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	e := t.entries[p]
+	return t.get(p)
+}
+
+func (t *Tree) get(p string) *Entry {
+	ps := t.paths[p]
+	if ps == nil {
+		return nil
+	}
+	e := ps.winner()
 	if !e.Live() {
 		return nil
 	}
@@ -145,15 +205,20 @@ func (t *Tree) Get(p string) *Entry {
 	return &c
 }
 
-// Stamp returns the stamp of the entry at p (live or tombstone), if any.
-func (t *Tree) Stamp(p string) (Stamp, bool) {
+// Heads returns the stamps of p's heads: the Bases of a new write at p.
+func (t *Tree) Heads(p string) []Stamp {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	e := t.entries[p]
-	if e == nil {
-		return Stamp{}, false
+	ps := t.paths[p]
+	if ps == nil {
+		return nil
 	}
-	return e.Stamp, true
+	out := make([]Stamp, len(ps.heads))
+	for i, h := range ps.heads {
+		out[i] = h.Stamp
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
 }
 
 // IsDir reports whether p is the root or a live directory.
@@ -173,7 +238,7 @@ func (t *Tree) List(dir string) []Entry {
 	kids := t.children[dir]
 	out := make([]Entry, 0, len(kids))
 	for p := range kids {
-		if e := t.entries[p]; e.Live() {
+		if e := t.get(p); e != nil {
 			out = append(out, *e)
 		}
 	}
@@ -187,9 +252,11 @@ func (t *Tree) Walk(dir string, fn func(Entry) error) error {
 	t.mu.RLock()
 	var all []Entry
 	prefix := dir + "/"
-	for p, e := range t.entries {
-		if e.Live() && p != "" && (dir == "" || strings.HasPrefix(p, prefix)) {
-			all = append(all, *e)
+	for p := range t.paths {
+		if p != "" && (dir == "" || strings.HasPrefix(p, prefix)) {
+			if e := t.get(p); e != nil {
+				all = append(all, *e)
+			}
 		}
 	}
 	t.mu.RUnlock()
@@ -209,17 +276,90 @@ func (t *Tree) HasChildren(dir string) bool {
 	return len(t.children[dir]) > 0
 }
 
-// All returns copies of every entry, tombstones included, sorted by path:
-// what a checkpoint stores.
+// All returns copies of every head of every path, tombstones included,
+// sorted by path then stamp: what a checkpoint stores.
 func (t *Tree) All() []Entry {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]Entry, 0, len(t.entries))
-	for _, e := range t.entries {
-		out = append(out, *e)
+	var out []Entry
+	for _, ps := range t.paths {
+		for _, h := range ps.heads {
+			out = append(out, *h)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Path != out[j].Path {
+			return out[i].Path < out[j].Path
+		}
+		return out[i].Stamp.Less(out[j].Stamp)
+	})
+	return out
+}
+
+// Conflict is a path whose heads disagree: Winner is shown at Path, each
+// of Losers is a live file that must be kept as a conflict copy.
+type Conflict struct {
+	Path   string
+	Winner Entry
+	Heads  []Stamp
+	Losers []Entry
+}
+
+// sameContent reports whether two entries show the same thing, in which
+// case a second head is no conflict (two devices resolving one conflict
+// write the same result).
+func sameContent(a, b *Entry) bool {
+	if a.Deleted || b.Deleted {
+		return a.Deleted == b.Deleted
+	}
+	if a.Dir || b.Dir {
+		return a.Dir == b.Dir
+	}
+	return a.Size == b.Size && bytes.Equal(a.Hash, b.Hash)
+}
+
+// Conflicts returns the paths with concurrent heads that need conflict
+// copies, sorted by path.
+func (t *Tree) Conflicts() []Conflict {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []Conflict
+	for p, ps := range t.paths {
+		if len(ps.heads) < 2 {
+			continue
+		}
+		w := ps.winner()
+		c := Conflict{Path: p, Winner: *w}
+		for _, h := range ps.heads {
+			c.Heads = append(c.Heads, h.Stamp)
+			if h != w && h.Live() && !h.Dir && !sameContent(h, w) {
+				c.Losers = append(c.Losers, *h)
+			}
+		}
+		if len(c.Losers) > 0 {
+			sort.Slice(c.Losers, func(i, j int) bool { return c.Losers[i].Stamp.Less(c.Losers[j].Stamp) })
+			out = append(out, c)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
+}
+
+// ConflictName returns the path a conflict copy of loser at p is kept at:
+// "dir/name.conflict-<device>-<stamp>.ext". It is derived from the loser
+// alone, so every device that resolves the conflict picks the same path.
+func ConflictName(p string, loser Stamp) string {
+	dir, name := Parent(p), p[strings.LastIndexByte(p, '/')+1:]
+	ext := path.Ext(name)
+	if ext == name {
+		ext = ""
+	}
+	base := strings.TrimSuffix(name, ext)
+	n := fmt.Sprintf("%s.conflict-%s-%d%s", base, hex.EncodeToString(loser.Device[:4]), loser.HLC>>16, ext)
+	if dir == "" {
+		return n
+	}
+	return dir + "/" + n
 }
 
 // Clock is a hybrid logical clock: wall-clock milliseconds in the high 48
