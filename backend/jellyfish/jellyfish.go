@@ -564,6 +564,9 @@ shards are stored against the k it needs.
 }, {
 	Name:  "flush",
 	Short: "Store pending changes now.",
+}, {
+	Name:  "poll",
+	Short: "Read other devices' changes now.",
 }}
 
 // Command runs a backend-specific command.
@@ -590,6 +593,9 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 		return out, nil
 	case "flush":
 		return nil, f.s.flush(ctx)
+	case "poll":
+		changed, err := f.s.poll(ctx)
+		return map[string]any{"changed": len(changed)}, err
 	}
 	return nil, fs.ErrorCommandNotFound
 }
