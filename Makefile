@@ -44,7 +44,7 @@ bench-codec:
 # The main job on an embedded default; see README.md.
 DEMO_DIR ?= /tmp/jellyfish-demo
 demo: build
-	./$(BIN) codec-demo --dir $(DEMO_DIR)
+	./$(BIN) demo --dir $(DEMO_DIR)
 
 clean:
 	rm -rf bin bench-*.out

@@ -38,6 +38,8 @@ type TestnetReady struct {
 	Password string
 	// InsecureTestKDF says the account was made with the test KDF.
 	InsecureTestKDF bool
+	// ConfigFile is the rclone config a hook wrote, if any.
+	ConfigFile string
 	// Out is where the command prints its summary.
 	Out io.Writer
 }
@@ -88,15 +90,46 @@ that account on the new network.`,
 }
 
 func runTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (err error) {
+	nw, ready, err := startTestnet(ctx, cmd, o)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	defer func() {
+		fmt.Fprintln(out, "stopping the testnet")
+		if cerr := nw.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close testnet: %w", cerr))
+		}
+	}()
+	fmt.Fprintf(out, "jellyfish testnet: %d provider nodes on 127.0.0.1, %d MiB shared each\n", o.nodes, o.quotaMiB)
+	for i, a := range ready.Bootstrap {
+		fmt.Fprintf(out, "  node %d  %s\n", i, a)
+	}
+	fmt.Fprintf(out, "bootstrap file: %s\n", ready.BootstrapFile)
+	if ready.Username != "" {
+		fmt.Fprintf(out, "account %q created\n", ready.Username)
+	}
+	if ready.ConfigFile != "" {
+		fmt.Fprintf(out, "rclone config: %s (remote \"jellyfish:\"), e.g.\n  jellyfish --config %s lsd jellyfish:\n", ready.ConfigFile, ready.ConfigFile)
+	}
+	fmt.Fprintln(out, "running; press Ctrl-C to stop")
+	<-ctx.Done()
+	return nil
+}
+
+// startTestnet starts the network of o, writes bootstrap.txt, creates the
+// account if asked and runs the ready hooks. On error nothing is left
+// running; otherwise the caller closes the network.
+func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ *testnet.Network, _ *TestnetReady, err error) {
 	if o.nodes < 1 || o.nodes > 200 {
-		return fmt.Errorf("--nodes %d: want 1 to 200", o.nodes)
+		return nil, nil, fmt.Errorf("--nodes %d: want 1 to 200", o.nodes)
 	}
 	if o.quotaMiB <= 0 {
-		return fmt.Errorf("--quota-mib %d: must be positive", o.quotaMiB)
+		return nil, nil, fmt.Errorf("--quota-mib %d: must be positive", o.quotaMiB)
 	}
 	log, err := o.log.logger(cmd.ErrOrStderr())
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var (
 		user     account.Username
@@ -104,18 +137,18 @@ func runTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (err 
 	)
 	if o.account != "" {
 		if user, err = account.NormalizeUsername(o.account); err != nil {
-			return err
+			return nil, nil, err
 		}
 		if password = os.Getenv(envPassword); password == "" {
-			return fmt.Errorf("--account needs the password in %s", envPassword)
+			return nil, nil, fmt.Errorf("--account needs the password in %s", envPassword)
 		}
 		if err := account.CheckPassword(user, password); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	dir, err := expandHome(o.dir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	out := cmd.OutOrStdout()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(o.nodes)*time.Second)
@@ -125,48 +158,36 @@ func runTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (err 
 		QuotaBytes: o.quotaMiB << 20,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer func() {
-		fmt.Fprintln(out, "stopping the testnet")
-		if cerr := nw.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("close testnet: %w", cerr))
+		if err != nil {
+			err = errors.Join(err, nw.Close())
 		}
 	}()
-
 	ready := &TestnetReady{Dir: dir, BootstrapFile: filepath.Join(dir, BootstrapFileName),
 		Username: user, Password: password, InsecureTestKDF: o.testKDF, Out: out}
 	for i := range o.nodes {
 		a, err := loopbackAddr(nw.Node(i).Addrs())
 		if err != nil {
-			return fmt.Errorf("node %d: %w", i, err)
+			return nil, nil, fmt.Errorf("node %d: %w", i, err)
 		}
 		ready.Bootstrap = append(ready.Bootstrap, a)
 	}
 	if err := writeBootstrapFile(ready.BootstrapFile, ready.Bootstrap); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if user != "" {
 		if err := createTestnetAccount(startCtx, dir, ready, o.testKDF); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	for _, h := range testnetReadyHooks {
 		if err := h(ctx, ready); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	fmt.Fprintf(out, "jellyfish testnet: %d provider nodes on 127.0.0.1, %d MiB shared each\n", o.nodes, o.quotaMiB)
-	for i, a := range ready.Bootstrap {
-		fmt.Fprintf(out, "  node %d  %s\n", i, a)
-	}
-	fmt.Fprintf(out, "bootstrap file: %s\n", ready.BootstrapFile)
-	if user != "" {
-		fmt.Fprintf(out, "account %q created\n", user)
-	}
-	fmt.Fprintln(out, "running; press Ctrl-C to stop")
-	<-ctx.Done()
-	return nil
+	return nw, ready, nil
 }
 
 // createTestnetAccount creates the --account user through a client node of
