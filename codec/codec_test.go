@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // encoded is a file encoded in a test: its layout and every shard's bytes,
@@ -147,7 +149,8 @@ const testSeg = MinSegmentSize
 
 func TestRoundTripSizes(t *testing.T) {
 	key := testKey(1)
-	sizes := []int{0, 1, testSeg - 1, testSeg, testSeg + 1, 2 * testSeg, 7*testSeg + 123}
+	// 200 bytes of text compress into a zstd frame that omits its size.
+	sizes := []int{0, 1, 200, testSeg - 1, testSeg, testSeg + 1, 2 * testSeg, 7*testSeg + 123}
 	for _, comp := range []Compression{CompressNone, CompressZstd, CompressGzip} {
 		for _, kind := range []string{"random", "text"} {
 			for _, size := range sizes {
@@ -503,6 +506,17 @@ func TestDecompressionBombRefused(t *testing.T) {
 	}
 	if _, err := d.decompress(nil, payload, 4096); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("zstd bomb: got %v", err)
+	}
+	// A small frame without a declared size cannot exceed its segment either.
+	small := c.compress(nil, bytes.Repeat([]byte("ab"), 100))
+	if h := new(zstd.Header); h.Decode(small[1:]) != nil || h.HasFCS {
+		t.Fatal("expected a 200-byte frame without a declared size")
+	}
+	if _, err := d.decompress(nil, small, 150); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("small zstd frame over its size: got %v", err)
+	}
+	if out, err := d.decompress(nil, small, 200); err != nil || len(out) != 200 {
+		t.Fatalf("small zstd frame: %v", err)
 	}
 	g, _ := newCompressor(CompressGzip)
 	gp := g.compress(nil, big)

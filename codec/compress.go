@@ -150,20 +150,36 @@ func (d *decompressor) decompress(dst, payload []byte, want int) ([]byte, error)
 	case modeStored:
 		out = append(dst, body...)
 	case modeZstd:
-		// The frame's declared size is checked first so a bomb is refused
-		// before anything is allocated for it.
+		// A frame that declares its size is checked before anything is
+		// allocated for it. Small frames (under 256 bytes) may omit the
+		// size; those are streamed through a limit instead.
 		var h zstd.Header
 		if err := h.Decode(body); err != nil {
 			return nil, formatErr("zstd frame header: %v", err)
 		}
-		if !h.HasFCS || h.FrameContentSize != uint64(want) {
-			return nil, fmt.Errorf("%w: zstd frame declares %d bytes, segment holds %d", ErrTooLarge, h.FrameContentSize, want)
+		if h.HasFCS {
+			if h.FrameContentSize != uint64(want) {
+				return nil, fmt.Errorf("%w: zstd frame declares %d bytes, segment holds %d", ErrTooLarge, h.FrameContentSize, want)
+			}
+			var err error
+			out, err = d.zdec.DecodeAll(body, dst)
+			if err != nil {
+				return nil, formatErr("zstd: %v", err)
+			}
+			break
 		}
-		var err error
-		out, err = d.zdec.DecodeAll(body, dst)
+		if err := d.zdec.Reset(bytes.NewReader(body)); err != nil {
+			return nil, formatErr("zstd: %v", err)
+		}
+		buf := bytes.NewBuffer(dst)
+		n, err := io.Copy(buf, io.LimitReader(d.zdec, int64(want)+1))
 		if err != nil {
 			return nil, formatErr("zstd: %v", err)
 		}
+		if n > int64(want) {
+			return nil, fmt.Errorf("%w: zstd body exceeds %d bytes", ErrTooLarge, want)
+		}
+		out = buf.Bytes()
 	case modeGzip:
 		if d.gz == nil {
 			d.gz = new(gzip.Reader)
