@@ -40,6 +40,7 @@ type clientNet struct {
 
 	mu        sync.Mutex
 	providers []peer.ID
+	infos     []client.ProviderInfo
 	fetched   time.Time
 }
 
@@ -89,6 +90,25 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 		return nil, fmt.Errorf("%w: no provider node found among %d peers", ErrTooFewNodes, n.Peers())
 	}
 	fs.Debugf(nil, "jellyfish: %d provider nodes", len(ids))
-	n.providers, n.fetched = ids, time.Now()
+	n.providers, n.infos, n.fetched = ids, infos, time.Now()
 	return ids, nil
+}
+
+// OwnedCapacity returns the bytes offered by the providers that name the
+// account as their owner: the account's allowance until karma weighs it.
+func (n *clientNet) OwnedCapacity(ctx context.Context, owner peer.ID) (int64, int, error) {
+	if _, err := n.Providers(ctx); err != nil {
+		return 0, 0, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var total int64
+	nodes := 0
+	for _, p := range n.infos {
+		if string(p.Info.Owner) == string(owner) {
+			total += int64(p.CapacityGiB) << 30
+			nodes++
+		}
+	}
+	return total, nodes, nil
 }

@@ -477,7 +477,9 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 }
 
 // About reports the account's usage: the bytes its live files occupy on
-// providers (all shards) and the number of files.
+// providers (all shards), the number of files and, when the account has
+// provider nodes of its own, its allowance (their offered space) and what
+// is left of it.
 func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 	var used, objects int64
 	for _, e := range f.s.tree.All() {
@@ -490,6 +492,10 @@ func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 		}
 	}
 	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(objects)}
+	if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
+		u.Total = fs.NewUsageValue(allowance)
+		u.Free = fs.NewUsageValue(max(0, allowance-used))
+	}
 	return u, nil
 }
 

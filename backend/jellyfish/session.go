@@ -32,6 +32,7 @@ type network interface {
 	Shards(owner crypto.PrivKey) (shardIO, error)
 	Providers(ctx context.Context) ([]peer.ID, error)
 	Records() account.Records
+	OwnedCapacity(ctx context.Context, owner peer.ID) (bytes int64, nodes int, err error)
 	Peers() int
 	Close() error
 }
