@@ -5,6 +5,7 @@
 package jellyfish
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,6 +84,11 @@ func init() {
 			Default:  "zstd",
 			Advanced: true,
 		}, {
+			Name:     "inline_max",
+			Help:     "Files up to this size are stored inside the file list's log instead of as shards of their own.\n\nThis makes syncing many tiny files fast; they get the file list's redundancy.",
+			Default:  fs.SizeSuffix(defaultInlineMax),
+			Advanced: true,
+		}, {
 			Name:     "meta_data_shards",
 			Help:     "Data shards of metadata objects (log batches, checkpoints).",
 			Default:  2,
@@ -127,6 +133,7 @@ type Options struct {
 	SuccessShards    int           `config:"success_shards"`
 	SegmentSize      fs.SizeSuffix `config:"segment_size"`
 	Compression      string        `config:"compression"`
+	InlineMax        fs.SizeSuffix `config:"inline_max"`
 	MetaDataShards   int           `config:"meta_data_shards"`
 	MetaParityShards int           `config:"meta_parity_shards"`
 	Lease            fs.Duration   `config:"lease"`
@@ -153,6 +160,13 @@ func (o *Options) compression() codec.Compression {
 	}
 	return c
 }
+
+// defaultInlineMax is the largest file stored inside a log batch.
+const defaultInlineMax = 8 << 10
+
+// maxInlineMax bounds inline_max: inline data is read into memory and
+// carried by every batch and checkpoint.
+const maxInlineMax = 256 << 10
 
 // Fs is a view of a Jellyfish account's files under a root path.
 type Fs struct {
@@ -483,10 +497,11 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 	var used, objects int64
 	for _, e := range f.s.tree.All() {
-		if e.Deleted || e.Dir || len(e.Content) == 0 {
+		if e.Deleted || e.Dir {
 			continue
 		}
 		objects++
+		used += int64(len(e.Inline))
 		if ref, err := UnmarshalObjRef(e.Content); err == nil {
 			used += ref.StoredBytes()
 		}
@@ -667,10 +682,6 @@ func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
 // Open returns a reader of the object, honouring range and seek options:
 // only the segments covering the range are fetched.
 func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadCloser, error) {
-	ref, err := UnmarshalObjRef(o.entry.Content)
-	if err != nil {
-		return nil, fserrors.NoRetryError(err)
-	}
 	var off, limit int64 = 0, -1
 	for _, opt := range options {
 		switch x := opt.(type) {
@@ -687,6 +698,17 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 	if off > o.entry.Size {
 		off = o.entry.Size
 	}
+	if len(o.entry.Content) == 0 {
+		data := o.entry.Inline[off:]
+		if limit >= 0 && limit < int64(len(data)) {
+			data = data[:limit]
+		}
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}
+	ref, err := UnmarshalObjRef(o.entry.Content)
+	if err != nil {
+		return nil, fserrors.NoRetryError(err)
+	}
 	rc, err := o.fs.s.store.Open(ctx, ref, off, limit)
 	if err != nil {
 		return nil, mapErr(err)
@@ -694,7 +716,8 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 	return &mappedReader{rc}, nil
 }
 
-// Update uploads new contents for the object.
+// Update uploads new contents for the object. Files up to inline_max are
+// kept inside the log batch; larger ones become an object of their own.
 func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
 	p := o.fs.full(o.remote)
 	if p == "" {
@@ -704,24 +727,34 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		return fs.ErrorIsDir
 	}
 	h := blake3.New()
-	ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(in, h))
-	if err != nil {
-		return mapErr(err)
-	}
-	content, err := ref.Marshal()
-	if err != nil {
+	inlineMax := min(int64(o.fs.opt.InlineMax), maxInlineMax)
+	head := make([]byte, inlineMax+1)
+	n, err := io.ReadFull(in, head)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return err
+	}
+	e := ns.Entry{Path: p, ModTime: src.ModTime(ctx).UnixNano(), Stamp: o.fs.s.stamp()}
+	if int64(n) <= inlineMax {
+		e.Inline = head[:n:n]
+		e.Size = int64(n)
+		h.Write(e.Inline)
+	} else {
+		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(head[:n]), in), h))
+		if err != nil {
+			return mapErr(err)
+		}
+		if e.Content, err = ref.Marshal(); err != nil {
+			return err
+		}
+		e.Size = ref.Layout.Size
+	}
+	e.Hash = h.Sum(nil)
+	if src.Size() >= 0 && src.Size() != e.Size {
+		return fmt.Errorf("jellyfish: uploaded %d bytes but the source said %d", e.Size, src.Size())
 	}
 	entries, err := o.fs.mkdirs(ns.Parent(p), time.Now())
 	if err != nil {
 		return err
-	}
-	e := ns.Entry{
-		Path: p, Size: ref.Layout.Size, ModTime: src.ModTime(ctx).UnixNano(),
-		Hash: h.Sum(nil), Content: content, Stamp: o.fs.s.stamp(),
-	}
-	if src.Size() >= 0 && src.Size() != e.Size {
-		return fmt.Errorf("jellyfish: uploaded %d bytes but the source said %d", e.Size, src.Size())
 	}
 	o.fs.s.commit(append(entries, e)...)
 	o.entry = e

@@ -35,10 +35,22 @@ import (
 //   - FsCheckWrap, ObjectCheckWrap, Internal: only for wrapping backends or
 //     backends with internal tests.
 func TestJellyfish(t *testing.T) {
+	// Every file as shards of its own: the suite's files are small, and the
+	// default would keep most of them inline.
+	runSuite(t, "0")
+}
+
+// TestJellyfishInline runs the suite again with the default inline_max, so
+// tiny files travel inside the log batches.
+func TestJellyfishInline(t *testing.T) {
+	runSuite(t, "8Ki")
+}
+
+func runSuite(t *testing.T, inlineMax string) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "fstest")
 	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	section := acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4", "cleanup_grace": "0s"})
+	section := acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4", "cleanup_grace": "0s", "inline_max": inlineMax})
 	if err := os.WriteFile(conf, []byte("[TestJellyfish]\n"+section), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,10 @@ type Entry struct {
 	Hash []byte `json:"b3,omitempty"`
 	// Content describes where the bytes live; opaque to this package.
 	Content []byte `json:"c,omitempty"`
-	Stamp   Stamp  `json:"t"`
+	// Inline holds the bytes of a tiny file, which then has no Content:
+	// they travel inside the (encrypted) log batch itself.
+	Inline []byte `json:"i,omitempty"`
+	Stamp  Stamp  `json:"t"`
 	// Bases are the stamps of the entries at Path that this write replaces:
 	// what its writer saw there.
 	Bases []Stamp `json:"b,omitempty"`
