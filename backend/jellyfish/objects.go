@@ -203,9 +203,14 @@ func place(nodes []peer.ID, seg uint64, total int) []peer.ID {
 	return out
 }
 
+// segmentsInFlight bounds how many segments of one upload are being
+// stored at once (each holds its k+m shards in memory until stored).
+const segmentsInFlight = 4
+
 // Put encodes r with enc and stores every segment's shards, returning once
-// each segment has at least the threshold of receipted shards. Shards no
-// node receipted are left out of the reference and queued for repair.
+// each segment has at least the threshold of receipted shards. Segments are
+// stored in parallel, at most segmentsInFlight at a time. Shards no node
+// receipted are left out of the reference and queued for repair.
 func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) (*ObjRef, error) {
 	nodes, err := s.providers(ctx)
 	if err != nil {
@@ -223,78 +228,123 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 	if err != nil {
 		return nil, err
 	}
-	ref := &ObjRef{Key: key}
-	index := map[peer.ID]uint8{}
-	nodeIndex := func(id peer.ID) uint8 {
-		if i, ok := index[id]; ok {
-			return i
-		}
-		index[id] = uint8(len(ref.Nodes))
-		ref.Nodes = append(ref.Nodes, id)
-		return index[id]
-	}
 	lease := time.Now().Add(s.lease)
-	layout, err := enc.Encode(ctx, r, key, func(seg *codec.Segment) error {
-		defer seg.Release()
-		holders, err := s.putSegment(ctx, nodes, seg, need, lease)
-		if err != nil {
-			return err
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		rows     = map[uint64][]peer.ID{}
+		inflight = make(chan struct{}, segmentsInFlight)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
 		}
-		row := make([]uint8, len(holders))
-		missing := 0
-		for i, h := range holders {
-			if h == "" {
-				row[i] = noHolder
-				missing++
-			} else {
-				row[i] = nodeIndex(h)
+	}
+	layout, err := enc.Encode(uctx, r, key, func(seg *codec.Segment) error {
+		select {
+		case inflight <- struct{}{}:
+		case <-uctx.Done():
+			seg.Release()
+			return uctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-inflight }()
+			defer seg.Release()
+			holders, err := s.putSegment(uctx, nodes, seg, need, lease)
+			if err != nil {
+				fail(err)
+				return
 			}
-		}
-		ref.Holder = append(ref.Holder, row)
-		if missing > 0 && s.repairs != nil {
-			s.repairs.add(seg.Index, missing)
-		}
+			mu.Lock()
+			rows[seg.Index] = holders
+			mu.Unlock()
+		}()
 		return nil
 	})
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	if err != nil {
 		return nil, err
 	}
-	ref.Layout = layout
+	ref := &ObjRef{Key: key, Layout: layout}
+	index := map[peer.ID]uint8{}
+	for i := range layout.Segments {
+		holders := rows[uint64(i)]
+		row := make([]uint8, len(holders))
+		missing := 0
+		for j, h := range holders {
+			if h == "" {
+				row[j] = noHolder
+				missing++
+				continue
+			}
+			idx, ok := index[h]
+			if !ok {
+				idx = uint8(len(ref.Nodes))
+				index[h] = idx
+				ref.Nodes = append(ref.Nodes, h)
+			}
+			row[j] = idx
+		}
+		ref.Holder = append(ref.Holder, row)
+		if missing > 0 && s.repairs != nil {
+			s.repairs.add(uint64(i), missing)
+		}
+	}
 	return ref, nil
 }
 
+// stragglerGrace is how long, once a segment has enough receipts, the
+// remaining shard uploads may go on before they are cancelled: half the
+// time the segment took so far, at least minStragglerGrace.
+const minStragglerGrace = 100 * time.Millisecond
+
 // putSegment stores a segment's shards in parallel. A shard whose node
-// fails is tried on the other nodes in turn. It returns each shard's holder
-// ("" when none receipted it) once every attempt has finished, or an error
-// if fewer than need shards were receipted.
+// fails is tried on the other nodes in turn. Once need shards are
+// receipted the stragglers get a grace period, then are cancelled; every
+// upload goroutine has ended when it returns. It returns each shard's
+// holder ("" when none receipted it), or an error if fewer than need
+// shards were receipted.
 func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
 	total := len(seg.Shards)
 	planned := place(nodes, seg.Index, total)
 	holders := make([]peer.ID, total)
 	errs := make([]error, total)
-	var wg sync.WaitGroup
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	done := make(chan int, total)
+	start := time.Now()
 	for i := range seg.Shards {
-		wg.Add(1)
 		go func(i int) {
-			defer wg.Done()
+			defer func() { done <- i }()
 			data := seg.Shards[i].Bytes()
 			id := seg.Shards[i].ID
-			start := 0
+			first := 0
 			for j, n := range nodes {
 				if n == planned[i] {
-					start = j
+					first = j
 				}
 			}
 			// The planned node first, then the others: at most three tries.
 			for try := 0; try < min(3, len(nodes)); try++ {
-				target := nodes[(start+try)%len(nodes)]
+				target := nodes[(first+try)%len(nodes)]
 				select {
 				case s.sem <- struct{}{}:
-				case <-ctx.Done():
-					errs[i] = ctx.Err()
+				case <-sctx.Done():
+					errs[i] = sctx.Err()
 					return
 				}
-				_, err := s.shards.Put(ctx, target, id, data, lease)
+				_, err := s.shards.Put(sctx, target, id, data, lease)
 				<-s.sem
 				if err == nil {
 					holders[i] = target
@@ -302,17 +352,27 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *code
 				}
 				errs[i] = err
 				fs.Debugf(nil, "jellyfish: segment %d shard %d on %s: %v", seg.Index, i, target.ShortString(), err)
-				if ctx.Err() != nil {
+				if sctx.Err() != nil {
 					return
 				}
 			}
 		}(i)
 	}
-	wg.Wait()
 	got := 0
-	for _, h := range holders {
-		if h != "" {
-			got++
+	var grace <-chan time.Time
+	for pending := total; pending > 0; {
+		select {
+		case i := <-done:
+			pending--
+			if holders[i] != "" {
+				got++
+				if got == need && pending > 0 {
+					grace = time.After(max(minStragglerGrace, time.Since(start)/2))
+				}
+			}
+		case <-grace:
+			grace = nil
+			scancel() // the rest are stragglers; drain them
 		}
 	}
 	if got < need {
