@@ -30,7 +30,15 @@ type Network struct {
 // their node records are published. It is closed when the test ends.
 func StartNetwork(t testing.TB, n int) *Network {
 	t.Helper()
-	fleet := provider.NewFleet(provider.TestnetConfig{QuotaBytes: 256 << 20})
+	return StartNetworkConfig(t, n, provider.TestnetConfig{QuotaBytes: 256 << 20})
+}
+
+// StartNetworkConfig starts n provider nodes configured by cfg (quota,
+// per-node provider options, testnet options) and waits until their node
+// records are published. It is closed when the test ends.
+func StartNetworkConfig(t testing.TB, n int, cfg provider.TestnetConfig) *Network {
+	t.Helper()
+	fleet := provider.NewFleet(cfg)
 	nw := testnet.New(t, n, fleet.Options())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
