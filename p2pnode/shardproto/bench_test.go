@@ -238,6 +238,19 @@ func TestTransports(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := ctxT(t)
+			// A shard the holder has is answered at once; the client stops
+			// sending within a flow-control window on every transport.
+			big, bigID := shard(400, 3<<20)
+			if _, err := c.Put(ctx, holder.ID(), bigID, big, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			cr := &countReader{r: bytes.NewReader(big)}
+			if _, err := c.PutReader(ctx, holder.ID(), bigID, int64(len(big)), cr, time.Now().Add(2*time.Hour)); err != nil {
+				t.Fatalf("duplicate put: %v", err)
+			}
+			if n := cr.n.Load(); n > maxWasted {
+				t.Fatalf("duplicate put sent %d body bytes", n)
+			}
 			for i := 0; i < 20; i++ {
 				data, id := shard(uint64(300+i), 300_000)
 				if _, err := c.Put(ctx, holder.ID(), id, data, time.Now().Add(time.Hour)); err != nil {

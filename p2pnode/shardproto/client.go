@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -227,7 +228,7 @@ func (cl *call) response() (*response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shardproto: answer from %s: %w", cl.p.ShortString(), err)
 	}
-	if resp.status != StatusOK && resp.status != StatusContinue {
+	if resp.status != StatusOK {
 		return resp, &RemoteError{Peer: cl.p, Status: resp.status, Msg: resp.msg}
 	}
 	return resp, nil
@@ -293,15 +294,59 @@ func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []by
 }
 
 // PutReader is Put with the shard streamed from r, which must yield
-// exactly size bytes. The body is sent only once the holder has accepted
-// the request (signature, size, quota); a holder already holding the shard
-// answers without it.
+// exactly size bytes. The body follows the request header at once; a
+// holder that refuses the put or already holds the shard answers without
+// reading it, and the client stops sending as soon as that answer arrives
+// (at most a stream flow-control window of body is sent in vain).
+//
+// A put the holder refused for lack of resources is retried like other
+// requests, but only when r can be rewound (an io.Seeker, as with Put) or
+// none of it was read yet: the first attempt may have sent part of it.
 func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (rc Receipt, err error) {
+	seeker, _ := r.(io.Seeker)
+	var start int64
+	if seeker != nil {
+		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			seeker = nil
+		}
+	}
+	src := &countingReader{r: r}
+	attempt := 0
 	err = retryRefused(ctx, func() error {
-		rc, err = c.putOnce(ctx, p, id, size, r, lease)
+		if attempt++; attempt > 1 && src.n > 0 {
+			if seeker == nil {
+				return errNoRewind
+			}
+			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
+				return errNoRewind
+			}
+		}
+		rc, err = c.putOnce(ctx, p, id, size, src, lease)
 		return err
 	})
+	if errors.Is(err, errNoRewind) {
+		err = fmt.Errorf("shardproto: put %s to %s: holder busy and the body cannot be sent again: %w", id.Short(), p.ShortString(), ErrBusy)
+	}
 	return rc, err
+}
+
+var errNoRewind = errors.New("body source cannot be rewound")
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type answer struct {
+	resp *response
+	err  error
 }
 
 func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
@@ -314,27 +359,41 @@ func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size 
 	if err != nil {
 		return Receipt{}, err
 	}
-	resp, err := cl.response()
-	if err == nil && resp.status == StatusContinue {
-		if err = cl.deadline(c.cfg.bodyTimeout(size)); err == nil {
-			err = sendBody(cl.st, r, size)
-		}
-		if err == nil {
-			resp, err = cl.response()
-		}
+	if err := cl.deadline(c.cfg.bodyTimeout(size)); err != nil {
+		cl.finish(err)
+		return Receipt{}, err
 	}
-	if err == nil && resp.status != StatusOK {
-		err = fmt.Errorf("shardproto: holder %s sent status %d twice", p.ShortString(), resp.status)
-	}
+	// The answer may come before the body is sent: read it alongside, and
+	// once it is in, stop writing (a holder that answered early no longer
+	// reads, so a write may be waiting for flow-control credit).
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := cl.response()
+		cl.st.SetWriteDeadline(time.Now())
+		answered <- answer{resp, err}
+	}()
+	srcErr, netErr := sendBody(cl.st, r, size)
+	a := <-answered
+	resp, err := a.resp, a.err
 	var re *RemoteError
-	if err != nil && !errors.As(err, &re) {
+	switch {
+	case err == nil:
+		// OK: stored, or held already (then the body was not needed).
+	case srcErr != nil && errors.As(err, &re) && re.Status == StatusInvalid:
+		// The holder refused the short body our source gave.
+		cl.finish(nil)
+		return Receipt{}, fmt.Errorf("shardproto: put %s to %s: %w", id.Short(), p.ShortString(), srcErr)
+	case errors.As(err, &re):
+		cl.finish(nil)
+		return Receipt{}, err
+	default:
+		if e := errors.Join(srcErr, netErr); e != nil {
+			err = fmt.Errorf("%w (sending the body: %v)", err, e)
+		}
 		cl.finish(err)
 		return Receipt{}, fmt.Errorf("shardproto: put %s to %s: %w", id.Short(), p.ShortString(), err)
 	}
 	cl.finish(nil)
-	if err != nil {
-		return Receipt{}, err
-	}
 	rc, err := UnmarshalReceipt(resp.blob)
 	if err == nil {
 		err = VerifyReceipt(rc)
@@ -348,19 +407,41 @@ func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size 
 	return rc, nil
 }
 
-// sendBody streams exactly size bytes of r and closes the write side.
-// (Writing a whole buffered shard in one call measured slower with several
-// puts in flight than io.Copy's chunks, so bodies are always copied.)
-func sendBody(st network.Stream, r io.Reader, size int64) error {
-	n, err := io.Copy(st, io.LimitReader(r, size))
-	if err != nil {
-		return fmt.Errorf("send body: %w", err)
-	}
-	if n != size {
-		return fmt.Errorf("send body: source gave %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+// bodyBuf is the unit in which a client copies a shard body into the
+// stream: two yamux frames of 64 KiB per write, against 32 KiB writes
+// (half a frame) with io.Copy's default buffer. (Writing a whole buffered
+// shard in one call measured slower with several puts in flight.)
+const bodyBuf = 128 << 10
+
+var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, bodyBuf); return &b }}
+
+// sendBody streams exactly size bytes of r and closes the write side, also
+// when r fails or ends early (the holder then answers Invalid). It reports
+// a failure of the source apart from one of the stream; the latter is
+// expected when the holder answered before the end of the body.
+func sendBody(st network.Stream, r io.Reader, size int64) (srcErr, netErr error) {
+	bp := bodyBufPool.Get().(*[]byte)
+	defer bodyBufPool.Put(bp)
+	buf := *bp
+	for left := size; left > 0; {
+		n, err := r.Read(buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			if _, werr := st.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+			left -= int64(n)
+		}
+		if err == io.EOF && left > 0 {
+			srcErr = fmt.Errorf("source gave %d of %d bytes: %w", size-left, size, io.ErrUnexpectedEOF)
+			break
+		}
+		if err != nil && err != io.EOF {
+			srcErr = fmt.Errorf("read source: %w", err)
+			break
+		}
 	}
 	// The holder waits for this end of the body before it answers.
-	return st.CloseWrite()
+	return srcErr, st.CloseWrite()
 }
 
 // Get fetches a whole shard from holder p. The returned reader verifies

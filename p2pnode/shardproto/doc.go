@@ -1,4 +1,4 @@
-// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/1.0.0:
+// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/2.0.0:
 // how an owner stores shards on a provider node (the holder) and reads,
 // renews, deletes and audits them.
 //
@@ -11,7 +11,10 @@
 // payload of at most MaxHeaderSize; a request header names the operation
 // in its first byte, an answer header starts with a Status. Shard bodies
 // and proofs follow their header as raw bytes whose length the header
-// announced, streamed rather than framed. Puts, deletes and renewals are
+// announced, streamed rather than framed. A put's body follows its header
+// at once; a holder that refuses the put, or already holds the shard,
+// answers without reading it and the client, which reads the answer while
+// it sends, stops within a flow-control window. Puts, deletes and renewals are
 // signed by the owner over the request and the holder's peer ID, with a
 // timestamp checked against a window; a put is answered with a Receipt
 // signed by the holder, and a challenge with a signed ChallengeAnswer, so

@@ -17,7 +17,7 @@ import (
 )
 
 // ID is the protocol ID of the shard protocol.
-const ID = "/jellyfish/shard/1.0.0"
+const ID = "/jellyfish/shard/2.0.0"
 
 // ServiceName names the protocol's resource-manager service scope.
 const ServiceName = "jellyfish.shard"
@@ -52,9 +52,15 @@ type timing struct {
 }
 
 // bodyTimeout is the time allowed to move n bytes: the header timeout
-// plus n at the minimum rate.
+// plus n at the minimum rate. It saturates instead of overflowing for an
+// absurd n (which the holder refuses anyway).
 func (t timing) bodyTimeout(n int64) time.Duration {
-	return t.headerTimeout + time.Duration(n)*time.Second/time.Duration(t.minRate)
+	const maxWait = 1 << 32 // seconds (136 years): beyond any real transfer, below overflow
+	secs := n / t.minRate
+	if secs >= maxWait {
+		return t.headerTimeout + maxWait*time.Second
+	}
+	return t.headerTimeout + time.Duration(secs)*time.Second + time.Duration(n%t.minRate)*time.Second/time.Duration(t.minRate)
 }
 
 type serviceConfig struct {
@@ -247,7 +253,9 @@ func (s *Service) handle(st network.Stream) {
 	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
 	defer stop()
 	if err := st.Scope().SetService(ServiceName); err != nil {
-		st.Reset()
+		// Refused by the resource manager before anything was served:
+		// the client may retry.
+		st.ResetWithError(network.StreamResourceLimitExceeded)
 		return
 	}
 	if err := st.SetDeadline(time.Now().Add(s.cfg.headerTimeout)); err != nil {
@@ -372,29 +380,17 @@ func (s *Service) checkOwner(req *request, msg []byte) (shardstore.Owner, error)
 	return owner, nil
 }
 
-// continueReader hands the body to the store. Its first Read, which the
-// store makes only after the shard passed the quota check, tells the
-// client to send the body; a store that refuses (or already holds the
-// shard) never reads, so no body crosses the network.
-type continueReader struct {
-	st     network.Stream
-	r      io.Reader
-	sent   bool
+// bodyReader hands the body to the store and remembers a transport
+// failure, which resets the stream rather than being answered.
+type bodyReader struct {
+	r      *io.LimitedReader
 	netErr error
-	typ    byte
 }
 
-func (c *continueReader) Read(p []byte) (int, error) {
-	if !c.sent {
-		c.sent = true
-		if err := respond(c.st, c.typ, &response{status: StatusContinue}); err != nil {
-			c.netErr = err
-			return 0, err
-		}
-	}
-	n, err := c.r.Read(p)
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
-		c.netErr = err
+		b.netErr = err
 	}
 	return n, err
 }
@@ -410,21 +406,26 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request)
 	if req.size > s.cfg.maxShardSize {
 		return fail(st, req.typ, fmt.Errorf("%w: %d bytes, limit %d", shardstore.ErrTooLarge, req.size, s.cfg.maxShardSize))
 	}
-	// The store buffers the body to hash it: reserve that memory first.
-	if err := st.Scope().ReserveMemory(int(req.size), network.ReservationPriorityHigh); err != nil {
+	// The store streams the body to disk, holding a few chunks and the
+	// shard's hash tree: reserve that memory first.
+	mem := shardstore.PutMemory(req.size)
+	if err := st.Scope().ReserveMemory(mem, network.ReservationPriorityHigh); err != nil {
 		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
 	}
-	defer st.Scope().ReleaseMemory(int(req.size))
+	defer st.Scope().ReleaseMemory(mem)
 	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(req.size))); err != nil {
 		return err
 	}
-	lr := &io.LimitedReader{R: st, N: req.size}
-	body := &continueReader{st: st, r: lr, typ: req.typ}
+	// The client sends the body right behind the header. A store that
+	// refuses the shard, or already holds it, does not read it: the answer
+	// goes out at once, handle closes the stream, and the client stops
+	// sending when it reads the answer.
+	body := &bodyReader{r: &io.LimitedReader{R: st, N: req.size}}
 	err = s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
 	if body.netErr != nil {
 		return body.netErr
 	}
-	if body.sent && lr.N == 0 {
+	if body.r.N == 0 {
 		// The body must end exactly at size: wait for the client's end of
 		// stream, so closing our side never cuts its write short.
 		var extra [1]byte

@@ -51,7 +51,7 @@ type Status byte
 // Status codes.
 const (
 	StatusOK            Status = 0
-	StatusContinue      Status = 1 // put: send the body now
+	StatusContinue      Status = 1 // retired (1.0.0's "send the body now"); never sent
 	StatusNotFound      Status = 2
 	StatusQuotaExceeded Status = 3
 	StatusIntegrity     Status = 4

@@ -249,9 +249,11 @@ func (d *Disk) checkLease(op string, lease time.Time) error {
 }
 
 // Put stores a shard for owner. It checks the size and lease, reserves
-// quota space before reading r, reads exactly size bytes, verifies they
-// hash to id (computing the outboard tree in the same pass) and commits
-// the shard atomically. When the shard is already held, r is not read:
+// quota space before reading r, then streams exactly size bytes to a
+// temporary file while computing the outboard tree and root in the same
+// pass (holding one ChunkSize chunk and the tree in memory, see
+// PutMemory), refuses a root other than id and commits the shard
+// atomically. When the shard is already held, r is not read:
 // owner gains a reference and its lease is extended to lease. On any
 // error nothing is stored and the reservation is released: a full quota
 // fails with ErrQuotaExceeded, a full disk with ErrNoSpace, mismatching
@@ -307,19 +309,12 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("%s %s: read body: %w", op, id.Short(), err)
-	}
-	tree, got := codec.Tree(buf)
-	if got != id {
-		return fmtErr(op, ErrIntegrity, "bytes hash to %s, not %s", got.Short(), id.Short())
+	tmpData, tree, err := d.receive(ctx, id, size, r)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	m := &meta{size: size, storedAt: d.now(), owners: map[Owner]time.Time{owner: lease}}
-	if err := d.commit(id, buf, tree, m); err != nil {
+	if err := d.commit(id, tmpData, tree, m); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	committed = m
@@ -363,12 +358,13 @@ func (m *meta) clone() *meta {
 	return c
 }
 
-// commit writes the shard, its tree and its metadata under tmp/, syncs
-// them, renames them into place (metadata last: the commit point) and
-// syncs the shard directory. On failure it removes what it wrote.
-func (d *Disk) commit(id codec.ShardID, data, tree []byte, m *meta) (err error) {
+// commit takes the shard's synced temporary data file, writes its tree
+// and metadata under tmp/, syncs them, renames all three into place
+// (metadata last: the commit point) and syncs the shard directory. On
+// failure it removes what it wrote, the temporary data file included.
+func (d *Disk) commit(id codec.ShardID, tmpData string, tree []byte, m *meta) (err error) {
 	dir, dataName, treeName, metaName := shardPath(id)
-	tmpData, tmpTree, tmpMeta := tmpName(id, ""), tmpName(id, treeExt), tmpName(id, metaExt)
+	tmpTree, tmpMeta := tmpName(id, treeExt), tmpName(id, metaExt)
 	renamed := []string{}
 	defer func() {
 		if err == nil {
@@ -381,9 +377,6 @@ func (d *Disk) commit(id codec.ShardID, data, tree []byte, m *meta) (err error) 
 			d.root.Remove(n)
 		}
 	}()
-	if err := d.writeSync(tmpData, data); err != nil {
-		return err
-	}
 	if err := d.writeSync(tmpTree, tree); err != nil {
 		return err
 	}

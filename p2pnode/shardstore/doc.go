@@ -16,6 +16,11 @@
 //	shards/ab/<id>.tree     outboard tree
 //	shards/ab/<id>.meta     metadata (owners, leases, size, stored-at)
 //
+// A put streams its body: chunks are written to a temporary file while the
+// outboard tree and root are computed from the same chunks in a second
+// goroutine, so a put holds PutMemory(size) bytes (a few chunks and the
+// tree), not the shard, and the ID is checked when the last byte is in.
+//
 // Writes are atomic: every file is written under tmp/, synced, renamed into
 // place and the directory synced; the metadata record is renamed last and is
 // the commit point. On open, shard files without a valid metadata record and
