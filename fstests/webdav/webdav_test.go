@@ -100,11 +100,11 @@ func waitObject(t *testing.T, f fs.Fs, remote string) fs.Object {
 // VFS cache off and in writes mode, then checks that a file written by the
 // WebDAV client is a Jellyfish file.
 //
-// The suite skips what rclone's WebDAV client lacks (ListR, server-side
-// commands, chunked, multipart and random-access uploads, change
-// notification, directory modification times and metadata, tiers, public
-// links) and FsShutdown, FsCheckWrap, ObjectCheckWrap and Internal, which
-// do not apply to it.
+// The suite skips (31 tests in each mode) what rclone's WebDAV client
+// lacks (ListR, backend commands, chunked, multipart and random-access
+// uploads, change notification, MIME types, directory modification times,
+// metadata, tiers, public links), what does not apply (case-insensitive
+// lookup, buckets, Shutdown, the wrapping checks, Internal).
 func TestWebDAV(t *testing.T) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "davtest")
