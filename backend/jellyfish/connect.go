@@ -2,8 +2,10 @@ package jellyfish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -53,8 +55,15 @@ func connect(ctx context.Context, opt *Options, slotDir string) (network, error)
 	if err != nil {
 		return nil, err
 	}
+	// Each process joins with a fresh network identity: the account's key
+	// signs everything that matters, and a reused identity would inherit
+	// the connections a killed predecessor left open on the providers.
+	dataDir := filepath.Join(slotDir, "node")
+	if err := os.Remove(filepath.Join(dataDir, "identity.key")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	c, err := client.New(ctx, client.Config{
-		DataDir:   filepath.Join(slotDir, "node"),
+		DataDir:   dataDir,
 		Bootstrap: boot,
 		Logger:    slog.New(slog.DiscardHandler),
 	})
@@ -78,7 +87,21 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	if n.providers != nil && time.Since(n.fetched) < providerTTL {
 		return n.providers, nil
 	}
-	infos, err := n.c.Providers(ctx)
+	// A fresh client may not yet know which peers speak the shard protocol
+	// or have their records: retry an empty answer a few times.
+	var infos []client.ProviderInfo
+	var err error
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		infos, err = n.c.Providers(ctx)
+		if err == nil && len(infos) > 0 || wait > 3*time.Second {
+			break
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,9 @@ type headState struct {
 	Tip        []byte // ObjRef of the newest batch, or nil
 	Checkpoint []byte // ObjRef of the latest checkpoint, or nil
 	CPSeq      uint64 // the device's batch seq the checkpoint covers
+	GCSeq      uint64 // the device's batches up to this seq were collected
+
+	recSeq uint64 // sequence number of the record it was read from
 }
 
 const headVersion = 1
@@ -39,7 +42,7 @@ func headKey(root account.RootKey) ([]byte, error) {
 //
 //	nonce [24] | XChaCha20-Poly1305(ad = dhtKey) of
 //	version u8 | device [16] | batch seq u64 | hlc u64 | checkpoint seq u64 |
-//	tip len u16 | tip | checkpoint len u16 | checkpoint
+//	collected seq u64 | tip len u16 | tip | checkpoint len u16 | checkpoint
 func sealHead(root account.RootKey, dhtKey string, h *headState) ([]byte, error) {
 	if len(h.Tip) > 1<<15 || len(h.Checkpoint) > 1<<15 {
 		return nil, errors.New("jellyfish: head references too large")
@@ -49,6 +52,7 @@ func sealHead(root account.RootKey, dhtKey string, h *headState) ([]byte, error)
 	b = binary.BigEndian.AppendUint64(b, h.BatchSeq)
 	b = binary.BigEndian.AppendUint64(b, h.HLC)
 	b = binary.BigEndian.AppendUint64(b, h.CPSeq)
+	b = binary.BigEndian.AppendUint64(b, h.GCSeq)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Tip)))
 	b = append(b, h.Tip...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Checkpoint)))
@@ -98,7 +102,7 @@ func openHead(root account.RootKey, dhtKey string, body []byte) (*headState, err
 	if _, err := io.ReadFull(rd, h.Device[:]); err != nil {
 		return nil, err
 	}
-	for _, p := range []*uint64{&h.BatchSeq, &h.HLC, &h.CPSeq} {
+	for _, p := range []*uint64{&h.BatchSeq, &h.HLC, &h.CPSeq, &h.GCSeq} {
 		if err := binary.Read(rd, binary.BigEndian, p); err != nil {
 			return nil, err
 		}

@@ -89,6 +89,11 @@ func init() {
 			Default:  fs.SizeSuffix(defaultInlineMax),
 			Advanced: true,
 		}, {
+			Name:     "checkpoint_every",
+			Help:     "Log batches a device writes between checkpoints of the whole file list.",
+			Default:  32,
+			Advanced: true,
+		}, {
 			Name:     "meta_data_shards",
 			Help:     "Data shards of metadata objects (log batches, checkpoints).",
 			Default:  2,
@@ -134,6 +139,7 @@ type Options struct {
 	SegmentSize      fs.SizeSuffix `config:"segment_size"`
 	Compression      string        `config:"compression"`
 	InlineMax        fs.SizeSuffix `config:"inline_max"`
+	CheckpointEvery  int           `config:"checkpoint_every"`
 	MetaDataShards   int           `config:"meta_data_shards"`
 	MetaParityShards int           `config:"meta_parity_shards"`
 	Lease            fs.Duration   `config:"lease"`

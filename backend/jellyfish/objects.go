@@ -235,7 +235,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
-		rows     = map[uint64][]peer.ID{}
+		rows     = map[uint64]storedRow{}
 		inflight = make(chan struct{}, segmentsInFlight)
 	)
 	fail := func(err error) {
@@ -258,28 +258,33 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 			defer wg.Done()
 			defer func() { <-inflight }()
 			defer seg.Release()
+			ids := make([]codec.ShardID, len(seg.Shards))
+			for i := range seg.Shards {
+				ids[i] = seg.Shards[i].ID
+			}
 			holders, err := s.putSegment(uctx, nodes, seg, need, lease)
+			mu.Lock()
+			rows[seg.Index] = storedRow{holders, ids}
+			mu.Unlock()
 			if err != nil {
 				fail(err)
-				return
 			}
-			mu.Lock()
-			rows[seg.Index] = holders
-			mu.Unlock()
 		}()
 		return nil
 	})
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if firstErr == nil {
+		firstErr = err
 	}
-	if err != nil {
-		return nil, err
+	if firstErr != nil {
+		// Nothing will refer to what was stored: take it back.
+		s.deleteRows(context.WithoutCancel(ctx), rows)
+		return nil, firstErr
 	}
 	ref := &ObjRef{Key: key, Layout: layout}
 	index := map[peer.ID]uint8{}
 	for i := range layout.Segments {
-		holders := rows[uint64(i)]
+		holders := rows[uint64(i)].holders
 		row := make([]uint8, len(holders))
 		missing := 0
 		for j, h := range holders {
@@ -304,6 +309,28 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 	return ref, nil
 }
 
+// storedRow is what one stored segment left on the providers.
+type storedRow struct {
+	holders []peer.ID
+	ids     []codec.ShardID
+}
+
+// deleteRows deletes the shards of a failed upload, best effort: the ones
+// no holder drops expire with their lease.
+func (s *objectStore) deleteRows(ctx context.Context, rows map[uint64]storedRow) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	deleted := 0
+	for _, row := range rows {
+		for i, h := range row.holders {
+			if h != "" && s.shards.Delete(ctx, h, row.ids[i]) == nil {
+				deleted++
+			}
+		}
+	}
+	fs.Debugf(nil, "jellyfish: failed upload: deleted %d shards already stored", deleted)
+}
+
 // stragglerGrace is how long, once a segment has enough receipts, the
 // remaining shard uploads may go on before they are cancelled: half the
 // time the segment took so far, at least minStragglerGrace.
@@ -313,7 +340,7 @@ const minStragglerGrace = 100 * time.Millisecond
 // fails is tried on the other nodes in turn. Once need shards are
 // receipted the stragglers get a grace period, then are cancelled; every
 // upload goroutine has ended when it returns. It returns each shard's
-// holder ("" when none receipted it), or an error if fewer than need
+// holder ("" when none receipted it), and an error too if fewer than need
 // shards were receipted.
 func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
 	total := len(seg.Shards)
@@ -376,7 +403,7 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *code
 		}
 	}
 	if got < need {
-		return nil, fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", seg.Index, got, total, need, errors.Join(uniqueErrs(errs)...))
+		return holders, fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", seg.Index, got, total, need, errors.Join(uniqueErrs(errs)...))
 	}
 	return holders, nil
 }
@@ -410,8 +437,12 @@ func (s *objectStore) Open(ctx context.Context, ref *ObjRef, off, n int64) (io.R
 	return dec.NewReader(ctx, fetch, off, n)
 }
 
-// fetchSegment gets k good shards of a segment: k fetches start at once and
-// each failure starts the next candidate.
+// hedgeAfter is how long a segment fetch waits without progress before it
+// asks one more holder.
+const hedgeAfter = 1500 * time.Millisecond
+
+// fetchSegment gets k good shards of a segment: k fetches start at once,
+// each failure starts the next candidate, and a stall starts one more.
 func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref *ObjRef, seg int) ([][]byte, error) {
 	k := ref.Layout.K
 	type cand struct {
@@ -456,21 +487,36 @@ func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref 
 	for next < len(cands) && next < k {
 		start()
 	}
+	// A holder that neither answers nor fails (a dead node's dial timing
+	// out) is hedged: after hedgeAfter without progress another holder is
+	// asked too.
+	hedge := time.NewTimer(hedgeAfter)
+	defer hedge.Stop()
 	var good [][]byte
 	var errs []error
-	for pending := next; pending > 0; pending-- {
-		r := <-results
-		if r.err == nil {
-			good = append(good, r.data)
-			if len(good) == k {
-				return good, nil
+	for pending := next; pending > 0; {
+		select {
+		case r := <-results:
+			pending--
+			hedge.Reset(hedgeAfter)
+			if r.err == nil {
+				good = append(good, r.data)
+				if len(good) == k {
+					return good, nil
+				}
+				continue
 			}
-			continue
-		}
-		errs = append(errs, r.err)
-		if next < len(cands) {
-			start()
-			pending++
+			errs = append(errs, r.err)
+			if next < len(cands) {
+				start()
+				pending++
+			}
+		case <-hedge.C:
+			if next < len(cands) {
+				start()
+				pending++
+			}
+			hedge.Reset(hedgeAfter)
 		}
 	}
 	if ctx.Err() != nil {
@@ -478,7 +524,8 @@ func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref 
 	}
 	// Fewer than k: the decoder reports how many it found and needs.
 	if len(good) == 0 && len(errs) > 0 {
-		return nil, fmt.Errorf("no shard of segment %d could be fetched (%d holders): %w", seg, len(cands), errors.Join(uniqueErrs(errs)...))
+		tf := &codec.TooFewShardsError{Segment: uint64(seg), Good: 0, Bad: len(errs), Need: k}
+		return nil, fmt.Errorf("%w (%d holders): %w", tf, len(cands), errors.Join(uniqueErrs(errs)...))
 	}
 	return good, nil
 }

@@ -59,13 +59,13 @@ type session struct {
 	mu          sync.Mutex // guards the fields below
 	pending     []ns.Entry
 	head        headState
-	sinceCP     int
 	unref       []unrefContent // contents no entry refers to any more, for CleanUp
 	flushTimer  *time.Timer
 	flushErr    error
 	atexitToken atexit.FnHandle
 
-	flushMu sync.Mutex // one flush at a time
+	flushMu sync.Mutex // one flush at a time; guards headRev
+	headRev uint64     // republications of the head in this process
 	pollMu  sync.Mutex // one poll at a time
 
 	// applied is, per device, the last batch applied to the tree.
@@ -122,9 +122,6 @@ var (
 // flushDelay is how long a write waits for company before its batch is
 // flushed; well inside the 5 s promise.
 const flushDelay = time.Second
-
-// checkpointEvery is how many batches a device writes between checkpoints.
-const checkpointEvery = 32
 
 func getSession(ctx context.Context, opt *Options) (*session, error) {
 	key := opt.Username + "\x00" + opt.sessionKey()
@@ -218,14 +215,39 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		return nil, err
 	}
 	// rclone does not call Shutdown when a signal ends it: flush then.
+	// rclone runs its exit functions when a command ends and when a
+	// signal ends it (it never calls Shutdown then): flush, then leave the
+	// network so providers do not keep this process's connections open.
 	s.atexitToken = atexit.Register(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := s.flush(ctx); err != nil {
-			fs.Errorf(nil, "jellyfish: flush at exit: %v", err)
+		if err := s.close(ctx); err != nil {
+			fs.Errorf(nil, "jellyfish: at exit: %v", err)
 		}
 	})
 	return s, nil
+}
+
+// close flushes pending changes, leaves the network and releases the
+// device slot. The session is unusable afterwards and leaves the registry.
+func (s *session) close(ctx context.Context) error {
+	sessionsMu.Lock()
+	if sessions[s.key] == s {
+		delete(sessions, s.key)
+	}
+	sessionsMu.Unlock()
+	err := s.flush(ctx)
+	s.mu.Lock()
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
+	}
+	s.mu.Unlock()
+	if cerr := s.net.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	s.unlock()
+	return err
 }
 
 // lockSlot takes the first free device slot under dir. A slot is one
@@ -310,19 +332,30 @@ func (s *session) devices(ctx context.Context) ([]ns.DeviceID, error) {
 
 // readHead fetches and opens a device's head, or returns nil if it has none.
 func (s *session) readHead(ctx context.Context, dev ns.DeviceID) (*headState, error) {
+	h, _, err := s.readHeadRecord(ctx, dev)
+	return h, err
+}
+
+// readHeadRecord is readHead also returning the record's sequence number.
+func (s *session) readHeadRecord(ctx context.Context, dev ns.DeviceID) (*headState, uint64, error) {
 	key := account.HeadKey(s.acct.ID(), account.DeviceID(dev))
 	raw, err := s.net.Records().Get(ctx, key)
 	if errors.Is(err, account.ErrNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	rec, err := account.VerifyOwned(key, raw)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return openHead(s.acct.Root, key, rec.Body)
+	h, err := openHead(s.acct.Root, key, rec.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	h.recSeq = rec.Seq
+	return h, rec.Seq, nil
 }
 
 // load builds the namespace from every device's head: the checkpoints
@@ -362,8 +395,10 @@ func (s *session) load(ctx context.Context) error {
 		}
 		if h.Device == s.device {
 			s.head = *h
+			s.headRev = h.recSeq & 0xffff
 		}
 	}
+
 	s.resolveConflicts()
 	return nil
 }
@@ -404,6 +439,9 @@ func (s *session) catchUp(ctx context.Context, h *headState) ([]string, error) {
 			break
 		}
 		batches = append(batches, b)
+		if b.PrevSeq <= done {
+			break // the rest was applied already, and may be collected
+		}
 		tip = b.Prev
 	}
 	var changed []string
@@ -540,7 +578,6 @@ func (s *session) flush(ctx context.Context) error {
 	s.pending = nil
 	s.flushTimer = nil
 	head := s.head
-	sinceCP := s.sinceCP
 	s.mu.Unlock()
 	if len(pending) == 0 {
 		return nil
@@ -561,7 +598,7 @@ func (s *session) flush(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
-	batch := &ns.Batch{Device: s.device, Seq: head.BatchSeq + 1, Prev: head.Tip, Entries: pending}
+	batch := &ns.Batch{Device: s.device, Seq: head.BatchSeq + 1, Prev: head.Tip, PrevSeq: head.BatchSeq, Entries: pending}
 	data, err := ns.EncodeBatch(batch)
 	if err != nil {
 		return restore(err)
@@ -579,11 +616,12 @@ func (s *session) flush(ctx context.Context) error {
 	for _, e := range pending {
 		next.HLC = max(next.HLC, e.Stamp.HLC)
 	}
-	if sinceCP+1 >= checkpointEvery {
+	var oldCheckpoint []byte
+	if next.BatchSeq-next.CPSeq >= uint64(max(1, s.opt.CheckpointEvery)) {
+		oldCheckpoint = next.Checkpoint
 		if err := s.checkpoint(ctx, &next); err != nil {
 			fs.Debugf(nil, "jellyfish: checkpoint skipped: %v", err)
-		} else {
-			sinceCP = -1
+			oldCheckpoint = nil
 		}
 	}
 	if err := s.publishHead(ctx, &next); err != nil {
@@ -594,8 +632,12 @@ func (s *session) flush(ctx context.Context) error {
 	s.pollMu.Unlock()
 	s.mu.Lock()
 	s.head = next
-	s.sinceCP = sinceCP + 1
 	s.flushErr = nil
+	if oldCheckpoint != nil {
+		if ref, err := UnmarshalObjRef(oldCheckpoint); err == nil {
+			s.unref = append(s.unref, unrefContent{ref, time.Now()})
+		}
+	}
 	s.mu.Unlock()
 	fs.Debugf(nil, "jellyfish: flushed %d changes as batch %d of device %s", len(pending), batch.Seq, s.device)
 	return nil
@@ -629,13 +671,18 @@ func (s *session) checkpoint(ctx context.Context, next *headState) error {
 	return nil
 }
 
+// publishHead signs and stores the device's head. Its record sequence
+// number is the batch sequence number in the high bits and a revision in
+// the low 16, so republishing the same batch (after collecting the log)
+// still supersedes the previous record. The caller holds flushMu.
 func (s *session) publishHead(ctx context.Context, h *headState) error {
 	key := account.HeadKey(s.acct.ID(), account.DeviceID(s.device))
 	body, err := sealHead(s.acct.Root, key, h)
 	if err != nil {
 		return err
 	}
-	r := record.Record{Kind: account.KindHead, Seq: h.BatchSeq, Expires: time.Now().Add(account.RecordLifetime), Body: body}
+	s.headRev++
+	r := record.Record{Kind: account.KindHead, Seq: h.BatchSeq<<16 | s.headRev&0xffff, Expires: time.Now().Add(account.RecordLifetime), Body: body}
 	raw, err := r.Sign(key, s.acct.Identity)
 	if err != nil {
 		return err
@@ -703,7 +750,102 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	fs.Infof(nil, "jellyfish: cleanup freed %d shards; %d contents wait for their grace period", freed, len(keep))
+	batches, err := s.collectLog(ctx, grace)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if batches > 0 {
+		fs.Infof(nil, "jellyfish: cleanup collected %d old log batches of this device", batches)
+	}
 	return errors.Join(uniqueErrs(errs)...)
+}
+
+// collectLog deletes this device's log batches that are no longer needed:
+// every device that has a checkpoint covers them in it, this device's own
+// checkpoint covers them, and they are older than grace (a process that
+// loaded the namespace before may still walk back through them; one that
+// polls at least once per grace period never needs them). The head records
+// how far the log was collected, so later walks stop there.
+func (s *session) collectLog(ctx context.Context, grace time.Duration) (int, error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	head := s.head
+	s.mu.Unlock()
+	if head.Checkpoint == nil || head.Tip == nil {
+		return 0, nil
+	}
+	heads, err := s.readHeads(ctx)
+	if err != nil {
+		return 0, err
+	}
+	limit := head.CPSeq
+	for _, h := range heads {
+		if h.Device == s.device || h.Checkpoint == nil {
+			continue
+		}
+		data, err := s.readMeta(ctx, h.Checkpoint)
+		if err != nil {
+			return 0, fmt.Errorf("checkpoint of device %s: %w", h.Device, err)
+		}
+		cp, err := ns.DecodeCheckpoint(data)
+		if err != nil {
+			return 0, err
+		}
+		limit = min(limit, cp.Covers[s.device.String()])
+	}
+	if limit <= head.GCSeq {
+		return 0, nil
+	}
+	// Walk back from the tip; batches get older on the way, so the first
+	// one at or below the limit that is old enough marks the new boundary.
+	type old struct {
+		seq uint64
+		ref []byte
+	}
+	var victims []old
+	newGC := uint64(0)
+	cutoff := uint64(time.Now().Add(-grace).UnixMilli()) << 16
+	for ref, seq := head.Tip, head.BatchSeq; ref != nil && seq > head.GCSeq; {
+		b, err := s.readBatch(ctx, ref)
+		if err != nil {
+			return 0, err
+		}
+		if seq <= limit {
+			newest := uint64(0)
+			for _, e := range b.Entries {
+				newest = max(newest, e.Stamp.HLC)
+			}
+			if newGC == 0 && newest <= cutoff {
+				newGC = seq
+			}
+			if newGC != 0 {
+				victims = append(victims, old{seq, ref})
+			}
+		}
+		ref, seq = b.Prev, b.PrevSeq
+	}
+	if newGC == 0 {
+		return 0, nil
+	}
+	next := head
+	next.GCSeq = newGC
+	if err := s.publishHead(ctx, &next); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	s.head.GCSeq = newGC
+	s.mu.Unlock()
+	for _, v := range victims {
+		ref, err := UnmarshalObjRef(v.ref)
+		if err != nil {
+			continue
+		}
+		if err := s.store.Delete(ctx, ref); err != nil {
+			fs.Debugf(nil, "jellyfish: collect batch %d: %v", v.seq, err)
+		}
+	}
+	return len(victims), nil
 }
 
 // providerSummary counts, for `backend status`, which nodes hold the

@@ -17,7 +17,10 @@ type Batch struct {
 	Device  DeviceID `json:"dev"`
 	Seq     uint64   `json:"seq"`
 	Prev    []byte   `json:"prev,omitempty"`
-	Entries []Entry  `json:"e"`
+	// PrevSeq is the sequence number of the batch Prev refers to, so a
+	// reader can stop walking back without reading it.
+	PrevSeq uint64  `json:"prevseq,omitempty"`
+	Entries []Entry `json:"e"`
 }
 
 // Checkpoint is a whole namespace as one object: every entry (tombstones
