@@ -404,7 +404,8 @@ func allNodes(t *testing.T, net *jftest.Network) string {
 // then unmounts with fusermount3 and requires the mount process to exit.
 //
 // Every process bootstraps from all eight nodes: with fewer, a new process
-// cannot read file contents (see TestMountThreeBootstrapPeers).
+// that reuses a device slot cannot read file contents (see
+// TestMountThreeBootstrapPeers).
 func TestMount(t *testing.T) {
 	fusermount := requireFUSE(t)
 	net := jftest.StartNetwork(t, 8)
@@ -414,7 +415,7 @@ func TestMount(t *testing.T) {
 // TestMountThreeBootstrapPeers is TestMount with the bootstrap list users
 // get from jftest.Network.Bootstrap: three nodes.
 func TestMountThreeBootstrapPeers(t *testing.T) {
-	t.Skip("known bug: a new process cannot fetch shards from holders outside its bootstrap peers (backend/jellyfish objectStore.getShard dials by peer ID only: \"open stream: connection failed\")")
+	t.Skip("known bug: a process reusing a device slot's node identity (backend/jellyfish connect) cannot open shard streams to holders outside its bootstrap peers: \"open stream: connection failed\"")
 	fusermount := requireFUSE(t)
 	net := jftest.StartNetwork(t, 8)
 	testMount(t, fusermount, net, net.Bootstrap())
