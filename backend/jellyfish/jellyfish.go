@@ -610,7 +610,8 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"providers":          len(providers),
 			"files":              files,
 			"holders":            holders,
-			"pending_changes":    len(f.s.pending),
+			"pending_changes":    f.s.pendingCount(),
+			"log":                f.s.logStatus(),
 			"repair_queue":       map[string]int{"segments": segs, "shards": shards},
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
 		}

@@ -877,6 +877,21 @@ func (s *session) providerSummary() (holders []string, files int, minHeld, k, to
 	return holders, files, minHeld, k, total
 }
 
+// pendingCount returns the number of changes waiting for a flush.
+func (s *session) pendingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// logStatus reports this device's log: last batch, checkpointed and
+// collected sequence numbers.
+func (s *session) logStatus() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return map[string]uint64{"batch": s.head.BatchSeq, "checkpoint": s.head.CPSeq, "collected": s.head.GCSeq}
+}
+
 // shutdown flushes and releases the session.
 func (s *session) shutdown(ctx context.Context) error {
 	return s.flush(ctx)
