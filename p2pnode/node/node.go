@@ -35,6 +35,7 @@ var ErrClosed = errors.New("node: closed")
 // Node is one running Jellyfish network node: host, DHT, record store and
 // republisher. Create it with New and release it with Close.
 type Node struct {
+	publishMu sync.Mutex // serialises PublishNodeRecord
 	cfg       Config
 	log       *slog.Logger
 	priv      crypto.PrivKey
@@ -257,6 +258,11 @@ func (n *Node) PublishNodeRecord(ctx context.Context, info record.NodeInfo) ([]b
 		return nil, err
 	}
 	key := record.NodeKey(n.ID())
+	// Choosing the sequence number and storing the record happen under one
+	// lock: two concurrent publications would otherwise race, and the one
+	// with the lower number would be refused as stale.
+	n.publishMu.Lock()
+	defer n.publishMu.Unlock()
 	now := n.validator.Now()
 	seq := uint64(now.UnixMilli())
 	seen, err := n.highWater.Seen(key)
