@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -31,7 +32,8 @@ type HostConfig struct {
 // NewHost starts a libp2p host with identity priv listening on
 // cfg.ListenAddrs over TCP and QUIC, securing connections with Noise or
 // TLS, multiplexing with yamux, with the resource manager on (libp2p's
-// default limits scaled to this machine, plus libp2p's own service limits)
+// default limits scaled to this machine, plus libp2p's own and the shard
+// protocol's service limits)
 // and a connection manager. The caller owns the host and must Close it.
 func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	var limits rcmgr.ConcreteLimitConfig
@@ -40,6 +42,8 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	} else {
 		scaling := rcmgr.DefaultLimits
 		libp2p.SetDefaultServiceLimits(&scaling)
+		// The shard protocol's streams and their bounded put buffers.
+		shardproto.SetServiceLimits(&scaling)
 		limits = scaling.AutoScale()
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))
