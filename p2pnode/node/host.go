@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -16,6 +15,8 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
 
 // HostConfig is what NewHost needs.
