@@ -63,3 +63,33 @@ bench-net:
 	JELLYFISH_BENCH_DIR=$(BENCH_DIR) $(GO) test -tags $(TAGS) -run '^$$' -bench 'BenchmarkProviderPut' -benchtime $(BENCHTIME) -count 1 -timeout 30m ./p2pnode/provider/ | tee -a bench-net.out
 	dd if=/dev/zero of=$(BENCH_DIR)/jellyfish-dd.tmp bs=1M count=512 oflag=direct 2>&1 | tee -a bench-net.out; rm -f $(BENCH_DIR)/jellyfish-dd.tmp
 	$(GO) run ./p2pnode/internal/netbenchsum < bench-net.out
+
+# End to end against a `jellyfish testnet` process of BENCH_NODES nodes (stores
+# on tmpfs, then on disk under BENCH_DIR): upload and download of a SIZE random
+# file, each a fresh `jellyfish` process timed to its exit, against a raw
+# libp2p stream from a client node; and the client's peak RSS. bench-mem does
+# the same with 2 GiB on tmpfs only (goal: peak RSS under 300 MiB).
+# PROFILE=FILE writes a CPU profile of the tmpfs upload process.
+SIZE          ?= 1GiB
+BENCH_NODES   ?= 10
+BENCH_K       ?= 4
+BENCH_M       ?= 6
+BENCH_SHM     ?= /dev/shm/jf-bench
+PROFILE       ?=
+BENCH_E2E      = $(GO) run -tags $(TAGS) ./cmd/jellyfish/internal/benche2e -bin $(BIN) \
+	-nodes $(BENCH_NODES) -k $(BENCH_K) -m $(BENCH_M) -dir $(BENCH_SHM) -work $(BENCH_SHM)-work
+.PHONY: bench-e2e bench-mem bench-small
+bench-e2e: build
+	$(BENCH_E2E) -mode e2e -size $(SIZE) -disk-dir $(BENCH_DIR)/jf-bench-disk $(if $(PROFILE),-cpuprofile $(PROFILE)); \
+	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-disk; exit $$rc
+
+bench-mem: build
+	$(BENCH_E2E) -mode e2e -size 2GiB -disk-dir ''; \
+	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work; exit $$rc
+
+# 2,000 files of 4 KiB in 20 folders synced by a fresh `jellyfish sync` process
+# (start-up and final flush included) into the network, into a local folder and
+# into a crypt remote over a local folder; then a no-op re-sync to each.
+bench-small: build
+	$(BENCH_E2E) -mode small -small-dest $(BENCH_DIR)/jf-bench-small; \
+	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-small; exit $$rc

@@ -42,6 +42,10 @@ type TestnetReady struct {
 	ConfigFile string
 	// Out is where the command prints its summary.
 	Out io.Writer
+	// Network is the running network.
+	Network *testnet.Network
+	// BenchRaw is the hidden --bench-raw flag.
+	BenchRaw bool
 }
 
 // testnetReadyHooks run once the testnet is up and bootstrap.txt is
@@ -57,6 +61,7 @@ type testnetOptions struct {
 	quotaMiB int64
 	account  string
 	testKDF  bool
+	benchRaw bool
 	log      logFlags
 }
 
@@ -83,6 +88,7 @@ that account on the new network.`,
 	c.Flags().Int64Var(&o.quotaMiB, "quota-mib", 1024, "shared space of each node in MiB")
 	c.Flags().StringVar(&o.account, "account", "", "create this account on the network (password from JELLYFISH_PASSWORD)")
 	addInsecureKDFFlag(c, &o.testKDF)
+	addBenchRawFlag(c, &o.benchRaw)
 	o.log.register(c)
 	c.Flags().Lookup("log-level").DefValue = "warn"
 	_ = c.Flags().Set("log-level", "warn")
@@ -166,7 +172,8 @@ func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ 
 		}
 	}()
 	ready := &TestnetReady{Dir: dir, BootstrapFile: filepath.Join(dir, BootstrapFileName),
-		Username: user, Password: password, InsecureTestKDF: o.testKDF, Out: out}
+		Username: user, Password: password, InsecureTestKDF: o.testKDF, Out: out,
+		Network: nw, BenchRaw: o.benchRaw}
 	for i := range o.nodes {
 		a, err := loopbackAddr(nw.Node(i).Addrs())
 		if err != nil {
