@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
@@ -20,7 +21,7 @@ import (
 // shardIO is what the object store needs from the shard protocol client;
 // *shardproto.Client satisfies it.
 type shardIO interface {
-	Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (shardproto.Receipt, error)
+	PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error)
 	Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error)
 	Delete(ctx context.Context, p peer.ID, id codec.ShardID) error
 }
@@ -196,9 +197,8 @@ func defaultThreshold(k, m int) int { return k + (m+1)/2 }
 // consecutive segments over different nodes.
 func place(nodes []peer.ID, seg uint64, total int) []peer.ID {
 	out := make([]peer.ID, total)
-	start := int((seg * uint64(total)) % uint64(len(nodes)))
-	for i := range out {
-		out[i] = nodes[(start+i)%len(nodes)]
+	for i, n := range placement.Assign(len(nodes), seg, total) {
+		out[i] = nodes[n]
 	}
 	return out
 }
@@ -354,8 +354,8 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *code
 	for i := range seg.Shards {
 		go func(i int) {
 			defer func() { done <- i }()
-			data := seg.Shards[i].Bytes()
-			id := seg.Shards[i].ID
+			shard := &seg.Shards[i]
+			id := shard.ID
 			first := 0
 			for j, n := range nodes {
 				if n == planned[i] {
@@ -371,7 +371,7 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *code
 					errs[i] = sctx.Err()
 					return
 				}
-				_, err := s.shards.Put(sctx, target, id, data, lease)
+				_, err := s.shards.PutReader(sctx, target, id, int64(shard.Len()), shard.Reader(), lease)
 				<-s.sem
 				if err == nil {
 					holders[i] = target

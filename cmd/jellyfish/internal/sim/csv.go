@@ -1,0 +1,54 @@
+package sim
+
+import (
+	"encoding/csv"
+	"io"
+	"strconv"
+)
+
+// AvailabilityRow is one point of an availability figure.
+type AvailabilityRow struct {
+	Varied string  // the parameter along the x axis: "nodes" or "m"
+	Value  float64 // its value
+	Setup  Setup
+	Exact  float64
+	MC     Estimate
+}
+
+// WriteAvailabilityCSV writes rows with a header line.
+func WriteAvailabilityCSV(w io.Writer, rows []AvailabilityRow) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"varied", "value", "policy", "k", "m", "uptime", "nodes", "exact", "montecarlo", "stderr", "trials"})
+	for _, r := range rows {
+		s := r.Setup
+		cw.Write([]string{r.Varied, g(r.Value), string(s.Policy), strconv.Itoa(s.K), strconv.Itoa(s.M), g(s.Uptime),
+			strconv.Itoa(s.Nodes), g(r.Exact), g(r.MC.P), g(r.MC.StdErr), strconv.Itoa(r.MC.Trials)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// DurabilityRow is one point of a durability figure.
+type DurabilityRow struct {
+	Model     Durability
+	Exact     DurabilityResult
+	MC        Estimate
+	MCRepairs float64
+}
+
+// WriteDurabilityCSV writes rows with a header line.
+func WriteDurabilityCSV(w io.Writer, rows []DurabilityRow) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"varied", "value", "k", "m", "uptime", "monthly_churn", "audit_days", "threshold", "horizon_days",
+		"exact", "exact_lost", "montecarlo", "stderr", "trials", "repairs_exact", "repairs_montecarlo"})
+	for _, r := range rows {
+		d := r.Model
+		cw.Write([]string{"monthly_churn", g(d.MonthlyChurn), strconv.Itoa(d.K), strconv.Itoa(d.M), g(d.Uptime), g(d.MonthlyChurn),
+			g(d.AuditDays), strconv.Itoa(d.Threshold), g(d.HorizonDays), g(r.Exact.Survive), g(r.Exact.Lost),
+			g(r.MC.P), g(r.MC.StdErr), strconv.Itoa(r.MC.Trials), g(r.Exact.Repairs), g(r.MCRepairs)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func g(x float64) string { return strconv.FormatFloat(x, 'g', 10, 64) }

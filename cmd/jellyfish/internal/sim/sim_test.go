@@ -1,0 +1,185 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func near(t *testing.T, what string, got, want float64) {
+	t.Helper()
+	if math.Abs(got-want) > 1e-12 {
+		t.Errorf("%s = %.15g, want %.15g", what, got, want)
+	}
+}
+
+func TestExactHandCases(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		counts []int
+		k      int
+		up     float64
+		want   float64
+	}{
+		// One data and one parity shard on two nodes: either one will do.
+		{"k=1 m=1", []int{1, 1}, 1, 0.5, 0.75},
+		{"k=1 m=1 p=0.9", []int{1, 1}, 1, 0.9, 1 - 0.1*0.1},
+		// Two of three: (C(3,2)+C(3,3))/8.
+		{"k=2 m=1", []int{1, 1, 1}, 2, 0.5, 0.5},
+		// k=2 m=1 on two nodes, one holding two shards: readable exactly
+		// when that node is up.
+		{"k=2 m=1 on 2 nodes", []int{2, 1}, 2, 0.6, 0.6},
+		// k=2 m=2 on three nodes {2,1,1}: the double node up, or it down
+		// and both others up.
+		{"k=2 m=2 on 3 nodes", []int{2, 1, 1}, 2, 0.5, 0.5 + 0.5*0.25},
+		{"k=3 m=1 on 2 nodes", []int{2, 2}, 3, 0.7, 0.49},
+	} {
+		r, f := RecoverExact(c.counts, c.k, c.up)
+		near(t, c.name, r, c.want)
+		near(t, c.name+" complement", f, 1-c.want)
+	}
+}
+
+func TestExactUsesBackendPlacement(t *testing.T) {
+	// 3 shards on 2 nodes: the backend puts two on one node, as above.
+	s := Setup{K: 2, M: 1, Uptime: 0.6, Nodes: 2, Policy: Backend}
+	if r, _ := s.Exact(); math.Abs(r-0.6) > 1e-12 {
+		t.Errorf("k=2 m=1 on 2 nodes: %v, want 0.6", r)
+	}
+	// Enough nodes: every shard alone, a plain binomial tail whatever the
+	// number of spare nodes.
+	a, _ := Setup{K: 10, M: 20, Uptime: 0.66, Nodes: 30, Policy: Backend}.Exact()
+	b, _ := Setup{K: 10, M: 20, Uptime: 0.66, Nodes: 100, Policy: Backend}.Exact()
+	var direct float64
+	for j := 10; j <= 30; j++ {
+		direct += math.Exp(logChoose(30, j)) * math.Pow(0.66, float64(j)) * math.Pow(0.34, float64(30-j))
+	}
+	near(t, "10+20 on 30 nodes", a, direct)
+	near(t, "10+20 on 100 nodes", b, direct)
+	// One node holds everything: it is up or not.
+	one, _ := Setup{K: 10, M: 20, Uptime: 0.66, Nodes: 1, Policy: Backend}.Exact()
+	near(t, "10+20 on 1 node", one, 0.66)
+}
+
+func TestRandomPolicyExact(t *testing.T) {
+	// Two shards, two nodes, k=1: placements AA, AB, BA, BB equally likely,
+	// giving 1/2, 3/4, 3/4, 1/2.
+	r, f := Setup{K: 1, M: 1, Uptime: 0.5, Nodes: 2, Policy: Random}.Exact()
+	near(t, "random 1+1 on 2 nodes", r, 0.625)
+	near(t, "complement", f, 0.375)
+}
+
+func TestRecoverGivenDown(t *testing.T) {
+	r, _ := RecoverGivenDown([]int{1, 1, 1}, 2, 1)
+	near(t, "2 of 3, one down", r, 1)
+	r, _ = RecoverGivenDown([]int{1, 1, 1}, 2, 2)
+	near(t, "2 of 3, two down", r, 0)
+	// Nodes {2,1,0}, k=2, one down: fails only when the double node is.
+	r, _ = RecoverGivenDown([]int{2, 1, 0}, 2, 1)
+	near(t, "{2,1,0} one down", r, 2.0/3)
+	// The paper's 10+20 on 60 nodes with 20 down: hypergeometric, the
+	// segment is lost only if more than 20 of its 30 nodes are down —
+	// impossible with 20 down — so it is always readable.
+	counts := make([]int, 60)
+	for i := range 30 {
+		counts[i] = 1
+	}
+	r, f := RecoverGivenDown(counts, 10, 20)
+	near(t, "10+20 on 60, 20 down", r, 1)
+	near(t, "complement", f, 0)
+	// 20+10 on 60 nodes, 20 down: readable iff at most 10 holders down.
+	var want float64
+	for x := 0; x <= 10; x++ {
+		want += math.Exp(logChoose(30, x) + logChoose(30, 20-x) - logChoose(60, 20))
+	}
+	r, _ = RecoverGivenDown(counts, 20, 20)
+	if math.Abs(r-want) > 1e-12 {
+		t.Errorf("20+10 on 60, 20 down: %v, want %v", r, want)
+	}
+}
+
+// within checks a Monte-Carlo estimate against the exact value, with the
+// standard error of the exact probability (which is not zero when the
+// estimate happens to be 0 or 1).
+func within(t *testing.T, what string, e Estimate, exact float64) {
+	t.Helper()
+	se := math.Sqrt(exact * (1 - exact) / float64(e.Trials))
+	if math.Abs(e.P-exact) > 4*se {
+		t.Errorf("%s: Monte-Carlo %.5f ± %.5f, exact %.5f (more than 4 SE apart)", what, e.P, se, exact)
+	}
+	if se < 1e-4 {
+		t.Errorf("%s: exact %v leaves nothing to test", what, exact)
+	}
+}
+
+func TestMonteCarloAgreesWithExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range []Setup{
+		{K: 10, M: 20, Uptime: 0.66, Nodes: 4, Policy: Backend},   // DP, 7-8 shards per node
+		{K: 10, M: 20, Uptime: 0.66, Nodes: 13, Policy: Backend},  // DP, 2-3 per node
+		{K: 10, M: 5, Uptime: 0.66, Nodes: 100, Policy: Backend},  // binomial
+		{K: 10, M: 20, Uptime: 0.50, Nodes: 100, Policy: Backend}, // binomial
+		{K: 10, M: 20, Uptime: 0.66, Nodes: 10, Policy: Random},
+		{K: 4, M: 4, Uptime: 0.66, Nodes: 20, Policy: Random},
+	} {
+		exact, _ := s.Exact()
+		within(t, fmt.Sprintf("%s %d+%d on %d", s.Policy, s.K, s.M, s.Nodes), s.MonteCarlo(20000, rng), exact)
+	}
+}
+
+func TestDurabilityHandCases(t *testing.T) {
+	// No repair: each shard's node stays the year with (1-c)^12, and the
+	// segment lives iff at least k of them do.
+	d := Durability{K: 2, M: 2, Uptime: 0.66, MonthlyChurn: 0.1, HorizonDays: DaysPerYear}
+	s := math.Pow(0.9, 12)
+	var want float64
+	for j := 2; j <= 4; j++ {
+		want += math.Exp(logChoose(4, j)) * math.Pow(s, float64(j)) * math.Pow(1-s, float64(4-j))
+	}
+	r := d.Markov()
+	near(t, "no repair", r.Survive, want)
+	near(t, "no repair, lost", r.Lost, 1-want)
+	// k=1 m=1, always online, monthly audits repairing at one answer: a
+	// month is fatal only when both nodes leave in it (c²).
+	d = Durability{K: 1, M: 1, Uptime: 1, MonthlyChurn: 0.5, AuditDays: DaysPerMonth, Threshold: 1, HorizonDays: DaysPerYear}
+	r = d.Markov()
+	near(t, "k=1 m=1 monthly repair", r.Survive, math.Pow(0.75, 12))
+	// A repair happens in every surviving month where exactly one left.
+	var repairs float64
+	for i := range 12 {
+		repairs += math.Pow(0.75, float64(i)) * 0.5
+	}
+	near(t, "k=1 m=1 repairs", r.Repairs, repairs)
+}
+
+func TestDurabilityMonteCarloAgreesWithMarkov(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, d := range []Durability{
+		{K: 4, M: 4, Uptime: 0.8, MonthlyChurn: 0.3, AuditDays: 30, Threshold: 5, HorizonDays: DaysPerYear},
+		{K: 10, M: 20, Uptime: 0.66, MonthlyChurn: 0.1, HorizonDays: DaysPerYear},
+		{K: 10, M: 20, Uptime: 0.66, MonthlyChurn: 0.5, AuditDays: 7, Threshold: 15, HorizonDays: DaysPerYear},
+	} {
+		exact := d.Markov()
+		mc, rep := d.MonteCarlo(4000, rng)
+		within(t, "durability", mc, exact.Survive)
+		if d.AuditDays > 0 && math.Abs(rep-exact.Repairs) > 0.05*exact.Repairs+0.05 {
+			t.Errorf("%+v: %.3f repairs simulated, %.3f expected", d, rep, exact.Repairs)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if (Setup{K: 0, M: 1, Uptime: 0.5, Nodes: 3, Policy: Backend}).Validate() == nil {
+		t.Error("k=0 accepted")
+	}
+	if (Setup{K: 1, M: 1, Uptime: 1.5, Nodes: 3, Policy: Backend}).Validate() == nil {
+		t.Error("uptime 1.5 accepted")
+	}
+	if (Setup{K: 1, M: 1, Uptime: 0.5, Nodes: 3, Policy: "nearest"}).Validate() == nil {
+		t.Error("unknown policy accepted")
+	}
+	if (Durability{K: 10, M: 20, Uptime: 0.5, AuditDays: 1, Threshold: 9, HorizonDays: 365}).Validate() == nil {
+		t.Error("threshold below k accepted")
+	}
+}
