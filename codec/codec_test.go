@@ -52,6 +52,17 @@ func encodeWith(t testing.TB, p Params, key Key, r io.Reader, salt []byte) *enco
 			if IDOf(ss[i]) != s.Shards[i].ID {
 				return fmt.Errorf("segment %d shard %d: ID does not match bytes", s.Index, i)
 			}
+			// The seekable reader gives the same bytes, also after a rewind.
+			r := s.Shards[i].Reader()
+			if _, err := io.CopyN(io.Discard, r, int64(len(ss[i])/2)); err != nil {
+				return err
+			}
+			if _, err := r.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			if b, err := io.ReadAll(iotest.OneByteReader(r)); err != nil || !bytes.Equal(b, ss[i]) {
+				return fmt.Errorf("segment %d shard %d: reader gives other bytes (%v)", s.Index, i, err)
+			}
 		}
 		out.shards = append(out.shards, ss)
 		s.Release()

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 
 	"github.com/zeebo/blake3"
@@ -118,4 +119,44 @@ func (s *Shard) seal(hasher *blake3.Hasher) {
 	hasher.Write(s.head[:])
 	hasher.Write(s.Payload)
 	hasher.Sum(s.ID[:0])
+}
+
+// Reader returns a reader of the shard's bytes (header, then payload)
+// that can seek, so a sender can rewind it to retry, without copying the
+// shard into one buffer.
+func (s *Shard) Reader() io.ReadSeeker { return &shardReader{s: s} }
+
+type shardReader struct {
+	s   *Shard
+	off int64
+}
+
+func (r *shardReader) Read(p []byte) (int, error) {
+	total := int64(r.s.Len())
+	if r.off >= total {
+		return 0, io.EOF
+	}
+	n := 0
+	if r.off < HeaderSize {
+		n = copy(p, r.s.head[r.off:])
+	}
+	if n < len(p) && r.off+int64(n) >= HeaderSize {
+		n += copy(p[n:], r.s.Payload[r.off+int64(n)-HeaderSize:])
+	}
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *shardReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += int64(r.s.Len())
+	}
+	if offset < 0 {
+		return r.off, errors.New("codec: seek before the start of a shard")
+	}
+	r.off = offset
+	return offset, nil
 }
