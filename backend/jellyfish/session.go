@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/lib/atexit"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -208,10 +209,11 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs,
 	}
 	s.head.Device = device
-	if err := s.registerDevice(ctx); err != nil {
+	devs, err := s.registerDevice(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.load(ctx); err != nil {
+	if err := s.load(ctx, devs); err != nil {
 		return nil, err
 	}
 	// rclone does not call Shutdown when a signal ends it: flush then.
@@ -294,20 +296,30 @@ func loadDevice(slot string) (ns.DeviceID, error) {
 	return d, os.Rename(p+".tmp", p)
 }
 
-// registerDevice lists this device in the account record if it is new.
-func (s *session) registerDevice(ctx context.Context) error {
+// registerDevice lists this device in the account record if it is new,
+// and returns the account's devices.
+func (s *session) registerDevice(ctx context.Context) ([]ns.DeviceID, error) {
 	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
 	if err != nil {
-		return fmt.Errorf("jellyfish: account record: %w", err)
+		return nil, fmt.Errorf("jellyfish: account record: %w", err)
 	}
-	for _, d := range pub.Devices {
-		if d.ID == account.DeviceID(s.device) {
-			return nil
+	devs := deviceIDs(pub)
+	for _, d := range devs {
+		if d == s.device {
+			return devs, nil
 		}
 	}
 	host, _ := os.Hostname()
 	pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)})
-	return s.mgr.PublishAccount(ctx, s.acct, pub)
+	return append(devs, s.device), s.mgr.PublishAccount(ctx, s.acct, pub)
+}
+
+func deviceIDs(pub *account.Public) []ns.DeviceID {
+	out := make([]ns.DeviceID, 0, len(pub.Devices))
+	for _, d := range pub.Devices {
+		out = append(out, ns.DeviceID(d.ID))
+	}
+	return out
 }
 
 func truncateName(s string) string {
@@ -323,11 +335,7 @@ func (s *session) devices(ctx context.Context) ([]ns.DeviceID, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ns.DeviceID, 0, len(pub.Devices))
-	for _, d := range pub.Devices {
-		out = append(out, ns.DeviceID(d.ID))
-	}
-	return out, nil
+	return deviceIDs(pub), nil
 }
 
 // readHead fetches and opens a device's head, or returns nil if it has none.
@@ -361,8 +369,8 @@ func (s *session) readHeadRecord(ctx context.Context, dev ns.DeviceID) (*headSta
 // load builds the namespace from every device's head: the checkpoints
 // first, then each device's batches that no loaded checkpoint covers,
 // oldest first.
-func (s *session) load(ctx context.Context) error {
-	heads, err := s.readHeads(ctx)
+func (s *session) load(ctx context.Context, devs []ns.DeviceID) error {
+	heads, err := s.readHeadsOf(ctx, devs)
 	if err != nil {
 		return err
 	}
@@ -409,13 +417,33 @@ func (s *session) readHeads(ctx context.Context) ([]*headState, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*headState
-	for _, dev := range devs {
-		h, err := s.readHead(ctx, dev)
-		if err != nil {
-			return nil, fmt.Errorf("jellyfish: head of device %s: %w", dev, err)
-		}
-		if h != nil && h.Device == dev {
+	return s.readHeadsOf(ctx, devs)
+}
+
+// readHeadsOf reads the heads of devs in parallel, in devs' order; a
+// device without a head is left out.
+func (s *session) readHeadsOf(ctx context.Context, devs []ns.DeviceID) ([]*headState, error) {
+	heads := make([]*headState, len(devs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, dev := range devs {
+		g.Go(func() error {
+			h, err := s.readHead(gctx, dev)
+			if err != nil {
+				return fmt.Errorf("jellyfish: head of device %s: %w", dev, err)
+			}
+			if h != nil && h.Device == dev {
+				heads[i] = h
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := heads[:0]
+	for _, h := range heads {
+		if h != nil {
 			out = append(out, h)
 		}
 	}
