@@ -183,3 +183,26 @@ func TestValidate(t *testing.T) {
 		t.Error("threshold below k accepted")
 	}
 }
+
+func TestParseLists(t *testing.T) {
+	got, err := ParseInts("1-4,10-30:10,7")
+	if err != nil || fmt.Sprint(got) != "[1 2 3 4 10 20 30 7]" {
+		t.Errorf("ParseInts: %v, %v", got, err)
+	}
+	fl, err := ParseFloats("0-0.3:0.1")
+	if err != nil || fmt.Sprint(fl) != "[0 0.1 0.2 0.3]" {
+		t.Errorf("ParseFloats: %v, %v", fl, err)
+	}
+	for _, bad := range []string{"", "5-1", "1-5:0", "x", "1.5"} {
+		if _, err := ParseInts(bad); err == nil {
+			t.Errorf("ParseInts(%q) accepted", bad)
+		}
+	}
+	cs, err := ParseConfigs("3-of-10, 29-of-80")
+	if err != nil || len(cs) != 2 || cs[1] != (Config{29, 80}) {
+		t.Errorf("ParseConfigs: %v, %v", cs, err)
+	}
+	if _, err := ParseConfigs("10-of-3"); err == nil {
+		t.Error("10-of-3 accepted")
+	}
+}
