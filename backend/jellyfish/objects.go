@@ -434,7 +434,9 @@ func (s *objectStore) Open(ctx context.Context, ref *ObjRef, off, n int64) (io.R
 	fetch := codec.FetcherFunc(func(ctx context.Context, seg int, info codec.SegmentInfo) ([][]byte, error) {
 		return s.fetchSegment(ctx, dec, ref, seg)
 	})
-	return dec.NewReader(ctx, fetch, off, n)
+	// Segments wait mostly on the network, not the CPU: read further ahead
+	// than the codec's default of one segment per core.
+	return dec.NewReader(ctx, fetch, off, n, codec.WithReadAhead(segmentsInFlight))
 }
 
 // hedgeAfter is how long a segment fetch waits without progress before it
