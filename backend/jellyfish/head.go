@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -27,7 +28,8 @@ type headState struct {
 	CPSeq      uint64 // the device's batch seq the checkpoint covers
 	GCSeq      uint64 // the device's batches up to this seq were collected
 
-	recSeq uint64 // sequence number of the record it was read from
+	recSeq     uint64    // sequence number of the record it was read from
+	recExpires time.Time // expiry of that record
 }
 
 const headVersion = 1

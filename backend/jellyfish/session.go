@@ -69,6 +69,11 @@ type session struct {
 	headRev uint64     // republications of the head in this process
 	pollMu  sync.Mutex // one poll at a time
 
+	// bg runs the session's background work (record refreshes) under bgCtx.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+
 	// applied is, per device, the last batch applied to the tree.
 	applied map[ns.DeviceID]uint64
 
@@ -170,12 +175,17 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		mopts = append(mopts, account.InsecureTestKDF())
 	}
 	mgr := account.NewManager(nw.Records(), mopts...)
-	acct, err := mgr.Login(ctx, user, opt.Password)
-	if err != nil {
-		if errors.Is(err, account.ErrBadLogin) {
-			return nil, fmt.Errorf("%w: create the account with `jellyfish account create` or `jellyfish config`", err)
+	acct := loadKeyCache(slotDir, user, opt.Password, opt.InsecureTestKDF)
+	if acct == nil {
+		if acct, err = mgr.Login(ctx, user, opt.Password); err != nil {
+			if errors.Is(err, account.ErrBadLogin) {
+				return nil, fmt.Errorf("%w: create the account with `jellyfish account create` or `jellyfish config`", err)
+			}
+			return nil, err
 		}
-		return nil, err
+		if err := saveKeyCache(slotDir, acct, opt.Password, opt.InsecureTestKDF); err != nil {
+			fs.Debugf(nil, "jellyfish: cache account keys: %v", err)
+		}
 	}
 	device, err := loadDevice(slotDir)
 	if err != nil {
@@ -217,6 +227,12 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		return nil, err
 	}
 	// rclone does not call Shutdown when a signal ends it: flush then.
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.refreshRecords(s.bgCtx)
+	}()
 	// rclone runs its exit functions when a command ends and when a
 	// signal ends it (it never calls Shutdown then): flush, then leave the
 	// network so providers do not keep this process's connections open.
@@ -230,6 +246,30 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	return s, nil
 }
 
+// refreshAfter: records with less than this much life left are re-signed
+// when a session starts, so an account and its devices' logs stay in the
+// network as long as they are used, however rarely they change.
+const refreshAfter = 21 * 24 * time.Hour
+
+// refreshRecords re-signs the account's login and account records and this
+// device's head when they are due.
+func (s *session) refreshRecords(ctx context.Context) {
+	if err := s.mgr.RefreshRecords(ctx, s.acct, refreshAfter); err != nil && ctx.Err() == nil {
+		fs.Debugf(nil, "jellyfish: refresh account records: %v", err)
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	head := s.head
+	s.mu.Unlock()
+	if head.Tip == nil || time.Until(head.recExpires) >= refreshAfter {
+		return
+	}
+	if err := s.publishHead(ctx, &head); err != nil && ctx.Err() == nil {
+		fs.Debugf(nil, "jellyfish: refresh head: %v", err)
+	}
+}
+
 // close flushes pending changes, leaves the network and releases the
 // device slot. The session is unusable afterwards and leaves the registry.
 func (s *session) close(ctx context.Context) error {
@@ -238,6 +278,8 @@ func (s *session) close(ctx context.Context) error {
 		delete(sessions, s.key)
 	}
 	sessionsMu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
 	err := s.flush(ctx)
 	s.mu.Lock()
 	if s.flushTimer != nil {
@@ -362,7 +404,7 @@ func (s *session) readHeadRecord(ctx context.Context, dev ns.DeviceID) (*headSta
 	if err != nil {
 		return nil, 0, err
 	}
-	h.recSeq = rec.Seq
+	h.recSeq, h.recExpires = rec.Seq, rec.Expires
 	return h, rec.Seq, nil
 }
 

@@ -343,3 +343,55 @@ func (m *Manager) Lookup(ctx context.Context, id peer.ID) (*Public, error) {
 }
 
 func verifyOwned(key string, raw []byte) (*record.Record, error) { return VerifyOwned(key, raw) }
+
+// Restore rebuilds an unlocked account from keys a device cached, without
+// the password. login may be nil; then RefreshRecords cannot re-sign the
+// login record.
+func Restore(user Username, identity crypto.PrivKey, root RootKey, version uint8, login crypto.PrivKey) *Account {
+	return &Account{User: user, Identity: identity, Root: root, Version: version, login: login}
+}
+
+// LoginKey returns the account's login signing key (derived from username
+// and password), or nil if the account was restored without it.
+func (a *Account) LoginKey() crypto.PrivKey { return a.login }
+
+// RefreshRecords re-signs the account's login and account records with a
+// fresh expiry when less than minLeft of their life remains, so an account
+// in use never expires from the network. The login record's body is kept
+// as it is: re-signing needs the login key, not the password.
+func (m *Manager) RefreshRecords(ctx context.Context, a *Account, minLeft time.Duration) error {
+	var errs []error
+	now := m.clock()
+	if a.login != nil {
+		key, err := LoginKey(a.login.GetPublic())
+		if err != nil {
+			return err
+		}
+		if raw, err := m.recs.Get(ctx, key); err == nil {
+			if rec, err := verifyOwned(key, raw); err == nil && rec.Expires.Sub(now) < minLeft {
+				nr := record.Record{Kind: KindLogin, Seq: rec.Seq + 1, Expires: now.Add(m.lifetime), Body: rec.Body}
+				if val, err := nr.Sign(key, a.login); err != nil {
+					errs = append(errs, err)
+				} else if err := m.recs.Put(ctx, key, val); err != nil {
+					errs = append(errs, fmt.Errorf("refresh login record: %w", err))
+				}
+			}
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	key := AccountKey(a.ID())
+	if raw, err := m.recs.Get(ctx, key); err == nil {
+		if rec, err := verifyOwned(key, raw); err == nil && rec.Expires.Sub(now) < minLeft {
+			nr := record.Record{Kind: KindAccount, Seq: rec.Seq + 1, Expires: now.Add(m.lifetime), Body: rec.Body}
+			if val, err := nr.Sign(key, a.Identity); err != nil {
+				errs = append(errs, err)
+			} else if err := m.recs.Put(ctx, key, val); err != nil {
+				errs = append(errs, fmt.Errorf("refresh account record: %w", err))
+			}
+		}
+	} else {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -308,3 +308,42 @@ func TestKDFKnownAnswer(t *testing.T) {
 		t.Fatalf("wrap key starts %s", got)
 	}
 }
+
+func TestRefreshRecords(t *testing.T) {
+	ctx := context.Background()
+	m, recs := testManager(t)
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginKey, _ := LoginKey(a.LoginKey().GetPublic())
+	before, _ := record.Verify(loginKey, recs.m[loginKey])
+	// Plenty of life left: nothing is re-signed.
+	if err := m.RefreshRecords(ctx, a, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if same, _ := record.Verify(loginKey, recs.m[loginKey]); same.Seq != before.Seq {
+		t.Fatal("refreshed a record with life left")
+	}
+	// Thirty days later, a device restored from its cache (no password)
+	// refreshes both records.
+	later := now.Add(30 * 24 * time.Hour)
+	recs.v, _ = record.NewValidator(record.WithClock(func() time.Time { return later }), record.WithKind(LoginRules()), record.WithKind(AccountRules()))
+	m2 := NewManager(recs, InsecureTestKDF(), WithClock(func() time.Time { return later }))
+	restored := Restore(a.User, a.Identity, a.Root, a.Version, a.LoginKey())
+	if err := m2.RefreshRecords(ctx, restored, 7*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	after, err := record.Verify(loginKey, recs.m[loginKey])
+	if err != nil || after.Seq != before.Seq+1 || !after.Expires.After(later.Add(30*24*time.Hour)) {
+		t.Fatalf("login record not refreshed: %+v %v", after, err)
+	}
+	acctKey := AccountKey(a.ID())
+	if rec, _ := record.Verify(acctKey, recs.m[acctKey]); !rec.Expires.After(later.Add(30 * 24 * time.Hour)) {
+		t.Fatal("account record not refreshed")
+	}
+	// The refreshed login record still opens with the password.
+	if b, err := m2.Login(ctx, alice, goodPw); err != nil || b.ID() != a.ID() {
+		t.Fatalf("login after refresh: %v", err)
+	}
+}
