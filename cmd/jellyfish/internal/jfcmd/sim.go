@@ -3,7 +3,6 @@ package jfcmd
 import (
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -291,7 +290,7 @@ func runDurability(out io.Writer, o durabilityOptions) error {
 		Title: fmt.Sprintf("Surviving %g days: k=%d, m=%d, uptime %.0f%%, repair at ≤%d answers",
 			o.horizon, o.k, o.m, 100*o.uptime, o.threshold),
 		XLabel: "nodes leaving for good per month (fraction)", YLabel: "P(segment survives)",
-		FailLabel: "P(segment lost), log", YMin: 0, YMax: 1.02,
+		FailLabel: "P(segment lost), log", YMin: 0, YMax: 1.02, LegendBelow: true,
 	}
 	var rows []sim.DurabilityRow
 	tw := tabwriter.NewWriter(out, 2, 0, 2, ' ', tabwriter.AlignRight)
@@ -341,12 +340,4 @@ func writeCSV(path string, write func(io.Writer) error) (err error) {
 		}
 	}()
 	return write(f)
-}
-
-// ninesText renders a failure probability as nines, for summaries.
-func ninesText(fail float64) string {
-	if fail <= 0 {
-		return "∞"
-	}
-	return fmt.Sprintf("%.1f", -math.Log10(fail))
 }

@@ -35,6 +35,9 @@ type Figure struct {
 	Series                []Series
 	// YMin and YMax fix the upper panel's y range when YMax > YMin.
 	YMin, YMax float64
+	// LegendBelow puts the legend in the lower panel's bottom right
+	// corner instead of the upper panel's.
+	LegendBelow bool
 }
 
 // failFloor is the smallest failure probability drawn on the log panel.
@@ -93,6 +96,7 @@ func (f Figure) panel(fail bool) (*plot.Plot, error) {
 	}
 	p.Legend.Left = false
 	minY, maxY := 1.0, failFloor
+	legend := make([][]plot.Thumbnailer, len(f.Series))
 	for i, s := range f.Series {
 		col := plotutil.Color(i)
 		var line, mc plotter.XYs
@@ -131,9 +135,7 @@ func (f Figure) panel(fail bool) (*plot.Plot, error) {
 			l.Color = col
 			l.Width = vg.Points(1.5)
 			p.Add(l)
-			if !fail { // one legend, on the upper panel, serves both
-				p.Legend.Add(s.Name+" (exact)", l)
-			}
+			legend[i] = append(legend[i], l)
 		}
 		if len(mc) == 0 {
 			continue
@@ -152,8 +154,12 @@ func (f Figure) panel(fail bool) (*plot.Plot, error) {
 		}
 		eb.Color = darker(col)
 		p.Add(sc, eb)
-		if !fail {
-			p.Legend.Add(s.Name+" (Monte-Carlo ±2 SE)", sc)
+		legend[i] = append(legend[i], sc)
+	}
+	if fail == f.LegendBelow { // one legend serves both panels
+		p.Legend.Add("lines: exact; points: Monte-Carlo ±2 SE")
+		for i, s := range f.Series {
+			p.Legend.Add(s.Name, legend[i]...)
 		}
 	}
 	if fail {
