@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -194,10 +195,11 @@ func defaultThreshold(k, m int) int { return k + (m+1)/2 }
 
 // place returns the nodes for segment seg's total shards: distinct when
 // there are enough nodes, else spread evenly. The rotation spreads
-// consecutive segments over different nodes.
-func place(nodes []peer.ID, seg uint64, total int) []peer.ID {
+// consecutive segments over different nodes, and the object's random salt
+// spreads objects.
+func place(nodes []peer.ID, salt, seg uint64, total int) []peer.ID {
 	out := make([]peer.ID, total)
-	for i, n := range placement.Assign(len(nodes), seg, total) {
+	for i, n := range placement.Assign(len(nodes), salt, seg, total) {
 		out[i] = nodes[n]
 	}
 	return out
@@ -229,6 +231,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 		return nil, err
 	}
 	lease := time.Now().Add(s.lease)
+	salt := mrand.Uint64() // where this object's first segment starts
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -262,7 +265,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 			for i := range seg.Shards {
 				ids[i] = seg.Shards[i].ID
 			}
-			holders, err := s.putSegment(uctx, nodes, seg, need, lease)
+			holders, err := s.putSegment(uctx, nodes, salt, seg, need, lease)
 			mu.Lock()
 			rows[seg.Index] = storedRow{holders, ids}
 			mu.Unlock()
@@ -342,9 +345,9 @@ const minStragglerGrace = 100 * time.Millisecond
 // upload goroutine has ended when it returns. It returns each shard's
 // holder ("" when none receipted it), and an error too if fewer than need
 // shards were receipted.
-func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
+func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint64, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
 	total := len(seg.Shards)
-	planned := place(nodes, seg.Index, total)
+	planned := place(nodes, salt, seg.Index, total)
 	holders := make([]peer.ID, total)
 	errs := make([]error, total)
 	sctx, scancel := context.WithCancel(ctx)

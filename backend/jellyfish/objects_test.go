@@ -68,7 +68,7 @@ func TestPlacementSpreadsAndStaysDistinct(t *testing.T) {
 	nodes := testPeers(t, 10)
 	for seg := range uint64(5) {
 		seen := map[peer.ID]bool{}
-		for _, p := range place(nodes, seg, 8) {
+		for _, p := range place(nodes, 0, seg, 8) {
 			if seen[p] {
 				t.Fatalf("segment %d: node used twice with enough nodes", seg)
 			}
@@ -78,7 +78,7 @@ func TestPlacementSpreadsAndStaysDistinct(t *testing.T) {
 	// Fewer nodes than shards: every node gets its fair share.
 	few := nodes[:3]
 	count := map[peer.ID]int{}
-	for _, p := range place(few, 0, 8) {
+	for _, p := range place(few, 0, 0, 8) {
 		count[p]++
 	}
 	for _, n := range few {

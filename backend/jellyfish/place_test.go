@@ -22,7 +22,7 @@ func TestPlaceDelegationUnchanged(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 7, 29, 30, 31, 60, 70} {
 		for _, total := range []int{1, 3, 30} {
 			for _, seg := range []uint64{0, 1, 2, 5, 1 << 40} {
-				got, want := place(all[:n], seg, total), placeBefore(all[:n], seg, total)
+				got, want := place(all[:n], 0, seg, total), placeBefore(all[:n], seg, total)
 				for i := range want {
 					if got[i] != want[i] {
 						t.Fatalf("%d nodes, segment %d, %d shards: shard %d on %s, was %s", n, seg, total, i, got[i].ShortString(), want[i].ShortString())

@@ -7,14 +7,15 @@ package placement
 
 // Assign returns, for each of the total shards of segment seg, the index
 // of its node among nodeCount nodes. Shard i goes to node
-// (seg·total + i) mod nodeCount: the shards of one segment land on
+// (salt + seg·total + i) mod nodeCount: the shards of one segment land on
 // distinct nodes when nodeCount ≥ total, and are spread evenly (each node
 // holding ⌊total/nodeCount⌋ or ⌈total/nodeCount⌉) otherwise. The rotation
-// by seg spreads consecutive segments over different nodes. nodeCount
-// must be positive.
-func Assign(nodeCount int, seg uint64, total int) []int {
+// by seg spreads consecutive segments over different nodes; the salt (random
+// per object) keeps different objects from all starting on the same nodes.
+// nodeCount must be positive.
+func Assign(nodeCount int, salt, seg uint64, total int) []int {
 	out := make([]int, total)
-	start := int((seg * uint64(total)) % uint64(nodeCount))
+	start := int((salt%uint64(nodeCount) + (seg*uint64(total))%uint64(nodeCount)) % uint64(nodeCount))
 	for i := range out {
 		out[i] = (start + i) % nodeCount
 	}
@@ -23,9 +24,9 @@ func Assign(nodeCount int, seg uint64, total int) []int {
 
 // Counts returns how many of segment seg's total shards each of the
 // nodeCount nodes holds under Assign.
-func Counts(nodeCount int, seg uint64, total int) []int {
+func Counts(nodeCount int, salt, seg uint64, total int) []int {
 	c := make([]int, nodeCount)
-	for _, n := range Assign(nodeCount, seg, total) {
+	for _, n := range Assign(nodeCount, salt, seg, total) {
 		c[n]++
 	}
 	return c

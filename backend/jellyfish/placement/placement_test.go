@@ -18,7 +18,7 @@ func TestAssignKnownAnswers(t *testing.T) {
 		{4, 3, 6, []int{2, 3, 0, 1, 2, 3}},
 		{1, 7, 3, []int{0, 0, 0}},
 	} {
-		if got := Assign(c.nodes, c.seg, c.total); !slices.Equal(got, c.want) {
+		if got := Assign(c.nodes, 0, c.seg, c.total); !slices.Equal(got, c.want) {
 			t.Errorf("Assign(%d, %d, %d) = %v, want %v", c.nodes, c.seg, c.total, got, c.want)
 		}
 	}
@@ -27,7 +27,7 @@ func TestAssignKnownAnswers(t *testing.T) {
 func TestCountsEvenAndDistinct(t *testing.T) {
 	for nodes := 1; nodes <= 40; nodes++ {
 		for seg := range uint64(7) {
-			c := Counts(nodes, seg, 30)
+			c := Counts(nodes, 0, seg, 30)
 			lo, hi := 30/nodes, (30+nodes-1)/nodes
 			sum := 0
 			for _, n := range c {
@@ -41,4 +41,35 @@ func TestCountsEvenAndDistinct(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSaltSpreadsObjects: objects with different salts start on different
+// nodes, and the salt never changes how evenly one segment is spread.
+func TestSaltSpreadsObjects(t *testing.T) {
+	starts := map[int]bool{}
+	for salt := range uint64(60) {
+		a := Assign(60, salt*7919, 0, 30)
+		starts[a[0]] = true
+		seen := map[int]bool{}
+		for _, n := range a {
+			if seen[n] {
+				t.Fatalf("salt %d: node %d twice", salt, n)
+			}
+			seen[n] = true
+		}
+		if !slices.Equal(Counts(7, salt, 3, 30), rotate(Counts(7, 0, 3, 30), int(salt%7))) {
+			t.Fatalf("salt %d changes the spread", salt)
+		}
+	}
+	if len(starts) < 30 {
+		t.Fatalf("60 salts started on only %d nodes", len(starts))
+	}
+}
+
+func rotate(c []int, by int) []int {
+	out := make([]int, len(c))
+	for i := range c {
+		out[(i+by)%len(c)] = c[i]
+	}
+	return out
 }

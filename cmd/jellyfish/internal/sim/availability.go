@@ -59,7 +59,7 @@ func (s Setup) Validate() error {
 // so segment 0 stands for all.
 func (s Setup) Counts() []int {
 	var out []int
-	for _, c := range placement.Counts(s.Nodes, 0, s.K+s.M) {
+	for _, c := range placement.Counts(s.Nodes, 0, 0, s.K+s.M) {
 		if c > 0 {
 			out = append(out, c)
 		}
