@@ -157,7 +157,7 @@ func newPartFixture(b *testing.B, p Params, data []byte) *partFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := &partFixture{plain: data[:p.SegmentSize]}
+	f := &partFixture{plain: data}
 	f.payload = comp.compress(nil, f.plain)
 	aead := benchAEAD(b)
 	nonce := segmentNonce(0, false)
@@ -191,12 +191,21 @@ func benchAEAD(b *testing.B) cipher.AEAD {
 }
 
 func benchPart(b *testing.B, op, part string, p Params, data []byte) {
-	f := newPartFixture(b, p, data)
+	// One op is the part's work on every segment of the stream, as the
+	// codec meets them, so both see the same bytes.
+	var fixtures []*partFixture
+	var payload, maxShard, maxSealed int
+	for off := 0; off < len(data); off += p.SegmentSize {
+		f := newPartFixture(b, p, data[off:min(len(data), off+p.SegmentSize)])
+		fixtures = append(fixtures, f)
+		payload += len(f.payload)
+		maxShard, maxSealed = max(maxShard, f.shardLen), max(maxSealed, len(f.sealed))
+	}
 	aead := benchAEAD(b)
 	rs, _ := newRS(p.K, p.M)
 	missing := min(p.M, p.Total()-p.K)
-	b.SetBytes(int64(len(f.plain)))
-	b.ReportMetric(float64(len(f.payload))/float64(len(f.plain)), "payload/plain")
+	b.SetBytes(int64(len(data)))
+	b.ReportMetric(float64(payload)/float64(len(data)), "payload/plain")
 	b.RunParallel(func(pb *testing.PB) {
 		var comp *compressor
 		var dec *decompressor
@@ -207,76 +216,81 @@ func benchPart(b *testing.B, op, part string, p Params, data []byte) {
 			dec, _ = newDecompressor()
 		}
 		h := blake3.New()
-		buf := make([]byte, 0, len(f.sealed)+64)
+		buf := make([]byte, 0, maxSealed+64)
 		head := make([]byte, HeaderSize)
-		shards := make([][]byte, len(f.shards))
-		work := make([][]byte, len(f.shards))
+		shards := make([][]byte, p.Total())
+		work := make([][]byte, p.Total())
 		for i := range work {
-			work[i] = make([]byte, f.shardLen)
+			work[i] = make([]byte, maxShard)
 		}
 		var id ShardID
 		nonce := segmentNonce(0, false)
 		for pb.Next() {
-			switch part {
-			case "check":
-				_ = compressible(f.plain)
-			case "compress":
-				buf = comp.compress(buf[:0], f.plain)
-			case "aes":
-				if op == "encode" {
-					buf = aead.Seal(buf[:0], nonce[:], f.payload, []byte(segmentAAD))
-				} else {
-					buf = append(buf[:0], f.sealed...)
-					if _, err := aead.Open(buf[:0], nonce[:], buf, []byte(segmentAAD)); err != nil {
-						panic(err)
-					}
+			for _, f := range fixtures {
+				for i := range work {
+					work[i] = work[i][:f.shardLen]
 				}
-			case "hash":
-				n := p.Total()
-				if op == "decode" {
-					n = p.K // decoding hashes only the k shards it uses
-				}
-				for i := range n {
-					h.Reset()
-					h.Write(head)
-					h.Write(f.shards[i])
-					h.Sum(id[:0])
-				}
-			case "rs":
-				if rs == nil {
-					continue
-				}
-				if op == "encode" {
-					for i := range work {
-						if i < p.K {
-							shards[i] = f.shards[i]
-						} else {
-							shards[i] = work[i]
+				switch part {
+				case "check":
+					_ = compressible(f.plain)
+				case "compress":
+					buf = comp.compress(buf[:0], f.plain)
+				case "aes":
+					if op == "encode" {
+						buf = aead.Seal(buf[:0], nonce[:], f.payload, []byte(segmentAAD))
+					} else {
+						buf = append(buf[:0], f.sealed...)
+						if _, err := aead.Open(buf[:0], nonce[:], buf, []byte(segmentAAD)); err != nil {
+							panic(err)
 						}
 					}
-					if err := rs.Encode(shards); err != nil {
-						panic(err)
+				case "hash":
+					n := p.Total()
+					if op == "decode" {
+						n = p.K // decoding hashes only the k shards it uses
 					}
-				} else {
-					for i := range shards {
-						if i < missing {
-							shards[i] = work[i][:0]
-						} else {
-							shards[i] = f.shards[i]
+					for i := range n {
+						h.Reset()
+						h.Write(head)
+						h.Write(f.shards[i])
+						h.Sum(id[:0])
+					}
+				case "rs":
+					if rs == nil {
+						continue
+					}
+					if op == "encode" {
+						for i := range work {
+							if i < p.K {
+								shards[i] = f.shards[i]
+							} else {
+								shards[i] = work[i]
+							}
+						}
+						if err := rs.Encode(shards); err != nil {
+							panic(err)
+						}
+					} else {
+						for i := range shards {
+							if i < missing {
+								shards[i] = work[i][:0]
+							} else {
+								shards[i] = f.shards[i]
+							}
+						}
+						if err := rs.ReconstructData(shards); err != nil {
+							panic(err)
 						}
 					}
-					if err := rs.ReconstructData(shards); err != nil {
+				case "decompress":
+					out, err := dec.decompress(buf[:0], f.payload, len(f.plain))
+					if err != nil {
 						panic(err)
 					}
+					buf = out[:0]
+				default:
+					panic("unknown part " + part)
 				}
-			case "decompress":
-				out, err := dec.decompress(buf[:0], f.payload, len(f.plain))
-				if err != nil {
-					panic(err)
-				}
-				buf = out[:0]
-			default:
-				panic("unknown part " + part)
 			}
 		}
 	})

@@ -435,7 +435,7 @@ func (s *objectStore) Open(ctx context.Context, ref *ObjRef, off, n int64) (io.R
 		return nil, err
 	}
 	fetch := codec.FetcherFunc(func(ctx context.Context, seg int, info codec.SegmentInfo) ([][]byte, error) {
-		return s.fetchSegment(ctx, dec, ref, seg)
+		return s.fetchSegment(ctx, ref, seg)
 	})
 	// Segments wait mostly on the network, not the CPU: read further ahead
 	// than the codec's default of one segment per core.
@@ -448,7 +448,7 @@ const hedgeAfter = 1500 * time.Millisecond
 
 // fetchSegment gets k good shards of a segment: k fetches start at once,
 // each failure starts the next candidate, and a stall starts one more.
-func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref *ObjRef, seg int) ([][]byte, error) {
+func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([][]byte, error) {
 	k := ref.Layout.K
 	type cand struct {
 		idx    int
@@ -479,10 +479,9 @@ func (s *objectStore) fetchSegment(ctx context.Context, dec *codec.Decoder, ref 
 				return
 			}
 			defer func() { <-s.sem }()
+			// The shard protocol client hashes what it receives against the
+			// ID asked for and fails on a mismatch; the decoder checks again.
 			data, err := s.getShard(ctx, c.holder, ref.Layout.Segments[seg].IDs[c.idx])
-			if err == nil {
-				_, err = dec.VerifyShard(seg, data)
-			}
 			if err != nil {
 				fs.Debugf(nil, "jellyfish: segment %d shard %d from %s: %v", seg, c.idx, c.holder.ShortString(), err)
 			}

@@ -5,6 +5,7 @@
 //
 // parts-bound is 1/Σ(1/throughput) over the case's parts, each measured
 // alone on the bytes it really processes and expressed per input byte.
+// With -count N every figure is the median of the N runs.
 package main
 
 import (
@@ -25,11 +26,24 @@ type caseKey struct {
 	cores          int
 }
 
+// result gathers every run of a case (go test -count N repeats each
+// benchmark); the summary uses medians.
 type result struct {
+	codecRuns []float64
+	partRuns  map[string][]float64
 	codec     float64
 	parts     map[string]float64
 	shrink    float64 // ciphertext/plaintext, from the codec benchmark
 	haveCodec bool
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func main() {
@@ -54,16 +68,19 @@ func main() {
 		key := caseKey{fields["op"], fields["k"], fields["m"], fields["data"], cores}
 		r := results[key]
 		if r == nil {
-			r = &result{parts: map[string]float64{}}
+			r = &result{parts: map[string]float64{}, partRuns: map[string][]float64{}}
 			results[key] = r
 		}
 		if m[1] == "Codec" {
-			r.codec, r.haveCodec = mbs, true
+			r.codecRuns = append(r.codecRuns, mbs)
+			r.codec, r.haveCodec = median(r.codecRuns), true
 			if f := frac.FindStringSubmatch(m[5]); f != nil {
 				r.shrink, _ = strconv.ParseFloat(f[1], 64)
 			}
 		} else {
-			r.parts[fields["part"]] = mbs
+			part := fields["part"]
+			r.partRuns[part] = append(r.partRuns[part], mbs)
+			r.parts[part] = median(r.partRuns[part])
 		}
 	}
 	keys := make([]caseKey, 0, len(results))
