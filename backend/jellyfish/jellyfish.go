@@ -405,33 +405,23 @@ func (f *Fs) sameAccount(src fs.Object) (*Object, bool) {
 // Copy makes a server-side copy: the new entry shares the source's shards,
 // nothing is uploaded. Deleting either copy keeps the other readable.
 func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
-	so, ok := f.sameAccount(src)
-	if !ok {
-		return nil, fs.ErrorCantCopy
-	}
-	cur := f.s.tree.Get(so.fs.full(so.remote))
-	if cur == nil {
-		return nil, fs.ErrorObjectNotFound
-	}
-	dst := f.full(remote)
-	if e := f.s.tree.Get(dst); e != nil && e.Dir {
-		return nil, fs.ErrorIsDir
-	}
-	entries, err := f.mkdirs(ns.Parent(dst), time.Now())
-	if err != nil {
-		return nil, err
-	}
-	ne := *cur
-	ne.Path, ne.Stamp = dst, f.s.stamp()
-	f.s.commit(append(entries, ne)...)
-	return &Object{fs: f, remote: remote, entry: ne}, nil
+	return f.copyOrMove(src, remote, false)
 }
 
 // Move renames src to remote without moving data.
 func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
+	return f.copyOrMove(src, remote, true)
+}
+
+// copyOrMove writes src's entry at remote (sharing its content) and, for
+// a move, a tombstone at src.
+func (f *Fs) copyOrMove(src fs.Object, remote string, move bool) (fs.Object, error) {
 	so, ok := f.sameAccount(src)
 	if !ok {
-		return nil, fs.ErrorCantMove
+		if move {
+			return nil, fs.ErrorCantMove
+		}
+		return nil, fs.ErrorCantCopy
 	}
 	srcPath := so.fs.full(so.remote)
 	cur := f.s.tree.Get(srcPath)
@@ -449,7 +439,7 @@ func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object,
 	ne := *cur
 	ne.Path, ne.Stamp = dst, f.s.stamp()
 	entries = append(entries, ne)
-	if srcPath != dst {
+	if move && srcPath != dst {
 		entries = append(entries, ns.Entry{Path: srcPath, Deleted: true, Stamp: f.s.stamp()})
 	}
 	f.s.commit(entries...)

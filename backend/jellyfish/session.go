@@ -613,9 +613,9 @@ func (s *session) commit(entries ...ns.Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range entries {
-		if e.Bases == nil {
-			e.Bases = s.tree.Heads(e.Path)
-		}
+		// A write supersedes whatever this device sees at the path now;
+		// entries copied from elsewhere must not keep their old bases.
+		e.Bases = s.tree.Heads(e.Path)
 		if old := s.tree.Get(e.Path); old != nil && len(old.Content) > 0 && !bytes.Equal(old.Content, e.Content) {
 			if ref, err := UnmarshalObjRef(old.Content); err == nil {
 				s.unref = append(s.unref, unrefContent{ref, time.Now()})

@@ -361,37 +361,35 @@ func (a *Account) LoginKey() crypto.PrivKey { return a.login }
 // as it is: re-signing needs the login key, not the password.
 func (m *Manager) RefreshRecords(ctx context.Context, a *Account, minLeft time.Duration) error {
 	var errs []error
-	now := m.clock()
 	if a.login != nil {
 		key, err := LoginKey(a.login.GetPublic())
 		if err != nil {
 			return err
 		}
-		if raw, err := m.recs.Get(ctx, key); err == nil {
-			if rec, err := verifyOwned(key, raw); err == nil && rec.Expires.Sub(now) < minLeft {
-				nr := record.Record{Kind: KindLogin, Seq: rec.Seq + 1, Expires: now.Add(m.lifetime), Body: rec.Body}
-				if val, err := nr.Sign(key, a.login); err != nil {
-					errs = append(errs, err)
-				} else if err := m.recs.Put(ctx, key, val); err != nil {
-					errs = append(errs, fmt.Errorf("refresh login record: %w", err))
-				}
-			}
-		} else {
-			errs = append(errs, err)
-		}
+		errs = append(errs, m.resign(ctx, key, KindLogin, a.login, minLeft))
 	}
-	key := AccountKey(a.ID())
-	if raw, err := m.recs.Get(ctx, key); err == nil {
-		if rec, err := verifyOwned(key, raw); err == nil && rec.Expires.Sub(now) < minLeft {
-			nr := record.Record{Kind: KindAccount, Seq: rec.Seq + 1, Expires: now.Add(m.lifetime), Body: rec.Body}
-			if val, err := nr.Sign(key, a.Identity); err != nil {
-				errs = append(errs, err)
-			} else if err := m.recs.Put(ctx, key, val); err != nil {
-				errs = append(errs, fmt.Errorf("refresh account record: %w", err))
-			}
-		}
-	} else {
-		errs = append(errs, err)
-	}
+	errs = append(errs, m.resign(ctx, AccountKey(a.ID()), KindAccount, a.Identity, minLeft))
 	return errors.Join(errs...)
+}
+
+// resign re-signs the record at key, body unchanged, with the next
+// sequence number and a fresh expiry, if less than minLeft remains.
+func (m *Manager) resign(ctx context.Context, key string, kind record.Kind, signer crypto.PrivKey, minLeft time.Duration) error {
+	raw, err := m.recs.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	rec, err := verifyOwned(key, raw)
+	if err != nil || rec.Expires.Sub(m.clock()) >= minLeft {
+		return err
+	}
+	nr := record.Record{Kind: kind, Seq: rec.Seq + 1, Expires: m.clock().Add(m.lifetime), Body: rec.Body}
+	val, err := nr.Sign(key, signer)
+	if err != nil {
+		return err
+	}
+	if err := m.recs.Put(ctx, key, val); err != nil {
+		return fmt.Errorf("refresh %s: %w", key, err)
+	}
+	return nil
 }
