@@ -65,16 +65,10 @@ type env struct {
 	next     int
 }
 
-// childDataDirs is how many data dirs the children of a test rotate over.
-//
-// A jellyfish process never closes its client node, so each one that ends
-// (killed or not) leaves its QUIC connections open on the providers until
-// they time out, about 30 s later; and all processes of one device slot
-// share one peer ID. The ninth process of a slot within that time finds
-// the providers' per-peer connection limit (8) used up and cannot fetch
-// shards. TestRepeatedCommandsOneSlot shows it; the other tests spread
-// their children over several slots' identities so they test what they
-// mean to. Each data dir is a device of the account (at most 32).
+// childDataDirs is how many data dirs (devices of the account, at most
+// 32) the children of a test rotate over. Since processes leave the network
+// at exit with an identity of their own, one would do; rotating also makes
+// the children several devices, which the tests are glad to cover.
 const childDataDirs = 6
 
 // baseOptions are the remote options of every test: 4+4 redundancy, so on
