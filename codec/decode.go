@@ -19,6 +19,7 @@ type Decoder struct {
 	aead cipher.AEAD
 	rs   reedsolomon.Encoder
 	pool sync.Pool // *decWorker
+	bufs sync.Pool // *segBuf
 
 	mu    sync.Mutex
 	index []map[ShardID]int // per segment: shard ID → shard index
@@ -100,7 +101,6 @@ func (d *Decoder) verify(seg int, shard []byte, id ShardID) (int, error) {
 type decWorker struct {
 	hasher *blake3.Hasher
 	dec    *decompressor
-	cipher []byte
 }
 
 func (d *Decoder) getWorker() (*decWorker, error) {
@@ -119,12 +119,24 @@ func (d *Decoder) getWorker() (*decWorker, error) {
 // segment from any k good ones and returns its plaintext appended to dst.
 // With fewer than k good shards it returns a *TooFewShardsError.
 func (d *Decoder) DecodeSegment(dst []byte, seg int, shards [][]byte) ([]byte, error) {
+	out, _, err := d.decode(dst, seg, shards, false)
+	return out, err
+}
+
+// segBuf is a pooled buffer holding one segment's joined ciphertext.
+type segBuf struct{ b []byte }
+
+// decode is DecodeSegment. With owned set (and dst nil) a stored segment's
+// plaintext is returned in place inside the pooled buffer it was decrypted
+// in, and the caller gives the buffer back with d.bufs.Put when done;
+// otherwise the result is appended to dst and buf is nil.
+func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, owned bool) (out []byte, buf *segBuf, err error) {
 	if seg < 0 || seg >= len(d.l.Segments) {
-		return nil, fmt.Errorf("codec: segment %d out of range (file has %d)", seg, len(d.l.Segments))
+		return nil, nil, fmt.Errorf("codec: segment %d out of range (file has %d)", seg, len(d.l.Segments))
 	}
 	w, err := d.getWorker()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer d.pool.Put(w)
 
@@ -155,40 +167,63 @@ func (d *Decoder) DecodeSegment(dst []byte, seg int, shards [][]byte) ([]byte, e
 		good++
 	}
 	if good < l.K {
-		return nil, &TooFewShardsError{Segment: uint64(seg), Good: good, Bad: bad, Need: l.K}
+		return nil, nil, &TooFewShardsError{Segment: uint64(seg), Good: good, Bad: bad, Need: l.K}
 	}
+	// The data shards are laid out (or rebuilt) straight into one buffer,
+	// which is then the contiguous ciphertext: no second copy, no buffers
+	// for the rebuilt shards.
 	shardLen := (info.CipherLen + l.K - 1) / l.K
-	if d.rs != nil {
-		missingData := false
-		for i := range l.K {
-			if payloads[i] == nil {
-				missingData = true
-			}
-		}
-		if missingData {
-			if err := d.rs.ReconstructData(payloads); err != nil {
-				return nil, fmt.Errorf("codec: segment %d: reed-solomon: %w", seg, err)
-			}
-		}
+	sb, _ := d.bufs.Get().(*segBuf)
+	if sb == nil {
+		sb = new(segBuf)
 	}
-	if cap(w.cipher) < l.K*shardLen {
-		w.cipher = make([]byte, 0, l.K*shardLen)
+	if cap(sb.b) < l.K*shardLen {
+		sb.b = make([]byte, l.K*shardLen)
 	}
-	ct := w.cipher[:0]
+	ct := sb.b[:l.K*shardLen]
+	slots := make([][]byte, l.K)
+	missingData := false
 	for i := range l.K {
-		ct = append(ct, payloads[i]...)
+		slots[i] = ct[i*shardLen : (i+1)*shardLen : (i+1)*shardLen]
+		if payloads[i] == nil {
+			missingData = true
+			payloads[i] = slots[i][:0]
+			continue
+		}
+		copy(slots[i], payloads[i])
+		payloads[i] = slots[i]
+	}
+	if missingData {
+		if err := d.rs.ReconstructData(payloads); err != nil {
+			d.bufs.Put(sb)
+			return nil, nil, fmt.Errorf("codec: segment %d: reed-solomon: %w", seg, err)
+		}
+		for i := range l.K {
+			if &payloads[i][0] != &slots[i][0] {
+				copy(slots[i], payloads[i]) // the coder chose its own buffer
+			}
+		}
 	}
 	ct = ct[:info.CipherLen]
 	nonce := segmentNonce(uint64(seg), seg == len(l.Segments)-1)
 	pt, err := d.aead.Open(ct[:0], nonce[:], ct, []byte(segmentAAD))
 	if err != nil {
-		return nil, fmt.Errorf("%w: segment %d", ErrAuth, seg)
+		d.bufs.Put(sb)
+		return nil, nil, fmt.Errorf("%w: segment %d", ErrAuth, seg)
 	}
-	out, err := w.dec.decompress(dst, pt, l.PlainLen(seg))
+	if owned && dst == nil && len(pt) > 0 && pt[0] == modeStored {
+		if len(pt)-1 != l.PlainLen(seg) {
+			d.bufs.Put(sb)
+			return nil, nil, fmt.Errorf("codec: segment %d: %w", seg, formatErr("segment decodes to %d bytes, want %d", len(pt)-1, l.PlainLen(seg)))
+		}
+		return pt[1:], sb, nil
+	}
+	out, err = w.dec.decompress(dst, pt, l.PlainLen(seg))
+	d.bufs.Put(sb)
 	if err != nil {
-		return nil, fmt.Errorf("codec: segment %d: %w", seg, err)
+		return nil, nil, fmt.Errorf("codec: segment %d: %w", seg, err)
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 // Fetcher supplies the shards of a segment for decoding. It may return any
@@ -247,6 +282,7 @@ func (d *Decoder) NewReader(ctx context.Context, f Fetcher, off, n int64, opts .
 
 type segResult struct {
 	plain []byte
+	buf   *segBuf // holds plain when not nil; back to the pool once read
 	err   error
 	ready chan struct{}
 }
@@ -259,7 +295,8 @@ type segReader struct {
 	wg        sync.WaitGroup
 	results   chan *segResult
 	cur       []byte
-	skip      int // bytes to drop from the first segment
+	curBuf    *segBuf // the pooled buffer cur lies in, if any
+	skip      int     // bytes to drop from the first segment
 	off       int64
 	remaining int64
 	err       error
@@ -294,7 +331,7 @@ func (r *segReader) schedule(first, last, ahead int) {
 				res.err = fmt.Errorf("codec: fetch segment %d: %w", seg, err)
 				return
 			}
-			res.plain, res.err = r.d.DecodeSegment(make([]byte, 0, r.d.l.PlainLen(seg)), seg, shards)
+			res.plain, res.buf, res.err = r.d.decode(nil, seg, shards, true)
 		}(seg)
 	}
 }
@@ -304,6 +341,10 @@ func (r *segReader) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	for len(r.cur) == 0 {
+		if r.curBuf != nil {
+			r.d.bufs.Put(r.curBuf)
+			r.curBuf = nil
+		}
 		if r.remaining == 0 {
 			r.err = io.EOF
 			return 0, io.EOF
@@ -326,7 +367,7 @@ func (r *segReader) Read(p []byte) (int, error) {
 			r.err = res.err
 			return 0, r.err
 		}
-		r.cur = res.plain[r.skip:]
+		r.cur, r.curBuf = res.plain[r.skip:], res.buf
 		r.skip = 0
 		if int64(len(r.cur)) > r.remaining {
 			r.cur = r.cur[:r.remaining]
