@@ -19,8 +19,10 @@ build:
 	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/jellyfish
 
 # The whole test suite: unit tests, integration tests on in-process networks.
+# -count=1: several suites run the jellyfish binary they build, which the
+# test cache cannot see, so results are never reused.
 test: lint
-	$(GO) test -tags $(TAGS) -timeout 30m $(PKGS)
+	$(GO) test -tags $(TAGS) -count=1 -timeout 30m $(PKGS)
 
 test-short:
 	$(GO) test -tags $(TAGS) -short -timeout 10m $(PKGS)
