@@ -597,7 +597,12 @@ func (s *session) readMeta(ctx context.Context, refBytes []byte) ([]byte, error)
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	// The layout knows the size: read into one buffer of exactly that.
+	buf := make([]byte, ref.Layout.Size)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // stamp returns a fresh stamp from this device.
