@@ -84,48 +84,24 @@ Each command joins the network for its own duration as a client node, through
 	root.PersistentFlags().BoolVar(&o.testKDF, "insecure-test-kdf", false, "TESTS ONLY: trivially cheap key derivation; such accounts can be cracked instantly")
 	_ = root.PersistentFlags().MarkHidden("insecure-test-kdf")
 
-	create := &cobra.Command{
-		Use:   "create",
-		Short: "Create a new account on the network",
-		Args:  cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			return accountCreate(ctx, cmd, &o)
-		}),
+	sub := func(use, short string, run func(context.Context, *cobra.Command, *accountOptions) error) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: runE(func(cmd *cobra.Command, _ []string) error {
+				ctx, stop := signalContext(cmd.Context())
+				defer stop()
+				return run(ctx, cmd, &o)
+			}),
+		}
 	}
-	login := &cobra.Command{
-		Use:   "login",
-		Short: "Unlock an account and remember its keys on this device",
-		Args:  cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			return accountLogin(ctx, cmd, &o)
-		}),
-	}
+	create := sub("create", "Create a new account on the network", accountCreate)
+	login := sub("login", "Unlock an account and remember its keys on this device", accountLogin)
 	login.Flags().StringVar(&o.deviceName, "device-name", "", "name of this device in the account record (default: host name)")
-	passwd := &cobra.Command{
-		Use:   "passwd",
-		Short: "Change an account's password (its keys and data stay the same)",
-		Args:  cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			return accountPasswd(ctx, cmd, &o)
-		}),
-	}
+	passwd := sub("passwd", "Change an account's password (its keys and data stay the same)", accountPasswd)
 	passwd.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
-	show := &cobra.Command{
-		Use:   "show",
-		Short: "Show the account this device is logged in to: identity, nodes, devices",
-		Args:  cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext(cmd.Context())
-			defer stop()
-			return accountShow(ctx, cmd, &o)
-		}),
-	}
+	show := sub("show", "Show the account this device is logged in to: identity, nodes, devices", accountShow)
 	root.AddCommand(create, login, passwd, show)
 	commands = append(commands, root)
 }
