@@ -57,16 +57,14 @@ type session struct {
 	metaEnc *codec.Encoder // log batches and checkpoints
 	repairs repairQueue
 
-	mu          sync.Mutex // guards the fields below
-	pending     []ns.Entry
-	head        headState
-	unref       []unrefContent // contents no entry refers to any more, for CleanUp
-	flushTimer  *time.Timer
-	flushErr    error
-	atexitToken atexit.FnHandle
+	mu         sync.Mutex // guards the fields below
+	pending    []ns.Entry
+	head       headState
+	unref      []unrefContent // contents no entry refers to any more, for CleanUp
+	flushTimer *time.Timer
 
 	flushMu sync.Mutex // one flush at a time; guards headRev
-	headRev uint64     // republications of the head in this process
+	headRev uint64     // revision (low 16 bits) of the last head record published
 	pollMu  sync.Mutex // one poll at a time
 
 	// bg runs the session's background work (record refreshes) under bgCtx.
@@ -128,6 +126,9 @@ var (
 // flushDelay is how long a write waits for company before its batch is
 // flushed; well inside the 5 s promise.
 const flushDelay = time.Second
+
+// flushRetry is how long a failed flush waits before it is tried again.
+const flushRetry = 5 * time.Second
 
 func getSession(ctx context.Context, opt *Options) (*session, error) {
 	key := opt.Username + "\x00" + opt.sessionKey()
@@ -236,7 +237,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	// rclone runs its exit functions when a command ends and when a
 	// signal ends it (it never calls Shutdown then): flush, then leave the
 	// network so providers do not keep this process's connections open.
-	s.atexitToken = atexit.Register(func() {
+	atexit.Register(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := s.close(ctx); err != nil {
@@ -380,32 +381,27 @@ func (s *session) devices(ctx context.Context) ([]ns.DeviceID, error) {
 	return deviceIDs(pub), nil
 }
 
-// readHead fetches and opens a device's head, or returns nil if it has none.
+// readHead fetches and opens a device's head, or returns nil if it has
+// none. The result also records the record's sequence number and expiry.
 func (s *session) readHead(ctx context.Context, dev ns.DeviceID) (*headState, error) {
-	h, _, err := s.readHeadRecord(ctx, dev)
-	return h, err
-}
-
-// readHeadRecord is readHead also returning the record's sequence number.
-func (s *session) readHeadRecord(ctx context.Context, dev ns.DeviceID) (*headState, uint64, error) {
 	key := account.HeadKey(s.acct.ID(), account.DeviceID(dev))
 	raw, err := s.net.Records().Get(ctx, key)
 	if errors.Is(err, account.ErrNotFound) {
-		return nil, 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	rec, err := account.VerifyOwned(key, raw)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	h, err := openHead(s.acct.Root, key, rec.Body)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	h.recSeq, h.recExpires = rec.Seq, rec.Expires
-	return h, rec.Seq, nil
+	return h, nil
 }
 
 // load builds the namespace from every device's head: the checkpoints
@@ -630,15 +626,22 @@ func (s *session) commit(entries ...ns.Entry) {
 		s.pending = append(s.pending, e)
 		s.noteChanges(e.Path)
 	}
-	if s.flushTimer == nil {
-		s.flushTimer = time.AfterFunc(flushDelay, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := s.flush(ctx); err != nil {
-				fs.Errorf(nil, "jellyfish: flush: %v (will retry)", err)
-			}
-		})
+	s.scheduleFlush(flushDelay)
+}
+
+// scheduleFlush starts a flush after delay unless one is scheduled. The
+// caller holds s.mu.
+func (s *session) scheduleFlush(delay time.Duration) {
+	if s.flushTimer != nil {
+		return
 	}
+	s.flushTimer = time.AfterFunc(delay, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := s.flush(ctx); err != nil {
+			fs.Errorf(nil, "jellyfish: flush: %v (will retry)", err)
+		}
+	})
 }
 
 // flush stores the pending entries as one log batch and republishes the
@@ -660,16 +663,7 @@ func (s *session) flush(ctx context.Context) error {
 	restore := func(err error) error {
 		s.mu.Lock()
 		s.pending = append(pending, s.pending...)
-		s.flushErr = err
-		if s.flushTimer == nil {
-			s.flushTimer = time.AfterFunc(5*time.Second, func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				if err := s.flush(ctx); err != nil {
-					fs.Errorf(nil, "jellyfish: flush: %v (will retry)", err)
-				}
-			})
-		}
+		s.scheduleFlush(flushRetry)
 		s.mu.Unlock()
 		return err
 	}
@@ -707,7 +701,6 @@ func (s *session) flush(ctx context.Context) error {
 	s.pollMu.Unlock()
 	s.mu.Lock()
 	s.head = next
-	s.flushErr = nil
 	if oldCheckpoint != nil {
 		if ref, err := UnmarshalObjRef(oldCheckpoint); err == nil {
 			s.unref = append(s.unref, unrefContent{ref, time.Now()})
