@@ -119,7 +119,7 @@ func (d *Decoder) getWorker() (*decWorker, error) {
 // segment from any k good ones and returns its plaintext appended to dst.
 // With fewer than k good shards it returns a *TooFewShardsError.
 func (d *Decoder) DecodeSegment(dst []byte, seg int, shards [][]byte) ([]byte, error) {
-	out, _, err := d.decode(dst, seg, shards, false)
+	out, _, err := d.decode(dst, seg, shards, nil, false)
 	return out, err
 }
 
@@ -129,8 +129,10 @@ type segBuf struct{ b []byte }
 // decode is DecodeSegment. With owned set (and dst nil) a stored segment's
 // plaintext is returned in place inside the pooled buffer it was decrypted
 // in, and the caller gives the buffer back with d.bufs.Put when done;
-// otherwise the result is appended to dst and buf is nil.
-func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, owned bool) (out []byte, buf *segBuf, err error) {
+// otherwise the result is appended to dst and buf is nil. ids, when not
+// nil, holds the IDs a fetcher already verified shards[i] against (zero:
+// not verified); those shards are not hashed again.
+func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, ids []ShardID, owned bool) (out []byte, buf *segBuf, err error) {
 	if seg < 0 || seg >= len(d.l.Segments) {
 		return nil, nil, fmt.Errorf("codec: segment %d out of range (file has %d)", seg, len(d.l.Segments))
 	}
@@ -144,7 +146,7 @@ func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, owned bool) (out 
 	info := &l.Segments[seg]
 	payloads := make([][]byte, l.Total())
 	good, bad := 0, 0
-	for _, s := range shards {
+	for i, s := range shards {
 		if s == nil {
 			continue
 		}
@@ -152,9 +154,13 @@ func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, owned bool) (out 
 			break // enough: the rest need not be hashed
 		}
 		var id ShardID
-		w.hasher.Reset()
-		w.hasher.Write(s)
-		w.hasher.Sum(id[:0])
+		if ids != nil && ids[i] != (ShardID{}) {
+			id = ids[i]
+		} else {
+			w.hasher.Reset()
+			w.hasher.Write(s)
+			w.hasher.Sum(id[:0])
+		}
 		idx, err := d.verify(seg, s, id)
 		if err != nil {
 			bad++
@@ -231,6 +237,25 @@ func (d *Decoder) decode(dst []byte, seg int, shards [][]byte, owned bool) (out 
 // Decoder.VerifyShard lets it check candidates before returning them.
 type Fetcher interface {
 	FetchSegment(ctx context.Context, seg int, info SegmentInfo) ([][]byte, error)
+}
+
+// VerifiedShard is a shard its fetcher has already checked: Data hashes to
+// ID (the shard protocol verifies every byte it receives against the ID it
+// asked for). The decoder still checks that ID belongs to the segment and
+// that the header agrees with the layout, but does not hash Data again.
+type VerifiedShard struct {
+	ID   ShardID
+	Data []byte
+}
+
+// VerifiedFetcher is a Fetcher whose shards arrive already verified
+// against their IDs; NewReader then uses FetchVerified instead of
+// FetchSegment. A fetcher that returns a VerifiedShard whose Data does
+// not hash to its ID defeats the decoder's integrity check of that shard
+// (the AEAD still rejects a wrong segment).
+type VerifiedFetcher interface {
+	Fetcher
+	FetchVerified(ctx context.Context, seg int, info SegmentInfo) ([]VerifiedShard, error)
 }
 
 // FetcherFunc adapts a function to Fetcher.
@@ -326,14 +351,33 @@ func (r *segReader) schedule(first, last, ahead int) {
 			defer r.wg.Done()
 			defer func() { <-sem }()
 			defer close(res.ready)
-			shards, err := r.f.FetchSegment(r.ctx, seg, r.d.l.Segments[seg])
+			shards, ids, err := r.fetch(seg)
 			if err != nil {
 				res.err = fmt.Errorf("codec: fetch segment %d: %w", seg, err)
 				return
 			}
-			res.plain, res.buf, res.err = r.d.decode(nil, seg, shards, true)
+			res.plain, res.buf, res.err = r.d.decode(nil, seg, shards, ids, true)
 		}(seg)
 	}
+}
+
+// fetch gets segment seg's shards, with the IDs they were verified against
+// when the fetcher verifies.
+func (r *segReader) fetch(seg int) ([][]byte, []ShardID, error) {
+	vf, ok := r.f.(VerifiedFetcher)
+	if !ok {
+		shards, err := r.f.FetchSegment(r.ctx, seg, r.d.l.Segments[seg])
+		return shards, nil, err
+	}
+	vs, err := vf.FetchVerified(r.ctx, seg, r.d.l.Segments[seg])
+	if err != nil {
+		return nil, nil, err
+	}
+	shards, ids := make([][]byte, len(vs)), make([]ShardID, len(vs))
+	for i, v := range vs {
+		shards[i], ids[i] = v.Data, v.ID
+	}
+	return shards, ids, nil
 }
 
 func (r *segReader) Read(p []byte) (int, error) {
