@@ -21,6 +21,8 @@ type Batch struct {
 	// reader can stop walking back without reading it.
 	PrevSeq uint64  `json:"prevseq,omitempty"`
 	Entries []Entry `json:"e"`
+	// Packs are the pack records this batch creates or replaces (see Pack).
+	Packs []Pack `json:"pk,omitempty"`
 }
 
 // Checkpoint is a whole namespace as one object: every entry (tombstones
@@ -29,6 +31,8 @@ type Checkpoint struct {
 	Version int               `json:"v"`
 	Covers  map[string]uint64 `json:"covers"` // device ID hex → batch seq
 	Entries []Entry           `json:"e"`
+	// Packs are the pack records of the namespace (see Pack).
+	Packs []Pack `json:"pk,omitempty"`
 }
 
 // maxEncoded bounds a decoded batch or checkpoint (the codec's segment cap
@@ -58,6 +62,11 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			return nil, err
 		}
 	}
+	for i := range b.Packs {
+		if err := checkPack(&b.Packs[i]); err != nil {
+			return nil, err
+		}
+	}
 	return &b, nil
 }
 
@@ -81,6 +90,11 @@ func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 	}
 	for i := range c.Entries {
 		if err := checkEntry(&c.Entries[i]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range c.Packs {
+		if err := checkPack(&c.Packs[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -108,6 +108,7 @@ type Tree struct {
 	mu       sync.RWMutex
 	paths    map[string]*pathState
 	children map[string]map[string]struct{} // live children by parent dir
+	packs    map[PackID]*Pack
 }
 
 type pathState struct {
