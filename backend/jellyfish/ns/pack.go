@@ -31,8 +31,10 @@ func (id *PackID) UnmarshalText(b []byte) error {
 // a higher Rev, a new Ref and Map saying where each kept extent moved. Only
 // the device that created a pack rewrites it, so revisions never race.
 type Pack struct {
-	ID  PackID `json:"id"`
-	Rev uint64 `json:"rev"`
+	ID PackID `json:"id"`
+	// Device created the pack and is the only one that rewrites it.
+	Device DeviceID `json:"dev"`
+	Rev    uint64   `json:"rev"`
 	// Size is the length of the pack's original layout.
 	Size int64 `json:"s"`
 	// Ref is where the pack's current object lives; opaque to this package.
