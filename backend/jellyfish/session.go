@@ -428,9 +428,8 @@ func (s *session) load(ctx context.Context, devs []ns.DeviceID) error {
 			s.tree.Apply(e)
 			s.clock.Observe(e.Stamp.HLC)
 		}
-		for dev, seq := range cp.Covers {
-			var d ns.DeviceID
-			if d.UnmarshalText([]byte(dev)) == nil && seq > s.applied[d] {
+		for d, seq := range cp.Covers {
+			if seq > s.applied[d] {
 				s.applied[d] = seq
 			}
 		}
@@ -714,10 +713,10 @@ func (s *session) flush(ctx context.Context) error {
 // checkpoint stores the whole namespace as one object and points next at it.
 func (s *session) checkpoint(ctx context.Context, next *headState) error {
 	s.pollMu.Lock()
-	covers := map[string]uint64{s.device.String(): next.BatchSeq}
+	covers := map[ns.DeviceID]uint64{s.device: next.BatchSeq}
 	for d, seq := range s.applied {
 		if d != s.device {
-			covers[d.String()] = seq
+			covers[d] = seq
 		}
 	}
 	entries := s.tree.All()
@@ -860,7 +859,7 @@ func (s *session) collectLog(ctx context.Context, grace time.Duration) (int, err
 		if err != nil {
 			return 0, err
 		}
-		limit = min(limit, cp.Covers[s.device.String()])
+		limit = min(limit, cp.Covers[s.device])
 	}
 	if limit <= head.GCSeq {
 		return 0, nil
