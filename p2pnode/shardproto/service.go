@@ -483,7 +483,8 @@ func (s *Service) serveGet(ctx context.Context, st network.Stream, req *request)
 	if req.n <= 0 || req.n > MaxRange || req.off < 0 {
 		return fail(st, req.typ, fmt.Errorf("%w: range %d+%d (at most %d bytes)", shardstore.ErrInvalid, req.off, req.n, MaxRange))
 	}
-	reserve := int(maxProofBytes(req.n))
+	// The proof, and the shard's tree the store reads (or builds) for it.
+	reserve := int(maxProofBytes(req.n)) + shardstore.ProveMemory(info.Size)
 	if err := st.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
 		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
 	}
@@ -534,7 +535,7 @@ func (s *Service) serveProof(ctx context.Context, st network.Stream, req *reques
 		return fail(st, req.typ, fmt.Errorf("%w: no leaves asked for", shardstore.ErrInvalid))
 	}
 	leaves := codec.LeafCount(info.Size)
-	reserve := len(req.leafs) * int(maxProofBytes(codec.LeafSize))
+	reserve := len(req.leafs)*int(maxProofBytes(codec.LeafSize)) + shardstore.ProveMemory(info.Size)
 	if err := st.Scope().ReserveMemory(reserve, network.ReservationPriorityHigh); err != nil {
 		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
 	}

@@ -200,6 +200,14 @@ func (d *Disk) loadDir(dir string) error {
 			}
 			continue
 		}
+		if p.tree != nil && p.tree.Size() != int64(treeFileSize(m.size)) {
+			// A torn tree file or one of an older format: the next
+			// proof builds the tree again.
+			_, _, tree, _ := shardPath(id)
+			if err := d.root.Remove(tree); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale %s: %w", tree, err)
+			}
+		}
 		d.index[id] = m
 		d.used += m.size
 		for o := range m.owners {
@@ -209,9 +217,10 @@ func (d *Disk) loadDir(dir string) error {
 	return nil
 }
 
-// loadShard reports whether a shard's three files form a committed shard.
+// loadShard reports whether a shard's data and metadata form a committed
+// shard. The tree file is a cache and plays no part.
 func (d *Disk) loadShard(id codec.ShardID, p *pieces) (*meta, bool) {
-	if p.data == nil || p.tree == nil || p.meta == nil || p.meta.Size() > metaHeaderSize+MaxOwners*metaOwnerSize+4 {
+	if p.data == nil || p.meta == nil || p.meta.Size() > metaHeaderSize+MaxOwners*metaOwnerSize+4 {
 		return nil, false
 	}
 	_, _, _, mn := shardPath(id)
@@ -220,7 +229,7 @@ func (d *Disk) loadShard(id codec.ShardID, p *pieces) (*meta, bool) {
 		return nil, false
 	}
 	m, err := unmarshalMeta(b)
-	if err != nil || p.data.Size() != m.size || p.tree.Size() != int64(codec.TreeSize(int(m.size))) {
+	if err != nil || p.data.Size() != m.size {
 		return nil, false
 	}
 	return m, true
@@ -250,8 +259,7 @@ func (d *Disk) checkLease(op string, lease time.Time) error {
 
 // Put stores a shard for owner. It checks the size and lease, reserves
 // quota space before reading r, then streams exactly size bytes to a
-// temporary file while computing the outboard tree and root in the same
-// pass (holding one ChunkSize chunk and the tree in memory, see
+// temporary file while hashing them (holding one ChunkSize chunk, see
 // PutMemory), refuses a root other than id and commits the shard
 // atomically. When the shard is already held, r is not read:
 // owner gains a reference and its lease is extended to lease. On any
@@ -309,12 +317,12 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
-	tmpData, tree, err := d.receive(ctx, id, size, r)
+	tmpData, err := d.receive(ctx, id, size, r)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	m := &meta{size: size, storedAt: d.now(), owners: map[Owner]time.Time{owner: lease}}
-	if err := d.commit(id, tmpData, tree, m); err != nil {
+	if err := d.commit(id, tmpData, m); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	committed = m
@@ -358,32 +366,29 @@ func (m *meta) clone() *meta {
 	return c
 }
 
-// commit takes the shard's synced temporary data file, writes its tree
-// and metadata under tmp/, syncs them, renames all three into place
-// (metadata last: the commit point) and syncs the shard directory. On
-// failure it removes what it wrote, the temporary data file included.
-func (d *Disk) commit(id codec.ShardID, tmpData string, tree []byte, m *meta) (err error) {
-	dir, dataName, treeName, metaName := shardPath(id)
-	tmpTree, tmpMeta := tmpName(id, treeExt), tmpName(id, metaExt)
+// commit takes the shard's synced temporary data file, writes its
+// metadata under tmp/ and syncs it, renames both into place (metadata
+// last: the commit point) and syncs the shard directory. On failure it
+// removes what it wrote, the temporary data file included.
+func (d *Disk) commit(id codec.ShardID, tmpData string, m *meta) (err error) {
+	dir, dataName, _, metaName := shardPath(id)
+	tmpMeta := tmpName(id, metaExt)
 	renamed := []string{}
 	defer func() {
 		if err == nil {
 			return
 		}
-		for _, n := range []string{tmpData, tmpTree, tmpMeta} {
+		for _, n := range []string{tmpData, tmpMeta} {
 			d.root.Remove(n)
 		}
 		for _, n := range renamed {
 			d.root.Remove(n)
 		}
 	}()
-	if err := d.writeSync(tmpTree, tree); err != nil {
+	if err := d.writeSync(tmpMeta, os.O_EXCL, m.marshal()); err != nil {
 		return err
 	}
-	if err := d.writeSync(tmpMeta, m.marshal()); err != nil {
-		return err
-	}
-	for _, mv := range [][2]string{{tmpData, dataName}, {tmpTree, treeName}, {tmpMeta, metaName}} {
+	for _, mv := range [][2]string{{tmpData, dataName}, {tmpMeta, metaName}} {
 		if err := d.root.Rename(mv[0], mv[1]); err != nil {
 			return fmt.Errorf("rename into place: %w", err)
 		}
@@ -396,7 +401,7 @@ func (d *Disk) commit(id codec.ShardID, tmpData string, tree []byte, m *meta) (e
 func (d *Disk) writeMeta(id codec.ShardID, m *meta) error {
 	dir, _, _, metaName := shardPath(id)
 	tmp := tmpName(id, metaExt)
-	if err := d.writeSync(tmp, m.marshal()); err != nil {
+	if err := d.writeSync(tmp, os.O_EXCL, m.marshal()); err != nil {
 		d.root.Remove(tmp)
 		return err
 	}
@@ -413,10 +418,11 @@ func tmpName(id codec.ShardID, ext string) string {
 	return path.Join(tmpDir, id.String()+"-"+hex.EncodeToString(r[:])+ext)
 }
 
-// writeSync creates name exclusively, writes b and syncs it. A full disk
-// is reported as ErrNoSpace; the caller removes the file on error.
-func (d *Disk) writeSync(name string, b []byte) error {
-	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeSync creates name (with flag os.O_EXCL or os.O_TRUNC), writes b and
+// syncs it. A full disk is reported as ErrNoSpace; the caller removes the
+// file on error.
+func (d *Disk) writeSync(name string, flag int, b []byte) error {
+	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|flag, 0o600)
 	if err != nil {
 		return diskErr("create", err)
 	}
@@ -528,7 +534,10 @@ func (d *Disk) readAt(op string, id codec.ShardID, name string, off, n int64) ([
 }
 
 // Prove returns the codec.Prove proof for bytes [off, off+n) of a held
-// shard, built from the stored outboard tree and only the covering leaves.
+// shard, built from its outboard tree and only the covering leaves. The
+// first proof of a shard builds the tree from the stored bytes (failing
+// with ErrIntegrity if they no longer hash to id) and caches it in the
+// tree file; later proofs read the tree file (see ProveMemory).
 func (d *Disk) Prove(ctx context.Context, id codec.ShardID, off, n int64) ([]byte, error) {
 	const op = "shardstore: prove"
 	m, err := d.lookup(op, id)
@@ -538,11 +547,11 @@ func (d *Disk) Prove(ctx context.Context, id codec.ShardID, off, n int64) ([]byt
 	if err := checkRange(op, id, off, n, m.size); err != nil {
 		return nil, err
 	}
-	_, data, treeName, _ := shardPath(id)
-	tree, err := d.root.ReadFile(treeName)
+	tree, err := d.tree(ctx, id, m.size)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
+	_, data, _, _ := shardPath(id)
 	start, end := codec.LeafSpan(off, n, m.size)
 	covering, err := d.readAt(op, id, data, start, end-start)
 	if err != nil {

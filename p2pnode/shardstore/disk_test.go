@@ -347,8 +347,9 @@ func TestConcurrentPutsNeverExceedQuota(t *testing.T) {
 	if u.Used != fit*size || u.Reserved != 0 || u.Shards != fit {
 		t.Fatalf("usage %+v", u)
 	}
-	if n := len(storeFiles(t, filepath.Join(dir, "shards"))); n != 3*fit {
-		t.Fatalf("%d files on disk, want %d", n, 3*fit)
+	// Data and metadata; a tree file appears only once a proof needs it.
+	if n := len(storeFiles(t, filepath.Join(dir, "shards"))); n != 2*fit {
+		t.Fatalf("%d files on disk, want %d", n, 2*fit)
 	}
 }
 
@@ -419,7 +420,8 @@ func TestCrashLeftoversCleanedOnOpen(t *testing.T) {
 	// A crash mid-put: temp files.
 	write(filepath.Join("tmp", goodID.String()+"-0011223344556677"), good[:100])
 	write(filepath.Join("tmp", "junk.meta"), []byte("x"))
-	// A crash after renaming data and tree but before the metadata.
+	// A crash after renaming the data into place but before the metadata
+	// was written (with a tree file left by an earlier life of the shard).
 	orphan, orphanID := newShard(rng, 30_000)
 	tree, _ := codec.Tree(orphan)
 	write(rel(orphanID), orphan)
@@ -443,7 +445,7 @@ func TestCrashLeftoversCleanedOnOpen(t *testing.T) {
 
 	d = openStore(t, dir, WithClock((&fakeClock{now: t0}).Now))
 	files := storeFiles(t, dir)
-	want := []string{filepath.Join("shards", "README"), rel(goodID), rel(goodID) + ".meta", rel(goodID) + ".tree"}
+	want := []string{filepath.Join("shards", "README"), rel(goodID), rel(goodID) + ".meta"}
 	if strings.Join(files, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("after reopen files are\n%s\nwant\n%s", strings.Join(files, "\n"), strings.Join(want, "\n"))
 	}
@@ -789,7 +791,7 @@ func TestConcurrentPutsOfOneShard(t *testing.T) {
 	if u := d.Usage(); u.Used != 100_000 || u.Reserved != 0 || len(u.PerOwner) != 16 {
 		t.Fatalf("usage %+v", u)
 	}
-	if n := len(storeFiles(t, dir)); n != 3 {
-		t.Fatalf("%d files, want 3", n)
+	if n := len(storeFiles(t, dir)); n != 2 {
+		t.Fatalf("%d files, want 2", n)
 	}
 }

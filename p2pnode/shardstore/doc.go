@@ -4,22 +4,22 @@
 // os.Root so that no name can traverse out of it or follow a symbolic link
 // that leaves it. Shards are named only by their validated codec.ShardID;
 // nothing read from the network is ever used as a path. Beside every shard
-// the store keeps its outboard hash tree (codec.Tree), so range proofs and
-// audit answers read only the leaves they cover, and a small versioned
-// metadata record naming the owners that reference the shard and their
-// leases.
+// the store keeps a small versioned metadata record naming the owners that
+// reference the shard and their leases, and, once a proof was asked for,
+// its outboard hash tree (codec.Tree), so range proofs and audit answers
+// read only the leaves they cover.
 //
 // Layout under the store directory:
 //
 //	tmp/                    temporary files; emptied when the store opens
 //	shards/ab/<id>          shard bytes (ab = first two hex characters of id)
-//	shards/ab/<id>.tree     outboard tree
 //	shards/ab/<id>.meta     metadata (owners, leases, size, stored-at)
+//	shards/ab/<id>.tree     outboard tree, a checksummed cache built by the
+//	                        first proof; missing or damaged ones are rebuilt
 //
-// A put streams its body: chunks are written to a temporary file while the
-// outboard tree and root are computed from the same chunks in a second
-// goroutine, so a put holds PutMemory(size) bytes (a few chunks and the
-// tree), not the shard, and the ID is checked when the last byte is in.
+// A put streams its body: each chunk is written to a temporary file and
+// hashed, so a put holds PutMemory(size) bytes (one chunk), not the shard,
+// and the ID is checked when the last byte is in.
 //
 // Writes are atomic: every file is written under tmp/, synced, renamed into
 // place and the directory synced; the metadata record is renamed last and is

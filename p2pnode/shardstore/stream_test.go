@@ -17,27 +17,23 @@ import (
 	"lukechampine.com/blake3"
 )
 
-// The streaming put must store exactly the tree codec.Tree computes, at
-// every size around leaf and chunk boundaries.
-func TestStreamedTreeMatchesCodec(t *testing.T) {
+// The tree a store builds from a stored shard, when the first proof needs
+// it, must be exactly the tree codec.Tree computes, at every size around
+// leaf and chunk boundaries; the put itself stores no tree.
+func TestBuiltTreeMatchesCodec(t *testing.T) {
 	dir := t.TempDir()
 	d := openStore(t, dir, WithClock((&fakeClock{now: t0}).Now))
 	rng := rand.New(rand.NewPCG(20, 20))
 	for _, n := range []int{1, 1023, 1024, codec.LeafSize - 1, codec.LeafSize, codec.LeafSize + 1,
-		ChunkSize - 1, ChunkSize, ChunkSize + 1, chunksInFlight*ChunkSize + 5, 3<<20 + 17} {
+		ChunkSize - 1, ChunkSize, ChunkSize + 1, 4*ChunkSize + 5, treeReadBuf + 1, 3<<20 + 17} {
 		b, id := newShard(rng, n)
 		// A reader handing out odd-sized pieces, as a network stream does.
 		if err := d.Put(context.Background(), ownerA, id, int64(n), slowReader{bytes.NewReader(b)}, t0.Add(time.Hour)); err != nil {
 			t.Fatalf("%d bytes: %v", n, err)
 		}
 		_, _, treeName, _ := shardPath(id)
-		got, err := os.ReadFile(filepath.Join(dir, treeName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, wantID := codec.Tree(b)
-		if wantID != id || !bytes.Equal(got, want) {
-			t.Fatalf("%d bytes: stored tree differs from codec.Tree", n)
+		if _, err := os.Lstat(filepath.Join(dir, treeName)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%d bytes: tree file after a put: %v", n, err)
 		}
 		if _, _, err := d.Get(context.Background(), id); err != nil {
 			t.Fatal(err)
@@ -46,6 +42,18 @@ func TestStreamedTreeMatchesCodec(t *testing.T) {
 			t.Fatal(err)
 		} else if _, err := codec.VerifyRange(id, proof, int64(n/2), 1); err != nil {
 			t.Fatalf("%d bytes: proof: %v", n, err)
+		}
+		file, err := os.ReadFile(filepath.Join(dir, treeName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := parseTree(file, id, int64(n))
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		want, wantID := codec.Tree(b)
+		if wantID != id || !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: cached tree differs from codec.Tree", n)
 		}
 	}
 }
@@ -76,8 +84,8 @@ func totalAlloc() uint64 {
 }
 
 // A put streams its body to disk: a 48 MiB shard (far beyond what a put
-// used to buffer) is stored while the store allocates only its chunks and
-// the tree, and the stored bytes verify.
+// used to buffer) is stored while the store allocates only its chunks,
+// and the stored bytes verify.
 func TestLargePutStreamsInBoundedMemory(t *testing.T) {
 	const size = 48 << 20
 	dir := t.TempDir()
@@ -91,9 +99,9 @@ func TestLargePutStreamsInBoundedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	allocated := totalAlloc() - before
-	t.Logf("48 MiB put allocated %d KiB (tree %d KiB, PutMemory %d KiB)", allocated>>10, codec.TreeSize(size)>>10, PutMemory(size)>>10)
+	t.Logf("48 MiB put allocated %d KiB (PutMemory %d KiB)", allocated>>10, PutMemory(size)>>10)
 	// The generator itself allocates nothing per byte; everything else is
-	// the store's: chunks, tree, file handles, metadata.
+	// the store's: chunks, hasher, file handles, metadata.
 	if allocated > 4<<20 {
 		t.Fatalf("a 48 MiB put allocated %d bytes; a streaming put should need about %d", allocated, PutMemory(size))
 	}
@@ -105,6 +113,19 @@ func TestLargePutStreamsInBoundedMemory(t *testing.T) {
 		t.Fatalf("stored shard does not verify: %v", err)
 	}
 	r.Close()
+	// The first proof builds the tree from disk, also in bounded memory:
+	// the tree file and a read buffer, not the shard.
+	runtime.GC()
+	before = totalAlloc()
+	proof, err := d.Prove(ctx, id, size/2, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocated = totalAlloc() - before
+	t.Logf("first proof allocated %d KiB (ProveMemory %d KiB, proof %d KiB)", allocated>>10, ProveMemory(size)>>10, len(proof)>>10)
+	if allocated > uint64(2*ProveMemory(size)+len(proof)) {
+		t.Fatalf("the first proof of a 48 MiB shard allocated %d bytes; ProveMemory is %d", allocated, ProveMemory(size))
+	}
 	if u := d.Usage(); u.Used != size || u.Reserved != 0 {
 		t.Fatalf("usage %+v", u)
 	}
