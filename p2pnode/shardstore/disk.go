@@ -366,33 +366,33 @@ func (m *meta) clone() *meta {
 	return c
 }
 
-// commit takes the shard's synced temporary data file, writes its
-// metadata under tmp/ and syncs it, renames both into place (metadata
-// last: the commit point) and syncs the shard directory. On failure it
+// commit takes the shard's synced temporary data file, renames it into
+// place, writes the metadata record directly under its final name (create,
+// write, fsync, close) and syncs the shard directory. The metadata record
+// is the commit point: until it is complete and synced the shard is not
+// committed, and a torn record fails its checksum, so the next open
+// removes the shard, which was never acknowledged. On failure commit
 // removes what it wrote, the temporary data file included.
 func (d *Disk) commit(id codec.ShardID, tmpData string, m *meta) (err error) {
 	dir, dataName, _, metaName := shardPath(id)
-	tmpMeta := tmpName(id, metaExt)
-	renamed := []string{}
+	placed := false
 	defer func() {
 		if err == nil {
 			return
 		}
-		for _, n := range []string{tmpData, tmpMeta} {
-			d.root.Remove(n)
-		}
-		for _, n := range renamed {
-			d.root.Remove(n)
+		d.root.Remove(metaName)
+		if placed {
+			d.root.Remove(dataName)
+		} else {
+			d.root.Remove(tmpData)
 		}
 	}()
-	if err := d.writeSync(tmpMeta, os.O_EXCL, m.marshal()); err != nil {
-		return err
+	if err := d.root.Rename(tmpData, dataName); err != nil {
+		return fmt.Errorf("rename into place: %w", err)
 	}
-	for _, mv := range [][2]string{{tmpData, dataName}, {tmpMeta, metaName}} {
-		if err := d.root.Rename(mv[0], mv[1]); err != nil {
-			return fmt.Errorf("rename into place: %w", err)
-		}
-		renamed = append(renamed, mv[1])
+	placed = true
+	if err := d.writeSync(metaName, os.O_TRUNC, m.marshal()); err != nil {
+		return err
 	}
 	return d.syncDir(dir)
 }

@@ -440,6 +440,10 @@ func TestCrashLeftoversCleanedOnOpen(t *testing.T) {
 	write(rel(badID), bad)
 	write(rel(badID)+".tree", btree)
 	write(rel(badID)+".meta", []byte("JFSM garbage that fails the checksum"))
+	// A crash while the metadata was being written in place: a torn record.
+	torn, tornID := newShard(rng, 10_000)
+	write(rel(tornID), torn)
+	write(rel(tornID)+".meta", (&meta{size: 10_000, storedAt: t0, owners: map[Owner]time.Time{ownerA: t0.Add(time.Hour)}}).marshal()[:30])
 	// A file that is not ours stays.
 	write(filepath.Join("shards", "README"), []byte("hello"))
 

@@ -21,11 +21,12 @@
 // hashed, so a put holds PutMemory(size) bytes (one chunk), not the shard,
 // and the ID is checked when the last byte is in.
 //
-// Writes are atomic: every file is written under tmp/, synced, renamed into
-// place and the directory synced; the metadata record is renamed last and is
-// the commit point. On open, shard files without a valid metadata record and
-// everything under tmp/ are removed, so a crash never leaves a half shard
-// under its real name.
+// Writes are atomic: the shard bytes are written under tmp/, synced and
+// renamed into place; then the metadata record, the commit point, is
+// written and synced under its own name, and the directory synced. Later
+// metadata updates go through tmp/ and a rename. On open, shard files
+// without a valid metadata record and everything under tmp/ are removed, so
+// a crash never leaves a half shard under its real name.
 //
 // The shared space is a quota chosen from exponentially growing tiers
 // (TierBytes): space is reserved before a shard body is read, so concurrent
