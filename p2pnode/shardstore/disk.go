@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 const (
@@ -587,7 +587,7 @@ func (d *Disk) Challenge(ctx context.Context, id codec.ShardID, salt [32]byte) (
 }
 
 func newChallengeHash(salt [32]byte) hash.Hash {
-	h := blake3.New(32, nil)
+	h := blake3.New()
 	h.Write(salt[:])
 	return h
 }

@@ -5,7 +5,7 @@ import (
 	"io"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // VerifyingReader passes a shard through while hashing it. It reads
@@ -25,7 +25,7 @@ type VerifyingReader struct {
 // NewVerifyingReader returns a reader that verifies src against id and
 // size. Closing it closes src.
 func NewVerifyingReader(src io.ReadCloser, id codec.ShardID, size int64) *VerifyingReader {
-	return &VerifyingReader{src: src, id: id, size: size, left: size, h: blake3.New(32, nil)}
+	return &VerifyingReader{src: src, id: id, size: size, left: size, h: blake3.New()}
 }
 
 // Read implements io.Reader.
