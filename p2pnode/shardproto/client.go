@@ -1,7 +1,6 @@
 package shardproto
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -288,9 +287,16 @@ func (c *Client) roundTripOnce(ctx context.Context, p peer.ID, req *request) (*c
 }
 
 // Put stores data as shard id on holder p until lease and returns the
-// holder's verified receipt.
-func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (Receipt, error) {
-	return c.PutReader(ctx, p, id, int64(len(data)), bytes.NewReader(data), lease)
+// holder's verified receipt. The body is written to the stream straight
+// from data, and a put the holder refused for lack of resources is retried
+// like other requests.
+func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (rc Receipt, err error) {
+	send := func(st network.Stream) (srcErr, netErr error) { return nil, sendSlice(st, data) }
+	err = retryRefused(ctx, func() error {
+		rc, err = c.putOnce(ctx, p, id, int64(len(data)), send, lease)
+		return err
+	})
+	return rc, err
 }
 
 // PutReader is Put with the shard streamed from r, which must yield
@@ -300,7 +306,7 @@ func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []by
 // (at most a stream flow-control window of body is sent in vain).
 //
 // A put the holder refused for lack of resources is retried like other
-// requests, but only when r can be rewound (an io.Seeker, as with Put) or
+// requests, but only when r can be rewound (an io.Seeker) or
 // none of it was read yet: the first attempt may have sent part of it.
 func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (rc Receipt, err error) {
 	seeker, _ := r.(io.Seeker)
@@ -321,7 +327,8 @@ func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, siz
 				return errNoRewind
 			}
 		}
-		rc, err = c.putOnce(ctx, p, id, size, src, lease)
+		send := func(st network.Stream) (srcErr, netErr error) { return sendBody(st, src, size) }
+		rc, err = c.putOnce(ctx, p, id, size, send, lease)
 		return err
 	})
 	if errors.Is(err, errNoRewind) {
@@ -349,7 +356,9 @@ type answer struct {
 	err  error
 }
 
-func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
+// putOnce makes one put attempt; send writes the body of size bytes to the
+// stream and closes its write side.
+func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, send func(network.Stream) (srcErr, netErr error), lease time.Time) (Receipt, error) {
 	ts := c.cfg.clock()
 	sig, err := c.key.Sign(putSigned(p, id, size, lease, ts))
 	if err != nil {
@@ -372,7 +381,7 @@ func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size 
 		cl.st.SetWriteDeadline(time.Now())
 		answered <- answer{resp, err}
 	}()
-	srcErr, netErr := sendBody(cl.st, r, size)
+	srcErr, netErr := send(cl.st)
 	a := <-answered
 	resp, err := a.resp, a.err
 	var re *RemoteError
@@ -414,6 +423,20 @@ func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size 
 const bodyBuf = 128 << 10
 
 var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, bodyBuf); return &b }}
+
+// sendSlice writes a shard body held in memory to the stream in bodyBuf
+// pieces, without copying it, and closes the write side.
+func sendSlice(st network.Stream, data []byte) error {
+	for len(data) > 0 {
+		n := min(len(data), bodyBuf)
+		if _, err := st.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	// The holder waits for this end of the body before it answers.
+	return st.CloseWrite()
+}
 
 // sendBody streams exactly size bytes of r and closes the write side, also
 // when r fails or ends early (the holder then answers Invalid). It reports
