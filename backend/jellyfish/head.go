@@ -40,6 +40,12 @@ func headKey(root account.RootKey) ([]byte, error) {
 	return hkdf.Key(sha256.New, root[:], nil, "jellyfish/ns/v1/head-key", chacha20poly1305.KeySize)
 }
 
+// logCacheKey derives the key that seals the device's local copies of log
+// batches and checkpoints (ns.LogCache) from the account's root key.
+func logCacheKey(root account.RootKey) ([]byte, error) {
+	return hkdf.Key(sha256.New, root[:], nil, "jellyfish/ns/v1/log-cache-key", ns.LogCacheKeySize)
+}
+
 // sealHead encodes and encrypts h for the head record at dhtKey:
 //
 //	nonce [24] | XChaCha20-Poly1305(ad = dhtKey) of

@@ -75,6 +75,10 @@ type session struct {
 	// applied is, per device, the last batch applied to the tree.
 	applied map[ns.DeviceID]uint64
 
+	// logCache keeps the log batches and checkpoints this device read or
+	// wrote, so the next process need not fetch them; nil without one.
+	logCache *ns.LogCache
+
 	// changes lists the paths changed in this process, by this device or by
 	// others, for ChangeNotify; changesBase is the index of changes[0].
 	chMu        sync.Mutex
@@ -220,6 +224,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs,
 	}
 	s.head.Device = device
+	s.logCache = openLogCache(slotDir, acct.Root)
 	devs, err := s.registerDevice(ctx)
 	if err != nil {
 		return nil, err
@@ -445,6 +450,12 @@ func (s *session) load(ctx context.Context, devs []ns.DeviceID) error {
 	}
 
 	s.resolveConflicts()
+	if s.logCache != nil {
+		// Keep the copies this load read: the next one needs no others.
+		if _, err := s.logCache.Prune(); err != nil {
+			fs.Debugf(nil, "jellyfish: log cache: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -582,7 +593,39 @@ func (s *session) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) 
 	return ns.DecodeBatch(data)
 }
 
+// openLogCache opens the slot's log cache, or returns nil (logged) if it
+// cannot: the log is then read from the network every time.
+func openLogCache(slotDir string, root account.RootKey) *ns.LogCache {
+	key, err := logCacheKey(root)
+	if err == nil {
+		var c *ns.LogCache
+		if c, err = ns.OpenLogCache(filepath.Join(slotDir, "log-cache"), key); err == nil {
+			return c
+		}
+	}
+	fs.Debugf(nil, "jellyfish: no log cache: %v", err)
+	return nil
+}
+
+// cacheMeta keeps a copy of a batch or checkpoint this device read or
+// stored.
+func (s *session) cacheMeta(refBytes, data []byte) {
+	if s.logCache == nil {
+		return
+	}
+	if err := s.logCache.Put(refBytes, data); err != nil {
+		fs.Debugf(nil, "jellyfish: log cache: %v", err)
+	}
+}
+
+// readMeta returns a batch or checkpoint: this device's copy if it has
+// one, else from the network.
 func (s *session) readMeta(ctx context.Context, refBytes []byte) ([]byte, error) {
+	if s.logCache != nil {
+		if data, ok := s.logCache.Get(refBytes); ok {
+			return data, nil
+		}
+	}
 	ref, err := UnmarshalObjRef(refBytes)
 	if err != nil {
 		return nil, err
@@ -597,6 +640,7 @@ func (s *session) readMeta(ctx context.Context, refBytes []byte) ([]byte, error)
 	if _, err := io.ReadFull(rc, buf); err != nil {
 		return nil, err
 	}
+	s.cacheMeta(refBytes, buf)
 	return buf, nil
 }
 
@@ -679,6 +723,7 @@ func (s *session) flush(ctx context.Context) error {
 	if err != nil {
 		return restore(err)
 	}
+	s.cacheMeta(refBytes, data)
 	next := head
 	next.BatchSeq, next.Tip = batch.Seq, refBytes
 	for _, e := range pending {
@@ -734,6 +779,7 @@ func (s *session) checkpoint(ctx context.Context, next *headState) error {
 	if err != nil {
 		return err
 	}
+	s.cacheMeta(rb, data)
 	next.Checkpoint, next.CPSeq = rb, next.BatchSeq
 	return nil
 }
