@@ -431,8 +431,8 @@ func normPacks(ps []Pack) []Pack {
 	return out
 }
 
-// benchBatch is the batch of the small-file benchmark: 2,000 files of
-// 4 KiB inline in 20 folders.
+// benchBatch is the batch of the small-file benchmark (make bench-small):
+// 2,000 new files of 4 KiB inline in 20 folders.
 func benchBatch() *Batch {
 	b := &Batch{Device: DeviceID{1}, Seq: 1}
 	inline := bytes.Repeat([]byte{0x5a}, 4096)
@@ -443,7 +443,7 @@ func benchBatch() *Batch {
 		b.Entries = append(b.Entries, Entry{
 			Path: "small/folder-" + string(rune('a'+i%20)) + "/file-" + hex.EncodeToString([]byte{byte(i >> 8), byte(i)}) + ".bin",
 			Size: 4096, ModTime: 1700000000123456789 + int64(i), Hash: bytes.Repeat([]byte{byte(i)}, 32), Inline: inline,
-			Stamp: Stamp{HLC: uint64(100 + i), Device: DeviceID{1}}, Bases: []Stamp{{HLC: uint64(i), Device: DeviceID{2}}},
+			Stamp: Stamp{HLC: uint64(100 + i), Device: DeviceID{1}},
 		})
 	}
 	return b

@@ -113,7 +113,7 @@ type Tree struct {
 
 type pathState struct {
 	heads      []*Entry
-	superseded map[Stamp]struct{}
+	superseded map[Stamp]struct{} // nil until an entry at the path has bases
 }
 
 // winner returns the head with the greatest stamp, or nil.
@@ -143,7 +143,7 @@ func (t *Tree) Apply(e Entry) bool {
 func (t *Tree) apply(e Entry) bool {
 	ps := t.paths[e.Path]
 	if ps == nil {
-		ps = &pathState{superseded: map[Stamp]struct{}{}}
+		ps = &pathState{}
 		t.paths[e.Path] = ps
 	}
 	if _, old := ps.superseded[e.Stamp]; old {
@@ -155,6 +155,9 @@ func (t *Tree) apply(e Entry) bool {
 		}
 	}
 	before := ps.winner()
+	if ps.superseded == nil && len(e.Bases) > 0 {
+		ps.superseded = make(map[Stamp]struct{}, len(e.Bases))
+	}
 	for _, b := range e.Bases {
 		ps.superseded[b] = struct{}{}
 	}
