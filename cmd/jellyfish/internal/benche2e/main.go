@@ -64,6 +64,7 @@ type options struct {
 	folders    int
 	fileSize   int
 	smallDest  string
+	resyncs    int
 }
 
 func main() {
@@ -79,11 +80,12 @@ func main() {
 	flag.StringVar(&o.diskDir, "disk-dir", "/tmp/jf-bench-disk", "e2e: testnet folder of a second run with stores on disk; empty skips it")
 	flag.StringVar(&o.work, "work", "/dev/shm/jf-bench-work", "folder for the test file, configs and logs")
 	flag.DurationVar(&o.rawFor, "raw", 5*time.Second, "e2e: how long to push the raw stream")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "e2e: write a CPU profile of the first upload process here")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile here: e2e of the first upload process, small of the first no-op re-sync to the network")
 	flag.IntVar(&o.files, "files", 2000, "small: number of files")
 	flag.IntVar(&o.folders, "folders", 20, "small: number of folders")
 	flag.IntVar(&o.fileSize, "file-size", 4096, "small: bytes per file")
 	flag.StringVar(&o.smallDest, "small-dest", "/tmp/jf-bench-small", "small: folder of the local and crypt destinations")
+	flag.IntVar(&o.resyncs, "resyncs", 5, "small: no-op re-syncs per destination (the median is reported)")
 	flag.Parse()
 	var err error
 	if o.size, err = parseSize(size); err != nil {
