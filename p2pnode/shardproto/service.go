@@ -406,8 +406,8 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request)
 	if req.size > s.cfg.maxShardSize {
 		return fail(st, req.typ, fmt.Errorf("%w: %d bytes, limit %d", shardstore.ErrTooLarge, req.size, s.cfg.maxShardSize))
 	}
-	// The store streams the body to disk, holding a few chunks and the
-	// shard's hash tree: reserve that memory first.
+	// The store streams the body to disk through one chunk buffer:
+	// reserve that memory first.
 	mem := shardstore.PutMemory(req.size)
 	if err := st.Scope().ReserveMemory(mem, network.ReservationPriorityHigh); err != nil {
 		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
