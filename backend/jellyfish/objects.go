@@ -20,7 +20,9 @@ import (
 )
 
 // shardIO is what the object store needs from the shard protocol client;
-// *shardproto.Client satisfies it.
+// *shardproto.Client satisfies it. Get's reader must fail unless the bytes
+// it delivered hash to the ID asked for: fetched shards are handed to the
+// decoder as already verified.
 type shardIO interface {
 	PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error)
 	Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error)
@@ -434,12 +436,30 @@ func (s *objectStore) Open(ctx context.Context, ref *ObjRef, off, n int64) (io.R
 	if err != nil {
 		return nil, err
 	}
-	fetch := codec.FetcherFunc(func(ctx context.Context, seg int, info codec.SegmentInfo) ([][]byte, error) {
-		return s.fetchSegment(ctx, ref, seg)
-	})
 	// Segments wait mostly on the network, not the CPU: read further ahead
 	// than the codec's default of one segment per core.
-	return dec.NewReader(ctx, fetch, off, n, codec.WithReadAhead(segmentsInFlight))
+	return dec.NewReader(ctx, objFetcher{s, ref}, off, n, codec.WithReadAhead(segmentsInFlight))
+}
+
+// objFetcher fetches one object's segments. The shard protocol verified
+// every shard against its ID on the way in, so the decoder need not hash
+// them again.
+type objFetcher struct {
+	s   *objectStore
+	ref *ObjRef
+}
+
+func (f objFetcher) FetchVerified(ctx context.Context, seg int, _ codec.SegmentInfo) ([]codec.VerifiedShard, error) {
+	return f.s.fetchSegment(ctx, f.ref, seg)
+}
+
+func (f objFetcher) FetchSegment(ctx context.Context, seg int, info codec.SegmentInfo) ([][]byte, error) {
+	vs, err := f.FetchVerified(ctx, seg, info)
+	out := make([][]byte, len(vs))
+	for i, v := range vs {
+		out[i] = v.Data
+	}
+	return out, err
 }
 
 // hedgeAfter is how long a segment fetch waits without progress before it
@@ -448,7 +468,7 @@ const hedgeAfter = 1500 * time.Millisecond
 
 // fetchSegment gets k good shards of a segment: k fetches start at once,
 // each failure starts the next candidate, and a stall starts one more.
-func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([][]byte, error) {
+func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([]codec.VerifiedShard, error) {
 	k := ref.Layout.K
 	type cand struct {
 		idx    int
@@ -463,8 +483,8 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		data []byte
-		err  error
+		shard codec.VerifiedShard
+		err   error
 	}
 	results := make(chan result, len(cands))
 	next := 0
@@ -480,12 +500,14 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			}
 			defer func() { <-s.sem }()
 			// The shard protocol client hashes what it receives against the
-			// ID asked for and fails on a mismatch; the decoder checks again.
-			data, err := s.getShard(ctx, c.holder, ref.Layout.Segments[seg].IDs[c.idx])
+			// ID asked for and fails on a mismatch; the decoder then checks
+			// only that the ID belongs to the segment.
+			id := ref.Layout.Segments[seg].IDs[c.idx]
+			data, err := s.getShard(ctx, c.holder, id)
 			if err != nil {
 				fs.Debugf(nil, "jellyfish: segment %d shard %d from %s: %v", seg, c.idx, c.holder.ShortString(), err)
 			}
-			results <- result{data, err}
+			results <- result{codec.VerifiedShard{ID: id, Data: data}, err}
 		}()
 	}
 	for next < len(cands) && next < k {
@@ -496,7 +518,7 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 	// asked too.
 	hedge := time.NewTimer(hedgeAfter)
 	defer hedge.Stop()
-	var good [][]byte
+	var good []codec.VerifiedShard
 	var errs []error
 	for pending := next; pending > 0; {
 		select {
@@ -504,7 +526,7 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			pending--
 			hedge.Reset(hedgeAfter)
 			if r.err == nil {
-				good = append(good, r.data)
+				good = append(good, r.shard)
 				if len(good) == k {
 					return good, nil
 				}
