@@ -89,6 +89,16 @@ func init() {
 			Default:  fs.SizeSuffix(defaultInlineMax),
 			Advanced: true,
 		}, {
+			Name:     "pack_max",
+			Help:     "Files larger than inline_max and up to this size are packed together into shared objects.\n\nA sync of many small files then stores a few objects instead of a set of shards per file. 0 turns packing off.",
+			Default:  fs.SizeSuffix(defaultPackMax),
+			Advanced: true,
+		}, {
+			Name:     "pack_size",
+			Help:     "Size at which a pack of small files is stored (it is also stored at every flush).",
+			Default:  fs.SizeSuffix(defaultPackSize),
+			Advanced: true,
+		}, {
 			Name:     "checkpoint_every",
 			Help:     "Log batches a device writes between checkpoints of the whole file list.",
 			Default:  32,
@@ -139,6 +149,8 @@ type Options struct {
 	SegmentSize      fs.SizeSuffix `config:"segment_size"`
 	Compression      string        `config:"compression"`
 	InlineMax        fs.SizeSuffix `config:"inline_max"`
+	PackMax          fs.SizeSuffix `config:"pack_max"`
+	PackSize         fs.SizeSuffix `config:"pack_size"`
 	CheckpointEvery  int           `config:"checkpoint_every"`
 	MetaDataShards   int           `config:"meta_data_shards"`
 	MetaParityShards int           `config:"meta_parity_shards"`
@@ -502,6 +514,7 @@ func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 			used += ref.StoredBytes()
 		}
 	}
+	used += f.s.packsStored()
 	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(objects)}
 	if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
 		u.Total = fs.NewUsageValue(allowance)
@@ -603,6 +616,7 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"pending_changes":    f.s.pendingCount(),
 			"log":                f.s.logStatus(),
 			"repair_queue":       map[string]int{"segments": segs, "shards": shards},
+			"packs":              f.s.packStatus(),
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
 		}
 		if err != nil {
@@ -702,19 +716,29 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 		}
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}
-	ref, err := UnmarshalObjRef(o.entry.Content)
-	if err != nil {
+	var rc io.ReadCloser
+	if m, ok, err := parseMember(o.entry.Content); err != nil {
 		return nil, fserrors.NoRetryError(err)
-	}
-	rc, err := o.fs.s.store.Open(ctx, ref, off, limit)
-	if err != nil {
-		return nil, mapErr(err)
+	} else if ok {
+		rc, err = o.fs.s.openMember(ctx, m, off, limit)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+	} else {
+		ref, err := UnmarshalObjRef(o.entry.Content)
+		if err != nil {
+			return nil, fserrors.NoRetryError(err)
+		}
+		if rc, err = o.fs.s.store.Open(ctx, ref, off, limit); err != nil {
+			return nil, mapErr(err)
+		}
 	}
 	return &mappedReader{rc}, nil
 }
 
 // Update uploads new contents for the object. Files up to inline_max are
-// kept inside the log batch; larger ones become an object of their own.
+// kept inside the log batch, files up to pack_max are packed with others,
+// larger ones become an object of their own.
 func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, options ...fs.OpenOption) error {
 	p := o.fs.full(o.remote)
 	if p == "" {
@@ -731,12 +755,32 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		return err
 	}
 	e := ns.Entry{Path: p, ModTime: src.ModTime(ctx).UnixNano(), Stamp: o.fs.s.stamp()}
-	if int64(n) <= inlineMax {
-		e.Inline = head[:n:n]
-		e.Size = int64(n)
+	data := head[:n:n]
+	whole := int64(n) <= inlineMax // data is the whole file
+	packMax := min(int64(o.fs.opt.PackMax), maxPackMax)
+	if !whole && packMax > inlineMax && (src.Size() < 0 || src.Size() <= packMax) {
+		// Read on up to pack_max+1 bytes to see whether the file fits a pack.
+		rest, err := io.ReadAll(io.LimitReader(in, packMax+1-int64(n)))
+		if err != nil {
+			return err
+		}
+		data = append(data, rest...)
+		whole = int64(len(data)) <= packMax
+	}
+	switch {
+	case whole && int64(len(data)) <= inlineMax:
+		e.Inline = data
+		e.Size = int64(len(data))
 		h.Write(e.Inline)
-	} else {
-		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(head[:n]), in), h))
+	case whole:
+		m, err := o.fs.s.packAdd(ctx, data)
+		if err != nil {
+			return mapErr(err)
+		}
+		e.Content, e.Size = m.marshal(), m.n
+		h.Write(data)
+	default:
+		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(data), in), h))
 		if err != nil {
 			return mapErr(err)
 		}

@@ -55,7 +55,9 @@ type session struct {
 	store   *objectStore
 	enc     *codec.Encoder // file contents
 	metaEnc *codec.Encoder // log batches and checkpoints
+	packEnc *codec.Encoder // packs of small files
 	repairs repairQueue
+	packs   packer
 
 	mu         sync.Mutex // guards the fields below
 	pending    []ns.Entry
@@ -201,6 +203,10 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	if err != nil {
 		return nil, err
 	}
+	packEnc, err := packEncoder(fileParams)
+	if err != nil {
+		return nil, err
+	}
 	metaParams := codec.Params{K: opt.MetaDataShards, M: opt.MetaParityShards, SegmentSize: codec.DefaultSegmentSize, Compression: codec.CompressZstd}
 	metaEnc, err := codec.NewEncoder(metaParams)
 	if err != nil {
@@ -208,7 +214,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	}
 	s = &session{
 		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock,
-		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc,
+		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc, packEnc: packEnc,
 		applied: map[ns.DeviceID]uint64{},
 	}
 	threshold := defaultThreshold
@@ -429,6 +435,9 @@ func (s *session) load(ctx context.Context, devs []ns.DeviceID) error {
 		if err != nil {
 			return err
 		}
+		for _, p := range cp.Packs {
+			s.tree.ApplyPack(p)
+		}
 		for _, e := range cp.Entries {
 			s.tree.Apply(e)
 			s.clock.Observe(e.Stamp.HLC)
@@ -522,6 +531,9 @@ func (s *session) catchUp(ctx context.Context, h *headState) ([]string, error) {
 	}
 	var changed []string
 	for i := len(batches) - 1; i >= 0; i-- {
+		for _, p := range batches[i].Packs {
+			s.tree.ApplyPack(p)
+		}
 		for _, e := range batches[i].Entries {
 			if s.tree.Apply(e) {
 				changed = append(changed, e.Path)
@@ -700,17 +712,25 @@ func (s *session) flush(ctx context.Context) error {
 	s.flushTimer = nil
 	head := s.head
 	s.mu.Unlock()
-	if len(pending) == 0 {
-		return nil
-	}
+	// Every pending entry's pack is stored before the batch referring to
+	// it: packs are stored after the entries were taken.
+	var packs []ns.Pack
 	restore := func(err error) error {
+		s.restorePackRecords(packs)
 		s.mu.Lock()
 		s.pending = append(pending, s.pending...)
 		s.scheduleFlush(flushRetry)
 		s.mu.Unlock()
 		return err
 	}
-	batch := &ns.Batch{Device: s.device, Seq: head.BatchSeq + 1, Prev: head.Tip, PrevSeq: head.BatchSeq, Entries: pending}
+	if err := s.storePacks(ctx, true); err != nil {
+		return restore(err)
+	}
+	packs = s.takePackRecords()
+	if len(pending) == 0 && len(packs) == 0 {
+		return nil
+	}
+	batch := &ns.Batch{Device: s.device, Seq: head.BatchSeq + 1, Prev: head.Tip, PrevSeq: head.BatchSeq, Entries: pending, Packs: packs}
 	data, err := ns.EncodeBatch(batch)
 	if err != nil {
 		return restore(err)
@@ -766,7 +786,7 @@ func (s *session) checkpoint(ctx context.Context, next *headState) error {
 	}
 	entries := s.tree.All()
 	s.pollMu.Unlock()
-	cp := &ns.Checkpoint{Covers: covers, Entries: entries}
+	cp := &ns.Checkpoint{Covers: covers, Entries: entries, Packs: s.tree.Packs()}
 	data, err := ns.EncodeCheckpoint(cp)
 	if err != nil {
 		return err
@@ -807,6 +827,13 @@ func (s *session) publishHead(ctx context.Context, h *headState) error {
 // device's log still need, by the object's first shard ID.
 func (s *session) referenced() map[codec.ShardID]bool {
 	live := map[codec.ShardID]bool{}
+	for _, p := range s.tree.Packs() {
+		if ref, err := UnmarshalObjRef(p.Ref); err == nil {
+			for _, sh := range ref.Shards() {
+				live[sh.ID] = true
+			}
+		}
+	}
 	for _, e := range s.tree.All() {
 		if e.Deleted || len(e.Content) == 0 {
 			continue
@@ -835,6 +862,14 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	if err := s.flush(ctx); err != nil {
 		return err
 	}
+	// Repacked packs are published before their old objects can go.
+	repacked, repackErr := s.repack(ctx, grace)
+	if repacked > 0 {
+		fs.Infof(nil, "jellyfish: cleanup repacked %d packs", repacked)
+		if err := s.flush(ctx); err != nil {
+			return errors.Join(repackErr, err)
+		}
+	}
 	s.mu.Lock()
 	var cands []unrefContent
 	keep := s.unref[:0:0]
@@ -848,7 +883,7 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	s.unref = keep
 	s.mu.Unlock()
 	live := s.referenced()
-	var errs []error
+	errs := []error{repackErr}
 	freed := 0
 	for _, u := range cands {
 		for _, sh := range u.ref.Shards() {
@@ -966,15 +1001,24 @@ func (s *session) collectLog(ctx context.Context, grace time.Duration) (int, err
 func (s *session) providerSummary() (holders []string, files int, minHeld, k, total int) {
 	seen := map[peer.ID]bool{}
 	minHeld, total = -1, 0
+	var refs [][]byte
 	for _, e := range s.tree.All() {
 		if e.Deleted || len(e.Content) == 0 {
 			continue
 		}
-		ref, err := UnmarshalObjRef(e.Content)
+		files++
+		if _, packed, _ := parseMember(e.Content); !packed {
+			refs = append(refs, e.Content)
+		}
+	}
+	for _, p := range s.tree.Packs() {
+		refs = append(refs, p.Ref)
+	}
+	for _, rb := range refs {
+		ref, err := UnmarshalObjRef(rb)
 		if err != nil {
 			continue
 		}
-		files++
 		for _, n := range ref.Nodes {
 			seen[n] = true
 		}

@@ -141,3 +141,55 @@ func parseHashsum(t *testing.T, out []byte) map[string]string {
 	}
 	return sums
 }
+
+// TestCrashMidPack kills a `copy` of many small files (packed together)
+// while their packs are being stored, at two points. Whatever the next
+// process lists must read back byte for byte: a file is never listed
+// before its pack is stored. A second copy then completes the folder.
+func TestCrashMidPack(t *testing.T) {
+	e := newEnv(t, 8, map[string]string{"pack_size": "1M"})
+	src := t.TempDir()
+	want := map[string]string{}
+	total := 0
+	for i := range 80 {
+		data := randomBytes(t, 30<<10+i*97)
+		name := fmt.Sprintf("p%d/f%02d.bin", i%5, i)
+		writeFile(t, src, name, data)
+		want[name] = blake3Hex(data)
+		total += len(data)
+	}
+	for run, frac := range []float64{0.25, 0.75} {
+		dest := fmt.Sprintf("small-%d", run)
+		before := e.storedBytes()
+		c := e.start("copy", src, remoteName+":"+dest)
+		// k = m: the packs occupy about twice the files' size once stored.
+		target := before + int64(frac*float64(2*total))
+		waitFor(t, 60*time.Second, fmt.Sprintf("%.0f%% of the packs stored", frac*100), func() bool { return e.storedBytes() >= target || c.exited() })
+		if !c.kill() {
+			t.Fatalf("the copy ended before the kill: %v\n%s", c.err, c.stderr.String())
+		}
+		// The root, not dest: the kill may come before anything is flushed.
+		sums := map[string]string{}
+		for name, h := range parseHashsum(t, e.mustRun("hashsum", "blake3", "--download", remoteName+":")) {
+			if rest, ok := strings.CutPrefix(name, dest+"/"); ok {
+				sums[rest] = h
+			}
+		}
+		for name, h := range sums {
+			if want[name] != h {
+				t.Fatalf("after the kill at %.0f%% %s reads back with hash %q, want %q", frac*100, name, h, want[name])
+			}
+		}
+		t.Logf("after the kill at %.0f%% %d of %d files were listed, each intact", frac*100, len(sums), len(want))
+		e.mustRun("copy", src, remoteName+":"+dest)
+		sums = parseHashsum(t, e.mustRun("hashsum", "blake3", "--download", remoteName+":"+dest))
+		if len(sums) != len(want) {
+			t.Fatalf("after the second copy %d files, want %d", len(sums), len(want))
+		}
+		for name, h := range want {
+			if sums[name] != h {
+				t.Fatalf("after the second copy %s has hash %q, want %q", name, sums[name], h)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -38,15 +39,15 @@ func TestDevicesAsProcesses(t *testing.T) {
 		wg.Add(1)
 		go func(dev int) {
 			defer wg.Done()
-			own := writeFile(t, src, fmt.Sprintf("own-%d.txt", dev), []byte(fmt.Sprintf("device %d's own file", dev)))
-			shared := writeFile(t, src, fmt.Sprintf("shared-%d.txt", dev), randomBytes(t, 20000+dev))
-			for _, args := range [][]string{
-				{"copyto", own, fmt.Sprintf("%s:dev%d/own.txt", remoteName, dev)},
-				{"copyto", shared, remoteName + ":shared.bin"},
-			} {
-				if _, stderr, err := as(dev, args...); err != nil {
-					t.Errorf("device %d: jellyfish %s: %v\n%s", dev, strings.Join(args, " "), err, stderr)
-				}
+			// One process per device writes both files, so the three load
+			// the file list at about the same time and their writes to
+			// shared.bin are concurrent: none has seen another's.
+			dir := filepath.Join(src, fmt.Sprintf("dev-%d", dev))
+			writeFile(t, dir, fmt.Sprintf("dev%d/own.txt", dev), []byte(fmt.Sprintf("device %d's own file", dev)))
+			writeFile(t, dir, "shared.bin", randomBytes(t, 20000+dev))
+			args := []string{"copy", dir, remoteName + ":"}
+			if _, stderr, err := as(dev, args...); err != nil {
+				t.Errorf("device %d: jellyfish %s: %v\n%s", dev, strings.Join(args, " "), err, stderr)
 			}
 		}(dev)
 	}

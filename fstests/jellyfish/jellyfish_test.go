@@ -36,21 +36,27 @@ import (
 //     backends with internal tests.
 func TestJellyfish(t *testing.T) {
 	// Every file as shards of its own: the suite's files are small, and the
-	// default would keep most of them inline.
-	runSuite(t, "0")
+	// default would keep most of them inline or packed.
+	runSuite(t, "0", "0")
 }
 
-// TestJellyfishInline runs the suite again with the default inline_max, so
-// tiny files travel inside the log batches.
+// TestJellyfishPacked runs the suite with every file up to 1 MiB packed
+// into shared objects (none inline).
+func TestJellyfishPacked(t *testing.T) {
+	runSuite(t, "0", "1Mi")
+}
+
+// TestJellyfishInline runs the suite again with the defaults, so tiny files
+// travel inside the log batches and small ones in packs.
 func TestJellyfishInline(t *testing.T) {
-	runSuite(t, "8Ki")
+	runSuite(t, "8Ki", "1Mi")
 }
 
-func runSuite(t *testing.T, inlineMax string) {
+func runSuite(t *testing.T, inlineMax, packMax string) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "fstest")
 	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	section := acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4", "cleanup_grace": "0s", "inline_max": inlineMax})
+	section := acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4", "cleanup_grace": "0s", "inline_max": inlineMax, "pack_max": packMax})
 	if err := os.WriteFile(conf, []byte("[TestJellyfish]\n"+section), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,468 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/codec"
+)
+
+// Files larger than inline_max and no larger than pack_max are packed: their
+// bytes are appended to the session's open pack, which is stored as one
+// object once it reaches pack_size and at every flush, before the batch
+// that refers to it. A sync of many small files is then a few objects, not
+// k+m shards per file.
+
+// defaultPackMax is the largest file packed by default.
+const defaultPackMax = 1 << 20
+
+// maxPackMax bounds pack_max: a packed file is read into memory.
+const maxPackMax = 16 << 20
+
+// defaultPackSize is the size at which an open pack is stored.
+const defaultPackSize = 16 << 20
+
+// packSegmentSize is the segment size of packs: reading one packed file
+// fetches only the segments covering it.
+const packSegmentSize = 1 << 20
+
+// maxSealedPacks bounds the packs held in memory waiting for their upload;
+// beyond it writes fail until uploads succeed again.
+const maxSealedPacks = 4
+
+// packedVersion opens an entry's Content that refers to bytes in a pack
+// (an object reference opens with objRefVersion).
+const packedVersion = 2
+
+// member is a packed file's bytes: a range of a pack's original layout.
+type member struct {
+	pack   ns.PackID
+	off, n int64
+}
+
+// marshal encodes m: version u8 | pack ID [16] | offset uvarint | length uvarint.
+func (m member) marshal() []byte {
+	b := append([]byte{packedVersion}, m.pack[:]...)
+	b = binary.AppendUvarint(b, uint64(m.off))
+	return binary.AppendUvarint(b, uint64(m.n))
+}
+
+// parseMember decodes a packed entry's Content; ok is false when content
+// is not a pack member.
+func parseMember(content []byte) (m member, ok bool, err error) {
+	if len(content) == 0 || content[0] != packedVersion {
+		return m, false, nil
+	}
+	b := content[1:]
+	if len(b) < len(m.pack) {
+		return m, true, errors.New("jellyfish: bad pack member reference")
+	}
+	copy(m.pack[:], b)
+	b = b[len(m.pack):]
+	off, k := binary.Uvarint(b)
+	if k <= 0 {
+		return m, true, errors.New("jellyfish: bad pack member offset")
+	}
+	n, j := binary.Uvarint(b[k:])
+	if j <= 0 || k+j != len(b) || off > 1<<62 || n > 1<<62 {
+		return m, true, errors.New("jellyfish: bad pack member length")
+	}
+	m.off, m.n = int64(off), int64(n)
+	return m, true, nil
+}
+
+// packBuf is a pack being filled, or full and waiting for its upload.
+type packBuf struct {
+	id  ns.PackID
+	buf []byte
+}
+
+// packer holds the packs not yet stored and the records of those stored
+// but not yet published in a batch.
+type packer struct {
+	mu      sync.Mutex
+	open    *packBuf
+	sealed  []*packBuf
+	records []ns.Pack
+
+	uploadMu sync.Mutex // one upload pass at a time
+
+	// liveSeen is, per pack of this device, the extents referred to when a
+	// CleanUp last looked, and when: bytes are dropped only once they have
+	// been unreferenced at two looks cleanup_grace apart.
+	liveSeen map[ns.PackID]liveLook
+}
+
+type liveLook struct {
+	rev  uint64
+	when time.Time
+	live []ns.Extent
+}
+
+func newPackID() ns.PackID {
+	var id ns.PackID
+	rand.Read(id[:])
+	return id
+}
+
+// packAdd appends data to the open pack and returns where it lies. A pack
+// that fills up is stored before packAdd returns, so memory stays bounded
+// by about two packs.
+func (s *session) packAdd(ctx context.Context, data []byte) (member, error) {
+	p := &s.packs
+	p.mu.Lock()
+	if len(p.sealed) >= maxSealedPacks {
+		p.mu.Unlock()
+		if err := s.storePacks(ctx, false); err != nil {
+			return member{}, err
+		}
+		p.mu.Lock()
+	}
+	if p.open != nil && len(p.open.buf) > 0 && len(p.open.buf)+len(data) > s.packSize() {
+		p.sealed = append(p.sealed, p.open)
+		p.open = nil
+	}
+	if p.open == nil {
+		p.open = &packBuf{id: newPackID(), buf: make([]byte, 0, min(s.packSize(), 1<<20))}
+	}
+	m := member{pack: p.open.id, off: int64(len(p.open.buf)), n: int64(len(data))}
+	p.open.buf = append(p.open.buf, data...)
+	full := len(p.sealed) > 0
+	p.mu.Unlock()
+	if full {
+		if err := s.storePacks(ctx, false); err != nil {
+			// The bytes stay in their pack, which a later flush stores.
+			fs.Debugf(nil, "jellyfish: storing a full pack: %v (retried at the next flush)", err)
+		}
+	}
+	return m, nil
+}
+
+func (s *session) packSize() int {
+	if s.opt.PackSize <= 0 {
+		return defaultPackSize
+	}
+	return int(min(s.opt.PackSize, 1<<30))
+}
+
+// storePacks stores the sealed packs (and the open one, with sealOpen) as
+// objects, records them in the tree and queues their records for the next
+// batch. On error the packs not stored stay queued.
+func (s *session) storePacks(ctx context.Context, sealOpen bool) error {
+	p := &s.packs
+	p.uploadMu.Lock()
+	defer p.uploadMu.Unlock()
+	p.mu.Lock()
+	if sealOpen && p.open != nil && len(p.open.buf) > 0 {
+		p.sealed = append(p.sealed, p.open)
+		p.open = nil
+	}
+	p.mu.Unlock()
+	for {
+		p.mu.Lock()
+		if len(p.sealed) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		pb := p.sealed[0]
+		p.mu.Unlock()
+		rec, err := s.storePack(ctx, pb.id, 1, pb.buf, nil)
+		if err != nil {
+			return fmt.Errorf("store pack: %w", err)
+		}
+		p.mu.Lock()
+		p.sealed = p.sealed[1:]
+		p.records = append(p.records, rec)
+		p.mu.Unlock()
+		fs.Debugf(nil, "jellyfish: stored pack %s (%d bytes)", pb.id, len(pb.buf))
+	}
+}
+
+// storePack stores data as revision rev of pack id and applies its record.
+func (s *session) storePack(ctx context.Context, id ns.PackID, rev uint64, data []byte, m []ns.Extent) (ns.Pack, error) {
+	ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(data))
+	if err != nil {
+		return ns.Pack{}, err
+	}
+	rb, err := ref.Marshal()
+	if err != nil {
+		return ns.Pack{}, err
+	}
+	size := int64(len(data))
+	if len(m) > 0 {
+		size = s.tree.Pack(id).Size
+	}
+	rec := ns.Pack{ID: id, Device: s.device, Rev: rev, Size: size, Ref: rb, Map: m}
+	s.tree.ApplyPack(rec)
+	return rec, nil
+}
+
+// takePackRecords returns the pack records waiting for a batch.
+func (s *session) takePackRecords() []ns.Pack {
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	r := s.packs.records
+	s.packs.records = nil
+	return r
+}
+
+// restorePackRecords puts back records a failed flush did not publish.
+func (s *session) restorePackRecords(r []ns.Pack) {
+	s.packs.mu.Lock()
+	defer s.packs.mu.Unlock()
+	s.packs.records = append(r, s.packs.records...)
+}
+
+// openMember returns a reader of bytes [off, off+limit) of a packed file
+// (limit < 0: to its end).
+func (s *session) openMember(ctx context.Context, m member, off, limit int64) (io.ReadCloser, error) {
+	if off > m.n {
+		off = m.n
+	}
+	n := m.n - off
+	if limit >= 0 && limit < n {
+		n = limit
+	}
+	// A pack not stored yet is read from memory.
+	s.packs.mu.Lock()
+	for _, pb := range append([]*packBuf{s.packs.open}, s.packs.sealed...) {
+		if pb != nil && pb.id == m.pack && m.off+m.n <= int64(len(pb.buf)) {
+			b := bytes.Clone(pb.buf[m.off+off : m.off+off+n])
+			s.packs.mu.Unlock()
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+	}
+	s.packs.mu.Unlock()
+	rec := s.tree.Pack(m.pack)
+	if rec == nil {
+		return nil, fmt.Errorf("jellyfish: pack %s is not in the file list", m.pack)
+	}
+	at, ok := rec.Locate(m.off, m.n)
+	if !ok {
+		return nil, fmt.Errorf("jellyfish: pack %s revision %d no longer holds bytes %d+%d", m.pack, rec.Rev, m.off, m.n)
+	}
+	ref, err := UnmarshalObjRef(rec.Ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Open(ctx, ref, at+off, n)
+}
+
+// packLive returns, per pack, the sorted distinct extents live entries
+// refer to (conflicting versions included).
+func (s *session) packLive() map[ns.PackID][]ns.Extent {
+	live := map[ns.PackID][]ns.Extent{}
+	for _, e := range s.tree.All() {
+		if e.Deleted {
+			continue
+		}
+		if m, ok, err := parseMember(e.Content); ok && err == nil {
+			live[m.pack] = append(live[m.pack], ns.Extent{Off: m.off, Len: m.n})
+		}
+	}
+	for id, xs := range live {
+		live[id] = normalize(xs)
+	}
+	return live
+}
+
+// normalize sorts extents and merges duplicates and overlaps.
+func normalize(xs []ns.Extent) []ns.Extent {
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Off < xs[j].Off })
+	out := xs[:0]
+	for _, x := range xs {
+		if x.Len <= 0 {
+			continue
+		}
+		if k := len(out) - 1; k >= 0 && x.Off <= out[k].Off+out[k].Len {
+			out[k].Len = max(out[k].Len, x.Off+x.Len-out[k].Off)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// union merges two normalized extent lists.
+func union(a, b []ns.Extent) []ns.Extent {
+	return normalize(append(append([]ns.Extent(nil), a...), b...))
+}
+
+// current returns the extents of the pack's original layout its current
+// object still holds.
+func current(p *ns.Pack) []ns.Extent {
+	if len(p.Ref) == 0 {
+		return nil
+	}
+	if len(p.Map) == 0 {
+		return []ns.Extent{{Off: 0, Len: p.Size}}
+	}
+	out := make([]ns.Extent, len(p.Map))
+	for i, x := range p.Map {
+		out[i] = ns.Extent{Off: x.Off, Len: x.Len}
+	}
+	return out
+}
+
+// intersect returns the parts of a (normalized) that lie inside b.
+func intersect(a, b []ns.Extent) []ns.Extent {
+	var out []ns.Extent
+	for _, x := range a {
+		for _, y := range b {
+			lo, hi := max(x.Off, y.Off), min(x.Off+x.Len, y.Off+y.Len)
+			if lo < hi {
+				out = append(out, ns.Extent{Off: lo, Len: hi - lo})
+			}
+		}
+	}
+	return normalize(out)
+}
+
+func total(xs []ns.Extent) (n int64) {
+	for _, x := range xs {
+		n += x.Len
+	}
+	return n
+}
+
+// repack rewrites this device's packs in which at most half the bytes are
+// still referred to: the bytes to keep are read back, stored as a new
+// object, and the pack is republished with a map of where they moved (or
+// dropped, when nothing is kept). Bytes are only dropped after being
+// unreferenced at two looks at least grace apart, so a process that read
+// the file list earlier, or a device whose copy of the file is not yet
+// flushed, has that long to show its reference. The replaced objects
+// become CleanUp candidates. It returns how many packs it rewrote.
+func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) {
+	live := s.packLive()
+	now := time.Now()
+	p := &s.packs
+	var errs []error
+	repacked := 0
+	for _, rec := range s.tree.Packs() {
+		if rec.Device != s.device || len(rec.Ref) == 0 {
+			continue
+		}
+		cur := current(&rec)
+		liveNow := intersect(live[rec.ID], cur)
+		p.mu.Lock()
+		if p.liveSeen == nil {
+			p.liveSeen = map[ns.PackID]liveLook{}
+		}
+		look, seen := p.liveSeen[rec.ID]
+		if !seen || look.rev != rec.Rev {
+			look = liveLook{rev: rec.Rev, when: now, live: liveNow}
+			p.liveSeen[rec.ID] = look
+		}
+		p.mu.Unlock()
+		if now.Sub(look.when) < grace {
+			continue
+		}
+		keep := intersect(union(liveNow, look.live), cur)
+		if total(keep)*2 > total(cur) {
+			continue
+		}
+		if err := s.rewritePack(ctx, &rec, keep); err != nil {
+			errs = append(errs, fmt.Errorf("repack %s: %w", rec.ID, err))
+			continue
+		}
+		p.mu.Lock()
+		delete(p.liveSeen, rec.ID)
+		p.mu.Unlock()
+		repacked++
+	}
+	return repacked, errors.Join(errs...)
+}
+
+// rewritePack stores the kept extents of rec as its next revision.
+func (s *session) rewritePack(ctx context.Context, rec *ns.Pack, keep []ns.Extent) error {
+	old, err := UnmarshalObjRef(rec.Ref)
+	if err != nil {
+		return err
+	}
+	var next ns.Pack
+	if len(keep) == 0 {
+		next = ns.Pack{ID: rec.ID, Device: s.device, Rev: rec.Rev + 1, Size: rec.Size}
+		s.tree.ApplyPack(next)
+	} else {
+		rc, err := s.store.Open(ctx, old, 0, -1)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		var buf []byte
+		m := make([]ns.Extent, 0, len(keep))
+		for _, x := range keep {
+			at, ok := rec.Locate(x.Off, x.Len)
+			if !ok || at+x.Len > int64(len(data)) {
+				return fmt.Errorf("extent %d+%d not in revision %d", x.Off, x.Len, rec.Rev)
+			}
+			m = append(m, ns.Extent{Off: x.Off, Len: x.Len, At: int64(len(buf))})
+			buf = append(buf, data[at:at+x.Len]...)
+		}
+		if next, err = s.storePack(ctx, rec.ID, rec.Rev+1, buf, m); err != nil {
+			return err
+		}
+	}
+	s.packs.mu.Lock()
+	s.packs.records = append(s.packs.records, next)
+	s.packs.mu.Unlock()
+	s.mu.Lock()
+	s.unref = append(s.unref, unrefContent{old, time.Now()})
+	s.mu.Unlock()
+	fs.Debugf(nil, "jellyfish: repacked %s: kept %d of %d bytes", rec.ID, total(keep), total(current(rec)))
+	return nil
+}
+
+// packsStored returns the bytes the stored packs' shards occupy.
+func (s *session) packsStored() int64 {
+	var n int64
+	for _, p := range s.tree.Packs() {
+		if ref, err := UnmarshalObjRef(p.Ref); err == nil {
+			n += ref.StoredBytes()
+		}
+	}
+	return n
+}
+
+// packEncoder returns the encoder of packs: the file parameters with
+// segments of at most packSegmentSize.
+func packEncoder(p codec.Params) (*codec.Encoder, error) {
+	p.SegmentSize = min(p.SegmentSize, packSegmentSize)
+	return codec.NewEncoder(p)
+}
+
+// packStatus summarizes packs for `backend status`: how many are stored,
+// the bytes their shards occupy and the bytes waiting in memory.
+func (s *session) packStatus() map[string]int64 {
+	stored := int64(0)
+	for _, p := range s.tree.Packs() {
+		if len(p.Ref) > 0 {
+			stored++
+		}
+	}
+	s.packs.mu.Lock()
+	waiting := int64(0)
+	for _, pb := range append([]*packBuf{s.packs.open}, s.packs.sealed...) {
+		if pb != nil {
+			waiting += int64(len(pb.buf))
+		}
+	}
+	s.packs.mu.Unlock()
+	return map[string]int64{"stored": stored, "stored_bytes": s.packsStored(), "waiting_bytes": waiting}
+}

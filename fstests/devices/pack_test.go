@@ -1,0 +1,172 @@
+package devices_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/fstests/jftest"
+)
+
+// packStatus returns the "packs" part of `backend status`.
+func packStatus(t *testing.T, ctx context.Context, f fs.Fs) map[string]int64 {
+	t.Helper()
+	out, err := f.Features().Command(ctx, "status", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.(map[string]any)["packs"].(map[string]int64)
+}
+
+func used(t *testing.T, ctx context.Context, f fs.Fs) int64 {
+	t.Helper()
+	u, err := f.Features().About(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *u.Used
+}
+
+func backendCmd(t *testing.T, ctx context.Context, f fs.Fs, name string) {
+	t.Helper()
+	if _, err := f.Features().Command(ctx, name, nil, nil); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// TestPacks: files between inline_max and pack_max are packed into a few
+// shared objects, readable before and after the pack is stored, by this
+// device and others; deleting most of a pack's files and cleaning up
+// rewrites it with only the files still there and frees the rest, and
+// deleting them all drops it.
+func TestPacks(t *testing.T) {
+	net := jftest.StartNetwork(t, 6)
+	acct := net.CreateAccount(t, "pia")
+	conf := filepath.Join(t.TempDir(), "rclone.conf")
+	opts := map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}
+	var b bytes.Buffer
+	for _, d := range []string{"a", "b", "c"} {
+		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, opts))
+	}
+	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RCLONE_CONFIG", conf)
+	jftest.ReloadConfig(t)
+	ctx := context.Background()
+	a := device(t, ctx, conf, "a")
+
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	want := map[string]string{}
+	const files = 40
+	for i := range files {
+		data := make([]byte, 10<<10+rng.IntN(20<<10))
+		for j := range data {
+			data[j] = byte(rng.Uint32())
+		}
+		name := fmt.Sprintf("d%d/f%02d.bin", i%4, i)
+		put(t, ctx, a, name, string(data))
+		want[name] = string(data)
+	}
+	big := bytes.Repeat([]byte("not packed "), 200<<10) // over pack_max
+	put(t, ctx, a, "big.txt", string(big))
+	want["big.txt"] = string(big)
+
+	// Read back by the writer before and after the flush stores the pack.
+	if got := tree(t, ctx, a); !equal(got, want) {
+		t.Fatalf("before flush: %d files, want %d", len(got), len(want))
+	}
+	backendCmd(t, ctx, a, "flush")
+	st := packStatus(t, ctx, a)
+	// About 800 KiB of files in packs of 256 KiB: a handful of packs, not
+	// one object per file.
+	if st["stored"] < 2 || st["stored"] > 6 || st["waiting_bytes"] != 0 {
+		t.Fatalf("packs after flush: %v", st)
+	}
+	if got := tree(t, ctx, a); !equal(got, want) {
+		t.Fatal("after flush: contents differ")
+	}
+	bdev := device(t, ctx, conf, "b")
+	if got := tree(t, ctx, bdev); !equal(got, want) {
+		t.Fatalf("device b: %d files, want %d", len(got), len(want))
+	}
+
+	// Delete three quarters of the packed files and clean up: every pack
+	// is rewritten smaller, and the space used shrinks.
+	before := used(t, ctx, a)
+	for i := range files {
+		if i%4 == 3 {
+			continue
+		}
+		name := fmt.Sprintf("d%d/f%02d.bin", i%4, i)
+		o, err := a.NewObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, name)
+	}
+	if err := a.Features().CleanUp(ctx); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	after := used(t, ctx, a)
+	if after*2 > before {
+		t.Fatalf("space used %d before cleanup, %d after: packs not rewritten", before, after)
+	}
+	if got := tree(t, ctx, a); !equal(got, want) {
+		t.Fatal("after repacking: contents differ")
+	}
+	// Another device that loaded the old revisions catches up and reads
+	// the kept files from the new ones; a fresh one loads them directly.
+	poll(t, ctx, bdev)
+	if got := tree(t, ctx, bdev); !equal(got, want) {
+		t.Fatalf("device b after repacking: %d files, want %d", len(got), len(want))
+	}
+	if got := tree(t, ctx, device(t, ctx, conf, "c")); !equal(got, want) {
+		t.Fatalf("device c after repacking: %d files, want %d", len(got), len(want))
+	}
+
+	// Deleting the rest drops the packs altogether.
+	for name := range want {
+		if name == "big.txt" {
+			continue
+		}
+		o, err := a.NewObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, name)
+	}
+	if err := a.Features().CleanUp(ctx); err != nil {
+		t.Fatalf("second cleanup: %v", err)
+	}
+	if st := packStatus(t, ctx, a); st["stored"] != 0 || st["stored_bytes"] != 0 {
+		t.Fatalf("packs after deleting every packed file: %v", st)
+	}
+	if got := tree(t, ctx, a); !equal(got, want) {
+		t.Fatal("after dropping the packs: contents differ")
+	}
+}
+
+func equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
