@@ -50,6 +50,7 @@ type session struct {
 	mgr     *account.Manager
 	device  ns.DeviceID
 	unlock  func()
+	slotDir string // this device's slot: key cache, identity, cleanup state
 	tree    *ns.Tree
 	clock   *ns.Clock
 	store   *objectStore
@@ -213,7 +214,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		return nil, err
 	}
 	s = &session{
-		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock,
+		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir,
 		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc, packEnc: packEnc,
 		applied: map[ns.DeviceID]uint64{},
 	}
@@ -238,6 +239,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	if err := s.load(ctx, devs); err != nil {
 		return nil, err
 	}
+	s.loadCleanupState()
 	// rclone does not call Shutdown when a signal ends it: flush then.
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.bg.Add(1)
@@ -293,6 +295,9 @@ func (s *session) close(ctx context.Context) error {
 	s.bgCancel()
 	s.bg.Wait()
 	err := s.flush(ctx)
+	if serr := s.saveCleanupState(); serr != nil {
+		fs.Debugf(nil, "jellyfish: save cleanup state: %v", serr)
+	}
 	s.mu.Lock()
 	if s.flushTimer != nil {
 		s.flushTimer.Stop()
@@ -904,6 +909,9 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	}
 	if batches > 0 {
 		fs.Infof(nil, "jellyfish: cleanup collected %d old log batches of this device", batches)
+	}
+	if err := s.saveCleanupState(); err != nil {
+		errs = append(errs, fmt.Errorf("save cleanup state: %w", err))
 	}
 	return errors.Join(uniqueErrs(errs)...)
 }

@@ -1,0 +1,174 @@
+package jellyfish
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+)
+
+// The cleanup state is what CleanUp needs to remember between processes
+// of one device: the contents this device stopped referring to, and when,
+// and its last look at each of its packs. It lives in the device slot, so
+// a `jellyfish cleanup` run from cron a day after a `sync` frees what that
+// sync replaced. It holds object references (data keys), so it is sealed
+// under a key derived from the account's root key:
+//
+//	"JFcs" | version u8 (1) | nonce [24] | XChaCha20-Poly1305(ad = "JFcs") of JSON
+const (
+	cleanupStateFile    = "cleanup.state"
+	cleanupStateMagic   = "JFcs"
+	cleanupStateVersion = 1
+	// maxUnrefKept bounds the remembered candidates; beyond it the oldest
+	// are forgotten (their shards then expire with their lease).
+	maxUnrefKept = 1 << 16
+	// maxCleanupState bounds the file read back.
+	maxCleanupState = 64 << 20
+)
+
+type cleanupState struct {
+	Unref []unrefRecord `json:"unref,omitempty"`
+	Looks []lookRecord  `json:"looks,omitempty"`
+}
+
+type unrefRecord struct {
+	Ref  []byte    `json:"r"`
+	When time.Time `json:"t"`
+}
+
+type lookRecord struct {
+	Pack ns.PackID   `json:"p"`
+	Rev  uint64      `json:"rev"`
+	When time.Time   `json:"t"`
+	Live []ns.Extent `json:"live,omitempty"`
+}
+
+func cleanupStateKey(root account.RootKey) ([]byte, error) {
+	return hkdf.Key(sha256.New, root[:], nil, "jellyfish/backend/v1/cleanup-state-key", chacha20poly1305.KeySize)
+}
+
+// loadCleanupState restores the remembered candidates and looks. A missing
+// file is an empty state; an unreadable one is logged and ignored (the
+// worst outcome is shards left to expire with their lease).
+func (s *session) loadCleanupState() {
+	if s.slotDir == "" {
+		return
+	}
+	st, err := readCleanupState(filepath.Join(s.slotDir, cleanupStateFile), s.acct.Root)
+	if err != nil {
+		fs.Logf(nil, "jellyfish: cleanup state ignored: %v", err)
+		return
+	}
+	s.mu.Lock()
+	for _, u := range st.Unref {
+		if ref, err := UnmarshalObjRef(u.Ref); err == nil {
+			s.unref = append(s.unref, unrefContent{ref, u.When})
+		}
+	}
+	s.mu.Unlock()
+	s.packs.mu.Lock()
+	if s.packs.liveSeen == nil {
+		s.packs.liveSeen = map[ns.PackID]liveLook{}
+	}
+	for _, l := range st.Looks {
+		s.packs.liveSeen[l.Pack] = liveLook{rev: l.Rev, when: l.When, live: l.Live}
+	}
+	s.packs.mu.Unlock()
+}
+
+// saveCleanupState writes the candidates and looks back to the slot.
+func (s *session) saveCleanupState() error {
+	if s.slotDir == "" {
+		return nil
+	}
+	var st cleanupState
+	s.mu.Lock()
+	unref := s.unref
+	if len(unref) > maxUnrefKept {
+		unref = unref[len(unref)-maxUnrefKept:]
+	}
+	for _, u := range unref {
+		rb, err := u.ref.Marshal()
+		if err != nil {
+			continue
+		}
+		st.Unref = append(st.Unref, unrefRecord{rb, u.when})
+	}
+	s.mu.Unlock()
+	s.packs.mu.Lock()
+	for id, l := range s.packs.liveSeen {
+		st.Looks = append(st.Looks, lookRecord{id, l.rev, l.when, l.live})
+	}
+	s.packs.mu.Unlock()
+	return writeCleanupState(filepath.Join(s.slotDir, cleanupStateFile), s.acct.Root, &st)
+}
+
+func cleanupAEAD(root account.RootKey) (cipher.AEAD, error) {
+	key, err := cleanupStateKey(root)
+	if err != nil {
+		return nil, err
+	}
+	return chacha20poly1305.NewX(key)
+}
+
+func readCleanupState(path string, root account.RootKey) (*cleanupState, error) {
+	var st cleanupState
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cleanupAEAD(root)
+	if err != nil {
+		return nil, err
+	}
+	h := len(cleanupStateMagic) + 1 + aead.NonceSize()
+	if len(b) > maxCleanupState || len(b) < h || !bytes.HasPrefix(b, []byte(cleanupStateMagic)) || b[len(cleanupStateMagic)] != cleanupStateVersion {
+		return nil, fmt.Errorf("%s: not a cleanup state of version %d", path, cleanupStateVersion)
+	}
+	pt, err := aead.Open(nil, b[len(cleanupStateMagic)+1:h], b[h:], []byte(cleanupStateMagic))
+	if err != nil {
+		return nil, fmt.Errorf("%s: does not open with this account's key", path)
+	}
+	if err := json.Unmarshal(pt, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// writeCleanupState replaces the file atomically.
+func writeCleanupState(path string, root account.RootKey, st *cleanupState) error {
+	pt, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	aead, err := cleanupAEAD(root)
+	if err != nil {
+		return err
+	}
+	b := append([]byte(cleanupStateMagic), cleanupStateVersion)
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	b = append(b, nonce...)
+	b = aead.Seal(b, nonce, pt, []byte(cleanupStateMagic))
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
