@@ -829,7 +829,7 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, codec.ErrAuth), errors.Is(err, codec.ErrFormat):
+	case errors.Is(err, codec.ErrAuth), errors.Is(err, codec.ErrFormat), errors.Is(err, ns.ErrFormat):
 		return fserrors.NoRetryError(fmt.Errorf("jellyfish: data failed its integrity check: %w", err))
 	case errors.Is(err, context.Canceled):
 		return err

@@ -502,8 +502,9 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			// The shard protocol client hashes what it receives against the
 			// ID asked for and fails on a mismatch; the decoder then checks
 			// only that the ID belongs to the segment.
-			id := ref.Layout.Segments[seg].IDs[c.idx]
-			data, err := s.getShard(ctx, c.holder, id)
+			info := &ref.Layout.Segments[seg]
+			id := info.IDs[c.idx]
+			data, err := s.getShard(ctx, c.holder, id, codec.HeaderSize+(info.CipherLen+k-1)/k)
 			if err != nil {
 				fs.Debugf(nil, "jellyfish: segment %d shard %d from %s: %v", seg, c.idx, c.holder.ShortString(), err)
 			}
@@ -556,18 +557,28 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 	return good, nil
 }
 
-func (s *objectStore) getShard(ctx context.Context, holder peer.ID, id codec.ShardID) ([]byte, error) {
+func (s *objectStore) getShard(ctx context.Context, holder peer.ID, id codec.ShardID, want int) ([]byte, error) {
 	rc, size, err := s.shards.Get(ctx, holder, id)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	buf := make([]byte, 0, size)
-	w := bytes.NewBuffer(buf)
-	if _, err := io.Copy(w, rc); err != nil {
+	if size != int64(want) {
+		return nil, fmt.Errorf("jellyfish: holder offers shard %s of %d bytes, the layout says %d", id.Short(), size, want)
+	}
+	// One buffer of the known size, read to the end: the reader reports
+	// EOF only once the bytes hash to id.
+	buf := make([]byte, want)
+	if _, err := io.ReadFull(rc, buf); err != nil {
 		return nil, err
 	}
-	return w.Bytes(), nil
+	if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("jellyfish: shard %s longer than %d bytes", id.Short(), want)
+		}
+		return nil, err
+	}
+	return buf, nil
 }
 
 // Delete asks every holder to drop the object's shards; best effort.
