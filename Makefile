@@ -84,7 +84,7 @@ BENCH_SHM     ?= /dev/shm/jf-bench
 PROFILE       ?=
 BENCH_E2E      = $(GO) run -tags $(TAGS) ./cmd/jellyfish/internal/benche2e -bin $(BIN) \
 	-nodes $(BENCH_NODES) -k $(BENCH_K) -m $(BENCH_M) -dir $(BENCH_SHM) -work $(BENCH_SHM)-work
-.PHONY: bench-e2e bench-mem bench-small
+.PHONY: bench-e2e bench-mem bench-small bench-medium
 bench-e2e: build
 	$(BENCH_E2E) -mode e2e -size $(SIZE) -disk-dir $(BENCH_DIR)/jf-bench-disk $(if $(PROFILE),-cpuprofile $(PROFILE)); \
 	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-disk; exit $$rc
@@ -98,6 +98,16 @@ bench-mem: build
 # into a crypt remote over a local folder; then a no-op re-sync to each.
 bench-small: build
 	$(BENCH_E2E) -mode small -small-dest $(BENCH_DIR)/jf-bench-small; \
+	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-small; exit $$rc
+
+# 500 files of 64 KiB (too big to go inline, small enough to be packed) synced
+# the same way, then again with packing turned off (every file an object of its
+# own) for comparison.
+bench-medium: build
+	$(BENCH_E2E) -mode small -files 500 -file-size 65536 -small-dest $(BENCH_DIR)/jf-bench-small; \
+	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-small; [ $$rc = 0 ] || exit $$rc; \
+	echo "--- the same with pack_max=0:"; \
+	RCLONE_JELLYFISH_PACK_MAX=0 $(BENCH_E2E) -mode small -files 500 -file-size 65536 -small-dest $(BENCH_DIR)/jf-bench-small; \
 	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-small; exit $$rc
 
 # The measurement behind the default segment size.
