@@ -371,6 +371,12 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 		}
 		keep := intersect(union(liveNow, look.live), cur)
 		if total(keep)*2 > total(cur) {
+			// Not worth rewriting yet. This look replaces the old one, so
+			// bytes let go since then count from now, and bytes dead at
+			// both looks stay droppable.
+			p.mu.Lock()
+			p.liveSeen[rec.ID] = liveLook{rev: rec.Rev, when: now, live: liveNow}
+			p.mu.Unlock()
 			continue
 		}
 		if err := s.rewritePack(ctx, &rec, keep); err != nil {
