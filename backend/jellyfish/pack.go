@@ -75,7 +75,7 @@ func parseMember(content []byte) (m member, ok bool, err error) {
 		return m, true, errors.New("jellyfish: bad pack member offset")
 	}
 	n, j := binary.Uvarint(b[k:])
-	if j <= 0 || k+j != len(b) || off > 1<<62 || n > 1<<62 {
+	if j <= 0 || k+j != len(b) || off > 1<<61 || n > 1<<61 {
 		return m, true, errors.New("jellyfish: bad pack member length")
 	}
 	m.off, m.n = int64(off), int64(n)
