@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ func ParseBootstrapAddrs(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
 
 // Bootstrap connects h to the bootstrap peers, all in parallel, waits until
 // at least one of them is in d's routing table and starts a routing table
-// refresh in the background. It gives up after timeout with an error
+// refresh in the background. Once one peer answered, the other dials get
+// stragglerWait more, so a hung bootstrap peer does not delay the start. It gives up after timeout with an error
 // wrapping ErrNoPeersReachable that says how many addresses were tried when
 // no peer answered. With no bootstrap peers it only logs that this node
 // starts a new network and returns nil.
@@ -47,16 +49,20 @@ func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 	}
 
 	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		reached   int
-		connErrs  []error
-		connected []peer.ID
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		reached  int
+		connErrs []error
+		firstOK  = make(chan struct{})
+		allDone  = make(chan struct{})
 	)
+	start := time.Now()
+	dialed := 0
 	for _, p := range peers {
 		if p.ID == h.ID() {
 			continue
 		}
+		dialed++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -67,16 +73,37 @@ func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 				connErrs = append(connErrs, fmt.Errorf("%s: %w", p.ID, err))
 				return
 			}
-			reached++
-			connected = append(connected, p.ID)
+			if reached++; reached == 1 {
+				close(firstOK)
+			}
 		}()
 	}
-	wg.Wait()
+	go func() { wg.Wait(); close(allDone) }()
+	// Every dial is waited for, so placement later sees all the peers that
+	// answer, except that one hung or far-away peer must not hold up the
+	// start: once one peer answered, the others get stragglerWait more
+	// (or four times as long as the first took). The dials still pending
+	// are cancelled when Bootstrap returns.
+	select {
+	case <-allDone:
+	case <-firstOK:
+		straggle := time.NewTimer(stragglerWait + 4*time.Since(start))
+		select {
+		case <-allDone:
+		case <-straggle.C:
+		case <-ctx.Done():
+		}
+		straggle.Stop()
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	reached, pending, errs := reached, dialed-reached-len(connErrs), slices.Clone(connErrs)
+	mu.Unlock()
 	if reached == 0 {
 		return fmt.Errorf("node: bootstrap: %w: tried %d bootstrap addresses of %d peers within %v: %w",
-			ErrNoPeersReachable, nAddrs, len(peers), timeout, errors.Join(connErrs...))
+			ErrNoPeersReachable, nAddrs, len(peers), timeout, errors.Join(errs...))
 	}
-	log.Info("connected to bootstrap peers", "reached", reached, "tried", len(peers))
+	log.Info("connected to bootstrap peers", "reached", reached, "tried", len(peers), "still_dialing", pending)
 
 	// Connected peers enter the routing table once identify confirms they
 	// speak the DHT protocol; a refresh before that would find nobody.
@@ -91,6 +118,10 @@ func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 	log.Info("bootstrapped", "routing_table", d.RoutingTable().Size())
 	return nil
 }
+
+// stragglerWait is how long Bootstrap waits for the remaining bootstrap
+// dials once one peer answered (plus four times that first answer's time).
+const stragglerWait = 500 * time.Millisecond
 
 // waitRoutingTable polls until d's routing table holds at least n peers.
 func waitRoutingTable(ctx context.Context, d *dht.IpfsDHT, n int) error {

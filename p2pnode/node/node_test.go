@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -286,4 +287,75 @@ func signNode(t testing.TB, priv crypto.PrivKey, seq uint64, expires time.Time) 
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestBootstrapDoesNotWaitForAHungPeer: one bootstrap peer answers, another
+// accepts TCP connections and then says nothing (a hung or overloaded
+// host). Bootstrap returns once the live peer is in the routing table,
+// long before the hung dial would time out.
+func TestBootstrapDoesNotWaitForAHungPeer(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	nw := testnet.New(t, 1, testnet.Options{})
+	live := nw.Node(0)
+
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hungID, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hungAddr, err := manet.FromNetAddr(hung.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := []ma.Multiaddr{hungAddr.Encapsulate(ma.StringCast("/p2p/" + hungID.String()))}
+	for _, a := range live.Addrs() {
+		boot = append(boot, a)
+	}
+
+	const timeout = 20 * time.Second
+	n, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ListenAddrs: loopback(), BootstrapPeers: boot, BootstrapTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	start := time.Now()
+	if err := n.Bootstrap(ctx); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	took := time.Since(start)
+	if n.DHT().RoutingTable().Find(live.ID()) == "" {
+		t.Fatal("the live bootstrap peer is not in the routing table")
+	}
+	if took > 5*time.Second {
+		t.Fatalf("Bootstrap took %v: it waited for the hung peer", took)
+	}
+	t.Logf("bootstrapped in %v with one of two bootstrap peers hung", took.Round(time.Millisecond))
 }
