@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -169,4 +170,68 @@ func TestLostAndCorruptShards(t *testing.T) {
 		t.Errorf("cat took %v to give up", took)
 	}
 	t.Logf("cat gave up after %v", took.Round(time.Millisecond))
+}
+
+// TestCorruptPackShards: small files packed together share the fate of
+// their pack's shards. With m of every segment's shards corrupted on the
+// holders, every packed file still reads back byte for byte in a new
+// process; with one more, reading fails with the codec's count of good
+// shards, and nothing wrong is ever returned.
+func TestCorruptPackShards(t *testing.T) {
+	e := newEnv(t, 8, nil)
+	src := t.TempDir()
+	want := map[string]string{}
+	for i := range 24 {
+		data := randomBytes(t, 20<<10+i*511)
+		name := fmt.Sprintf("small/f%02d.bin", i)
+		writeFile(t, src, name, data)
+		want[name] = blake3Hex(data)
+	}
+	e.mustRun("copy", src, remoteName+":")
+	// The only 4+4 object is the pack (the log and checkpoints are 2+6).
+	shards := e.shardFiles(4, 4)
+	bySeg := map[uint64][]shardFile{}
+	for _, s := range shards {
+		bySeg[s.header.Segment] = append(bySeg[s.header.Segment], s)
+	}
+	if len(bySeg) == 0 || len(shards) != 8*len(bySeg) {
+		t.Fatalf("%d pack shards in %d segments, want 8 per segment", len(shards), len(bySeg))
+	}
+	hashes := func() (map[string]string, string, error) {
+		out, stderr, err := e.run("hashsum", "blake3", "--download", remoteName+":")
+		if err != nil {
+			return nil, stderr, err
+		}
+		return parseHashsum(t, out), stderr, nil
+	}
+	for seg, ss := range bySeg {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].header.Index < ss[j].header.Index })
+		for i := range 4 { // m = 4, data shards first: the most rebuilding
+			corrupt(t, ss[(i+int(seg))%8].path)
+		}
+	}
+	got, stderr, err := hashes()
+	if err != nil {
+		t.Fatalf("read with 4 of 8 shards of every pack segment corrupted: %v\n%s", err, stderr)
+	}
+	for name, h := range want {
+		if got[name] != h {
+			t.Fatalf("%s: hash %q, want %q", name, got[name], h)
+		}
+	}
+	for seg, ss := range bySeg {
+		corrupt(t, ss[(4+int(seg))%8].path)
+	}
+	out, stderr, err := e.run("hashsum", "blake3", "--download", remoteName+":")
+	if err == nil {
+		t.Fatal("read with 5 of 8 shards of every pack segment corrupted succeeded")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if h, name, ok := strings.Cut(line, "  "); ok && len(h) == 64 && want[name] != h {
+			t.Fatalf("%s listed with hash %q, want %q", name, h, want[name])
+		}
+	}
+	if !strings.Contains(stderr, "need 4") {
+		t.Fatalf("the failure does not say how many shards were needed:\n%s", stderr)
+	}
 }
