@@ -256,7 +256,112 @@ func (s *session) openMember(ctx context.Context, m member, off, limit int64) (i
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Open(ctx, ref, at+off, n)
+	// Neighbouring files share segments: read through the segment cache,
+	// so reading a folder of packed files fetches each segment once.
+	l := ref.Layout
+	buf := make([]byte, 0, n)
+	for start, end := at+off, at+off+n; start < end; {
+		seg := int(start / int64(l.SegmentSize))
+		data, err := s.packSegs.get(segKey{m.pack, rec.Rev, seg}, func() ([]byte, error) {
+			rc, err := s.store.Open(ctx, ref, int64(seg)*int64(l.SegmentSize), int64(l.PlainLen(seg)))
+			if err != nil {
+				return nil, err
+			}
+			defer rc.Close()
+			b := make([]byte, l.PlainLen(seg))
+			if _, err := io.ReadFull(rc, b); err != nil {
+				return nil, err
+			}
+			return b, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		lo := start - int64(seg)*int64(l.SegmentSize)
+		hi := min(int64(len(data)), end-int64(seg)*int64(l.SegmentSize))
+		if lo >= hi {
+			return nil, fmt.Errorf("jellyfish: pack %s segment %d holds %d bytes, not byte %d", m.pack, seg, len(data), lo)
+		}
+		buf = append(buf, data[lo:hi]...)
+		start += hi - lo
+	}
+	return io.NopCloser(bytes.NewReader(buf)), nil
+}
+
+// segCacheSize is how many decoded pack segments a session keeps (of at
+// most packSegmentSize bytes each).
+const segCacheSize = 16
+
+// segKey names one decoded segment of one revision of a pack.
+type segKey struct {
+	pack ns.PackID
+	rev  uint64
+	seg  int
+}
+
+// segCache keeps the most recently used decoded pack segments, and makes
+// concurrent readers of one segment share a single fetch.
+type segCache struct {
+	mu      sync.Mutex
+	entries map[segKey]*segEntry
+	lru     []segKey // least recently used first
+}
+
+type segEntry struct {
+	ready chan struct{}
+	data  []byte
+	err   error
+}
+
+// get returns the segment key, loading it with load unless it is cached
+// or being loaded. Failures are not cached.
+func (c *segCache) get(key segKey, load func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[segKey]*segEntry{}
+	}
+	e := c.entries[key]
+	if e != nil {
+		c.touch(key)
+		c.mu.Unlock()
+		<-e.ready
+		return e.data, e.err
+	}
+	e = &segEntry{ready: make(chan struct{})}
+	c.entries[key] = e
+	c.lru = append(c.lru, key)
+	for len(c.lru) > segCacheSize {
+		delete(c.entries, c.lru[0])
+		c.lru = c.lru[1:]
+	}
+	c.mu.Unlock()
+	e.data, e.err = load()
+	close(e.ready)
+	if e.err != nil {
+		c.mu.Lock()
+		if c.entries[key] == e {
+			delete(c.entries, key)
+			c.drop(key)
+		}
+		c.mu.Unlock()
+	}
+	return e.data, e.err
+}
+
+// touch moves key to the most recently used end. The caller holds c.mu.
+func (c *segCache) touch(key segKey) {
+	c.drop(key)
+	c.lru = append(c.lru, key)
+}
+
+// drop removes key from the use order. The caller holds c.mu.
+func (c *segCache) drop(key segKey) {
+	for i, k := range c.lru {
+		if k == key {
+			c.lru = append(c.lru[:i], c.lru[i+1:]...)
+			return
+		}
+	}
 }
 
 // packLive returns, per pack, the sorted distinct extents live entries

@@ -1,8 +1,12 @@
 package jellyfish
 
 import (
+	"errors"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 )
@@ -56,5 +60,52 @@ func TestExtents(t *testing.T) {
 	}
 	if current(&ns.Pack{Size: 100}) != nil {
 		t.Fatal("a dropped pack has current extents")
+	}
+}
+
+func TestSegCache(t *testing.T) {
+	var c segCache
+	var loads atomic.Int32
+	release := make(chan struct{})
+	key := segKey{seg: 1}
+	load := func() ([]byte, error) {
+		loads.Add(1)
+		<-release
+		return []byte("segment"), nil
+	}
+	// Concurrent readers of one segment share one load.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b, err := c.get(key, load); err != nil || string(b) != "segment" {
+				t.Errorf("get: %q %v", b, err)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("%d loads for 8 concurrent readers", n)
+	}
+	// A failure is not kept: the next reader loads again.
+	fail := errors.New("holder gone")
+	if _, err := c.get(segKey{seg: 2}, func() ([]byte, error) { return nil, fail }); err != fail {
+		t.Fatalf("failed load: %v", err)
+	}
+	if b, err := c.get(segKey{seg: 2}, func() ([]byte, error) { return []byte("ok"), nil }); err != nil || string(b) != "ok" {
+		t.Fatalf("load after a failure: %q %v", b, err)
+	}
+	// The least recently used segments go beyond segCacheSize.
+	for i := range segCacheSize {
+		c.get(segKey{seg: 100 + i}, func() ([]byte, error) { return []byte{1}, nil })
+	}
+	if len(c.entries) != segCacheSize || len(c.lru) != segCacheSize {
+		t.Fatalf("%d entries, %d in use order; want %d", len(c.entries), len(c.lru), segCacheSize)
+	}
+	if _, ok := c.entries[key]; ok {
+		t.Fatal("the least recently used segment was kept")
 	}
 }

@@ -101,8 +101,34 @@ func runSmall(ctx context.Context, o options) error {
 			fmt.Printf("# no-op re-sync %d to %s: %.2fs, peak RSS %d MiB\n", i+1, t.name, r.wall.Seconds(), r.maxRSS/mib)
 		}
 	}
+	// Read every file back (hashsum --download), a fresh process each; the
+	// sums must agree with the local copy's.
+	reads := map[string]result{}
+	var want string
+	for _, t := range targets {
+		var out bytes.Buffer
+		r, err := run(ctx, o, conf, logFile, &out, "hashsum", "blake3", "--download", t.dest)
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		slices.Sort(lines)
+		got := strings.Join(lines, "\n")
+		if want == "" {
+			want = got
+		} else if got != want {
+			return fmt.Errorf("%s reads back other contents than %s", t.name, targets[0].name)
+		}
+		reads[t.name] = r
+		fmt.Printf("# read-back of %s: %.2fs, peak RSS %d MiB\n", t.name, r.wall.Seconds(), r.maxRSS/mib)
+	}
 	rate := func(r result) float64 { return float64(o.files) / r.wall.Seconds() }
 	local, crypt2, jf := targets[0], targets[1], targets[2]
+	defer func() {
+		jr, lr, cr := reads["jellyfish"], reads["local"], reads["crypt"]
+		fmt.Printf("small read-back (hashsum --download): jellyfish %.0f files/s (%.2fs) local %.0f files/s (%.2fs) crypt %.0f files/s (%.2fs) jellyfish/local=%.2f crypt/local=%.2f\n",
+			rate(jr), jr.wall.Seconds(), rate(lr), lr.wall.Seconds(), rate(cr), cr.wall.Seconds(), rate(jr)/rate(lr), rate(cr)/rate(lr))
+	}()
 	fmt.Println()
 	fmt.Printf("small sync (%d files of %d B in %d folders, fresh process each, network on %s, local and crypt on %s):\n",
 		o.files, o.fileSize, o.folders, o.dir, o.smallDest)
