@@ -514,7 +514,8 @@ func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 			used += ref.StoredBytes()
 		}
 	}
-	used += f.s.packsStored()
+	packed, _ := f.s.packsStored()
+	used += packed
 	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(objects)}
 	if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
 		u.Total = fs.NewUsageValue(allowance)

@@ -177,7 +177,7 @@ func (s *session) storePacks(ctx context.Context, sealOpen bool) error {
 		}
 		pb := p.sealed[0]
 		p.mu.Unlock()
-		rec, err := s.storePack(ctx, pb.id, 1, pb.buf, nil)
+		rec, err := s.storePack(ctx, pb.id, pb.buf)
 		if err != nil {
 			return fmt.Errorf("store pack: %w", err)
 		}
@@ -189,8 +189,9 @@ func (s *session) storePacks(ctx context.Context, sealOpen bool) error {
 	}
 }
 
-// storePack stores data as revision rev of pack id and applies its record.
-func (s *session) storePack(ctx context.Context, id ns.PackID, rev uint64, data []byte, m []ns.Extent) (ns.Pack, error) {
+// storePack stores data as the first revision of pack id and applies its
+// record.
+func (s *session) storePack(ctx context.Context, id ns.PackID, data []byte) (ns.Pack, error) {
 	ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(data))
 	if err != nil {
 		return ns.Pack{}, err
@@ -199,11 +200,7 @@ func (s *session) storePack(ctx context.Context, id ns.PackID, rev uint64, data 
 	if err != nil {
 		return ns.Pack{}, err
 	}
-	size := int64(len(data))
-	if len(m) > 0 {
-		size = s.tree.Pack(id).Size
-	}
-	rec := ns.Pack{ID: id, Device: s.device, Rev: rev, Size: size, Ref: rb, Map: m}
+	rec := ns.Pack{ID: id, Device: s.device, Rev: 1, Size: int64(len(data)), Ref: rb}
 	s.tree.ApplyPack(rec)
 	return rec, nil
 }
@@ -441,20 +438,26 @@ func total(xs []ns.Extent) (n int64) {
 	return n
 }
 
-// repack rewrites this device's packs in which at most half the bytes are
-// still referred to: the bytes to keep are read back, stored as a new
-// object, and the pack is republished with a map of where they moved (or
-// dropped, when nothing is kept). Bytes are only dropped after being
-// unreferenced at two looks at least grace apart, so a process that read
-// the file list earlier, or a device whose copy of the file is not yet
-// flushed, has that long to show its reference. The replaced objects
-// become CleanUp candidates. It returns how many packs it rewrote.
+// repack rewrites this device's packs: those in which at most half the
+// bytes are still referred to, and small ones (under a quarter of
+// pack_size), which are merged into shared objects when there are at
+// least two objects' worth of them — a device that writes a few files now
+// and then flushes a small pack each time. The bytes to keep are read
+// back and stored as new objects of up to pack_size; each pack is
+// republished with a map of where its bytes moved (several packs may
+// share one object), or dropped when nothing is kept. Bytes are only
+// dropped after being unreferenced at two looks at least grace apart, so
+// a process that read the file list earlier, or a device whose copy of
+// the file is not yet flushed, has that long to show its reference. The
+// replaced objects become CleanUp candidates. It returns how many packs it
+// rewrote.
 func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) {
 	live := s.packLive()
 	now := time.Now()
 	p := &s.packs
-	var errs []error
-	repacked := 0
+	smallPack := int64(s.packSize()) / 4
+	var shrink, small []packWork
+	smallObjects := map[string]bool{}
 	for _, rec := range s.tree.Packs() {
 		if rec.Device != s.device || len(rec.Ref) == 0 {
 			continue
@@ -470,85 +473,160 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 			look = liveLook{rev: rec.Rev, when: now, live: liveNow}
 			p.liveSeen[rec.ID] = look
 		}
-		p.mu.Unlock()
-		if now.Sub(look.when) < grace {
-			continue
-		}
-		keep := intersect(union(liveNow, look.live), cur)
-		if total(keep)*2 > total(cur) {
-			// Not worth rewriting yet. This look replaces the old one, so
-			// bytes let go since then count from now, and bytes dead at
-			// both looks stay droppable.
-			p.mu.Lock()
+		aged := now.Sub(look.when) >= grace
+		keep := cur
+		if aged {
+			keep = intersect(union(liveNow, look.live), cur)
+			// This look replaces the old one unless the pack is rewritten
+			// below, so bytes let go since then count from now, and bytes
+			// dead at both looks stay droppable.
 			p.liveSeen[rec.ID] = liveLook{rev: rec.Rev, when: now, live: liveNow}
-			p.mu.Unlock()
-			continue
 		}
-		if err := s.rewritePack(ctx, &rec, keep); err != nil {
-			errs = append(errs, fmt.Errorf("repack %s: %w", rec.ID, err))
-			continue
-		}
-		p.mu.Lock()
-		delete(p.liveSeen, rec.ID)
 		p.mu.Unlock()
-		repacked++
+		switch w := (packWork{rec: rec, keep: keep}); {
+		case aged && total(keep)*2 <= total(cur):
+			shrink = append(shrink, w)
+		case total(cur) < smallPack:
+			small = append(small, w)
+			smallObjects[string(rec.Ref)] = true
+		}
+	}
+	work := shrink
+	if len(smallObjects) >= 2 {
+		work = append(work, small...)
+	}
+	var errs []error
+	repacked := 0
+	var group []packWork
+	var groupBytes int64
+	flush := func() {
+		if len(group) == 0 {
+			return
+		}
+		if err := s.rewritePacks(ctx, group); err != nil {
+			errs = append(errs, err)
+		} else {
+			repacked += len(group)
+		}
+		group, groupBytes = nil, 0
+	}
+	for _, w := range work {
+		if len(w.keep) == 0 {
+			if err := s.rewritePacks(ctx, []packWork{w}); err != nil {
+				errs = append(errs, err)
+			} else {
+				repacked++
+			}
+			continue
+		}
+		if n := total(w.keep); groupBytes > 0 && groupBytes+n > int64(s.packSize()) {
+			flush()
+		}
+		group = append(group, w)
+		groupBytes += total(w.keep)
+	}
+	flush()
+	if repacked > 0 {
+		p.mu.Lock()
+		for _, w := range work {
+			delete(p.liveSeen, w.rec.ID)
+		}
+		p.mu.Unlock()
 	}
 	return repacked, errors.Join(errs...)
 }
 
-// rewritePack stores the kept extents of rec as its next revision.
-func (s *session) rewritePack(ctx context.Context, rec *ns.Pack, keep []ns.Extent) error {
-	old, err := UnmarshalObjRef(rec.Ref)
-	if err != nil {
-		return err
-	}
-	var next ns.Pack
-	if len(keep) == 0 {
-		next = ns.Pack{ID: rec.ID, Device: s.device, Rev: rec.Rev + 1, Size: rec.Size}
-		s.tree.ApplyPack(next)
-	} else {
-		rc, err := s.store.Open(ctx, old, 0, -1)
+// packWork is a pack to rewrite and the extents of it to keep.
+type packWork struct {
+	rec  ns.Pack
+	keep []ns.Extent
+}
+
+// rewritePacks stores the kept extents of every pack of group in one new
+// object and republishes each pack as its next revision pointing there
+// (a pack keeping nothing is republished dropped).
+func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
+	var buf []byte
+	maps := make([][]ns.Extent, len(group))
+	objects := map[string][]byte{} // old objects read, by reference
+	olds := map[string]*ObjRef{}   // old objects let go, once each
+	for i, w := range group {
+		old, err := UnmarshalObjRef(w.rec.Ref)
 		if err != nil {
-			return err
+			return fmt.Errorf("repack %s: %w", w.rec.ID, err)
 		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return err
+		olds[string(w.rec.Ref)] = old
+		if len(w.keep) == 0 {
+			continue
 		}
-		var buf []byte
-		m := make([]ns.Extent, 0, len(keep))
-		for _, x := range keep {
-			at, ok := rec.Locate(x.Off, x.Len)
-			if !ok || at+x.Len > int64(len(data)) {
-				return fmt.Errorf("extent %d+%d not in revision %d", x.Off, x.Len, rec.Rev)
+		data, ok := objects[string(w.rec.Ref)]
+		if !ok {
+			rc, err := s.store.Open(ctx, old, 0, -1)
+			if err != nil {
+				return fmt.Errorf("repack %s: %w", w.rec.ID, err)
 			}
-			m = append(m, ns.Extent{Off: x.Off, Len: x.Len, At: int64(len(buf))})
+			data, err = io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("repack %s: %w", w.rec.ID, err)
+			}
+			objects[string(w.rec.Ref)] = data
+		}
+		for _, x := range w.keep {
+			at, ok := w.rec.Locate(x.Off, x.Len)
+			if !ok || at+x.Len > int64(len(data)) {
+				return fmt.Errorf("repack %s: extent %d+%d not in revision %d", w.rec.ID, x.Off, x.Len, w.rec.Rev)
+			}
+			maps[i] = append(maps[i], ns.Extent{Off: x.Off, Len: x.Len, At: int64(len(buf))})
 			buf = append(buf, data[at:at+x.Len]...)
 		}
-		if next, err = s.storePack(ctx, rec.ID, rec.Rev+1, buf, m); err != nil {
+	}
+	var rb []byte
+	if len(buf) > 0 {
+		ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(buf))
+		if err != nil {
+			return fmt.Errorf("repack: %w", err)
+		}
+		if rb, err = ref.Marshal(); err != nil {
 			return err
 		}
 	}
+	var recs []ns.Pack
+	for i, w := range group {
+		next := ns.Pack{ID: w.rec.ID, Device: s.device, Rev: w.rec.Rev + 1, Size: w.rec.Size}
+		if len(maps[i]) > 0 {
+			next.Ref, next.Map = rb, maps[i]
+		}
+		s.tree.ApplyPack(next)
+		recs = append(recs, next)
+		fs.Debugf(nil, "jellyfish: repacked %s: kept %d of %d bytes", w.rec.ID, total(w.keep), total(current(&w.rec)))
+	}
 	s.packs.mu.Lock()
-	s.packs.records = append(s.packs.records, next)
+	s.packs.records = append(s.packs.records, recs...)
 	s.packs.mu.Unlock()
 	s.mu.Lock()
-	s.unref = append(s.unref, unrefContent{old, time.Now()})
+	for _, old := range olds {
+		s.unref = append(s.unref, unrefContent{old, time.Now()})
+	}
 	s.mu.Unlock()
-	fs.Debugf(nil, "jellyfish: repacked %s: kept %d of %d bytes", rec.ID, total(keep), total(current(rec)))
 	return nil
 }
 
-// packsStored returns the bytes the stored packs' shards occupy.
-func (s *session) packsStored() int64 {
-	var n int64
+// packsStored returns the bytes the stored packs' shards occupy (an object
+// shared by several packs counted once) and how many objects they are.
+func (s *session) packsStored() (bytes int64, objects int) {
+	seen := map[string]bool{}
 	for _, p := range s.tree.Packs() {
+		if len(p.Ref) == 0 || seen[string(p.Ref)] {
+			continue
+		}
+		seen[string(p.Ref)] = true
 		if ref, err := UnmarshalObjRef(p.Ref); err == nil {
-			n += ref.StoredBytes()
+			bytes += ref.StoredBytes()
+			objects++
 		}
 	}
-	return n
+	return bytes, objects
 }
 
 // packEncoder returns the encoder of packs: the file parameters with
@@ -575,5 +653,6 @@ func (s *session) packStatus() map[string]int64 {
 		}
 	}
 	s.packs.mu.Unlock()
-	return map[string]int64{"stored": stored, "stored_bytes": s.packsStored(), "waiting_bytes": waiting}
+	storedBytes, objects := s.packsStored()
+	return map[string]int64{"stored": stored, "objects": int64(objects), "stored_bytes": storedBytes, "waiting_bytes": waiting}
 }

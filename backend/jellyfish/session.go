@@ -24,6 +24,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
 
 // network is what a session needs from the peer network: the shard
@@ -891,12 +892,16 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	live := s.referenced()
 	errs := []error{repackErr}
 	freed := 0
+	done := map[shardLocation]bool{} // an object let go by several packs is deleted once
 	for _, u := range cands {
 		for _, sh := range u.ref.Shards() {
-			if live[sh.ID] {
+			if live[sh.ID] || done[sh] {
 				continue
 			}
-			if err := s.store.shards.Delete(ctx, sh.Holder, sh.ID); err != nil {
+			done[sh] = true
+			// A shard already gone (deleted by an earlier run that did not
+			// get to save its state) is what cleanup wants.
+			if err := s.store.shards.Delete(ctx, sh.Holder, sh.ID); err != nil && !errors.Is(err, shardproto.ErrNotFound) {
 				errs = append(errs, err)
 				continue
 			}

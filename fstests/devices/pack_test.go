@@ -170,3 +170,62 @@ func equal(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// TestSmallPacksMerge: a device that writes a few files between flushes
+// stores a small pack each time; cleanup merges them into one object, and
+// every device still reads every file. A second cleanup leaves the merged
+// object alone.
+func TestSmallPacksMerge(t *testing.T) {
+	net := jftest.StartNetwork(t, 6)
+	acct := net.CreateAccount(t, "max")
+	conf := filepath.Join(t.TempDir(), "rclone.conf")
+	opts := map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}
+	var b bytes.Buffer
+	for _, d := range []string{"a", "b"} {
+		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, opts))
+	}
+	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RCLONE_CONFIG", conf)
+	jftest.ReloadConfig(t)
+	ctx := context.Background()
+	a := device(t, ctx, conf, "a")
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	want := map[string]string{}
+	for round := range 5 {
+		for i := range 2 {
+			data := make([]byte, 10<<10+rng.IntN(10<<10))
+			for j := range data {
+				data[j] = byte(rng.Uint32())
+			}
+			name := fmt.Sprintf("r%d/f%d.bin", round, i)
+			put(t, ctx, a, name, string(data))
+			want[name] = string(data)
+		}
+		backendCmd(t, ctx, a, "flush")
+	}
+	if st := packStatus(t, ctx, a); st["stored"] != 5 || st["objects"] != 5 {
+		t.Fatalf("before cleanup: %v, want 5 packs in 5 objects", st)
+	}
+	if err := a.Features().CleanUp(ctx); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	st := packStatus(t, ctx, a)
+	if st["stored"] != 5 || st["objects"] != 1 {
+		t.Fatalf("after cleanup: %v, want 5 packs in 1 object", st)
+	}
+	if got := tree(t, ctx, a); !equal(got, want) {
+		t.Fatal("after merging: contents differ")
+	}
+	if got := tree(t, ctx, device(t, ctx, conf, "b")); !equal(got, want) {
+		t.Fatal("device b after merging: contents differ")
+	}
+	usedAfter := used(t, ctx, a)
+	if err := a.Features().CleanUp(ctx); err != nil {
+		t.Fatalf("second cleanup: %v", err)
+	}
+	if st := packStatus(t, ctx, a); st["objects"] != 1 || used(t, ctx, a) != usedAfter {
+		t.Fatalf("the second cleanup rewrote the merged object: %v", st)
+	}
+}
