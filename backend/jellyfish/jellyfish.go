@@ -95,7 +95,7 @@ func init() {
 			Advanced: true,
 		}, {
 			Name:     "pack_size",
-			Help:     "Size at which a pack of small files is stored (it is also stored at every flush).",
+			Help:     "Size at which a pack of small files is stored (it is also stored at every flush). At most 64 MiB.",
 			Default:  fs.SizeSuffix(defaultPackSize),
 			Advanced: true,
 		}, {

@@ -149,12 +149,18 @@ func (s *session) packAdd(ctx context.Context, data []byte) (member, error) {
 	return m, nil
 }
 
+// packSize returns pack_size, at most maxPackSize: packs are held in
+// memory while they fill and wait for their upload (up to 1+maxSealedPacks
+// of them), and repacking reads one back whole.
 func (s *session) packSize() int {
 	if s.opt.PackSize <= 0 {
 		return defaultPackSize
 	}
-	return int(min(s.opt.PackSize, 1<<30))
+	return int(min(s.opt.PackSize, maxPackSize))
 }
+
+// maxPackSize bounds pack_size.
+const maxPackSize = 64 << 20
 
 // storePacks stores the sealed packs (and the open one, with sealOpen) as
 // objects, records them in the tree and queues their records for the next
