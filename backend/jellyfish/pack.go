@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -554,8 +555,11 @@ type packWork struct {
 func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
 	var buf []byte
 	maps := make([][]ns.Extent, len(group))
-	objects := map[string][]byte{} // old objects read, by reference
-	olds := map[string]*ObjRef{}   // old objects let go, once each
+	// Packs sharing an old object come one after the other, so only the
+	// object last read is held.
+	slices.SortStableFunc(group, func(a, b packWork) int { return bytes.Compare(a.rec.Ref, b.rec.Ref) })
+	var lastRef, data []byte
+	olds := map[string]*ObjRef{} // old objects let go, once each
 	for i, w := range group {
 		old, err := UnmarshalObjRef(w.rec.Ref)
 		if err != nil {
@@ -565,8 +569,7 @@ func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
 		if len(w.keep) == 0 {
 			continue
 		}
-		data, ok := objects[string(w.rec.Ref)]
-		if !ok {
+		if !bytes.Equal(lastRef, w.rec.Ref) {
 			rc, err := s.store.Open(ctx, old, 0, -1)
 			if err != nil {
 				return fmt.Errorf("repack %s: %w", w.rec.ID, err)
@@ -576,7 +579,7 @@ func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
 			if err != nil {
 				return fmt.Errorf("repack %s: %w", w.rec.ID, err)
 			}
-			objects[string(w.rec.Ref)] = data
+			lastRef = w.rec.Ref
 		}
 		for _, x := range w.keep {
 			at, ok := w.rec.Locate(x.Off, x.Len)
