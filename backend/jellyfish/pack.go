@@ -117,9 +117,9 @@ func newPackID() ns.PackID {
 	return id
 }
 
-// packAdd appends data to the open pack and returns where it lies. A pack
-// that fills up is stored before packAdd returns, so memory stays bounded
-// by about two packs.
+// packAdd appends data to the open pack and returns where it lies. The
+// writer whose file fills a pack stores it; at most maxSealedPacks full
+// packs wait in memory, beyond which writers wait for the uploads.
 func (s *session) packAdd(ctx context.Context, data []byte) (member, error) {
 	p := &s.packs
 	p.mu.Lock()
@@ -130,19 +130,25 @@ func (s *session) packAdd(ctx context.Context, data []byte) (member, error) {
 		}
 		p.mu.Lock()
 	}
+	sealed := false
 	if p.open != nil && len(p.open.buf) > 0 && len(p.open.buf)+len(data) > s.packSize() {
 		p.sealed = append(p.sealed, p.open)
 		p.open = nil
+		sealed = true
 	}
 	if p.open == nil {
 		p.open = &packBuf{id: newPackID(), buf: make([]byte, 0, min(s.packSize(), 1<<20))}
 	}
 	m := member{pack: p.open.id, off: int64(len(p.open.buf)), n: int64(len(data))}
 	p.open.buf = append(p.open.buf, data...)
-	full := len(p.sealed) > 0
 	p.mu.Unlock()
-	if full {
-		if err := s.storePacks(ctx, false); err != nil {
+	// The writer that sealed a pack stores it, unless an upload is under
+	// way (which takes the sealed packs in turn); the other writers go on
+	// filling the next pack meanwhile.
+	if sealed && p.uploadMu.TryLock() {
+		err := s.storePacksLocked(ctx)
+		p.uploadMu.Unlock()
+		if err != nil {
 			// The bytes stay in their pack, which a later flush stores.
 			fs.Debugf(nil, "jellyfish: storing a full pack: %v (retried at the next flush)", err)
 		}
@@ -176,6 +182,12 @@ func (s *session) storePacks(ctx context.Context, sealOpen bool) error {
 		p.open = nil
 	}
 	p.mu.Unlock()
+	return s.storePacksLocked(ctx)
+}
+
+// storePacksLocked stores the sealed packs; the caller holds uploadMu.
+func (s *session) storePacksLocked(ctx context.Context) error {
+	p := &s.packs
 	for {
 		p.mu.Lock()
 		if len(p.sealed) == 0 {
