@@ -458,9 +458,9 @@ func total(xs []ns.Extent) (n int64) {
 }
 
 // repack rewrites this device's packs: those in which at most half the
-// bytes are still referred to, and small ones (under a quarter of
-// pack_size), which are merged into shared objects when there are at
-// least two objects' worth of them — a device that writes a few files now
+// bytes are still referred to, and those in small objects (holding under a
+// quarter of pack_size), which are merged into shared objects when there
+// are at least two such objects — a device that writes a few files now
 // and then flushes a small pack each time. The bytes to keep are read
 // back and stored as new objects of up to pack_size; each pack is
 // republished with a map of where its bytes moved (several packs may
@@ -477,10 +477,17 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 	smallPack := int64(s.packSize()) / 4
 	var shrink, small []packWork
 	smallObjects := map[string]bool{}
+	// An object is small by what all the packs in it hold, so merged
+	// objects past the threshold are left alone.
+	var own []ns.Pack
+	objBytes := map[string]int64{}
 	for _, rec := range s.tree.Packs() {
-		if rec.Device != s.device || len(rec.Ref) == 0 {
-			continue
+		if rec.Device == s.device && len(rec.Ref) > 0 {
+			own = append(own, rec)
+			objBytes[string(rec.Ref)] += total(current(&rec))
 		}
+	}
+	for _, rec := range own {
 		cur := current(&rec)
 		liveNow := intersect(live[rec.ID], cur)
 		p.mu.Lock()
@@ -505,7 +512,7 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 		switch w := (packWork{rec: rec, keep: keep}); {
 		case aged && total(keep)*2 <= total(cur):
 			shrink = append(shrink, w)
-		case total(cur) < smallPack:
+		case objBytes[string(rec.Ref)] < smallPack:
 			small = append(small, w)
 			smallObjects[string(rec.Ref)] = true
 		}
