@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/rclone/rclone/fs"
@@ -72,6 +73,7 @@ func (s *session) loadCleanupState() {
 		fs.Logf(nil, "jellyfish: cleanup state ignored: %v", err)
 		return
 	}
+	s.cleanupSaved, _ = json.Marshal(st)
 	s.mu.Lock()
 	for _, u := range st.Unref {
 		if ref, err := UnmarshalObjRef(u.Ref); err == nil {
@@ -94,6 +96,8 @@ func (s *session) saveCleanupState() error {
 	if s.slotDir == "" {
 		return nil
 	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	var st cleanupState
 	s.mu.Lock()
 	unref := s.unref
@@ -113,7 +117,24 @@ func (s *session) saveCleanupState() error {
 		st.Looks = append(st.Looks, lookRecord{id, l.rev, l.when, l.live})
 	}
 	s.packs.mu.Unlock()
-	return writeCleanupState(filepath.Join(s.slotDir, cleanupStateFile), s.acct.Root, &st)
+	slices.SortFunc(st.Looks, func(a, b lookRecord) int { return bytes.Compare(a.Pack[:], b.Pack[:]) })
+	pt, err := json.Marshal(&st)
+	if err != nil {
+		return err
+	}
+	// Most processes change nothing here: no write at their exit.
+	if bytes.Equal(pt, s.cleanupSaved) {
+		return nil
+	}
+	b, err := sealCleanupState(s.acct.Root, pt)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.slotDir, cleanupStateFile), b); err != nil {
+		return err
+	}
+	s.cleanupSaved = pt
+	return nil
 }
 
 func cleanupAEAD(root account.RootKey) (cipher.AEAD, error) {
@@ -151,24 +172,15 @@ func readCleanupState(path string, root account.RootKey) (*cleanupState, error) 
 	return &st, nil
 }
 
-// writeCleanupState replaces the file atomically.
-func writeCleanupState(path string, root account.RootKey, st *cleanupState) error {
-	pt, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
+// sealCleanupState seals the encoded state pt for the file.
+func sealCleanupState(root account.RootKey, pt []byte) ([]byte, error) {
 	aead, err := cleanupAEAD(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b := append([]byte(cleanupStateMagic), cleanupStateVersion)
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
 	b = append(b, nonce...)
-	b = aead.Seal(b, nonce, pt, []byte(cleanupStateMagic))
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return aead.Seal(b, nonce, pt, []byte(cleanupStateMagic)), nil
 }

@@ -84,11 +84,17 @@ func saveKeyCache(slot string, a *account.Account, password string, testKDF bool
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(slot, keyCacheFile+".tmp")
+	return writeFileAtomic(filepath.Join(slot, keyCacheFile), b)
+}
+
+// writeFileAtomic replaces path with b (mode 0600) through a temporary
+// file and a rename, so a crash leaves the old file or the new one.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(slot, keyCacheFile)); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return errors.Join(err, os.Remove(tmp))
 	}
 	return nil

@@ -111,6 +111,15 @@ type liveLook struct {
 	live []ns.Extent
 }
 
+// inMemory returns the packs not stored yet: the sealed ones and the open
+// one. The caller holds p.mu.
+func (p *packer) inMemory() []*packBuf {
+	if p.open == nil {
+		return p.sealed
+	}
+	return append(slices.Clip(p.sealed), p.open)
+}
+
 func newPackID() ns.PackID {
 	var id ns.PackID
 	rand.Read(id[:])
@@ -211,17 +220,23 @@ func (s *session) storePacksLocked(ctx context.Context) error {
 // storePack stores data as the first revision of pack id and applies its
 // record.
 func (s *session) storePack(ctx context.Context, id ns.PackID, data []byte) (ns.Pack, error) {
-	ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(data))
-	if err != nil {
-		return ns.Pack{}, err
-	}
-	rb, err := ref.Marshal()
+	rb, err := s.putPackObject(ctx, data)
 	if err != nil {
 		return ns.Pack{}, err
 	}
 	rec := ns.Pack{ID: id, Device: s.device, Rev: 1, Size: int64(len(data)), Ref: rb}
 	s.tree.ApplyPack(rec)
 	return rec, nil
+}
+
+// putPackObject stores data as a pack object and returns its encoded
+// reference.
+func (s *session) putPackObject(ctx context.Context, data []byte) ([]byte, error) {
+	ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	return ref.Marshal()
 }
 
 // takePackRecords returns the pack records waiting for a batch.
@@ -252,8 +267,8 @@ func (s *session) openMember(ctx context.Context, m member, off, limit int64) (i
 	}
 	// A pack not stored yet is read from memory.
 	s.packs.mu.Lock()
-	for _, pb := range append([]*packBuf{s.packs.open}, s.packs.sealed...) {
-		if pb != nil && pb.id == m.pack && m.off+m.n <= int64(len(pb.buf)) {
+	for _, pb := range s.packs.inMemory() {
+		if pb.id == m.pack && m.off+m.n <= int64(len(pb.buf)) {
 			b := bytes.Clone(pb.buf[m.off+off : m.off+off+n])
 			s.packs.mu.Unlock()
 			return io.NopCloser(bytes.NewReader(b)), nil
@@ -611,12 +626,9 @@ func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
 	}
 	var rb []byte
 	if len(buf) > 0 {
-		ref, err := s.store.Put(ctx, s.packEnc, bytes.NewReader(buf))
-		if err != nil {
+		var err error
+		if rb, err = s.putPackObject(ctx, buf); err != nil {
 			return fmt.Errorf("repack: %w", err)
-		}
-		if rb, err = ref.Marshal(); err != nil {
-			return err
 		}
 	}
 	var recs []ns.Pack
@@ -675,10 +687,8 @@ func (s *session) packStatus() map[string]int64 {
 	}
 	s.packs.mu.Lock()
 	waiting := int64(0)
-	for _, pb := range append([]*packBuf{s.packs.open}, s.packs.sealed...) {
-		if pb != nil {
-			waiting += int64(len(pb.buf))
-		}
+	for _, pb := range s.packs.inMemory() {
+		waiting += int64(len(pb.buf))
 	}
 	s.packs.mu.Unlock()
 	storedBytes, objects := s.packsStored()

@@ -44,23 +44,27 @@ type network interface {
 // network client, the unlocked account, the merged namespace and the
 // writes not yet flushed.
 type session struct {
-	key      string
-	opt      *Options
-	net      network
-	acct     *account.Account
-	mgr      *account.Manager
-	device   ns.DeviceID
-	unlock   func()
-	slotDir  string // this device's slot: key cache, identity, cleanup state
-	tree     *ns.Tree
-	clock    *ns.Clock
-	store    *objectStore
-	enc      *codec.Encoder // file contents
-	metaEnc  *codec.Encoder // log batches and checkpoints
-	packEnc  *codec.Encoder // packs of small files
-	repairs  repairQueue
-	packs    packer
-	packSegs segCache // decoded pack segments, for reads of packed files
+	key     string
+	opt     *Options
+	net     network
+	acct    *account.Account
+	mgr     *account.Manager
+	device  ns.DeviceID
+	unlock  func()
+	slotDir string // this device's slot: key cache, identity, cleanup state
+	// cleanupSaved is the cleanup state as last read or written (JSON);
+	// saveMu serializes the writes.
+	saveMu       sync.Mutex
+	cleanupSaved []byte
+	tree         *ns.Tree
+	clock        *ns.Clock
+	store        *objectStore
+	enc          *codec.Encoder // file contents
+	metaEnc      *codec.Encoder // log batches and checkpoints
+	packEnc      *codec.Encoder // packs of small files
+	repairs      repairQueue
+	packs        packer
+	packSegs     segCache // decoded pack segments, for reads of packed files
 
 	mu         sync.Mutex // guards the fields below
 	pending    []ns.Entry
