@@ -1,7 +1,6 @@
 package devices_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -53,16 +52,7 @@ func readFiles(t *testing.T, dir string) map[string]string {
 func TestBisyncTwoDevices(t *testing.T) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "erin")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	var b bytes.Buffer
-	for _, d := range []string{"devA", "devB"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4"}))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{"data_shards": "4", "parity_shards": "4"}, "devA", "devB")
 	ctx := context.Background()
 	localA, localB := t.TempDir(), t.TempDir()
 	remoteA, remoteB := device(t, ctx, conf, "devA"), device(t, ctx, conf, "devB")

@@ -88,16 +88,7 @@ func keys(m map[string]string) []string {
 func TestThreeDevicesConverge(t *testing.T) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "dana")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	var b bytes.Buffer
-	for _, d := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, map[string]string{"data_shards": "4", "parity_shards": "4"}))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{"data_shards": "4", "parity_shards": "4"}, "a", "b", "c")
 	ctx := context.Background()
 	a := device(t, ctx, conf, "a")
 	put(t, ctx, a, "shared.txt", "v0 from a")
@@ -171,4 +162,22 @@ func TestThreeDevicesConverge(t *testing.T) {
 	if conflicts == 0 {
 		t.Errorf("no conflict copy kept: %v", keys(ta))
 	}
+}
+
+// useDevices writes an rclone config with one remote per name for acct,
+// each with opts and its own data dir (so its own device), and makes it
+// the config of this test. It returns the config's path.
+func useDevices(t *testing.T, acct *jftest.Account, opts map[string]string, names ...string) string {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "rclone.conf")
+	var b bytes.Buffer
+	for _, d := range names {
+		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, opts))
+	}
+	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RCLONE_CONFIG", conf)
+	jftest.ReloadConfig(t)
+	return conf
 }

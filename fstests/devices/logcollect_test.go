@@ -1,11 +1,8 @@
 package devices_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/jellyfish-p2p/jellyfish/fstests/jftest"
@@ -17,17 +14,8 @@ import (
 func TestLogCollection(t *testing.T) {
 	net := jftest.StartNetwork(t, 8)
 	acct := net.CreateAccount(t, "gus")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	var b bytes.Buffer
-	for _, d := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, map[string]string{
-			"data_shards": "4", "parity_shards": "4", "checkpoint_every": "3", "cleanup_grace": "0s"}))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{
+		"data_shards": "4", "parity_shards": "4", "checkpoint_every": "3", "cleanup_grace": "0s"}, "a", "b", "c")
 	ctx := context.Background()
 	a, devB := device(t, ctx, conf, "a"), device(t, ctx, conf, "b")
 	for i := range 8 {

@@ -1,11 +1,7 @@
 package devices_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +15,7 @@ import (
 func TestOverwritesLeaveNoConflicts(t *testing.T) {
 	net := jftest.StartNetwork(t, 6)
 	acct := net.CreateAccount(t, "hal")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	var b bytes.Buffer
-	for _, d := range []string{"a", "b"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, map[string]string{"data_shards": "3", "parity_shards": "3"}))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{"data_shards": "3", "parity_shards": "3"}, "a", "b")
 	ctx := context.Background()
 	a := device(t, ctx, conf, "a")
 	// x is written twice, so its entry names the version it replaced.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/rclone/rclone/fs"
@@ -48,17 +46,7 @@ func backendCmd(t *testing.T, ctx context.Context, f fs.Fs, name string) {
 func TestPacks(t *testing.T) {
 	net := jftest.StartNetwork(t, 6)
 	acct := net.CreateAccount(t, "pia")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	opts := map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}
-	var b bytes.Buffer
-	for _, d := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, opts))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}, "a", "b", "c")
 	ctx := context.Background()
 	a := device(t, ctx, conf, "a")
 
@@ -66,10 +54,7 @@ func TestPacks(t *testing.T) {
 	want := map[string]string{}
 	const files = 40
 	for i := range files {
-		data := make([]byte, 10<<10+rng.IntN(20<<10))
-		for j := range data {
-			data[j] = byte(rng.Uint32())
-		}
+		data := randomData(rng, 10<<10+rng.IntN(20<<10))
 		name := fmt.Sprintf("d%d/f%02d.bin", i%4, i)
 		put(t, ctx, a, name, string(data))
 		want[name] = string(data)
@@ -178,27 +163,14 @@ func equal(a, b map[string]string) bool {
 func TestSmallPacksMerge(t *testing.T) {
 	net := jftest.StartNetwork(t, 6)
 	acct := net.CreateAccount(t, "max")
-	conf := filepath.Join(t.TempDir(), "rclone.conf")
-	opts := map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}
-	var b bytes.Buffer
-	for _, d := range []string{"a", "b"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", d, acct.RemoteConfig(t, opts))
-	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RCLONE_CONFIG", conf)
-	jftest.ReloadConfig(t)
+	conf := useDevices(t, acct, map[string]string{"data_shards": "3", "parity_shards": "3", "pack_size": "256Ki", "cleanup_grace": "0s"}, "a", "b")
 	ctx := context.Background()
 	a := device(t, ctx, conf, "a")
 	rng := mrand.New(mrand.NewPCG(3, 4))
 	want := map[string]string{}
 	for round := range 5 {
 		for i := range 2 {
-			data := make([]byte, 10<<10+rng.IntN(10<<10))
-			for j := range data {
-				data[j] = byte(rng.Uint32())
-			}
+			data := randomData(rng, 10<<10+rng.IntN(10<<10))
 			name := fmt.Sprintf("r%d/f%d.bin", round, i)
 			put(t, ctx, a, name, string(data))
 			want[name] = string(data)
@@ -228,4 +200,13 @@ func TestSmallPacksMerge(t *testing.T) {
 	if st := packStatus(t, ctx, a); st["objects"] != 1 || used(t, ctx, a) != usedAfter {
 		t.Fatalf("the second cleanup rewrote the merged object: %v", st)
 	}
+}
+
+// randomData returns n bytes from rng.
+func randomData(rng *mrand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
