@@ -1,9 +1,7 @@
 package jellyfish
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/objref"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
@@ -29,153 +28,14 @@ type shardIO interface {
 	Delete(ctx context.Context, p peer.ID, id codec.ShardID) error
 }
 
-// noHolder marks a shard that no node receipted.
-const noHolder = 0xff
+// ObjRef says how to read one stored object (see package objref).
+type ObjRef = objref.ObjRef
 
-// ObjRef says how to read one stored object: its data key, its codec layout
-// and which node holds each shard. It lives only inside encrypted metadata
-// (or encrypted head bodies), never in the clear.
-type ObjRef struct {
-	Key    codec.Key
-	Layout *codec.Layout
-	Nodes  []peer.ID
-	Holder [][]uint8 // [segment][shard] → index into Nodes, or noHolder
-}
-
-// objRefVersion opens an encoded ObjRef.
-const objRefVersion = 1
-
-// Marshal encodes r:
-//
-//	version u8 | key [32] | layout len u32 | layout | node count u8 |
-//	{ len u8 | peer ID } | per segment, per shard: holder index u8
-func (r *ObjRef) Marshal() ([]byte, error) {
-	lb, err := r.Layout.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	if len(r.Nodes) >= noHolder {
-		return nil, fmt.Errorf("jellyfish: object on %d nodes", len(r.Nodes))
-	}
-	b := []byte{objRefVersion}
-	b = append(b, r.Key[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(lb)))
-	b = append(b, lb...)
-	b = append(b, byte(len(r.Nodes)))
-	for _, n := range r.Nodes {
-		b = append(b, byte(len(n)))
-		b = append(b, n...)
-	}
-	for _, seg := range r.Holder {
-		b = append(b, seg...)
-	}
-	return b, nil
-}
-
-// UnmarshalObjRef decodes an ObjRef and checks it is consistent.
-func UnmarshalObjRef(b []byte) (*ObjRef, error) {
-	bad := func(what string) (*ObjRef, error) {
-		return nil, fmt.Errorf("jellyfish: bad object reference: %s", what)
-	}
-	rd := bytes.NewReader(b)
-	v, err := rd.ReadByte()
-	if err != nil || v != objRefVersion {
-		return bad("version")
-	}
-	r := &ObjRef{Layout: new(codec.Layout)}
-	if _, err := io.ReadFull(rd, r.Key[:]); err != nil {
-		return bad("key")
-	}
-	var ll uint32
-	if err := binary.Read(rd, binary.BigEndian, &ll); err != nil || int64(ll) > int64(rd.Len()) {
-		return bad("layout length")
-	}
-	lb := make([]byte, ll)
-	io.ReadFull(rd, lb)
-	if err := r.Layout.UnmarshalBinary(lb); err != nil {
-		return nil, err
-	}
-	nn, err := rd.ReadByte()
-	if err != nil || nn == noHolder {
-		return bad("node count")
-	}
-	for range nn {
-		l, err := rd.ReadByte()
-		if err != nil || int(l) > rd.Len() {
-			return bad("node")
-		}
-		idb := make([]byte, l)
-		io.ReadFull(rd, idb)
-		id, err := peer.IDFromBytes(idb)
-		if err != nil {
-			return bad("node ID")
-		}
-		r.Nodes = append(r.Nodes, id)
-	}
-	total := r.Layout.Total()
-	if rd.Len() != len(r.Layout.Segments)*total {
-		return bad("holder table size")
-	}
-	r.Holder = make([][]uint8, len(r.Layout.Segments))
-	for i := range r.Holder {
-		r.Holder[i] = make([]uint8, total)
-		io.ReadFull(rd, r.Holder[i])
-		for _, h := range r.Holder[i] {
-			if h != noHolder && int(h) >= len(r.Nodes) {
-				return bad("holder index")
-			}
-		}
-	}
-	return r, nil
-}
-
-// StoredBytes returns the bytes the object's receipted shards occupy.
-func (r *ObjRef) StoredBytes() int64 {
-	var n int64
-	for s, seg := range r.Holder {
-		shardLen := int64(codec.HeaderSize + (r.Layout.Segments[s].CipherLen+r.Layout.K-1)/r.Layout.K)
-		for _, h := range seg {
-			if h != noHolder {
-				n += shardLen
-			}
-		}
-	}
-	return n
-}
-
-// Health returns the fewest receipted shards of any segment, and k.
-func (r *ObjRef) Health() (minHeld, k int) {
-	minHeld = r.Layout.Total()
-	for _, seg := range r.Holder {
-		held := 0
-		for _, h := range seg {
-			if h != noHolder {
-				held++
-			}
-		}
-		minHeld = min(minHeld, held)
-	}
-	return minHeld, r.Layout.K
-}
+// UnmarshalObjRef decodes an object reference of any version.
+func UnmarshalObjRef(b []byte) (*ObjRef, error) { return objref.Unmarshal(b) }
 
 // shardLocation is one shard of an object and its holder.
-type shardLocation struct {
-	ID     codec.ShardID
-	Holder peer.ID
-}
-
-// Shards lists every receipted shard of the object with its holder.
-func (r *ObjRef) Shards() []shardLocation {
-	var out []shardLocation
-	for s, seg := range r.Holder {
-		for i, h := range seg {
-			if h != noHolder {
-				out = append(out, shardLocation{r.Layout.Segments[s].IDs[i], r.Nodes[h]})
-			}
-		}
-	}
-	return out
-}
+type shardLocation = objref.Location
 
 // objectStore stores codec objects as shards on provider nodes.
 type objectStore struct {
@@ -286,31 +146,20 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 		s.deleteRows(context.WithoutCancel(ctx), rows)
 		return nil, firstErr
 	}
-	ref := &ObjRef{Key: key, Layout: layout}
-	index := map[peer.ID]uint8{}
+	holders := make([][]peer.ID, len(layout.Segments))
 	for i := range layout.Segments {
-		holders := rows[uint64(i)].holders
-		row := make([]uint8, len(holders))
+		holders[i] = rows[uint64(i)].holders
 		missing := 0
-		for j, h := range holders {
+		for _, h := range holders[i] {
 			if h == "" {
-				row[j] = noHolder
 				missing++
-				continue
 			}
-			idx, ok := index[h]
-			if !ok {
-				idx = uint8(len(ref.Nodes))
-				index[h] = idx
-				ref.Nodes = append(ref.Nodes, h)
-			}
-			row[j] = idx
 		}
-		ref.Holder = append(ref.Holder, row)
 		if missing > 0 && s.repairs != nil {
 			s.repairs.add(uint64(i), missing)
 		}
 	}
+	ref := objref.Build(key, layout, holders)
 	return ref, nil
 }
 
@@ -475,9 +324,9 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 		holder peer.ID
 	}
 	var cands []cand
-	for i, h := range ref.Holder[seg] {
-		if h != noHolder {
-			cands = append(cands, cand{i, ref.Nodes[h]})
+	for i := range ref.Holder[seg] {
+		if h := ref.HolderOf(seg, i); h != "" {
+			cands = append(cands, cand{i, h})
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)

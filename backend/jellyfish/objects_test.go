@@ -1,15 +1,11 @@
 package jellyfish
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/jellyfish-p2p/jellyfish/codec"
 )
 
 func testPeers(t *testing.T, n int) []peer.ID {
@@ -23,45 +19,6 @@ func testPeers(t *testing.T, n int) []peer.ID {
 		out = append(out, id)
 	}
 	return out
-}
-
-func TestObjRefRoundTrip(t *testing.T) {
-	enc, err := codec.NewEncoder(codec.Params{K: 2, M: 2, SegmentSize: codec.MinSegmentSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := codec.NewKey()
-	l, err := enc.Encode(context.Background(), bytes.NewReader(make([]byte, 3*codec.MinSegmentSize)), key, func(s *codec.Segment) error { s.Release(); return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := testPeers(t, 3)
-	ref := &ObjRef{Key: key, Layout: l, Nodes: nodes, Holder: [][]uint8{{0, 1, 2, noHolder}, {1, 2, 0, 1}, {2, noHolder, noHolder, 0}}}
-	b, err := ref.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := UnmarshalObjRef(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, _ := got.Marshal()
-	if !bytes.Equal(b, b2) || got.Key != key || len(got.Shards()) != 9 {
-		t.Fatal("ObjRef does not round trip")
-	}
-	if held, k := got.Health(); held != 2 || k != 2 {
-		t.Fatalf("health %d/%d", held, k)
-	}
-	for _, cut := range []int{0, 1, 10, len(b) - 1} {
-		if _, err := UnmarshalObjRef(b[:cut]); err == nil {
-			t.Errorf("truncated at %d accepted", cut)
-		}
-	}
-	bad := bytes.Clone(b)
-	bad[len(bad)-1] = 7 // holder index past the node table
-	if _, err := UnmarshalObjRef(bad); err == nil {
-		t.Error("bad holder index accepted")
-	}
 }
 
 func TestPlacementSpreadsAndStaysDistinct(t *testing.T) {

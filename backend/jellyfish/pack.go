@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/rclone/rclone/fs"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/objref"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 )
 
@@ -42,45 +42,27 @@ const packSegmentSize = 1 << 20
 // beyond it writes fail until uploads succeed again.
 const maxSealedPacks = 4
 
-// packedVersion opens an entry's Content that refers to bytes in a pack
-// (an object reference opens with objRefVersion).
-const packedVersion = 2
-
 // member is a packed file's bytes: a range of a pack's original layout.
 type member struct {
 	pack   ns.PackID
 	off, n int64
 }
 
-// marshal encodes m: version u8 | pack ID [16] | offset uvarint | length uvarint.
 func (m member) marshal() []byte {
-	b := append([]byte{packedVersion}, m.pack[:]...)
-	b = binary.AppendUvarint(b, uint64(m.off))
-	return binary.AppendUvarint(b, uint64(m.n))
+	return objref.Member{Pack: objref.PackID(m.pack), Off: m.off, N: m.n}.Marshal()
 }
 
 // parseMember decodes a packed entry's Content; ok is false when content
 // is not a pack member.
 func parseMember(content []byte) (m member, ok bool, err error) {
-	if len(content) == 0 || content[0] != packedVersion {
+	if len(content) == 0 || content[0] != objref.TagMember {
 		return m, false, nil
 	}
-	b := content[1:]
-	if len(b) < len(m.pack) {
-		return m, true, errors.New("jellyfish: bad pack member reference")
+	c, err := objref.Parse(content)
+	if err != nil {
+		return m, true, err
 	}
-	copy(m.pack[:], b)
-	b = b[len(m.pack):]
-	off, k := binary.Uvarint(b)
-	if k <= 0 {
-		return m, true, errors.New("jellyfish: bad pack member offset")
-	}
-	n, j := binary.Uvarint(b[k:])
-	if j <= 0 || k+j != len(b) || off > 1<<61 || n > 1<<61 {
-		return m, true, errors.New("jellyfish: bad pack member length")
-	}
-	m.off, m.n = int64(off), int64(n)
-	return m, true, nil
+	return member{ns.PackID(c.Member.Pack), c.Member.Off, c.Member.N}, true, nil
 }
 
 // packBuf is a pack being filled, or full and waiting for its upload.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/objref"
 )
 
 func TestMemberReference(t *testing.T) {
@@ -19,7 +20,7 @@ func TestMemberReference(t *testing.T) {
 		t.Fatalf("round trip: %+v %v %v", got, ok, err)
 	}
 	// An object reference is not a member.
-	if _, ok, err := parseMember([]byte{objRefVersion, 9, 9}); ok || err != nil {
+	if _, ok, err := parseMember([]byte{objref.TagRefV2, 9, 9}); ok || err != nil {
 		t.Fatalf("object reference taken for a member: %v %v", ok, err)
 	}
 	// Every truncation, trailing bytes and huge values are refused.
