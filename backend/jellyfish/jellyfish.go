@@ -24,6 +24,7 @@ import (
 	"github.com/rclone/rclone/fs/hash"
 	"github.com/zeebo/blake3"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/journal"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
@@ -353,7 +354,7 @@ func (f *Fs) mkdirs(p string, modTime time.Time) ([]ns.Entry, error) {
 			}
 			break
 		}
-		out = append(out, ns.Entry{Path: d, Dir: true, ModTime: modTime.UnixNano(), Stamp: f.s.stamp()})
+		out = append(out, ns.Entry{Path: d, Dir: true, ModTime: modTime.UnixNano()})
 	}
 	return out, nil
 }
@@ -365,7 +366,7 @@ func (f *Fs) Mkdir(ctx context.Context, dir string) error {
 		return err
 	}
 	if len(entries) > 0 {
-		f.s.commit(entries...)
+		return f.s.commit(entries, nil)
 	}
 	return nil
 }
@@ -382,8 +383,7 @@ func (f *Fs) Rmdir(ctx context.Context, dir string) error {
 	if p == "" {
 		return nil
 	}
-	f.s.commit(ns.Entry{Path: p, Dir: true, Deleted: true, Stamp: f.s.stamp()})
-	return nil
+	return f.s.commit([]ns.Entry{{Path: p, Dir: true, Deleted: true}}, nil)
 }
 
 // Purge deletes dir and everything under it.
@@ -394,17 +394,16 @@ func (f *Fs) Purge(ctx context.Context, dir string) error {
 	}
 	var dels []ns.Entry
 	err := f.s.tree.Walk(p, func(e ns.Entry) error {
-		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true, Stamp: f.s.stamp()})
+		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	if p != "" {
-		dels = append(dels, ns.Entry{Path: p, Dir: true, Deleted: true, Stamp: f.s.stamp()})
+		dels = append(dels, ns.Entry{Path: p, Dir: true, Deleted: true})
 	}
-	f.s.commit(dels...)
-	return nil
+	return f.s.commit(dels, nil)
 }
 
 // sameAccount reports whether src is an object of this account, so a
@@ -449,13 +448,16 @@ func (f *Fs) copyOrMove(src fs.Object, remote string, move bool) (fs.Object, err
 		return nil, err
 	}
 	ne := *cur
-	ne.Path, ne.Stamp = dst, f.s.stamp()
+	ne.Path = dst
 	entries = append(entries, ne)
+	at := len(entries) - 1
 	if move && srcPath != dst {
-		entries = append(entries, ns.Entry{Path: srcPath, Deleted: true, Stamp: f.s.stamp()})
+		entries = append(entries, ns.Entry{Path: srcPath, Deleted: true})
 	}
-	f.s.commit(entries...)
-	return &Object{fs: f, remote: remote, entry: ne}, nil
+	if err := f.s.commit(entries, nil); err != nil {
+		return nil, err
+	}
+	return &Object{fs: f, remote: remote, entry: entries[at]}, nil
 }
 
 // DirMove moves srcRemote of src to dstRemote of f, renaming every entry.
@@ -480,22 +482,21 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 	}
 	top := f.s.tree.Get(srcPath)
 	moved := *top
-	moved.Path, moved.Stamp = dstPath, f.s.stamp()
+	moved.Path = dstPath
 	entries = append(entries, moved)
 	var dels []ns.Entry
 	err = f.s.tree.Walk(srcPath, func(e ns.Entry) error {
 		ne := e
-		ne.Path, ne.Stamp = dstPath+strings.TrimPrefix(e.Path, srcPath), f.s.stamp()
+		ne.Path = dstPath + strings.TrimPrefix(e.Path, srcPath)
 		entries = append(entries, ne)
-		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true, Stamp: f.s.stamp()})
+		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	dels = append(dels, ns.Entry{Path: srcPath, Dir: true, Deleted: true, Stamp: f.s.stamp()})
-	f.s.commit(append(entries, dels...)...)
-	return nil
+	dels = append(dels, ns.Entry{Path: srcPath, Dir: true, Deleted: true})
+	return f.s.commit(append(entries, dels...), nil)
 }
 
 // About reports the account's usage: the bytes its live files occupy on
@@ -685,9 +686,12 @@ func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
 		return fs.ErrorObjectNotFound
 	}
 	ne := *cur
-	ne.ModTime, ne.Stamp = t.UnixNano(), o.fs.s.stamp()
-	o.fs.s.commit(ne)
-	o.entry = ne
+	ne.ModTime = t.UnixNano()
+	es := []ns.Entry{ne}
+	if err := o.fs.s.commit(es, nil); err != nil {
+		return err
+	}
+	o.entry = es[0]
 	return nil
 }
 
@@ -755,7 +759,8 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return err
 	}
-	e := ns.Entry{Path: p, ModTime: src.ModTime(ctx).UnixNano(), Stamp: o.fs.s.stamp()}
+	e := ns.Entry{Path: p, ModTime: src.ModTime(ctx).UnixNano()}
+	var packed []journal.Data // the bytes of a packed file, for the journal
 	data := head[:n:n]
 	whole := int64(n) <= inlineMax // data is the whole file
 	packMax := min(int64(o.fs.opt.PackMax), maxPackMax)
@@ -780,6 +785,7 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		}
 		e.Content, e.Size = m.marshal(), m.n
 		h.Write(data)
+		packed = []journal.Data{{Pack: m.pack, Off: m.off, Bytes: data}}
 	default:
 		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(data), in), h))
 		if err != nil {
@@ -798,8 +804,11 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	if err != nil {
 		return err
 	}
-	o.fs.s.commit(append(entries, e)...)
-	o.entry = e
+	entries = append(entries, e)
+	if err := o.fs.s.commit(entries, packed); err != nil {
+		return err
+	}
+	o.entry = entries[len(entries)-1]
 	return nil
 }
 
@@ -809,8 +818,7 @@ func (o *Object) Remove(ctx context.Context) error {
 	if o.fs.s.tree.Get(p) == nil {
 		return fs.ErrorObjectNotFound
 	}
-	o.fs.s.commit(ns.Entry{Path: p, Deleted: true, Stamp: o.fs.s.stamp()})
-	return nil
+	return o.fs.s.commit([]ns.Entry{{Path: p, Deleted: true}}, nil)
 }
 
 // mappedReader translates read errors into rclone's retry classes.

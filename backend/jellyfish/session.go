@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -20,6 +20,7 @@ import (
 	"github.com/rclone/rclone/lib/atexit"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/journal"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
@@ -87,6 +88,15 @@ type session struct {
 	// logCache keeps the log batches and checkpoints this device read or
 	// wrote, so the next process need not fetch them; nil without one.
 	logCache *ns.LogCache
+
+	// journal holds every change from its commit until a flush stored it
+	// (see package journal); nil in tests without a slot.
+	journal *journal.Journal
+	// closed: the session was shut down; commits are refused. Guarded by mu.
+	closed bool
+	// flushedHLC is, per device whose head was read, the newest stamp its
+	// log holds: journal records at or below it were flushed.
+	flushedHLC map[ns.DeviceID]uint64
 
 	// changes lists the paths changed in this process, by this device or by
 	// others, for ChangeNotify; changesBase is the index of changes[0].
@@ -222,7 +232,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 	s = &session{
 		key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir,
 		tree: ns.NewTree(), clock: ns.NewClock(nil), enc: enc, metaEnc: metaEnc, packEnc: packEnc,
-		applied: map[ns.DeviceID]uint64{},
+		applied: map[ns.DeviceID]uint64{}, flushedHLC: map[ns.DeviceID]uint64{},
 	}
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
@@ -246,6 +256,9 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		return nil, err
 	}
 	s.loadCleanupState()
+	if err := s.openJournal(ctx); err != nil {
+		return nil, err
+	}
 	// rclone does not call Shutdown when a signal ends it: flush then.
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.bg.Add(1)
@@ -292,6 +305,9 @@ func (s *session) refreshRecords(ctx context.Context) {
 
 // close flushes pending changes, leaves the network and releases the
 // device slot. The session is unusable afterwards and leaves the registry.
+// Changes a failed final flush could not store stay in the journal, and
+// the error says so: the next process of the account on this machine
+// stores them.
 func (s *session) close(ctx context.Context) error {
 	sessionsMu.Lock()
 	if sessions[s.key] == s {
@@ -300,7 +316,13 @@ func (s *session) close(ctx context.Context) error {
 	sessionsMu.Unlock()
 	s.bgCancel()
 	s.bg.Wait()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.flush(ctx)
+	if err != nil {
+		err = s.notStored(err)
+	}
 	if serr := s.saveCleanupState(); serr != nil {
 		fs.Debugf(nil, "jellyfish: save cleanup state: %v", serr)
 	}
@@ -310,11 +332,41 @@ func (s *session) close(ctx context.Context) error {
 		s.flushTimer = nil
 	}
 	s.mu.Unlock()
+	if s.journal != nil {
+		if jerr := s.journal.Close(); jerr != nil {
+			err = errors.Join(err, fmt.Errorf("jellyfish: journal: %w", jerr))
+		}
+	}
 	if cerr := s.net.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	s.unlock()
 	return err
+}
+
+// notStored turns a failed final flush into an error that names what is
+// not on the network yet and where it is kept.
+func (s *session) notStored(err error) error {
+	s.mu.Lock()
+	pending := s.pending
+	s.mu.Unlock()
+	if len(pending) == 0 {
+		return err
+	}
+	var names []string
+	for _, e := range pending {
+		if len(names) == 5 {
+			names = append(names, fmt.Sprintf("and %d more", len(pending)-5))
+			break
+		}
+		names = append(names, fmt.Sprintf("%q", e.Path))
+	}
+	where := "this process's memory only"
+	if s.journal != nil {
+		where = "the journal in " + filepath.Join(s.slotDir, journalDir) + "; the next jellyfish command for this account on this machine stores them"
+	}
+	return fmt.Errorf("jellyfish: %d changes are not stored on the network yet (%s): kept in %s: %w",
+		len(pending), strings.Join(names, ", "), where, err)
 }
 
 // lockSlot takes the first free device slot under dir. A slot is one
@@ -327,15 +379,9 @@ func lockSlot(dir string) (string, func(), error) {
 		if err := os.MkdirAll(slot, 0o700); err != nil {
 			return "", nil, fmt.Errorf("jellyfish: data dir: %w", err)
 		}
-		f, err := os.OpenFile(filepath.Join(slot, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
-			return "", nil, err
+		if unlock, ok := tryLockSlot(slot); ok {
+			return slot, unlock, nil
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		return slot, func() { f.Close() }, nil
 	}
 	return "", nil, fmt.Errorf("jellyfish: all 64 device slots under %s are in use", dir)
 }
@@ -467,6 +513,7 @@ func (s *session) load(ctx context.Context, devs []ns.DeviceID) error {
 			s.head = *h
 			s.headRev = h.recSeq & 0xffff
 		}
+		s.flushedHLC[h.Device] = h.HLC
 	}
 
 	s.resolveConflicts()
@@ -595,15 +642,22 @@ func (s *session) resolveConflicts() []string {
 		for _, l := range c.Losers {
 			cp := l
 			cp.Path = ns.ConflictName(c.Path, l.Stamp)
-			cp.Stamp, cp.Bases = s.stamp(), nil
+			cp.Bases = nil
 			entries = append(entries, cp)
 			changed = append(changed, cp.Path)
 			fs.Logf(nil, "jellyfish: %q was changed on two devices at once: keeping the other version as %q", c.Path, cp.Path)
 		}
 		w := c.Winner
-		w.Stamp, w.Bases = s.stamp(), c.Heads
+		w.Bases = c.Heads
 		entries = append(entries, w)
-		s.commit(entries...)
+		// Copies get fresh bases; the winner supersedes every head.
+		if err := s.commitOpt(entries[:len(entries)-1], nil, commitNew); err != nil {
+			fs.Errorf(nil, "jellyfish: keep conflict copies of %q: %v", c.Path, err)
+			continue
+		}
+		if err := s.commitOpt(entries[len(entries)-1:], nil, commitKeepBases); err != nil {
+			fs.Errorf(nil, "jellyfish: resolve conflict at %q: %v", c.Path, err)
+		}
 	}
 	return changed
 }
@@ -673,16 +727,64 @@ func (s *session) stamp() ns.Stamp {
 }
 
 // commit applies entries to the local namespace at once, so this process
-// sees them, and queues them for the next flush, which makes them visible
-// to other processes and devices. Entries replacing file contents leave the
-// old contents to CleanUp.
-func (s *session) commit(entries ...ns.Entry) {
+// sees them, writes them to the journal and queues them for the next
+// flush, which makes them visible to other processes and devices. It
+// returns once the journal holds them on disk: from then on a crash loses
+// nothing, the next process of the account on this machine stores them.
+// data are the bytes of the packed files among the entries. Entries
+// replacing file contents leave the old contents to CleanUp.
+//
+// Every entry is stamped here, in the order it is queued: a device's log
+// is in stamp order, so the changes a flush stores are exactly those
+// stamped up to its newest one.
+func (s *session) commit(entries []ns.Entry, data []journal.Data) error {
+	return s.commitOpt(entries, data, commitNew)
+}
+
+// commitMode says what commitOpt keeps of the entries it is given.
+type commitMode int
+
+const (
+	// commitNew: a new write. It is stamped now and supersedes what this
+	// device sees at its path.
+	commitNew commitMode = iota
+	// commitKeepBases: stamped now, but keeps the bases it carries (what
+	// its writer saw): a conflict resolution, or a change adopted from
+	// another slot's journal.
+	commitKeepBases
+	// commitRecovered: a change of this device read back from its own
+	// journal: it keeps its stamp and bases.
+	commitRecovered
+)
+
+// commitOpt is commit with a mode.
+func (s *session) commitOpt(entries []ns.Entry, data []journal.Data, mode commitMode) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	for i := range entries {
+		e := &entries[i]
+		switch mode {
+		case commitNew:
+			e.Stamp = s.stamp()
+			e.Bases = s.tree.Heads(e.Path)
+		case commitKeepBases:
+			e.Stamp = s.stamp()
+		case commitRecovered:
+			s.clock.Observe(e.Stamp.HLC)
+		}
+	}
+	var ticket journal.Ticket
+	if s.journal != nil {
+		var err error
+		if ticket, err = s.journal.Write(entries, data); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("jellyfish: journal: %w", err)
+		}
+	}
 	for _, e := range entries {
-		// A write supersedes whatever this device sees at the path now;
-		// entries copied from elsewhere must not keep their old bases.
-		e.Bases = s.tree.Heads(e.Path)
 		if old := s.tree.Get(e.Path); old != nil && len(old.Content) > 0 && !bytes.Equal(old.Content, e.Content) {
 			if ref, err := UnmarshalObjRef(old.Content); err == nil {
 				s.unref = append(s.unref, unrefContent{ref, time.Now()})
@@ -693,7 +795,19 @@ func (s *session) commit(entries ...ns.Entry) {
 		s.noteChanges(e.Path)
 	}
 	s.scheduleFlush(flushDelay)
+	s.mu.Unlock()
+	if s.journal != nil {
+		if err := s.journal.Sync(ticket); err != nil {
+			// The change is applied and queued, so a later flush stores
+			// it; only its durability across a crash is unsure.
+			return fmt.Errorf("jellyfish: journal: %w", err)
+		}
+	}
+	return nil
 }
+
+// errClosed: the session was shut down (the process is exiting).
+var errClosed = errors.New("jellyfish: shutting down: no more changes are accepted")
 
 // scheduleFlush starts a flush after delay unless one is scheduled. The
 // caller holds s.mu.
@@ -722,6 +836,18 @@ func (s *session) flush(ctx context.Context) error {
 	s.pending = nil
 	s.flushTimer = nil
 	head := s.head
+	// Every record of the changes taken is in this segment or an earlier
+	// one: once they are stored, those segments can go.
+	var segment uint64
+	rotated := false
+	if s.journal != nil && len(pending) > 0 {
+		var err error
+		if segment, err = s.journal.Rotate(); err != nil {
+			fs.Errorf(nil, "jellyfish: journal: %v", err)
+		} else {
+			rotated = true
+		}
+	}
 	s.mu.Unlock()
 	// Every pending entry's pack is stored before the batch referring to
 	// it: packs are stored after the entries were taken.
@@ -782,6 +908,11 @@ func (s *session) flush(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	if rotated {
+		if err := s.journal.DropThrough(segment); err != nil {
+			fs.Debugf(nil, "jellyfish: journal: %v", err)
+		}
+	}
 	fs.Debugf(nil, "jellyfish: flushed %d changes as batch %d of device %s", len(pending), batch.Seq, s.device)
 	return nil
 }

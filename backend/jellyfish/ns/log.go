@@ -690,3 +690,20 @@ func sortCovers(covers map[DeviceID]uint64) []DeviceID {
 	slices.SortFunc(devs, func(a, b DeviceID) int { return cmp.Compare(string(a[:]), string(b[:])) })
 	return devs
 }
+
+// EncodeEntries encodes es alone (a count and the entries, as inside a
+// batch), refusing any entry the decoder would refuse.
+func EncodeEntries(es []Entry) ([]byte, error) {
+	return appendEntries(make([]byte, 0, entriesSize(es)), es)
+}
+
+// DecodeEntries decodes what EncodeEntries wrote. The entries' byte slices
+// share data's memory.
+func DecodeEntries(data []byte) ([]Entry, error) {
+	r := reader{b: data, what: "entries"}
+	es := r.entries()
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return es, nil
+}

@@ -44,6 +44,17 @@ type Stamp struct {
 	Device DeviceID `json:"d"`
 }
 
+// Compare returns -1, 0 or +1 as s is ordered before, equal to or after o.
+func (s Stamp) Compare(o Stamp) int {
+	switch {
+	case s.HLC < o.HLC:
+		return -1
+	case s.HLC > o.HLC:
+		return 1
+	}
+	return bytes.Compare(s.Device[:], o.Device[:])
+}
+
 // Less reports whether s is ordered before o.
 func (s Stamp) Less(o Stamp) bool {
 	if s.HLC != o.HLC {
