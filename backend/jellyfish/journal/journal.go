@@ -245,9 +245,9 @@ var ErrDamaged = errors.New("journal: damaged record")
 type status int
 
 const (
-	good status = iota
-	torn        // cut short: a crash during its append, never acknowledged
-	damaged     // whole, but does not open
+	good    status = iota
+	torn           // cut short: a crash during its append, never acknowledged
+	damaged        // whole, but does not open
 )
 
 // openRecord opens the record at off of segment seg's bytes b and returns
