@@ -364,28 +364,45 @@ func packsSize(ps []Pack) int {
 // appendBody appends the pack records and the entries, refusing anything
 // the decoder would refuse.
 func appendBody(out []byte, ps []Pack, es []Entry) ([]byte, error) {
+	out, err := appendPacks(out, ps)
+	if err != nil {
+		return nil, err
+	}
+	return appendEntries(out, es)
+}
+
+// appendPacks appends the pack count and the pack records.
+func appendPacks(out []byte, ps []Pack) ([]byte, error) {
 	if len(ps) > maxPacks {
 		return nil, fmt.Errorf("%w: %d pack records exceed %d", ErrFormat, len(ps), maxPacks)
 	}
 	out = binary.AppendUvarint(out, uint64(len(ps)))
 	for i := range ps {
-		p := &ps[i]
-		if err := checkPackRecord(p); err != nil {
+		var err error
+		if out, err = appendPack(append(out, ps[i].ID[:]...), &ps[i]); err != nil {
 			return nil, err
 		}
-		out = append(out, p.ID[:]...)
-		out = append(out, p.Device[:]...)
-		out = binary.AppendUvarint(out, p.Rev)
-		out = binary.AppendUvarint(out, uint64(p.Size))
-		out = appendBytes(out, p.Ref)
-		out = binary.AppendUvarint(out, uint64(len(p.Map)))
-		for _, x := range p.Map {
-			out = binary.AppendUvarint(out, uint64(x.Off))
-			out = binary.AppendUvarint(out, uint64(x.Len))
-			out = binary.AppendUvarint(out, uint64(x.At))
-		}
 	}
-	return appendEntries(out, es)
+	return out, nil
+}
+
+// appendPack appends a pack record without its ID:
+// device [16] | revision uv | size uv | reference bytes | extents.
+func appendPack(out []byte, p *Pack) ([]byte, error) {
+	if err := checkPackRecord(p); err != nil {
+		return nil, err
+	}
+	out = append(out, p.Device[:]...)
+	out = binary.AppendUvarint(out, p.Rev)
+	out = binary.AppendUvarint(out, uint64(p.Size))
+	out = appendBytes(out, p.Ref)
+	out = binary.AppendUvarint(out, uint64(len(p.Map)))
+	for _, x := range p.Map {
+		out = binary.AppendUvarint(out, uint64(x.Off))
+		out = binary.AppendUvarint(out, uint64(x.Len))
+		out = binary.AppendUvarint(out, uint64(x.At))
+	}
+	return out, nil
 }
 
 // appendEntries appends the entry count and es, refusing any entry the
@@ -399,26 +416,34 @@ func appendEntries(out []byte, es []Entry) ([]byte, error) {
 		}
 		out = binary.AppendUvarint(out, uint64(len(e.Path)))
 		out = append(out, e.Path...)
-		var flags byte
-		if e.Dir {
-			flags |= flagDir
-		}
-		if e.Deleted {
-			flags |= flagDeleted
-		}
-		out = append(out, flags)
-		out = binary.AppendUvarint(out, uint64(e.Size))
-		out = binary.AppendVarint(out, e.ModTime)
-		out = appendBytes(out, e.Hash)
-		out = appendBytes(out, e.Content)
-		out = appendBytes(out, e.Inline)
-		out = appendStamp(out, e.Stamp)
-		out = binary.AppendUvarint(out, uint64(len(e.Bases)))
-		for _, s := range e.Bases {
-			out = appendStamp(out, s)
-		}
+		out = appendEntryBody(out, e)
 	}
 	return out, nil
+}
+
+// appendEntryBody appends everything of an entry but its path:
+// flags u8 | size uv | modtime sv | hash bytes | content bytes |
+// inline bytes | stamp | base count uv | stamp*.
+func appendEntryBody(out []byte, e *Entry) []byte {
+	var flags byte
+	if e.Dir {
+		flags |= flagDir
+	}
+	if e.Deleted {
+		flags |= flagDeleted
+	}
+	out = append(out, flags)
+	out = binary.AppendUvarint(out, uint64(e.Size))
+	out = binary.AppendVarint(out, e.ModTime)
+	out = appendBytes(out, e.Hash)
+	out = appendBytes(out, e.Content)
+	out = appendBytes(out, e.Inline)
+	out = appendStamp(out, e.Stamp)
+	out = binary.AppendUvarint(out, uint64(len(e.Bases)))
+	for _, s := range e.Bases {
+		out = appendStamp(out, s)
+	}
+	return out
 }
 
 // reader decodes version 2 data. The first error sticks: later reads
@@ -589,32 +614,38 @@ func (r *reader) packs() []Pack {
 	}
 	ps := make([]Pack, n)
 	for i := range ps {
-		p := &ps[i]
-		r.fixed(p.ID[:])
-		r.fixed(p.Device[:])
-		p.Rev = r.uvarint()
-		p.Size = r.upTo(maxOffset, "pack size")
-		p.Ref = r.blob(maxRef, "pack reference")
-		nx := r.count(maxExtents, minExtent, "extents")
+		r.fixed(ps[i].ID[:])
+		r.pack(&ps[i])
 		if r.err != nil {
-			return nil
-		}
-		if nx > 0 {
-			p.Map = make([]Extent, nx)
-			for j := range p.Map {
-				x := &p.Map[j]
-				x.Off, x.Len, x.At = r.upTo(maxOffset, "extent offset"), r.upTo(maxOffset, "extent length"), r.upTo(maxOffset, "extent position")
-			}
-		}
-		if r.err != nil {
-			return nil
-		}
-		if err := checkPack(p); err != nil {
-			r.fail("pack record %d: %v", i, err)
 			return nil
 		}
 	}
 	return ps
+}
+
+// pack reads a pack record without its ID into p.
+func (r *reader) pack(p *Pack) {
+	r.fixed(p.Device[:])
+	p.Rev = r.uvarint()
+	p.Size = r.upTo(maxOffset, "pack size")
+	p.Ref = r.blob(maxRef, "pack reference")
+	nx := r.count(maxExtents, minExtent, "extents")
+	if r.err != nil {
+		return
+	}
+	if nx > 0 {
+		p.Map = make([]Extent, nx)
+		for j := range p.Map {
+			x := &p.Map[j]
+			x.Off, x.Len, x.At = r.upTo(maxOffset, "extent offset"), r.upTo(maxOffset, "extent length"), r.upTo(maxOffset, "extent position")
+		}
+	}
+	if r.err != nil {
+		return
+	}
+	if err := checkPack(p); err != nil {
+		r.fail("pack record %s: %v", p.ID, err)
+	}
 }
 
 // entries reads the entry count and the entries. The bases of all entries
@@ -638,39 +669,45 @@ func (r *reader) entries() []Entry {
 			r.fail("entry %d: path %q is not clean", i, e.Path)
 			return nil
 		}
-		flags := r.u8()
-		if flags&^knownFlags != 0 {
-			r.fail("entry %d: unknown flags %#x", i, flags)
-			return nil
-		}
-		e.Dir, e.Deleted = flags&flagDir != 0, flags&flagDeleted != 0
-		e.Size = r.int63("size")
-		e.ModTime = r.varint()
-		e.Hash = r.blob(maxHash, "hash")
-		e.Content = r.blob(maxRef, "reference")
-		e.Inline = r.blob(maxInline, "inline data")
-		e.Stamp = r.stamp()
-		nb := r.count(maxBases, stampSize, "bases")
-		if r.err != nil {
-			return nil
-		}
-		if nb > 0 {
-			if cap(bases)-len(bases) < nb {
-				// Most entries have one base: room for one per entry
-				// left, a bounded number at a time.
-				bases = make([]Stamp, 0, max(nb, min(n-i, 1024)))
-			}
-			start := len(bases)
-			for range nb {
-				bases = append(bases, r.stamp())
-			}
-			e.Bases = bases[start:len(bases):len(bases)]
-		}
+		bases = r.entryBody(e, bases, n-i)
 		if r.err != nil {
 			return nil
 		}
 	}
 	return es
+}
+
+// entryBody reads everything of an entry but its path into e. Its bases are
+// appended to bases (grown for up to hint more entries at a time, so most
+// entries share an allocation), which it returns.
+func (r *reader) entryBody(e *Entry, bases []Stamp, hint int) []Stamp {
+	flags := r.u8()
+	if flags&^knownFlags != 0 {
+		r.fail("entry %q: unknown flags %#x", e.Path, flags)
+		return bases
+	}
+	e.Dir, e.Deleted = flags&flagDir != 0, flags&flagDeleted != 0
+	e.Size = r.int63("size")
+	e.ModTime = r.varint()
+	e.Hash = r.blob(maxHash, "hash")
+	e.Content = r.blob(maxRef, "reference")
+	e.Inline = r.blob(maxInline, "inline data")
+	e.Stamp = r.stamp()
+	nb := r.count(maxBases, stampSize, "bases")
+	if r.err != nil || nb == 0 {
+		return bases
+	}
+	if cap(bases)-len(bases) < nb {
+		// Most entries have one base: room for one per entry left, a
+		// bounded number at a time.
+		bases = make([]Stamp, 0, max(nb, min(hint, 1024)))
+	}
+	start := len(bases)
+	for range nb {
+		bases = append(bases, r.stamp())
+	}
+	e.Bases = bases[start:len(bases):len(bases)]
+	return bases
 }
 
 // done reports the first error, or trailing bytes.

@@ -119,7 +119,9 @@ type Tree struct {
 	mu       sync.RWMutex
 	paths    map[string]*pathState
 	children map[string]map[string]struct{} // live children by parent dir
+	touched  map[string]map[string]struct{} // every path applied, by parent dir
 	packs    map[PackID]*Pack
+	locs     map[ShardID]map[string]struct{} // extra holders by shard
 }
 
 type pathState struct {
@@ -140,7 +142,7 @@ func (ps *pathState) winner() *Entry {
 
 // NewTree returns an empty tree.
 func NewTree() *Tree {
-	return &Tree{paths: map[string]*pathState{}, children: map[string]map[string]struct{}{}}
+	return &Tree{paths: map[string]*pathState{}, children: map[string]map[string]struct{}{}, touched: map[string]map[string]struct{}{}}
 }
 
 // Apply merges e into the tree and reports whether the entry shown at
@@ -156,9 +158,15 @@ func (t *Tree) apply(e Entry) bool {
 	if ps == nil {
 		ps = &pathState{}
 		t.paths[e.Path] = ps
-	}
-	if _, old := ps.superseded[e.Stamp]; old {
-		return false
+		if e.Path != "" {
+			parent := Parent(e.Path)
+			kids := t.touched[parent]
+			if kids == nil {
+				kids = map[string]struct{}{}
+				t.touched[parent] = kids
+			}
+			kids[e.Path] = struct{}{}
+		}
 	}
 	for _, h := range ps.heads {
 		if h.Stamp == e.Stamp {
@@ -166,6 +174,9 @@ func (t *Tree) apply(e Entry) bool {
 		}
 	}
 	before := ps.winner()
+	// An entry's bases count even when the entry itself arrives already
+	// superseded (a later write that saw it was applied first): what it
+	// replaced is replaced, whatever the order entries arrive in.
 	if ps.superseded == nil && len(e.Bases) > 0 {
 		ps.superseded = make(map[Stamp]struct{}, len(e.Bases))
 	}
@@ -181,23 +192,33 @@ func (t *Tree) apply(e Entry) bool {
 		}
 		ps.heads = kept
 	}
+	if _, old := ps.superseded[e.Stamp]; old {
+		return t.noteWinner(e.Path, before, ps)
+	}
 	ne := e
 	ps.heads = append(ps.heads, &ne)
+	return t.noteWinner(e.Path, before, ps)
+}
+
+// noteWinner updates the live children index after the heads at p changed
+// and reports whether the entry shown at p changed from before. The caller
+// holds t.mu.
+func (t *Tree) noteWinner(p string, before *Entry, ps *pathState) bool {
 	after := ps.winner()
 	if after == before {
 		return false
 	}
-	if e.Path != "" {
-		parent := Parent(e.Path)
+	if p != "" {
+		parent := Parent(p)
 		kids := t.children[parent]
 		if after.Live() {
 			if kids == nil {
 				kids = map[string]struct{}{}
 				t.children[parent] = kids
 			}
-			kids[e.Path] = struct{}{}
+			kids[p] = struct{}{}
 		} else {
-			delete(kids, e.Path)
+			delete(kids, p)
 		}
 	}
 	return true
@@ -417,4 +438,106 @@ func (c *Clock) Observe(h uint64) {
 	if h > c.last {
 		c.last = h
 	}
+}
+
+// State returns copies of p's heads and of every stamp an entry applied at
+// p names as a base, or false if nothing was applied at p.
+func (t *Tree) State(p string) (heads []Entry, superseded []Stamp, ok bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	ps := t.paths[p]
+	if ps == nil {
+		return nil, nil, false
+	}
+	heads = make([]Entry, len(ps.heads))
+	for i, h := range ps.heads {
+		heads[i] = *h
+	}
+	for s := range ps.superseded {
+		superseded = append(superseded, s)
+	}
+	return heads, superseded, true
+}
+
+// Touched returns, sorted, the paths directly inside dir at which entries
+// were applied (whatever they show now).
+func (t *Tree) Touched(dir string) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]string, 0, len(t.touched[dir]))
+	for p := range t.touched[dir] {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TouchedUnder returns, sorted, every path strictly below dir at which
+// entries were applied ("" for everything).
+func (t *Tree) TouchedUnder(dir string) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []string
+	prefix := dir + "/"
+	for p := range t.paths {
+		if p != "" && (dir == "" || strings.HasPrefix(p, prefix)) {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Len returns the number of paths at which entries were applied.
+func (t *Tree) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.paths)
+}
+
+// ApplyLocation records that holder (a peer ID's bytes) also holds shard
+// id, and reports whether that is new.
+func (t *Tree) ApplyLocation(id ShardID, holder []byte) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.locs == nil {
+		t.locs = map[ShardID]map[string]struct{}{}
+	}
+	hs := t.locs[id]
+	if hs == nil {
+		hs = map[string]struct{}{}
+		t.locs[id] = hs
+	}
+	if _, ok := hs[string(holder)]; ok {
+		return false
+	}
+	hs[string(holder)] = struct{}{}
+	return true
+}
+
+// Locations returns the extra holders of shard id, sorted.
+func (t *Tree) Locations(id ShardID) [][]byte {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return sortedHolders(t.locs[id])
+}
+
+// AllLocations returns every shard with extra holders.
+func (t *Tree) AllLocations() map[ShardID][][]byte {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[ShardID][][]byte, len(t.locs))
+	for id, hs := range t.locs {
+		out[id] = sortedHolders(hs)
+	}
+	return out
+}
+
+func sortedHolders(hs map[string]struct{}) [][]byte {
+	out := make([][]byte, 0, len(hs))
+	for h := range hs {
+		out = append(out, []byte(h))
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i], out[j]) < 0 })
+	return out
 }

@@ -1,6 +1,7 @@
 package ns
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -88,15 +89,17 @@ func checkPack(p *Pack) error {
 	return nil
 }
 
-// ApplyPack merges a pack record: the highest revision wins. It reports
-// whether the pack changed.
+// ApplyPack merges a pack record: the highest revision wins, and of two
+// records of one revision (a pack stored twice by a device that crashed in
+// between) the one with the smaller reference, so every device keeps the
+// same. It reports whether the pack changed.
 func (t *Tree) ApplyPack(p Pack) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.packs == nil {
 		t.packs = map[PackID]*Pack{}
 	}
-	if cur := t.packs[p.ID]; cur != nil && cur.Rev >= p.Rev {
+	if cur := t.packs[p.ID]; cur != nil && !newerPack(&p, cur) {
 		return false
 	}
 	np := p
@@ -127,4 +130,12 @@ func (t *Tree) Packs() []Pack {
 	}
 	sort.Slice(out, func(i, j int) bool { return string(out[i].ID[:]) < string(out[j].ID[:]) })
 	return out
+}
+
+// newerPack reports whether record a of a pack replaces record b.
+func newerPack(a, b *Pack) bool {
+	if a.Rev != b.Rev {
+		return a.Rev > b.Rev
+	}
+	return bytes.Compare(a.Ref, b.Ref) < 0
 }
