@@ -10,9 +10,13 @@ import (
 	"slices"
 )
 
-// FormatVersion is the version of the batches and checkpoints this package
-// writes. Version 1 (JSON) is still read; see docs/design.md §4.3 for both.
-const FormatVersion = 2
+// FormatVersion is the version of the batches this package writes.
+// Versions 1 (JSON) and 2 are still read; see docs/design.md §4.3.
+const FormatVersion = 3
+
+// flatVersion is the version of the flat checkpoints (the whole tree in one
+// object) written before checkpoints became trees; they are still read.
+const flatVersion = 2
 
 // formatJSON is the version of the JSON batches and checkpoints written
 // before FormatVersion 2.
@@ -32,14 +36,70 @@ type Batch struct {
 	Version int      `json:"v"`
 	Device  DeviceID `json:"dev"`
 	Seq     uint64   `json:"seq"`
-	Prev    []byte   `json:"prev,omitempty"`
-	// PrevSeq is the sequence number of the batch Prev refers to, so a
-	// reader can stop walking back without reading it.
-	PrevSeq uint64  `json:"prevseq,omitempty"`
+	// Prev and PrevSeq are the previous batch of the device (versions 1
+	// and 2; in version 3 they mirror Prevs[0]), so a reader can walk a
+	// device's log back and stop without reading further.
+	Prev    []byte `json:"prev,omitempty"`
+	PrevSeq uint64 `json:"prevseq,omitempty"`
 	Entries []Entry `json:"e"`
 	// Packs are the pack records this batch creates or replaces (see Pack).
 	Packs []Pack `json:"pk,omitempty"`
+
+	// Version 3 only:
+
+	// Prevs are earlier batches of the device, newest first, with no
+	// gaps: at least the previous one, and every one since the device's
+	// checkpoint up to maxPrevs, so a reader fetches them at once. Empty
+	// for a device's first batch (or the first after its log was lost).
+	Prevs []BatchRef `json:"-"`
+	// Checkpoint is the device's latest checkpoint, if it has one.
+	Checkpoint *CheckpointRef `json:"-"`
+	// Collected: the device's batches up to this sequence number were
+	// deleted; walks never go below it.
+	Collected uint64 `json:"-"`
+	// Locations are holders of shards recorded since the shards were
+	// stored (by repair), beside those their object reference names.
+	Locations []Location `json:"-"`
 }
+
+// BatchRef names one stored batch of a device.
+type BatchRef struct {
+	Seq uint64
+	Ref []byte
+}
+
+// CheckpointRef names a checkpoint: a tree of the namespace (Root, the
+// reference of its root node) holding every batch of every device up to
+// Covers, this device's up to Seq.
+type CheckpointRef struct {
+	Seq    uint64
+	Root   []byte
+	Covers map[DeviceID]Cover
+}
+
+// Cover is how far a checkpoint holds one device's log: every batch up to
+// Seq, whose newest stamp is HLC.
+type Cover struct {
+	Seq, HLC uint64
+}
+
+// Covered returns, per device, the newest stamp the checkpoint holds.
+func (c *CheckpointRef) Covered() Covered {
+	out := make(Covered, len(c.Covers))
+	for d, cv := range c.Covers {
+		out[d] = cv.HLC
+	}
+	return out
+}
+
+// Location records that Holder (a peer ID's bytes) holds shard Shard.
+type Location struct {
+	Shard  ShardID
+	Holder []byte
+}
+
+// maxPrevs bounds the earlier batches a batch names.
+const maxPrevs = 64
 
 // Checkpoint is a whole namespace as one object: every entry (tombstones
 // included) and, per device, the last batch it covers.
@@ -104,23 +164,84 @@ const (
 	minExtent    = 3
 )
 
-// EncodeBatch encodes b in the current format and sets b.Version.
+// EncodeBatch encodes b in the current format (version 3) and sets
+// b.Version:
+//
+//	"JFlb" | version u8 (3) | device [16] | seq uv |
+//	prev count uv | { seq uv | reference bytes }* (newest first, no gaps) |
+//	checkpoint flag u8 | [ seq uv | root bytes | cover count uv |
+//	    { device [16] | seq uv | HLC u64 }* (devices ascending) ] |
+//	collected uv | pack count uv | pack* |
+//	location count uv | { shard [32] | holder bytes }* | entry count uv | entry*
 func EncodeBatch(b *Batch) ([]byte, error) {
-	if len(b.Prev) > maxRef {
-		return nil, fmt.Errorf("%w: batch reference of %d bytes", ErrFormat, len(b.Prev))
-	}
 	if len(b.Entries) > maxEntries {
 		return nil, fmt.Errorf("%w: batch of %d entries exceeds %d", ErrFormat, len(b.Entries), maxEntries)
 	}
+	if len(b.Prevs) == 0 && len(b.Prev) > 0 {
+		// A batch built (or decoded from version 1 or 2) with Prev alone.
+		b.Prevs = []BatchRef{{Seq: b.PrevSeq, Ref: b.Prev}}
+	}
+	if len(b.Prevs) > maxPrevs || len(b.Locations) > maxPacks {
+		return nil, fmt.Errorf("%w: batch names %d earlier batches and %d locations", ErrFormat, len(b.Prevs), len(b.Locations))
+	}
+	for i, p := range b.Prevs {
+		if p.Seq >= b.Seq || (i > 0 && p.Seq != b.Prevs[i-1].Seq-1) || len(p.Ref) == 0 || len(p.Ref) > maxRef {
+			return nil, fmt.Errorf("%w: batch %d names batch %d out of order", ErrFormat, b.Seq, p.Seq)
+		}
+	}
 	b.Version = FormatVersion
-	out := make([]byte, 0, 64+len(b.Prev)+packsSize(b.Packs)+entriesSize(b.Entries))
+	if len(b.Prevs) > 0 {
+		b.Prev, b.PrevSeq = b.Prevs[0].Ref, b.Prevs[0].Seq
+	} else {
+		b.Prev, b.PrevSeq = nil, 0
+	}
+	n := 64 + packsSize(b.Packs) + entriesSize(b.Entries) + len(b.Locations)*(len(ShardID{})+maxPeerID+2)
+	for _, p := range b.Prevs {
+		n += 2*binary.MaxVarintLen64 + len(p.Ref)
+	}
+	if c := b.Checkpoint; c != nil {
+		n += 2*binary.MaxVarintLen64 + len(c.Root) + len(c.Covers)*(len(DeviceID{})+binary.MaxVarintLen64+8)
+	}
+	out := make([]byte, 0, n)
 	out = append(out, batchMagic[:]...)
 	out = append(out, FormatVersion)
 	out = append(out, b.Device[:]...)
 	out = binary.AppendUvarint(out, b.Seq)
-	out = binary.AppendUvarint(out, b.PrevSeq)
-	out = appendBytes(out, b.Prev)
-	out, err := appendBody(out, b.Packs, b.Entries)
+	out = binary.AppendUvarint(out, uint64(len(b.Prevs)))
+	for _, p := range b.Prevs {
+		out = binary.AppendUvarint(out, p.Seq)
+		out = appendBytes(out, p.Ref)
+	}
+	if c := b.Checkpoint; c == nil {
+		out = append(out, 0)
+	} else {
+		if len(c.Covers) > maxCovers || len(c.Root) == 0 || len(c.Root) > maxRef {
+			return nil, fmt.Errorf("%w: checkpoint reference of %d bytes covering %d devices", ErrFormat, len(c.Root), len(c.Covers))
+		}
+		out = append(out, 1)
+		out = binary.AppendUvarint(out, c.Seq)
+		out = appendBytes(out, c.Root)
+		out = binary.AppendUvarint(out, uint64(len(c.Covers)))
+		for _, d := range sortedDevices(c.Covers) {
+			out = append(out, d[:]...)
+			out = binary.AppendUvarint(out, c.Covers[d].Seq)
+			out = binary.BigEndian.AppendUint64(out, c.Covers[d].HLC)
+		}
+	}
+	out = binary.AppendUvarint(out, b.Collected)
+	out, err := appendPacks(out, b.Packs)
+	if err != nil {
+		return nil, err
+	}
+	out = binary.AppendUvarint(out, uint64(len(b.Locations)))
+	for _, l := range b.Locations {
+		if len(l.Holder) == 0 || len(l.Holder) > maxPeerID {
+			return nil, fmt.Errorf("%w: location holder of %d bytes", ErrFormat, len(l.Holder))
+		}
+		out = append(out, l.Shard[:]...)
+		out = appendBytes(out, l.Holder)
+	}
+	out, err = appendEntries(out, b.Entries)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +250,19 @@ func EncodeBatch(b *Batch) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// sortedDevices returns the keys of m in ascending order.
+func sortedDevices[V any](m map[DeviceID]V) []DeviceID {
+	devs := make([]DeviceID, 0, len(m))
+	for d := range m {
+		devs = append(devs, d)
+	}
+	slices.SortFunc(devs, func(a, b DeviceID) int { return cmp.Compare(string(a[:]), string(b[:])) })
+	return devs
+}
+
+// minLocation is the smallest encoded location.
+const minLocation = len(ShardID{}) + 2
 
 // DecodeBatch decodes and checks a batch of any supported version. The byte
 // slices of the result (Prev, and each entry's Hash, Content and Inline)
@@ -141,14 +275,78 @@ func DecodeBatch(data []byte) (*Batch, error) {
 		return decodeBatchJSON(data)
 	}
 	r := reader{b: data, what: "batch"}
-	r.header(batchMagic)
+	v := r.header(batchMagic, flatVersion, FormatVersion)
 	var b Batch
-	b.Version = FormatVersion
+	b.Version = v
 	r.fixed(b.Device[:])
 	b.Seq = r.uvarint()
-	b.PrevSeq = r.uvarint()
-	b.Prev = r.blob(maxRef, "reference")
+	if v == flatVersion {
+		b.PrevSeq = r.uvarint()
+		b.Prev = r.blob(maxRef, "reference")
+		if r.err == nil && len(b.Prev) > 0 && b.PrevSeq >= b.Seq {
+			r.fail("previous batch %d is not before %d", b.PrevSeq, b.Seq)
+		}
+		b.Packs = r.packs()
+		b.Entries = r.entries()
+		if err := r.done(); err != nil {
+			return nil, err
+		}
+		return &b, nil
+	}
+	np := r.count(maxPrevs, 2, "earlier batches")
+	for i := range np {
+		p := BatchRef{Seq: r.uvarint(), Ref: r.blob(maxRef, "reference")}
+		if r.err == nil && (p.Seq >= b.Seq || (i > 0 && p.Seq != b.Prevs[i-1].Seq-1) || len(p.Ref) == 0) {
+			r.fail("earlier batch %d out of order", p.Seq)
+		}
+		b.Prevs = append(b.Prevs, p)
+	}
+	if len(b.Prevs) > 0 {
+		b.Prev, b.PrevSeq = b.Prevs[0].Ref, b.Prevs[0].Seq
+	}
+	switch flag := r.u8(); {
+	case r.err != nil:
+	case flag == 1:
+		c := &CheckpointRef{Seq: r.uvarint(), Root: r.blob(maxRef, "checkpoint root")}
+		if r.err == nil && len(c.Root) == 0 {
+			r.fail("empty checkpoint root")
+		}
+		n := r.count(maxCovers, len(DeviceID{})+1+8, "covered devices")
+		c.Covers = make(map[DeviceID]Cover, n)
+		var last DeviceID
+		for i := range n {
+			var d DeviceID
+			r.fixed(d[:])
+			cv := Cover{Seq: r.uvarint()}
+			if r.err == nil && len(r.b)-r.off < 8 {
+				r.fail("truncated")
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			cv.HLC = binary.BigEndian.Uint64(r.b[r.off:])
+			r.off += 8
+			if i > 0 && bytes.Compare(last[:], d[:]) >= 0 {
+				r.fail("covered devices not in ascending order")
+			}
+			c.Covers[d], last = cv, d
+		}
+		b.Checkpoint = c
+	case flag != 0:
+		r.fail("checkpoint flag %d", flag)
+	}
+	b.Collected = r.uvarint()
 	b.Packs = r.packs()
+	nl := r.count(maxPacks, minLocation, "locations")
+	for range nl {
+		var l Location
+		r.fixed(l.Shard[:])
+		l.Holder = r.blob(maxPeerID, "holder")
+		if r.err == nil && len(l.Holder) == 0 {
+			r.fail("empty location holder")
+		}
+		b.Locations = append(b.Locations, l)
+	}
 	b.Entries = r.entries()
 	if err := r.done(); err != nil {
 		return nil, err
@@ -164,11 +362,11 @@ func EncodeCheckpoint(c *Checkpoint) ([]byte, error) {
 	if len(c.Entries) > maxEntries {
 		return nil, fmt.Errorf("%w: checkpoint of %d entries exceeds %d", ErrFormat, len(c.Entries), maxEntries)
 	}
-	c.Version = FormatVersion
+	c.Version = flatVersion
 	devs := sortCovers(c.Covers)
 	out := make([]byte, 0, 64+len(devs)*(coverSize+8)+packsSize(c.Packs)+entriesSize(c.Entries))
 	out = append(out, checkpointMagic[:]...)
-	out = append(out, FormatVersion)
+	out = append(out, flatVersion)
 	out = binary.AppendUvarint(out, uint64(len(devs)))
 	for _, d := range devs {
 		out = append(out, d[:]...)
@@ -195,8 +393,8 @@ func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 		return decodeCheckpointJSON(data)
 	}
 	r := reader{b: data, what: "checkpoint"}
-	r.header(checkpointMagic)
-	c := Checkpoint{Version: FormatVersion}
+	r.header(checkpointMagic, flatVersion, flatVersion)
+	c := Checkpoint{Version: flatVersion}
 	n := r.count(maxCovers, coverSize, "covered devices")
 	c.Covers = make(map[DeviceID]uint64, n)
 	var last DeviceID
@@ -461,16 +659,19 @@ func (r *reader) fail(format string, args ...any) {
 	}
 }
 
-func (r *reader) header(magic [4]byte) {
+// header reads the magic and a version in [lo, hi] and returns the version.
+func (r *reader) header(magic [4]byte, lo, hi int) int {
 	if len(r.b) < len(magic)+1 || !bytes.Equal(r.b[:len(magic)], magic[:]) {
 		r.fail("no %s header", r.what)
-		return
+		return 0
 	}
-	if v := r.b[len(magic)]; v != FormatVersion {
+	v := int(r.b[len(magic)])
+	if v < lo || v > hi {
 		r.fail("version %d not supported", v)
-		return
+		return 0
 	}
 	r.off = len(magic) + 1
+	return v
 }
 
 func (r *reader) fixed(dst []byte) {

@@ -135,13 +135,20 @@ func TestBatchLayout(t *testing.T) {
 		Packs: []Pack{{ID: PackID{0xa0}, Device: DeviceID{0xd0}, Rev: 2, Size: 100, Ref: []byte{0xcc}, Map: []Extent{{Off: 1, Len: 2, At: 3}}}},
 		Entries: []Entry{{Path: "a/b", Deleted: true, Size: 5, ModTime: -1, Hash: []byte{0xbb}, Inline: []byte("hi"),
 			Stamp: Stamp{HLC: 0x0102, Device: DeviceID{0xd0}}, Bases: []Stamp{{HLC: 1, Device: DeviceID{0xd1}}}}}}
+	b.Checkpoint = &CheckpointRef{Seq: 290, Root: []byte{0xcf}, Covers: map[DeviceID]Cover{{0xd0}: {Seq: 290, HLC: 0x0100}}}
+	b.Collected = 12
+	b.Locations = []Location{{Shard: ShardID{0x5a}, Holder: []byte{0x70, 0x71}}}
 	want := strings.Join([]string{
-		"4a466c62", "02", // "JFlb", version
+		"4a466c62", "03", // "JFlb", version
 		"d0000000000000000000000000000000", // device
-		"ac02", "ab02", "01ee",             // seq 300, prevseq 299, prev
+		"ac02",                             // seq 300
+		"01", "ab02", "01ee",               // one earlier batch: 299, its reference
+		"01", "a202", "01cf", "01", "d0000000000000000000000000000000", "a202", "0000000000000100", // checkpoint
+		"0c",                                                                   // collected 12
 		"01",                                                                   // one pack
 		"a0000000000000000000000000000000", "d0000000000000000000000000000000", // pack ID, device
 		"02", "64", "01cc", "01", "010203", // rev, size, ref, one extent
+		"01", "5a00000000000000000000000000000000000000000000000000000000000000", "027071", // one location
 		"01",       // one entry
 		"03612f62", // path
 		"02",       // flags: deleted
@@ -501,4 +508,38 @@ func encodeJSON(b *Batch) ([]byte, error) {
 	c := *b
 	c.Version = formatJSON
 	return json.Marshal(&c)
+}
+
+// TestDecodeVersion2 reads a batch and a flat checkpoint written by the
+// version 2 encoder (before batches became version 3 and checkpoints
+// trees).
+func TestDecodeVersion2(t *testing.T) {
+	data, err := os.ReadFile("testdata/v2-batch.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeBatch(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleBatch()
+	want.Packs = samplePacks()
+	want.Version = 2
+	if !reflect.DeepEqual(b, want) {
+		t.Fatalf("version 2 batch:\n got %+v\nwant %+v", b, want)
+	}
+	data, err = os.ReadFile("testdata/v2-checkpoint.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := DecodeCheckpoint(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCP := sampleCheckpoint()
+	wantCP.Packs = samplePacks()
+	wantCP.Version = 2
+	if !reflect.DeepEqual(c, wantCP) {
+		t.Fatalf("version 2 checkpoint:\n got %+v\nwant %+v", c, wantCP)
+	}
 }
