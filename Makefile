@@ -84,7 +84,7 @@ BENCH_SHM     ?= /dev/shm/jf-bench
 PROFILE       ?=
 BENCH_E2E      = $(GO) run -tags $(TAGS) ./cmd/jellyfish/internal/benche2e -bin $(BIN) \
 	-nodes $(BENCH_NODES) -k $(BENCH_K) -m $(BENCH_M) -dir $(BENCH_SHM) -work $(BENCH_SHM)-work
-.PHONY: bench-e2e bench-mem bench-small bench-medium
+.PHONY: bench-e2e bench-mem bench-small bench-medium bench-scale
 bench-e2e: build
 	$(BENCH_E2E) -mode e2e -size $(SIZE) -disk-dir $(BENCH_DIR)/jf-bench-disk $(if $(PROFILE),-cpuprofile $(PROFILE)); \
 	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-disk; exit $$rc
@@ -109,6 +109,24 @@ bench-medium: build
 	echo "--- the same with pack_max=0:"; \
 	RCLONE_JELLYFISH_PACK_MAX=0 $(BENCH_E2E) -mode small -files 500 -file-size 65536 -small-dest $(BENCH_DIR)/jf-bench-small; \
 	rc=$$?; rm -rf $(BENCH_SHM) $(BENCH_SHM)-work $(BENCH_DIR)/jf-bench-small; exit $$rc
+
+# One account's namespace at scale, against a `jellyfish testnet` process with
+# its stores on disk under BENCH_DIR: a generated tree of SCALE_FILES files
+# (95 % of 0-4 KiB, 5 % of 8-128 KiB, SCALE_FILES/20 folders up to 12 deep, one
+# folder of SCALE_FILES/10) synced by a fresh `jellyfish` process; then
+# SCALE_FILES/1000 copyto commands and the shard bytes the providers accepted
+# for each; no-op syncs against the local backend; check from another device;
+# a cold listing against a 1,000-file account's; peak RSS of lsf -R and of a
+# mount. Failed commands are counted, not fatal. Everything lives on disk: at
+# SCALE_FILES=1000000 about 5 GiB of files twice (the tree and a local copy)
+# and node stores capped at 5 times that, so up to about 40 GB.
+SCALE_FILES ?= 1000000
+SCALE_SEED  ?= 1
+bench-scale: build
+	$(GO) run -tags $(TAGS) ./cmd/jellyfish/internal/benche2e -bin $(BIN) -mode scale \
+	  -files $(SCALE_FILES) -seed $(SCALE_SEED) -nodes $(BENCH_NODES) -k $(BENCH_K) -m $(BENCH_M) \
+	  -dir $(BENCH_DIR)/jf-bench-scale -work $(BENCH_DIR)/jf-bench-scale-work; \
+	rc=$$?; rm -rf $(BENCH_DIR)/jf-bench-scale $(BENCH_DIR)/jf-bench-scale-work; exit $$rc
 
 # The measurement behind the default segment size.
 bench-segsize:

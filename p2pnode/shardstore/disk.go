@@ -34,6 +34,7 @@ type Disk struct {
 	cfg   config
 	quota int64
 	locks keyLock
+	puts  putCounter
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -266,8 +267,11 @@ func (d *Disk) checkLease(op string, lease time.Time) error {
 // error nothing is stored and the reservation is released: a full quota
 // fails with ErrQuotaExceeded, a full disk with ErrNoSpace, mismatching
 // bytes with ErrIntegrity, a short body with io.ErrUnexpectedEOF.
-func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) error {
+func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) (err error) {
 	const op = "shardstore: put"
+	var committed *meta
+	d.puts.begin()
+	defer func() { d.puts.end(size, committed != nil, err) }()
 	if size <= 0 {
 		return fmtErr(op, ErrInvalid, "shard %s: size %d", id.Short(), size)
 	}
@@ -302,7 +306,6 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	}
 	d.reserved += size
 	d.mu.Unlock()
-	var committed *meta
 	defer func() {
 		d.mu.Lock()
 		d.reserved -= size

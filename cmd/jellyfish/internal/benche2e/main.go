@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/jellyfish/internal/benche2e -mode e2e   # large file, raw stream, RSS
 //	go run ./cmd/jellyfish/internal/benche2e -mode small # 2,000 small files vs local and crypt
+//	go run ./cmd/jellyfish/internal/benche2e -mode scale # one account's namespace at -files files
 //
 // It removes the folders it made and stops the processes it started, also
 // when a step fails or it is interrupted. MB is 10^6 bytes, MiB 2^20.
@@ -65,13 +66,17 @@ type options struct {
 	fileSize   int
 	smallDest  string
 	resyncs    int
+	seed       uint64
+	changes    int
+	smallFiles int
+	coldRuns   int
 }
 
 func main() {
 	var o options
 	var size string
 	flag.StringVar(&o.bin, "bin", "bin/jellyfish", "the jellyfish binary")
-	flag.StringVar(&o.mode, "mode", "e2e", "e2e (one large file) or small (many small files)")
+	flag.StringVar(&o.mode, "mode", "e2e", "e2e (one large file), small (many small files) or scale (one account's namespace at -files files)")
 	flag.IntVar(&o.nodes, "nodes", 10, "provider nodes of the testnet")
 	flag.IntVar(&o.k, "k", 4, "data shards per segment")
 	flag.IntVar(&o.m, "m", 6, "parity shards per segment")
@@ -81,11 +86,15 @@ func main() {
 	flag.StringVar(&o.work, "work", "/dev/shm/jf-bench-work", "folder for the test file, configs and logs")
 	flag.DurationVar(&o.rawFor, "raw", 5*time.Second, "e2e: how long to push the raw stream")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile here: e2e of the first upload process, small of the first no-op re-sync to the network")
-	flag.IntVar(&o.files, "files", 2000, "small: number of files")
+	flag.IntVar(&o.files, "files", 2000, "small, scale: number of files")
 	flag.IntVar(&o.folders, "folders", 20, "small: number of folders")
 	flag.IntVar(&o.fileSize, "file-size", 4096, "small: bytes per file")
 	flag.StringVar(&o.smallDest, "small-dest", "/tmp/jf-bench-small", "small: folder of the local and crypt destinations")
-	flag.IntVar(&o.resyncs, "resyncs", 5, "small: no-op re-syncs per destination (the median is reported)")
+	flag.IntVar(&o.resyncs, "resyncs", 5, "small, scale: no-op re-syncs per destination (the median is reported)")
+	flag.Uint64Var(&o.seed, "seed", 1, "scale: seed of the generated trees")
+	flag.IntVar(&o.changes, "changes", 0, "scale: copyto commands after the first sync; 0 means files/1000")
+	flag.IntVar(&o.smallFiles, "small-files", 1000, "scale: files of the second account's tree (the cold listing's baseline)")
+	flag.IntVar(&o.coldRuns, "cold-runs", 3, "scale: cold listings per account (the median is reported)")
 	flag.Parse()
 	var err error
 	if o.size, err = parseSize(size); err != nil {
@@ -101,8 +110,10 @@ func main() {
 		err = runE2E(ctx, o)
 	case "small":
 		err = runSmall(ctx, o)
+	case "scale":
+		err = runScale(ctx, o)
 	default:
-		err = fmt.Errorf("-mode %q: want e2e or small", o.mode)
+		err = fmt.Errorf("-mode %q: want e2e, small or scale", o.mode)
 	}
 	if err != nil {
 		stop()
@@ -191,6 +202,9 @@ func startTestnet(ctx context.Context, cl *cleanups, o options, dir, logDir stri
 	defer lf.Close()
 	t.cmd = exec.Command(o.bin, "testnet", "--nodes", strconv.Itoa(o.nodes), "--dir", dir,
 		"--account", benchUser, "--insecure-test-kdf", "--bench-raw", "--quota-mib", strconv.FormatInt(quota, 10))
+	if o.mode == "scale" {
+		t.cmd.Args = append(t.cmd.Args, "--bench-stats")
+	}
 	t.cmd.Env = append(os.Environ(), "JELLYFISH_PASSWORD="+benchPassword)
 	t.cmd.Stdout, t.cmd.Stderr = lf, lf
 	// Its own group, so a terminal's Ctrl-C reaches only us and we stop it

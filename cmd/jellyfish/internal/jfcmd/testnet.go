@@ -44,8 +44,11 @@ type TestnetReady struct {
 	Out io.Writer
 	// Network is the running network.
 	Network *testnet.Network
-	// BenchRaw is the hidden --bench-raw flag.
-	BenchRaw bool
+	// Fleet reaches the nodes' providers.
+	Fleet *provider.Fleet
+	// BenchRaw and BenchStats are the hidden --bench-raw and --bench-stats
+	// flags.
+	BenchRaw, BenchStats bool
 }
 
 // testnetReadyHooks run once the testnet is up and bootstrap.txt is
@@ -56,13 +59,14 @@ type TestnetReady struct {
 var testnetReadyHooks []func(ctx context.Context, r *TestnetReady) error
 
 type testnetOptions struct {
-	nodes    int
-	dir      string
-	quotaMiB int64
-	account  string
-	testKDF  bool
-	benchRaw bool
-	log      logFlags
+	nodes      int
+	dir        string
+	quotaMiB   int64
+	account    string
+	testKDF    bool
+	benchRaw   bool
+	benchStats bool
+	log        logFlags
 }
 
 func init() {
@@ -89,6 +93,7 @@ that account on the new network.`,
 	c.Flags().StringVar(&o.account, "account", "", "create this account on the network (password from JELLYFISH_PASSWORD)")
 	addInsecureKDFFlag(c, &o.testKDF)
 	addBenchRawFlag(c, &o.benchRaw)
+	addBenchStatsFlag(c, &o.benchStats)
 	o.log.register(c)
 	c.Flags().Lookup("log-level").DefValue = "warn"
 	_ = c.Flags().Set("log-level", "warn")
@@ -159,7 +164,7 @@ func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ 
 	out := cmd.OutOrStdout()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(o.nodes)*time.Second)
 	defer cancel()
-	nw, _, err := provider.StartTestnet(startCtx, dir, o.nodes, provider.TestnetConfig{
+	nw, fleet, err := provider.StartTestnet(startCtx, dir, o.nodes, provider.TestnetConfig{
 		Base:       testnet.Options{Logger: log},
 		QuotaBytes: o.quotaMiB << 20,
 	})
@@ -173,7 +178,7 @@ func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ 
 	}()
 	ready := &TestnetReady{Dir: dir, BootstrapFile: filepath.Join(dir, BootstrapFileName),
 		Username: user, Password: password, InsecureTestKDF: o.testKDF, Out: out,
-		Network: nw, BenchRaw: o.benchRaw}
+		Network: nw, Fleet: fleet, BenchRaw: o.benchRaw, BenchStats: o.benchStats}
 	for i := range o.nodes {
 		a, err := loopbackAddr(nw.Node(i).Addrs())
 		if err != nil {
