@@ -3,13 +3,13 @@ package jellyfish
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 )
 
 // keyCacheFile holds, in a device slot, the keys of the account that last
@@ -84,18 +84,5 @@ func saveKeyCache(slot string, a *account.Account, password string, testKDF bool
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(slot, keyCacheFile), b)
-}
-
-// writeFileAtomic replaces path with b (mode 0600) through a temporary
-// file and a rename, so a crash leaves the old file or the new one.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(slot, keyCacheFile), b, 0o600)
 }

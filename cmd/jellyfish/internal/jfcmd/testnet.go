@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
@@ -243,11 +244,7 @@ func writeBootstrapFile(path string, addrs []ma.Multiaddr) error {
 		b.WriteString(a.String())
 		b.WriteByte('\n')
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("bootstrap file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("bootstrap file: %w", err)
 	}
 	return nil
