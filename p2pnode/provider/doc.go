@@ -14,6 +14,7 @@
 // account and head records are accepted network-wide) and the shard
 // protocol's resource limits, which the node package does not know.
 //
-// Fleet, TestnetOptions and StartTestnet start in-process networks of full
-// providers for tests and for `jellyfish testnet`.
+// Fleet, TestnetOptions and StartTestnet start in-process networks
+// (p2pnode/localnet) of full providers for tests and for `jellyfish
+// testnet`.
 package provider
