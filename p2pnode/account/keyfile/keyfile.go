@@ -43,9 +43,9 @@ type VerifierParams struct {
 }
 
 // DefaultVerifier is the cost of the verifiers New and SetPassword make:
-// one of OWASP's Argon2id settings (19 MiB, 2 passes, 1 lane), about
-// 20 ms on a current core. The verifier guards the password only; the
-// keys beside it are in the clear.
+// one of OWASP's Argon2id settings (19 MiB, 2 passes, 1 lane), 25-30 ms
+// of CPU on one core of the development VM (BenchmarkVerifier). The
+// verifier guards the password only; the keys beside it are in the clear.
 var DefaultVerifier = VerifierParams{Time: 2, MemoryKiB: 19 * 1024, Lanes: 1}
 
 // TestVerifier is the verifier cost of files of accounts made with the
