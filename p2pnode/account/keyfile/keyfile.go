@@ -35,27 +35,27 @@ const (
 	MaxDeviceName    = 64
 )
 
-// VerifierParams are the Argon2id costs of a password verifier.
-type VerifierParams struct {
+// verifierParams are the Argon2id costs of a password verifier.
+type verifierParams struct {
 	Time      uint32 // passes
 	MemoryKiB uint32
 	Lanes     uint8
 }
 
-// DefaultVerifier is the cost of the verifiers New and SetPassword make:
+// defaultVerifier is the cost of the verifiers New and SetPassword make:
 // one of OWASP's Argon2id settings (19 MiB, 2 passes, 1 lane), 25-30 ms
 // of CPU on one core of the development VM (BenchmarkVerifier). The
 // verifier guards the password only; the keys beside it are in the clear.
-var DefaultVerifier = VerifierParams{Time: 2, MemoryKiB: 19 * 1024, Lanes: 1}
+var defaultVerifier = verifierParams{Time: 2, MemoryKiB: 19 * 1024, Lanes: 1}
 
-// TestVerifier is the verifier cost of files of accounts made with the
+// testVerifier is the verifier cost of files of accounts made with the
 // insecure test KDF (account.InsecureTestKDF): Argon2id's minimum. Such
 // passwords fall instantly anyway.
-var TestVerifier = VerifierParams{Time: 1, MemoryKiB: 8, Lanes: 1}
+var testVerifier = verifierParams{Time: 1, MemoryKiB: 8, Lanes: 1}
 
 // Bounds on a verifier read from a file: costs at most verifierMaxTime
 // passes and verifierMaxMemoryKiB (a hostile file must not exhaust the
-// machine), and at least DefaultVerifier's memory unless the file is of a
+// machine), and at least defaultVerifier's memory unless the file is of a
 // test-KDF account.
 const (
 	verifierMaxTime      = 16
@@ -108,12 +108,12 @@ type File struct {
 }
 
 type verifier struct {
-	VerifierParams
+	verifierParams
 	salt, hash []byte
 }
 
 // New returns the file of an unlocked account, with a fresh verifier of
-// password (TestVerifier's cost when testKDF is set).
+// password (testVerifier's cost when testKDF is set).
 func New(a *account.Account, password string, testKDF bool) (*File, error) {
 	id, err := peer.IDFromPrivateKey(a.Identity)
 	if err != nil {
@@ -145,11 +145,11 @@ func (f *File) HasVerifier() bool { return f.verifier != nil || f.legacy != nil 
 // SetPassword replaces the verifier with a fresh one (new random salt) of
 // password, and drops a version 1 check.
 func (f *File) SetPassword(password string) error {
-	p := DefaultVerifier
+	p := defaultVerifier
 	if f.InsecureTestKDF {
-		p = TestVerifier
+		p = testVerifier
 	}
-	v := &verifier{VerifierParams: p, salt: make([]byte, saltSize)}
+	v := &verifier{verifierParams: p, salt: make([]byte, saltSize)}
 	if _, err := rand.Read(v.salt); err != nil {
 		return err
 	}
@@ -345,9 +345,9 @@ func parseVerifier(w *wireVerifier, testKDF bool) (*verifier, error) {
 	if w == nil {
 		return nil, errors.New("no verifier")
 	}
-	minMem := DefaultVerifier.MemoryKiB
+	minMem := defaultVerifier.MemoryKiB
 	if testKDF {
-		minMem = TestVerifier.MemoryKiB
+		minMem = testVerifier.MemoryKiB
 	}
 	switch {
 	case w.KDF != kdfArgon2id:
@@ -359,7 +359,7 @@ func parseVerifier(w *wireVerifier, testKDF bool) (*verifier, error) {
 	case len(w.Salt) != saltSize || len(w.Hash) != hashSize:
 		return nil, fmt.Errorf("verifier salt of %d bytes, hash of %d", len(w.Salt), len(w.Hash))
 	}
-	return &verifier{VerifierParams: VerifierParams{Time: w.Time, MemoryKiB: w.MemoryKiB, Lanes: w.Lanes}, salt: w.Salt, hash: w.Hash}, nil
+	return &verifier{verifierParams: verifierParams{Time: w.Time, MemoryKiB: w.MemoryKiB, Lanes: w.Lanes}, salt: w.Salt, hash: w.Hash}, nil
 }
 
 func ed25519Key(b []byte) (crypto.PrivKey, error) {

@@ -88,8 +88,8 @@ func TestSaveLoad(t *testing.T) {
 	if !g.CheckPassword(fixturePassword) || g.CheckPassword(fixturePassword+" ") || g.CheckPassword("") {
 		t.Fatal("verifier accepts the wrong passwords or refuses the right one")
 	}
-	if g.verifier.VerifierParams != DefaultVerifier {
-		t.Fatalf("verifier cost %+v, want %+v", g.verifier.VerifierParams, DefaultVerifier)
+	if g.verifier.verifierParams != defaultVerifier {
+		t.Fatalf("verifier cost %+v, want %+v", g.verifier.verifierParams, defaultVerifier)
 	}
 
 	// The JSON holds no password, nor the version 1 check.
@@ -109,8 +109,8 @@ func TestTestKDFVerifierIsCheap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.verifier.VerifierParams != TestVerifier {
-		t.Fatalf("verifier cost %+v", f.verifier.VerifierParams)
+	if f.verifier.verifierParams != testVerifier {
+		t.Fatalf("verifier cost %+v", f.verifier.verifierParams)
 	}
 	b, err := f.Marshal()
 	if err != nil {
@@ -127,7 +127,7 @@ func TestTestKDFVerifierIsCheap(t *testing.T) {
 
 // TestVerifierKnownAnswer pins the verifier's derivation.
 func TestVerifierKnownAnswer(t *testing.T) {
-	v := &verifier{VerifierParams: DefaultVerifier, salt: bytes.Repeat([]byte{7}, saltSize)}
+	v := &verifier{verifierParams: defaultVerifier, salt: bytes.Repeat([]byte{7}, saltSize)}
 	got := hex.EncodeToString(v.compute("alice", fixturePassword))
 	const want = "b69bbbde04d3e7ce248b699df9834a285c084d20338f4493408cd8752c86fc79"
 	if got != want {
@@ -295,13 +295,58 @@ func TestRejects(t *testing.T) {
 func BenchmarkVerifier(b *testing.B) {
 	for _, c := range []struct {
 		name string
-		p    VerifierParams
-	}{{"default", DefaultVerifier}, {"test", TestVerifier}} {
+		p    verifierParams
+	}{{"default", defaultVerifier}, {"test", testVerifier}} {
 		b.Run(c.name, func(b *testing.B) {
-			v := &verifier{VerifierParams: c.p, salt: make([]byte, saltSize)}
+			v := &verifier{verifierParams: c.p, salt: make([]byte, saltSize)}
 			for b.Loop() {
 				v.compute("alice", fixturePassword)
 			}
 		})
 	}
+}
+
+// FuzzParse: no input panics Parse, and what parses and has a verifier
+// marshals to a file that parses to the same keys.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/v1-backend.json", "testdata/v1-device.json"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	kf, err := New(fixtureAccountKeys(f), fixturePassword, true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	kf.Device = &account.Device{Name: "laptop"}
+	b, err := kf.Marshal()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := Parse(b)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error %v does not match ErrFormat", err)
+			}
+			return
+		}
+		if k.verifier == nil {
+			return
+		}
+		out, err := k.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+		if k2.AccountID != k.AccountID || k2.Root != k.Root || k2.Username != k.Username || !bytes.Equal(k2.verifier.hash, k.verifier.hash) {
+			t.Fatal("round trip changed the file")
+		}
+	})
 }
