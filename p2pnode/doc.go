@@ -12,8 +12,13 @@
 //     record republisher and confirmed writes. Other services (the shard
 //     protocol, auditing) receive the host and DHT and are attached by the
 //     caller; the node does not own them.
-//   - testnet: N real nodes in one process on 127.0.0.1 with kill, restart
-//     and partition helpers, for tests and for "jellyfish testnet".
+//   - localnet: N real nodes in one process on 127.0.0.1 with kill, restart
+//     and partition helpers, for "jellyfish testnet" and "jellyfish demo";
+//     testnet: the harness that gives a test such a network (it links
+//     package testing, so only tests and fstests import it).
+//   - atomicfile: replacing a small file with fsync, for every package
+//     that keeps state in files.
 //
-// Nothing under p2pnode imports rclone.
+// Nothing under p2pnode imports rclone or the backend; layers_test.go
+// checks that, and the other layering rules, with go list.
 package p2pnode

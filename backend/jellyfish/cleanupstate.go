@@ -19,6 +19,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 )
 
 // The cleanup state is what CleanUp needs to remember between processes
@@ -130,7 +131,7 @@ func (s *session) saveCleanupState() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.slotDir, cleanupStateFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.slotDir, cleanupStateFile), b, 0o600); err != nil {
 		return err
 	}
 	s.cleanupSaved = pt

@@ -70,6 +70,15 @@ func AccountRules() record.KindRules {
 	}
 }
 
+// RecordKinds returns the rules of every record kind accounts use: login,
+// account and head records. Every node of the network, server or client,
+// must register them besides the node kind that record.NewValidator always
+// knows (node.Config.RecordKinds), or it refuses to store and serve them
+// and accounts only half work.
+func RecordKinds() []record.KindRules {
+	return []record.KindRules{LoginRules(), AccountRules(), HeadRules()}
+}
+
 // Login record states.
 const (
 	stateActive    byte = 1

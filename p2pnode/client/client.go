@@ -12,12 +12,12 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
@@ -65,7 +65,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.BootstrapTimeout == 0 {
 		cfg.BootstrapTimeout = DefaultBootstrapTimeout
 	}
-	ncfg := provider.NodeConfig(node.Config{
+	ncfg := node.Config{
 		DataDir:          cfg.DataDir,
 		ListenAddrs:      cfg.ListenAddrs,
 		BootstrapPeers:   cfg.Bootstrap,
@@ -75,7 +75,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		// A short-lived client republishes nothing on a timer; what it put
 		// is confirmed stored by remote peers, who keep re-putting it.
 		RepublishInterval: -1,
-	})
+		RecordKinds:       account.RecordKinds(),
+		// Shard streams this client opens count against the shard
+		// service's limits, as on providers.
+		ServiceLimits: []func(*rcmgr.ScalingLimitConfig){shardproto.SetServiceLimits},
+	}
 	if cfg.Configure != nil {
 		cfg.Configure(&ncfg)
 	}

@@ -91,6 +91,10 @@ type Config struct {
 	ConnectionGater connmgr.ConnectionGater
 	// ResourceLimits replaces the resource manager's scaled default limits.
 	ResourceLimits *rcmgr.ConcreteLimitConfig
+	// ServiceLimits add the resource limits of services the caller runs
+	// on the node's host to the scaled defaults (see HostConfig); the node
+	// itself knows no service beyond libp2p's and the DHT.
+	ServiceLimits []func(*rcmgr.ScalingLimitConfig)
 	// RecordKinds are registered with the record validator in addition to
 	// the node kind.
 	RecordKinds []record.KindRules

@@ -15,8 +15,6 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
 
 // HostConfig is what NewHost needs.
@@ -28,14 +26,17 @@ type HostConfig struct {
 	Gater connmgr.ConnectionGater
 	// Limits replaces the scaled default resource limits; nil keeps them.
 	Limits *rcmgr.ConcreteLimitConfig
+	// ServiceLimits declare the limits of the services the caller will
+	// run on the host (such as shardproto.SetServiceLimits) in the
+	// default limits before they are scaled. Unused when Limits is set.
+	ServiceLimits []func(*rcmgr.ScalingLimitConfig)
 }
 
 // NewHost starts a libp2p host with identity priv listening on
 // cfg.ListenAddrs over TCP and QUIC, securing connections with Noise or
 // TLS, multiplexing with yamux, with the resource manager on (libp2p's
-// default limits scaled to this machine, plus libp2p's own and the shard
-// protocol's service limits)
-// and a connection manager. The caller owns the host and must Close it.
+// default limits scaled to this machine, plus libp2p's own service limits
+// and cfg.ServiceLimits) and a connection manager. The caller owns the host and must Close it.
 func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	var limits rcmgr.ConcreteLimitConfig
 	if cfg.Limits != nil {
@@ -43,8 +44,9 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	} else {
 		scaling := rcmgr.DefaultLimits
 		libp2p.SetDefaultServiceLimits(&scaling)
-		// The shard protocol's streams and their bounded put buffers.
-		shardproto.SetServiceLimits(&scaling)
+		for _, set := range cfg.ServiceLimits {
+			set(&scaling)
+		}
 		limits = scaling.AutoScale()
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits))

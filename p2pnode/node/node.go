@@ -107,11 +107,12 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 
 	h, err := NewHost(priv, HostConfig{
-		ListenAddrs: cfg.ListenAddrs,
-		ConnLow:     cfg.ConnLow,
-		ConnHigh:    cfg.ConnHigh,
-		Gater:       cfg.ConnectionGater,
-		Limits:      cfg.ResourceLimits,
+		ListenAddrs:   cfg.ListenAddrs,
+		ConnLow:       cfg.ConnLow,
+		ConnHigh:      cfg.ConnHigh,
+		Gater:         cfg.ConnectionGater,
+		Limits:        cfg.ResourceLimits,
+		ServiceLimits: cfg.ServiceLimits,
 	})
 	if err != nil {
 		return nil, err

@@ -9,10 +9,12 @@
 // the record's expiry. Nothing else lives here: the DHT, the republisher
 // and the host belong to the node, the protocol to shardproto.
 //
-// RecordKinds lists every record kind a Jellyfish validator must know
-// besides the node kind; NodeConfig fills it in, and the client package
-// does the same, so login, account and head records are accepted network-wide.
+// NodeConfig fills a node.Config with every account record kind
+// (account.RecordKinds; the client package does the same, so login,
+// account and head records are accepted network-wide) and the shard
+// protocol's resource limits, which the node package does not know.
 //
-// Fleet, TestnetOptions and StartTestnet start in-process networks of full
-// providers for tests and for `jellyfish testnet`.
+// Fleet, TestnetOptions and StartTestnet start in-process networks
+// (p2pnode/localnet) of full providers for tests and for `jellyfish
+// testnet`.
 package provider

@@ -36,21 +36,14 @@ const (
 	publishTimeout = time.Minute
 )
 
-// RecordKinds returns the rules of every Jellyfish record kind a validator
-// must know besides the node kind, which record.NewValidator always
-// registers: login, account and head records. Every node of the network, server
-// or client, must register them (node.Config.RecordKinds) or it refuses
-// and never stores or serves accounts.
-func RecordKinds() []record.KindRules {
-	return []record.KindRules{account.LoginRules(), account.AccountRules(), account.HeadRules()}
-}
-
-// NodeConfig returns cfg with RecordKinds filled in when it is empty: the
-// node.Config every Jellyfish node should start with.
+// NodeConfig returns cfg ready for a Jellyfish provider node: every
+// account record kind (account.RecordKinds) when RecordKinds is empty, and
+// the shard protocol's resource limits added to ServiceLimits.
 func NodeConfig(cfg node.Config) node.Config {
 	if len(cfg.RecordKinds) == 0 {
-		cfg.RecordKinds = RecordKinds()
+		cfg.RecordKinds = account.RecordKinds()
 	}
+	cfg.ServiceLimits = append(cfg.ServiceLimits, shardproto.SetServiceLimits)
 	return cfg
 }
 

@@ -162,9 +162,13 @@ func TestProviderClosesWithNode(t *testing.T) {
 }
 
 // TestRecordKindsDefault checks that provider and client nodes accept
-// account records: RecordKinds is filled in by NodeConfig.
+// account records (RecordKinds is filled in by NodeConfig) and that
+// NodeConfig adds the shard protocol's limits.
 func TestRecordKindsDefault(t *testing.T) {
 	cfg := provider.NodeConfig(node.Config{})
+	if len(cfg.ServiceLimits) != 1 {
+		t.Fatalf("%d service limit functions, want the shard protocol's", len(cfg.ServiceLimits))
+	}
 	names := map[string]bool{}
 	for _, k := range cfg.RecordKinds {
 		names[k.Name] = true

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
 )
 
 // BenchmarkBootstrap50 starts a 50-node network and reports the time until
@@ -26,7 +26,7 @@ func BenchmarkBootstrap50(b *testing.B) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		start := time.Now()
-		nw, err := testnet.Start(ctx, b.TempDir(), n, testnet.Options{MinRoutingTable: 10})
+		nw, err := localnet.Start(ctx, b.TempDir(), n, localnet.Options{MinRoutingTable: 10})
 		if err != nil {
 			cancel()
 			b.Fatal(err)

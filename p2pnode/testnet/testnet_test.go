@@ -267,27 +267,6 @@ func TestOnStartAttachesServices(t *testing.T) {
 	}
 }
 
-func TestStartWithoutTesting(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
-	dir := t.TempDir()
-	nw, err := testnet.Start(ctx, dir, 2, testnet.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if nw.Dir() != dir || nw.Len() != 2 || len(nw.Live()) != 2 {
-		t.Fatalf("network: dir %s len %d live %v", nw.Dir(), nw.Len(), nw.Live())
-	}
-	if err := nw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// A cancelled context fails Start and leaves nothing behind.
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := testnet.Start(cancelled, t.TempDir(), 2, testnet.Options{}); err == nil {
-		t.Fatal("Start with a cancelled context succeeded")
-	}
-}
-
 type closeFunc func() error
 
 func (f closeFunc) Close() error { return f() }

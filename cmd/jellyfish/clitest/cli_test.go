@@ -207,6 +207,30 @@ func TestTestnetAndAccounts(t *testing.T) {
 	if code != 0 || !strings.Contains(so, "account id: "+id) || !strings.Contains(so, "(this device)") || !strings.Contains(so, "not yet computed") {
 		t.Fatalf("show: %d\n%s%s", code, so, se)
 	}
+	c := readCache(t, cache)
+	if c["version"] != float64(2) || c["verifier"] == nil || c["account_id"] != id || c["device_id"] == nil {
+		t.Fatalf("device cache: %v", c)
+	}
+	// A version 1 cache (no verifier, no login key) still serves show,
+	// and the next login rewrites it as version 2 with the same device.
+	deviceID := c["device_id"]
+	c["version"] = 1
+	for _, k := range []string{"verifier", "login_key", "insecure_test_kdf"} {
+		delete(c, k)
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	if err := os.WriteFile(cache, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if so, se, code = acct(nil, "show"); code != 0 || !strings.Contains(so, "(this device)") {
+		t.Fatalf("show with a version 1 cache: %d\n%s%s", code, so, se)
+	}
+	if so, se, code = acct(env, "login"); code != 0 {
+		t.Fatalf("login over a version 1 cache: %d\n%s%s", code, so, se)
+	}
+	if c = readCache(t, cache); c["version"] != float64(2) || c["device_id"] != deviceID || c["verifier"] == nil {
+		t.Fatalf("device cache after login: %v", c)
+	}
 
 	wrong := []string{"JELLYFISH_PASSWORD=granite velvet oyster 42"}
 	so, se, code = acct(wrong, "login")
@@ -236,6 +260,19 @@ func TestTestnetAndAccounts(t *testing.T) {
 	if !strings.Contains(out.String(), "stopping the testnet") {
 		t.Fatalf("testnet output:\n%s", out.String())
 	}
+}
+
+func readCache(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func field(out, prefix string) string {

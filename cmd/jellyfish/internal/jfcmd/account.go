@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account/keyfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 )
 
@@ -232,7 +232,7 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 			name = name[:64]
 		}
 	}
-	cache, err := newDeviceCache(a, prev, name, addrStrings(s.boot))
+	cache, err := newDeviceCache(a, pw, o.testKDF, prev, name, addrStrings(s.boot))
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 	if err := addDevice(ctx, s.m, a, cache); err != nil {
 		return err
 	}
-	if err := cache.save(path); err != nil {
+	if err := saveDeviceCache(cache, path); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "logged in as %q (account id %s)\ndevice cache: %s\n", user, a.ID(), path)
@@ -248,11 +248,8 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 }
 
 // addDevice lists the cached device in the account record if it is not.
-func addDevice(ctx context.Context, m *account.Manager, a *account.Account, c *deviceCache) error {
-	id, err := c.deviceID()
-	if err != nil {
-		return err
-	}
+func addDevice(ctx context.Context, m *account.Manager, a *account.Account, c *keyfile.File) error {
+	id := c.Device.ID
 	pub, err := m.Lookup(ctx, a.ID())
 	if err != nil {
 		return fmt.Errorf("read account record: %w", err)
@@ -265,7 +262,7 @@ func addDevice(ctx context.Context, m *account.Manager, a *account.Account, c *d
 	if len(pub.Devices) >= account.MaxDevices {
 		return fmt.Errorf("the account already has %d devices", len(pub.Devices))
 	}
-	pub.Devices = append(pub.Devices, account.Device{ID: id, Name: c.DeviceName})
+	pub.Devices = append(pub.Devices, *c.Device)
 	if err := m.PublishAccount(ctx, a, pub); err != nil {
 		return fmt.Errorf("add this device to the account record: %w", err)
 	}
@@ -321,10 +318,7 @@ func accountShow(ctx context.Context, cmd *cobra.Command, o *accountOptions) err
 	if err != nil {
 		return err
 	}
-	id, err := peer.Decode(cache.AccountID)
-	if err != nil {
-		return fmt.Errorf("device cache %s: %w", path, err)
-	}
+	id := cache.AccountID
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	s, err := openSession(ctx, o, cache.Bootstrap)
@@ -347,7 +341,7 @@ func accountShow(ctx context.Context, cmd *cobra.Command, o *accountOptions) err
 	fmt.Fprintf(w, "devices:    %d\n", len(pub.Devices))
 	for _, d := range pub.Devices {
 		this := ""
-		if fmt.Sprintf("%x", d.ID[:]) == cache.DeviceID {
+		if cache.Device != nil && d.ID == cache.Device.ID {
 			this = "  (this device)"
 		}
 		fmt.Fprintf(w, "  %x  %s%s\n", d.ID[:], d.Name, this)

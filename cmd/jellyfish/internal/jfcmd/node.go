@@ -87,19 +87,17 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	var (
 		owner  []byte
 		linked *account.Account
-		cache  *deviceCache
 	)
 	if o.accountConfig != "" {
 		path, err := expandHome(o.accountConfig)
 		if err != nil {
 			return err
 		}
-		if cache, err = loadDeviceCache(path); err != nil {
+		cache, err := loadDeviceCache(path)
+		if err != nil {
 			return err
 		}
-		if linked, err = cache.account(); err != nil {
-			return err
-		}
+		linked = cache.Account()
 		owner = []byte(linked.ID())
 	}
 

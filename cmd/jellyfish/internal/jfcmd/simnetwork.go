@@ -35,8 +35,8 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
 )
 
 type simNetworkOptions struct {
@@ -154,7 +154,7 @@ func runSimNetwork(ctx context.Context, cmd *cobra.Command, o simNetworkOptions)
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(o.nodes)*2*time.Second)
 	defer cancel()
 	nw, _, err := provider.StartTestnet(startCtx, filepath.Join(dir, "net"), o.nodes, provider.TestnetConfig{
-		Base: testnet.Options{Logger: log}, QuotaBytes: 256 << 20,
+		Base: localnet.Options{Logger: log}, QuotaBytes: 256 << 20,
 	})
 	if err != nil {
 		return err

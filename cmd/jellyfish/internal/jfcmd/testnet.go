@@ -15,9 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
 )
 
 // BootstrapFileName is the file `jellyfish testnet` writes in its folder:
@@ -43,7 +44,7 @@ type TestnetReady struct {
 	// Out is where the command prints its summary.
 	Out io.Writer
 	// Network is the running network.
-	Network *testnet.Network
+	Network *localnet.Network
 	// Fleet reaches the nodes' providers.
 	Fleet *provider.Fleet
 	// BenchRaw and BenchStats are the hidden --bench-raw and --bench-stats
@@ -131,7 +132,7 @@ func runTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (err 
 // startTestnet starts the network of o, writes bootstrap.txt, creates the
 // account if asked and runs the ready hooks. On error nothing is left
 // running; otherwise the caller closes the network.
-func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ *testnet.Network, _ *TestnetReady, err error) {
+func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ *localnet.Network, _ *TestnetReady, err error) {
 	if o.nodes < 1 || o.nodes > 200 {
 		return nil, nil, fmt.Errorf("--nodes %d: want 1 to 200", o.nodes)
 	}
@@ -165,7 +166,7 @@ func startTestnet(ctx context.Context, cmd *cobra.Command, o testnetOptions) (_ 
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(o.nodes)*time.Second)
 	defer cancel()
 	nw, fleet, err := provider.StartTestnet(startCtx, dir, o.nodes, provider.TestnetConfig{
-		Base:       testnet.Options{Logger: log},
+		Base:       localnet.Options{Logger: log},
 		QuotaBytes: o.quotaMiB << 20,
 	})
 	if err != nil {
@@ -248,11 +249,7 @@ func writeBootstrapFile(path string, addrs []ma.Multiaddr) error {
 		b.WriteString(a.String())
 		b.WriteByte('\n')
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("bootstrap file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("bootstrap file: %w", err)
 	}
 	return nil

@@ -8,19 +8,20 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
 )
 
 // DefaultTestQuota is the quota of every provider of a test network unless
 // TestnetConfig says otherwise: small, so quota tests fill it quickly.
 const DefaultTestQuota = 64 << 20
 
-// TestnetConfig tunes the providers of an in-process network.
+// TestnetConfig tunes the providers of an in-process network (package
+// localnet), as `jellyfish testnet` and tests run it.
 type TestnetConfig struct {
-	// Base holds the testnet options (logger, clock, intervals). Its
+	// Base holds the network options (logger, clock, intervals). Its
 	// Configure and OnStart hooks, if set, run after the provider's own.
-	Base testnet.Options
+	Base localnet.Options
 	// QuotaBytes is every provider's quota; zero means DefaultTestQuota.
 	QuotaBytes int64
 	// Tier is the tier every node record names; tests keep 0.
@@ -42,8 +43,8 @@ type Fleet struct {
 	dirs  map[int]string // node data dirs, learnt in Configure
 }
 
-// NewFleet returns a Fleet for cfg; pass Fleet.Options to testnet.New or
-// testnet.Start.
+// NewFleet returns a Fleet for cfg; pass Fleet.Options to localnet.Start
+// (or, in tests, testnet.New).
 func NewFleet(cfg TestnetConfig) *Fleet {
 	if cfg.QuotaBytes <= 0 {
 		cfg.QuotaBytes = DefaultTestQuota
@@ -51,9 +52,9 @@ func NewFleet(cfg TestnetConfig) *Fleet {
 	return &Fleet{cfg: cfg, provs: map[int]*Provider{}, dirs: map[int]string{}}
 }
 
-// Options returns testnet options that register every Jellyfish record
+// Options returns network options that register every Jellyfish record
 // kind on each node and attach a provider to it after every start.
-func (f *Fleet) Options() testnet.Options {
+func (f *Fleet) Options() localnet.Options {
 	opts := f.cfg.Base
 	baseConfigure, baseOnStart := opts.Configure, opts.OnStart
 	opts.Configure = func(i int, cfg *node.Config) {
@@ -85,7 +86,7 @@ func (f *Fleet) Options() testnet.Options {
 	return opts
 }
 
-// dataDir returns node i's data dir. The testnet does not expose it on
+// dataDir returns node i's data dir. The network does not expose it on
 // the node, so the fleet records it in Configure.
 func (f *Fleet) dataDir(i int) string {
 	f.mu.Lock()
@@ -104,7 +105,7 @@ func (f *Fleet) Provider(i int) *Provider {
 // PublishAll publishes the node record of every live provider of nw now,
 // in parallel: records become readable without waiting for the loops'
 // retries (the first nodes of a network start with nobody to put to).
-func (f *Fleet) PublishAll(ctx context.Context, nw *testnet.Network) error {
+func (f *Fleet) PublishAll(ctx context.Context, nw *localnet.Network) error {
 	var g errgroup.Group
 	g.SetLimit(8)
 	for _, i := range nw.Live() {
@@ -122,20 +123,20 @@ func (f *Fleet) PublishAll(ctx context.Context, nw *testnet.Network) error {
 	return g.Wait()
 }
 
-// TestnetOptions returns testnet options that make every node a full
+// TestnetOptions returns network options that make every node a full
 // provider with cfg's quota: the one-call way to get a provider network,
 // testnet.New(t, n, provider.TestnetOptions(cfg)). Use a Fleet to reach
 // the providers themselves.
-func TestnetOptions(cfg TestnetConfig) testnet.Options {
+func TestnetOptions(cfg TestnetConfig) localnet.Options {
 	return NewFleet(cfg).Options()
 }
 
 // StartTestnet starts an n-node provider network in dir (see
-// testnet.Start) and publishes every node record before returning, so a
+// localnet.Start) and publishes every node record before returning, so a
 // caller can read them at once. On error nothing is left running.
-func StartTestnet(ctx context.Context, dir string, n int, cfg TestnetConfig) (*testnet.Network, *Fleet, error) {
+func StartTestnet(ctx context.Context, dir string, n int, cfg TestnetConfig) (*localnet.Network, *Fleet, error) {
 	f := NewFleet(cfg)
-	nw, err := testnet.Start(ctx, dir, n, f.Options())
+	nw, err := localnet.Start(ctx, dir, n, f.Options())
 	if err != nil {
 		return nil, nil, err
 	}
