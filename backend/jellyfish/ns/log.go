@@ -39,8 +39,8 @@ type Batch struct {
 	// Prev and PrevSeq are the previous batch of the device (versions 1
 	// and 2; in version 3 they mirror Prevs[0]), so a reader can walk a
 	// device's log back and stop without reading further.
-	Prev    []byte `json:"prev,omitempty"`
-	PrevSeq uint64 `json:"prevseq,omitempty"`
+	Prev    []byte  `json:"prev,omitempty"`
+	PrevSeq uint64  `json:"prevseq,omitempty"`
 	Entries []Entry `json:"e"`
 	// Packs are the pack records this batch creates or replaces (see Pack).
 	Packs []Pack `json:"pk,omitempty"`
