@@ -24,12 +24,14 @@ import (
 
 // The cleanup state is what CleanUp needs to remember between processes
 // of one device: the contents this device stopped referring to, and when,
-// and its last look at each of its packs. It lives in the device slot, so
+// the log objects (checkpoint nodes) it let go, and its last look at each
+// of its packs. It lives in the device slot, so
 // a `jellyfish cleanup` run from cron a day after a `sync` frees what that
 // sync replaced. It holds object references (data keys), so it is sealed
 // under a key derived from the account's root key:
 //
 //	"JFcs" | version u8 (1) | nonce [24] | XChaCha20-Poly1305(ad = "JFcs") of JSON
+//	{ unref: [{ r: content, t: time }], nodes: [{ r, t }], looks: [{ p, rev, t, live }] }
 const (
 	cleanupStateFile    = "cleanup.state"
 	cleanupStateMagic   = "JFcs"
@@ -43,6 +45,7 @@ const (
 
 type cleanupState struct {
 	Unref []unrefRecord `json:"unref,omitempty"`
+	Nodes []unrefRecord `json:"nodes,omitempty"`
 	Looks []lookRecord  `json:"looks,omitempty"`
 }
 
@@ -74,14 +77,15 @@ func (s *session) loadCleanupState() {
 		fs.Logf(nil, "jellyfish: cleanup state ignored: %v", err)
 		return
 	}
-	s.cleanupSaved, _ = json.Marshal(st)
-	s.mu.Lock()
+	s.clean.saved, _ = json.Marshal(st)
+	s.clean.mu.Lock()
 	for _, u := range st.Unref {
-		if ref, err := UnmarshalObjRef(u.Ref); err == nil {
-			s.unref = append(s.unref, unrefContent{ref, u.When})
-		}
+		s.clean.unref = append(s.clean.unref, unrefContent{u.Ref, u.When})
 	}
-	s.mu.Unlock()
+	for _, u := range st.Nodes {
+		s.clean.nodes = append(s.clean.nodes, unrefContent{u.Ref, u.When})
+	}
+	s.clean.mu.Unlock()
 	s.packs.mu.Lock()
 	if s.packs.liveSeen == nil {
 		s.packs.liveSeen = map[ns.PackID]liveLook{}
@@ -97,22 +101,23 @@ func (s *session) saveCleanupState() error {
 	if s.slotDir == "" {
 		return nil
 	}
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
+	s.clean.saveMu.Lock()
+	defer s.clean.saveMu.Unlock()
 	var st cleanupState
-	s.mu.Lock()
-	unref := s.unref
-	if len(unref) > maxUnrefKept {
-		unref = unref[len(unref)-maxUnrefKept:]
-	}
-	for _, u := range unref {
-		rb, err := u.ref.Marshal()
-		if err != nil {
-			continue
+	s.clean.mu.Lock()
+	for _, list := range []struct {
+		from []unrefContent
+		to   *[]unrefRecord
+	}{{s.clean.unref, &st.Unref}, {s.clean.nodes, &st.Nodes}} {
+		from := list.from
+		if len(from) > maxUnrefKept {
+			from = from[len(from)-maxUnrefKept:]
 		}
-		st.Unref = append(st.Unref, unrefRecord{rb, u.when})
+		for _, u := range from {
+			*list.to = append(*list.to, unrefRecord{u.content, u.when})
+		}
 	}
-	s.mu.Unlock()
+	s.clean.mu.Unlock()
 	s.packs.mu.Lock()
 	for id, l := range s.packs.liveSeen {
 		st.Looks = append(st.Looks, lookRecord{id, l.rev, l.when, l.live})
@@ -124,7 +129,7 @@ func (s *session) saveCleanupState() error {
 		return err
 	}
 	// Most processes change nothing here: no write at their exit.
-	if bytes.Equal(pt, s.cleanupSaved) {
+	if bytes.Equal(pt, s.clean.saved) {
 		return nil
 	}
 	b, err := sealCleanupState(s.acct.Root, pt)
@@ -134,7 +139,7 @@ func (s *session) saveCleanupState() error {
 	if err := atomicfile.Write(filepath.Join(s.slotDir, cleanupStateFile), b, 0o600); err != nil {
 		return err
 	}
-	s.cleanupSaved = pt
+	s.clean.saved = pt
 	return nil
 }
 

@@ -161,10 +161,6 @@ type Options struct {
 	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
 }
 
-func (o *Options) sessionKey() string {
-	return fmt.Sprintf("%s|%d+%d|%d|%s|%s", o.Bootstrap, o.DataShards, o.ParityShards, o.SegmentSize, o.Compression, o.DataDir)
-}
-
 func (o *Options) dataDir() string {
 	if o.DataDir != "" {
 		return o.DataDir
@@ -180,8 +176,11 @@ func (o *Options) compression() codec.Compression {
 	return c
 }
 
-// defaultInlineMax is the largest file stored inside a log batch.
-const defaultInlineMax = 8 << 10
+// defaultInlineMax is the largest file stored inside the file list. The
+// file list's checkpoints hold such a file's bytes beside its name, so a
+// listing reads them and a change to a neighbour rewrites them: only the
+// tiniest files are worth it. Larger small files are packed.
+const defaultInlineMax = 128
 
 // maxInlineMax bounds inline_max: inline data is read into memory and
 // carried by every batch and checkpoint.
@@ -237,7 +236,11 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		ReadMimeType:            false,
 	}).Fill(ctx, f)
 	if f.root != "" {
-		if e := s.tree.Get(f.root); e != nil && !e.Dir {
+		e, err := s.log.view().Get(ctx, f.root)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		if e != nil && !e.Dir {
 			f.root = ns.Parent(f.root)
 			return f, fs.ErrorIsFile
 		}
@@ -284,11 +287,18 @@ func (f *Fs) entryToDirEntry(e ns.Entry) fs.DirEntry {
 // List the objects and directories in dir into entries.
 func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
 	p := f.full(dir)
-	if !f.s.tree.IsDir(p) {
+	v := f.s.log.view()
+	if ok, err := v.IsDir(ctx, p); err != nil {
+		return nil, mapErr(err)
+	} else if !ok {
 		return nil, fs.ErrorDirNotFound
 	}
-	var out fs.DirEntries
-	for _, e := range f.s.tree.List(p) {
+	es, err := v.List(ctx, p)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out := make(fs.DirEntries, 0, len(es))
+	for _, e := range es {
 		out = append(out, f.entryToDirEntry(e))
 	}
 	return out, nil
@@ -297,11 +307,14 @@ func (f *Fs) List(ctx context.Context, dir string) (fs.DirEntries, error) {
 // ListR lists everything under dir recursively.
 func (f *Fs) ListR(ctx context.Context, dir string, callback fs.ListRCallback) error {
 	p := f.full(dir)
-	if !f.s.tree.IsDir(p) {
+	v := f.s.log.view()
+	if ok, err := v.IsDir(ctx, p); err != nil {
+		return mapErr(err)
+	} else if !ok {
 		return fs.ErrorDirNotFound
 	}
 	var batch fs.DirEntries
-	err := f.s.tree.Walk(p, func(e ns.Entry) error {
+	err := v.Walk(ctx, p, func(e ns.Entry) error {
 		batch = append(batch, f.entryToDirEntry(e))
 		if len(batch) >= 1000 {
 			err := callback(batch)
@@ -321,7 +334,10 @@ func (f *Fs) ListR(ctx context.Context, dir string, callback fs.ListRCallback) e
 
 // NewObject finds the Object at remote.
 func (f *Fs) NewObject(ctx context.Context, remote string) (fs.Object, error) {
-	e := f.s.tree.Get(f.full(remote))
+	e, err := f.s.log.view().Get(ctx, f.full(remote))
+	if err != nil {
+		return nil, mapErr(err)
+	}
 	if e == nil {
 		return nil, fs.ErrorObjectNotFound
 	}
@@ -344,10 +360,14 @@ func (f *Fs) PutStream(ctx context.Context, in io.Reader, src fs.ObjectInfo, opt
 }
 
 // mkdirs returns directory entries for p and every missing ancestor.
-func (f *Fs) mkdirs(p string, modTime time.Time) ([]ns.Entry, error) {
+func (f *Fs) mkdirs(ctx context.Context, p string, modTime time.Time) ([]ns.Entry, error) {
 	var out []ns.Entry
+	v := f.s.log.view()
 	for d := p; d != ""; d = ns.Parent(d) {
-		e := f.s.tree.Get(d)
+		e, err := v.Get(ctx, d)
+		if err != nil {
+			return nil, mapErr(err)
+		}
 		if e != nil {
 			if !e.Dir {
 				return nil, fmt.Errorf("jellyfish: %q is a file, not a directory", d)
@@ -359,14 +379,27 @@ func (f *Fs) mkdirs(p string, modTime time.Time) ([]ns.Entry, error) {
 	return out, nil
 }
 
+// checkPath refuses a path the file list cannot hold, for that one file,
+// before anything is stored.
+func checkPath(p string) error {
+	if err := ns.CheckPath(p); err != nil {
+		return fserrors.NoRetryError(fmt.Errorf("jellyfish: %w", err))
+	}
+	return nil
+}
+
 // Mkdir makes the directory dir and its parents.
 func (f *Fs) Mkdir(ctx context.Context, dir string) error {
-	entries, err := f.mkdirs(f.full(dir), time.Now())
+	p := f.full(dir)
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	entries, err := f.mkdirs(ctx, p, time.Now())
 	if err != nil {
 		return err
 	}
 	if len(entries) > 0 {
-		return f.s.commit(entries, nil)
+		return f.s.commit(ctx, entries, nil)
 	}
 	return nil
 }
@@ -374,36 +407,44 @@ func (f *Fs) Mkdir(ctx context.Context, dir string) error {
 // Rmdir removes the empty directory dir.
 func (f *Fs) Rmdir(ctx context.Context, dir string) error {
 	p := f.full(dir)
-	if !f.s.tree.IsDir(p) {
+	v := f.s.log.view()
+	if ok, err := v.IsDir(ctx, p); err != nil {
+		return mapErr(err)
+	} else if !ok {
 		return fs.ErrorDirNotFound
 	}
-	if f.s.tree.HasChildren(p) {
+	if has, err := v.HasChildren(ctx, p); err != nil {
+		return mapErr(err)
+	} else if has {
 		return fs.ErrorDirectoryNotEmpty
 	}
 	if p == "" {
 		return nil
 	}
-	return f.s.commit([]ns.Entry{{Path: p, Dir: true, Deleted: true}}, nil)
+	return f.s.commit(ctx, []ns.Entry{{Path: p, Dir: true, Deleted: true}}, nil)
 }
 
 // Purge deletes dir and everything under it.
 func (f *Fs) Purge(ctx context.Context, dir string) error {
 	p := f.full(dir)
-	if !f.s.tree.IsDir(p) {
+	v := f.s.log.view()
+	if ok, err := v.IsDir(ctx, p); err != nil {
+		return mapErr(err)
+	} else if !ok {
 		return fs.ErrorDirNotFound
 	}
 	var dels []ns.Entry
-	err := f.s.tree.Walk(p, func(e ns.Entry) error {
+	err := v.Walk(ctx, p, func(e ns.Entry) error {
 		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true})
 		return nil
 	})
 	if err != nil {
-		return err
+		return mapErr(err)
 	}
 	if p != "" {
 		dels = append(dels, ns.Entry{Path: p, Dir: true, Deleted: true})
 	}
-	return f.s.commit(dels, nil)
+	return f.s.commit(ctx, dels, nil)
 }
 
 // sameAccount reports whether src is an object of this account, so a
@@ -416,17 +457,17 @@ func (f *Fs) sameAccount(src fs.Object) (*Object, bool) {
 // Copy makes a server-side copy: the new entry shares the source's shards,
 // nothing is uploaded. Deleting either copy keeps the other readable.
 func (f *Fs) Copy(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
-	return f.copyOrMove(src, remote, false)
+	return f.copyOrMove(ctx, src, remote, false)
 }
 
 // Move renames src to remote without moving data.
 func (f *Fs) Move(ctx context.Context, src fs.Object, remote string) (fs.Object, error) {
-	return f.copyOrMove(src, remote, true)
+	return f.copyOrMove(ctx, src, remote, true)
 }
 
 // copyOrMove writes src's entry at remote (sharing its content) and, for
 // a move, a tombstone at src.
-func (f *Fs) copyOrMove(src fs.Object, remote string, move bool) (fs.Object, error) {
+func (f *Fs) copyOrMove(ctx context.Context, src fs.Object, remote string, move bool) (fs.Object, error) {
 	so, ok := f.sameAccount(src)
 	if !ok {
 		if move {
@@ -435,15 +476,24 @@ func (f *Fs) copyOrMove(src fs.Object, remote string, move bool) (fs.Object, err
 		return nil, fs.ErrorCantCopy
 	}
 	srcPath := so.fs.full(so.remote)
-	cur := f.s.tree.Get(srcPath)
+	dst := f.full(remote)
+	if err := checkPath(dst); err != nil {
+		return nil, err
+	}
+	v := f.s.log.view()
+	cur, err := v.Get(ctx, srcPath)
+	if err != nil {
+		return nil, mapErr(err)
+	}
 	if cur == nil {
 		return nil, fs.ErrorObjectNotFound
 	}
-	dst := f.full(remote)
-	if e := f.s.tree.Get(dst); e != nil && e.Dir {
+	if e, err := v.Get(ctx, dst); err != nil {
+		return nil, mapErr(err)
+	} else if e != nil && e.Dir {
 		return nil, fs.ErrorIsDir
 	}
-	entries, err := f.mkdirs(ns.Parent(dst), time.Now())
+	entries, err := f.mkdirs(ctx, ns.Parent(dst), time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +504,7 @@ func (f *Fs) copyOrMove(src fs.Object, remote string, move bool) (fs.Object, err
 	if move && srcPath != dst {
 		entries = append(entries, ns.Entry{Path: srcPath, Deleted: true})
 	}
-	if err := f.s.commit(entries, nil); err != nil {
+	if err := f.s.commit(ctx, entries, nil); err != nil {
 		return nil, err
 	}
 	return &Object{fs: f, remote: remote, entry: entries[at]}, nil
@@ -467,57 +517,61 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 		return fs.ErrorCantDirMove
 	}
 	srcPath, dstPath := sf.full(srcRemote), f.full(dstRemote)
-	if !f.s.tree.IsDir(srcPath) {
+	v := f.s.log.view()
+	if ok, err := v.IsDir(ctx, srcPath); err != nil {
+		return mapErr(err)
+	} else if !ok {
 		return fs.ErrorDirNotFound
 	}
-	if f.s.tree.Get(dstPath) != nil || dstPath == "" {
+	if e, err := v.Get(ctx, dstPath); err != nil {
+		return mapErr(err)
+	} else if e != nil || dstPath == "" {
 		return fs.ErrorDirExists
 	}
 	if srcPath == "" || strings.HasPrefix(dstPath+"/", srcPath+"/") {
 		return fmt.Errorf("jellyfish: cannot move %q into itself: %w", srcPath, fs.ErrorCantDirMove)
 	}
-	entries, err := f.mkdirs(ns.Parent(dstPath), time.Now())
+	entries, err := f.mkdirs(ctx, ns.Parent(dstPath), time.Now())
 	if err != nil {
 		return err
 	}
-	top := f.s.tree.Get(srcPath)
+	top, err := v.Get(ctx, srcPath)
+	if err != nil || top == nil {
+		return fs.ErrorDirNotFound
+	}
 	moved := *top
 	moved.Path = dstPath
 	entries = append(entries, moved)
 	var dels []ns.Entry
-	err = f.s.tree.Walk(srcPath, func(e ns.Entry) error {
+	err = v.Walk(ctx, srcPath, func(e ns.Entry) error {
 		ne := e
 		ne.Path = dstPath + strings.TrimPrefix(e.Path, srcPath)
+		if err := checkPath(ne.Path); err != nil {
+			return err
+		}
 		entries = append(entries, ne)
 		dels = append(dels, ns.Entry{Path: e.Path, Dir: e.Dir, Deleted: true})
 		return nil
 	})
 	if err != nil {
-		return err
+		return mapErr(err)
 	}
 	dels = append(dels, ns.Entry{Path: srcPath, Dir: true, Deleted: true})
-	return f.s.commit(append(entries, dels...), nil)
+	return f.s.commit(ctx, append(entries, dels...), nil)
 }
 
 // About reports the account's usage: the bytes its live files occupy on
-// providers (all shards), the number of files and, when the account has
-// provider nodes of its own, its allowance (their offered space) and what
-// is left of it.
+// providers (all shards, packs included), the number of files and, when
+// the account has provider nodes of its own, its allowance (their offered
+// space) and what is left of it. The figures come from the checkpoint's
+// summaries and the changes since, so About costs the same for any size
+// of namespace.
 func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
-	var used, objects int64
-	for _, e := range f.s.tree.All() {
-		if e.Deleted || e.Dir {
-			continue
-		}
-		objects++
-		used += int64(len(e.Inline))
-		if ref, err := UnmarshalObjRef(e.Content); err == nil {
-			used += ref.StoredBytes()
-		}
+	files, _, used, err := f.s.log.usage(ctx)
+	if err != nil {
+		return nil, mapErr(err)
 	}
-	packed, _ := f.s.packsStored()
-	used += packed
-	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(objects)}
+	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(files)}
 	if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
 		u.Total = fs.NewUsageValue(allowance)
 		u.Free = fs.NewUsageValue(max(0, allowance-used))
@@ -574,7 +628,7 @@ func (f *Fs) ChangeNotify(ctx context.Context, notify func(string, fs.EntryType)
 						continue
 					}
 					typ := fs.EntryObject
-					if e := f.s.tree.Get(p); e != nil && e.Dir {
+					if e, _ := f.s.log.view().Get(ctx, p); e != nil && e.Dir {
 						typ = fs.EntryDirectory
 					}
 					notify(f.rel(p), typ)
@@ -605,7 +659,7 @@ shards are stored against the k it needs.
 func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[string]string) (any, error) {
 	switch name {
 	case "status":
-		holders, files, minHeld, k, total := f.s.providerSummary()
+		holders, files, minHeld, k, total, serr := f.s.providerSummary(ctx)
 		providers, err := f.s.net.Providers(ctx)
 		segs, shards := f.s.repairs.stats()
 		out := map[string]any{
@@ -615,14 +669,18 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"providers":          len(providers),
 			"files":              files,
 			"holders":            holders,
-			"pending_changes":    f.s.pendingCount(),
+			"pending_changes":    f.s.log.pendingCount(),
 			"log":                f.s.logStatus(),
+			"local":              f.s.localStatus(),
 			"repair_queue":       map[string]int{"segments": segs, "shards": shards},
-			"packs":              f.s.packStatus(),
+			"packs":              f.s.packStatus(ctx),
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
 		}
 		if err != nil {
 			out["providers_error"] = err.Error()
+		}
+		if serr != nil {
+			out["files_error"] = serr.Error()
 		}
 		return out, nil
 	case "flush":
@@ -681,14 +739,17 @@ func (o *Object) Hash(ctx context.Context, t hash.Type) (string, error) {
 // SetModTime changes the modification time without uploading anything.
 func (o *Object) SetModTime(ctx context.Context, t time.Time) error {
 	p := o.fs.full(o.remote)
-	cur := o.fs.s.tree.Get(p)
+	cur, err := o.fs.s.log.view().Get(ctx, p)
+	if err != nil {
+		return mapErr(err)
+	}
 	if cur == nil {
 		return fs.ErrorObjectNotFound
 	}
 	ne := *cur
 	ne.ModTime = t.UnixNano()
 	es := []ns.Entry{ne}
-	if err := o.fs.s.commit(es, nil); err != nil {
+	if err := o.fs.s.commit(ctx, es, nil); err != nil {
 		return err
 	}
 	o.entry = es[0]
@@ -730,9 +791,12 @@ func (o *Object) Open(ctx context.Context, options ...fs.OpenOption) (io.ReadClo
 			return nil, mapErr(err)
 		}
 	} else {
-		ref, err := UnmarshalObjRef(o.entry.Content)
+		ref, err := o.fs.s.objectOf(ctx, o.entry.Content)
 		if err != nil {
-			return nil, fserrors.NoRetryError(err)
+			return nil, mapErr(err)
+		}
+		if ref == nil {
+			return nil, fserrors.NoRetryError(fmt.Errorf("jellyfish: %s has contents of an unknown kind", o.remote))
 		}
 		if rc, err = o.fs.s.store.Open(ctx, ref, off, limit); err != nil {
 			return nil, mapErr(err)
@@ -749,7 +813,12 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	if p == "" {
 		return errors.New("jellyfish: cannot write a file at the root")
 	}
-	if e := o.fs.s.tree.Get(p); e != nil && e.Dir {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	if e, err := o.fs.s.log.view().Get(ctx, p); err != nil {
+		return mapErr(err)
+	} else if e != nil && e.Dir {
 		return fs.ErrorIsDir
 	}
 	h := blake3.New()
@@ -791,8 +860,8 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		if err != nil {
 			return mapErr(err)
 		}
-		if e.Content, err = ref.Marshal(); err != nil {
-			return err
+		if e.Content, err = o.fs.s.contentOf(ctx, ref); err != nil {
+			return mapErr(err)
 		}
 		e.Size = ref.Layout.Size
 	}
@@ -800,12 +869,12 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	if src.Size() >= 0 && src.Size() != e.Size {
 		return fmt.Errorf("jellyfish: uploaded %d bytes but the source said %d", e.Size, src.Size())
 	}
-	entries, err := o.fs.mkdirs(ns.Parent(p), time.Now())
+	entries, err := o.fs.mkdirs(ctx, ns.Parent(p), time.Now())
 	if err != nil {
 		return err
 	}
 	entries = append(entries, e)
-	if err := o.fs.s.commit(entries, packed); err != nil {
+	if err := o.fs.s.commit(ctx, entries, packed); err != nil {
 		return err
 	}
 	o.entry = entries[len(entries)-1]
@@ -815,10 +884,12 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 // Remove deletes the object.
 func (o *Object) Remove(ctx context.Context) error {
 	p := o.fs.full(o.remote)
-	if o.fs.s.tree.Get(p) == nil {
+	if e, err := o.fs.s.log.view().Get(ctx, p); err != nil {
+		return mapErr(err)
+	} else if e == nil {
 		return fs.ErrorObjectNotFound
 	}
-	return o.fs.s.commit([]ns.Entry{{Path: p, Deleted: true}}, nil)
+	return o.fs.s.commit(ctx, []ns.Entry{{Path: p, Deleted: true}}, nil)
 }
 
 // mappedReader translates read errors into rclone's retry classes.

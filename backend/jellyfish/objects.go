@@ -47,6 +47,9 @@ type objectStore struct {
 	threshold func(k, m int) int
 	sem       chan struct{} // bounds concurrent shard transfers
 	repairs   *repairQueue
+	// locate returns holders of a shard recorded after its object was
+	// stored (repair); nil: none.
+	locate func(ctx context.Context, id codec.ShardID) []peer.ID
 }
 
 // ErrTooFewNodes: not enough provider nodes are reachable to store data.
@@ -335,7 +338,14 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 		shard codec.VerifiedShard
 		err   error
 	}
-	results := make(chan result, len(cands))
+	results := make(chan result)
+	// send hands a result over unless the segment is done.
+	send := func(r result) {
+		select {
+		case results <- r:
+		case <-ctx.Done():
+		}
+	}
 	next := 0
 	start := func() {
 		c := cands[next]
@@ -344,7 +354,7 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			select {
 			case s.sem <- struct{}{}:
 			case <-ctx.Done():
-				results <- result{err: ctx.Err()}
+				send(result{err: ctx.Err()})
 				return
 			}
 			defer func() { <-s.sem }()
@@ -357,11 +367,34 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			if err != nil {
 				fs.Debugf(nil, "jellyfish: segment %d shard %d from %s: %v", seg, c.idx, c.holder.ShortString(), err)
 			}
-			results <- result{codec.VerifiedShard{ID: id, Data: data}, err}
+			send(result{codec.VerifiedShard{ID: id, Data: data}, err})
 		}()
 	}
 	for next < len(cands) && next < k {
 		start()
+	}
+	// Holders recorded after the object was stored are asked only when
+	// the reference's own ones are not enough.
+	located := false
+	moreHolders := func() bool {
+		if located || s.locate == nil {
+			return false
+		}
+		located = true
+		seen := map[cand]bool{}
+		for _, c := range cands {
+			seen[c] = true
+		}
+		n := len(cands)
+		for i, id := range ref.Layout.Segments[seg].IDs {
+			for _, h := range s.locate(ctx, id) {
+				if c := (cand{i, h}); !seen[c] {
+					seen[c] = true
+					cands = append(cands, c)
+				}
+			}
+		}
+		return len(cands) > n
 	}
 	// A holder that neither answers nor fails (a dead node's dial timing
 	// out) is hedged: after hedgeAfter without progress another holder is
@@ -370,7 +403,14 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 	defer hedge.Stop()
 	var good []codec.VerifiedShard
 	var errs []error
-	for pending := next; pending > 0; {
+	for pending := next; pending > 0 || (len(good) < k && next == len(cands) && moreHolders()); {
+		if pending == 0 {
+			for next < len(cands) && pending < k-len(good) {
+				start()
+				pending++
+			}
+			continue
+		}
 		select {
 		case r := <-results:
 			pending--
@@ -393,6 +433,8 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 				pending++
 			}
 			hedge.Reset(hedgeAfter)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	if ctx.Err() != nil {

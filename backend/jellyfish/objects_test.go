@@ -44,24 +44,3 @@ func TestPlacementSpreadsAndStaysDistinct(t *testing.T) {
 		}
 	}
 }
-
-func TestHeadSealOpen(t *testing.T) {
-	var root, other [32]byte
-	root[0], other[0] = 1, 2
-	h := &headState{BatchSeq: 7, HLC: 99, Tip: []byte("tip"), Checkpoint: []byte("cp"), CPSeq: 5}
-	h.Device[3] = 9
-	body, err := sealHead(root, "/jf/head/a/b", h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := openHead(root, "/jf/head/a/b", body)
-	if err != nil || got.BatchSeq != 7 || string(got.Tip) != "tip" || got.Device != h.Device {
-		t.Fatalf("open: %+v %v", got, err)
-	}
-	if _, err := openHead(other, "/jf/head/a/b", body); err == nil {
-		t.Fatal("head opened with another account's key")
-	}
-	if _, err := openHead(root, "/jf/head/a/c", body); err == nil {
-		t.Fatal("head opened under another key")
-	}
-}

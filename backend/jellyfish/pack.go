@@ -42,6 +42,9 @@ const packSegmentSize = 1 << 20
 // beyond it writes fail until uploads succeed again.
 const maxSealedPacks = 4
 
+// packedTag opens an entry's content that refers to bytes in a pack.
+const packedTag = objref.TagMember
+
 // member is a packed file's bytes: a range of a pack's original layout.
 type member struct {
 	pack   ns.PackID
@@ -207,7 +210,8 @@ func (s *session) storePack(ctx context.Context, id ns.PackID, data []byte) (ns.
 		return ns.Pack{}, err
 	}
 	rec := ns.Pack{ID: id, Device: s.device, Rev: 1, Size: int64(len(data)), Ref: rb}
-	s.tree.ApplyPack(rec)
+	// Readers see it at once; the next batch publishes it.
+	s.log.applyPending(rec)
 	return rec, nil
 }
 
@@ -256,8 +260,20 @@ func (s *session) openMember(ctx context.Context, m member, off, limit int64) (i
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}
 	}
+	// A pack stored but not yet published in a batch: its record waits.
+	var rec *ns.Pack
+	for i := range s.packs.records {
+		if r := &s.packs.records[i]; r.ID == m.pack && (rec == nil || r.Rev > rec.Rev) {
+			c := *r
+			rec = &c
+		}
+	}
 	s.packs.mu.Unlock()
-	rec := s.tree.Pack(m.pack)
+	if v, err := s.log.view().Pack(ctx, m.pack); err != nil {
+		return nil, err
+	} else if v != nil && (rec == nil || v.Rev > rec.Rev) {
+		rec = v
+	}
 	if rec == nil {
 		return nil, fmt.Errorf("jellyfish: pack %s is not in the file list", m.pack)
 	}
@@ -378,21 +394,19 @@ func (c *segCache) drop(key segKey) {
 }
 
 // packLive returns, per pack, the sorted distinct extents live entries
-// refer to (conflicting versions included).
-func (s *session) packLive() map[ns.PackID][]ns.Extent {
+// refer to (conflicting versions included). It reads the whole namespace.
+func (s *session) packLive(ctx context.Context) (map[ns.PackID][]ns.Extent, error) {
 	live := map[ns.PackID][]ns.Extent{}
-	for _, e := range s.tree.All() {
-		if e.Deleted {
-			continue
-		}
+	err := s.log.view().Walk(ctx, "", func(e ns.Entry) error {
 		if m, ok, err := parseMember(e.Content); ok && err == nil {
 			live[m.pack] = append(live[m.pack], ns.Extent{Off: m.off, Len: m.n})
 		}
-	}
+		return nil
+	})
 	for id, xs := range live {
 		live[id] = normalize(xs)
 	}
-	return live
+	return live, err
 }
 
 // normalize sorts extents and merges duplicates and overlaps.
@@ -468,7 +482,10 @@ func total(xs []ns.Extent) (n int64) {
 // replaced objects become CleanUp candidates. It returns how many packs it
 // rewrote.
 func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) {
-	live := s.packLive()
+	live, err := s.packLive(ctx)
+	if err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	p := &s.packs
 	smallPack := int64(s.packSize()) / 4
@@ -478,11 +495,15 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 	// objects past the threshold are left alone.
 	var own []ns.Pack
 	objBytes := map[string]int64{}
-	for _, rec := range s.tree.Packs() {
+	err = s.log.view().Packs(ctx, func(rec ns.Pack) error {
 		if rec.Device == s.device && len(rec.Ref) > 0 {
 			own = append(own, rec)
 			objBytes[string(rec.Ref)] += total(current(&rec))
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	for _, rec := range own {
 		cur := current(&rec)
@@ -619,36 +640,39 @@ func (s *session) rewritePacks(ctx context.Context, group []packWork) error {
 		if len(maps[i]) > 0 {
 			next.Ref, next.Map = rb, maps[i]
 		}
-		s.tree.ApplyPack(next)
 		recs = append(recs, next)
 		fs.Debugf(nil, "jellyfish: repacked %s: kept %d of %d bytes", w.rec.ID, total(w.keep), total(current(&w.rec)))
 	}
 	s.packs.mu.Lock()
 	s.packs.records = append(s.packs.records, recs...)
 	s.packs.mu.Unlock()
-	s.mu.Lock()
 	for _, old := range olds {
-		s.unref = append(s.unref, unrefContent{old, time.Now()})
+		s.clean.letGo(old)
 	}
-	s.mu.Unlock()
 	return nil
 }
 
 // packsStored returns the bytes the stored packs' shards occupy (an object
-// shared by several packs counted once) and how many objects they are.
-func (s *session) packsStored() (bytes int64, objects int) {
+// shared by several packs counted once) and how many packs and objects
+// there are. It reads every pack record.
+func (s *session) packsStored(ctx context.Context) (bytes int64, packs, objects int, err error) {
 	seen := map[string]bool{}
-	for _, p := range s.tree.Packs() {
-		if len(p.Ref) == 0 || seen[string(p.Ref)] {
-			continue
+	err = s.log.view().Packs(ctx, func(p ns.Pack) error {
+		if len(p.Ref) == 0 {
+			return nil
+		}
+		packs++
+		if seen[string(p.Ref)] {
+			return nil
 		}
 		seen[string(p.Ref)] = true
 		if ref, err := UnmarshalObjRef(p.Ref); err == nil {
 			bytes += ref.StoredBytes()
 			objects++
 		}
-	}
-	return bytes, objects
+		return nil
+	})
+	return bytes, packs, objects, err
 }
 
 // packEncoder returns the encoder of packs: the file parameters with
@@ -660,19 +684,13 @@ func packEncoder(p codec.Params) (*codec.Encoder, error) {
 
 // packStatus summarizes packs for `backend status`: how many are stored,
 // the bytes their shards occupy and the bytes waiting in memory.
-func (s *session) packStatus() map[string]int64 {
-	stored := int64(0)
-	for _, p := range s.tree.Packs() {
-		if len(p.Ref) > 0 {
-			stored++
-		}
-	}
+func (s *session) packStatus(ctx context.Context) map[string]int64 {
 	s.packs.mu.Lock()
 	waiting := int64(0)
 	for _, pb := range s.packs.inMemory() {
 		waiting += int64(len(pb.buf))
 	}
 	s.packs.mu.Unlock()
-	storedBytes, objects := s.packsStored()
-	return map[string]int64{"stored": stored, "objects": int64(objects), "stored_bytes": storedBytes, "waiting_bytes": waiting}
+	storedBytes, packs, objects, _ := s.packsStored(ctx)
+	return map[string]int64{"stored": int64(packs), "objects": int64(objects), "stored_bytes": storedBytes, "waiting_bytes": waiting}
 }

@@ -54,8 +54,9 @@ func (s *session) openJournal(ctx context.Context) error {
 		return fmt.Errorf("jellyfish: journal: %w", err)
 	}
 	s.journal = j
+	s.log.journal = j
 	oldSegment := j.Segment() - 1
-	n, err := s.replay(recs, s.device, commitRecovered)
+	n, err := s.replay(ctx, recs, s.device, commitRecovered)
 	if err != nil {
 		return err
 	}
@@ -68,8 +69,8 @@ func (s *session) openJournal(ctx context.Context) error {
 			return fmt.Errorf("jellyfish: journal: %w", err)
 		}
 	}
-	s.adoptOrphans(key)
-	if s.pendingCount() > 0 {
+	s.adoptOrphans(ctx, key)
+	if s.log.pendingCount() > 0 {
 		if err := s.flush(ctx); err != nil {
 			// They stay in the journal; the flush is retried.
 			fs.Errorf(nil, "jellyfish: storing recovered changes: %v (will retry)", err)
@@ -82,8 +83,8 @@ func (s *session) openJournal(ctx context.Context) error {
 // does not hold yet (those stamped after its newest flushed stamp). Packed
 // files get their bytes packed anew from the journal. It returns how many
 // changes it committed.
-func (s *session) replay(recs []journal.Record, dev ns.DeviceID, mode commitMode) (int, error) {
-	flushed := s.flushedHLC[dev]
+func (s *session) replay(ctx context.Context, recs []journal.Record, dev ns.DeviceID, mode commitMode) (int, error) {
+	flushed := s.log.flushedHLC(dev)
 	type chunk struct {
 		pack ns.PackID
 		off  int64
@@ -110,20 +111,20 @@ func (s *session) replay(recs []journal.Record, dev ns.DeviceID, mode commitMode
 			b, have := data[chunk{m.pack, m.off}]
 			switch {
 			case have && int64(len(b)) == m.n:
-				nm, err := s.packAdd(context.Background(), b)
+				nm, err := s.packAdd(ctx, b)
 				if err != nil {
 					return committed, fmt.Errorf("jellyfish: recover %q: %w", e.Path, err)
 				}
 				e.Content = nm.marshal()
 				packed = []journal.Data{{Pack: nm.pack, Off: nm.off, Bytes: b}}
-			case s.tree.Pack(m.pack) != nil:
+			case s.packPublished(ctx, m.pack):
 				// Its pack was stored and published before the crash.
 			default:
 				fs.Errorf(nil, "jellyfish: recover %q: its bytes are neither in the journal nor in a stored pack; skipped", e.Path)
 				continue
 			}
 		}
-		if err := s.commitOpt([]ns.Entry{e}, packed, mode); err != nil {
+		if err := s.log.commit(ctx, []ns.Entry{e}, packed, mode); err != nil {
 			return committed, err
 		}
 		committed++
@@ -135,7 +136,7 @@ func (s *session) replay(recs []journal.Record, dev ns.DeviceID, mode commitMode
 // account on this machine left in their journals, for each slot no process
 // holds now, then removes those journals. A slot whose journal belongs to
 // another account (same user name on another network) is left alone.
-func (s *session) adoptOrphans(key []byte) {
+func (s *session) adoptOrphans(ctx context.Context, key []byte) {
 	slots, _ := filepath.Glob(filepath.Join(filepath.Dir(s.slotDir), "slot-*"))
 	for _, slot := range slots {
 		if slot == s.slotDir {
@@ -149,7 +150,7 @@ func (s *session) adoptOrphans(key []byte) {
 		if !ok {
 			continue // in use: its own process stores it
 		}
-		n, err := s.adoptJournal(dir, key)
+		n, err := s.adoptJournal(ctx, dir, key)
 		unlock()
 		switch {
 		case err != nil:
@@ -163,7 +164,7 @@ func (s *session) adoptOrphans(key []byte) {
 // adoptJournal commits the unflushed changes of another slot's journal in
 // dir (locked by the caller) and removes that journal once they are in
 // this slot's journal.
-func (s *session) adoptJournal(dir string, key []byte) (int, error) {
+func (s *session) adoptJournal(ctx context.Context, dir string, key []byte) (int, error) {
 	dev, recs, err := journal.Read(dir, key)
 	if errors.Is(err, journal.ErrWrongKey) {
 		return 0, nil
@@ -171,7 +172,7 @@ func (s *session) adoptJournal(dir string, key []byte) (int, error) {
 	if err != nil && !errors.Is(err, journal.ErrDamaged) {
 		return 0, err
 	}
-	n, rerr := s.replay(recs, dev, commitKeepBases)
+	n, rerr := s.replay(ctx, recs, dev, commitKeepBases)
 	if rerr != nil {
 		return n, rerr
 	}
@@ -193,4 +194,10 @@ func tryLockSlot(slot string) (func(), bool) {
 		return nil, false
 	}
 	return func() { f.Close() }, true
+}
+
+// packPublished reports whether pack id is in the namespace.
+func (s *session) packPublished(ctx context.Context, id ns.PackID) bool {
+	p, err := s.log.view().Pack(ctx, id)
+	return err == nil && p != nil
 }

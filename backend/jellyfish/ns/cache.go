@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // LogCache keeps a device's local copies of the log batches and
@@ -94,6 +96,9 @@ func (c *LogCache) Get(ref []byte) ([]byte, bool) {
 	c.mu.Lock()
 	c.used[name] = true
 	c.mu.Unlock()
+	// The modification time is the last use: Trim drops the oldest.
+	now := time.Now()
+	os.Chtimes(path, now, now)
 	return data, true
 }
 
@@ -131,6 +136,48 @@ func (c *LogCache) Put(ref, data []byte) error {
 	return nil
 }
 
+// Remove drops the copy of the object ref refers to, if there is one.
+func (c *LogCache) Remove(ref []byte) {
+	os.Remove(filepath.Join(c.dir, cacheName(ref)))
+}
+
+// Trim removes the least recently used copies until the cache holds at
+// most max bytes, and returns its size after.
+func (c *LogCache) Trim(max int64) (int64, error) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0, fmt.Errorf("ns: log cache: %w", err)
+	}
+	type file struct {
+		name string
+		size int64
+		used time.Time
+	}
+	var files []file
+	var total int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		files = append(files, file{e.Name(), fi.Size(), fi.ModTime()})
+		total += fi.Size()
+	}
+	if total <= max {
+		return total, nil
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].used.Before(files[j].used) })
+	for _, f := range files {
+		if total <= max {
+			break
+		}
+		if err := os.Remove(filepath.Join(c.dir, f.name)); err == nil || errors.Is(err, os.ErrNotExist) {
+			total -= f.size
+		}
+	}
+	return total, nil
+}
+
 // Prune removes every copy not got or put since OpenLogCache (and leftover
 // temporary files): called once the namespace is loaded, it leaves the
 // copies of what that load read.
@@ -155,4 +202,19 @@ func (c *LogCache) Prune() (int, error) {
 		n++
 	}
 	return n, errors.Join(errs...)
+}
+
+// Size returns the bytes of the copies in the cache.
+func (c *LogCache) Size() (int64, error) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0, fmt.Errorf("ns: log cache: %w", err)
+	}
+	var n int64
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+	}
+	return n, nil
 }

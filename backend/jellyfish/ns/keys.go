@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 )
 
 // A checkpoint is a sorted map (package btree) whose keys start with a
@@ -35,14 +34,12 @@ const (
 )
 
 // CheckPath reports whether p (clean, as Clean returns it) can be stored:
-// at most MaxPath bytes, elements of at most MaxName bytes, valid UTF-8,
-// no NUL byte. The error names the limit.
+// at most MaxPath bytes, elements of at most MaxName bytes, no NUL byte
+// (names are bytes, as rclone hands them over, valid UTF-8 or not). The
+// error names the limit.
 func CheckPath(p string) error {
 	if len(p) > MaxPath {
 		return fmt.Errorf("path of %d bytes is longer than the %d bytes Jellyfish stores", len(p), MaxPath)
-	}
-	if !utf8.ValidString(p) {
-		return fmt.Errorf("path %q is not valid UTF-8", p)
 	}
 	if strings.IndexByte(p, 0) >= 0 {
 		return fmt.Errorf("path %q holds a NUL byte", p)
@@ -220,36 +217,61 @@ func DecodeHolders(value []byte) ([][]byte, error) {
 // maxPeerID bounds a holder's peer ID.
 const maxPeerID = 64
 
-// Summary fields of a checkpoint (btree.Summary): live files, their bytes,
-// live folders, and paths stored (tombstones included).
+// Summary fields of a checkpoint (btree.Summary): live files, their
+// bytes, the bytes the namespace's objects occupy on providers (files of
+// their own, packs, tiny files kept inline), and paths stored (tombstones
+// included).
 const (
 	SumFiles = iota
 	SumBytes
-	SumDirs
+	SumStored
 	SumPaths
 )
 
-// Summarize returns what a checkpoint item adds to its subtree's summary.
-func Summarize(key, value []byte) [4]uint64 {
+// Summarizer returns the function that gives what a checkpoint item adds
+// to its subtree's summary; storedOf returns the bytes the objects an
+// entry's content names occupy on providers, packStored a pack's share of
+// its object's.
+func Summarizer(storedOf func(content []byte) int64, packStored func(*Pack) int64) func(key, value []byte) [4]uint64 {
+	return func(key, value []byte) [4]uint64 {
+		var s [4]uint64
+		if len(key) == 1+len(PackID{}) && key[0] == kindPack {
+			var id PackID
+			copy(id[:], key[1:])
+			if p, err := DecodePack(id, value); err == nil {
+				s[SumStored] = uint64(packStored(p))
+			}
+			return s
+		}
+		p, ok := PathOfKey(key)
+		if !ok {
+			return s
+		}
+		s[SumPaths] = 1
+		heads, err := DecodeHeads(p, value)
+		if err != nil {
+			return s
+		}
+		return add(s, EntrySummary(winner(heads), storedOf))
+	}
+}
+
+// EntrySummary is what the entry shown at a path adds to a summary.
+func EntrySummary(w *Entry, storedOf func(content []byte) int64) [4]uint64 {
 	var s [4]uint64
-	p, ok := PathOfKey(key)
-	if !ok {
+	if w.Deleted || w.Dir {
 		return s
 	}
-	s[SumPaths] = 1
-	heads, err := DecodeHeads(p, value)
-	if err != nil {
-		return s
-	}
-	w := winner(heads)
-	switch {
-	case w.Deleted:
-	case w.Dir:
-		s[SumDirs] = 1
-	default:
-		s[SumFiles], s[SumBytes] = 1, uint64(w.Size)
-	}
+	s[SumFiles], s[SumBytes] = 1, uint64(w.Size)
+	s[SumStored] = uint64(len(w.Inline) + int(storedOf(w.Content)))
 	return s
+}
+
+func add(a, b [4]uint64) [4]uint64 {
+	for i := range a {
+		a[i] += b[i]
+	}
+	return a
 }
 
 // winner returns the head with the greatest stamp.

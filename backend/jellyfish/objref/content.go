@@ -62,6 +62,8 @@ type Content struct {
 	Kind   Kind
 	Ref    *ObjRef // KindRef: the object; KindIndirect: the object holding the reference
 	Member Member  // KindMember
+	// Stored is, for KindIndirect, the bytes the object's shards occupy.
+	Stored int64
 }
 
 // Parse decodes a content field. An empty field is KindNone.
@@ -77,21 +79,46 @@ func Parse(b []byte) (Content, error) {
 		m, err := parseMember(b[1:])
 		return Content{Kind: KindMember, Member: m}, err
 	case TagIndirect:
-		if len(b) < 2 || b[1] != TagRefV2 {
+		stored, n := binary.Uvarint(b[1:])
+		if n <= 0 || stored > maxMemberOffset {
+			return Content{}, bad("indirect reference's stored bytes")
+		}
+		b = b[1+n:]
+		if len(b) < 1 || b[0] != TagRefV2 {
 			return Content{}, bad("indirect reference is not a version 2 reference")
 		}
-		r, err := Unmarshal(b[1:])
-		return Content{Kind: KindIndirect, Ref: r}, err
+		r, err := Unmarshal(b)
+		return Content{Kind: KindIndirect, Ref: r, Stored: int64(stored)}, err
 	}
 	return Content{}, fmt.Errorf("%w: unknown content tag %d", ErrFormat, b[0])
 }
 
 // Indirect encodes a content field pointing at the object (holder) whose
-// bytes are the real reference.
-func Indirect(holder *ObjRef) ([]byte, error) {
+// bytes are the real reference, of an object whose shards occupy stored
+// bytes: 4 | stored uvarint | holder's ObjRef version 2.
+func Indirect(holder *ObjRef, stored int64) ([]byte, error) {
 	b, err := holder.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte{TagIndirect}, b...), nil
+	out := binary.AppendUvarint([]byte{TagIndirect}, uint64(stored))
+	return append(out, b...), nil
+}
+
+// StoredBytes returns the bytes the objects a content field names occupy
+// on providers, as far as the field itself says: a reference's held
+// shards, an indirect reference's recorded figure and its holder object;
+// 0 for a pack member (its pack is counted once, apart) or no content.
+func StoredBytes(content []byte) int64 {
+	c, err := Parse(content)
+	if err != nil {
+		return 0
+	}
+	switch c.Kind {
+	case KindRef:
+		return c.Ref.StoredBytes()
+	case KindIndirect:
+		return c.Stored + c.Ref.StoredBytes()
+	}
+	return 0
 }

@@ -9,8 +9,10 @@
 //	1  ObjRef version 1 (read only)
 //	2  pack member: pack ID [16] | offset uvarint | length uvarint
 //	3  ObjRef version 2
-//	4  indirect: an ObjRef version 2 (tag 3 included) of a small object whose
-//	   bytes are the ObjRef version 2 of the file's contents
+//	4  indirect: stored bytes uvarint | an ObjRef version 2 (tag 3
+//	   included) of a small object whose bytes are the ObjRef version 2 of
+//	   the file's contents (stored bytes: what the file's shards occupy,
+//	   so usage is known without reading the reference)
 //
 // Version 1 counts holders in a byte, so it cannot name more than 254 nodes;
 // version 2 uses varints throughout and has no such limit.

@@ -206,15 +206,18 @@ func TestContent(t *testing.T) {
 	}
 	l := layout(t, codec.Params{K: 2, M: 2, SegmentSize: codec.MinSegmentSize}, []byte("a reference"))
 	holder := Build(codec.Key{1}, l, [][]peer.ID{{fixedPeer(t, 1), "", fixedPeer(t, 2), fixedPeer(t, 1)}})
-	ind, err := Indirect(holder)
+	ind, err := Indirect(holder, 123456789)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err = Parse(ind)
-	if err != nil || c.Kind != KindIndirect || c.Ref.HolderOf(0, 2) != fixedPeer(t, 2) {
+	if err != nil || c.Kind != KindIndirect || c.Ref.HolderOf(0, 2) != fixedPeer(t, 2) || c.Stored != 123456789 {
 		t.Fatalf("indirect: %+v %v", c, err)
 	}
-	for _, b := range [][]byte{{9}, {TagIndirect}, {TagIndirect, TagRefV1}, {TagMember, 1, 2}} {
+	if got := StoredBytes(ind); got != 123456789+holder.StoredBytes() {
+		t.Fatalf("stored bytes of an indirect reference: %d", got)
+	}
+	for _, b := range [][]byte{{9}, {TagIndirect}, {TagIndirect, 0, TagRefV1}, {TagMember, 1, 2}} {
 		if _, err := Parse(b); err == nil {
 			t.Errorf("%x accepted", b)
 		}

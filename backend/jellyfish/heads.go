@@ -1,0 +1,203 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// headKey derives the key that encrypts head bodies from the account's root
+// key: peers see that a device has a head, never what it points at.
+func headKey(root account.RootKey) ([]byte, error) {
+	return hkdf.Key(sha256.New, root[:], nil, "jellyfish/ns/v1/head-key", ns.HeadKeySize)
+}
+
+// logCacheKey derives the key that seals the device's local copies of log
+// batches and checkpoint nodes (ns.LogCache) from the account's root key.
+func logCacheKey(root account.RootKey) ([]byte, error) {
+	return hkdf.Key(sha256.New, root[:], nil, "jellyfish/ns/v1/log-cache-key", ns.LogCacheKeySize)
+}
+
+// accountHeads reads and publishes the heads of an account's devices
+// through the DHT's records.
+type accountHeads struct {
+	acct   *account.Account
+	mgr    *account.Manager
+	recs   account.Records
+	device ns.DeviceID
+	key    []byte
+
+	mu      sync.Mutex
+	rev     uint64    // revision (low 16 bits) of the last record published
+	last    *ns.Head  // the head last published or read for this device
+	expires time.Time // expiry of that record
+}
+
+func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.Records, device ns.DeviceID) (*accountHeads, error) {
+	key, err := headKey(acct.Root)
+	if err != nil {
+		return nil, err
+	}
+	return &accountHeads{acct: acct, mgr: mgr, recs: recs, device: device, key: key}, nil
+}
+
+// Devices lists the devices of the account record.
+func (h *accountHeads) Devices(ctx context.Context) ([]ns.DeviceID, error) {
+	pub, err := h.mgr.Lookup(ctx, h.acct.ID())
+	if err != nil {
+		return nil, err
+	}
+	return deviceIDs(pub), nil
+}
+
+// Read fetches and opens a device's head, or returns nil if it has none.
+func (h *accountHeads) Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, error) {
+	key := account.HeadKey(h.acct.ID(), account.DeviceID(dev))
+	raw, err := h.recs.Get(ctx, key)
+	if errors.Is(err, account.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec, err := account.VerifyOwned(key, raw)
+	if err != nil {
+		return nil, err
+	}
+	head, err := ns.OpenHead(h.key, key, rec.Body)
+	if err != nil {
+		return nil, err
+	}
+	if dev == h.device {
+		h.mu.Lock()
+		if h.last == nil || head.BatchSeq >= h.last.BatchSeq {
+			h.last, h.expires = head, rec.Expires
+			h.rev = max(h.rev, rec.Seq&0xffff)
+		}
+		h.mu.Unlock()
+	}
+	return head, nil
+}
+
+// Publish signs and stores this device's head. Its record sequence number
+// is the batch sequence number in the high bits and a revision in the low
+// 16, so republishing the same batch still supersedes the previous record.
+func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
+	key := account.HeadKey(h.acct.ID(), account.DeviceID(h.device))
+	body, err := ns.SealHead(h.key, key, head)
+	if err != nil {
+		return err
+	}
+	if len(body) > account.MaxHeadBody {
+		return fmt.Errorf("jellyfish: head body of %d bytes exceeds %d (metadata redundancy too high)", len(body), account.MaxHeadBody)
+	}
+	h.mu.Lock()
+	h.rev++
+	seq := head.BatchSeq<<16 | h.rev&0xffff
+	h.mu.Unlock()
+	expires := time.Now().Add(account.RecordLifetime)
+	r := record.Record{Kind: account.KindHead, Seq: seq, Expires: expires, Body: body}
+	raw, err := r.Sign(key, h.acct.Identity)
+	if err != nil {
+		return err
+	}
+	if err := h.recs.Put(ctx, key, raw); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.last, h.expires = head, expires
+	h.mu.Unlock()
+	return nil
+}
+
+// refresh re-signs this device's head when less than minLeft of its
+// lifetime remains.
+func (h *accountHeads) refresh(ctx context.Context, minLeft time.Duration) error {
+	h.mu.Lock()
+	last, expires := h.last, h.expires
+	h.mu.Unlock()
+	if last == nil || last.Tip == nil || time.Until(expires) >= minLeft {
+		return nil
+	}
+	if last.Version != ns.HeadVersion {
+		return nil // a version 1 head is rewritten by the next flush
+	}
+	return h.Publish(ctx, last)
+}
+
+// metaObjects stores the namespace's objects (log batches, checkpoint
+// nodes) with the metadata redundancy, keeping a copy of each one this
+// device wrote or read in the slot's log cache.
+type metaObjects struct {
+	store *objectStore
+	enc   *codec.Encoder
+	cache *ns.LogCache // nil without one
+}
+
+// Put stores data as one object and returns its encoded reference.
+func (m *metaObjects) Put(ctx context.Context, data []byte) ([]byte, error) {
+	ref, err := m.store.Put(ctx, m.enc, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	rb, err := ref.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if m.cache != nil {
+		if err := m.cache.Put(rb, data); err != nil {
+			fs.Debugf(nil, "jellyfish: log cache: %v", err)
+		}
+	}
+	return rb, nil
+}
+
+// Get returns an object: this device's copy if it has one, else from the
+// network.
+func (m *metaObjects) Get(ctx context.Context, refBytes []byte) ([]byte, error) {
+	if m.cache != nil {
+		if data, ok := m.cache.Get(refBytes); ok {
+			return data, nil
+		}
+	}
+	ref, err := UnmarshalObjRef(refBytes)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := m.store.Open(ctx, ref, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// The layout knows the size: read into one buffer of exactly that.
+	buf := make([]byte, ref.Layout.Size)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, err
+	}
+	if m.cache != nil {
+		if err := m.cache.Put(refBytes, buf); err != nil {
+			fs.Debugf(nil, "jellyfish: log cache: %v", err)
+		}
+	}
+	return buf, nil
+}
+
+// Forget drops the local copy of an object.
+func (m *metaObjects) Forget(ref []byte) {
+	if m.cache != nil {
+		m.cache.Remove(ref)
+	}
+}

@@ -1,0 +1,1158 @@
+package jellyfish
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/journal"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/objref"
+)
+
+// metaStore keeps the namespace's own objects — log batches and checkpoint
+// nodes — and hands back their encoded references. The real one stores
+// them as objects of the metadata redundancy, with a local copy in the
+// device slot (so Get of an object this device wrote or read is local).
+type metaStore interface {
+	Put(ctx context.Context, data []byte) (ref []byte, err error)
+	Get(ctx context.Context, ref []byte) ([]byte, error)
+	// Forget drops the local copy of an object this device no longer
+	// needs (it stays on the network until it is deleted).
+	Forget(ref []byte)
+}
+
+// headStore reads and publishes the heads of the account's devices.
+type headStore interface {
+	// Devices lists the account's devices.
+	Devices(ctx context.Context) ([]ns.DeviceID, error)
+	// Read returns a device's head, or nil if it has none.
+	Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, error)
+	// Publish signs and stores this device's head.
+	Publish(ctx context.Context, h *ns.Head) error
+}
+
+// journalWriter is what the log needs of the journal (package journal);
+// a nil one keeps no journal.
+type journalWriter interface {
+	Write(es []ns.Entry, data []journal.Data) (journal.Ticket, error)
+	Sync(t journal.Ticket) error
+	Rotate() (uint64, error)
+	DropThrough(seg uint64) error
+}
+
+// logConfig tunes the namespace log.
+type logConfig struct {
+	// checkpointEvery is how many batches a device writes between
+	// checkpoints.
+	checkpointEvery int
+	// batchBytes bounds the entries of one batch (encoded, roughly), so a
+	// batch is one segment and its reference small.
+	batchBytes int
+	// maxLogLayer: a log layer holding more paths than this is folded
+	// into a checkpoint at the next flush that stores anything.
+	maxLogLayer int
+	// nodeSize is the target size of checkpoint nodes.
+	nodeSize int
+	// cacheNodes is the number of decoded checkpoint nodes kept.
+	cacheNodes int
+}
+
+func (c *logConfig) defaults() {
+	if c.checkpointEvery <= 0 {
+		c.checkpointEvery = 32
+	}
+	if c.batchBytes <= 0 {
+		c.batchBytes = 1 << 20
+	}
+	if c.maxLogLayer <= 0 {
+		c.maxLogLayer = 200_000
+	}
+	if c.nodeSize <= 0 {
+		c.nodeSize = btree.DefaultTargetNodeSize
+	}
+	if c.cacheNodes == 0 {
+		c.cacheNodes = 4096
+	}
+}
+
+// ownLog is this device's own log as far as it is published.
+type ownLog struct {
+	seq   uint64 // newest batch
+	hlc   uint64 // newest stamp in it
+	tip   []byte // reference of batch seq
+	prevs []ns.BatchRef
+	// cp is the device's latest checkpoint, repeated in each batch.
+	cp        *ns.CheckpointRef
+	collected uint64
+}
+
+// sinceCheckpoint returns how many batches the device wrote since its
+// checkpoint.
+func (o *ownLog) sinceCheckpoint() uint64 {
+	if o.cp == nil {
+		return o.seq
+	}
+	return o.seq - min(o.seq, o.cp.Seq)
+}
+
+// nsLog is the namespace as this device sees it, and this device's log:
+// it loads the namespace (a checkpoint, then the batches written since),
+// polls other devices' heads, takes this device's changes (commit) and
+// stores them (flush), folding the log into a new checkpoint now and then.
+//
+// The namespace is three parts (ns.View): the checkpoint it was loaded
+// from or last wrote (base, a tree read on demand), the log layer (the
+// batches of every device applied since, this device's flushed ones
+// included) and the pending layer (changes not flushed yet).
+type nsLog struct {
+	device  ns.DeviceID
+	meta    metaStore
+	heads   headStore
+	journal journalWriter
+	clock   *ns.Clock
+	now     func() time.Time
+	cfg     logConfig
+
+	mu      sync.RWMutex // guards the fields below
+	base    *btree.Tree  // nil: no checkpoint
+	baseCP  *ns.CheckpointRef
+	logL    *ns.Tree
+	pend    *ns.Tree
+	pending []ns.Entry
+	// applied is, per device, how far its log is in base and logL.
+	applied map[ns.DeviceID]ns.Cover
+	own     ownLog
+	// upgrade: the namespace was loaded from the flat format; the next
+	// flush writes a checkpoint.
+	upgrade bool
+	// changed is called with the paths whose entries changed (ChangeNotify).
+	changed func(paths []string)
+	// onCommit is called with a committed entry and what its path showed
+	// before (the old contents go to CleanUp).
+	onReplace func(old, new *ns.Entry)
+	// onGarbage receives references of objects the log stopped needing:
+	// replaced checkpoint nodes and checkpoints not published.
+	onGarbage func(refs [][]byte)
+	// closed: the session was shut down; commits are refused.
+	closed bool
+	// schedule starts a flush after a delay (unless one is due sooner).
+	schedule func(time.Duration)
+
+	flushMu sync.Mutex // one flush at a time
+	pollMu  sync.Mutex // one poll (or checkpoint) at a time
+}
+
+func newNSLog(dev ns.DeviceID, meta metaStore, heads headStore, clock *ns.Clock, cfg logConfig) *nsLog {
+	cfg.defaults()
+	return &nsLog{
+		device: dev, meta: meta, heads: heads, clock: clock, now: time.Now, cfg: cfg,
+		logL: ns.NewTree(), pend: ns.NewTree(), applied: map[ns.DeviceID]ns.Cover{},
+		changed: func([]string) {}, onReplace: func(_, _ *ns.Entry) {}, onGarbage: func([][]byte) {},
+		schedule: func(time.Duration) {},
+	}
+}
+
+// view returns the namespace as this device sees it now.
+func (l *nsLog) view() ns.View {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	v := ns.View{Layers: []*ns.Tree{l.logL, l.pend}}
+	if l.base != nil {
+		v.Base = l.base
+	}
+	return v
+}
+
+// treeConfig returns the configuration of checkpoint trees.
+func (l *nsLog) treeConfig() btree.Config {
+	return btree.Config{
+		Store:          nodeStore{l.meta},
+		TargetNodeSize: l.cfg.nodeSize,
+		Summarize:      func(k, v []byte) btree.Summary { return btree.Summary(summarize(k, v)) },
+		CacheNodes:     l.cfg.cacheNodes,
+	}
+}
+
+// nodeStore stores checkpoint nodes as metadata objects.
+type nodeStore struct{ m metaStore }
+
+func (s nodeStore) Put(ctx context.Context, node []byte) ([]byte, error) { return s.m.Put(ctx, node) }
+func (s nodeStore) Get(ctx context.Context, ref []byte) ([]byte, error)  { return s.m.Get(ctx, ref) }
+
+// deviceTip is a device's head and the batch it points at.
+type deviceTip struct {
+	head  *ns.Head
+	batch *ns.Batch // nil for a device without batches
+}
+
+// collected returns how far the device's log was collected.
+func (t *deviceTip) collected() uint64 {
+	if t.head.Version == 1 {
+		return t.head.GCSeq
+	}
+	if t.batch != nil {
+		return t.batch.Collected
+	}
+	return 0
+}
+
+// readTips reads the head and newest batch of every device in devs.
+func (l *nsLog) readTips(ctx context.Context, devs []ns.DeviceID) (map[ns.DeviceID]*deviceTip, error) {
+	tips := make([]*deviceTip, len(devs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, d := range devs {
+		g.Go(func() error {
+			h, err := l.heads.Read(gctx, d)
+			if err != nil {
+				return fmt.Errorf("jellyfish: head of device %s: %w", d, err)
+			}
+			if h == nil || h.Device != d {
+				return nil
+			}
+			t := &deviceTip{head: h}
+			if h.Tip != nil {
+				if t.batch, err = l.readBatch(gctx, h.Tip); err != nil {
+					return fmt.Errorf("jellyfish: newest batch of device %s: %w", d, err)
+				}
+				if t.batch.Device != d || t.batch.Seq != h.BatchSeq {
+					return fmt.Errorf("jellyfish: head of device %s points at batch %d of %s", d, t.batch.Seq, t.batch.Device)
+				}
+			}
+			tips[i] = t
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := map[ns.DeviceID]*deviceTip{}
+	for i, t := range tips {
+		if t != nil {
+			out[devs[i]] = t
+		}
+	}
+	return out, nil
+}
+
+func (l *nsLog) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) {
+	data, err := l.meta.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return ns.DecodeBatch(data)
+}
+
+// chooseBase returns the published checkpoint from which the namespace is
+// cheapest to load: the fewest batches to read after it, and none of them
+// collected. It returns nil if no device has one that works.
+func chooseBase(tips map[ns.DeviceID]*deviceTip, self ns.DeviceID) *ns.CheckpointRef {
+	var best *ns.CheckpointRef
+	var bestCost uint64
+	bestOwn := false
+	for d, t := range tips {
+		if t.batch == nil || t.batch.Checkpoint == nil {
+			continue
+		}
+		cp := t.batch.Checkpoint
+		cost, ok := uint64(0), true
+		for e, et := range tips {
+			from := cp.Covers[e].Seq
+			if et.head.BatchSeq > from {
+				cost += et.head.BatchSeq - from
+				if et.collected() > from {
+					ok = false // the batches after it are gone
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		own := d == self
+		if best == nil || cost < bestCost || (cost == bestCost && own && !bestOwn) {
+			best, bestCost, bestOwn = cp, cost, own
+		}
+	}
+	return best
+}
+
+// fetchBatches returns device t's batches after seq from up to its tip,
+// oldest first. Each batch names the earlier ones back to the device's
+// checkpoint, so most of them are fetched at once.
+func (l *nsLog) fetchBatches(ctx context.Context, t *deviceTip, from uint64) ([]*ns.Batch, error) {
+	if t.batch == nil || t.head.BatchSeq <= from {
+		return nil, nil
+	}
+	got := map[uint64]*ns.Batch{t.batch.Seq: t.batch}
+	oldest := t.batch
+	for oldest.Seq > from+1 {
+		var refs []ns.BatchRef
+		for _, p := range oldest.Prevs {
+			if p.Seq > from {
+				if _, ok := got[p.Seq]; !ok {
+					refs = append(refs, p)
+				}
+			}
+		}
+		if len(refs) == 0 && len(oldest.Prev) > 0 && oldest.PrevSeq > from {
+			refs = []ns.BatchRef{{Seq: oldest.PrevSeq, Ref: oldest.Prev}}
+		}
+		if len(refs) == 0 {
+			return nil, fmt.Errorf("jellyfish: batch %d of device %s does not lead back to batch %d", oldest.Seq, t.head.Device, from+1)
+		}
+		bs := make([]*ns.Batch, len(refs))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(8)
+		for i, r := range refs {
+			g.Go(func() error {
+				b, err := l.readBatch(gctx, r.Ref)
+				if err != nil {
+					return fmt.Errorf("batch %d: %w", r.Seq, err)
+				}
+				if b.Seq != r.Seq || b.Device != t.head.Device {
+					return fmt.Errorf("batch %d of device %s is batch %d of %s", r.Seq, t.head.Device, b.Seq, b.Device)
+				}
+				bs[i] = b
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			got[b.Seq] = b
+			if b.Seq < oldest.Seq {
+				oldest = b
+			}
+		}
+	}
+	out := make([]*ns.Batch, 0, len(got))
+	for s := from + 1; s <= t.head.BatchSeq; s++ {
+		b := got[s]
+		if b == nil {
+			return nil, fmt.Errorf("jellyfish: batch %d of device %s is missing", s, t.head.Device)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// applyBatch applies a batch to the log layer and returns the paths whose
+// entries changed. The caller holds pollMu.
+func (l *nsLog) applyBatch(b *ns.Batch) []string {
+	for _, p := range b.Packs {
+		l.logL.ApplyPack(p)
+	}
+	for _, loc := range b.Locations {
+		l.logL.ApplyLocation(loc.Shard, loc.Holder)
+	}
+	var changed []string
+	for _, e := range b.Entries {
+		if l.logL.Apply(e) {
+			changed = append(changed, e.Path)
+		}
+		l.clock.Observe(e.Stamp.HLC)
+	}
+	return changed
+}
+
+// load reads the namespace: the best published checkpoint (or the flat
+// checkpoints of the version 1 format), then every device's batches after
+// it. It returns the paths the batches touched, for conflict checks.
+func (l *nsLog) load(ctx context.Context) ([]string, error) {
+	l.pollMu.Lock()
+	defer l.pollMu.Unlock()
+	devs, err := l.heads.Devices(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	tips, err := l.readTips(ctx, devs)
+	if err != nil {
+		return nil, err
+	}
+	cp := chooseBase(tips, l.device)
+	var legacy []*deviceTip
+	for _, t := range tips {
+		if t.head.Version == 1 && t.head.Checkpoint != nil {
+			legacy = append(legacy, t)
+		}
+	}
+	applied := map[ns.DeviceID]ns.Cover{}
+	logL := ns.NewTree()
+	var base *btree.Tree
+	upgrade := false
+	switch {
+	case cp != nil:
+		if base, err = btree.New(l.treeConfig(), cp.Root); err != nil {
+			return nil, err
+		}
+		for d, c := range cp.Covers {
+			applied[d] = c
+		}
+	case len(legacy) > 0:
+		// An account written before checkpoints were trees: its flat
+		// checkpoints go into the log layer, and the first flush folds it
+		// into a tree.
+		upgrade = true
+		for _, t := range legacy {
+			data, err := l.meta.Get(ctx, t.head.Checkpoint)
+			if err != nil {
+				return nil, fmt.Errorf("jellyfish: checkpoint of device %s: %w", t.head.Device, err)
+			}
+			c, err := ns.DecodeCheckpoint(data)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range c.Packs {
+				logL.ApplyPack(p)
+			}
+			for _, e := range c.Entries {
+				logL.Apply(e)
+				l.clock.Observe(e.Stamp.HLC)
+			}
+			for d, s := range c.Covers {
+				if s > applied[d].Seq {
+					applied[d] = ns.Cover{Seq: s} // stamps unknown: nothing is taken as covered
+				}
+			}
+		}
+	}
+	l.mu.Lock()
+	l.base, l.baseCP, l.logL, l.upgrade = base, cp, logL, upgrade
+	l.mu.Unlock()
+	var touched []string
+	for d, t := range tips {
+		from := applied[d].Seq
+		if t.collected() > from {
+			return nil, fmt.Errorf("jellyfish: device %s collected its log up to batch %d, and no checkpoint holds it", d, t.collected())
+		}
+		bs, err := l.fetchBatches(ctx, t, from)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			touched = append(touched, l.applyBatch(b)...)
+		}
+		if t.head.BatchSeq >= from {
+			applied[d] = ns.Cover{Seq: t.head.BatchSeq, HLC: t.head.HLC}
+		}
+		l.clock.Observe(t.head.HLC)
+		if d == l.device {
+			l.setOwn(t)
+		}
+	}
+	l.mu.Lock()
+	l.applied = applied
+	l.mu.Unlock()
+	return touched, nil
+}
+
+// setOwn takes this device's log state from its published tip.
+func (l *nsLog) setOwn(t *deviceTip) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.own = ownLog{seq: t.head.BatchSeq, hlc: t.head.HLC, tip: t.head.Tip}
+	if t.batch != nil {
+		l.own.prevs = t.batch.Prevs
+		l.own.cp = t.batch.Checkpoint
+		l.own.collected = t.batch.Collected
+	}
+	if t.head.Version == 1 {
+		l.own.collected = t.head.GCSeq
+		if t.batch != nil && len(t.batch.Prev) > 0 {
+			l.own.prevs = []ns.BatchRef{{Seq: t.batch.PrevSeq, Ref: t.batch.Prev}}
+		}
+	}
+}
+
+// flushedHLC returns the newest stamp of device d's log this device has
+// read (for d itself: published), 0 if none.
+func (l *nsLog) flushedHLC(d ns.DeviceID) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if d == l.device {
+		return l.own.hlc
+	}
+	return l.applied[d].HLC
+}
+
+// poll applies what other devices published since the last poll and
+// returns the paths whose entries changed. A device whose log was
+// collected past what this device has read, or a log layer grown large,
+// makes it reload from the best checkpoint (keeping pending changes).
+func (l *nsLog) poll(ctx context.Context) ([]string, error) {
+	devs, err := l.heads.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.pollMu.Lock()
+	defer l.pollMu.Unlock()
+	l.mu.RLock()
+	applied := maps(l.applied)
+	big := l.logL.Len() > l.cfg.maxLogLayer
+	l.mu.RUnlock()
+	// Only the devices whose head moved have a new tip to read.
+	var moved []ns.DeviceID
+	heads := make([]*ns.Head, len(devs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, d := range devs {
+		g.Go(func() error {
+			h, err := l.heads.Read(gctx, d)
+			if err != nil {
+				return fmt.Errorf("jellyfish: head of device %s: %w", d, err)
+			}
+			heads[i] = h
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, h := range heads {
+		if h != nil && h.Device == devs[i] && devs[i] != l.device && h.BatchSeq > applied[devs[i]].Seq {
+			moved = append(moved, devs[i])
+		}
+	}
+	if len(moved) == 0 && !big {
+		return nil, nil
+	}
+	if big {
+		moved = devs // a reload considers every device's checkpoint
+	}
+	tips, err := l.readTips(ctx, moved)
+	if err != nil {
+		return nil, err
+	}
+	reload := big
+	for d, t := range tips {
+		if d != l.device && t.head.BatchSeq > applied[d].Seq && t.collected() > applied[d].Seq {
+			reload = true
+		}
+	}
+	if reload {
+		if len(tips) < len(devs) {
+			if tips, err = l.readTips(ctx, devs); err != nil {
+				return nil, err
+			}
+		}
+		if cp := chooseBase(tips, l.device); cp != nil && covers(cp, applied, l.device) {
+			return l.rebase(ctx, cp, tips)
+		}
+	}
+	var changed []string
+	for d, t := range tips {
+		if d == l.device || t.head.BatchSeq <= applied[d].Seq {
+			continue
+		}
+		bs, err := l.fetchBatches(ctx, t, applied[d].Seq)
+		if err != nil {
+			return changed, fmt.Errorf("jellyfish: log of device %s: %w", d, err)
+		}
+		for _, b := range bs {
+			changed = append(changed, l.applyBatch(b)...)
+		}
+		l.clock.Observe(t.head.HLC)
+		l.mu.Lock()
+		l.applied[d] = ns.Cover{Seq: t.head.BatchSeq, HLC: t.head.HLC}
+		l.mu.Unlock()
+	}
+	return changed, nil
+}
+
+// covers reports whether checkpoint cp holds everything applied holds of
+// other devices' logs and everything this device published.
+func covers(cp *ns.CheckpointRef, applied map[ns.DeviceID]ns.Cover, self ns.DeviceID) bool {
+	for d, c := range applied {
+		if cp.Covers[d].Seq < c.Seq && d != self {
+			return false
+		}
+	}
+	return true
+}
+
+// rebase replaces the base and the log layer with checkpoint cp and the
+// batches after it; pending changes stay. The caller holds pollMu.
+func (l *nsLog) rebase(ctx context.Context, cp *ns.CheckpointRef, tips map[ns.DeviceID]*deviceTip) ([]string, error) {
+	base, err := btree.New(l.treeConfig(), cp.Root)
+	if err != nil {
+		return nil, err
+	}
+	logL := ns.NewTree()
+	applied := map[ns.DeviceID]ns.Cover{}
+	for d, c := range cp.Covers {
+		applied[d] = c
+	}
+	var all []*ns.Batch
+	for d, t := range tips {
+		bs, err := l.fetchBatches(ctx, t, applied[d].Seq)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, bs...)
+		if t.head.BatchSeq > applied[d].Seq {
+			applied[d] = ns.Cover{Seq: t.head.BatchSeq, HLC: t.head.HLC}
+		}
+	}
+	l.mu.Lock()
+	old := l.logL
+	l.base, l.baseCP, l.logL, l.applied = base, cp, logL, applied
+	l.mu.Unlock()
+	var changed []string
+	for _, b := range all {
+		changed = append(changed, l.applyBatch(b)...)
+	}
+	// Whatever the old layer held may have changed.
+	changed = append(changed, old.TouchedUnder("")...)
+	fs.Debugf(nil, "jellyfish: namespace reloaded from the checkpoint of %d covering %d devices", cp.Seq, len(cp.Covers))
+	return changed, nil
+}
+
+func maps[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// commitMode says what commit keeps of the entries it is given.
+type commitMode int
+
+const (
+	// commitNew: a new write. It is stamped now and supersedes what this
+	// device sees at its path.
+	commitNew commitMode = iota
+	// commitKeepBases: stamped now, but keeps the bases it carries (what
+	// its writer saw): a conflict resolution, or a change adopted from
+	// another slot's journal.
+	commitKeepBases
+	// commitRecovered: a change of this device read back from its own
+	// journal: it keeps its stamp and bases.
+	commitRecovered
+)
+
+// errClosed: the session was shut down (the process is exiting).
+var errClosed = errors.New("jellyfish: shutting down: no more changes are accepted")
+
+// commit applies entries to the namespace at once, so this process sees
+// them, writes them to the journal and queues them for the next flush,
+// which makes them visible to other processes and devices. It returns once
+// the journal holds them on disk: from then on a crash loses nothing, the
+// next process of the account on this machine stores them. data are the
+// bytes of the packed files among the entries.
+//
+// Every entry is stamped here, in the order it is queued: a device's log
+// is in stamp order, so the changes a flush stores are exactly those
+// stamped up to its newest one.
+func (l *nsLog) commit(ctx context.Context, entries []ns.Entry, data []journal.Data, mode commitMode) error {
+	// What the paths show now: read before taking the lock, so a node
+	// fetched from the network does not hold up other writers.
+	v := l.view()
+	olds := make([]*ns.Entry, len(entries))
+	for i := range entries {
+		old, err := v.Get(ctx, entries[i].Path)
+		if err != nil {
+			return err
+		}
+		olds[i] = old
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errClosed
+	}
+	v = ns.View{Layers: []*ns.Tree{l.logL, l.pend}}
+	if l.base != nil {
+		v.Base = l.base
+	}
+	for i := range entries {
+		e := &entries[i]
+		switch mode {
+		case commitNew:
+			e.Stamp = ns.Stamp{HLC: l.clock.Next(), Device: l.device}
+			hs, err := v.Heads(ctx, e.Path)
+			if err != nil {
+				l.mu.Unlock()
+				return err
+			}
+			e.Bases = make([]ns.Stamp, len(hs))
+			for j, h := range hs {
+				e.Bases[j] = h.Stamp
+			}
+		case commitKeepBases:
+			e.Stamp = ns.Stamp{HLC: l.clock.Next(), Device: l.device}
+		case commitRecovered:
+			l.clock.Observe(e.Stamp.HLC)
+		}
+	}
+	var ticket journal.Ticket
+	if l.journal != nil {
+		var err error
+		if ticket, err = l.journal.Write(entries, data); err != nil {
+			l.mu.Unlock()
+			return fmt.Errorf("jellyfish: journal: %w", err)
+		}
+	}
+	paths := make([]string, len(entries))
+	for i, e := range entries {
+		l.pend.Apply(e)
+		l.pending = append(l.pending, e)
+		paths[i] = e.Path
+	}
+	l.schedule(flushDelay)
+	l.mu.Unlock()
+	for i := range entries {
+		l.onReplace(olds[i], &entries[i])
+	}
+	l.changed(paths)
+	if l.journal != nil {
+		if err := l.journal.Sync(ticket); err != nil {
+			// The change is applied and queued, so a later flush stores
+			// it; only its durability across a crash is unsure.
+			return fmt.Errorf("jellyfish: journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyPending makes a pack record stored but not yet published visible
+// in the namespace of this process.
+func (l *nsLog) applyPending(p ns.Pack) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.pend.ApplyPack(p)
+}
+
+// pendingCount returns the number of changes waiting for a flush.
+func (l *nsLog) pendingCount() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.pending)
+}
+
+// pendingPaths returns the paths of the changes waiting for a flush.
+func (l *nsLog) pendingPaths() []string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	out := make([]string, len(l.pending))
+	for i, e := range l.pending {
+		out[i] = e.Path
+	}
+	return out
+}
+
+// flushHooks connect a flush to the packs of small files: storePacks
+// stores every pack not stored yet (before the batch that refers to its
+// files) and returns the pack records to publish; restorePacks puts back
+// records a failed flush did not publish.
+type flushHooks struct {
+	storePacks   func(ctx context.Context) ([]ns.Pack, error)
+	restorePacks func([]ns.Pack)
+	// locations returns holder records to publish (repair).
+	locations func() []ns.Location
+}
+
+// flush stores the pending changes as log batches and republishes the
+// device's head; every checkpointEvery batches it first folds the log
+// layer into a new checkpoint, which the batches name. Until the head is
+// stored, other processes see the previous state; if anything fails, the
+// changes stay pending (and in the journal) and the error is returned.
+func (l *nsLog) flush(ctx context.Context, hooks flushHooks) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	return l.flushLocked(ctx, hooks, false)
+}
+
+// flushMarker publishes a batch even if nothing is pending, so that what
+// batches carry (the collected mark) reaches readers. The caller holds
+// flushMu.
+func (l *nsLog) flushMarker(ctx context.Context) error {
+	return l.flushLocked(ctx, flushHooks{}, true)
+}
+
+// flushLocked is flush; with force it publishes a batch even if nothing is
+// pending. The caller holds flushMu.
+func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) error {
+	l.mu.Lock()
+	pending := l.pending
+	l.pending = nil
+	own := l.own
+	var segment uint64
+	rotated := false
+	if l.journal != nil && len(pending) > 0 {
+		// Every record of the changes taken is in this segment or an
+		// earlier one: once they are stored, those segments can go.
+		var err error
+		if segment, err = l.journal.Rotate(); err != nil {
+			fs.Errorf(nil, "jellyfish: journal: %v", err)
+		} else {
+			rotated = true
+		}
+	}
+	upgrade := l.upgrade
+	bigLog := l.logL.Len() > l.cfg.maxLogLayer
+	l.mu.Unlock()
+
+	var packs []ns.Pack
+	restore := func(err error) error {
+		if hooks.restorePacks != nil {
+			hooks.restorePacks(packs)
+		}
+		l.mu.Lock()
+		l.pending = append(pending, l.pending...)
+		l.schedule(flushRetry)
+		l.mu.Unlock()
+		return err
+	}
+	if hooks.storePacks != nil {
+		var err error
+		if packs, err = hooks.storePacks(ctx); err != nil {
+			return restore(err)
+		}
+	}
+	var locs []ns.Location
+	if hooks.locations != nil {
+		locs = hooks.locations()
+	}
+	due := upgrade || own.sinceCheckpoint() >= uint64(l.cfg.checkpointEvery) || (bigLog && len(pending) > 0)
+	if len(pending) == 0 && len(packs) == 0 && len(locs) == 0 && !upgrade && !force {
+		return nil
+	}
+	var (
+		newBase *btree.Tree
+		newCP   *ns.CheckpointRef
+		cpRes   btree.Result
+	)
+	if due {
+		l.pollMu.Lock()
+		defer l.pollMu.Unlock()
+		var err error
+		if newBase, newCP, cpRes, err = l.writeCheckpoint(ctx, own.seq); err != nil {
+			fs.Errorf(nil, "jellyfish: checkpoint skipped: %v", err)
+			newBase, newCP = nil, nil
+		}
+	}
+	cp := own.cp
+	if newCP != nil {
+		cp = newCP
+	}
+	batches := splitBatches(pending, packs, locs, l.cfg.batchBytes)
+	if len(batches) == 0 {
+		batches = []*ns.Batch{{}} // a checkpoint alone: a batch naming it
+	}
+	next := own
+	var stored [][]byte
+	for _, b := range batches {
+		b.Device, b.Seq = l.device, next.seq+1
+		b.Prevs = prevsFor(&next, cp)
+		b.Checkpoint, b.Collected = cp, next.collected
+		data, err := ns.EncodeBatch(b)
+		if err != nil {
+			l.onGarbage(stored)
+			l.dropCheckpoint(cpRes)
+			return restore(fmt.Errorf("encode log batch: %w", err))
+		}
+		ref, err := l.meta.Put(ctx, data)
+		if err != nil {
+			l.onGarbage(stored)
+			l.dropCheckpoint(cpRes)
+			return restore(fmt.Errorf("store log batch: %w", err))
+		}
+		stored = append(stored, ref)
+		if next.tip != nil {
+			next.prevs = append([]ns.BatchRef{{Seq: next.seq, Ref: next.tip}}, next.prevs...)
+		}
+		next.seq, next.tip = b.Seq, ref
+		for _, e := range b.Entries {
+			next.hlc = max(next.hlc, e.Stamp.HLC)
+		}
+	}
+	next.cp = cp
+	next.prevs = trimPrevs(next.prevs, cp)
+	head := &ns.Head{Version: ns.HeadVersion, Device: l.device, BatchSeq: next.seq, HLC: next.hlc, Tip: next.tip}
+	if err := l.heads.Publish(ctx, head); err != nil {
+		l.onGarbage(stored)
+		l.dropCheckpoint(cpRes)
+		return restore(fmt.Errorf("publish head: %w", err))
+	}
+	l.mu.Lock()
+	if newCP != nil {
+		l.base, l.baseCP, l.logL = newBase, newCP, ns.NewTree()
+		l.upgrade = false
+	}
+	for _, b := range batches {
+		for _, p := range b.Packs {
+			l.logL.ApplyPack(p)
+		}
+		for _, loc := range b.Locations {
+			l.logL.ApplyLocation(loc.Shard, loc.Holder)
+		}
+		for _, e := range b.Entries {
+			l.logL.Apply(e)
+		}
+	}
+	// The pending layer keeps what was committed during the flush.
+	l.pend = ns.NewTree()
+	for _, e := range l.pending {
+		l.pend.Apply(e)
+	}
+	l.own = next
+	l.applied[l.device] = ns.Cover{Seq: next.seq, HLC: next.hlc}
+	l.mu.Unlock()
+	if newCP != nil {
+		l.onGarbage(cpRes.Replaced)
+	}
+	if rotated {
+		if err := l.journal.DropThrough(segment); err != nil {
+			fs.Debugf(nil, "jellyfish: journal: %v", err)
+		}
+	}
+	fs.Debugf(nil, "jellyfish: flushed %d changes as batches %d-%d of device %s", len(pending), own.seq+1, next.seq, l.device)
+	return nil
+}
+
+// dropCheckpoint hands the nodes of a checkpoint that was written but not
+// published to cleanup.
+func (l *nsLog) dropCheckpoint(res btree.Result) {
+	if len(res.Written) > 0 {
+		l.onGarbage(res.Written)
+	}
+}
+
+// prevsFor returns the earlier batches the next batch after o names: the
+// previous one, and every one since checkpoint cp, at most ns's limit.
+func prevsFor(o *ownLog, cp *ns.CheckpointRef) []ns.BatchRef {
+	if o.tip == nil {
+		return nil
+	}
+	all := append([]ns.BatchRef{{Seq: o.seq, Ref: o.tip}}, o.prevs...)
+	return trimPrevs(all, cp)
+}
+
+// maxPrevs bounds the earlier batches a batch names (ns allows 64).
+const maxPrevs = 64
+
+// trimPrevs keeps the batches after checkpoint cp (at least the newest),
+// at most maxPrevs, with no gaps.
+func trimPrevs(prevs []ns.BatchRef, cp *ns.CheckpointRef) []ns.BatchRef {
+	out := prevs[:0:0]
+	for i, p := range prevs {
+		if i > 0 && (p.Seq != prevs[i-1].Seq-1 || len(out) == maxPrevs || (cp != nil && p.Seq <= cp.Seq)) {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// splitBatches cuts entries into batches of about size bytes, the pack
+// records and locations going with the first.
+func splitBatches(entries []ns.Entry, packs []ns.Pack, locs []ns.Location, size int) []*ns.Batch {
+	var out []*ns.Batch
+	cur := &ns.Batch{Packs: packs, Locations: locs}
+	n := 0
+	for _, p := range packs {
+		n += 64 + len(p.Ref) + 24*len(p.Map)
+	}
+	for _, e := range entries {
+		es := entrySize(&e)
+		if n > 0 && n+es > size {
+			out = append(out, cur)
+			cur, n = &ns.Batch{}, 0
+		}
+		cur.Entries = append(cur.Entries, e)
+		n += es
+	}
+	if len(cur.Entries) > 0 || len(cur.Packs) > 0 || len(cur.Locations) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// entrySize estimates an entry's encoded size.
+func entrySize(e *ns.Entry) int {
+	return 48 + len(e.Path) + len(e.Hash) + len(e.Content) + len(e.Inline) + 24*len(e.Bases)
+}
+
+// writeCheckpoint folds the log layer into the base: the paths, packs and
+// locations it touched are written into a new tree (copy on write, so the
+// work is proportional to the layer, not to the namespace). ownSeq is this
+// device's newest published batch, which the log layer holds. The caller
+// holds pollMu, so the layer does not change meanwhile.
+func (l *nsLog) writeCheckpoint(ctx context.Context, ownSeq uint64) (*btree.Tree, *ns.CheckpointRef, btree.Result, error) {
+	l.mu.RLock()
+	base, logL := l.base, l.logL
+	coversMap := maps(l.applied)
+	l.mu.RUnlock()
+	coversMap[l.device] = ns.Cover{Seq: ownSeq, HLC: coversMap[l.device].HLC}
+	covered := ns.Covered{}
+	for d, c := range coversMap {
+		covered[d] = c.HLC
+	}
+	v := ns.View{Layers: []*ns.Tree{logL}}
+	if base != nil {
+		v.Base = base
+	}
+	var muts []btree.Mutation
+	for _, p := range logL.TouchedUnder("") {
+		val, err := v.CheckpointValue(ctx, p, covered)
+		if err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+		if val != nil {
+			muts = append(muts, btree.Mutation{Key: ns.EntryKey(p), Value: val})
+		}
+	}
+	for _, p := range logL.Packs() {
+		merged, err := v.Pack(ctx, p.ID)
+		if err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+		val, err := ns.EncodePack(merged)
+		if err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+		muts = append(muts, btree.Mutation{Key: ns.PackKey(p.ID), Value: val})
+	}
+	for id := range logL.AllLocations() {
+		hs, err := v.Locations(ctx, id)
+		if err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+		val, err := ns.EncodeHolders(hs)
+		if err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+		muts = append(muts, btree.Mutation{Key: ns.LocationKey(id), Value: val})
+	}
+	slices.SortFunc(muts, func(a, b btree.Mutation) int { return bytes.Compare(a.Key, b.Key) })
+	if base == nil {
+		var err error
+		if base, err = btree.New(l.treeConfig(), nil); err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+	}
+	start := time.Now()
+	nb, res, err := base.Apply(ctx, muts)
+	if err != nil {
+		return nil, nil, btree.Result{}, err
+	}
+	if nb.Root() == nil {
+		// An empty namespace still needs a checkpoint to name.
+		if nb, res, err = emptyCheckpoint(ctx, base); err != nil {
+			return nil, nil, btree.Result{}, err
+		}
+	}
+	cp := &ns.CheckpointRef{Seq: ownSeq, Root: nb.Root(), Covers: coversMap}
+	fs.Debugf(nil, "jellyfish: checkpoint of %d changes: %d nodes written, %d replaced, in %v", len(muts), len(res.Written), len(res.Replaced), time.Since(start).Round(time.Millisecond))
+	return nb, cp, res, nil
+}
+
+// emptyCheckpoint returns a tree holding one placeholder key, so that an
+// empty namespace still has a root to name.
+func emptyCheckpoint(ctx context.Context, base *btree.Tree) (*btree.Tree, btree.Result, error) {
+	return base.Apply(ctx, []btree.Mutation{{Key: []byte{'z'}, Value: []byte{0}}})
+}
+
+// sortDevices orders device IDs.
+func sortDevices(ds []ns.DeviceID) {
+	slices.SortFunc(ds, func(a, b ns.DeviceID) int { return cmp.Compare(string(a[:]), string(b[:])) })
+}
+
+// summarize is what a checkpoint item adds to its subtree's summary.
+var summarize = ns.Summarizer(objref.StoredBytes, packStored)
+
+// packStored returns pack p's share of the bytes its object occupies: all
+// of them, or, for a pack repacked into an object shared with others, the
+// part its kept extents make of the object, so shared objects count once.
+func packStored(p *ns.Pack) int64 {
+	ref, err := UnmarshalObjRef(p.Ref)
+	if err != nil {
+		return 0
+	}
+	stored := ref.StoredBytes()
+	if len(p.Map) == 0 || ref.Layout.Size == 0 {
+		return stored
+	}
+	return int64(float64(stored) * float64(total(p.Map)) / float64(ref.Layout.Size))
+}
+
+// usage returns the namespace's live files, their bytes, and the bytes its
+// objects occupy on providers: the checkpoint's summary, corrected for
+// what changed since, so it costs the same for any size of namespace.
+func (l *nsLog) usage(ctx context.Context) (files, size, stored int64, err error) {
+	v := l.view()
+	var sum btree.Summary
+	base, _ := v.Base.(*btree.Tree)
+	if base != nil {
+		if sum, err = base.Summary(ctx); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	sub := func(k []byte) error {
+		if base == nil {
+			return nil
+		}
+		val, ok, err := base.Get(ctx, k)
+		if err != nil || !ok {
+			return err
+		}
+		s := summarize(k, val)
+		for i := range sum {
+			sum[i] -= s[i]
+		}
+		return nil
+	}
+	addSum := func(s [4]uint64) {
+		for i := range sum {
+			sum[i] += s[i]
+		}
+	}
+	seen := map[string]bool{}
+	packs := map[ns.PackID]bool{}
+	for _, layer := range v.Layers {
+		for _, p := range layer.TouchedUnder("") {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			if err := sub(ns.EntryKey(p)); err != nil {
+				return 0, 0, 0, err
+			}
+			hs, err := v.Heads(ctx, p)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			if len(hs) > 0 {
+				addSum(ns.EntrySummary(&hs[len(hs)-1], objref.StoredBytes))
+			}
+		}
+		for _, p := range layer.Packs() {
+			packs[p.ID] = true
+		}
+	}
+	for id := range packs {
+		if err := sub(ns.PackKey(id)); err != nil {
+			return 0, 0, 0, err
+		}
+		p, err := v.Pack(ctx, id)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if p != nil {
+			addSum([4]uint64{ns.SumStored: uint64(packStored(p))})
+		}
+	}
+	return int64(sum[ns.SumFiles]), int64(sum[ns.SumBytes]), int64(sum[ns.SumStored]), nil
+}
