@@ -121,8 +121,13 @@ func init() {
 			Advanced: true,
 		}, {
 			Name:     "cleanup_grace",
-			Help:     "CleanUp never deletes contents unreferenced for less than this long.",
-			Default:  fs.Duration(24 * time.Hour),
+			Help:     "Retention: CleanUp never frees contents deleted or overwritten less than this long ago.\n\nSo a sync in the wrong direction can still be undone from the file list's history for this long.",
+			Default:  fs.Duration(30 * 24 * time.Hour),
+			Advanced: true,
+		}, {
+			Name:     "poll_interval",
+			Help:     "How often a mount (or anything else that watches for changes) reads other devices' changes.\n\nThe --poll-interval of a mount can make it more often; 0 there turns polling off. Each poll reads one record per device of the account.",
+			Default:  fs.Duration(defaultPollInterval),
 			Advanced: true,
 		}, {
 			Name:     "data_dir",
@@ -157,6 +162,7 @@ type Options struct {
 	MetaParityShards int           `config:"meta_parity_shards"`
 	Lease            fs.Duration   `config:"lease"`
 	CleanupGrace     fs.Duration   `config:"cleanup_grace"`
+	PollInterval     fs.Duration   `config:"poll_interval"`
 	DataDir          string        `config:"data_dir"`
 	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
 }
@@ -175,6 +181,10 @@ func (o *Options) compression() codec.Compression {
 	}
 	return c
 }
+
+// defaultPollInterval is how often other devices' changes are read by
+// default.
+const defaultPollInterval = 10 * time.Second
 
 // defaultInlineMax is the largest file stored inside the file list. The
 // file list's checkpoints hold such a file's bytes beside its name, so a
@@ -614,6 +624,11 @@ func (f *Fs) ChangeNotify(ctx context.Context, notify func(string, fs.EntryType)
 					return
 				}
 				if d > 0 {
+					// Other devices' changes show within poll_interval
+					// even if the mount's default (a minute) is longer.
+					if pi := time.Duration(f.opt.PollInterval); pi > 0 && pi < d {
+						d = pi
+					}
 					ticker = time.NewTicker(d)
 					tick = ticker.C
 				}

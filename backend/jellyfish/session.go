@@ -191,6 +191,27 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 			nw.Close()
 		}
 	}()
+	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw)
+	if err != nil {
+		return nil, err
+	}
+	// rclone runs its exit functions when a command ends and when a
+	// signal ends it (it never calls Shutdown then): flush, then leave the
+	// network so providers do not keep this process's connections open.
+	atexit.Register(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.close(ctx); err != nil {
+			fs.Errorf(nil, "jellyfish: at exit: %v", err)
+		}
+	})
+	return s, nil
+}
+
+// openSession logs in to the account over nw, in the locked device slot
+// slotDir, loads the namespace and commits what journals left. Tests call
+// it with an in-memory network.
+func openSession(ctx context.Context, key string, opt *Options, user account.Username, slotDir string, unlock func(), nw network) (s *session, err error) {
 	var mopts []account.Option
 	if opt.InsecureTestKDF {
 		mopts = append(mopts, account.InsecureTestKDF())
@@ -273,16 +294,6 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 		defer s.bg.Done()
 		s.refreshRecords(s.bgCtx)
 	}()
-	// rclone runs its exit functions when a command ends and when a
-	// signal ends it (it never calls Shutdown then): flush, then leave the
-	// network so providers do not keep this process's connections open.
-	atexit.Register(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.close(ctx); err != nil {
-			fs.Errorf(nil, "jellyfish: at exit: %v", err)
-		}
-	})
 	return s, nil
 }
 

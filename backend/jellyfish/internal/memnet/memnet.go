@@ -1,0 +1,271 @@
+// Package memnet is an in-memory stand-in for the peer network, for fast
+// unit tests of the backend: provider nodes that keep shards in maps, a
+// record store, and switches that make nodes or records fail. It checks
+// what a real holder checks (a shard's bytes hash to its ID, a get returns
+// what was put) and nothing of the network's security: signatures, quotas
+// and leases are not modelled. The real network is tested by fstests/.
+package memnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/zeebo/blake3"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+)
+
+// ErrDown is what a node that is switched off answers.
+var ErrDown = errors.New("memnet: node is down")
+
+// Network is a set of in-memory provider nodes and a record store. It is
+// safe for concurrent use.
+type Network struct {
+	mu       sync.Mutex
+	nodes    []peer.ID
+	shards   map[peer.ID]map[codec.ShardID][]byte
+	down     map[peer.ID]bool
+	records  map[string][]byte
+	recErr   error
+	putBytes int64
+	puts     int
+	deletes  int
+}
+
+// New returns a network of n provider nodes.
+func New(n int) (*Network, error) {
+	nw := &Network{shards: map[peer.ID]map[codec.ShardID][]byte{}, down: map[peer.ID]bool{}, records: map[string][]byte{}}
+	for range n {
+		_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		id, err := peer.IDFromPublicKey(pub)
+		if err != nil {
+			return nil, err
+		}
+		nw.nodes = append(nw.nodes, id)
+		nw.shards[id] = map[codec.ShardID][]byte{}
+	}
+	sort.Slice(nw.nodes, func(i, j int) bool { return nw.nodes[i] < nw.nodes[j] })
+	return nw, nil
+}
+
+// Nodes returns the provider nodes.
+func (n *Network) Nodes() []peer.ID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]peer.ID(nil), n.nodes...)
+}
+
+// SetDown switches node p off (it answers nothing) or back on.
+func (n *Network) SetDown(p peer.ID, down bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[p] = down
+}
+
+// FailRecords makes every record Put and Get fail with err (nil: work).
+func (n *Network) FailRecords(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.recErr = err
+}
+
+// Stats returns the shard puts the nodes accepted, their bytes, and the
+// deletes.
+func (n *Network) Stats() (puts int, bytes int64, deletes int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.puts, n.putBytes, n.deletes
+}
+
+// Held returns the number of shards held, over every node.
+func (n *Network) Held() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, m := range n.shards {
+		c += len(m)
+	}
+	return c
+}
+
+// Drop removes shard id from every node (a holder that lost it).
+func (n *Network) Drop(id codec.ShardID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.shards {
+		delete(m, id)
+	}
+}
+
+// Providers returns the nodes that are up.
+func (n *Network) Providers(ctx context.Context) ([]peer.ID, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []peer.ID
+	for _, p := range n.nodes {
+		if !n.down[p] {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("memnet: no provider node is up")
+	}
+	return out, nil
+}
+
+// OwnedCapacity reports no owned nodes.
+func (n *Network) OwnedCapacity(ctx context.Context, owner peer.ID) (int64, int, error) {
+	return 0, 0, nil
+}
+
+// Peers returns the number of nodes that are up.
+func (n *Network) Peers() int {
+	p, _ := n.Providers(context.Background())
+	return len(p)
+}
+
+// Close does nothing.
+func (n *Network) Close() error { return nil }
+
+// Records returns the record store.
+func (n *Network) Records() account.Records { return records{n} }
+
+type records struct{ n *Network }
+
+func (r records) Put(ctx context.Context, key string, value []byte) error {
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
+	if r.n.recErr != nil {
+		return r.n.recErr
+	}
+	r.n.records[key] = bytes.Clone(value)
+	return nil
+}
+
+func (r records) Get(ctx context.Context, key string) ([]byte, error) {
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
+	if r.n.recErr != nil {
+		return nil, r.n.recErr
+	}
+	v, ok := r.n.records[key]
+	if !ok {
+		return nil, account.ErrNotFound
+	}
+	return bytes.Clone(v), nil
+}
+
+// Shards returns the shard protocol of the network as seen by owner.
+func (n *Network) Shards(owner crypto.PrivKey) *Shards { return &Shards{n: n} }
+
+// Shards stores and fetches shards on the network's nodes, as the shard
+// protocol client does.
+type Shards struct{ n *Network }
+
+func (s *Shards) node(p peer.ID) (map[codec.ShardID][]byte, error) {
+	m, ok := s.n.shards[p]
+	if !ok {
+		return nil, fmt.Errorf("memnet: no node %s", p)
+	}
+	if s.n.down[p] {
+		return nil, ErrDown
+	}
+	return m, nil
+}
+
+// PutReader stores size bytes from r as shard id on node p, after checking
+// they hash to id.
+func (s *Shards) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error) {
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return shardproto.Receipt{}, err
+	}
+	if blake3.Sum256(data) != id {
+		return shardproto.Receipt{}, shardproto.ErrIntegrity
+	}
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	m, err := s.node(p)
+	if err != nil {
+		return shardproto.Receipt{}, err
+	}
+	m[id] = data
+	s.n.puts++
+	s.n.putBytes += size
+	return shardproto.Receipt{Holder: p, Shard: id, Size: size, Lease: lease, Issued: time.Now()}, nil
+}
+
+// Get returns shard id from node p.
+func (s *Shards) Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	m, err := s.node(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, ok := m[id]
+	if !ok {
+		return nil, 0, shardproto.ErrNotFound
+	}
+	// Like the protocol client: bytes that do not hash to id fail.
+	if blake3.Sum256(data) != id {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(data), errReader{shardproto.ErrIntegrity})), int64(len(data)), nil
+	}
+	return io.NopCloser(bytes.NewReader(bytes.Clone(data))), int64(len(data)), nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// Corrupt flips a byte of shard id on every node holding it.
+func (n *Network) Corrupt(id codec.ShardID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.shards {
+		if d, ok := m[id]; ok && len(d) > 0 {
+			d[len(d)-1] ^= 0xff
+		}
+	}
+}
+
+// Delete removes shard id from node p.
+func (s *Shards) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	m, err := s.node(p)
+	if err != nil {
+		return err
+	}
+	if _, ok := m[id]; !ok {
+		return shardproto.ErrNotFound
+	}
+	delete(m, id)
+	s.n.deletes++
+	return nil
+}
+
+// RecordsSnapshot returns a copy of every record stored, by key.
+func (n *Network) RecordsSnapshot() map[string][]byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string][]byte, len(n.records))
+	for k, v := range n.records {
+		out[k] = bytes.Clone(v)
+	}
+	return out
+}

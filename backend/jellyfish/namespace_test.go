@@ -1,0 +1,93 @@
+package jellyfish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+)
+
+// TestCheckpointsAtScale writes a few thousand files in many flushes with
+// frequent checkpoints and checks what the namespace redesign promises: the
+// head stays small whatever the tree, a new device loads from the latest
+// checkpoint (not the whole log), and one change costs a few nodes.
+func TestCheckpointsAtScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes thousands of files")
+	}
+	a := newMemAccount(t, 6)
+	opt := testOptions(t, map[string]string{"checkpoint_every": "4"})
+	dev := a.openDevice(t, t.TempDir(), opt)
+	const files = 4000
+	want := map[string]int64{}
+	for i := range files {
+		name := fmt.Sprintf("d%02d/sub%d/f%05d.txt", i%50, i%7, i)
+		data := []byte(fmt.Sprintf("file %d %0200d", i, i)) // packed: over inline_max
+		mustPut(t, dev, name, data)
+		want[name] = int64(len(data))
+		if i%250 == 249 {
+			mustFlush(t, dev)
+		}
+	}
+	mustFlush(t, dev)
+	if dev.s.log.own.cp == nil {
+		t.Fatal("no checkpoint after 16 batches with checkpoint_every 4")
+	}
+	if n := headRecordSize(a); n == 0 || n > account.MaxHeadBody+1024 {
+		t.Fatalf("head record of %d bytes", n)
+	}
+
+	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	if got := listAll(t, other, ""); len(got) != files {
+		t.Fatalf("a new device lists %d files, want %d", len(got), files)
+	}
+	if n := other.s.log.logL.Len(); n >= files/2 {
+		t.Fatalf("a new device applied %d paths from the log: it did not load from the checkpoint", n)
+	}
+	if got := mustRead(t, other, "d07/sub0/f00007.txt"); string(got) != fmt.Sprintf("file 7 %0200d", 7) {
+		t.Fatalf("read %q", got)
+	}
+
+	// One change, then enough flushes to fold it into a checkpoint: the
+	// checkpoint stores a few nodes, not the tree.
+	_, before, _ := a.net.Stats()
+	mustPut(t, dev, "d03/sub1/changed.txt", []byte("x"))
+	for range 4 {
+		mustFlush(t, dev)
+		mustPut(t, dev, "d03/sub1/changed.txt", []byte(fmt.Sprint(dev.s.log.own.seq)))
+	}
+	mustFlush(t, dev)
+	_, after, _ := a.net.Stats()
+	cp := dev.s.log.own.cp
+	t.Logf("4,000 files: %d bytes stored on the network for 5 changes and a checkpoint (checkpoint %d)", after-before, cp.Seq)
+	if after-before > 2<<20 {
+		t.Fatalf("5 small changes stored %d bytes", after-before)
+	}
+}
+
+// TestFlushRetryKeepsChanges makes the head's record store fail: the flush
+// fails, the change stays pending and journaled, and the next flush, with
+// the records back, stores it for other devices.
+func TestFlushRetryKeepsChanges(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	mustPut(t, dev, "a.txt", []byte("before"))
+	mustFlush(t, dev)
+	down := errors.New("records unreachable")
+	a.net.FailRecords(down)
+	mustPut(t, dev, "b.txt", []byte("while the records fail"))
+	if err := dev.s.flush(context.Background()); !errors.Is(err, down) {
+		t.Fatalf("flush with the records down: %v", err)
+	}
+	if n := dev.s.log.pendingCount(); n != 1 {
+		t.Fatalf("%d changes pending after the failed flush, want 1", n)
+	}
+	a.net.FailRecords(nil)
+	mustFlush(t, dev)
+	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	if got := string(mustRead(t, other, "b.txt")); got != "while the records fail" {
+		t.Fatalf("other device reads %q", got)
+	}
+}
