@@ -79,6 +79,9 @@ type session struct {
 
 	timerMu    sync.Mutex
 	flushTimer *time.Timer
+
+	locMu sync.Mutex
+	locs  []ns.Location // shard holders waiting for the next flush
 }
 
 // maxChanges bounds the change list kept for ChangeNotify.
@@ -355,7 +358,8 @@ func (s *session) scheduleFlush(delay time.Duration) {
 
 // flush stores pending changes (and the packs their files are in).
 func (s *session) flush(ctx context.Context) error {
-	return s.log.flush(ctx, flushHooks{
+	var locs []ns.Location
+	err := s.log.flush(ctx, flushHooks{
 		storePacks: func(ctx context.Context) ([]ns.Pack, error) {
 			if err := s.storePacks(ctx, true); err != nil {
 				return nil, err
@@ -363,7 +367,30 @@ func (s *session) flush(ctx context.Context) error {
 			return s.takePackRecords(), nil
 		},
 		restorePacks: s.restorePackRecords,
+		locations: func() []ns.Location {
+			s.locMu.Lock()
+			defer s.locMu.Unlock()
+			locs, s.locs = s.locs, nil
+			return locs
+		},
 	})
+	if err != nil && len(locs) > 0 {
+		s.locMu.Lock()
+		s.locs = append(locs, s.locs...)
+		s.locMu.Unlock()
+	}
+	return err
+}
+
+// recordLocations queues holders of shards found after their objects were
+// stored (by repair), for the next flush: readers then try them after the
+// holders an object's reference names. Locations merge by union, so they
+// never conflict with other devices' changes.
+func (s *session) recordLocations(locs []ns.Location) {
+	s.locMu.Lock()
+	s.locs = append(s.locs, locs...)
+	s.locMu.Unlock()
+	s.scheduleFlush(flushDelay)
 }
 
 // commit applies and journals new changes (see nsLog.commit).
