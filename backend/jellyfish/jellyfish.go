@@ -849,12 +849,18 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	whole := int64(n) <= inlineMax // data is the whole file
 	packMax := min(int64(o.fs.opt.PackMax), maxPackMax)
 	if !whole && packMax > inlineMax && (src.Size() < 0 || src.Size() <= packMax) {
-		// Read on up to pack_max+1 bytes to see whether the file fits a pack.
-		rest, err := io.ReadAll(io.LimitReader(in, packMax+1-int64(n)))
-		if err != nil {
+		// Read on up to pack_max+1 bytes to see whether the file fits a
+		// pack, into a buffer of the announced size when there is one.
+		want := packMax + 1
+		if src.Size() >= 0 {
+			want = min(want, src.Size()+1)
+		}
+		buf := bytes.NewBuffer(make([]byte, 0, max(want, int64(n))))
+		buf.Write(data)
+		if _, err := buf.ReadFrom(io.LimitReader(in, packMax+1-int64(n))); err != nil {
 			return err
 		}
-		data = append(data, rest...)
+		data = buf.Bytes()
 		whole = int64(len(data)) <= packMax
 	}
 	switch {

@@ -134,6 +134,13 @@ func (s *session) packAdd(ctx context.Context, data []byte) (member, error) {
 		p.open = &packBuf{id: newPackID(), buf: make([]byte, 0, min(s.packSize(), 1<<20))}
 	}
 	m := member{pack: p.open.id, off: int64(len(p.open.buf)), n: int64(len(data))}
+	if need := len(p.open.buf) + len(data); need > cap(p.open.buf) {
+		// Grow by doubling up to the pack size: append's gentler growth
+		// for large slices copied a 16 MiB pack a dozen times.
+		nb := make([]byte, len(p.open.buf), min(max(need, 2*cap(p.open.buf)), max(need, s.packSize())))
+		copy(nb, p.open.buf)
+		p.open.buf = nb
+	}
 	p.open.buf = append(p.open.buf, data...)
 	p.mu.Unlock()
 	// The writer that sealed a pack stores it, unless an upload is under

@@ -91,7 +91,8 @@ func (s *session) noteChanges(paths []string) {
 	s.chMu.Lock()
 	defer s.chMu.Unlock()
 	s.changes = append(s.changes, paths...)
-	if over := len(s.changes) - maxChanges; over > 0 {
+	// Trim in halves, so each change is copied at most once on average.
+	if over := len(s.changes) - maxChanges; over > maxChanges {
 		s.changes = append(s.changes[:0:0], s.changes[over:]...)
 		s.changesBase += over
 	}
