@@ -457,9 +457,9 @@ func (j *Journal) syncTo(f *os.File, seg uint64, end int64) error {
 		j.mu.Unlock()
 		return nil
 	}
-	target := j.off // everything written so far rides on this fsync
+	target := j.off // everything written so far rides on this sync
 	j.mu.Unlock()
-	if err := f.Sync(); err != nil {
+	if err := datasync(f); err != nil {
 		j.mu.Lock()
 		if j.seg == seg {
 			j.err = fmt.Errorf("journal: sync: %w", err)
@@ -488,7 +488,7 @@ func (j *Journal) Rotate() (uint64, error) {
 	}
 	old := j.seg
 	err := j.err
-	if serr := j.f.Sync(); serr != nil && err == nil {
+	if serr := datasync(j.f); serr != nil && err == nil {
 		err = fmt.Errorf("journal: sync: %w", serr)
 	}
 	if err != nil {
