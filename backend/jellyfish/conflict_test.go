@@ -101,7 +101,7 @@ func TestConcurrentWritesConverge(t *testing.T) {
 	a := newMemAccount(t, 4)
 	devA := a.openDevice(t, t.TempDir(), testOptions(t, nil))
 	devB := a.openDevice(t, t.TempDir(), testOptions(t, nil))
-	fromA := "from A"                           // inline
+	fromA := "from A"                             // inline
 	fromB := "from B " + strings.Repeat("b", 300) // packed
 	mustPut(t, devA, "notes/todo.txt", []byte(fromA))
 	mustPut(t, devB, "notes/todo.txt", []byte(fromB))
