@@ -95,18 +95,31 @@ func (a *memAccount) openDevice(t testing.TB, dataDir string, opt *Options) *Fs 
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := a.openSlot(t, slot, unlock, opt)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := f.s.close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return f
+}
+
+// openSlot opens the account in the device slot slot, locked by the
+// caller (unlock releases it), and leaves closing the session to the
+// caller.
+func (a *memAccount) openSlot(t testing.TB, slot string, unlock func(), opt *Options) *Fs {
+	t.Helper()
+	opt.Password = a.pw
+	if opt.DataDir == "" {
+		opt.DataDir = filepath.Dir(filepath.Dir(slot))
+	}
 	s, err := openSession(context.Background(), opt.sessionKey(), opt, a.user, slot, unlock, memNetwork{a.net})
 	if err != nil {
 		unlock()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
 	return &Fs{name: "t", opt: *opt, s: s, features: &fs.Features{}}
 }
 
