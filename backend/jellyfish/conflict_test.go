@@ -121,47 +121,60 @@ func TestConcurrentWritesConverge(t *testing.T) {
 
 // TestConflictAcrossCheckpoint splits a conflict between a checkpoint and
 // the log after it: device A's write is in A's checkpoint, device B's
-// concurrent write in B's log. A device loading A's checkpoint finds the
-// conflict, every device converges, and a device loading afterwards
-// agrees.
+// concurrent write in B's log, stamped later or earlier. A device loading
+// A's checkpoint finds the conflict, every device converges, and a device
+// loading afterwards agrees.
 func TestConflictAcrossCheckpoint(t *testing.T) {
-	a := newMemAccount(t, 4)
-	optA := testOptions(t, map[string]string{"checkpoint_every": "1"})
-	devA := a.openDevice(t, t.TempDir(), optA)
-	devB := a.openDevice(t, t.TempDir(), testOptions(t, nil))
-	mustPut(t, devA, "x.txt", []byte("x"))
-	mustFlush(t, devA) // A1
-	mustPut(t, devA, "plan.txt", []byte("plan of A"))
-	mustFlush(t, devA) // checkpoint of A1, A2
-	mustPut(t, devA, "y.txt", []byte("y"))
-	mustFlush(t, devA) // checkpoint of A1-A2 (with plan.txt), A3
-	if cp := devA.s.log.own.cp; cp == nil || cp.Seq != 2 {
-		t.Fatalf("A's checkpoint %+v, want one covering its batch 2", cp)
-	}
-	mustPut(t, devB, "plan.txt", []byte("plan of B"))
-	mustFlush(t, devB) // B1, without having seen A's log
+	for _, logLater := range []bool{true, false} {
+		t.Run(fmt.Sprintf("log write later %v", logLater), func(t *testing.T) {
+			a := newMemAccount(t, 4)
+			optA := testOptions(t, map[string]string{"checkpoint_every": "1"})
+			devA := a.openDevice(t, t.TempDir(), optA)
+			devB := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+			if !logLater {
+				mustPut(t, devB, "plan.txt", []byte("plan of B"))
+				time.Sleep(3 * time.Millisecond) // A's write is stamped later
+			}
+			mustPut(t, devA, "x.txt", []byte("x"))
+			mustFlush(t, devA) // A1
+			mustPut(t, devA, "plan.txt", []byte("plan of A"))
+			mustFlush(t, devA) // checkpoint of A1, A2
+			mustPut(t, devA, "y.txt", []byte("y"))
+			mustFlush(t, devA) // checkpoint of A1-A2 (with plan.txt), A3
+			if cp := devA.s.log.own.cp; cp == nil || cp.Seq != 2 {
+				t.Fatalf("A's checkpoint %+v, want one covering its batch 2", cp)
+			}
+			if logLater {
+				mustPut(t, devB, "plan.txt", []byte("plan of B"))
+			}
+			mustFlush(t, devB) // B1, without having seen A's log
+			sa, sb := stampOf(t, devA, "plan.txt"), stampOf(t, devB, "plan.txt")
+			if sa.Less(sb) != logLater {
+				t.Fatalf("A's write stamped %d, B's %d", sa.HLC, sb.HLC)
+			}
 
-	devC := a.openDevice(t, t.TempDir(), testOptions(t, nil))
-	ctx := context.Background()
-	if _, ok, err := devC.s.log.base.Get(ctx, ns.EntryKey("plan.txt")); !ok || err != nil {
-		t.Fatalf("device C did not load plan.txt from A's checkpoint: %v", err)
-	}
-	if hs, _, _ := devC.s.log.logL.State("plan.txt"); len(hs) != 1 || hs[0].Stamp.Device != devB.s.device {
-		t.Fatalf("device C's log layer holds %+v at plan.txt, want B's write", hs)
-	}
-	sa, sb := stampOf(t, devA, "plan.txt"), stampOf(t, devB, "plan.txt")
-	converge(t, devA, devB, devC)
+			devC := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+			ctx := context.Background()
+			if _, ok, err := devC.s.log.base.Get(ctx, ns.EntryKey("plan.txt")); !ok || err != nil {
+				t.Fatalf("device C did not load plan.txt from A's checkpoint: %v", err)
+			}
+			if hs, _, _ := devC.s.log.logL.State("plan.txt"); len(hs) != 1 || hs[0].Stamp.Device != devB.s.device {
+				t.Fatalf("device C's log layer holds %+v at plan.txt, want B's write", hs)
+			}
+			converge(t, devA, devB, devC)
 
-	win, lose, loser := "plan of B", "plan of A", sa
-	if sb.Less(sa) {
-		win, lose, loser = "plan of A", "plan of B", sb
+			win, lose, loser := "plan of B", "plan of A", sa
+			if !logLater {
+				win, lose, loser = "plan of A", "plan of B", sb
+			}
+			want := map[string]string{"x.txt": "x", "y.txt": "y", "plan.txt": win, ns.ConflictName("plan.txt", loser): lose}
+			devD := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+			if devD.s.log.baseCP == nil {
+				t.Fatal("device D loaded without a checkpoint")
+			}
+			agree(t, want, devA, devB, devC, devD)
+		})
 	}
-	want := map[string]string{"x.txt": "x", "y.txt": "y", "plan.txt": win, ns.ConflictName("plan.txt", loser): lose}
-	devD := a.openDevice(t, t.TempDir(), testOptions(t, nil))
-	if devD.s.log.baseCP == nil {
-		t.Fatal("device D loaded without a checkpoint")
-	}
-	agree(t, want, devA, devB, devC, devD)
 }
 
 // TestDeleteRacingEdit deletes a file on one device while another edits

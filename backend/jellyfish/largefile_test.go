@@ -241,3 +241,53 @@ func TestThreeHundredProviders(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyOfLargeFileSurvivesCleanUp copies a file with an indirect
+// reference server-side and deletes the original: CleanUp keeps the
+// shards both entries share, the copy reads back on another device, and
+// deleting the copy too lets CleanUp free them.
+func TestCopyOfLargeFileSurvivesCleanUp(t *testing.T) {
+	a := newMemAccount(t, 30)
+	set := map[string]string{"segment_size": "4096", "data_shards": "10", "parity_shards": "20", "pack_max": "0", "cleanup_grace": "0s"}
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	data := randomBytes(t, 12*4096)
+	mustPut(t, dev, "orig.bin", data)
+	ctx := context.Background()
+	src, err := dev.NewObject(ctx, "orig.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.Copy(ctx, src, "copies/copy.bin"); err != nil {
+		t.Fatal(err)
+	}
+	mustFlush(t, dev)
+	content := entryContent(t, dev, "copies/copy.bin")
+	c, err := objref.Parse(content)
+	if err != nil || c.Kind != objref.KindIndirect {
+		t.Fatalf("content of kind %v (%v), want an indirect reference", c.Kind, err)
+	}
+	ref, err := dev.s.objectOf(ctx, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRemove(t, dev, "orig.bin")
+	mustFlush(t, dev)
+	if err := dev.CleanUp(ctx); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	if held, all := shardsHeld(a, ref, c.Ref); held != all {
+		t.Fatalf("cleanup deleted %d of the %d shards the copy uses", all-held, all)
+	}
+	other := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	if !bytes.Equal(mustRead(t, other, "copies/copy.bin"), data) {
+		t.Fatal("the copy reads back different")
+	}
+	mustRemove(t, dev, "copies/copy.bin")
+	mustFlush(t, dev)
+	if err := dev.CleanUp(ctx); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	if held, all := shardsHeld(a, ref, c.Ref); held != 0 {
+		t.Fatalf("cleanup left %d of the %d shards with both entries deleted", held, all)
+	}
+}
