@@ -516,3 +516,45 @@ func TestUpgradeInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeFromSeveralFlatCheckpoints opens an account of the previous
+// release in which two devices have flat checkpoints taken at different
+// points: device 2's still shows f.txt's first version s, device 1's
+// shows the tombstone that ended the chain s → E → deleted (E, the
+// tombstone's base, is no head anywhere, so neither checkpoint says that
+// s was superseded). The upgrade must not make s a head again: the
+// namespace shows one head at f.txt, and when device 1 (still on the old
+// release) writes f.txt anew, no conflict copy of s appears.
+func TestUpgradeFromSeveralFlatCheckpoints(t *testing.T) {
+	a := newMemAccount(t, 6)
+	o := newOldRelease(t, a)
+	d1, d2 := o.device(), o.device()
+	o.inline(d1, "f.txt", "s")
+	o.flush(d1)
+	o.inline(d2, "g.txt", "g")
+	o.flush(d2)
+	o.checkpoint(d2, d1, d2) // f.txt shows s
+	o.inline(d1, "f.txt", "E")
+	o.flush(d1)
+	o.del(d1, "f.txt")
+	o.flush(d1)
+	o.checkpoint(d1, d1, d2) // f.txt deleted
+	o.publish(d1)
+	o.publish(d2)
+
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	if got := contents(t, dev); !equalContents(got, o.want) {
+		t.Fatalf("the upgraded device shows %q, want %q", got, o.want)
+	}
+	if hs, err := dev.s.log.view().Heads(context.Background(), "f.txt"); err != nil || len(hs) != 1 {
+		t.Errorf("f.txt has %d heads after the upgrade (%v), want the tombstone alone: %+v", len(hs), err, hs)
+	}
+	o.inline(d1, "f.txt", "Y")
+	o.flush(d1)
+	o.publish(d1)
+	mustPoll(t, dev)
+	mustFlush(t, dev)
+	if got := contents(t, dev); !equalContents(got, o.want) {
+		t.Fatalf("after the old device wrote f.txt again the upgraded device shows %q, want %q", got, o.want)
+	}
+}
