@@ -160,14 +160,15 @@ func TestLargeFileIndirectReference(t *testing.T) {
 
 // TestThreeHundredProviders stores, on 300 nodes, a file and a pack whose
 // shards land on more than 255 distinct nodes (the old one-byte holder
-// index): their references encode and decode, and both read back here
-// and on another device.
+// index): their references encode and decode, and both read back here,
+// on a device reading the log and on one loading a checkpoint (where the
+// pack's reference of some 90 KB is one value).
 func TestThreeHundredProviders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stores 12 MiB on 300 nodes")
 	}
 	a := newMemAccount(t, 300)
-	set := map[string]string{"segment_size": fmt.Sprint(128 << 10), "data_shards": "10", "parity_shards": "20"}
+	set := map[string]string{"segment_size": fmt.Sprint(128 << 10), "data_shards": "10", "parity_shards": "20", "checkpoint_every": "1"}
 	dev := a.openDevice(t, t.TempDir(), testOptions(t, set))
 	file := randomBytes(t, 12*128<<10) // 12 segments × 30 shards: over all 300 nodes
 	mustPut(t, dev, "file.bin", file)
@@ -230,7 +231,16 @@ func TestThreeHundredProviders(t *testing.T) {
 	}
 
 	other := a.openDevice(t, t.TempDir(), testOptions(t, set))
-	for _, f := range []*Fs{dev, other} {
+	mustPut(t, dev, "after.txt", []byte("after the checkpoint"))
+	mustFlush(t, dev)
+	if dev.s.log.own.cp == nil {
+		t.Fatal("no checkpoint")
+	}
+	fromTree := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	if fromTree.s.log.baseCP == nil || fromTree.s.log.logL.Pack(m.pack) != nil {
+		t.Fatal("a new device did not load the pack record from the checkpoint")
+	}
+	for _, f := range []*Fs{dev, other, fromTree} {
 		if !bytes.Equal(mustRead(t, f, "file.bin"), file) {
 			t.Fatal("file.bin reads back different")
 		}
