@@ -301,3 +301,48 @@ func TestCopyOfLargeFileSurvivesCleanUp(t *testing.T) {
 		t.Fatalf("cleanup left %d of the %d shards with both entries deleted", held, all)
 	}
 }
+
+// TestLargePackReferenceInCheckpoint stores a pack of many small segments
+// (segment_size 4 KiB, a valid setting, makes packs' segments as small)
+// on 30 shards each: its reference is over a megabyte, more than a
+// checkpoint value may hold, yet checkpoints must go on being written and
+// a new device must load from one and read the packed files.
+func TestLargePackReferenceInCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores a pack of 1,200 segments")
+	}
+	a := newMemAccount(t, 30)
+	set := map[string]string{"segment_size": "4096", "data_shards": "10", "parity_shards": "20", "checkpoint_every": "1"}
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	packed := map[string][]byte{}
+	for i := range 24 {
+		name := fmt.Sprintf("packed/%02d.bin", i)
+		packed[name] = randomBytes(t, 200<<10)
+		mustPut(t, dev, name, packed[name])
+	}
+	mustFlush(t, dev)
+	ctx := context.Background()
+	m, ok, err := parseMember(entryContent(t, dev, "packed/00.bin"))
+	if !ok || err != nil {
+		t.Fatalf("packed/00.bin is not packed: %v", err)
+	}
+	rec, err := dev.s.log.view().Pack(ctx, m.pack)
+	if err != nil || rec == nil {
+		t.Fatalf("pack record: %v", err)
+	}
+	t.Logf("pack of %d bytes, reference of %d bytes", rec.Size, len(rec.Ref))
+	mustPut(t, dev, "after.txt", []byte("after"))
+	mustFlush(t, dev)
+	if dev.s.log.own.cp == nil {
+		t.Fatalf("no checkpoint written with a pack reference of %d bytes in the log", len(rec.Ref))
+	}
+	fromTree := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	if fromTree.s.log.baseCP == nil {
+		t.Fatal("a new device did not load from a checkpoint")
+	}
+	for name, want := range packed {
+		if !bytes.Equal(mustRead(t, fromTree, name), want) {
+			t.Fatalf("%s reads back different", name)
+		}
+	}
+}
