@@ -86,7 +86,15 @@ func agree(t testing.TB, want map[string]string, devs ...*Fs) {
 		if !equalContents(got, want) {
 			t.Fatalf("device %d shows %q, want %q", i, got, want)
 		}
-		cs, err := f.s.log.view().Conflicts(context.Background(), f.s.log.view().Layers[0].TouchedUnder(""))
+		v := f.s.log.view()
+		var paths []string
+		for p := range got {
+			paths = append(paths, p)
+		}
+		for _, l := range v.Layers {
+			paths = append(paths, l.TouchedUnder("")...)
+		}
+		cs, err := v.Conflicts(context.Background(), paths)
 		if err != nil || len(cs) > 0 {
 			t.Fatalf("device %d has conflicts left: %+v %v", i, cs, err)
 		}

@@ -262,13 +262,11 @@ func (o *oldRelease) pack(d *oldDevice, files map[string]string) {
 	var buf []byte
 	id := ns.PackID{}
 	rand.Read(id[:])
-	names := slices.Sorted(func(yield func(string) bool) {
-		for p := range files {
-			if !yield(p) {
-				return
-			}
-		}
-	})
+	var names []string
+	for p := range files {
+		names = append(names, p)
+	}
+	slices.Sort(names)
 	offs := map[string]int64{}
 	for _, p := range names {
 		offs[p] = int64(len(buf))
