@@ -57,22 +57,29 @@ func testOptions(t testing.TB, set map[string]string) *Options {
 		MetaDataShards: 2, MetaParityShards: 2, Lease: fs.Duration(90 * 24 * time.Hour),
 		CleanupGrace: fs.Duration(30 * 24 * time.Hour), InsecureTestKDF: true,
 	}
+	sizes := map[string]*fs.SizeSuffix{"pack_max": &o.PackMax, "pack_size": &o.PackSize,
+		"inline_max": &o.InlineMax, "segment_size": &o.SegmentSize}
+	ints := map[string]*int{"checkpoint_every": &o.CheckpointEvery, "data_shards": &o.DataShards,
+		"parity_shards": &o.ParityShards, "success_shards": &o.SuccessShards,
+		"meta_data_shards": &o.MetaDataShards, "meta_parity_shards": &o.MetaParityShards}
 	for k, v := range set {
-		switch k {
-		case "checkpoint_every":
-			fmt.Sscan(v, &o.CheckpointEvery)
-		case "pack_max":
+		var err error
+		switch {
+		case sizes[k] != nil:
 			var n int64
-			fmt.Sscan(v, &n)
-			o.PackMax = fs.SizeSuffix(n)
-		case "cleanup_grace":
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, err = fmt.Sscan(v, &n)
+			*sizes[k] = fs.SizeSuffix(n)
+		case ints[k] != nil:
+			_, err = fmt.Sscan(v, ints[k])
+		case k == "cleanup_grace":
+			var d time.Duration
+			d, err = time.ParseDuration(v)
 			o.CleanupGrace = fs.Duration(d)
 		default:
 			t.Fatalf("testOptions: unknown option %s", k)
+		}
+		if err != nil {
+			t.Fatalf("testOptions: %s=%q: %v", k, v, err)
 		}
 	}
 	return o
@@ -88,18 +95,31 @@ func (a *memAccount) openDevice(t testing.TB, dataDir string, opt *Options) *Fs 
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := a.openSlot(t, slot, unlock, opt)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := f.s.close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return f
+}
+
+// openSlot opens the account in the device slot slot, locked by the
+// caller (unlock releases it), and leaves closing the session to the
+// caller.
+func (a *memAccount) openSlot(t testing.TB, slot string, unlock func(), opt *Options) *Fs {
+	t.Helper()
+	opt.Password = a.pw
+	if opt.DataDir == "" {
+		opt.DataDir = filepath.Dir(filepath.Dir(slot))
+	}
 	s, err := openSession(context.Background(), opt.sessionKey(), opt, a.user, slot, unlock, memNetwork{a.net})
 	if err != nil {
 		unlock()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
 	return &Fs{name: "t", opt: *opt, s: s, features: &fs.Features{}}
 }
 

@@ -102,6 +102,19 @@ func (n *Network) Held() int {
 	return c
 }
 
+// Holders returns the nodes holding shard id, up or down.
+func (n *Network) Holders(id codec.ShardID) []peer.ID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []peer.ID
+	for _, p := range n.nodes {
+		if _, ok := n.shards[p][id]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Drop removes shard id from every node (a holder that lost it).
 func (n *Network) Drop(id codec.ShardID) {
 	n.mu.Lock()
