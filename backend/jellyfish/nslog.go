@@ -347,8 +347,10 @@ func (l *nsLog) fetchBatches(ctx context.Context, t *deviceTip, from uint64) ([]
 	return out, nil
 }
 
-// applyBatch applies a batch to the log layer and returns the paths whose
-// entries changed. The caller holds pollMu.
+// applyBatch applies a batch to the log layer and returns the paths it
+// wrote at: whether or not what a path shows changed, a new head may be a
+// conflict to resolve (a losing concurrent write leaves the shown entry
+// as it was). The caller holds pollMu.
 func (l *nsLog) applyBatch(b *ns.Batch) []string {
 	for _, p := range b.Packs {
 		l.logL.ApplyPack(p)
@@ -356,14 +358,13 @@ func (l *nsLog) applyBatch(b *ns.Batch) []string {
 	for _, loc := range b.Locations {
 		l.logL.ApplyLocation(loc.Shard, loc.Holder)
 	}
-	var changed []string
+	paths := make([]string, 0, len(b.Entries))
 	for _, e := range b.Entries {
-		if l.logL.Apply(e) {
-			changed = append(changed, e.Path)
-		}
+		l.logL.Apply(e)
+		paths = append(paths, e.Path)
 		l.clock.Observe(e.Stamp.HLC)
 	}
-	return changed
+	return paths
 }
 
 // load reads the namespace: the best published checkpoint (or the flat
@@ -400,31 +401,25 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 			applied[d] = c
 		}
 	case len(legacy) > 0:
-		// An account written before checkpoints were trees: its flat
-		// checkpoints go into the log layer, and the first flush folds it
-		// into a tree.
+		// An account written before checkpoints were trees: one flat
+		// checkpoint goes into the log layer (with the batches after it,
+		// below), and the first flush folds it into a tree. One only, as
+		// with trees: a flat checkpoint holds heads, not what they
+		// replaced, so merging several could bring back a replaced entry.
 		upgrade = true
-		for _, t := range legacy {
-			data, err := l.meta.Get(ctx, t.head.Checkpoint)
-			if err != nil {
-				return nil, fmt.Errorf("jellyfish: checkpoint of device %s: %w", t.head.Device, err)
-			}
-			c, err := ns.DecodeCheckpoint(data)
-			if err != nil {
-				return nil, err
-			}
-			for _, p := range c.Packs {
-				logL.ApplyPack(p)
-			}
-			for _, e := range c.Entries {
-				logL.Apply(e)
-				l.clock.Observe(e.Stamp.HLC)
-			}
-			for d, s := range c.Covers {
-				if s > applied[d].Seq {
-					applied[d] = ns.Cover{Seq: s} // stamps unknown: nothing is taken as covered
-				}
-			}
+		c, err := l.chooseFlat(ctx, legacy, tips)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range c.Packs {
+			logL.ApplyPack(p)
+		}
+		for _, e := range c.Entries {
+			logL.Apply(e)
+			l.clock.Observe(e.Stamp.HLC)
+		}
+		for d, s := range c.Covers {
+			applied[d] = ns.Cover{Seq: s} // stamps unknown: nothing is taken as covered
 		}
 	}
 	l.mu.Lock()
@@ -455,6 +450,41 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 	l.applied = applied
 	l.mu.Unlock()
 	return touched, nil
+}
+
+// chooseFlat reads the flat checkpoints of version 1 heads and returns the
+// one from which the namespace is cheapest to load (the fewest batches
+// after it, none of them collected).
+func (l *nsLog) chooseFlat(ctx context.Context, legacy []*deviceTip, tips map[ns.DeviceID]*deviceTip) (*ns.Checkpoint, error) {
+	var best *ns.Checkpoint
+	var bestCost uint64
+	for _, t := range legacy {
+		data, err := l.meta.Get(ctx, t.head.Checkpoint)
+		if err != nil {
+			return nil, fmt.Errorf("jellyfish: checkpoint of device %s: %w", t.head.Device, err)
+		}
+		c, err := ns.DecodeCheckpoint(data)
+		if err != nil {
+			return nil, err
+		}
+		cost, ok := uint64(0), true
+		for d, dt := range tips {
+			from := c.Covers[d]
+			if dt.head.BatchSeq > from {
+				cost += dt.head.BatchSeq - from
+				if dt.collected() > from {
+					ok = false
+				}
+			}
+		}
+		if ok && (best == nil || cost < bestCost) {
+			best, bestCost = c, cost
+		}
+	}
+	if best == nil {
+		return nil, errors.New("jellyfish: no checkpoint of the file list holds what the devices' logs no longer do")
+	}
+	return best, nil
 }
 
 // setOwn takes this device's log state from its published tip.
@@ -956,23 +986,26 @@ func trimPrevs(prevs []ns.BatchRef, cp *ns.CheckpointRef) []ns.BatchRef {
 	return out
 }
 
-// splitBatches cuts entries into batches of about size bytes, the pack
-// records and locations going with the first.
+// splitBatches cuts pack records, locations and entries into batches of
+// about size bytes each (packs first, so a batch's files find their packs
+// published in the same or an earlier batch).
 func splitBatches(entries []ns.Entry, packs []ns.Pack, locs []ns.Location, size int) []*ns.Batch {
 	var out []*ns.Batch
-	cur := &ns.Batch{Packs: packs, Locations: locs}
-	n := 0
-	for _, p := range packs {
-		n += 64 + len(p.Ref) + 24*len(p.Map)
-	}
-	for _, e := range entries {
-		es := entrySize(&e)
-		if n > 0 && n+es > size {
+	cur, n := &ns.Batch{Locations: locs}, 40*len(locs)
+	next := func(add int) {
+		if n > 0 && n+add > size {
 			out = append(out, cur)
 			cur, n = &ns.Batch{}, 0
 		}
+		n += add
+	}
+	for _, p := range packs {
+		next(64 + len(p.Ref) + 24*len(p.Map))
+		cur.Packs = append(cur.Packs, p)
+	}
+	for _, e := range entries {
+		next(entrySize(&e))
 		cur.Entries = append(cur.Entries, e)
-		n += es
 	}
 	if len(cur.Entries) > 0 || len(cur.Packs) > 0 || len(cur.Locations) > 0 {
 		out = append(out, cur)

@@ -683,9 +683,11 @@ func (s *session) packsStored(ctx context.Context) (bytes int64, packs, objects 
 }
 
 // packEncoder returns the encoder of packs: the file parameters with
-// segments of at most packSegmentSize.
+// segments of packSegmentSize, whatever the files' segment size, so a
+// pack's reference stays under a few hundred KiB (64 segments at most)
+// and fits a checkpoint node.
 func packEncoder(p codec.Params) (*codec.Encoder, error) {
-	p.SegmentSize = min(p.SegmentSize, packSegmentSize)
+	p.SegmentSize = packSegmentSize
 	return codec.NewEncoder(p)
 }
 
