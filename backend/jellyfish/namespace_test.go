@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/rclone/rclone/fs/object"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 )
 
@@ -89,5 +94,33 @@ func TestFlushRetryKeepsChanges(t *testing.T) {
 	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
 	if got := string(mustRead(t, other, "b.txt")); got != "while the records fail" {
 		t.Fatalf("other device reads %q", got)
+	}
+}
+
+// TestUnencodableEntryDoesNotBlock commits an entry the batch format
+// cannot hold (Put refuses such paths; this goes around it, as a bug
+// would): the commit is refused whole before anything is applied, and the
+// changes after it are stored.
+func TestUnencodableEntryDoesNotBlock(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	ctx := context.Background()
+	long := strings.Repeat("x", 70<<10)
+	if err := dev.s.commit(ctx, []ns.Entry{{Path: "bad-company.txt", Size: 1}, {Path: long, Size: 1}}, nil); err == nil {
+		t.Fatal("an entry of a 70 KiB path was committed")
+	}
+	if n := dev.s.log.pendingCount(); n != 0 {
+		t.Fatalf("%d changes pending after a refused commit", n)
+	}
+	mustPut(t, dev, "ok.txt", []byte("after"))
+	mustFlush(t, dev)
+	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	if got := listAll(t, other, ""); len(got) != 1 || got["ok.txt"] != 5 {
+		t.Fatalf("another device lists %v", got)
+	}
+	// And Put refuses such a path for that one file, with the limit named.
+	info := object.NewStaticObjectInfo("dir/"+strings.Repeat("n", ns.MaxName+1), time.Now(), 1, true, nil, dev)
+	if _, err := dev.Put(ctx, strings.NewReader("x"), info); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("put of an over-long name: %v", err)
 	}
 }

@@ -877,7 +877,18 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	if newCP != nil {
 		cp = newCP
 	}
-	batches := splitBatches(pending, packs, locs, l.cfg.batchBytes)
+	// An entry the format cannot hold (refused at commit, so only a bug
+	// makes one) must not block the changes behind it: it is dropped,
+	// loudly, and the rest is stored.
+	ok := pending[:0:0]
+	for _, e := range pending {
+		if err := ns.CheckEntry(&e); err != nil {
+			fs.Errorf(nil, "jellyfish: %q cannot be stored and is dropped: %v", e.Path, err)
+			continue
+		}
+		ok = append(ok, e)
+	}
+	batches := splitBatches(ok, packs, locs, l.cfg.batchBytes)
 	if len(batches) == 0 {
 		batches = []*ns.Batch{{}} // a checkpoint alone: a batch naming it
 	}

@@ -471,6 +471,9 @@ func checkEntries(es []Entry, ps []Pack) error {
 	return nil
 }
 
+// CheckEntry reports whether e can be encoded in a batch, and why not.
+func CheckEntry(e *Entry) error { return checkEntry(e) }
+
 // checkEntry checks e against the limits of the format.
 func checkEntry(e *Entry) error {
 	switch {
