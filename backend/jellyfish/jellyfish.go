@@ -12,6 +12,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rclone/rclone/backend/overview"
@@ -836,7 +837,9 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	} else if e != nil && e.Dir {
 		return fs.ErrorIsDir
 	}
-	h := blake3.New()
+	h := hashers.Get().(*blake3.Hasher)
+	h.Reset()
+	defer hashers.Put(h)
 	inlineMax := min(int64(o.fs.opt.InlineMax), maxInlineMax)
 	head := make([]byte, inlineMax+1)
 	n, err := io.ReadFull(in, head)
@@ -912,6 +915,10 @@ func (o *Object) Remove(ctx context.Context) error {
 	}
 	return o.fs.s.commit(ctx, []ns.Entry{{Path: p, Deleted: true}}, nil)
 }
+
+// hashers keeps BLAKE3 hashers for reuse: one is some 8 KiB, and a sync of
+// small files would otherwise allocate one per file.
+var hashers = sync.Pool{New: func() any { return blake3.New() }}
 
 // mappedReader translates read errors into rclone's retry classes.
 type mappedReader struct{ io.ReadCloser }

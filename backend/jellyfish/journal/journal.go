@@ -286,12 +286,20 @@ func recordAD(seg uint64, off int64) []byte {
 	return binary.BigEndian.AppendUint64(ad, uint64(off))
 }
 
-func encodePayload(es []ns.Entry, data []Data) ([]byte, error) {
+// payloadSize is about the encoded size of a payload.
+func payloadSize(es []ns.Entry, data []Data) int {
 	n := binary.MaxVarintLen64
 	for _, d := range data {
 		n += len(d.Pack) + 2*binary.MaxVarintLen64 + len(d.Bytes)
 	}
-	b := make([]byte, 0, n)
+	for i := range es {
+		n += 64 + len(es[i].Path) + len(es[i].Hash) + len(es[i].Content) + len(es[i].Inline) + 24*len(es[i].Bases)
+	}
+	return n
+}
+
+// encodePayload appends the payload of es and data to b.
+func encodePayload(b []byte, es []ns.Entry, data []Data) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(data)))
 	for _, d := range data {
 		b = append(b, d.Pack[:]...)
@@ -299,11 +307,7 @@ func encodePayload(es []ns.Entry, data []Data) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(d.Bytes)))
 		b = append(b, d.Bytes...)
 	}
-	eb, err := ns.EncodeEntries(es)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, eb...), nil
+	return ns.AppendEntries(b, es)
 }
 
 func decodePayload(b []byte) (Record, error) {
@@ -403,12 +407,14 @@ type Ticket struct {
 // Sync of its ticket returns. Records are read back in the order Write
 // wrote them.
 func (j *Journal) Write(es []ns.Entry, data []Data) (Ticket, error) {
-	pt, err := encodePayload(es, data)
+	// The payload is encoded after room for the length and nonce and
+	// sealed in place: one buffer per record.
+	hdr := 4 + j.aead.NonceSize()
+	rec, err := encodePayload(make([]byte, hdr, hdr+payloadSize(es, data)+j.aead.Overhead()), es, data)
 	if err != nil {
 		return Ticket{}, err
 	}
-	nonce := make([]byte, j.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
+	if _, err := rand.Read(rec[4:hdr]); err != nil {
 		return Ticket{}, err
 	}
 	j.mu.Lock()
@@ -419,10 +425,7 @@ func (j *Journal) Write(es []ns.Entry, data []Data) (Ticket, error) {
 	if j.f == nil {
 		return Ticket{}, errors.New("journal: closed")
 	}
-	off := j.off
-	rec := make([]byte, 4, 4+len(nonce)+len(pt)+j.aead.Overhead())
-	rec = append(rec, nonce...)
-	rec = j.aead.Seal(rec, nonce, pt, recordAD(j.seg, off))
+	rec = j.aead.Seal(rec[:hdr], rec[4:hdr], rec[hdr:], recordAD(j.seg, j.off))
 	if len(rec)-4 > maxRecord {
 		return Ticket{}, fmt.Errorf("journal: record of %d bytes exceeds %d", len(rec)-4, maxRecord)
 	}

@@ -938,6 +938,9 @@ func EncodeEntries(es []Entry) ([]byte, error) {
 	return appendEntries(make([]byte, 0, entriesSize(es)), es)
 }
 
+// AppendEntries appends what EncodeEntries encodes to b.
+func AppendEntries(b []byte, es []Entry) ([]byte, error) { return appendEntries(b, es) }
+
 // DecodeEntries decodes what EncodeEntries wrote. The entries' byte slices
 // share data's memory.
 func DecodeEntries(data []byte) ([]Entry, error) {
