@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	be "encoding/binary"
+	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 // A hook runs in the provider's handler, before the child hears back: a
 // child killed there has not learnt whether that put succeeded.
 type tap struct {
+	refuse   atomic.Bool // providers refuse every shard put
 	mu       sync.Mutex
 	onShard  func(shardEvent)
 	onHeadAt func(node int, key string) // key: "<identity>/<device hex>"
@@ -87,7 +90,14 @@ type tapStore struct {
 	tap  *tap
 }
 
+// errRefused is what a provider of a tapped network answers to a shard
+// put while the test has it refuse them.
+var errRefused = errors.New("faults: this provider refuses shard puts for now")
+
 func (s *tapStore) Put(ctx context.Context, owner shardstore.Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) error {
+	if s.tap.refuse.Load() {
+		return errRefused
+	}
 	hdr := make([]byte, codec.HeaderSize)
 	n, err := io.ReadFull(r, hdr)
 	h, ok := shardHeader(hdr[:n])
