@@ -194,6 +194,7 @@ func TestKillAtEveryFlushStep(t *testing.T) {
 		src, want := flushSource(t)
 		dest := fmt.Sprintf("k%02d", trial)
 		c := startWith(t, e.conf, "-vv", "--jellyfish-checkpoint-every", cpEvery, "copy", src, remoteName+":"+dest)
+		// Armed after the start: the child's first put comes long after.
 		killer.arm(c, p)
 		err := c.wait()
 		killed, at := killer.disarm()

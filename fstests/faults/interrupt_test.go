@@ -241,13 +241,18 @@ const (
 // as its final flush starts) with SIGINT, SIGTERM or SIGKILL; some runs
 // happen in the machine's second device slot, the first being held, and
 // for some SIGINTs and SIGTERMs the providers refuse every put from the
-// signal on, so the run's last flush fails. After
-// each, the next command on the machine (lsf) must succeed and leave no
-// journal behind, and another device must read back, byte for byte, every
-// file the interrupted run logged as copied, find gone every file it
-// logged as deleted, and find every other file as it was before the run or
-// as the source has it now. A run ended by SIGINT or SIGTERM that left
-// changes unstored must say so on stderr and exit non-zero.
+// signal on, so the run's last flush fails. After each, the next command
+// on the machine (lsf) must succeed and leave no journal records behind,
+// and another device must read back, byte for byte, every file the
+// interrupted run logged as copied, find gone every file it logged as
+// deleted, and find every other file as it was before the run or as the
+// source has it now. A run ended by SIGINT or SIGTERM that left changes
+// unstored must say so on stderr and exit non-zero.
+//
+// Every run syncs into the same folder: each then starts from what the
+// interrupted one before it left (a journal replayed over files it
+// overwrites or deletes again, a pack half stored), which a fresh folder
+// per run would never show.
 //
 // JELLYFISH_INTERRUPTS sets the number of runs (default 16; `make
 // test-interrupts` runs 200) and JELLYFISH_INTERRUPT_SEED the seed, which
@@ -351,18 +356,18 @@ func TestRandomInterruptions(t *testing.T) {
 		}
 		// A run that ended just after the check, or whose signal came
 		// during its final flush, may still exit 0: it had ended.
-		running := err != nil
+		interrupted := err != nil
 		took := time.Since(c.start)
 		stderr := c.stderr.String()
 		if unlock != nil {
 			unlock()
 		}
-		if running {
+		if interrupted {
 			bySignal[sig].interrupted++
 		} else {
 			bySignal[sig].finished++
 		}
-		if atFinal && running {
+		if atFinal && interrupted {
 			inFinal++
 		}
 		copied, deleted := syncedFiles(stderr)
@@ -375,7 +380,7 @@ func TestRandomInterruptions(t *testing.T) {
 			when += ", the providers refusing puts"
 		}
 		t.Logf("run %d: %v %s (%s), %v; %s; %d copied, %d deleted; journal of %s: %d bytes of records",
-			i, sig, when, map[bool]string{true: "interrupted", false: "had ended"}[running],
+			i, sig, when, map[bool]string{true: "interrupted", false: "had ended"}[interrupted],
 			took.Round(time.Millisecond), exitStatus(err), len(copied), len(deleted), filepath.Base(slot), left)
 
 		said := strings.Contains(stderr, notStoredMsg)
@@ -388,7 +393,7 @@ func TestRandomInterruptions(t *testing.T) {
 		switch {
 		case err == nil && left > 0:
 			t.Errorf("run %d: the sync exited 0 but left %d bytes in its journal", i, left)
-		case running && sig != syscall.SIGKILL && left > 0 && !said:
+		case interrupted && sig != syscall.SIGKILL && left > 0 && !said:
 			t.Errorf("run %d: ended by %v with %d bytes of unstored changes in its journal, but did not say so:\n%s", i, sig, left, stderr)
 		}
 
