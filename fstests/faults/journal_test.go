@@ -146,3 +146,34 @@ func dirSize(dir string) (int64, error) {
 	}
 	return n, nil
 }
+
+// TestFinalFlushFails copies small files while every provider refuses
+// shard puts: the copy itself succeeds (packed and inline files are kept
+// in the journal until a flush), but its final flush cannot store them.
+// The process must exit non-zero and say which changes are not stored
+// yet; once the providers accept puts again, the next command on the
+// machine stores them and another device reads every file.
+func TestFinalFlushFails(t *testing.T) {
+	e, tp := newTappedEnv(t, 8, nil)
+	src, want := flushSource(t)
+	tp.refuse.Store(true)
+	_, stderr, err := runWith(t, e.conf, "-v", "copy", src, remoteName+":refused")
+	tp.refuse.Store(false)
+	if err == nil {
+		t.Fatalf("the copy exited 0 although no flush could store its changes:\n%s", stderr)
+	}
+	copied := copiedFiles(stderr)
+	if len(copied) != len(want) {
+		t.Fatalf("%d files reported copied, want %d:\n%s", len(copied), len(want), stderr)
+	}
+	if !strings.Contains(stderr, "15 "+notStoredMsg) {
+		t.Fatalf("the copy did not say that its 15 changes (14 files and their folder) are not stored:\n%s", stderr)
+	}
+	t.Logf("the copy ended with %v:\n%s", err, lastLines(stderr, 3))
+	if _, stderr, err := runWith(t, e.conf, "-v", "lsf", remoteName+":"); err != nil {
+		t.Fatalf("next command: %v\n%s", err, stderr)
+	} else if !recoveredRE.MatchString(stderr) {
+		t.Errorf("the next command did not report storing the changes left behind:\n%s", stderr)
+	}
+	checkFromOtherDevice(t, e, "refused", copied, want)
+}

@@ -2,12 +2,83 @@ package faults_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
+
+// headBarrier holds the first head record each new device publishes, on
+// every provider, until n new devices have published one. A device loads
+// the file list when its process starts and writes only after that, so
+// once n devices wait here all of them have loaded, and none of their
+// changes is readable yet: whatever they wrote, none had seen another's.
+type headBarrier struct {
+	mu       sync.Mutex
+	n        int
+	known    map[string]bool // head keys that existed before arm
+	armed    bool
+	arrived  map[string]bool
+	release  chan struct{}
+	timedOut bool
+	first    time.Time     // the first new head's arrival
+	held     time.Duration // from then to the release
+}
+
+func newHeadBarrier(tp *tap, n int) *headBarrier {
+	b := &headBarrier{n: n, known: map[string]bool{}, arrived: map[string]bool{}, release: make(chan struct{})}
+	tp.set(nil, b.head, nil)
+	return b
+}
+
+// arm makes every head key not seen so far a new device's.
+func (b *headBarrier) arm() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.armed = true
+}
+
+// count returns how many new devices have published a head.
+func (b *headBarrier) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.arrived)
+}
+
+// barrierWait bounds the wait for the slowest device: a hang fails the
+// test instead of stalling it.
+const barrierWait = 60 * time.Second
+
+func (b *headBarrier) head(_ int, key string) {
+	b.mu.Lock()
+	if !b.armed || b.known[key] {
+		b.known[key] = b.known[key] || !b.armed
+		b.mu.Unlock()
+		return
+	}
+	if !b.arrived[key] {
+		b.arrived[key] = true
+		if len(b.arrived) == 1 {
+			b.first = time.Now()
+		}
+		if len(b.arrived) == b.n {
+			b.held = time.Since(b.first)
+			close(b.release)
+		}
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.release:
+	case <-time.After(barrierWait):
+		b.mu.Lock()
+		b.timedOut = true
+		b.mu.Unlock()
+	}
+}
 
 // TestDevicesAsProcesses: three devices of one account, each a separate
 // jellyfish process with its own data dir (so its own client node, slot,
@@ -16,8 +87,18 @@ import (
 // comes back. Afterwards every device lists the same tree and reads the
 // same bytes, and every write is present, at its path or in a conflict
 // copy.
+//
+// The writes to shared.bin are concurrent by construction, not by timing:
+// a barrier on the providers keeps every new device's first head from
+// being stored until all three have published one, so each loaded the
+// file list before any could see another's change. Without it, on a busy
+// machine one device could flush before another even started; the later
+// one then saw that version and rightly replaced it instead of
+// conflicting with it. The third device starts only once the other two
+// are held at the barrier, the case that used to lose a version.
 func TestDevicesAsProcesses(t *testing.T) {
-	e := newEnv(t, 8, nil)
+	e, tp := newTappedEnv(t, 8, nil)
+	barrier := newHeadBarrier(tp, 3)
 	devs := []string{t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()}
 	src := t.TempDir()
 	as := func(dev int, args ...string) ([]byte, string, error) {
@@ -34,14 +115,15 @@ func TestDevicesAsProcesses(t *testing.T) {
 	// Device 3 writes first, then goes away.
 	mustAs(3, "copyto", writeFile(t, src, "early.txt", []byte("from the early device")), remoteName+":early.txt")
 
+	barrier.arm()
 	var wg sync.WaitGroup
-	for dev := range 3 {
+	var ended atomic.Int32
+	write := func(dev int) {
 		wg.Add(1)
-		go func(dev int) {
+		go func() {
 			defer wg.Done()
-			// One process per device writes both files, so the three load
-			// the file list at about the same time and their writes to
-			// shared.bin are concurrent: none has seen another's.
+			defer ended.Add(1)
+			// One process per device writes both files.
 			dir := filepath.Join(src, fmt.Sprintf("dev-%d", dev))
 			writeFile(t, dir, fmt.Sprintf("dev%d/own.txt", dev), []byte(fmt.Sprintf("device %d's own file", dev)))
 			writeFile(t, dir, "shared.bin", randomBytes(t, 20000+dev))
@@ -49,9 +131,19 @@ func TestDevicesAsProcesses(t *testing.T) {
 			if _, stderr, err := as(dev, args...); err != nil {
 				t.Errorf("device %d: jellyfish %s: %v\n%s", dev, strings.Join(args, " "), err, stderr)
 			}
-		}(dev)
+		}()
 	}
+	// The worst case of a busy machine, every time: the third device
+	// starts only once the other two have written and are publishing.
+	write(0)
+	write(1)
+	waitFor(t, barrierWait, "two devices to publish their heads", func() bool { return barrier.count() >= 2 || ended.Load() > 0 })
+	write(2)
 	wg.Wait()
+	if barrier.timedOut {
+		t.Fatalf("the barrier gave up after %v: %d of 3 new devices published a head", barrierWait, len(barrier.arrived))
+	}
+	t.Logf("the barrier held the first new head for %v", barrier.held.Round(time.Millisecond))
 	if t.Failed() {
 		return
 	}
@@ -85,5 +177,79 @@ func TestDevicesAsProcesses(t *testing.T) {
 	}
 	if shared != 3 || !strings.Contains(want, "early.txt") || strings.Count(want, "/own.txt") != 3 {
 		t.Fatalf("writes missing from the merged tree:\n%s", want)
+	}
+}
+
+// TestConcurrentNewDevices: four devices of one account start for the
+// first time at once, each copying one file, and are never run again.
+// Another device must then read all four files: each new device adds
+// itself to the account record's device list, and a device missing from
+// it is a device whose log nobody reads.
+//
+// Known bug: a new device adds itself by reading the account record and
+// publishing it again with itself appended, with nothing to merge
+// concurrent updates: of several devices starting at once, all but one
+// are usually missing from the list.
+func TestConcurrentNewDevices(t *testing.T) {
+	knownBug(t, "concurrent first starts of new devices lose each other's registration in the account record")
+	e := newEnv(t, 8, nil)
+	src := t.TempDir()
+	var wg sync.WaitGroup
+	for dev := range 4 {
+		p := writeFile(t, src, fmt.Sprintf("dev%d.txt", dev), []byte(fmt.Sprintf("written by new device %d", dev)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, stderr, err := runWith(t, e.conf, "--jellyfish-data-dir", t.TempDir(), "copyto", p, remoteName+":"+filepath.Base(p)); err != nil {
+				t.Errorf("device %d: copyto: %v\n%s", dev, err, stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	out, stderr, err := runWith(t, e.conf, "--jellyfish-data-dir", t.TempDir(), "lsf", remoteName+":")
+	if err != nil {
+		t.Fatalf("lsf from another device: %v\n%s", err, stderr)
+	}
+	got := strings.Fields(string(out))
+	if len(got) != 4 {
+		t.Fatalf("another device lists %v, want the 4 files dev0.txt … dev3.txt", got)
+	}
+}
+
+// TestManyDevices: an account used from more data dirs over its life than
+// the account record lists devices (each new data dir is a new device:
+// a new machine, container or reinstall) must still be usable from the
+// next one, at least to read.
+//
+// Known bug: the account record lists at most 32 devices and nothing ever
+// leaves the list, so the 33rd data dir cannot open the account at all
+// ("account: 0 nodes, 33 devices: at most 32 and 32").
+func TestManyDevices(t *testing.T) {
+	knownBug(t, "the 33rd device of an account cannot open it")
+	e := newEnv(t, 8, nil)
+	p := writeFile(t, t.TempDir(), "x.txt", []byte("one file"))
+	if _, stderr, err := runWith(t, e.conf, "copyto", p, remoteName+":x.txt"); err != nil {
+		t.Fatalf("copyto: %v\n%s", err, stderr)
+	}
+	for dev := 2; dev <= 40; dev++ {
+		out, stderr, err := runWith(t, e.conf, "--jellyfish-data-dir", t.TempDir(), "lsf", remoteName+":")
+		if err != nil {
+			t.Fatalf("device %d of the account cannot list it: %v\n%s", dev, err, stderr)
+		}
+		if strings.TrimSpace(string(out)) != "x.txt" {
+			t.Fatalf("device %d lists %q", dev, out)
+		}
+	}
+}
+
+// knownBug skips a test that reproduces a reported bug of the backend,
+// unless JELLYFISH_KNOWN_BUGS is set (`make test-known-bugs`).
+func knownBug(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("JELLYFISH_KNOWN_BUGS") == "" {
+		t.Skipf("known bug (JELLYFISH_KNOWN_BUGS=1 runs this test): %s", what)
 	}
 }
