@@ -187,7 +187,13 @@ func (l *nsLog) treeConfig() btree.Config {
 type nodeStore struct{ m metaStore }
 
 func (s nodeStore) Put(ctx context.Context, node []byte) ([]byte, error) { return s.m.Put(ctx, node) }
-func (s nodeStore) Get(ctx context.Context, ref []byte) ([]byte, error)  { return s.m.Get(ctx, ref) }
+func (s nodeStore) Get(ctx context.Context, ref []byte) ([]byte, error) {
+	b, err := s.m.Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("jellyfish: a node of the file list's checkpoint is unreadable: %w", err)
+	}
+	return b, nil
+}
 
 // deviceTip is a device's head and the batch it points at.
 type deviceTip struct {

@@ -145,10 +145,10 @@ func TestUnreadableCheckpointNode(t *testing.T) {
 				broken = append(broken, dir)
 				t.Logf("leaf %s: hashsum %s fails: %s", how, dir, lastLines(stderr, 2))
 				if !strings.Contains(stderr, "checkpoint") && !strings.Contains(stderr, "file list") {
-					knownBugf(t, "leaf %s: the failure of hashsum %s does not say that a checkpoint node or the file list is unreadable:\n%s", how, dir, lastLines(stderr, 4))
+					t.Errorf("leaf %s: the failure of hashsum %s does not say that a checkpoint node or the file list is unreadable:\n%s", how, dir, lastLines(stderr, 4))
 				}
 				if m := refHexRE.FindString(stderr); m != "" {
-					knownBugf(t, "leaf %s: the failure of hashsum %s prints a stored object's reference, data key included: %.80s… (%d hex digits)", how, dir, m, len(m))
+					t.Errorf("leaf %s: the failure of hashsum %s prints a stored object's reference, data key included: %.80s… (%d hex digits)", how, dir, m, len(m))
 				}
 				continue
 			}
@@ -216,18 +216,6 @@ func TestUnreadableCheckpointNode(t *testing.T) {
 // refHexRE matches an object reference written out in hex: a tag byte
 // (1 or 3) and the object's 32-byte data key, at least.
 var refHexRE = regexp.MustCompile(`0[13][0-9a-f]{64,}`)
-
-// knownBugf reports a failed check that a reported, unfixed bug makes
-// fail: an error with JELLYFISH_KNOWN_BUGS set (`make test-known-bugs`),
-// else a log line.
-func knownBugf(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("JELLYFISH_KNOWN_BUGS") != "" {
-		t.Errorf(format, args...)
-	} else {
-		t.Logf("known bug: "+format, args...)
-	}
-}
 
 // lastLines returns the last n non-empty lines of s.
 func lastLines(s string, n int) string {

@@ -495,6 +495,11 @@ func (d *Disk) Get(ctx context.Context, id codec.ShardID) (io.ReadCloser, int64,
 	}
 	_, data, _, _ := shardPath(id)
 	f, err := d.root.Open(data)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Its record survived the shard's bytes (lost or removed under
+		// the store): the shard is not held.
+		return nil, 0, fmtErr(op, ErrNotFound, "shard %s: its data file is gone", id.Short())
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}

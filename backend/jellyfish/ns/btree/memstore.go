@@ -56,7 +56,7 @@ func (s *MemStore) Get(ctx context.Context, ref []byte) ([]byte, error) {
 	defer s.mu.Unlock()
 	b, ok := s.nodes[string(ref)]
 	if !ok {
-		return nil, fmt.Errorf("%w: %x", ErrNotFound, ref)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, refName(ref))
 	}
 	s.stats.Gets++
 	s.stats.GetBytes += int64(len(b))

@@ -3,6 +3,8 @@ package btree
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -147,17 +149,25 @@ func (t *Tree) load(ctx context.Context, ref []byte, level int) (*node, error) {
 	if n == nil {
 		data, err := t.s.store.Get(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("btree: reading node %x: %w", ref, err)
+			return nil, fmt.Errorf("btree: reading node %s: %w", refName(ref), err)
 		}
 		if n, err = decodeNode(data); err != nil {
-			return nil, fmt.Errorf("btree: node %x: %w", ref, err)
+			return nil, fmt.Errorf("btree: node %s: %w", refName(ref), err)
 		}
 		t.s.cache.add(ref, n)
 	}
 	if level >= 0 && n.level != level {
-		return nil, fmt.Errorf("btree: node %x: %w: level %d where %d belongs", ref, ErrFormat, n.level, level)
+		return nil, fmt.Errorf("btree: node %s: %w: level %d where %d belongs", refName(ref), ErrFormat, n.level, level)
 	}
 	return n, nil
+}
+
+// refName names a node in messages by a hash of its reference: a Store's
+// references may hold secrets (the backend's hold the node's data key),
+// and messages end up in logs.
+func refName(ref []byte) string {
+	h := sha256.Sum256(ref)
+	return hex.EncodeToString(h[:6])
 }
 
 // loadAll loads the nodes under refs, all at level, at most Parallel at a
