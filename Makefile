@@ -36,7 +36,7 @@ test-interrupts:
 
 # Tests that reproduce reported bugs not fixed yet (knownBug skips them
 # otherwise); drop a name here with its knownBug call once it is fixed.
-KNOWN_BUGS ?= TestConcurrentNewDevices|TestManyDevices
+KNOWN_BUGS ?= TestManyDevices
 test-known-bugs:
 	JELLYFISH_KNOWN_BUGS=1 $(GO) test -tags $(TAGS) -count=1 -timeout 30m -v -run '^($(KNOWN_BUGS))$$' ./fstests/faults/
 

@@ -63,11 +63,10 @@ func (s *session) openJournal(ctx context.Context) error {
 	if n > 0 {
 		fs.Logf(nil, "jellyfish: %d changes an earlier process of this device left unstored are stored now", n)
 	}
-	// The replayed changes are in the new segment: the old ones can go.
-	if len(recs) > 0 {
-		if err := j.DropThrough(oldSegment); err != nil {
-			return fmt.Errorf("jellyfish: journal: %w", err)
-		}
+	// The replayed changes are in the new segment: the old ones (also
+	// the empty one a process killed at its start leaves) can go.
+	if err := j.DropThrough(oldSegment); err != nil {
+		return fmt.Errorf("jellyfish: journal: %w", err)
 	}
 	s.adoptOrphans(ctx, key)
 	if s.log.pendingCount() > 0 {

@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -82,6 +84,10 @@ type session struct {
 
 	locMu sync.Mutex
 	locs  []ns.Location // shard holders waiting for the next flush
+
+	// confirmed: this device was found in the account record at its
+	// first flush (see flush).
+	confirmed atomic.Bool
 }
 
 // maxChanges bounds the change list kept for ChangeNotify.
@@ -359,6 +365,16 @@ func (s *session) scheduleFlush(delay time.Duration) {
 
 // flush stores pending changes (and the packs their files are in).
 func (s *session) flush(ctx context.Context) error {
+	if !s.confirmed.Load() && s.log.pendingCount() > 0 {
+		// A device registering at the same moment as another may have lost
+		// its place in the account record after it checked; before its
+		// batches are published it checks again, so they are not published
+		// where nobody looks.
+		if err := s.registerDevice(ctx); err != nil {
+			return err
+		}
+		s.confirmed.Store(true)
+	}
 	var locs []ns.Location
 	err := s.log.flush(ctx, flushHooks{
 		storePacks: func(ctx context.Context) ([]ns.Pack, error) {
@@ -504,20 +520,57 @@ func loadDevice(slot string) (ns.DeviceID, error) {
 }
 
 // registerDevice lists this device in the account record if it is new.
+// The record has no compare-and-swap: two devices registering at once both
+// publish the next sequence number, and one list wins. So the device reads
+// the record back after publishing and, while it is not listed, adds itself
+// again to what it finds (after a random pause, so the devices racing do
+// not race again); a device missing from the list would be invisible to
+// every other device.
 func (s *session) registerDevice(ctx context.Context) error {
-	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
-	if err != nil {
-		return fmt.Errorf("jellyfish: account record: %w", err)
+	listed := func() (*account.Public, bool, error) {
+		pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+		if err != nil {
+			return nil, false, fmt.Errorf("jellyfish: account record: %w", err)
+		}
+		for _, d := range deviceIDs(pub) {
+			if d == s.device {
+				return pub, true, nil
+			}
+		}
+		return pub, false, nil
 	}
-	for _, d := range deviceIDs(pub) {
-		if d == s.device {
-			return nil
+	for attempt := 0; ; attempt++ {
+		pub, ok, err := listed()
+		if err != nil || ok {
+			return err
+		}
+		if attempt == registerAttempts {
+			return fmt.Errorf("jellyfish: could not add this device to the account record after %d tries (other devices registering at the same time)", attempt)
+		}
+		if attempt > 0 {
+			// Replaced by a concurrent registration: pause a random
+			// while, so the devices racing do not race again.
+			fs.Debugf(nil, "jellyfish: another device registered at the same time; adding this one again")
+			select {
+			case <-time.After(time.Duration(50+mrand.IntN(200*attempt)) * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if pub, ok, err = listed(); err != nil || ok {
+				return err
+			}
+		}
+		host, _ := os.Hostname()
+		pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)})
+		if err := s.mgr.PublishAccount(ctx, s.acct, pub); err != nil {
+			return err
 		}
 	}
-	host, _ := os.Hostname()
-	pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)})
-	return s.mgr.PublishAccount(ctx, s.acct, pub)
 }
+
+// registerAttempts bounds how often a device re-adds itself to the account
+// record when concurrent registrations keep replacing its own.
+const registerAttempts = 8
 
 func deviceIDs(pub *account.Public) []ns.DeviceID {
 	out := make([]ns.DeviceID, 0, len(pub.Devices))
