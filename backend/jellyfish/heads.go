@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -39,6 +41,9 @@ type accountHeads struct {
 	recs   account.Records
 	device ns.DeviceID
 	key    []byte
+	// local is the file in the device slot that keeps a copy of the head
+	// this device last published ("" for none).
+	local string
 
 	mu      sync.Mutex
 	rev     uint64    // revision (low 16 bits) of the last record published
@@ -46,12 +51,33 @@ type accountHeads struct {
 	expires time.Time // expiry of that record
 }
 
-func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.Records, device ns.DeviceID) (*accountHeads, error) {
+func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.Records, device ns.DeviceID, local string) (*accountHeads, error) {
 	key, err := headKey(acct.Root)
 	if err != nil {
 		return nil, err
 	}
-	return &accountHeads{acct: acct, mgr: mgr, recs: recs, device: device, key: key}, nil
+	return &accountHeads{acct: acct, mgr: mgr, recs: recs, device: device, key: key, local: local}, nil
+}
+
+// Local returns the head this device last published, as kept in its
+// slot, or nil. The network forgets a head record that nobody re-signs
+// before it expires; a device coming back after that continues its log
+// from this copy instead of starting it again at batch 1 (which every
+// reader would take for batches it has already read).
+func (h *accountHeads) Local() *ns.Head {
+	if h.local == "" {
+		return nil
+	}
+	body, err := os.ReadFile(h.local)
+	if err != nil {
+		return nil
+	}
+	head, err := ns.OpenHead(h.key, account.HeadKey(h.acct.ID(), account.DeviceID(h.device)), body)
+	if err != nil || head.Device != h.device {
+		fs.Debugf(nil, "jellyfish: ignoring the slot's copy of its head: %v", err)
+		return nil
+	}
+	return head
 }
 
 // Devices lists the devices of the account record.
@@ -120,6 +146,12 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 	h.mu.Lock()
 	h.last, h.expires = head, expires
 	h.mu.Unlock()
+	if h.local != "" {
+		// Sealed like the record's body, under the same key.
+		if err := atomicfile.Write(h.local, body, 0o600); err != nil {
+			fs.Debugf(nil, "jellyfish: keep a copy of the head: %v", err)
+		}
+	}
 	return nil
 }
 

@@ -39,6 +39,9 @@ type headStore interface {
 	Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, error)
 	// Publish signs and stores this device's head.
 	Publish(ctx context.Context, h *ns.Head) error
+	// Local returns the head this device last published as kept locally,
+	// or nil.
+	Local() *ns.Head
 }
 
 // journalWriter is what the log needs of the journal (package journal);
@@ -386,6 +389,20 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 	tips, err := l.readTips(ctx, devs)
 	if err != nil {
 		return nil, err
+	}
+	if lh := l.heads.Local(); lh != nil && (tips[l.device] == nil || lh.BatchSeq > tips[l.device].head.BatchSeq) {
+		// The network forgot this device's head (expired while the device
+		// was away) or holds an older one: continue from the slot's copy.
+		t := &deviceTip{head: lh}
+		if lh.Tip != nil {
+			if t.batch, err = l.readBatch(ctx, lh.Tip); err != nil {
+				// Its batches are gone too: the log goes on after them.
+				fs.Logf(nil, "jellyfish: this device's newest batch %d is unreadable (%v); its log continues after it", lh.BatchSeq, err)
+				t.head = &ns.Head{Version: lh.Version, Device: lh.Device, BatchSeq: lh.BatchSeq, HLC: lh.HLC}
+			}
+		}
+		fs.Debugf(nil, "jellyfish: this device's head continues from its own copy at batch %d", lh.BatchSeq)
+		tips[l.device] = t
 	}
 	cp := chooseBase(tips, l.device)
 	var legacy []*deviceTip

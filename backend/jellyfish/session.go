@@ -271,7 +271,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)
 	s.meta = &metaObjects{store: s.store, enc: metaEnc, cache: s.logCache}
-	if s.heads, err = newAccountHeads(acct, mgr, nw.Records(), device); err != nil {
+	if s.heads, err = newAccountHeads(acct, mgr, nw.Records(), device, filepath.Join(slotDir, "head")); err != nil {
 		return nil, err
 	}
 	s.log = newNSLog(device, s.meta, s.heads, ns.NewClock(nil), logConfig{checkpointEvery: opt.CheckpointEvery})

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -281,4 +282,20 @@ func (n *Network) RecordsSnapshot() map[string][]byte {
 		out[k] = bytes.Clone(v)
 	}
 	return out
+}
+
+// DeleteRecords removes every record whose key starts with prefix (records
+// the network forgot: expired, or lost with the nodes holding them), and
+// returns how many.
+func (n *Network) DeleteRecords(prefix string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for k := range n.records {
+		if strings.HasPrefix(k, prefix) {
+			delete(n.records, k)
+			c++
+		}
+	}
+	return c
 }
