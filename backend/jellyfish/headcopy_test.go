@@ -59,3 +59,61 @@ func TestDeviceBackAfterHeadExpired(t *testing.T) {
 		t.Fatalf("after the device came back, b reads %q", got)
 	}
 }
+
+// TestRebasedDeviceLetsGoOfItsOldCheckpoint: a device that reloaded from
+// another device's checkpoint builds its next one on that; the nodes of
+// its own earlier checkpoint are then handed to cleanup (which deletes
+// only what no device's current checkpoint uses).
+func TestRebasedDeviceLetsGoOfItsOldCheckpoint(t *testing.T) {
+	a := newMemAccount(t, 4)
+	ctx := context.Background()
+	opt := func() *Options { return testOptions(t, map[string]string{"checkpoint_every": "1"}) }
+	devA := a.openDevice(t, t.TempDir(), opt())
+	mustPut(t, devA, "a/1.txt", []byte("1"))
+	mustFlush(t, devA)
+	mustPut(t, devA, "a/2.txt", []byte("2"))
+	mustFlush(t, devA)
+	devB := a.openDevice(t, t.TempDir(), opt())
+	mustPut(t, devB, "b/1.txt", []byte("1"))
+	mustFlush(t, devB)
+	mustPut(t, devB, "b/2.txt", []byte("2"))
+	mustFlush(t, devB)
+	oldCP := devB.s.log.own.cp
+	if oldCP == nil {
+		t.Fatal("b wrote no checkpoint")
+	}
+	// a reads b's log and checkpoints past it; b then reloads from a's.
+	if _, err := devA.s.poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustPut(t, devA, "a/more.txt", []byte{byte(i)})
+		mustFlush(t, devA)
+	}
+	devB.s.log.cfg.maxLogLayer = 0
+	if _, err := devB.s.poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := devB.s.log.baseCP; r == nil || string(r.Root) == string(oldCP.Root) {
+		t.Fatal("b did not reload from a's checkpoint")
+	}
+	devB.s.log.cfg.maxLogLayer = 200_000
+	mustPut(t, devB, "b/3.txt", []byte("3"))
+	mustFlush(t, devB)
+	mustPut(t, devB, "b/4.txt", []byte("4"))
+	mustFlush(t, devB)
+	devB.s.clean.mu.Lock()
+	found := false
+	for _, u := range devB.s.clean.nodes {
+		if string(u.content) == string(oldCP.Root) {
+			found = true
+		}
+	}
+	devB.s.clean.mu.Unlock()
+	if !found {
+		t.Fatal("the root of b's old checkpoint was not let go")
+	}
+	if got := listAll(t, devB, ""); len(got) != 7 {
+		t.Fatalf("b lists %v", got)
+	}
+}

@@ -153,6 +153,9 @@ type nsLog struct {
 
 	flushMu sync.Mutex // one flush at a time
 	pollMu  sync.Mutex // one poll (or checkpoint) at a time
+	// baseWas is the root the checkpoint being written was built on;
+	// guarded by flushMu.
+	baseWas []byte
 }
 
 func newNSLog(dev ns.DeviceID, meta metaStore, heads headStore, clock *ns.Clock, cfg logConfig) *nsLog {
@@ -891,6 +894,12 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 		l.pollMu.Lock()
 		defer l.pollMu.Unlock()
 		var err error
+		l.mu.RLock()
+		l.baseWas = nil
+		if l.baseCP != nil {
+			l.baseWas = l.baseCP.Root
+		}
+		l.mu.RUnlock()
 		if newBase, newCP, cpRes, err = l.writeCheckpoint(ctx, own.seq); err != nil {
 			fs.Errorf(nil, "jellyfish: checkpoint skipped: %v", err)
 			newBase, newCP = nil, nil
@@ -976,6 +985,12 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	l.mu.Unlock()
 	if newCP != nil {
 		l.onGarbage(cpRes.Replaced)
+		if own.cp != nil && (l.baseWas == nil || !bytes.Equal(l.baseWas, own.cp.Root)) {
+			// The new checkpoint was built on another device's (after a
+			// rebase), not on this device's last one: that one's nodes
+			// are no longer this device's to keep.
+			l.dropOldCheckpoint(ctx, own.cp.Root, newCP.Root)
+		}
 	}
 	if rotated {
 		if err := l.journal.DropThrough(segment); err != nil {
@@ -984,6 +999,34 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	}
 	fs.Debugf(nil, "jellyfish: flushed %d changes as batches %d-%d of device %s", len(pending), own.seq+1, next.seq, l.device)
 	return nil
+}
+
+// dropOldCheckpoint hands to cleanup the nodes of the checkpoint at old
+// that the checkpoint at cur does not use (cleanup still checks every
+// device's checkpoint before deleting any).
+func (l *nsLog) dropOldCheckpoint(ctx context.Context, old, cur []byte) {
+	keep := map[string]bool{}
+	walk := func(root []byte, fn func(ref []byte)) error {
+		t, err := btree.New(l.treeConfig(), root)
+		if err != nil {
+			return err
+		}
+		return t.Walk(ctx, func(ref []byte, _ int) error { fn(ref); return nil })
+	}
+	if err := walk(cur, func(r []byte) { keep[string(r)] = true }); err != nil {
+		fs.Debugf(nil, "jellyfish: old checkpoint's nodes: %v", err)
+		return
+	}
+	var drop [][]byte
+	if err := walk(old, func(r []byte) {
+		if !keep[string(r)] {
+			drop = append(drop, bytes.Clone(r))
+		}
+	}); err != nil {
+		fs.Debugf(nil, "jellyfish: old checkpoint's nodes: %v", err)
+		return
+	}
+	l.onGarbage(drop)
 }
 
 // dropCheckpoint hands the nodes of a checkpoint that was written but not

@@ -88,6 +88,8 @@ type session struct {
 	// confirmed: this device was found in the account record at its
 	// first flush (see flush).
 	confirmed atomic.Bool
+	// flushes counts flushes, to trim the log cache now and then.
+	flushes atomic.Uint64
 }
 
 // maxChanges bounds the change list kept for ChangeNotify.
@@ -395,6 +397,12 @@ func (s *session) flush(ctx context.Context) error {
 		s.locMu.Lock()
 		s.locs = append(locs, s.locs...)
 		s.locMu.Unlock()
+	}
+	if err == nil && s.logCache != nil && s.flushes.Add(1)%64 == 0 {
+		// A long-running process (a mount) keeps the cache bounded too.
+		if _, terr := s.logCache.Trim(logCacheMax); terr != nil {
+			fs.Debugf(nil, "jellyfish: log cache: %v", terr)
+		}
 	}
 	return err
 }
