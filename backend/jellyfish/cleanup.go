@@ -30,6 +30,7 @@ const logGrace = 24 * time.Hour
 // checkpoint nodes, checkpoints never published). It is kept in the
 // device slot between processes (cleanupstate.go).
 type cleaner struct {
+	now   func() time.Time
 	mu    sync.Mutex
 	unref []unrefContent
 	nodes []unrefContent
@@ -54,7 +55,7 @@ func (c *cleaner) replaced(old, cur *ns.Entry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.unref = append(c.unref, unrefContent{old.Content, time.Now()})
+	c.unref = append(c.unref, unrefContent{old.Content, c.now()})
 }
 
 // garbage is called with log objects the log stopped needing.
@@ -64,7 +65,7 @@ func (c *cleaner) garbage(refs [][]byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
+	now := c.now()
 	for _, r := range refs {
 		c.nodes = append(c.nodes, unrefContent{r, now})
 	}
@@ -78,15 +79,15 @@ func (c *cleaner) letGo(ref *ObjRef) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.unref = append(c.unref, unrefContent{b, time.Now()})
+	c.unref = append(c.unref, unrefContent{b, c.now()})
 }
 
-// take removes and returns the candidates of list older than grace.
-func take(list *[]unrefContent, grace time.Duration) []unrefContent {
+// take removes and returns the candidates of list older than grace at now.
+func take(list *[]unrefContent, grace time.Duration, now time.Time) []unrefContent {
 	var due []unrefContent
 	keep := (*list)[:0:0]
 	for _, u := range *list {
-		if time.Since(u.when) >= grace {
+		if now.Sub(u.when) >= grace {
 			due = append(due, u)
 		} else {
 			keep = append(keep, u)
@@ -117,7 +118,7 @@ func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	}
 	errs := []error{repackErr}
 	s.clean.mu.Lock()
-	cands := take(&s.clean.unref, grace)
+	cands := take(&s.clean.unref, grace, s.now())
 	waiting := len(s.clean.unref)
 	s.clean.mu.Unlock()
 	freed := 0
@@ -272,7 +273,7 @@ func (s *session) collectLog(ctx context.Context, grace time.Duration) (int, err
 	if err != nil {
 		return 0, err
 	}
-	cutoff := uint64(time.Now().Add(-grace).UnixMilli()) << 16
+	cutoff := uint64(s.now().Add(-grace).UnixMilli()) << 16
 	newGC := uint64(0)
 	for i := len(bs) - 1; i >= 0; i-- {
 		b := bs[i]
@@ -334,7 +335,7 @@ func (s *session) collectLog(ctx context.Context, grace time.Duration) (int, err
 // device may have built its checkpoint on one loaded from this device).
 func (s *session) collectNodes(ctx context.Context, grace time.Duration) (int, error) {
 	s.clean.mu.Lock()
-	due := take(&s.clean.nodes, grace)
+	due := take(&s.clean.nodes, grace, s.now())
 	s.clean.mu.Unlock()
 	if len(due) == 0 {
 		return 0, nil

@@ -44,6 +44,7 @@ type accountHeads struct {
 	// local is the file in the device slot that keeps a copy of the head
 	// this device last published ("" for none).
 	local string
+	now   func() time.Time
 
 	mu      sync.Mutex
 	rev     uint64    // revision (low 16 bits) of the last record published
@@ -56,7 +57,7 @@ func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.R
 	if err != nil {
 		return nil, err
 	}
-	return &accountHeads{acct: acct, mgr: mgr, recs: recs, device: device, key: key, local: local}, nil
+	return &accountHeads{acct: acct, mgr: mgr, recs: recs, device: device, key: key, local: local, now: time.Now}, nil
 }
 
 // Local returns the head this device last published, as kept in its
@@ -134,7 +135,7 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 	h.rev++
 	seq := head.BatchSeq<<16 | h.rev&0xffff
 	h.mu.Unlock()
-	expires := time.Now().Add(account.RecordLifetime)
+	expires := h.now().Add(account.RecordLifetime)
 	r := record.Record{Kind: account.KindHead, Seq: seq, Expires: expires, Body: body}
 	raw, err := r.Sign(key, h.acct.Identity)
 	if err != nil {
@@ -161,7 +162,7 @@ func (h *accountHeads) refresh(ctx context.Context, minLeft time.Duration) error
 	h.mu.Lock()
 	last, expires := h.last, h.expires
 	h.mu.Unlock()
-	if last == nil || last.Tip == nil || time.Until(expires) >= minLeft {
+	if last == nil || last.Tip == nil || expires.Sub(h.now()) >= minLeft {
 		return nil
 	}
 	if last.Version != ns.HeadVersion {

@@ -166,6 +166,18 @@ type Options struct {
 	PollInterval     fs.Duration   `config:"poll_interval"`
 	DataDir          string        `config:"data_dir"`
 	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
+
+	// now is the clock of Jellyfish's own time (stamps, leases, record
+	// lifetimes, retention); nil is time.Now. Tests move it.
+	now func() time.Time
+}
+
+// clock returns the remote's clock.
+func (o *Options) clock() func() time.Time {
+	if o.now != nil {
+		return o.now
+	}
+	return time.Now
 }
 
 func (o *Options) dataDir() string {
@@ -405,7 +417,7 @@ func (f *Fs) Mkdir(ctx context.Context, dir string) error {
 	if err := checkPath(p); err != nil {
 		return err
 	}
-	entries, err := f.mkdirs(ctx, p, time.Now())
+	entries, err := f.mkdirs(ctx, p, f.s.now())
 	if err != nil {
 		return err
 	}
@@ -504,7 +516,7 @@ func (f *Fs) copyOrMove(ctx context.Context, src fs.Object, remote string, move 
 	} else if e != nil && e.Dir {
 		return nil, fs.ErrorIsDir
 	}
-	entries, err := f.mkdirs(ctx, ns.Parent(dst), time.Now())
+	entries, err := f.mkdirs(ctx, ns.Parent(dst), f.s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +554,7 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 	if srcPath == "" || strings.HasPrefix(dstPath+"/", srcPath+"/") {
 		return fmt.Errorf("jellyfish: cannot move %q into itself: %w", srcPath, fs.ErrorCantDirMove)
 	}
-	entries, err := f.mkdirs(ctx, ns.Parent(dstPath), time.Now())
+	entries, err := f.mkdirs(ctx, ns.Parent(dstPath), f.s.now())
 	if err != nil {
 		return err
 	}
@@ -893,7 +905,7 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	if src.Size() >= 0 && src.Size() != e.Size {
 		return fmt.Errorf("jellyfish: uploaded %d bytes but the source said %d", e.Size, src.Size())
 	}
-	entries, err := o.fs.mkdirs(ctx, ns.Parent(p), time.Now())
+	entries, err := o.fs.mkdirs(ctx, ns.Parent(p), o.fs.s.now())
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ type objectStore struct {
 	threshold func(k, m int) int
 	sem       chan struct{} // bounds concurrent shard transfers
 	repairs   *repairQueue
+	// now is Jellyfish's clock (leases).
+	now func() time.Time
 	// locate returns holders of a shard recorded after its object was
 	// stored (repair); nil: none.
 	locate func(ctx context.Context, id codec.ShardID) []peer.ID
@@ -95,7 +97,11 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 	if err != nil {
 		return nil, err
 	}
-	lease := time.Now().Add(s.lease)
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	lease := now().Add(s.lease)
 	salt := mrand.Uint64() // where this object's first segment starts
 	uctx, cancel := context.WithCancel(ctx)
 	defer cancel()

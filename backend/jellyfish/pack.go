@@ -493,7 +493,7 @@ func (s *session) repack(ctx context.Context, grace time.Duration) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now()
+	now := s.now()
 	p := &s.packs
 	smallPack := int64(s.packSize()) / 4
 	var shrink, small []packWork

@@ -47,6 +47,7 @@ type network interface {
 type session struct {
 	key     string
 	opt     *Options
+	now     func() time.Time // Jellyfish's clock (Options.now)
 	net     network
 	acct    *account.Account
 	mgr     *account.Manager
@@ -224,7 +225,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 // slotDir, loads the namespace and commits what journals left. Tests call
 // it with an in-memory network.
 func openSession(ctx context.Context, key string, opt *Options, user account.Username, slotDir string, unlock func(), nw network) (s *session, err error) {
-	var mopts []account.Option
+	mopts := []account.Option{account.WithClock(opt.clock())}
 	if opt.InsecureTestKDF {
 		mopts = append(mopts, account.InsecureTestKDF())
 	}
@@ -258,7 +259,8 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	if err != nil {
 		return nil, err
 	}
-	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc}
+	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: opt.clock()}
+	s.clean.now = s.now
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
 		threshold = func(k, m int) int { return min(int(opt.SuccessShards), k+m) }
@@ -269,14 +271,16 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	s.store = &objectStore{
 		shards: shards, providers: nw.Providers, lease: time.Duration(opt.Lease),
-		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs,
+		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs, now: s.now,
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)
 	s.meta = &metaObjects{store: s.store, enc: metaEnc, cache: s.logCache}
 	if s.heads, err = newAccountHeads(acct, mgr, nw.Records(), device, filepath.Join(slotDir, "head")); err != nil {
 		return nil, err
 	}
-	s.log = newNSLog(device, s.meta, s.heads, ns.NewClock(nil), logConfig{checkpointEvery: opt.CheckpointEvery})
+	s.heads.now = s.now
+	s.log = newNSLog(device, s.meta, s.heads, ns.NewClock(s.now), logConfig{checkpointEvery: opt.CheckpointEvery})
+	s.log.now = s.now
 	s.log.changed = s.noteChanges
 	s.log.onReplace = s.clean.replaced
 	s.log.onGarbage = s.clean.garbage
