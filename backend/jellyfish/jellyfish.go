@@ -166,18 +166,6 @@ type Options struct {
 	PollInterval     fs.Duration   `config:"poll_interval"`
 	DataDir          string        `config:"data_dir"`
 	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
-
-	// now is the clock of Jellyfish's own time (stamps, leases, record
-	// lifetimes, retention); nil is time.Now. Tests move it.
-	now func() time.Time
-}
-
-// clock returns the remote's clock.
-func (o *Options) clock() func() time.Time {
-	if o.now != nil {
-		return o.now
-	}
-	return time.Now
 }
 
 func (o *Options) dataDir() string {

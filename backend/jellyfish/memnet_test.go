@@ -30,6 +30,8 @@ type memAccount struct {
 	net  *memnet.Network
 	user account.Username
 	pw   string
+	// now is the clock sessions opened by the test read (nil: time.Now).
+	now func() time.Time
 }
 
 // newMemAccount creates an account on a new in-memory network of nodes
@@ -115,7 +117,11 @@ func (a *memAccount) openSlot(t testing.TB, slot string, unlock func(), opt *Opt
 	if opt.DataDir == "" {
 		opt.DataDir = filepath.Dir(filepath.Dir(slot))
 	}
-	s, err := openSession(context.Background(), opt.sessionKey(), opt, a.user, slot, unlock, memNetwork{a.net})
+	now := a.now
+	if now == nil {
+		now = time.Now
+	}
+	s, err := openSession(context.Background(), opt.sessionKey(), opt, a.user, slot, unlock, memNetwork{a.net}, now)
 	if err != nil {
 		unlock()
 		t.Fatal(err)

@@ -32,9 +32,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestRetentionWindow(t *testing.T) {
 	a := newMemAccount(t, 4)
 	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
-	opt := testOptions(t, nil)
-	opt.now = clock.Now
-	dev := a.openDevice(t, t.TempDir(), opt)
+	a.now = clock.Now
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
 	ctx := context.Background()
 	mustPut(t, dev, "keep.bin", randomBytes(t, 3<<20))
 	mustPut(t, dev, "gone.bin", randomBytes(t, 3<<20))

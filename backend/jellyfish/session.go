@@ -47,7 +47,7 @@ type network interface {
 type session struct {
 	key     string
 	opt     *Options
-	now     func() time.Time // Jellyfish's clock (Options.now)
+	now     func() time.Time // Jellyfish's own clock (see openSession)
 	net     network
 	acct    *account.Account
 	mgr     *account.Manager
@@ -204,7 +204,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 			nw.Close()
 		}
 	}()
-	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw)
+	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -222,10 +222,12 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 }
 
 // openSession logs in to the account over nw, in the locked device slot
-// slotDir, loads the namespace and commits what journals left. Tests call
-// it with an in-memory network.
-func openSession(ctx context.Context, key string, opt *Options, user account.Username, slotDir string, unlock func(), nw network) (s *session, err error) {
-	mopts := []account.Option{account.WithClock(opt.clock())}
+// slotDir, loads the namespace and commits what journals left. now is the
+// clock of Jellyfish's own time (stamps, leases, record lifetimes,
+// retention). Tests call it with an in-memory network and a clock they
+// move.
+func openSession(ctx context.Context, key string, opt *Options, user account.Username, slotDir string, unlock func(), nw network, now func() time.Time) (s *session, err error) {
+	mopts := []account.Option{account.WithClock(now)}
 	if opt.InsecureTestKDF {
 		mopts = append(mopts, account.InsecureTestKDF())
 	}
@@ -259,7 +261,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	if err != nil {
 		return nil, err
 	}
-	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: opt.clock()}
+	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: now}
 	s.clean.now = s.now
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
