@@ -218,9 +218,10 @@ func (t *deviceTip) collected() uint64 {
 	return 0
 }
 
-// readTips reads the head and newest batch of every device in devs.
-func (l *nsLog) readTips(ctx context.Context, devs []ns.DeviceID) (map[ns.DeviceID]*deviceTip, error) {
-	tips := make([]*deviceTip, len(devs))
+// readHeads reads the head of every device in devs, in parallel: nil for
+// a device without one.
+func (l *nsLog) readHeads(ctx context.Context, devs []ns.DeviceID) ([]*ns.Head, error) {
+	heads := make([]*ns.Head, len(devs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, d := range devs {
@@ -229,9 +230,31 @@ func (l *nsLog) readTips(ctx context.Context, devs []ns.DeviceID) (map[ns.Device
 			if err != nil {
 				return fmt.Errorf("jellyfish: head of device %s: %w", d, err)
 			}
-			if h == nil || h.Device != d {
-				return nil
+			if h != nil && h.Device == d {
+				heads[i] = h
 			}
+			return nil
+		})
+	}
+	return heads, g.Wait()
+}
+
+// readTips reads the head and newest batch of every device in devs.
+func (l *nsLog) readTips(ctx context.Context, devs []ns.DeviceID) (map[ns.DeviceID]*deviceTip, error) {
+	heads, err := l.readHeads(ctx, devs)
+	if err != nil {
+		return nil, err
+	}
+	tips := make([]*deviceTip, len(devs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, d := range devs {
+		h := heads[i]
+		if h == nil {
+			continue
+		}
+		g.Go(func() error {
+			var err error
 			t := &deviceTip{head: h}
 			if h.Tip != nil {
 				if t.batch, err = l.readBatch(gctx, h.Tip); err != nil {
@@ -559,24 +582,12 @@ func (l *nsLog) poll(ctx context.Context) ([]string, error) {
 	l.mu.RUnlock()
 	// Only the devices whose head moved have a new tip to read.
 	var moved []ns.DeviceID
-	heads := make([]*ns.Head, len(devs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i, d := range devs {
-		g.Go(func() error {
-			h, err := l.heads.Read(gctx, d)
-			if err != nil {
-				return fmt.Errorf("jellyfish: head of device %s: %w", d, err)
-			}
-			heads[i] = h
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	heads, err := l.readHeads(ctx, devs)
+	if err != nil {
 		return nil, err
 	}
 	for i, h := range heads {
-		if h != nil && h.Device == devs[i] && devs[i] != l.device && h.BatchSeq > applied[devs[i]].Seq {
+		if h != nil && devs[i] != l.device && h.BatchSeq > applied[devs[i]].Seq {
 			moved = append(moved, devs[i])
 		}
 	}

@@ -63,17 +63,23 @@ func (v View) merge(p string, baseValue []byte) ([]Entry, error) {
 	return slices.CompactFunc(out, func(a, b Entry) bool { return a.Stamp == b.Stamp }), nil
 }
 
+// baseValue returns the checkpoint's value at p, or nil.
+func (v View) baseValue(ctx context.Context, p string) ([]byte, error) {
+	if v.Base == nil {
+		return nil, nil
+	}
+	b, ok, err := v.Base.Get(ctx, EntryKey(p))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return b, nil
+}
+
 // Heads returns p's heads, sorted by stamp (the last is what p shows).
 func (v View) Heads(ctx context.Context, p string) ([]Entry, error) {
-	var value []byte
-	if v.Base != nil {
-		b, ok, err := v.Base.Get(ctx, EntryKey(p))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			value = b
-		}
+	value, err := v.baseValue(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	return v.merge(p, value)
 }
@@ -341,15 +347,9 @@ type Covered map[DeviceID]uint64
 // that may still arrive from a log and must not become heads again). It
 // returns nil when p has no heads.
 func (v View) CheckpointValue(ctx context.Context, p string, covered Covered) ([]byte, error) {
-	var value []byte
-	if v.Base != nil {
-		b, ok, err := v.Base.Get(ctx, EntryKey(p))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			value = b
-		}
+	value, err := v.baseValue(ctx, p)
+	if err != nil {
+		return nil, err
 	}
 	hs, err := v.merge(p, value)
 	if err != nil || len(hs) == 0 {
