@@ -320,3 +320,12 @@ func (p *Public) unmarshal(b []byte) error {
 	*p = np
 	return nil
 }
+
+// ParsePublic decodes the body of an account record.
+func ParsePublic(body []byte) (*Public, error) {
+	var p Public
+	if err := p.unmarshal(body); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

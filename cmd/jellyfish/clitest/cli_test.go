@@ -306,3 +306,16 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestNodeRefusesOpenKeyFile: a node linked to an account holds every key
+// of it; it refuses a key file others can read, before it starts anything.
+func TestNodeRefusesOpenKeyFile(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "alice.json")
+	if err := os.WriteFile(keys, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := run(t, nil, "node", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0", "--account-config", keys)
+	if code == 0 || !strings.Contains(stderr, "readable by others") || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("node with a key file of mode 0644: exit %d\n%s", code, stderr)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/caretaker"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
@@ -36,6 +39,7 @@ type nodeOptions struct {
 	boot          bootstrapFlags
 	tier          int
 	accountConfig string
+	careEvery     time.Duration
 	log           logFlags
 }
 
@@ -61,7 +65,8 @@ connect to it; the addresses to give them are in its startup log line.`,
 	c.Flags().StringArrayVar(&o.listen, "listen", defaultNodeListen, "multiaddr to listen on (repeatable)")
 	o.boot.register(c)
 	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
-	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`)")
+	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`); the node then keeps the account's records alive")
+	c.Flags().DurationVar(&o.careEvery, "caretaker-interval", 12*time.Hour, "how often a linked node checks the account's records and re-signs those near expiry")
 	o.log.register(c)
 	commands = append(commands, c)
 }
@@ -92,6 +97,15 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		path, err := expandHome(o.accountConfig)
 		if err != nil {
 			return err
+		}
+		// The file holds every key of the account, and a linked node is
+		// a daemon facing the internet: refuse a file others can read.
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("%s holds the account's keys and is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
 		}
 		cache, err := loadDeviceCache(path)
 		if err != nil {
@@ -129,6 +143,17 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		}
 		if linked != nil {
 			linkNode(ctx, n, linked, log)
+			// Keep the account's login, account and head records alive
+			// however long no device uses it.
+			c, err := caretaker.New(caretaker.Config{
+				Records: client.NodeRecords(n), Account: linked,
+				Dir: filepath.Join(dataDir, "caretaker"), Logger: log,
+			})
+			if err != nil {
+				log.Error("no caretaker for the account's records", "err", err)
+				return
+			}
+			c.Run(ctx, o.careEvery)
 		}
 	}()
 
