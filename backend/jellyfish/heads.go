@@ -145,6 +145,10 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 		return err
 	}
 	h.mu.Lock()
+	if h.last != nil && head.BatchSeq < h.last.BatchSeq {
+		h.mu.Unlock()
+		return nil // a newer head was published meanwhile
+	}
 	h.last, h.expires = head, expires
 	h.mu.Unlock()
 	if h.local != "" {
@@ -154,6 +158,22 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 		}
 	}
 	return nil
+}
+
+// restoredRev is the revision a head published again from the slot's copy
+// takes (see Restore).
+const restoredRev = 1 << 15
+
+// Restore publishes head, this device's newest as kept in its slot, when
+// the network forgot it. Its nodes may still remember the sequence numbers
+// the record reached (re-signs add one to the revision, once in two weeks
+// at most) and refuse any below: a restored head takes revision 2^15 of
+// its batch, above what re-signing could reach in a thousand years.
+func (h *accountHeads) Restore(ctx context.Context, head *ns.Head) error {
+	h.mu.Lock()
+	h.rev = max(h.rev, restoredRev-1)
+	h.mu.Unlock()
+	return h.Publish(ctx, head)
 }
 
 // refresh re-signs this device's head when less than minLeft of its

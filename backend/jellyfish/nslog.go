@@ -138,6 +138,10 @@ type nsLog struct {
 	// upgrade: the namespace was loaded from the flat format; the next
 	// flush writes a checkpoint.
 	upgrade bool
+	// restored is this device's head as kept in its slot, when load found
+	// the network without it (or with an older one): the session publishes
+	// it again.
+	restored *ns.Head
 	// changed is called with the paths whose entries changed (ChangeNotify).
 	changed func(paths []string)
 	// onCommit is called with a committed entry and what its path showed
@@ -429,6 +433,7 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 		}
 		fs.Debugf(nil, "jellyfish: this device's head continues from its own copy at batch %d", lh.BatchSeq)
 		tips[l.device] = t
+		l.restored = t.head
 	}
 	cp := chooseBase(tips, l.device)
 	var legacy []*deviceTip

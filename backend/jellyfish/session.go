@@ -25,6 +25,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/caretaker"
 )
 
 // network is what a session needs from the peer network: the shard
@@ -289,11 +290,30 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.log.schedule = s.scheduleFlush
 	s.store.locate = s.locate
 	if err := s.registerDevice(ctx); err != nil {
-		return nil, err
+		if !errors.Is(err, account.ErrNotFound) {
+			return nil, err
+		}
+		// The network forgot the account record (no device ran for over
+		// its lifetime): publish it again from this slot's copy.
+		if cerr := s.careForRecords(ctx); cerr != nil {
+			return nil, fmt.Errorf("%w (and no copy of it here could be published again: %v)", err, cerr)
+		}
+		if err := s.registerDevice(ctx); err != nil {
+			if errors.Is(err, account.ErrNotFound) {
+				return nil, fmt.Errorf("%w: the network no longer holds this account's record (records expire %d days after the last device or linked node kept them) and this device has no copy of it; a device or `jellyfish node --account-config` that used the account more recently has one", err, int(account.RecordLifetime.Hours()/24))
+			}
+			return nil, err
+		}
 	}
 	touched, err := s.log.load(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if h := s.log.restored; h != nil && h.Tip != nil && h.Version == ns.HeadVersion {
+		// Other devices find this one's batches through its head.
+		if err := s.heads.Restore(ctx, h); err != nil {
+			fs.Errorf(nil, "jellyfish: publishing this device's head again: %v (the next change publishes it)", err)
+		}
 	}
 	s.loadCleanupState()
 	if err := s.openJournal(ctx); err != nil {
@@ -341,15 +361,40 @@ func (o *Options) check() error {
 // network as long as they are used, however rarely they change.
 const refreshAfter = 21 * 24 * time.Hour
 
-// refreshRecords re-signs the account's login and account records and this
-// device's head when they are due.
+// refreshRecords keeps the account's records alive from this session: its
+// own head through the head publisher, and the login record, the account
+// record and every other device's head through the caretaker.
 func (s *session) refreshRecords(ctx context.Context) {
-	if err := s.mgr.RefreshRecords(ctx, s.acct, refreshAfter); err != nil && ctx.Err() == nil {
-		fs.Debugf(nil, "jellyfish: refresh account records: %v", err)
-	}
 	if err := s.heads.refresh(ctx, refreshAfter); err != nil && ctx.Err() == nil {
 		fs.Debugf(nil, "jellyfish: refresh head: %v", err)
 	}
+	if err := s.careForRecords(ctx); err != nil && ctx.Err() == nil {
+		fs.Debugf(nil, "jellyfish: refresh account records: %v", err)
+	}
+}
+
+// newCaretaker returns the caretaker of the account's records. Its copies
+// live in the device slot, so records the network forgot while no device
+// ran (over 35 days) are published again from them.
+func (s *session) newCaretaker() (*caretaker.Caretaker, error) {
+	own := account.HeadKey(s.acct.ID(), account.DeviceID(s.device))
+	return caretaker.New(caretaker.Config{
+		Records: s.net.Records(), Account: s.acct, Dir: filepath.Join(s.slotDir, "caretaker"),
+		Clock: s.now, MinLeft: refreshAfter, Skip: func(key string) bool { return key == own },
+	})
+}
+
+// careForRecords runs one caretaker round.
+func (s *session) careForRecords(ctx context.Context) error {
+	c, err := s.newCaretaker()
+	if err != nil {
+		return err
+	}
+	st, err := c.Tick(ctx)
+	if st.Resigned+st.Restored > 0 {
+		fs.Debugf(nil, "jellyfish: account records: %d checked, %d re-signed, %d published again", st.Checked, st.Resigned, st.Restored)
+	}
+	return err
 }
 
 // scheduleFlush starts a flush after delay unless one is scheduled.

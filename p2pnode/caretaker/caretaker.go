@@ -48,6 +48,9 @@ type Config struct {
 	Lifetime time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Skip, if set, names record keys left alone: a device's session
+	// keeps its own head (it alone knows the newest tip).
+	Skip func(key string) bool
 }
 
 // Caretaker keeps one account's records alive (see the package comment).
@@ -147,6 +150,9 @@ func (c *Caretaker) Run(ctx context.Context, interval time.Duration) {
 // is published again from the local copy. A key with neither is left
 // alone (a device that never published a head).
 func (c *Caretaker) keep(ctx context.Context, key string, kind record.Kind, signer crypto.PrivKey, st *Stats) ([]byte, error) {
+	if c.cfg.Skip != nil && c.cfg.Skip(key) {
+		return nil, nil
+	}
 	st.Checked++
 	now := c.cfg.Clock()
 	raw, err := c.cfg.Records.Get(ctx, key)
