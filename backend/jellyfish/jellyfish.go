@@ -664,6 +664,25 @@ shards are stored against the k it needs.
     jellyfish backend status jellyfish:
 `,
 }, {
+	Name:  "maintain",
+	Short: "Renew, audit and repair what this account stores.",
+	Long: `Runs one maintenance round: renews the lease of every shard the file list
+still uses at each of its holders (what it no longer uses lapses), asks a
+few shards of each holder for a random leaf proof against the shard ID,
+and rebuilds the shards of every segment whose healthy shards fell below
+the repair threshold on other providers, recording their holders in this
+device's log. A holder that does not answer counts as lost only once it
+has failed for lost-after. Prints what it did as JSON.
+
+    jellyfish backend maintain jellyfish:
+    jellyfish backend maintain jellyfish: -o dry-run -o audits=8
+`,
+	Opts: map[string]string{
+		"audits":     "leaf proofs asked of each holder (default 2)",
+		"lost-after": "how long a holder may fail before its shards are rebuilt (default 72h)",
+		"dry-run":    "count what would be repaired, repair nothing",
+	},
+}, {
 	Name:  "flush",
 	Short: "Store pending changes now.",
 }, {
@@ -699,6 +718,24 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			out["files_error"] = serr.Error()
 		}
 		return out, nil
+	case "maintain":
+		mo := maintainOptions{Audits: 2, Repair: true}
+		if v, ok := opt["audits"]; ok {
+			if _, err := fmt.Sscan(v, &mo.Audits); err != nil || mo.Audits < 0 {
+				return nil, fmt.Errorf("jellyfish: maintain: audits=%q: want a count", v)
+			}
+		}
+		if v, ok := opt["lost-after"]; ok {
+			d, err := fs.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("jellyfish: maintain: lost-after=%q: want a duration", v)
+			}
+			mo.LostAfter = d
+		}
+		if _, ok := opt["dry-run"]; ok {
+			mo.Repair = false
+		}
+		return f.s.maintain(ctx, mo)
 	case "flush":
 		return nil, f.s.flush(ctx)
 	case "poll":

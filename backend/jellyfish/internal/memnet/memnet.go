@@ -42,6 +42,8 @@ type Network struct {
 	putBytes int64
 	puts     int
 	deletes  int
+	renewals int
+	liars    map[peer.ID]bool
 }
 
 // New returns a network of n provider nodes.
@@ -271,6 +273,90 @@ func (s *Shards) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error 
 	delete(m, id)
 	s.n.deletes++
 	return nil
+}
+
+// Renew checks which of ids node p holds (this network keeps shards
+// until they are deleted or dropped, so leases are not kept) and returns
+// the others.
+func (s *Shards) Renew(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	m, err := s.node(p)
+	if err != nil {
+		return nil, err
+	}
+	if s.n.liars[p] {
+		return nil, nil
+	}
+	var missing []codec.ShardID
+	for _, id := range ids {
+		if _, ok := m[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	s.n.renewals += len(ids) - len(missing)
+	return missing, nil
+}
+
+// Proof returns the given leaves of shard id from node p. Like the
+// protocol client it fails with shardproto.ErrIntegrity when the bytes p
+// holds do not hash to id (a proof against the ID could not verify).
+func (s *Shards) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	m, err := s.node(p)
+	if err != nil {
+		return nil, err
+	}
+	data, ok := m[id]
+	if !ok {
+		return nil, shardproto.ErrNotFound
+	}
+	if blake3.Sum256(data) != id {
+		return nil, shardproto.ErrIntegrity
+	}
+	out := make([][]byte, len(leaves))
+	for i, l := range leaves {
+		off := l * codec.LeafSize
+		if l < 0 || off >= int64(len(data)) {
+			return nil, fmt.Errorf("memnet: leaf %d outside a %d-byte shard", l, len(data))
+		}
+		out[i] = bytes.Clone(data[off:min(int64(len(data)), off+codec.LeafSize)])
+	}
+	return out, nil
+}
+
+// SetLiar makes node p claim, when renewing, to hold every shard asked
+// about (a provider that receipted shards, then deleted them).
+func (n *Network) SetLiar(p peer.ID, liar bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.liars == nil {
+		n.liars = map[peer.ID]bool{}
+	}
+	n.liars[p] = liar
+}
+
+// Renewals counts shard leases renewed.
+func (n *Network) Renewals() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.renewals
+}
+
+// Holding returns how many of its shards node p holds.
+func (n *Network) Holding(p peer.ID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.shards[p])
+}
+
+// Wipe drops every shard node p holds (a provider that deleted what it
+// receipted).
+func (n *Network) Wipe(p peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.shards[p] = map[codec.ShardID][]byte{}
 }
 
 // RecordsSnapshot returns a copy of every record stored, by key.

@@ -1,0 +1,507 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+)
+
+// Maintenance keeps what the namespace references stored: it renews the
+// lease of every shard at each of its holders (what is no longer
+// referenced is left to lapse), audits a few shards of each holder with a
+// random leaf proof against the shard ID, and repairs segments whose
+// healthy shards fell below the repair threshold: k shards are fetched,
+// the missing ones rebuilt (no key needed) and placed on other providers,
+// and their new holders written as location records in this device's log
+// (merged by union; entries are never rewritten). A holder that does not
+// answer is not a loss at once: its shards count as lost only once it has
+// failed for lostAfter.
+
+// maintainOptions tune one maintenance round.
+type maintainOptions struct {
+	// Audits is how many shards of each holder get a leaf proof.
+	Audits int
+	// LostAfter: a holder failing this long loses its shards.
+	LostAfter time.Duration
+	// Threshold returns how many healthy shards a segment keeps before
+	// it is repaired.
+	Threshold func(k, m int) int
+	// Repair: false only counts what would be repaired.
+	Repair bool
+}
+
+// defaultLostAfter is how long a holder may fail (unreachable, refusing)
+// before its shards are rebuilt elsewhere: a node off for a day or a
+// weekend is not lost.
+const defaultLostAfter = 72 * time.Hour
+
+// holderTimeout bounds a round's renewals and audits at one holder.
+const holderTimeout = 2 * time.Minute
+
+// defaultRepairThreshold repairs a segment once fewer than k + m/2 of its
+// shards are healthy: half the parity is spent, the other half still
+// covers the losses until the next round (docs/design.md §6 has the
+// numbers behind it).
+func defaultRepairThreshold(k, m int) int { return k + (m+1)/2 }
+
+// maintainStats is what a round did; the backend command prints it.
+type maintainStats struct {
+	Objects        int    `json:"objects"`
+	Segments       int    `json:"segments"`
+	Shards         int    `json:"shards"`
+	Holders        int    `json:"holders"`
+	Renewed        int    `json:"renewed"`
+	Missing        int    `json:"missing"`
+	Unreachable    int    `json:"holders_unreachable"`
+	LostHolders    int    `json:"holders_lost"`
+	Audited        int    `json:"audited"`
+	AuditFailed    int    `json:"audit_failed"`
+	Weak           int    `json:"segments_below_threshold"`
+	Repaired       int    `json:"segments_repaired"`
+	Placed         int    `json:"shards_placed"`
+	RepairBytes    int64  `json:"repair_bytes"`
+	Unrepairable   int    `json:"segments_unrepairable"`
+	RepairFailed   int    `json:"repairs_failed"`
+	LeaseRenewedTo string `json:"lease_until"`
+}
+
+// holderState is what the device remembers of failing holders between
+// rounds, in the slot's maintain.json.
+type holderState struct {
+	// Failing maps a holder to when it first failed (Unix seconds).
+	Failing map[string]int64 `json:"failing"`
+}
+
+const maintainStateFile = "maintain.json"
+
+func (s *session) loadHolderState() holderState {
+	st := holderState{Failing: map[string]int64{}}
+	b, err := os.ReadFile(filepath.Join(s.slotDir, maintainStateFile))
+	if err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			fs.Debugf(nil, "jellyfish: ignoring %s: %v", maintainStateFile, err)
+		}
+	}
+	if st.Failing == nil {
+		st.Failing = map[string]int64{}
+	}
+	return st
+}
+
+func (s *session) saveHolderState(st holderState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(s.slotDir, maintainStateFile), b, 0o600)
+}
+
+// liveObjects returns every object the namespace needs, each once: the
+// contents of live entries (conflicting versions included), packs, the
+// nodes of every device's latest checkpoint and every device's batches
+// after its collected mark.
+func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
+	seen := map[string]bool{}
+	var out []*ObjRef
+	add := func(ref *ObjRef) {
+		b, err := ref.Marshal()
+		if err != nil || seen[string(b)] {
+			return
+		}
+		seen[string(b)] = true
+		out = append(out, ref)
+	}
+	addRaw := func(b []byte) {
+		if len(b) == 0 || seen[string(b)] {
+			return
+		}
+		if ref, err := UnmarshalObjRef(b); err == nil {
+			seen[string(b)] = true
+			out = append(out, ref)
+		}
+	}
+	v := s.log.view()
+	if err := v.Packs(ctx, func(p ns.Pack) error { addRaw(p.Ref); return nil }); err != nil {
+		return nil, err
+	}
+	err := v.Walk(ctx, "", func(e ns.Entry) error {
+		if len(e.Content) == 0 || e.Content[0] == packedTag {
+			return nil
+		}
+		objs, err := s.objectsOf(ctx, e.Content)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		for _, r := range objs {
+			add(r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The log: what any device loading the namespace may read.
+	l := s.log
+	devs, err := l.heads.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tips, err := l.readTips(ctx, devs)
+	if err != nil {
+		return nil, err
+	}
+	roots := map[string]bool{}
+	for _, t := range tips {
+		if t.head.Tip == nil {
+			continue
+		}
+		addRaw(t.head.Tip)
+		if t.batch != nil && t.batch.Checkpoint != nil {
+			roots[string(t.batch.Checkpoint.Root)] = true
+		}
+		bs, err := l.fetchBatches(ctx, t, t.collected())
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			for _, p := range b.Prevs {
+				if p.Seq > t.collected() {
+					addRaw(p.Ref)
+				}
+			}
+		}
+	}
+	for root := range roots {
+		tr, err := btree.New(l.treeConfig(), []byte(root))
+		if err != nil {
+			return nil, err
+		}
+		if err := tr.Walk(ctx, func(ref []byte, _ int) error { addRaw(ref); return nil }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// slotRef is one shard of a live object and where it is believed held.
+type slotRef struct {
+	obj, seg, idx int
+	id            codec.ShardID
+}
+
+// shardHealth is what a round learnt of one shard at one holder.
+type shardHealth uint8
+
+const (
+	healthUnknown shardHealth = iota // holder did not answer (yet)
+	healthGood                       // renewed and, if audited, proved
+	healthLost                       // missing, failed its audit, or holder lost
+)
+
+// maintain runs one maintenance round.
+func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainStats, error) {
+	var st maintainStats
+	if opt.LostAfter == 0 {
+		opt.LostAfter = defaultLostAfter
+	}
+	if opt.Threshold == nil {
+		opt.Threshold = defaultRepairThreshold
+	}
+	objs, err := s.liveObjects(ctx)
+	if err != nil {
+		return st, fmt.Errorf("jellyfish: maintenance: listing what the namespace uses: %w", err)
+	}
+	st.Objects = len(objs)
+	// Every holder of every shard: the reference's, then locations.
+	byHolder := map[peer.ID][]slotRef{}
+	for oi, ref := range objs {
+		for seg := range ref.Layout.Segments {
+			st.Segments++
+			for idx, id := range ref.Layout.Segments[seg].IDs {
+				st.Shards++
+				sr := slotRef{oi, seg, idx, id}
+				if h := ref.HolderOf(seg, idx); h != "" {
+					byHolder[h] = append(byHolder[h], sr)
+				}
+				if s.store.locate != nil {
+					for _, h := range s.store.locate(ctx, id) {
+						if h != ref.HolderOf(seg, idx) {
+							byHolder[h] = append(byHolder[h], sr)
+						}
+					}
+				}
+			}
+		}
+	}
+	st.Holders = len(byHolder)
+	now := s.now()
+	until := now.Add(s.store.lease)
+	st.LeaseRenewedTo = until.UTC().Format(time.RFC3339)
+	hs := s.loadHolderState()
+	type key struct {
+		slotRef
+		holder peer.ID
+	}
+	var mu sync.Mutex
+	health := map[key]shardHealth{}
+	set := func(k key, h shardHealth) {
+		mu.Lock()
+		health[k] = h
+		mu.Unlock()
+	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for holder, refs := range byHolder {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// A dead holder's dial times out; one that answers slowly
+			// is not waited for longer than this.
+			ctx, cancel := context.WithTimeout(ctx, holderTimeout)
+			defer cancel()
+			ids := make([]codec.ShardID, 0, len(refs))
+			for _, r := range refs {
+				ids = append(ids, r.id)
+			}
+			missing, err := s.store.shards.Renew(ctx, holder, ids, until)
+			mu.Lock()
+			if err != nil {
+				first, ok := hs.Failing[holder.String()]
+				if !ok {
+					first = now.Unix()
+					hs.Failing[holder.String()] = first
+				}
+				lost := now.Sub(time.Unix(first, 0)) >= opt.LostAfter
+				if lost {
+					st.LostHolders++
+				} else {
+					st.Unreachable++
+				}
+				mu.Unlock()
+				fs.Debugf(nil, "jellyfish: maintenance: holder %s: %v (failing since %v)", holder.ShortString(), err, time.Unix(first, 0).UTC())
+				h := healthUnknown
+				if lost {
+					h = healthLost
+				}
+				for _, r := range refs {
+					set(key{r, holder}, h)
+				}
+				return
+			}
+			delete(hs.Failing, holder.String())
+			st.Renewed += len(ids) - len(missing)
+			st.Missing += len(missing)
+			mu.Unlock()
+			gone := map[codec.ShardID]bool{}
+			for _, id := range missing {
+				gone[id] = true
+			}
+			var held []slotRef
+			for _, r := range refs {
+				if gone[r.id] {
+					set(key{r, holder}, healthLost)
+				} else {
+					set(key{r, holder}, healthGood)
+					held = append(held, r)
+				}
+			}
+			// Audits: a random leaf of a few shards it says it holds.
+			for _, i := range mrand.Perm(len(held))[:min(opt.Audits, len(held))] {
+				r := held[i]
+				size := codec.HeaderSize + (objs[r.obj].Layout.Segments[r.seg].CipherLen+objs[r.obj].Layout.K-1)/objs[r.obj].Layout.K
+				leaf := mrand.Int64N((int64(size) + codec.LeafSize - 1) / codec.LeafSize)
+				_, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
+				mu.Lock()
+				st.Audited++
+				if err != nil && (errors.Is(err, shardproto.ErrNotFound) || errors.Is(err, shardproto.ErrIntegrity)) {
+					st.AuditFailed++
+					mu.Unlock()
+					fs.Logf(nil, "jellyfish: maintenance: holder %s failed the audit of shard %s: %v", holder.ShortString(), r.id.Short(), err)
+					set(key{r, holder}, healthLost)
+					continue
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.saveHolderState(hs); err != nil {
+		fs.Debugf(nil, "jellyfish: maintenance state: %v", err)
+	}
+	// Segments below the threshold.
+	type segKey struct{ obj, seg int }
+	good := map[segKey]map[int][]peer.ID{}
+	unknown := map[segKey]map[int]bool{}
+	for k, h := range health {
+		sk := segKey{k.obj, k.seg}
+		switch h {
+		case healthGood:
+			if good[sk] == nil {
+				good[sk] = map[int][]peer.ID{}
+			}
+			good[sk][k.idx] = append(good[sk][k.idx], k.holder)
+		case healthUnknown:
+			if unknown[sk] == nil {
+				unknown[sk] = map[int]bool{}
+			}
+			unknown[sk][k.idx] = true
+		}
+	}
+	providers, perr := s.net.Providers(ctx)
+	var locs []ns.Location
+	var errs []error
+	for oi, ref := range objs {
+		for seg := range ref.Layout.Segments {
+			sk := segKey{oi, seg}
+			k, m := ref.Layout.K, ref.Layout.M
+			healthy := len(good[sk])
+			counted := healthy
+			for idx := range unknown[sk] {
+				if good[sk][idx] == nil {
+					counted++
+				}
+			}
+			if counted >= opt.Threshold(k, m) {
+				continue
+			}
+			st.Weak++
+			if healthy < k {
+				st.Unrepairable++
+				fs.Errorf(nil, "jellyfish: maintenance: a segment has %d healthy shards of the %d it needs (%d more holders not answering): it cannot be repaired now", healthy, k, counted-healthy)
+				continue
+			}
+			if !opt.Repair || perr != nil {
+				continue
+			}
+			placed, n, err := s.repairSegment(ctx, ref, seg, good[sk], unknown[sk], providers)
+			if err != nil {
+				st.RepairFailed++
+				errs = append(errs, err)
+				continue
+			}
+			st.Repaired++
+			st.Placed += len(placed)
+			st.RepairBytes += n
+			locs = append(locs, placed...)
+		}
+	}
+	if len(locs) > 0 {
+		s.recordLocations(locs)
+		if err := s.flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("recording repaired shards' holders: %w", err))
+		}
+	}
+	if perr != nil && st.Weak > st.Unrepairable {
+		errs = append(errs, fmt.Errorf("no providers to repair onto: %w", perr))
+	}
+	fs.Infof(nil, "jellyfish: maintenance: %d objects, %d shards at %d holders; %d renewed, %d missing, %d holders not answering, %d lost; %d audits, %d failed; %d segments repaired (%d shards, %d bytes), %d cannot be",
+		st.Objects, st.Shards, st.Holders, st.Renewed, st.Missing, st.Unreachable, st.LostHolders, st.Audited, st.AuditFailed, st.Repaired, st.Placed, st.RepairBytes, st.Unrepairable)
+	return st, errors.Join(uniqueErrs(errs)...)
+}
+
+// repairSegment rebuilds the shards of segment seg that have no healthy
+// holder (and whose holder is not merely slow to answer) from k healthy
+// ones, places each on a provider holding nothing of the segment, and
+// returns their locations and the bytes stored.
+func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good map[int][]peer.ID, unknown map[int]bool, providers []peer.ID) ([]ns.Location, int64, error) {
+	info := &ref.Layout.Segments[seg]
+	k := ref.Layout.K
+	want := []int{}
+	busy := map[peer.ID]bool{}
+	for idx := range info.IDs {
+		if hs := good[idx]; len(hs) > 0 {
+			for _, h := range hs {
+				busy[h] = true
+			}
+			continue
+		}
+		if unknown[idx] {
+			continue
+		}
+		want = append(want, idx)
+	}
+	if len(want) == 0 {
+		return nil, 0, nil
+	}
+	size := codec.HeaderSize + (info.CipherLen+k-1)/k
+	var shards [][]byte
+	idxs := make([]int, 0, len(good))
+	for idx := range good {
+		idxs = append(idxs, idx)
+	}
+	mrand.Shuffle(len(idxs), func(i, j int) { idxs[i], idxs[j] = idxs[j], idxs[i] })
+	for _, idx := range idxs {
+		if len(shards) == k {
+			break
+		}
+		for _, h := range good[idx] {
+			b, err := s.store.getShard(ctx, h, info.IDs[idx], size)
+			if err == nil {
+				shards = append(shards, b)
+				break
+			}
+			fs.Debugf(nil, "jellyfish: repair: shard %d from %s: %v", idx, h.ShortString(), err)
+		}
+	}
+	rebuilt, err := codec.RebuildShards(ref.Layout, seg, shards, want)
+	if err != nil {
+		return nil, 0, fmt.Errorf("jellyfish: repair: %w", err)
+	}
+	// Targets: providers with nothing of this segment, in random order.
+	for idx := range info.IDs {
+		if h := ref.HolderOf(seg, idx); h != "" {
+			busy[h] = true
+		}
+	}
+	var free []peer.ID
+	for _, p := range providers {
+		if !busy[p] {
+			free = append(free, p)
+		}
+	}
+	mrand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	if len(free) == 0 {
+		free = slices.Clone(providers) // a small network: share a node
+	}
+	lease := s.now().Add(s.store.lease)
+	var locs []ns.Location
+	var stored int64
+	next := 0
+	for j, idx := range want {
+		id := info.IDs[idx]
+		for try := 0; try < min(3, len(free)); try++ {
+			p := free[next%len(free)]
+			next++
+			_, err := s.store.shards.PutReader(ctx, p, id, int64(len(rebuilt[j])), bytes.NewReader(rebuilt[j]), lease)
+			if err == nil {
+				locs = append(locs, ns.Location{Shard: ns.ShardID(id), Holder: []byte(p)})
+				stored += int64(len(rebuilt[j]))
+				break
+			}
+			fs.Debugf(nil, "jellyfish: repair: place shard %s on %s: %v", id.Short(), p.ShortString(), err)
+		}
+	}
+	if len(locs) == 0 {
+		return nil, 0, fmt.Errorf("jellyfish: repair: no provider took any of %d rebuilt shards", len(want))
+	}
+	return locs, stored, nil
+}

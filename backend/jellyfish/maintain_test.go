@@ -1,0 +1,122 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// maintainTestSet is a network of 12 providers and a device storing files
+// as 2+4 shards, so a segment is repaired below 4 healthy shards.
+var maintainTestSet = map[string]string{"pack_max": "0", "data_shards": "2", "parity_shards": "4"}
+
+// holdersOf returns the holders of segment 0's shards of remote.
+func holdersOf(t *testing.T, f *Fs, remote string) []peer.ID {
+	t.Helper()
+	ref, err := f.s.objectOf(context.Background(), entryContent(t, f, remote))
+	if err != nil || ref == nil {
+		t.Fatalf("reference of %s: %v", remote, err)
+	}
+	var out []peer.ID
+	for i := range ref.Layout.Segments[0].IDs {
+		out = append(out, ref.HolderOf(0, i))
+	}
+	return out
+}
+
+// TestMaintenanceRepairs: a round renews every shard the namespace uses;
+// shards lost from their holders are rebuilt on other providers and their
+// holders recorded, so the file reads back (on a new device too) after
+// every original holder is gone; a holder that does not answer is not
+// counted lost until it has failed for three days.
+func TestMaintenanceRepairs(t *testing.T) {
+	a := newMemAccount(t, 12)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	data := randomBytes(t, 5000)
+	mustPut(t, dev, "docs/report.pdf", data)
+	mustPut(t, dev, "docs/other.pdf", randomBytes(t, 3000))
+	mustFlush(t, dev)
+
+	opt := maintainOptions{Audits: 2, Repair: true}
+	st, err := dev.s.maintain(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Renewed != st.Shards || st.Missing != 0 || st.Repaired != 0 || st.Weak != 0 || st.Audited == 0 || st.AuditFailed != 0 {
+		t.Fatalf("a healthy account: %+v", st)
+	}
+	if st.Objects < 3 {
+		t.Fatalf("%d objects: the two files and the log at least", st.Objects)
+	}
+
+	// Two holders lose their shards, a third stops answering: 3 healthy,
+	// 1 unknown, still at the threshold of 4.
+	hs := holdersOf(t, dev, "docs/report.pdf")
+	a.net.Wipe(hs[0])
+	a.net.Wipe(hs[1])
+	a.net.SetDown(hs[2], true)
+	clock.Advance(24 * time.Hour)
+	if st, err = dev.s.maintain(ctx, opt); err != nil {
+		t.Fatal(err)
+	}
+	if st.Repaired != 0 || st.Missing == 0 || st.Unreachable != 1 {
+		t.Fatalf("a holder down for a day is not lost: %+v", st)
+	}
+	// Three days later it is.
+	clock.Advance(72 * time.Hour)
+	if st, err = dev.s.maintain(ctx, opt); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after three days: %+v", st)
+	if st.LostHolders != 1 || st.Repaired == 0 || st.Placed < 3 || st.RepairBytes == 0 {
+		t.Fatalf("after three days: %+v", st)
+	}
+	// The rest of the original holders go too: the rebuilt shards are
+	// enough.
+	for _, h := range hs[3:] {
+		a.net.Wipe(h)
+	}
+	if got, err := readErr(dev, "docs/report.pdf"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after repair, with the original holders gone: %v", err)
+	}
+	fresh := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	if got, err := readErr(fresh, "docs/report.pdf"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a new device after repair: %v", err)
+	}
+}
+
+// TestMaintenanceAuditFindsLiar: a provider that deleted what it
+// receipted but claims, when renewing, to hold it is found by the leaf
+// audits, and its shards are placed elsewhere.
+func TestMaintenanceAuditFindsLiar(t *testing.T) {
+	a := newMemAccount(t, 12)
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	data := randomBytes(t, 5000)
+	mustPut(t, dev, "a.bin", data)
+	mustFlush(t, dev)
+	hs := holdersOf(t, dev, "a.bin")
+	for _, h := range hs[:3] {
+		a.net.Wipe(h)
+		a.net.SetLiar(h, true)
+	}
+	st, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Missing != 0 || st.AuditFailed < 3 || st.Repaired == 0 || st.Placed < 3 {
+		t.Fatalf("liars: %+v", st)
+	}
+	for _, h := range hs[3:] {
+		a.net.Wipe(h)
+	}
+	if got, err := readErr(dev, "a.bin"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after repair: %v", err)
+	}
+}
