@@ -2,16 +2,19 @@ package jfcmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/rclone/rclone/fs"
 	"github.com/spf13/cobra"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
@@ -40,6 +43,8 @@ type nodeOptions struct {
 	tier          int
 	accountConfig string
 	careEvery     time.Duration
+	maintain      string
+	maintainEvery time.Duration
 	log           logFlags
 }
 
@@ -67,6 +72,8 @@ connect to it; the addresses to give them are in its startup log line.`,
 	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
 	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`); the node then keeps the account's records alive")
 	c.Flags().DurationVar(&o.careEvery, "caretaker-interval", 12*time.Hour, "how often a linked node checks the account's records and re-signs those near expiry")
+	c.Flags().StringVar(&o.maintain, "maintain", "", "rclone remote of the owner's account (e.g. jellyfish:) whose data this node renews, audits and repairs")
+	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
 	o.log.register(c)
 	commands = append(commands, c)
 }
@@ -157,6 +164,14 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		}
 	}()
 
+	if o.maintain != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			maintainLoop(ctx, o.maintain, o.maintainEvery, log)
+		}()
+	}
+
 	<-ctx.Done()
 	log.Info("shutting down")
 	wg.Wait()
@@ -242,4 +257,73 @@ func accountLabel(a *account.Account) string {
 		return "none"
 	}
 	return string(a.User) + " " + a.ID().String()
+}
+
+// maintainLoop opens remote (an account's rclone remote) and runs its
+// maintenance round (`jellyfish backend maintain`) now and then every
+// interval until ctx ends, logging each round's figures.
+func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger) {
+	var f fs.Fs
+	for delay := 5 * time.Second; ; delay = min(2*delay, bootstrapRetryMax) {
+		var err error
+		if f, err = fs.NewFs(ctx, remote); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error("cannot open the remote to maintain; retrying", "remote", remote, "retry_in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if sh := f.Features().Shutdown; sh != nil {
+			if err := sh(sctx); err != nil {
+				log.Warn("closing the maintained remote", "err", err)
+			}
+		}
+	}()
+	cmd := f.Features().Command
+	if cmd == nil {
+		log.Error("the remote to maintain is not a Jellyfish remote", "remote", remote)
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		out, err := cmd(ctx, "maintain", nil, nil)
+		if ctx.Err() != nil {
+			return
+		}
+		attrs := []any{"remote", remote, "took", time.Since(start).Round(time.Millisecond).String()}
+		if b, jerr := json.Marshal(out); jerr == nil {
+			var m map[string]any
+			if json.Unmarshal(b, &m) == nil {
+				keys := make([]string, 0, len(m))
+				for k := range m {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					attrs = append(attrs, k, m[k])
+				}
+			}
+		}
+		if err != nil {
+			log.Warn("maintenance round had errors", append(attrs, "err", err)...)
+		} else {
+			log.Info("maintenance round", attrs...)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

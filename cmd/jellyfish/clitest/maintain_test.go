@@ -1,0 +1,76 @@
+package clitest
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestNodeMaintains: `jellyfish node --maintain jellyfish:` opens the
+// owner's remote and logs a maintenance round that renewed the shards of
+// a file stored before, then stops cleanly on SIGTERM.
+func TestNodeMaintains(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"JELLYFISH_PASSWORD=" + password}
+	start(t, env, io.Discard, io.Discard, "testnet", "--nodes", "4", "--dir", dir, "--quota-mib", "64", "--account", "alice")
+	conf := filepath.Join(dir, "rclone.conf")
+	waitFor(t, 60*time.Second, func() bool {
+		_, err := os.Stat(conf)
+		return err == nil
+	})
+	src := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(src, []byte(strings.Repeat("jellyfish maintains ", 20000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if so, se, code := run(t, nil, "copyto", src, "jellyfish:big.bin", "--config", conf); code != 0 {
+		t.Fatalf("copyto: %d\n%s%s", code, so, se)
+	}
+
+	pr, pw := io.Pipe()
+	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(), "--config", conf,
+		"--bootstrap-file", filepath.Join(dir, "bootstrap.txt"), "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--log-format", "json", "--maintain", "jellyfish:", "--maintain-interval", "1h")
+	lines := make(chan map[string]any, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+	}()
+	deadline := time.After(90 * time.Second)
+	for done := false; !done; {
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatal("node exited before a maintenance round")
+			}
+			switch m["msg"] {
+			case "maintenance round":
+				if m["renewed"] == nil || m["renewed"].(float64) < 1 || m["renewed"] != m["shards"] || m["segments_unrepairable"] != float64(0) {
+					t.Fatalf("maintenance round: %v", m)
+				}
+				t.Logf("%v", m)
+				done = true
+			case "maintenance round had errors", "cannot open the remote to maintain; retrying":
+				t.Fatalf("%v", m)
+			}
+		case <-deadline:
+			t.Fatal("no maintenance round logged within 90s")
+		}
+	}
+	p.stop(t, syscall.SIGTERM, 30*time.Second)
+	pw.Close()
+	for range lines {
+	}
+}
