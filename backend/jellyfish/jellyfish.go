@@ -121,6 +121,11 @@ func init() {
 			Default:  fs.Duration(90 * 24 * time.Hour),
 			Advanced: true,
 		}, {
+			Name:     "maintenance",
+			Help:     "Renew, audit and repair this account's data in the background, once a week.\n\nA session starts a round when this device's last one is older than a week (a new device waits a week first). An account whose owner runs `jellyfish node --maintain` is maintained there daily as well.",
+			Default:  true,
+			Advanced: true,
+		}, {
 			Name:     "cleanup_grace",
 			Help:     "Retention: CleanUp never frees contents deleted or overwritten less than this long ago.\n\nSo a sync in the wrong direction can still be undone from the file list's history for this long.",
 			Default:  fs.Duration(30 * 24 * time.Hour),
@@ -162,6 +167,7 @@ type Options struct {
 	MetaDataShards   int           `config:"meta_data_shards"`
 	MetaParityShards int           `config:"meta_parity_shards"`
 	Lease            fs.Duration   `config:"lease"`
+	Maintenance      bool          `config:"maintenance"`
 	CleanupGrace     fs.Duration   `config:"cleanup_grace"`
 	PollInterval     fs.Duration   `config:"poll_interval"`
 	DataDir          string        `config:"data_dir"`
@@ -710,6 +716,7 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"repair_queue":       map[string]int{"segments": segs, "shards": shards},
 			"packs":              f.s.packStatus(ctx),
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
+			"lifetime":           f.s.lifetimeStatus(ctx),
 		}
 		if err != nil {
 			out["providers_error"] = err.Error()

@@ -19,6 +19,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
@@ -82,11 +83,15 @@ type maintainStats struct {
 	LeaseRenewedTo string `json:"lease_until"`
 }
 
-// holderState is what the device remembers of failing holders between
-// rounds, in the slot's maintain.json.
+// holderState is what the device remembers between rounds, in the
+// slot's maintain.json.
 type holderState struct {
 	// Failing maps a holder to when it first failed (Unix seconds).
 	Failing map[string]int64 `json:"failing"`
+	// LastRound is when the last round that renewed every reachable
+	// holder ended, and LeaseUntil what it renewed to (Unix seconds).
+	LastRound  int64 `json:"last_round,omitempty"`
+	LeaseUntil int64 `json:"lease_until,omitempty"`
 }
 
 const maintainStateFile = "maintain.json"
@@ -214,6 +219,34 @@ const (
 	healthGood                       // renewed and, if audited, proved
 	healthLost                       // missing, failed its audit, or holder lost
 )
+
+// sessionMaintainEvery: a session starts a maintenance round in the
+// background when the last one this device finished is older than this,
+// so an account used at least once in a lease (90 days) keeps its leases
+// without a node. A round cut short by the session's end is run again by
+// the next session.
+const sessionMaintainEvery = 7 * 24 * time.Hour
+
+// maintainIfDue runs a maintenance round when this device's last one is
+// older than sessionMaintainEvery.
+func (s *session) maintainIfDue(ctx context.Context) {
+	hs := s.loadHolderState()
+	if hs.LastRound == 0 {
+		// A new device: what it finds was stored or maintained lately;
+		// its first round is due a week from now.
+		hs.LastRound = s.now().Unix()
+		if err := s.saveHolderState(hs); err != nil {
+			fs.Debugf(nil, "jellyfish: maintenance state: %v", err)
+		}
+		return
+	}
+	if s.now().Sub(time.Unix(hs.LastRound, 0)) < sessionMaintainEvery {
+		return
+	}
+	if _, err := s.maintain(ctx, maintainOptions{Audits: 1, Repair: true}); err != nil && ctx.Err() == nil {
+		fs.Logf(nil, "jellyfish: maintenance: %v", err)
+	}
+}
 
 // maintain runs one maintenance round.
 func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainStats, error) {
@@ -344,6 +377,9 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 		}()
 	}
 	wg.Wait()
+	if ctx.Err() == nil {
+		hs.LastRound, hs.LeaseUntil = now.Unix(), until.Unix()
+	}
 	if err := s.saveHolderState(hs); err != nil {
 		fs.Debugf(nil, "jellyfish: maintenance state: %v", err)
 	}
@@ -504,4 +540,58 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 		return nil, 0, fmt.Errorf("jellyfish: repair: no provider took any of %d rebuilt shards", len(want))
 	}
 	return locs, stored, nil
+}
+
+// lifetimeStatus says, for `backend status`, how long the account lasts if
+// no device and no node comes back: when its records expire (the earliest
+// of the login, account and this device's head record) and until when
+// this device's last maintenance round renewed the leases, and whether a
+// node is linked to it (a linked node re-signs records; one run with
+// --maintain renews leases too).
+func (s *session) lifetimeStatus(ctx context.Context) map[string]any {
+	out := map[string]any{}
+	keys := []string{account.AccountKey(s.acct.ID()), account.HeadKey(s.acct.ID(), account.DeviceID(s.device))}
+	if l := s.acct.LoginKey(); l != nil {
+		if k, err := account.LoginKey(l.GetPublic()); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	var first time.Time
+	for _, k := range keys {
+		raw, err := s.net.Records().Get(ctx, k)
+		if err != nil {
+			continue // a device without a head yet
+		}
+		rec, err := account.VerifyOwned(k, raw)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() || rec.Expires.Before(first) {
+			first = rec.Expires
+		}
+	}
+	now := s.now()
+	if !first.IsZero() {
+		out["records_expire"] = first.UTC().Format(time.RFC3339)
+	}
+	hs := s.loadHolderState()
+	if hs.LeaseUntil > 0 {
+		out["leases_renewed_until"] = time.Unix(hs.LeaseUntil, 0).UTC().Format(time.RFC3339)
+		out["last_maintenance"] = time.Unix(hs.LastRound, 0).UTC().Format(time.RFC3339)
+	} else {
+		out["last_maintenance"] = "never on this device"
+	}
+	nodes := 0
+	if pub, err := s.mgr.Lookup(ctx, s.acct.ID()); err == nil {
+		nodes = len(pub.Nodes)
+	}
+	out["linked_nodes"] = nodes
+	switch {
+	case !first.IsZero() && !first.After(now):
+		out["warning"] = fmt.Sprintf("the account's records expired on %s: the network may forget the account; this device publishes them again while it runs", first.UTC().Format(time.DateOnly))
+	case nodes == 0 && !first.IsZero():
+		days := int(first.Sub(now).Hours() / 24)
+		out["warning"] = fmt.Sprintf("no node is linked to this account: if no device uses it for %d days its records expire and the network forgets it (its files with it); a device that used it can bring it back while it keeps its slot. Run `jellyfish node --account-config ... --maintain jellyfish:` to keep it alive", days)
+	}
+	return out
 }

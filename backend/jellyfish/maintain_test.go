@@ -3,10 +3,15 @@ package jellyfish
 import (
 	"bytes"
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 )
 
 // maintainTestSet is a network of 12 providers and a device storing files
@@ -118,5 +123,93 @@ func TestMaintenanceAuditFindsLiar(t *testing.T) {
 	}
 	if got, err := readErr(dev, "a.bin"); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("after repair: %v", err)
+	}
+}
+
+// TestSessionMaintainsWeekly: without a node, sessions keep the leases: a
+// new device waits a week, then a session starts a round in the
+// background, and the next one within the week does not.
+func TestSessionMaintainsWeekly(t *testing.T) {
+	a := newMemAccount(t, 6)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	opt := func() *Options {
+		o := testOptions(t, map[string]string{"pack_max": "0"})
+		o.Maintenance = true
+		return o
+	}
+	dir := t.TempDir()
+	session := func() int {
+		t.Helper()
+		before := a.net.Renewals()
+		slot, unlock, err := lockSlot(filepath.Join(dir, string(a.user)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := a.openSlot(t, slot, unlock, opt())
+		mustPut(t, f, "f-"+clock.Now().Format(time.DateOnly), randomBytes(t, 1000))
+		f.s.bg.Wait()
+		if err := f.s.close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return a.net.Renewals() - before
+	}
+	if n := session(); n != 0 {
+		t.Fatalf("a new device renewed %d shards at once", n)
+	}
+	clock.Advance(6 * 24 * time.Hour)
+	if n := session(); n != 0 {
+		t.Fatalf("after 6 days: %d renewed", n)
+	}
+	clock.Advance(2 * 24 * time.Hour)
+	if n := session(); n == 0 {
+		t.Fatal("after 8 days no session renewed anything")
+	}
+	clock.Advance(24 * time.Hour)
+	if n := session(); n != 0 {
+		t.Fatalf("a day after a round: %d renewed", n)
+	}
+}
+
+// TestStatusSaysWhenTheAccountExpires: `backend status` gives the date the
+// account's records expire and, with no node linked, warns in words;
+// after a maintenance round it gives the date the leases run to.
+func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	nw, err := memnet.New(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &memAccount{net: nw, user: "tess", pw: "copper lantern orbit gravel 4", now: clock.Now}
+	ctx := context.Background()
+	if _, err := account.NewManager(nw.Records(), account.InsecureTestKDF(), account.WithClock(clock.Now)).Create(ctx, a.user, a.pw); err != nil {
+		t.Fatal(err)
+	}
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	mustPut(t, dev, "a.bin", randomBytes(t, 1000))
+	mustFlush(t, dev)
+	status := func() map[string]any {
+		out, err := dev.Command(ctx, "status", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(map[string]any)["lifetime"].(map[string]any)
+	}
+	lt := status()
+	// Records are signed for 35 days; the earliest of them (the account
+	// record, signed at creation on the same clock) expires then.
+	if lt["records_expire"] != "2027-04-05T12:00:00Z" || lt["linked_nodes"] != 0 || lt["last_maintenance"] != "never on this device" {
+		t.Fatalf("lifetime %v", lt)
+	}
+	if w, _ := lt["warning"].(string); !strings.Contains(w, "35 days") || !strings.Contains(w, "jellyfish node") {
+		t.Fatalf("warning %q", w)
+	}
+	clock.Advance(24 * time.Hour)
+	if _, err := dev.s.maintain(ctx, maintainOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if lt = status(); lt["leases_renewed_until"] != "2027-05-31T12:00:00Z" || lt["last_maintenance"] != "2027-03-02T12:00:00Z" {
+		t.Fatalf("after a round: %v", lt)
 	}
 }

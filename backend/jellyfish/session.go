@@ -331,6 +331,9 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	go func() {
 		defer s.bg.Done()
 		s.refreshRecords(s.bgCtx)
+		if opt.Maintenance {
+			s.maintainIfDue(s.bgCtx)
+		}
 	}()
 	return s, nil
 }
