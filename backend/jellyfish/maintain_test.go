@@ -15,8 +15,11 @@ import (
 )
 
 // maintainTestSet is a network of 12 providers and a device storing files
-// as 2+4 shards, so a segment is repaired below 4 healthy shards.
-var maintainTestSet = map[string]string{"pack_max": "0", "data_shards": "2", "parity_shards": "4"}
+// as 2+4 shards, so a segment is repaired below 4 healthy shards, and its
+// log as 2+6, so the log stays readable whichever 6 nodes the tests take
+// away (placement is random).
+var maintainTestSet = map[string]string{"pack_max": "0", "data_shards": "2", "parity_shards": "4",
+	"meta_data_shards": "2", "meta_parity_shards": "6"}
 
 // holdersOf returns the holders of segment 0's shards of remote.
 func holdersOf(t *testing.T, f *Fs, remote string) []peer.ID {
