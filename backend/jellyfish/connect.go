@@ -18,6 +18,8 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
 
 // parseBootstrap splits the bootstrap option (spaces, commas or newlines).
@@ -38,7 +40,8 @@ func parseBootstrap(s string) ([]ma.Multiaddr, error) {
 
 // clientNet is the network of a process: one client-mode node.
 type clientNet struct {
-	c *client.Client
+	c   *client.Client
+	now func() time.Time
 
 	mu        sync.Mutex
 	providers []peer.ID
@@ -50,7 +53,7 @@ type clientNet struct {
 // again; lookups read every provider's node record.
 const providerTTL = time.Minute
 
-func connect(ctx context.Context, opt *Options, slotDir string) (network, error) {
+func connect(ctx context.Context, opt *Options, slotDir string, now func() time.Time) (network, error) {
 	boot, err := parseBootstrap(opt.Bootstrap)
 	if err != nil {
 		return nil, err
@@ -66,14 +69,20 @@ func connect(ctx context.Context, opt *Options, slotDir string) (network, error)
 		DataDir:   dataDir,
 		Bootstrap: boot,
 		Logger:    slog.New(slog.DiscardHandler),
+		// Records this process validates expire on Jellyfish's clock.
+		Configure: func(cfg *node.Config) { cfg.Clock = now },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jellyfish: join the network: %w", err)
 	}
-	return &clientNet{c: c}, nil
+	return &clientNet{c: c, now: now}, nil
 }
 
-func (n *clientNet) Shards(owner crypto.PrivKey) (shardIO, error) { return n.c.Shards(owner) }
+// Shards signs requests as owner, timestamped on Jellyfish's clock (the
+// holders check them against theirs).
+func (n *clientNet) Shards(owner crypto.PrivKey) (shardIO, error) {
+	return n.c.Shards(owner, shardproto.WithClientClock(n.now))
+}
 
 func (n *clientNet) Records() account.Records { return n.c.Records() }
 
@@ -84,7 +93,7 @@ func (n *clientNet) Close() error { return n.c.Close() }
 func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.providers != nil && time.Since(n.fetched) < providerTTL {
+	if n.providers != nil && n.now().Sub(n.fetched) < providerTTL {
 		return n.providers, nil
 	}
 	// A fresh client may not yet know which peers speak the shard protocol
@@ -113,7 +122,7 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 		return nil, fmt.Errorf("%w: no provider node found among %d peers", ErrTooFewNodes, n.Peers())
 	}
 	fs.Debugf(nil, "jellyfish: %d provider nodes", len(ids))
-	n.providers, n.infos, n.fetched = ids, infos, time.Now()
+	n.providers, n.infos, n.fetched = ids, infos, n.now()
 	return ids, nil
 }
 

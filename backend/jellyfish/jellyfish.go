@@ -232,6 +232,15 @@ var (
 // NewFs opens the remote: it joins the network (once per process), logs in
 // and loads the namespace.
 func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, error) {
+	return NewFsAt(ctx, name, root, m, time.Now)
+}
+
+// NewFsAt is NewFs with Jellyfish's own time read from now: record
+// lifetimes and signatures, leases, stamps, retention and maintenance.
+// libp2p keeps real time. The lifetime simulation runs sessions on a clock
+// it moves ahead by days; everything else uses NewFs. Sessions are shared
+// per process and option set: the first one opened sets the clock.
+func NewFsAt(ctx context.Context, name, root string, m configmap.Mapper, now func() time.Time) (fs.Fs, error) {
 	opt := new(Options)
 	if err := configstruct.Set(m, opt); err != nil {
 		return nil, err
@@ -243,7 +252,7 @@ func NewFs(ctx context.Context, name, root string, m configmap.Mapper) (fs.Fs, e
 		}
 		opt.Password = pw
 	}
-	s, err := getSession(ctx, opt)
+	s, err := getSession(ctx, opt, now)
 	if err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func TestSessionMaintainsWeekly(t *testing.T) {
 		}
 		f := a.openSlot(t, slot, unlock, opt())
 		mustPut(t, f, "f-"+clock.Now().Format(time.DateOnly), randomBytes(t, 1000))
-		f.s.bg.Wait()
+		waitKeptAlive(t, f.s)
 		if err := f.s.close(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -214,5 +214,17 @@ func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
 	}
 	if lt = status(); lt["leases_renewed_until"] != "2027-05-31T12:00:00Z" || lt["last_maintenance"] != "2027-03-02T12:00:00Z" {
 		t.Fatalf("after a round: %v", lt)
+	}
+}
+
+// waitKeptAlive waits for the session's first keep-alive round to end.
+func waitKeptAlive(t *testing.T, s *session) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.keptAlive.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no keep-alive round within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -79,7 +79,7 @@ func TestAccountBackAfterRecordsExpired(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	back.s.bg.Wait()
+	waitKeptAlive(t, back.s)
 	devC := a.openDevice(t, t.TempDir(), testOptions(t, nil))
 	for name, want := range map[string]string{"a.txt": "from a", "b.txt": "from b"} {
 		if got := string(mustRead(t, devC, name)); got != want {

@@ -92,6 +92,9 @@ type session struct {
 	confirmed atomic.Bool
 	// flushes counts flushes, to trim the log cache now and then.
 	flushes atomic.Uint64
+	// keptAlive counts the background keep-alive rounds finished (records
+	// re-signed, maintenance run when due).
+	keptAlive atomic.Uint64
 }
 
 // maxChanges bounds the change list kept for ChangeNotify.
@@ -149,14 +152,14 @@ const flushRetry = 5 * time.Second
 // first. A million-file namespace's checkpoint is about 150 MB.
 const logCacheMax = 1 << 30
 
-func getSession(ctx context.Context, opt *Options) (*session, error) {
+func getSession(ctx context.Context, opt *Options, now func() time.Time) (*session, error) {
 	key := opt.sessionKey()
 	sessionsMu.Lock()
 	defer sessionsMu.Unlock()
 	if s, ok := sessions[key]; ok {
 		return s, nil
 	}
-	s, err := newSession(ctx, key, opt)
+	s, err := newSession(ctx, key, opt, now)
 	if err != nil {
 		return nil, err
 	}
@@ -170,13 +173,13 @@ func getSession(ctx context.Context, opt *Options) (*session, error) {
 // never shares a session that logged in with the right one.
 func (o *Options) sessionKey() string {
 	pw := sha256.Sum256([]byte(o.Password))
-	return fmt.Sprintf("%s|%x|%s|%d+%d|%d|%d|%s|%d|%d|%d|%d|%d+%d|%v|%v|%s|%v",
+	return fmt.Sprintf("%s|%x|%s|%d+%d|%d|%d|%s|%d|%d|%d|%d|%d+%d|%v|%v|%s|%v|%v",
 		o.Username, pw[:8], o.Bootstrap, o.DataShards, o.ParityShards, o.SuccessShards, o.SegmentSize, o.Compression,
 		o.InlineMax, o.PackMax, o.PackSize, o.CheckpointEvery, o.MetaDataShards, o.MetaParityShards,
-		o.Lease, o.CleanupGrace, o.DataDir, o.InsecureTestKDF)
+		o.Lease, o.CleanupGrace, o.DataDir, o.InsecureTestKDF, o.Maintenance)
 }
 
-func newSession(ctx context.Context, key string, opt *Options) (s *session, err error) {
+func newSession(ctx context.Context, key string, opt *Options, now func() time.Time) (s *session, err error) {
 	user, err := account.NormalizeUsername(opt.Username)
 	if err != nil {
 		return nil, err
@@ -196,7 +199,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 			unlock()
 		}
 	}()
-	nw, err := connect(ctx, opt, slotDir)
+	nw, err := connect(ctx, opt, slotDir, now)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +208,7 @@ func newSession(ctx context.Context, key string, opt *Options) (s *session, err 
 			nw.Close()
 		}
 	}()
-	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw, time.Now)
+	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw, now)
 	if err != nil {
 		return nil, err
 	}
@@ -330,9 +333,22 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		s.refreshRecords(s.bgCtx)
-		if opt.Maintenance {
-			s.maintainIfDue(s.bgCtx)
+		// At start, then every few hours while the process runs (a mount
+		// may run for months): records are re-signed and maintenance
+		// runs when due.
+		t := time.NewTicker(keepAliveEvery)
+		defer t.Stop()
+		for {
+			s.refreshRecords(s.bgCtx)
+			if opt.Maintenance {
+				s.maintainIfDue(s.bgCtx)
+			}
+			s.keptAlive.Add(1)
+			select {
+			case <-s.bgCtx.Done():
+				return
+			case <-t.C:
+			}
 		}
 	}()
 	return s, nil
@@ -363,6 +379,10 @@ func (o *Options) check() error {
 // when a session starts, so an account and its devices' logs stay in the
 // network as long as they are used, however rarely they change.
 const refreshAfter = 21 * 24 * time.Hour
+
+// keepAliveEvery is how often a running session checks its records and
+// whether maintenance is due.
+const keepAliveEvery = 6 * time.Hour
 
 // refreshRecords keeps the account's records alive from this session: its
 // own head through the head publisher, and the login record, the account
