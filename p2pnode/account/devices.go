@@ -1,0 +1,171 @@
+package account
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// Has reports whether the device list names id.
+func (p *Public) Has(id DeviceID) bool {
+	return slices.ContainsFunc(p.Devices, func(d Device) bool { return d.ID == id })
+}
+
+// Remove drops id from the device list and reports whether it was there.
+func (p *Public) Remove(id DeviceID) bool {
+	n := len(p.Devices)
+	p.Devices = slices.DeleteFunc(p.Devices, func(d Device) bool { return d.ID == id })
+	return len(p.Devices) != n
+}
+
+func (p *Public) clone() *Public {
+	c := *p
+	c.Nodes = slices.Clone(p.Nodes)
+	c.Devices = slices.Clone(p.Devices)
+	return &c
+}
+
+// ErrDevicesFull: the account record lists MaxDevices devices already.
+var ErrDevicesFull = fmt.Errorf("account: the account record lists %d devices, the most it can", MaxDevices)
+
+// DeviceEdit changes an account record's device list towards what its
+// caller wants ("this device is listed", "device X is not") and reports
+// whether it changed anything. It must be idempotent: applied to a list
+// that already is as it wants, it changes nothing and returns false.
+type DeviceEdit func(p *Public) (changed bool, err error)
+
+// updateAttempts bounds how often UpdateDevices applies its edit again
+// when concurrent writers keep replacing the record.
+const updateAttempts = 8
+
+// UpdateDevices applies edit to the account record's device list and
+// publishes the result, safely against other devices doing the same at the
+// same time. It returns the list as last read back.
+//
+// The record has no compare-and-swap: two writers that read the same
+// record and publish the next sequence number both succeed, and nodes keep
+// one of the two. So the edit is applied to the newest record; just before
+// publishing, the record is read again and, if another writer replaced it
+// meanwhile, the edit is applied to that one instead (a writer never
+// publishes a list it did not read just before); after publishing, the
+// record is read back and the edit applied to what is found: if that would
+// change anything, a concurrent record won, and after a random pause (so
+// the writers racing do not race again) the edit is applied to the winner.
+// A concurrent writer whose record lands after the read-back can still
+// replace this one: a device that must stay listed checks again later
+// (the backend does after each flush).
+func (m *Manager) UpdateDevices(ctx context.Context, a *Account, edit DeviceEdit) (*Public, error) {
+	key := AccountKey(a.ID())
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(20+mrand.IntN(100*attempt)) * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		rec, pub, err := m.readAccount(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		changed, err := edit(pub)
+		if err != nil || !changed {
+			return pub, err
+		}
+		if attempt == updateAttempts {
+			return nil, fmt.Errorf("account: the device list changed under %d updates in a row (other devices updating it at the same time)", attempt)
+		}
+		// Read again just before publishing: a record published since
+		// the one the edit was applied to is edited instead.
+		again, _, err := m.readAccount(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if again.Seq != rec.Seq || !bytes.Equal(again.Body, rec.Body) {
+			continue
+		}
+		body, err := pub.marshal()
+		if err != nil {
+			return nil, err
+		}
+		r := record.Record{Kind: KindAccount, Seq: rec.Seq + 1, Expires: m.clock().Add(m.lifetime), Body: body}
+		raw, err := r.Sign(key, a.Identity)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.recs.Put(ctx, key, raw); err != nil {
+			return nil, err
+		}
+		_, back, err := m.readAccount(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if changed, err := edit(back.clone()); err == nil && !changed {
+			return back, nil
+		}
+		// A concurrent record won: apply the edit to it.
+	}
+}
+
+// readAccount reads and checks the account record at key.
+func (m *Manager) readAccount(ctx context.Context, key string) (*record.Record, *Public, error) {
+	raw, err := m.recs.Get(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := verifyOwned(key, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	var p Public
+	if err := p.unmarshal(rec.Body); err != nil {
+		return nil, nil, err
+	}
+	return rec, &p, nil
+}
+
+// AddDevice returns an edit that lists d, failing with ErrDevicesFull when
+// there is no room for it.
+func AddDevice(d Device) DeviceEdit {
+	return func(p *Public) (bool, error) {
+		if p.Has(d.ID) {
+			return false, nil
+		}
+		if len(p.Devices) >= MaxDevices {
+			return false, ErrDevicesFull
+		}
+		p.Devices = append(p.Devices, d)
+		return true, nil
+	}
+}
+
+// RemoveDevices returns an edit that drops ids from the list.
+func RemoveDevices(ids ...DeviceID) DeviceEdit {
+	return func(p *Public) (bool, error) {
+		changed := false
+		for _, id := range ids {
+			changed = p.Remove(id) || changed
+		}
+		return changed, nil
+	}
+}
+
+// Edits combines edits, applied in order.
+func Edits(edits ...DeviceEdit) DeviceEdit {
+	return func(p *Public) (bool, error) {
+		changed := false
+		for _, e := range edits {
+			c, err := e(p)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+		return changed, nil
+	}
+}
