@@ -45,6 +45,8 @@ type accountHeads struct {
 	// this device last published ("" for none).
 	local string
 	now   func() time.Time
+	// onListed, if set, is called when Devices finds this device listed.
+	onListed func()
 
 	mu      sync.Mutex
 	rev     uint64    // revision (low 16 bits) of the last record published
@@ -87,6 +89,9 @@ func (h *accountHeads) Devices(ctx context.Context) ([]ns.DeviceID, error) {
 	if err != nil {
 		return nil, err
 	}
+	if h.onListed != nil && pub.Has(account.DeviceID(h.device)) {
+		h.onListed()
+	}
 	return deviceIDs(pub), nil
 }
 
@@ -119,11 +124,15 @@ func (h *accountHeads) Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, err
 	return head, nil
 }
 
-// Publish signs and stores this device's head. Its record sequence number
-// is the batch sequence number in the high bits and a revision in the low
-// 16, so republishing the same batch still supersedes the previous record.
+// Publish signs and stores this device's head, saying it was seen now.
+// Its record sequence number is the batch sequence number in the high bits
+// and a revision in the low 16, so republishing the same batch still
+// supersedes the previous record.
 func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 	key := account.HeadKey(h.acct.ID(), account.DeviceID(h.device))
+	hc := *head
+	hc.Version, hc.Seen = ns.HeadVersion, h.now().Unix()
+	head = &hc
 	body, err := ns.SealHead(h.key, key, head)
 	if err != nil {
 		return err
@@ -176,17 +185,42 @@ func (h *accountHeads) Restore(ctx context.Context, head *ns.Head) error {
 	return h.Publish(ctx, head)
 }
 
-// refresh re-signs this device's head when less than minLeft of its
-// lifetime remains.
+// seenEvery: a device in use republishes its head at least this often,
+// so the other devices know it is (see retireAfter).
+const seenEvery = 24 * time.Hour
+
+// refresh republishes this device's head when less than minLeft of its
+// lifetime remains, when the head last said the device was seen over
+// seenEvery ago, or when it is a version 2 head (which says nothing of
+// that). A device that has none yet (it never wrote) publishes one
+// without batches, so that the other devices see it is in use.
 func (h *accountHeads) refresh(ctx context.Context, minLeft time.Duration) error {
 	h.mu.Lock()
 	last, expires := h.last, h.expires
 	h.mu.Unlock()
-	if last == nil || last.Tip == nil || expires.Sub(h.now()) >= minLeft {
-		return nil
+	if last == nil {
+		// Read first: a head this process has not read yet is not lost
+		// to one without batches.
+		got, err := h.Read(ctx, h.device)
+		if err != nil {
+			return err
+		}
+		if got == nil && h.Local() == nil {
+			return h.Publish(ctx, &ns.Head{Version: ns.HeadVersion, Device: h.device})
+		}
+		h.mu.Lock()
+		last, expires = h.last, h.expires
+		h.mu.Unlock()
+		if last == nil {
+			return nil // the slot's copy is newer: load publishes it again
+		}
 	}
-	if last.Version != ns.HeadVersion {
+	if last.Version == 1 {
 		return nil // a version 1 head is rewritten by the next flush
+	}
+	now := h.now()
+	if expires.Sub(now) >= minLeft && last.Version == ns.HeadVersion && now.Sub(time.Unix(last.Seen, 0)) < seenEvery {
+		return nil
 	}
 	return h.Publish(ctx, last)
 }

@@ -136,6 +136,11 @@ func init() {
 			Default:  fs.Duration(defaultPollInterval),
 			Advanced: true,
 		}, {
+			Name:     "device_retire_after",
+			Help:     "Retire a device of the account that has not been used for this long.\n\nEvery data dir (a machine, a container, a CI run, a wiped cache) is a device, and the account record lists at most 32. A session retires the devices not seen for this long once their changes are in a checkpoint the others load; a device that comes back after that continues as a new one. 0 retires none by age (a full list still makes room for a new device).",
+			Default:  fs.Duration(defaultRetireAfter),
+			Advanced: true,
+		}, {
 			Name:     "data_dir",
 			Help:     "Where this device keeps its client node identity and device slots.\n\nEmpty means the jellyfish folder of rclone's cache directory.",
 			Default:  "",
@@ -152,26 +157,27 @@ func init() {
 
 // Options are the remote's configuration.
 type Options struct {
-	Username         string        `config:"username"`
-	Password         string        `config:"password"`
-	Bootstrap        string        `config:"bootstrap"`
-	DataShards       int           `config:"data_shards"`
-	ParityShards     int           `config:"parity_shards"`
-	SuccessShards    int           `config:"success_shards"`
-	SegmentSize      fs.SizeSuffix `config:"segment_size"`
-	Compression      string        `config:"compression"`
-	InlineMax        fs.SizeSuffix `config:"inline_max"`
-	PackMax          fs.SizeSuffix `config:"pack_max"`
-	PackSize         fs.SizeSuffix `config:"pack_size"`
-	CheckpointEvery  int           `config:"checkpoint_every"`
-	MetaDataShards   int           `config:"meta_data_shards"`
-	MetaParityShards int           `config:"meta_parity_shards"`
-	Lease            fs.Duration   `config:"lease"`
-	Maintenance      bool          `config:"maintenance"`
-	CleanupGrace     fs.Duration   `config:"cleanup_grace"`
-	PollInterval     fs.Duration   `config:"poll_interval"`
-	DataDir          string        `config:"data_dir"`
-	InsecureTestKDF  bool          `config:"insecure_test_kdf"`
+	Username          string        `config:"username"`
+	Password          string        `config:"password"`
+	Bootstrap         string        `config:"bootstrap"`
+	DataShards        int           `config:"data_shards"`
+	ParityShards      int           `config:"parity_shards"`
+	SuccessShards     int           `config:"success_shards"`
+	SegmentSize       fs.SizeSuffix `config:"segment_size"`
+	Compression       string        `config:"compression"`
+	InlineMax         fs.SizeSuffix `config:"inline_max"`
+	PackMax           fs.SizeSuffix `config:"pack_max"`
+	PackSize          fs.SizeSuffix `config:"pack_size"`
+	CheckpointEvery   int           `config:"checkpoint_every"`
+	MetaDataShards    int           `config:"meta_data_shards"`
+	MetaParityShards  int           `config:"meta_parity_shards"`
+	Lease             fs.Duration   `config:"lease"`
+	Maintenance       bool          `config:"maintenance"`
+	CleanupGrace      fs.Duration   `config:"cleanup_grace"`
+	PollInterval      fs.Duration   `config:"poll_interval"`
+	DeviceRetireAfter fs.Duration   `config:"device_retire_after"`
+	DataDir           string        `config:"data_dir"`
+	InsecureTestKDF   bool          `config:"insecure_test_kdf"`
 }
 
 func (o *Options) dataDir() string {

@@ -218,7 +218,7 @@ func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
 }
 
 // waitKeptAlive waits for the session's first keep-alive round to end.
-func waitKeptAlive(t *testing.T, s *session) {
+func waitKeptAlive(t testing.TB, s *session) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for s.keptAlive.Load() == 0 {

@@ -58,6 +58,7 @@ func testOptions(t testing.TB, set map[string]string) *Options {
 		InlineMax: defaultInlineMax, PackMax: defaultPackMax, PackSize: defaultPackSize, CheckpointEvery: 32,
 		MetaDataShards: 2, MetaParityShards: 2, Lease: fs.Duration(90 * 24 * time.Hour),
 		CleanupGrace: fs.Duration(30 * 24 * time.Hour), InsecureTestKDF: true,
+		DeviceRetireAfter: fs.Duration(defaultRetireAfter),
 	}
 	sizes := map[string]*fs.SizeSuffix{"pack_max": &o.PackMax, "pack_size": &o.PackSize,
 		"inline_max": &o.InlineMax, "segment_size": &o.SegmentSize}
@@ -77,6 +78,10 @@ func testOptions(t testing.TB, set map[string]string) *Options {
 			var d time.Duration
 			d, err = time.ParseDuration(v)
 			o.CleanupGrace = fs.Duration(d)
+		case k == "device_retire_after":
+			var d time.Duration
+			d, err = time.ParseDuration(v)
+			o.DeviceRetireAfter = fs.Duration(d)
 		default:
 			t.Fatalf("testOptions: unknown option %s", k)
 		}

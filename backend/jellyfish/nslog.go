@@ -152,6 +152,9 @@ type nsLog struct {
 	onGarbage func(refs [][]byte)
 	// closed: the session was shut down; commits are refused.
 	closed bool
+	// forked: another copy of this slot published this device's head;
+	// nothing more is flushed (see checkNotForked).
+	forked bool
 	// schedule starts a flush after a delay (unless one is due sooner).
 	schedule func(time.Duration)
 
@@ -160,6 +163,12 @@ type nsLog struct {
 	// baseWas is the root the checkpoint being written was built on;
 	// guarded by flushMu.
 	baseWas []byte
+	// wantCP: the flush under way writes a checkpoint whatever its
+	// cadence says (flushCheckpoint); guarded by flushMu.
+	wantCP bool
+	// listed is the account record's device list as the last load or
+	// poll read it; guarded by pollMu.
+	listed []ns.DeviceID
 }
 
 func newNSLog(dev ns.DeviceID, meta metaStore, heads headStore, clock *ns.Clock, cfg logConfig) *nsLog {
@@ -295,15 +304,25 @@ func (l *nsLog) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) {
 // chooseBase returns the published checkpoint from which the namespace is
 // cheapest to load: the fewest batches to read after it, and none of them
 // collected. It returns nil if no device has one that works.
+//
+// The log of a device without a head in tips (one retired from the
+// account record) is read from checkpoints only: a checkpoint that holds
+// less of it than another does is passed over while a complete one works
+// (see complete).
 func chooseBase(tips map[ns.DeviceID]*deviceTip, self ns.DeviceID) *ns.CheckpointRef {
 	var best *ns.CheckpointRef
 	var bestCost uint64
-	bestOwn := false
+	bestOwn, bestComplete := false, false
+	need := absentCovers(tips)
 	for d, t := range tips {
 		if t.batch == nil || t.batch.Checkpoint == nil {
 			continue
 		}
 		cp := t.batch.Checkpoint
+		full := complete(cp, need)
+		if bestComplete && !full {
+			continue
+		}
 		cost, ok := uint64(0), true
 		for e, et := range tips {
 			from := cp.Covers[e].Seq
@@ -318,11 +337,44 @@ func chooseBase(tips map[ns.DeviceID]*deviceTip, self ns.DeviceID) *ns.Checkpoin
 			continue
 		}
 		own := d == self
-		if best == nil || cost < bestCost || (cost == bestCost && own && !bestOwn) {
-			best, bestCost, bestOwn = cp, cost, own
+		if best == nil || (full && !bestComplete) || cost < bestCost || (cost == bestCost && own && !bestOwn) {
+			best, bestCost, bestOwn, bestComplete = cp, cost, own, full
 		}
 	}
+	if best != nil && !bestComplete {
+		fs.Logf(nil, "jellyfish: no checkpoint holds all of the retired devices' logs that some checkpoint holds: loading from the cheapest")
+	}
 	return best
+}
+
+// absentCovers returns, for each device some checkpoint in tips covers but
+// that has no head in tips, the furthest any of those checkpoints holds
+// its log: nobody reads such a device's batches, so a checkpoint that
+// holds less of them misses changes.
+func absentCovers(tips map[ns.DeviceID]*deviceTip) map[ns.DeviceID]uint64 {
+	need := map[ns.DeviceID]uint64{}
+	for _, t := range tips {
+		if t.batch == nil || t.batch.Checkpoint == nil {
+			continue
+		}
+		for e, c := range t.batch.Checkpoint.Covers {
+			if _, listed := tips[e]; !listed && c.Seq > need[e] {
+				need[e] = c.Seq
+			}
+		}
+	}
+	return need
+}
+
+// complete reports whether cp holds the logs of absent devices as far as
+// need says any checkpoint does.
+func complete(cp *ns.CheckpointRef, need map[ns.DeviceID]uint64) bool {
+	for e, seq := range need {
+		if cp.Covers[e].Seq < seq {
+			return false
+		}
+	}
+	return true
 }
 
 // fetchBatches returns device t's batches after seq from up to its tip,
@@ -503,6 +555,7 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 	l.mu.Lock()
 	l.applied = applied
 	l.mu.Unlock()
+	l.listed = devs
 	return touched, nil
 }
 
@@ -585,15 +638,26 @@ func (l *nsLog) poll(ctx context.Context) ([]string, error) {
 	applied := maps(l.applied)
 	big := l.logL.Len() > l.cfg.maxLogLayer
 	l.mu.RUnlock()
+	// A device retired from the account record since the last look may
+	// have written batches this device has not read yet: it reads them
+	// this once (the checkpoint that let it be retired holds them too).
+	var gone []ns.DeviceID
+	for _, d := range l.listed {
+		if d != l.device && !slices.Contains(devs, d) {
+			gone = append(gone, d)
+		}
+	}
+	l.listed = devs
 	// Only the devices whose head moved have a new tip to read.
 	var moved []ns.DeviceID
-	heads, err := l.readHeads(ctx, devs)
+	look := append(slices.Clip(devs), gone...)
+	heads, err := l.readHeads(ctx, look)
 	if err != nil {
 		return nil, err
 	}
 	for i, h := range heads {
-		if h != nil && devs[i] != l.device && h.BatchSeq > applied[devs[i]].Seq {
-			moved = append(moved, devs[i])
+		if h != nil && look[i] != l.device && h.BatchSeq > applied[look[i]].Seq {
+			moved = append(moved, look[i])
 		}
 	}
 	if len(moved) == 0 && !big {
@@ -853,6 +917,29 @@ func (l *nsLog) flushMarker(ctx context.Context) error {
 	return l.flushLocked(ctx, flushHooks{}, true)
 }
 
+// flushCheckpoint flushes with a new checkpoint, even if nothing is
+// pending: afterwards this device's published checkpoint holds every
+// device's log as far as this device has applied it. It fails if the
+// checkpoint could not be written.
+func (l *nsLog) flushCheckpoint(ctx context.Context, hooks flushHooks) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.wantCP = true
+	defer func() { l.wantCP = false }()
+	l.mu.RLock()
+	before := l.own.cp
+	l.mu.RUnlock()
+	if err := l.flushLocked(ctx, hooks, true); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.own.cp == nil || l.own.cp == before {
+		return errors.New("jellyfish: the checkpoint could not be written")
+	}
+	return nil
+}
+
 // flushLocked is flush; with force it publishes a batch even if nothing is
 // pending. The caller holds flushMu.
 func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) error {
@@ -883,7 +970,9 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 		}
 		l.mu.Lock()
 		l.pending = append(pending, l.pending...)
-		l.schedule(flushRetry)
+		if !errors.Is(err, errForked) {
+			l.schedule(flushRetry)
+		}
 		l.mu.Unlock()
 		return err
 	}
@@ -897,9 +986,12 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	if hooks.locations != nil {
 		locs = hooks.locations()
 	}
-	due := upgrade || own.sinceCheckpoint() >= uint64(l.cfg.checkpointEvery) || (bigLog && len(pending) > 0)
+	due := l.wantCP || upgrade || own.sinceCheckpoint() >= uint64(l.cfg.checkpointEvery) || (bigLog && len(pending) > 0)
 	if len(pending) == 0 && len(packs) == 0 && len(locs) == 0 && !upgrade && !force {
 		return nil
+	}
+	if err := l.checkNotForked(ctx, &own); err != nil {
+		return restore(err)
 	}
 	var (
 		newBase *btree.Tree
@@ -1015,6 +1107,37 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	}
 	fs.Debugf(nil, "jellyfish: flushed %d changes as batches %d-%d of device %s", len(pending), own.seq+1, next.seq, l.device)
 	return nil
+}
+
+// errForked: another writer published this device's head.
+var errForked = errors.New("jellyfish: another copy of this device slot (a restored backup, a cloned machine or a copied data dir) wrote as this device: this process stores nothing more; the next jellyfish command on this machine goes on as a new device and stores the changes kept in the journal")
+
+// checkNotForked makes sure nobody else published this device's head
+// since this device did (own is its log as published): the only writer of
+// a head is its slot, so another one means the slot was copied, and
+// publishing on would hide the other copy's batches, or this one's, from
+// every device. Once forked, a process stores nothing more; its changes
+// stay in the journal, and the next process of the slot takes a new
+// device (slotDevice) and stores them as that device's.
+func (l *nsLog) checkNotForked(ctx context.Context, own *ownLog) error {
+	l.mu.RLock()
+	forked := l.forked
+	l.mu.RUnlock()
+	if forked {
+		return errForked
+	}
+	cur, err := l.heads.Read(ctx, l.device)
+	if err != nil {
+		return fmt.Errorf("read this device's head: %w", err)
+	}
+	if cur == nil || cur.BatchSeq < own.seq || cur.BatchSeq == own.seq && bytes.Equal(cur.Tip, own.tip) {
+		return nil
+	}
+	l.mu.Lock()
+	l.forked = true
+	l.mu.Unlock()
+	fs.Errorf(nil, "jellyfish: this device's head is at batch %d, which this process did not publish (it is at %d)", cur.BatchSeq, own.seq)
+	return errForked
 }
 
 // dropOldCheckpoint hands to cleanup the nodes of the checkpoint at old

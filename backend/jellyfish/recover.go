@@ -56,7 +56,7 @@ func (s *session) openJournal(ctx context.Context) error {
 	s.journal = j
 	s.log.journal = j
 	oldSegment := j.Segment() - 1
-	n, err := s.replay(ctx, recs, s.device, commitRecovered)
+	n, err := s.replay(ctx, recs, s.device, s.log.flushedHLC(s.device), commitRecovered)
 	if err != nil {
 		return err
 	}
@@ -68,6 +68,7 @@ func (s *session) openJournal(ctx context.Context) error {
 	if err := j.DropThrough(oldSegment); err != nil {
 		return fmt.Errorf("jellyfish: journal: %w", err)
 	}
+	s.adoptFormerJournals(ctx, key)
 	s.adoptOrphans(ctx, key)
 	if s.log.pendingCount() > 0 {
 		if err := s.flush(ctx); err != nil {
@@ -79,11 +80,10 @@ func (s *session) openJournal(ctx context.Context) error {
 }
 
 // replay commits again the changes of device dev in recs that its log
-// does not hold yet (those stamped after its newest flushed stamp). Packed
-// files get their bytes packed anew from the journal. It returns how many
-// changes it committed.
-func (s *session) replay(ctx context.Context, recs []journal.Record, dev ns.DeviceID, mode commitMode) (int, error) {
-	flushed := s.log.flushedHLC(dev)
+// does not hold yet (those stamped after flushed, its newest stamp the
+// network holds). Packed files get their bytes packed anew from the
+// journal. It returns how many changes it committed.
+func (s *session) replay(ctx context.Context, recs []journal.Record, dev ns.DeviceID, flushed uint64, mode commitMode) (int, error) {
 	type chunk struct {
 		pack ns.PackID
 		off  int64
@@ -164,6 +164,14 @@ func (s *session) adoptOrphans(ctx context.Context, key []byte) {
 // dir (locked by the caller) and removes that journal once they are in
 // this slot's journal.
 func (s *session) adoptJournal(ctx context.Context, dir string, key []byte) (int, error) {
+	return s.adoptJournalFrom(ctx, dir, key, nil)
+}
+
+// adoptJournalFrom is adoptJournal; a non-nil flushed is the newest stamp
+// of the journal's device that its log holds (a former device of this
+// slot: what this slot published of it), instead of how far this device
+// has read that device's log.
+func (s *session) adoptJournalFrom(ctx context.Context, dir string, key []byte, flushed *uint64) (int, error) {
 	dev, recs, err := journal.Read(dir, key)
 	if errors.Is(err, journal.ErrWrongKey) {
 		return 0, nil
@@ -171,7 +179,11 @@ func (s *session) adoptJournal(ctx context.Context, dir string, key []byte) (int
 	if err != nil && !errors.Is(err, journal.ErrDamaged) {
 		return 0, err
 	}
-	n, rerr := s.replay(ctx, recs, dev, commitKeepBases)
+	upTo := s.log.flushedHLC(dev)
+	if flushed != nil {
+		upTo = *flushed
+	}
+	n, rerr := s.replay(ctx, recs, dev, upTo, commitKeepBases)
 	if rerr != nil {
 		return n, rerr
 	}

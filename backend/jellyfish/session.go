@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +89,13 @@ type session struct {
 	// confirmed: this device was found in the account record at its
 	// first flush (see flush).
 	confirmed atomic.Bool
+	// listedAt is when this device was last seen in the account record,
+	// registeredAt when this session last added it (see listCheckDue).
+	listMu       sync.Mutex
+	listedAt     time.Time
+	registeredAt time.Time
+	// published: this session published a batch (see close).
+	published atomic.Bool
 	// flushes counts flushes, to trim the log cache now and then.
 	flushes atomic.Uint64
 	// keptAlive counts the background keep-alive rounds finished (records
@@ -173,10 +179,10 @@ func getSession(ctx context.Context, opt *Options, now func() time.Time) (*sessi
 // never shares a session that logged in with the right one.
 func (o *Options) sessionKey() string {
 	pw := sha256.Sum256([]byte(o.Password))
-	return fmt.Sprintf("%s|%x|%s|%d+%d|%d|%d|%s|%d|%d|%d|%d|%d+%d|%v|%v|%s|%v|%v",
+	return fmt.Sprintf("%s|%x|%s|%d+%d|%d|%d|%s|%d|%d|%d|%d|%d+%d|%v|%v|%s|%v|%v|%v",
 		o.Username, pw[:8], o.Bootstrap, o.DataShards, o.ParityShards, o.SuccessShards, o.SegmentSize, o.Compression,
 		o.InlineMax, o.PackMax, o.PackSize, o.CheckpointEvery, o.MetaDataShards, o.MetaParityShards,
-		o.Lease, o.CleanupGrace, o.DataDir, o.InsecureTestKDF, o.Maintenance)
+		o.Lease, o.CleanupGrace, o.DataDir, o.InsecureTestKDF, o.Maintenance, o.DeviceRetireAfter)
 }
 
 func newSession(ctx context.Context, key string, opt *Options, now func() time.Time) (s *session, err error) {
@@ -248,10 +254,6 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 			fs.Debugf(nil, "jellyfish: cache account keys: %v", err)
 		}
 	}
-	device, err := loadDevice(slotDir)
-	if err != nil {
-		return nil, err
-	}
 	fileParams := codec.Params{K: opt.DataShards, M: opt.ParityShards, SegmentSize: int(opt.SegmentSize), Compression: opt.compression()}
 	enc, err := codec.NewEncoder(fileParams)
 	if err != nil {
@@ -265,7 +267,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	if err != nil {
 		return nil, err
 	}
-	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, device: device, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: now}
+	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: now}
 	s.clean.now = s.now
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
@@ -281,10 +283,16 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)
 	s.meta = &metaObjects{store: s.store, enc: metaEnc, cache: s.logCache}
+	device, _, err := s.slotDevice(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.device = device
 	if s.heads, err = newAccountHeads(acct, mgr, nw.Records(), device, filepath.Join(slotDir, "head")); err != nil {
 		return nil, err
 	}
 	s.heads.now = s.now
+	s.heads.onListed = func() { s.noteListed(false) }
 	s.log = newNSLog(device, s.meta, s.heads, ns.NewClock(s.now), logConfig{checkpointEvery: opt.CheckpointEvery})
 	s.log.now = s.now
 	s.log.changed = s.noteChanges
@@ -292,7 +300,8 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.log.onGarbage = s.clean.garbage
 	s.log.schedule = s.scheduleFlush
 	s.store.locate = s.locate
-	if err := s.registerDevice(ctx); err != nil {
+	listed, err := s.register(ctx)
+	if err != nil {
 		if !errors.Is(err, account.ErrNotFound) {
 			return nil, err
 		}
@@ -301,7 +310,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		if cerr := s.careForRecords(ctx); cerr != nil {
 			return nil, fmt.Errorf("%w (and no copy of it here could be published again: %v)", err, cerr)
 		}
-		if err := s.registerDevice(ctx); err != nil {
+		if listed, err = s.register(ctx); err != nil {
 			if errors.Is(err, account.ErrNotFound) {
 				return nil, fmt.Errorf("%w: the network no longer holds this account's record (records expire %d days after the last device or linked node kept them) and this device has no copy of it; a device or `jellyfish node --account-config` that used the account more recently has one", err, int(account.RecordLifetime.Hours()/24))
 			}
@@ -312,10 +321,16 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	if err != nil {
 		return nil, err
 	}
-	if h := s.log.restored; h != nil && h.Tip != nil && h.Version == ns.HeadVersion {
+	if h := s.log.restored; h != nil && h.Tip != nil && h.Version >= 2 {
 		// Other devices find this one's batches through its head.
 		if err := s.heads.Restore(ctx, h); err != nil {
 			fs.Errorf(nil, "jellyfish: publishing this device's head again: %v (the next change publishes it)", err)
+		}
+	}
+	if !listed {
+		// The account record is full: unused devices make room.
+		if err := s.reviewDevices(ctx, true); err != nil {
+			return nil, err
 		}
 	}
 	s.loadCleanupState()
@@ -340,6 +355,9 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		defer t.Stop()
 		for {
 			s.refreshRecords(s.bgCtx)
+			if err := s.reviewDevices(s.bgCtx, false); err != nil && s.bgCtx.Err() == nil {
+				fs.Errorf(nil, "jellyfish: retiring unused devices: %v", err)
+			}
 			if opt.Maintenance {
 				s.maintainIfDue(s.bgCtx)
 			}
@@ -446,13 +464,46 @@ func (s *session) flush(ctx context.Context) error {
 		// its place in the account record after it checked; before its
 		// batches are published it checks again, so they are not published
 		// where nobody looks.
-		if err := s.registerDevice(ctx); err != nil {
+		if err := s.ensureListed(ctx); err != nil {
 			return err
 		}
 		s.confirmed.Store(true)
 	}
 	var locs []ns.Location
-	err := s.log.flush(ctx, flushHooks{
+	before := s.log.ownSeq()
+	err := s.log.flush(ctx, s.flushHooks(&locs))
+	if err != nil && len(locs) > 0 {
+		s.locMu.Lock()
+		s.locs = append(locs, s.locs...)
+		s.locMu.Unlock()
+	}
+	if err == nil && s.log.ownSeq() != before {
+		s.published.Store(true)
+		if s.listCheckDue() {
+			// Batches are read only while their device is listed: a
+			// concurrent update may have replaced this device's entry
+			// after it checked, or another device retired it while it
+			// was idle. Checked after publishing, so a device that
+			// retires it later sees these batches.
+			if lerr := s.ensureListed(ctx); lerr != nil {
+				fs.Errorf(nil, "jellyfish: %v", lerr)
+			}
+		}
+	}
+	if err == nil && s.logCache != nil && s.flushes.Add(1)%64 == 0 {
+		// A long-running process (a mount) keeps the cache bounded too.
+		if _, terr := s.logCache.Trim(logCacheMax); terr != nil {
+			fs.Debugf(nil, "jellyfish: log cache: %v", terr)
+		}
+	}
+	return err
+}
+
+// flushHooks connect a flush to the packer and to the locations repair
+// recorded; locs receives the locations taken, so that a failed flush can
+// put them back.
+func (s *session) flushHooks(locs *[]ns.Location) flushHooks {
+	return flushHooks{
 		storePacks: func(ctx context.Context) ([]ns.Pack, error) {
 			if err := s.storePacks(ctx, true); err != nil {
 				return nil, err
@@ -463,22 +514,10 @@ func (s *session) flush(ctx context.Context) error {
 		locations: func() []ns.Location {
 			s.locMu.Lock()
 			defer s.locMu.Unlock()
-			locs, s.locs = s.locs, nil
-			return locs
+			*locs, s.locs = s.locs, nil
+			return *locs
 		},
-	})
-	if err != nil && len(locs) > 0 {
-		s.locMu.Lock()
-		s.locs = append(locs, s.locs...)
-		s.locMu.Unlock()
 	}
-	if err == nil && s.logCache != nil && s.flushes.Add(1)%64 == 0 {
-		// A long-running process (a mount) keeps the cache bounded too.
-		if _, terr := s.logCache.Trim(logCacheMax); terr != nil {
-			fs.Debugf(nil, "jellyfish: log cache: %v", terr)
-		}
-	}
-	return err
 }
 
 // recordLocations queues holders of shards found after their objects were
@@ -516,6 +555,12 @@ func (s *session) close(ctx context.Context) error {
 	err := s.flush(ctx)
 	if err != nil {
 		err = s.notStored(err)
+	} else if s.published.Load() {
+		// A last look: a concurrent update that replaced this device's
+		// entry after its last check would hide what it stored.
+		if lerr := s.ensureListed(ctx); lerr != nil {
+			err = lerr
+		}
 	}
 	if serr := s.saveCleanupState(); serr != nil {
 		fs.Debugf(nil, "jellyfish: save cleanup state: %v", serr)
@@ -600,59 +645,6 @@ func loadDevice(slot string) (ns.DeviceID, error) {
 	txt, _ := d.MarshalText()
 	return d, atomicfile.Write(p, append(txt, '\n'), 0o600)
 }
-
-// registerDevice lists this device in the account record if it is new.
-// The record has no compare-and-swap: two devices registering at once both
-// publish the next sequence number, and one list wins. So the device reads
-// the record back after publishing and, while it is not listed, adds itself
-// again to what it finds (after a random pause, so the devices racing do
-// not race again); a device missing from the list would be invisible to
-// every other device.
-func (s *session) registerDevice(ctx context.Context) error {
-	listed := func() (*account.Public, bool, error) {
-		pub, err := s.mgr.Lookup(ctx, s.acct.ID())
-		if err != nil {
-			return nil, false, fmt.Errorf("jellyfish: account record: %w", err)
-		}
-		for _, d := range deviceIDs(pub) {
-			if d == s.device {
-				return pub, true, nil
-			}
-		}
-		return pub, false, nil
-	}
-	for attempt := 0; ; attempt++ {
-		pub, ok, err := listed()
-		if err != nil || ok {
-			return err
-		}
-		if attempt == registerAttempts {
-			return fmt.Errorf("jellyfish: could not add this device to the account record after %d tries (other devices registering at the same time)", attempt)
-		}
-		if attempt > 0 {
-			// Replaced by a concurrent registration: pause a random
-			// while, so the devices racing do not race again.
-			fs.Debugf(nil, "jellyfish: another device registered at the same time; adding this one again")
-			select {
-			case <-time.After(time.Duration(50+mrand.IntN(200*attempt)) * time.Millisecond):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if pub, ok, err = listed(); err != nil || ok {
-				return err
-			}
-		}
-		host, _ := os.Hostname()
-		pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)})
-		if err := s.mgr.PublishAccount(ctx, s.acct, pub); err != nil {
-			return err
-		}
-	}
-}
-
-// registerAttempts bounds how often a device re-adds itself to the account
-// record when concurrent registrations keep replacing its own.
-const registerAttempts = 8
 
 func deviceIDs(pub *account.Public) []ns.DeviceID {
 	out := make([]ns.DeviceID, 0, len(pub.Devices))

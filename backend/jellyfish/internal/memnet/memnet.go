@@ -44,6 +44,7 @@ type Network struct {
 	deletes  int
 	renewals int
 	liars    map[peer.ID]bool
+	recHook  func(op, key string, value []byte)
 }
 
 // New returns a network of n provider nodes.
@@ -162,7 +163,26 @@ func (n *Network) Records() account.Records { return records{n} }
 
 type records struct{ n *Network }
 
+// SetRecordHook sets a function called with every record put, before it
+// is stored (op "put"), and every record got, after it was read (op
+// "get"); nil removes it. It runs outside the network's lock, so a test
+// may block in it to order concurrent writers.
+func (n *Network) SetRecordHook(h func(op, key string, value []byte)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.recHook = h
+}
+
+func (n *Network) hook() func(op, key string, value []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.recHook
+}
+
 func (r records) Put(ctx context.Context, key string, value []byte) error {
+	if h := r.n.hook(); h != nil {
+		h("put", key, value)
+	}
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
 	if r.n.recErr != nil {
@@ -173,6 +193,14 @@ func (r records) Put(ctx context.Context, key string, value []byte) error {
 }
 
 func (r records) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.get(key)
+	if h := r.n.hook(); h != nil && err == nil {
+		h("get", key, v)
+	}
+	return v, err
+}
+
+func (r records) get(key string) ([]byte, error) {
 	r.n.mu.Lock()
 	defer r.n.mu.Unlock()
 	if r.n.recErr != nil {

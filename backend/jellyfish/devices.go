@@ -1,0 +1,545 @@
+package jellyfish
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rclone/rclone/fs"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
+)
+
+// The devices of an account come and go: every device slot (a machine, a
+// container, a CI run, a wiped cache) is a device, and the account record
+// lists at most account.MaxDevices. A device not seen for retireAfter
+// (device_retire_after) leaves the list when a session registers or keeps
+// the account alive; when the list is full a new device takes the place of
+// the longest unseen one. A device leaves only once its log is held by a
+// checkpoint that the devices that stay load, since from then on nobody
+// reads its batches (retirable); the session writes that checkpoint itself
+// when none does yet.
+
+// defaultRetireAfter is how long a device may go unseen before it is
+// retired from the account record.
+const defaultRetireAfter = 180 * 24 * time.Hour
+
+// deviceBusyWindow: a device seen this recently may be running now, so it
+// is not retired to make room for another (its age may still retire it).
+const deviceBusyWindow = 10 * time.Minute
+
+// listCheckEvery is how often a session that writes checks that it is
+// still in the account record (a concurrent update may have replaced its
+// entry, or another device retired it while it was idle); during the first
+// minute after it registered it checks after every flush.
+const listCheckEvery = time.Minute
+
+// ErrAccountFull: the account record has no room for this device and no
+// device in it can be retired now.
+var ErrAccountFull = errors.New("jellyfish: the account record is full")
+
+// deviceSeen returns when a device was last in use, as its head says: when
+// it last published the head (version 3), else the time of its newest
+// change; zero if its head says neither.
+func deviceSeen(h *ns.Head) time.Time {
+	switch {
+	case h == nil:
+		return time.Time{}
+	case h.Seen > 0:
+		return time.Unix(h.Seen, 0)
+	case h.HLC > 0:
+		return time.UnixMilli(int64(h.HLC >> 16))
+	}
+	return time.Time{}
+}
+
+// lastWritten returns the last batch of t's log that holds anything: a
+// newest batch that only names a checkpoint or a collected mark needs no
+// reader.
+func lastWritten(t *deviceTip) uint64 {
+	seq := t.head.BatchSeq
+	if b := t.batch; seq > 0 && b != nil && len(b.Entries) == 0 && len(b.Packs) == 0 && len(b.Locations) == 0 {
+		seq--
+	}
+	return seq
+}
+
+// retirable splits cands, devices with tips in tips, into those that can
+// leave the account record without their changes going missing and those
+// that cannot yet. Once a device leaves, loaders read its log only from
+// checkpoints: from the one chooseBase picks among the remaining devices',
+// which holds every absent device's log as far as any of them does when
+// such a complete one exists. So a device may leave when the remaining
+// checkpoints hold its log up to its last batch that holds anything, and
+// one of them is complete. A device without a head in tips has no log
+// anyone reads, so it may leave.
+func retirable(tips map[ns.DeviceID]*deviceTip, cands []ns.DeviceID) (ok, not []ns.DeviceID) {
+	remaining := map[ns.DeviceID]*deviceTip{}
+	for d, t := range tips {
+		if !slices.Contains(cands, d) {
+			remaining[d] = t
+		}
+	}
+	need := absentCovers(remaining)
+	haveComplete := false
+	for _, t := range remaining {
+		if t.batch != nil && t.batch.Checkpoint != nil && complete(t.batch.Checkpoint, need) {
+			haveComplete = true
+		}
+	}
+	for _, c := range cands {
+		t := tips[c]
+		if t == nil || lastWritten(t) == 0 || (haveComplete && need[c] >= lastWritten(t)) {
+			ok = append(ok, c)
+		} else {
+			not = append(not, c)
+		}
+	}
+	return ok, not
+}
+
+// ownTip is this device's published log as a tip, as far as this process
+// knows it (fresher than its head record as read from the network).
+func (l *nsLog) ownTip() *deviceTip {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	o := l.own
+	return &deviceTip{
+		head:  &ns.Head{Version: ns.HeadVersion, Device: l.device, BatchSeq: o.seq, HLC: o.hlc, Tip: o.tip},
+		batch: &ns.Batch{Device: l.device, Seq: o.seq, Checkpoint: o.cp, Collected: o.collected},
+	}
+}
+
+// ownSeq returns this device's newest published batch.
+func (l *nsLog) ownSeq() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.own.seq
+}
+
+// appliedSeq returns how far this device has applied device d's log.
+func (l *nsLog) appliedSeq(d ns.DeviceID) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.applied[d].Seq
+}
+
+// thisDevice is this device as the account record lists it.
+func (s *session) thisDevice() account.Device {
+	host, _ := os.Hostname()
+	return account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)}
+}
+
+// register lists this device in the account record if it is not, when
+// there is room, and reports whether it is listed. A full record is left
+// to reviewDevices, once the namespace is loaded.
+func (s *session) register(ctx context.Context) (bool, error) {
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if err != nil {
+		return false, fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	if pub.Has(account.DeviceID(s.device)) {
+		s.noteListed(false)
+		return true, nil
+	}
+	if len(pub.Devices) >= account.MaxDevices {
+		return false, nil
+	}
+	// A new device says it is in use before it is listed: a listed
+	// device without a head would look unused for long to the others.
+	if err := s.heads.refresh(ctx, refreshAfter); err != nil {
+		return false, fmt.Errorf("jellyfish: publish this device's head: %w", err)
+	}
+	pub, err = s.mgr.UpdateDevices(ctx, s.acct, account.AddDevice(s.thisDevice()))
+	if errors.Is(err, account.ErrDevicesFull) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("jellyfish: add this device to the account record: %w", err)
+	}
+	s.noteListed(true)
+	return pub.Has(account.DeviceID(s.device)), nil
+}
+
+// noteListed records that this device was just seen in the account record
+// (registered: it has just added itself).
+func (s *session) noteListed(registered bool) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	s.listedAt = s.now()
+	if registered {
+		s.registeredAt = s.listedAt
+	}
+}
+
+// listCheckDue reports whether this device should make sure it is still in
+// the account record.
+func (s *session) listCheckDue() bool {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	now := s.now()
+	return now.Sub(s.listedAt) >= listCheckEvery || now.Sub(s.registeredAt) < listCheckEvery
+}
+
+// ensureListed makes sure this device is in the account record, adding it
+// again if a concurrent update replaced its entry or another device
+// retired it while it was idle: its batches are read only while it is.
+func (s *session) ensureListed(ctx context.Context) error {
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if err != nil {
+		return fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	if pub.Has(account.DeviceID(s.device)) {
+		s.noteListed(false)
+		return nil
+	}
+	fs.Logf(nil, "jellyfish: this device (%s) is missing from the account record (replaced by a concurrent update, or retired while idle): adding it again", s.device)
+	listed, err := s.register(ctx)
+	if err != nil || listed {
+		return err
+	}
+	return s.reviewDevices(ctx, true)
+}
+
+// reviewDevices retires the devices of the account record not seen for
+// device_retire_after, and with register lists this device, retiring the
+// longest unseen device first if the record is full. A device leaves only
+// when its log is held by checkpoints the remaining devices load; when it
+// is not yet, this device writes a checkpoint that holds it.
+func (s *session) reviewDevices(ctx context.Context, register bool) error {
+	self := account.DeviceID(s.device)
+	retireAfter := time.Duration(s.opt.DeviceRetireAfter)
+	for attempt := 0; ; attempt++ {
+		if attempt == 3 {
+			return errors.New("jellyfish: devices of the account kept changing while retiring unused ones")
+		}
+		pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+		if err != nil {
+			return fmt.Errorf("jellyfish: account record: %w", err)
+		}
+		if pub.Has(self) {
+			register = false
+		}
+		devs := deviceIDs(pub)
+		tips, err := s.log.readTips(ctx, devs)
+		if err != nil {
+			return err
+		}
+		tips[s.device] = s.log.ownTip()
+		now := s.now()
+		seen := map[ns.DeviceID]time.Time{}
+		var due []ns.DeviceID
+		for _, d := range devs {
+			if d == s.device {
+				continue
+			}
+			if t := tips[d]; t != nil {
+				seen[d] = deviceSeen(t.head)
+			}
+			if retireAfter > 0 && !seen[d].IsZero() && now.Sub(seen[d]) > retireAfter {
+				due = append(due, d)
+			}
+		}
+		room := func(leaving int) bool { return !register || len(devs)-leaving < account.MaxDevices }
+		if !room(len(due)) {
+			// The longest unseen device not seen lately makes room
+			// (never seen: first).
+			others := slices.DeleteFunc(slices.Clone(devs), func(d ns.DeviceID) bool { return d == s.device || slices.Contains(due, d) })
+			slices.SortStableFunc(others, func(a, b ns.DeviceID) int { return seen[a].Compare(seen[b]) })
+			for _, d := range others {
+				if seen[d].IsZero() || now.Sub(seen[d]) > deviceBusyWindow {
+					due = append(due, d)
+					break
+				}
+			}
+		}
+		if len(due) == 0 {
+			if !room(0) {
+				return s.fullError(pub, "every device in it was used in the last "+deviceBusyWindow.String())
+			}
+			if register {
+				return s.addSelf(ctx, nil, nil)
+			}
+			return nil
+		}
+		ok, not := retirable(tips, due)
+		if len(not) > 0 {
+			// This device holds their logs in a checkpoint of its own,
+			// once it has read them as far as their heads say.
+			for _, d := range not {
+				if s.log.appliedSeq(d) < lastWritten(tips[d]) {
+					if _, err := s.poll(ctx); err != nil {
+						return err
+					}
+					break
+				}
+			}
+			if err := s.checkpointNow(ctx); err != nil {
+				fs.Errorf(nil, "jellyfish: retiring unused devices: %v", err)
+			} else {
+				tips[s.device] = s.log.ownTip()
+				ok, not = retirable(tips, due)
+			}
+		}
+		if len(not) > 0 {
+			fs.Debugf(nil, "jellyfish: %d unused devices stay in the account record until a checkpoint holds their changes", len(not))
+		}
+		if !room(len(ok)) {
+			return s.fullError(pub, "the changes of the devices that could leave are in no checkpoint yet")
+		}
+		if len(ok) == 0 {
+			if register {
+				return s.addSelf(ctx, nil, nil)
+			}
+			return nil
+		}
+		// A last look: a device that wrote since stays, and the review
+		// starts again.
+		heads, err := s.log.readHeads(ctx, ok)
+		if err != nil {
+			return err
+		}
+		moved := false
+		for i, h := range heads {
+			if t := tips[ok[i]]; h != nil && (t == nil || h.BatchSeq != t.head.BatchSeq) {
+				moved = true
+			}
+		}
+		if moved {
+			continue
+		}
+		var gone []string
+		for i, d := range ok {
+			if i == 5 {
+				gone = append(gone, fmt.Sprintf("and %d more", len(ok)-i))
+				break
+			}
+			name := d.String()[:8]
+			for _, pd := range pub.Devices {
+				if ns.DeviceID(pd.ID) == d && pd.Name != "" {
+					name += " (" + pd.Name + ")"
+				}
+			}
+			if !seen[d].IsZero() {
+				name += ", last seen " + seen[d].UTC().Format(time.DateOnly)
+			}
+			gone = append(gone, name)
+		}
+		if register {
+			return s.addSelf(ctx, ok, gone)
+		}
+		ids := make([]account.DeviceID, len(ok))
+		for i, d := range ok {
+			ids[i] = account.DeviceID(d)
+		}
+		if _, err := s.mgr.UpdateDevices(ctx, s.acct, account.RemoveDevices(ids...)); err != nil {
+			return fmt.Errorf("jellyfish: retire unused devices: %w", err)
+		}
+		fs.Logf(nil, "jellyfish: retired %d unused devices from the account record: %s", len(ok), strings.Join(gone, "; "))
+		return nil
+	}
+}
+
+// addSelf lists this device in the account record, retiring the devices
+// retire (described by names) in the same update.
+func (s *session) addSelf(ctx context.Context, retire []ns.DeviceID, names []string) error {
+	ids := make([]account.DeviceID, len(retire))
+	for i, d := range retire {
+		ids[i] = account.DeviceID(d)
+	}
+	if err := s.heads.refresh(ctx, refreshAfter); err != nil {
+		return fmt.Errorf("jellyfish: publish this device's head: %w", err)
+	}
+	pub, err := s.mgr.UpdateDevices(ctx, s.acct, account.Edits(account.RemoveDevices(ids...), account.AddDevice(s.thisDevice())))
+	if errors.Is(err, account.ErrDevicesFull) {
+		return s.fullError(pub, "other devices took the room")
+	}
+	if err != nil {
+		return fmt.Errorf("jellyfish: add this device to the account record: %w", err)
+	}
+	if len(names) > 0 {
+		fs.Logf(nil, "jellyfish: retired %d unused devices from the account record to make room for this one: %s", len(retire), strings.Join(names, "; "))
+	}
+	s.noteListed(true)
+	return nil
+}
+
+func (s *session) fullError(pub *account.Public, why string) error {
+	n := account.MaxDevices
+	if pub != nil {
+		n = len(pub.Devices)
+	}
+	return fmt.Errorf("%w: it lists %d devices and none can be retired now (%s): list them with `jellyfish account devices` and remove one with `jellyfish account devices --remove ID`", ErrAccountFull, n, why)
+}
+
+// checkpointNow publishes a checkpoint of everything this device has read.
+func (s *session) checkpointNow(ctx context.Context) error {
+	var locs []ns.Location
+	return s.log.flushCheckpoint(ctx, s.flushHooks(&locs))
+}
+
+// slotDevice returns the device this slot writes as: the one its device
+// file names, unless that one cannot go on. Two cases make the slot take a
+// new device (returned with the old one, whose journal it adopts):
+//
+//   - The slot was copied (a restored backup, a cloned machine, a copied
+//     data_dir): the network holds a head of the device newer than any
+//     this slot published, so another copy wrote as it. Writing on would
+//     fork the device's log and hide one copy's batches from everyone.
+//   - The device was retired from the account record and its log is held
+//     by the remaining devices' checkpoints: nothing reads it any more, and
+//     nothing keeps its batches alive, so the slot starts a new log.
+func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, error) {
+	dev, err := loadDevice(s.slotDir)
+	if err != nil {
+		return dev, nil, err
+	}
+	heads, err := newAccountHeads(s.acct, s.mgr, s.net.Records(), dev, filepath.Join(s.slotDir, "head"))
+	if err != nil {
+		return dev, nil, err
+	}
+	heads.now = s.now
+	local := heads.Local()
+	net, err := heads.Read(ctx, dev)
+	if err != nil {
+		return dev, nil, fmt.Errorf("jellyfish: this device's head: %w", err)
+	}
+	var why string
+	var flushed uint64
+	if local != nil {
+		flushed = local.HLC
+	}
+	switch {
+	case copiedSlot(local, net):
+		why = fmt.Sprintf("this device slot (%s) was copied: another copy wrote as device %s up to batch %d, this one only up to batch %d", s.slotDir, dev, net.BatchSeq, local.BatchSeq)
+	default:
+		retired, err := s.wasRetired(ctx, dev, heads, local, net)
+		if err != nil {
+			return dev, nil, err
+		}
+		if !retired {
+			return dev, nil, nil
+		}
+		if net != nil {
+			flushed = max(flushed, net.HLC)
+		}
+		why = fmt.Sprintf("device %s was retired from the account record", dev)
+	}
+	var nd ns.DeviceID
+	if _, err := rand.Read(nd[:]); err != nil {
+		return dev, nil, err
+	}
+	txt, _ := nd.MarshalText()
+	// The old device's journal goes aside first, named with how far the
+	// old device's log holds its changes, so a crash before it is adopted
+	// leaves it to the next process.
+	old := &formerDevice{id: dev, flushed: flushed}
+	if err := os.Rename(filepath.Join(s.slotDir, journalDir), old.journalDir(s.slotDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return dev, nil, fmt.Errorf("jellyfish: journal: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(s.slotDir, "device"), append(txt, '\n'), 0o600); err != nil {
+		return dev, nil, err
+	}
+	fs.Logf(nil, "jellyfish: %s; this slot goes on as new device %s", why, nd)
+	return nd, old, nil
+}
+
+// copiedSlot reports whether the network holds a head of this slot's
+// device that the slot did not publish: newer than the slot's copy of its
+// last head, or of the same batch with another tip. A slot without a copy
+// (one of a release that kept none) is trusted.
+func copiedSlot(local, net *ns.Head) bool {
+	if local == nil || net == nil {
+		return false
+	}
+	return net.BatchSeq > local.BatchSeq || net.BatchSeq == local.BatchSeq && !bytes.Equal(net.Tip, local.Tip)
+}
+
+// wasRetired reports whether dev, which has a log, is missing from the
+// account record while the listed devices' checkpoints hold its log: it
+// was retired, not lost to a concurrent update (then it registers again).
+func (s *session) wasRetired(ctx context.Context, dev ns.DeviceID, heads *accountHeads, local, net *ns.Head) (bool, error) {
+	head := net
+	if head == nil || local != nil && local.BatchSeq > head.BatchSeq {
+		head = local
+	}
+	if head == nil || head.BatchSeq == 0 {
+		return false, nil
+	}
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if errors.Is(err, account.ErrNotFound) {
+		return false, nil // published again from the slot's copy later
+	}
+	if err != nil {
+		return false, fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	if pub.Has(account.DeviceID(dev)) {
+		return false, nil
+	}
+	l := newNSLog(dev, s.meta, heads, ns.NewClock(s.now), logConfig{})
+	tips, err := l.readTips(ctx, deviceIDs(pub))
+	if err != nil {
+		return false, err
+	}
+	t := &deviceTip{head: head}
+	if head.Tip != nil {
+		if t.batch, err = l.readBatch(ctx, head.Tip); err != nil {
+			t.batch = nil // then its newest batch counts as written
+		}
+	}
+	tips[dev] = t
+	ok, _ := retirable(tips, []ns.DeviceID{dev})
+	return len(ok) == 1, nil
+}
+
+// formerDevice is the device a slot wrote as before it took a new one.
+type formerDevice struct {
+	id      ns.DeviceID
+	flushed uint64 // its newest stamp the network holds
+}
+
+// formerJournalPrefix names the journals of former devices in a slot:
+// journal-<device hex>-<flushed HLC hex>.
+const formerJournalPrefix = journalDir + "-"
+
+func (f *formerDevice) journalDir(slot string) string {
+	return filepath.Join(slot, fmt.Sprintf("%s%s-%x", formerJournalPrefix, f.id, f.flushed))
+}
+
+// adoptFormerJournals commits, as this device's changes, what the journals
+// of the slot's former devices hold beyond what their logs do, and removes
+// those journals.
+func (s *session) adoptFormerJournals(ctx context.Context, key []byte) {
+	dirs, _ := filepath.Glob(filepath.Join(s.slotDir, formerJournalPrefix+"*"))
+	slices.SortFunc(dirs, cmp.Compare)
+	for _, dir := range dirs {
+		var f formerDevice
+		name := strings.TrimPrefix(filepath.Base(dir), formerJournalPrefix)
+		id, hlc, ok := strings.Cut(name, "-")
+		if !ok || f.id.UnmarshalText([]byte(id)) != nil {
+			continue
+		}
+		if _, err := fmt.Sscanf(hlc, "%x", &f.flushed); err != nil {
+			continue
+		}
+		n, err := s.adoptJournalFrom(ctx, dir, key, &f.flushed)
+		switch {
+		case err != nil:
+			fs.Errorf(nil, "jellyfish: journal of former device %s: %v", f.id, err)
+			continue
+		case n > 0:
+			fs.Logf(nil, "jellyfish: %d changes left unstored by former device %s of this slot are stored now", n, f.id)
+		}
+		os.RemoveAll(dir)
+	}
+}

@@ -1,0 +1,479 @@
+package jellyfish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+)
+
+// tryOpen opens the account as the device whose slots live in dataDir,
+// returning the error instead of failing; the caller closes the session.
+func (a *memAccount) tryOpen(t testing.TB, dataDir string, opt *Options) (*Fs, error) {
+	t.Helper()
+	opt.Password, opt.DataDir = a.pw, dataDir
+	slot, unlock, err := lockSlot(filepath.Join(dataDir, string(a.user)))
+	if err != nil {
+		return nil, err
+	}
+	now := a.now
+	if now == nil {
+		now = time.Now
+	}
+	s, err := openSession(context.Background(), opt.sessionKey(), opt, a.user, slot, unlock, memNetwork{a.net}, now)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return &Fs{name: "t", opt: *opt, s: s}, nil
+}
+
+// use opens the device of dataDir, waits for its first keep-alive round
+// (which retires unused devices), runs fn and closes the session.
+func (a *memAccount) use(t testing.TB, dataDir string, fn func(f *Fs)) {
+	t.Helper()
+	f, err := a.tryOpen(t, dataDir, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKeptAlive(t, f.s)
+	if fn != nil {
+		fn(f)
+	}
+	if err := f.s.close(context.Background()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+// listed returns the devices the account record lists.
+func (a *memAccount) listed(t testing.TB, id *account.Account) []ns.DeviceID {
+	t.Helper()
+	pub, err := account.NewManager(a.net.Records(), account.InsecureTestKDF()).Lookup(context.Background(), id.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deviceIDs(pub)
+}
+
+func contains(ds []ns.DeviceID, d ns.DeviceID) bool {
+	for _, x := range ds {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+// fileOf returns device i's file and its contents: inline, packed or an
+// object of its own, by turns.
+func fileOf(i int) (string, []byte) {
+	size := []int{100, 20 << 10, 1200 << 10}[i%3]
+	data := bytes.Repeat([]byte(fmt.Sprintf("device %02d ", i)), size/10+1)[:size]
+	return fmt.Sprintf("dev/%02d.bin", i), data
+}
+
+// checkFiles reads every file of want from f.
+func checkFiles(t *testing.T, f *Fs, want map[string][]byte) {
+	t.Helper()
+	got := listAll(t, f, "")
+	if len(got) != len(want) {
+		t.Errorf("lists %d files, want %d: %v", len(got), len(want), got)
+	}
+	for name, data := range want {
+		if b := mustRead(t, f, name); !bytes.Equal(b, data) {
+			t.Errorf("%s reads %d bytes, want %d", name, len(b), len(data))
+		}
+	}
+}
+
+// TestDevicesRetiredOverAYear: forty devices use an account over a
+// simulated year (each a new data dir: a new machine, container or CI
+// run), thirty of them in its first five months and never again. More than
+// the 32 the account record can list, so the long unused ones must leave
+// it: a device that starts retires those not seen for 180 days, writing a
+// checkpoint that holds their changes first. A 41st device then starts
+// and reads every file any of them wrote, though the retired devices'
+// head records are gone; and one of the first devices, back after ten
+// months, goes on as a new device.
+func TestDevicesRetiredOverAYear(t *testing.T) {
+	a := newMemAccount(t, 4)
+	start := time.Date(2027, 1, 4, 9, 0, 0, 0, time.UTC)
+	clock := &fakeClock{now: start}
+	a.now = clock.Now
+	want := map[string][]byte{}
+	dirs := make([]string, 40)
+	ids := make([]ns.DeviceID, 40)
+	var acct *account.Account
+	most := 0
+	for i := range dirs {
+		day := i * 5
+		if i >= 30 {
+			day = 330 + (i-30)*3
+		}
+		clock.now = start.Add(time.Duration(day) * 24 * time.Hour)
+		dirs[i] = t.TempDir()
+		a.use(t, dirs[i], func(f *Fs) {
+			ids[i], acct = f.s.device, f.s.acct
+			name, data := fileOf(i)
+			mustPut(t, f, name, data)
+			mustPut(t, f, "shared.txt", []byte(fmt.Sprint("last written by device ", i)))
+			mustFlush(t, f)
+			want[name], want["shared.txt"] = data, []byte(fmt.Sprint("last written by device ", i))
+			most = max(most, len(a.listed(t, acct)))
+		})
+	}
+	clock.now = clock.now.Add(24 * time.Hour)
+	listed := a.listed(t, acct)
+	t.Logf("at most %d devices listed; after a year %d", most, len(listed))
+	if most > 31 || len(listed) != 10 {
+		t.Fatalf("%d devices listed after a year (at most %d at once), want the 10 used lately", len(listed), most)
+	}
+	for i, d := range ids {
+		if contains(listed, d) != (i >= 30) {
+			t.Fatalf("device %d listed: %v", i, contains(listed, d))
+		}
+	}
+	// Nobody reads the retired devices' logs: their heads may go.
+	for i := range 30 {
+		a.net.DeleteRecords(account.HeadKey(acct.ID(), account.DeviceID(ids[i])))
+	}
+	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
+
+	// Device 0 comes back: its log was retired, so its slot goes on as a
+	// new device; what it writes reaches the others.
+	a.use(t, dirs[0], func(f *Fs) {
+		if f.s.device == ids[0] {
+			t.Fatal("a retired device came back under its old ID")
+		}
+		if !contains(a.listed(t, acct), f.s.device) {
+			t.Fatal("the returning device is not listed")
+		}
+		mustPut(t, f, "back.txt", []byte("back after ten months"))
+		want["back.txt"] = []byte("back after ten months")
+	})
+	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
+}
+
+// TestFullAccountRecord: 32 devices fill the account record within two
+// days, the 33rd takes the place of the longest unseen one (writing a
+// checkpoint that holds its changes first). When every listed device was
+// used in the last minutes, the next new device cannot start and the
+// error says how to make room; a quarter of an hour later it can.
+func TestFullAccountRecord(t *testing.T) {
+	a := newMemAccount(t, 4)
+	clock := &fakeClock{now: time.Date(2027, 5, 3, 8, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	want := map[string][]byte{}
+	dirs := make([]string, account.MaxDevices+1)
+	ids := make([]ns.DeviceID, len(dirs))
+	var acct *account.Account
+	for i := range dirs {
+		clock.Advance(time.Hour)
+		dirs[i] = t.TempDir()
+		a.use(t, dirs[i], func(f *Fs) {
+			ids[i], acct = f.s.device, f.s.acct
+			name, data := fileOf(i)
+			mustPut(t, f, name, data)
+			want[name] = data
+		})
+	}
+	listed := a.listed(t, acct)
+	if len(listed) != account.MaxDevices || contains(listed, ids[0]) || !contains(listed, ids[account.MaxDevices]) {
+		t.Fatalf("after the 33rd device: %d listed, the first %v, the 33rd %v", len(listed), contains(listed, ids[0]), contains(listed, ids[account.MaxDevices]))
+	}
+	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
+
+	// Every listed device writes within a few minutes.
+	clock.Advance(time.Hour)
+	for i := 1; i < len(dirs); i++ {
+		a.use(t, dirs[i], func(f *Fs) { mustPut(t, f, fmt.Sprintf("busy/%02d.txt", i), []byte("busy")) })
+		want[fmt.Sprintf("busy/%02d.txt", i)] = []byte("busy")
+	}
+	clock.Advance(5 * time.Minute)
+	late := t.TempDir()
+	if _, err := a.tryOpen(t, late, testOptions(t, nil)); !errors.Is(err, ErrAccountFull) || !strings.Contains(err.Error(), "jellyfish account devices --remove") {
+		t.Fatalf("a new device while every listed one is busy: %v", err)
+	}
+	clock.Advance(15 * time.Minute)
+	a.use(t, late, func(f *Fs) { checkFiles(t, f, want) })
+}
+
+// TestConcurrentRegistration: two new devices add themselves to the
+// account record at once, and the record that lands last was made from
+// one that did not list the other: the first device's entry is replaced
+// after it read the record back and after its first flush checked it. It
+// finds itself missing when it checks again (at exit here), adds itself
+// again, and a third device reads what both wrote.
+func TestConcurrentRegistration(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	idA, idB := ns.DeviceID{0xaa, 1}, ns.DeviceID{0xbb, 2}
+	for dir, id := range map[string]ns.DeviceID{dirA: idA, dirB: idB} {
+		slot := filepath.Join(dir, string(a.user), "slot-0")
+		if err := os.MkdirAll(slot, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		txt, _ := id.MarshalText()
+		if err := os.WriteFile(filepath.Join(slot, "device"), txt, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists := func(key string, v []byte, d ns.DeviceID) bool {
+		rec, err := account.VerifyOwned(key, v)
+		if err != nil {
+			return false
+		}
+		p, err := account.ParsePublic(rec.Body)
+		return err == nil && p.Has(account.DeviceID(d))
+	}
+	bPut, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	wait := func(c chan struct{}) {
+		select {
+		case <-c:
+		case <-time.After(20 * time.Second):
+			t.Error("the interleaving did not happen")
+		}
+	}
+	a.net.SetRecordHook(func(op, key string, v []byte) {
+		if op != "put" || !strings.HasPrefix(key, "/jf/account/") {
+			return
+		}
+		switch {
+		case lists(key, v, idA) && !lists(key, v, idB):
+			wait(bPut) // B read the record before A's lands
+		case lists(key, v, idB) && !lists(key, v, idA):
+			once.Do(func() { close(bPut) })
+			wait(release)
+		}
+	})
+	type opened struct {
+		f   *Fs
+		err error
+	}
+	openA, openB := make(chan opened, 1), make(chan opened, 1)
+	go func() { f, err := a.tryOpen(t, dirA, testOptions(t, nil)); openA <- opened{f, err} }()
+	go func() { f, err := a.tryOpen(t, dirB, testOptions(t, nil)); openB <- opened{f, err} }()
+	oa := <-openA
+	if oa.err != nil {
+		t.Fatal(oa.err)
+	}
+	devA := oa.f
+	mustPut(t, devA, "a.txt", []byte("from a"))
+	mustFlush(t, devA)
+	close(release) // B's record, made without A, lands now
+	ob := <-openB
+	if ob.err != nil {
+		t.Fatal(ob.err)
+	}
+	devB := ob.f
+	a.net.SetRecordHook(nil)
+	acct := devA.s.acct
+	if l := a.listed(t, acct); contains(l, idA) || !contains(l, idB) {
+		t.Fatalf("the late record should have replaced a's entry: %v", l)
+	}
+	mustPut(t, devB, "b.txt", []byte("from b"))
+	ctx := context.Background()
+	for _, f := range []*Fs{devB, devA} {
+		if err := f.s.close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l := a.listed(t, acct); !contains(l, idA) || !contains(l, idB) {
+		t.Fatalf("after both closed: %v", l)
+	}
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{"a.txt": []byte("from a"), "b.txt": []byte("from b")})
+	})
+}
+
+// copyDir copies the folder src to dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		if info.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCopiedSlot: a data dir is copied (a restored backup, a cloned
+// machine) and both copies go on. The copy is killed with a change in its
+// journal only; then the original writes. When the copy starts again the
+// device's head is ahead of its own last one, so it goes on as a new
+// device and stores the journal's change as that device's (the original
+// device's log, which holds later stamps, would have passed it over as
+// stored). A third device reads every file of both.
+func TestCopiedSlot(t *testing.T) {
+	a := newMemAccount(t, 4)
+	orig := t.TempDir()
+	var dev ns.DeviceID
+	a.use(t, orig, func(f *Fs) {
+		dev = f.s.device
+		mustPut(t, f, "before.txt", []byte("before the copy"))
+	})
+	clone := t.TempDir()
+	copyDir(t, orig, clone)
+	f, err := a.tryOpen(t, clone, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.log.schedule = func(time.Duration) {} // the change stays in the journal
+	mustPut(t, f, "killed.txt", []byte("in the copy's journal when it was killed"))
+	crash(t, f)
+	a.use(t, orig, func(f *Fs) { mustPut(t, f, "orig.txt", []byte("from the original")) })
+	a.use(t, clone, func(f *Fs) {
+		if f.s.device == dev {
+			t.Fatal("the copy writes as the original's device")
+		}
+		mustPut(t, f, "clone.txt", []byte("from the copy"))
+	})
+	a.use(t, orig, func(f *Fs) {
+		if f.s.device != dev {
+			t.Fatal("the original changed device")
+		}
+		mustPut(t, f, "orig2.txt", []byte("from the original again"))
+	})
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{
+			"before.txt": []byte("before the copy"), "killed.txt": []byte("in the copy's journal when it was killed"),
+			"orig.txt": []byte("from the original"), "clone.txt": []byte("from the copy"),
+			"orig2.txt": []byte("from the original again"),
+		})
+	})
+}
+
+// TestCopiedSlotRunningTogether: both copies of a data dir run at once.
+// The one that flushes second finds the device's head moved by the other,
+// stores nothing, and keeps its change in the journal; its next process
+// goes on as a new device and stores it.
+func TestCopiedSlotRunningTogether(t *testing.T) {
+	a := newMemAccount(t, 4)
+	orig := t.TempDir()
+	a.use(t, orig, func(f *Fs) { mustPut(t, f, "before.txt", []byte("before the copy")) })
+	clone := t.TempDir()
+	copyDir(t, orig, clone)
+	fo, err := a.tryOpen(t, orig, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := a.tryOpen(t, clone, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fo.s.device != fc.s.device {
+		t.Fatal("copies of a slot that wrote nothing since should start as one device")
+	}
+	ctx := context.Background()
+	mustPut(t, fo, "orig.txt", []byte("from the original"))
+	mustFlush(t, fo)
+	mustPut(t, fc, "clone.txt", []byte("from the copy"))
+	if err := fc.s.flush(ctx); !errors.Is(err, errForked) {
+		t.Fatalf("the second copy's flush: %v", err)
+	}
+	if err := fc.s.close(ctx); err == nil {
+		t.Fatal("a copy that could not store its change exits without an error")
+	}
+	if err := fo.s.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.use(t, clone, func(f *Fs) {
+		if f.s.device == fo.s.device {
+			t.Fatal("the copy goes on as the original's device")
+		}
+	})
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{
+			"before.txt": []byte("before the copy"), "orig.txt": []byte("from the original"),
+			"clone.txt": []byte("from the copy"),
+		})
+	})
+}
+
+// TestRetirable: a device may leave the account record only when the
+// remaining devices' checkpoints hold its log up to its last batch that
+// holds anything, and one of them holds every absent device's log as far
+// as any does.
+func TestRetirable(t *testing.T) {
+	x, y, z, gone := ns.DeviceID{1}, ns.DeviceID{2}, ns.DeviceID{3}, ns.DeviceID{9}
+	tip := func(d ns.DeviceID, seq uint64, empty bool, covers map[ns.DeviceID]uint64) *deviceTip {
+		b := &ns.Batch{Device: d, Seq: seq}
+		if !empty {
+			b.Entries = []ns.Entry{{Path: "f"}}
+		}
+		if covers != nil {
+			b.Checkpoint = &ns.CheckpointRef{Seq: seq - 1, Root: []byte{1}, Covers: map[ns.DeviceID]ns.Cover{}}
+			for e, s := range covers {
+				b.Checkpoint.Covers[e] = ns.Cover{Seq: s}
+			}
+		}
+		return &deviceTip{head: &ns.Head{Device: d, BatchSeq: seq}, batch: b}
+	}
+	for _, c := range []struct {
+		name string
+		tips map[ns.DeviceID]*deviceTip
+		ok   bool
+	}{
+		{"no checkpoint holds it", map[ns.DeviceID]*deviceTip{x: tip(x, 3, false, nil), y: tip(y, 2, false, nil)}, false},
+		{"held", map[ns.DeviceID]*deviceTip{x: tip(x, 3, false, nil), y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 3})}, true},
+		{"held but for its last batch", map[ns.DeviceID]*deviceTip{x: tip(x, 3, false, nil), y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 2})}, false},
+		{"its last batch holds nothing", map[ns.DeviceID]*deviceTip{x: tip(x, 3, true, nil), y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 2})}, true},
+		{"never wrote", map[ns.DeviceID]*deviceTip{x: {head: &ns.Head{Device: x}}, y: tip(y, 2, false, nil)}, true},
+		{"held by one, the other complete for a retired device", map[ns.DeviceID]*deviceTip{
+			x: tip(x, 3, false, nil),
+			y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 3, gone: 1}),
+			z: tip(z, 2, false, map[ns.DeviceID]uint64{gone: 4}),
+		}, false},
+		{"held by a complete one", map[ns.DeviceID]*deviceTip{
+			x: tip(x, 3, false, nil),
+			y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 3, gone: 4}),
+			z: tip(z, 2, false, map[ns.DeviceID]uint64{gone: 4}),
+		}, true},
+	} {
+		ok, not := retirable(c.tips, []ns.DeviceID{x})
+		if (len(ok) == 1) != c.ok || len(ok)+len(not) != 1 {
+			t.Errorf("%s: retirable %v, want %v", c.name, ok, c.ok)
+		}
+	}
+	// Loading prefers a checkpoint complete for absent devices over a
+	// cheaper one that is not.
+	tips := map[ns.DeviceID]*deviceTip{
+		y: tip(y, 2, false, map[ns.DeviceID]uint64{y: 1, z: 2, gone: 4}),
+		z: tip(z, 2, false, map[ns.DeviceID]uint64{y: 2, z: 1, gone: 3}),
+	}
+	if cp := chooseBase(tips, z); cp != tips[y].batch.Checkpoint {
+		t.Fatal("chooseBase took the checkpoint that misses part of a retired device's log")
+	}
+}
