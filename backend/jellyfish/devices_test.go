@@ -477,3 +477,53 @@ func TestRetirable(t *testing.T) {
 		t.Fatal("chooseBase took the checkpoint that misses part of a retired device's log")
 	}
 }
+
+// TestRemoveDevice: a device's removal is refused while its changes are
+// in no checkpoint the others load, and done once another device wrote
+// one; its files stay readable from a new device.
+func TestRemoveDevice(t *testing.T) {
+	a := newMemAccount(t, 4)
+	ctx := context.Background()
+	var acct *account.Account
+	var gone ns.DeviceID
+	a.use(t, t.TempDir(), func(f *Fs) {
+		acct, gone = f.s.acct, f.s.device
+		mustPut(t, f, "a.txt", []byte("from the device removed later"))
+	})
+	reader := t.TempDir()
+	var readerID ns.DeviceID
+	a.use(t, reader, func(f *Fs) { readerID = f.s.device })
+	nw := memNetwork{a.net}
+	devs, err := listDevices(ctx, nw, acct)
+	if err != nil || len(devs) != 2 {
+		t.Fatalf("devices: %v %+v", err, devs)
+	}
+	for _, d := range devs {
+		if ns.DeviceID(d.ID) == gone && (d.Held || d.Batch == 0 || d.Seen.IsZero()) || ns.DeviceID(d.ID) == readerID && (!d.Held || d.Batch != 0) {
+			t.Fatalf("device %x: %+v", d.ID, d)
+		}
+	}
+	if d, err := FindDevice(devs, gone.String()[:6]); err != nil || ns.DeviceID(d.ID) != gone {
+		t.Fatalf("find by prefix: %v", err)
+	}
+	if _, err := FindDevice(devs, "vm-that-is-not"); err == nil {
+		t.Fatal("found a device by a name nobody has")
+	}
+	if err := removeDevice(ctx, nw, acct, account.DeviceID(gone)); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("remove a device whose changes no checkpoint holds: %v", err)
+	}
+	a.use(t, reader, func(f *Fs) {
+		if _, err := f.Command(ctx, "checkpoint", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := removeDevice(ctx, nw, acct, account.DeviceID(gone)); err != nil {
+		t.Fatal(err)
+	}
+	if l := a.listed(t, acct); contains(l, gone) || len(l) != 1 {
+		t.Fatalf("after removing: %v", l)
+	}
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{"a.txt": []byte("from the device removed later")})
+	})
+}

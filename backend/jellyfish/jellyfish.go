@@ -707,6 +707,15 @@ has failed for lost-after. Prints what it did as JSON.
 	Name:  "flush",
 	Short: "Store pending changes now.",
 }, {
+	Name:  "checkpoint",
+	Short: "Store pending changes with a checkpoint of the whole file list now.",
+	Long: `The checkpoint holds every device's changes this device has read, so a
+device whose changes it holds can be removed from the account with
+` + "`jellyfish account devices --remove`" + `.
+
+    jellyfish backend checkpoint jellyfish:
+`,
+}, {
 	Name:  "poll",
 	Short: "Read other devices' changes now.",
 }}
@@ -760,6 +769,17 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 		return f.s.maintain(ctx, mo)
 	case "flush":
 		return nil, f.s.flush(ctx)
+	case "checkpoint":
+		if _, err := f.s.poll(ctx); err != nil {
+			return nil, err
+		}
+		if err := f.s.flush(ctx); err != nil {
+			return nil, err
+		}
+		if err := f.s.checkpointNow(ctx); err != nil {
+			return nil, err
+		}
+		return f.s.logStatus(), nil
 	case "poll":
 		changed, err := f.s.poll(ctx)
 		return map[string]any{"changed": len(changed)}, err

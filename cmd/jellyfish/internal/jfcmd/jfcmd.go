@@ -9,6 +9,7 @@ func Register(root *cobra.Command) {
 	root.Use = "jellyfish"
 	root.Short = "Jellyfish: peer-to-peer personal storage, with rclone's commands"
 	for _, c := range commands {
+		c.AddCommand(subcommands[c.Name()]...)
 		root.AddCommand(c)
 	}
 }
@@ -16,3 +17,8 @@ func Register(root *cobra.Command) {
 // commands are the Jellyfish subcommands; each file of this package adds its
 // own in an init function.
 var commands []*cobra.Command
+
+// subcommands are commands of this package added under another file's
+// command, by that command's name ("account"); each file adds its own in an
+// init function.
+var subcommands = map[string][]*cobra.Command{}
