@@ -36,7 +36,8 @@ test-interrupts:
 
 # Tests that reproduce reported bugs not fixed yet (knownBug skips them
 # otherwise); drop a name here with its knownBug call once it is fixed.
-KNOWN_BUGS ?= TestManyDevices
+# None at the moment.
+KNOWN_BUGS ?=
 test-known-bugs:
 	JELLYFISH_KNOWN_BUGS=1 $(GO) test -tags $(TAGS) -count=1 -timeout 30m -v -run '^($(KNOWN_BUGS))$$' ./fstests/faults/
 
