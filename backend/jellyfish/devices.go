@@ -75,37 +75,61 @@ func lastWritten(t *deviceTip) uint64 {
 }
 
 // retirable splits cands, devices with tips in tips, into those that can
-// leave the account record without their changes going missing and those
-// that cannot yet. Once a device leaves, loaders read its log only from
-// checkpoints: from the one chooseBase picks among the remaining devices',
-// which holds every absent device's log as far as any of them does when
-// such a complete one exists. So a device may leave when the remaining
-// checkpoints hold its log up to its last batch that holds anything, and
-// one of them is complete. A device without a head in tips has no log
-// anyone reads, so it may leave.
+// leave the account record without any change going missing and those
+// that cannot yet (canLeave), taking them one at a time.
 func retirable(tips map[ns.DeviceID]*deviceTip, cands []ns.DeviceID) (ok, not []ns.DeviceID) {
-	remaining := map[ns.DeviceID]*deviceTip{}
-	for d, t := range tips {
-		if !slices.Contains(cands, d) {
-			remaining[d] = t
-		}
-	}
-	need := absentCovers(remaining)
-	haveComplete := false
-	for _, t := range remaining {
-		if t.batch != nil && t.batch.Checkpoint != nil && complete(t.batch.Checkpoint, need) {
-			haveComplete = true
-		}
-	}
 	for _, c := range cands {
-		t := tips[c]
-		if t == nil || lastWritten(t) == 0 || (haveComplete && need[c] >= lastWritten(t)) {
+		if canLeave(tips, append(slices.Clip(ok), c)) {
 			ok = append(ok, c)
 		} else {
 			not = append(not, c)
 		}
 	}
 	return ok, not
+}
+
+// canLeave reports whether the devices gone can all leave the account
+// record. Loaders read a device that is not listed only from checkpoints:
+// from the one chooseBase picks among the remaining devices', which holds
+// every absent device's log as far as any of theirs does when such a
+// complete one exists. So the devices may leave when one remaining
+// checkpoint holds the log of each device that would then be absent (the
+// leaving ones, those retired before, those without a head) as far as any
+// checkpoint does now, the leaving ones' own included, and each leaving
+// device's log up to its last batch that holds anything. A leaving device
+// may hold the only checkpoint that holds a device retired before it.
+func canLeave(tips map[ns.DeviceID]*deviceTip, gone []ns.DeviceID) bool {
+	absent := func(e ns.DeviceID) bool { _, ok := tips[e]; return !ok || slices.Contains(gone, e) }
+	need := map[ns.DeviceID]uint64{}
+	for _, t := range tips {
+		if t.batch == nil || t.batch.Checkpoint == nil {
+			continue
+		}
+		for e, c := range t.batch.Checkpoint.Covers {
+			if absent(e) && c.Seq > need[e] {
+				need[e] = c.Seq
+			}
+		}
+	}
+	for _, g := range gone {
+		if t := tips[g]; t != nil && lastWritten(t) > need[g] {
+			need[g] = lastWritten(t)
+		}
+	}
+	for e, seq := range need {
+		if seq == 0 {
+			delete(need, e)
+		}
+	}
+	if len(need) == 0 {
+		return true
+	}
+	for d, t := range tips {
+		if !absent(d) && t.batch != nil && t.batch.Checkpoint != nil && complete(t.batch.Checkpoint, need) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownTip is this device's published log as a tip, as far as this process
@@ -155,11 +179,10 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	if len(pub.Devices) >= account.MaxDevices {
 		return false, nil
 	}
-	// A new device says it is in use before it is listed: a listed
-	// device without a head would look unused for long to the others.
-	if err := s.heads.refresh(ctx, refreshAfter); err != nil {
-		return false, fmt.Errorf("jellyfish: publish this device's head: %w", err)
-	}
+	// Its head, which says it is in use, follows once the namespace is
+	// loaded (refreshRecords): until then another device making room may
+	// take it for one never used, and it adds itself again when it checks
+	// (ensureListed), before it publishes anything.
 	pub, err = s.mgr.UpdateDevices(ctx, s.acct, account.AddDevice(s.thisDevice()))
 	if errors.Is(err, account.ErrDevicesFull) {
 		return false, nil

@@ -456,6 +456,10 @@ func TestRetirable(t *testing.T) {
 			y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 3, gone: 1}),
 			z: tip(z, 2, false, map[ns.DeviceID]uint64{gone: 4}),
 		}, false},
+		{"its checkpoint is the only one that holds a retired device", map[ns.DeviceID]*deviceTip{
+			x: tip(x, 3, true, map[ns.DeviceID]uint64{gone: 4}),
+			y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 2, gone: 1}),
+		}, false},
 		{"held by a complete one", map[ns.DeviceID]*deviceTip{
 			x: tip(x, 3, false, nil),
 			y: tip(y, 2, false, map[ns.DeviceID]uint64{x: 3, gone: 4}),
@@ -526,4 +530,40 @@ func TestRemoveDevice(t *testing.T) {
 	a.use(t, t.TempDir(), func(f *Fs) {
 		checkFiles(t, f, map[string][]byte{"a.txt": []byte("from the device removed later")})
 	})
+}
+
+// TestRetirementChain: devices that only read come and go every other day
+// on an account whose devices retire after a day and a half. Each retires
+// the one before, whose checkpoint was the only one holding the log of the
+// device that wrote the file (itself retired long ago): a device may leave
+// only once another checkpoint holds what its own held. The file stays
+// readable.
+func TestRetirementChain(t *testing.T) {
+	a := newMemAccount(t, 4)
+	clock := &fakeClock{now: time.Date(2027, 8, 2, 9, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	opt := func() *Options { return testOptions(t, map[string]string{"device_retire_after": "36h"}) }
+	open := func(fn func(f *Fs)) {
+		f, err := a.tryOpen(t, t.TempDir(), opt())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitKeptAlive(t, f.s)
+		fn(f)
+		if err := f.s.close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(func(f *Fs) { mustPut(t, f, "kept.txt", []byte("written once, long ago")) })
+	var acct *account.Account
+	for range 8 {
+		clock.Advance(48 * time.Hour)
+		open(func(f *Fs) {
+			acct = f.s.acct
+			checkFiles(t, f, map[string][]byte{"kept.txt": []byte("written once, long ago")})
+		})
+	}
+	if n := len(a.listed(t, acct)); n > 2 {
+		t.Fatalf("%d devices listed: the unused ones were not retired", n)
+	}
 }

@@ -48,6 +48,9 @@ type accountHeads struct {
 	// onListed, if set, is called when Devices finds this device listed.
 	onListed func()
 
+	// pubMu makes Publish one at a time: a head is never replaced by an
+	// older one that was published at the same moment.
+	pubMu   sync.Mutex
 	mu      sync.Mutex
 	rev     uint64    // revision (low 16 bits) of the last record published
 	last    *ns.Head  // the head last published or read for this device
@@ -129,6 +132,14 @@ func (h *accountHeads) Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, err
 // and a revision in the low 16, so republishing the same batch still
 // supersedes the previous record.
 func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	h.mu.Lock()
+	older := h.last != nil && head.BatchSeq < h.last.BatchSeq
+	h.mu.Unlock()
+	if older {
+		return nil // a newer head was published meanwhile
+	}
 	key := account.HeadKey(h.acct.ID(), account.DeviceID(h.device))
 	hc := *head
 	hc.Version, hc.Seen = ns.HeadVersion, h.now().Unix()
