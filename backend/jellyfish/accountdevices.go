@@ -203,7 +203,7 @@ func removeDevice(ctx context.Context, nw network, a *account.Account, id accoun
 	} else if t := tips[d]; h != nil && (t == nil || h.BatchSeq != t.head.BatchSeq) {
 		return fmt.Errorf("device %s is writing right now: not removed", d)
 	}
-	_, err = v.mgr.UpdateDevices(ctx, a, account.RemoveDevices(id))
+	_, err = v.mgr.Update(ctx, a, account.RemoveDevices(id))
 	return err
 }
 

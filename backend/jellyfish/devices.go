@@ -183,7 +183,7 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	// loaded (refreshRecords): until then another device making room may
 	// take it for one never used, and it adds itself again when it checks
 	// (ensureListed), before it publishes anything.
-	pub, err = s.mgr.UpdateDevices(ctx, s.acct, account.AddDevice(s.thisDevice()))
+	pub, err = s.mgr.Update(ctx, s.acct, account.AddDevice(s.thisDevice()))
 	if errors.Is(err, account.ErrDevicesFull) {
 		return false, nil
 	}
@@ -365,7 +365,7 @@ func (s *session) reviewDevices(ctx context.Context, register bool) error {
 		for i, d := range ok {
 			ids[i] = account.DeviceID(d)
 		}
-		if _, err := s.mgr.UpdateDevices(ctx, s.acct, account.RemoveDevices(ids...)); err != nil {
+		if _, err := s.mgr.Update(ctx, s.acct, account.RemoveDevices(ids...)); err != nil {
 			return fmt.Errorf("jellyfish: retire unused devices: %w", err)
 		}
 		fs.Logf(nil, "jellyfish: retired %d unused devices from the account record: %s", len(ok), strings.Join(gone, "; "))
@@ -383,7 +383,7 @@ func (s *session) addSelf(ctx context.Context, retire []ns.DeviceID, names []str
 	if err := s.heads.refresh(ctx, refreshAfter); err != nil {
 		return fmt.Errorf("jellyfish: publish this device's head: %w", err)
 	}
-	pub, err := s.mgr.UpdateDevices(ctx, s.acct, account.Edits(account.RemoveDevices(ids...), account.AddDevice(s.thisDevice())))
+	pub, err := s.mgr.Update(ctx, s.acct, account.Edits(account.RemoveDevices(ids...), account.AddDevice(s.thisDevice())))
 	if errors.Is(err, account.ErrDevicesFull) {
 		return s.fullError(pub, "other devices took the room")
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -33,19 +35,21 @@ func (p *Public) clone() *Public {
 // ErrDevicesFull: the account record lists MaxDevices devices already.
 var ErrDevicesFull = fmt.Errorf("account: the account record lists %d devices, the most it can", MaxDevices)
 
-// DeviceEdit changes an account record's device list towards what its
+// Edit changes an account record's device or node list towards what its
 // caller wants ("this device is listed", "device X is not") and reports
-// whether it changed anything. It must be idempotent: applied to a list
+// whether it changed anything. It must be idempotent: applied to a record
 // that already is as it wants, it changes nothing and returns false.
-type DeviceEdit func(p *Public) (changed bool, err error)
+type Edit func(p *Public) (changed bool, err error)
 
-// updateAttempts bounds how often UpdateDevices applies its edit again
+// updateAttempts bounds how often Update applies its edit again
 // when concurrent writers keep replacing the record.
 const updateAttempts = 8
 
-// UpdateDevices applies edit to the account record's device list and
-// publishes the result, safely against other devices doing the same at the
-// same time. It returns the list as last read back.
+// Update applies edit to the account record (its device and node lists)
+// and publishes the result, safely against other devices doing the same at
+// the same time. It returns the record as last read back. (PublishAccount
+// replaces the record with what its caller read earlier, whatever was
+// published since.)
 //
 // The record has no compare-and-swap: two writers that read the same
 // record and publish the next sequence number both succeed, and nodes keep
@@ -59,7 +63,7 @@ const updateAttempts = 8
 // A concurrent writer whose record lands after the read-back can still
 // replace this one: a device that must stay listed checks again later
 // (the backend does after each flush).
-func (m *Manager) UpdateDevices(ctx context.Context, a *Account, edit DeviceEdit) (*Public, error) {
+func (m *Manager) Update(ctx context.Context, a *Account, edit Edit) (*Public, error) {
 	key := AccountKey(a.ID())
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -131,7 +135,7 @@ func (m *Manager) readAccount(ctx context.Context, key string) (*record.Record, 
 
 // AddDevice returns an edit that lists d, failing with ErrDevicesFull when
 // there is no room for it.
-func AddDevice(d Device) DeviceEdit {
+func AddDevice(d Device) Edit {
 	return func(p *Public) (bool, error) {
 		if p.Has(d.ID) {
 			return false, nil
@@ -144,8 +148,23 @@ func AddDevice(d Device) DeviceEdit {
 	}
 }
 
+// AddNode returns an edit that lists node id, failing when the node list
+// is full.
+func AddNode(id peer.ID) Edit {
+	return func(p *Public) (bool, error) {
+		if slices.Contains(p.Nodes, id) {
+			return false, nil
+		}
+		if len(p.Nodes) >= MaxNodes {
+			return false, fmt.Errorf("account: the account record lists %d nodes, the most it can", MaxNodes)
+		}
+		p.Nodes = append(p.Nodes, id)
+		return true, nil
+	}
+}
+
 // RemoveDevices returns an edit that drops ids from the list.
-func RemoveDevices(ids ...DeviceID) DeviceEdit {
+func RemoveDevices(ids ...DeviceID) Edit {
 	return func(p *Public) (bool, error) {
 		changed := false
 		for _, id := range ids {
@@ -156,7 +175,7 @@ func RemoveDevices(ids ...DeviceID) DeviceEdit {
 }
 
 // Edits combines edits, applied in order.
-func Edits(edits ...DeviceEdit) DeviceEdit {
+func Edits(edits ...Edit) Edit {
 	return func(p *Public) (bool, error) {
 		changed := false
 		for _, e := range edits {

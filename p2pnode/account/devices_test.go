@@ -48,12 +48,12 @@ func (r *lastRecords) Get(ctx context.Context, key string) ([]byte, error) {
 
 func devID(i int) DeviceID { return DeviceID{byte(i), 0xd} }
 
-// TestUpdateDevicesConcurrent: sixteen devices add themselves to the
+// TestUpdateConcurrent: sixteen devices add themselves to the
 // account record at once. Edits applied to a record another writer
 // replaced meanwhile are applied again to the newer one, and a device
 // that checks once more after the others are done (as the backend does
 // at its next flush) is listed: no registration is lost.
-func TestUpdateDevicesConcurrent(t *testing.T) {
+func TestUpdateConcurrent(t *testing.T) {
 	ctx := context.Background()
 	recs := &lastRecords{m: map[string][]byte{}}
 	m := NewManager(recs, InsecureTestKDF())
@@ -68,7 +68,7 @@ func TestUpdateDevicesConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(i), Name: fmt.Sprint("dev", i)})); err != nil {
+			if _, err := m.Update(ctx, a, AddDevice(Device{ID: devID(i), Name: fmt.Sprint("dev", i)})); err != nil {
 				errs <- err
 			}
 		}()
@@ -79,7 +79,7 @@ func TestUpdateDevicesConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		if _, err := m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(i), Name: fmt.Sprint("dev", i)})); err != nil {
+		if _, err := m.Update(ctx, a, AddDevice(Device{ID: devID(i), Name: fmt.Sprint("dev", i)})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -92,11 +92,11 @@ func TestUpdateDevicesConcurrent(t *testing.T) {
 	}
 }
 
-// TestUpdateDevicesLateRecord: a writer that read the record before
+// TestUpdateLateRecord: a writer that read the record before
 // another device registered publishes after that device's read-back. The
 // device's own check finds it missing, and adding itself again keeps the
 // other writer's change.
-func TestUpdateDevicesLateRecord(t *testing.T) {
+func TestUpdateLateRecord(t *testing.T) {
 	ctx := context.Background()
 	recs := &lastRecords{m: map[string][]byte{}}
 	m := NewManager(recs, InsecureTestKDF())
@@ -122,13 +122,13 @@ func TestUpdateDevicesLateRecord(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if _, err := m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(2), Name: "b"})); err != nil {
+		if _, err := m.Update(ctx, a, AddDevice(Device{ID: devID(2), Name: "b"})); err != nil {
 			t.Error(err)
 		}
 	}()
 	<-bReady
 	recs.beforePut = nil
-	pub, err := m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(1), Name: "a"}))
+	pub, err := m.Update(ctx, a, AddDevice(Device{ID: devID(1), Name: "a"}))
 	if err != nil || !pub.Has(devID(1)) {
 		t.Fatalf("a: %v %+v", err, pub)
 	}
@@ -137,15 +137,15 @@ func TestUpdateDevicesLateRecord(t *testing.T) {
 	if pub, _ := m.Lookup(ctx, a.ID()); pub.Has(devID(1)) || !pub.Has(devID(2)) {
 		t.Fatalf("the late record should have replaced a's: %+v", pub.Devices)
 	}
-	pub, err = m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(1), Name: "a"}))
+	pub, err = m.Update(ctx, a, AddDevice(Device{ID: devID(1), Name: "a"}))
 	if err != nil || !pub.Has(devID(1)) || !pub.Has(devID(2)) {
 		t.Fatalf("after a's check: %v %+v", err, pub.Devices)
 	}
 }
 
-// TestUpdateDevicesFull: adding a device to a full list fails with
+// TestUpdateFull: adding a device to a full list fails with
 // ErrDevicesFull; removing one in the same edit makes room.
-func TestUpdateDevicesFull(t *testing.T) {
+func TestUpdateFull(t *testing.T) {
 	ctx := context.Background()
 	m, _ := testManager(t)
 	a, err := m.Create(ctx, alice, goodPw)
@@ -153,20 +153,20 @@ func TestUpdateDevicesFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range MaxDevices {
-		if _, err := m.UpdateDevices(ctx, a, AddDevice(Device{ID: devID(i)})); err != nil {
+		if _, err := m.Update(ctx, a, AddDevice(Device{ID: devID(i)})); err != nil {
 			t.Fatal(err)
 		}
 	}
 	extra := Device{ID: DeviceID{0xee}}
-	if _, err := m.UpdateDevices(ctx, a, AddDevice(extra)); !errors.Is(err, ErrDevicesFull) {
+	if _, err := m.Update(ctx, a, AddDevice(extra)); !errors.Is(err, ErrDevicesFull) {
 		t.Fatalf("add to a full list: %v", err)
 	}
-	pub, err := m.UpdateDevices(ctx, a, Edits(RemoveDevices(devID(0)), AddDevice(extra)))
+	pub, err := m.Update(ctx, a, Edits(RemoveDevices(devID(0)), AddDevice(extra)))
 	if err != nil || !pub.Has(extra.ID) || pub.Has(devID(0)) || len(pub.Devices) != MaxDevices {
 		t.Fatalf("remove and add: %v %d devices", err, len(pub.Devices))
 	}
 	// Nothing to change publishes nothing.
-	if _, err := m.UpdateDevices(ctx, a, RemoveDevices(devID(0))); err != nil {
+	if _, err := m.Update(ctx, a, RemoveDevices(devID(0))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -254,16 +254,13 @@ func addDevice(ctx context.Context, m *account.Manager, a *account.Account, c *k
 	if err != nil {
 		return fmt.Errorf("read account record: %w", err)
 	}
-	for _, d := range pub.Devices {
-		if d.ID == id {
-			return nil
+	if pub.Has(id) {
+		return nil
+	}
+	if _, err := m.Update(ctx, a, account.AddDevice(*c.Device)); err != nil {
+		if errors.Is(err, account.ErrDevicesFull) {
+			return fmt.Errorf("%w: remove one with `jellyfish account devices --remove ID`", err)
 		}
-	}
-	if len(pub.Devices) >= account.MaxDevices {
-		return fmt.Errorf("the account already has %d devices", len(pub.Devices))
-	}
-	pub.Devices = append(pub.Devices, *c.Device)
-	if err := m.PublishAccount(ctx, a, pub); err != nil {
 		return fmt.Errorf("add this device to the account record: %w", err)
 	}
 	return nil

@@ -220,12 +220,9 @@ func linkNode(ctx context.Context, n *node.Node, a *account.Account, log *slog.L
 	if slices.Contains(pub.Nodes, n.ID()) {
 		return
 	}
-	if len(pub.Nodes) >= account.MaxNodes {
-		log.Warn("account already lists the maximum number of nodes", "max", account.MaxNodes)
-		return
-	}
-	pub.Nodes = append(pub.Nodes, n.ID())
-	if err := m.PublishAccount(ctx, a, pub); err != nil {
+	// Update, not a publish of what was read: devices registering at the
+	// same time are not dropped from the record.
+	if _, err := m.Update(ctx, a, account.AddNode(n.ID())); err != nil {
 		log.Warn("could not add this node to the account record", "err", err)
 		return
 	}
