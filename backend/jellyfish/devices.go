@@ -443,7 +443,7 @@ func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, e
 		flushed = local.HLC
 	}
 	switch {
-	case copiedSlot(local, net):
+	case copiedSlot(local, heads.Pending(), net):
 		why = fmt.Sprintf("this device slot (%s) was copied: another copy wrote as device %s up to batch %d, this one only up to batch %d", s.slotDir, dev, net.BatchSeq, local.BatchSeq)
 	default:
 		retired, err := s.wasRetired(ctx, dev, heads, local, net)
@@ -479,14 +479,17 @@ func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, e
 
 // copiedSlot reports whether the network holds a head of this slot's
 // device that the slot did not publish: newer than the slot's copy of its
-// last head, or of the same batch with another tip. A slot without a copy
-// (one of a release that kept none) is trusted.
-func copiedSlot(local, net *ns.Head) bool {
-	if local == nil || net == nil {
+// last head, or of the same batch with another tip, and not the head it
+// was publishing when its last process was killed (pending). A slot
+// without a copy (one of a release that kept none) is trusted.
+func copiedSlot(local, pending, net *ns.Head) bool {
+	if local == nil || net == nil || pending != nil && sameHead(net, pending) {
 		return false
 	}
 	return net.BatchSeq > local.BatchSeq || net.BatchSeq == local.BatchSeq && !bytes.Equal(net.Tip, local.Tip)
 }
+
+func sameHead(a, b *ns.Head) bool { return a.BatchSeq == b.BatchSeq && bytes.Equal(a.Tip, b.Tip) }
 
 // wasRetired reports whether dev, which has a log, is missing from the
 // account record while the listed devices' checkpoints hold its log: it

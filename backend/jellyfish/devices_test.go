@@ -567,3 +567,46 @@ func TestRetirementChain(t *testing.T) {
 		t.Fatalf("%d devices listed: the unused ones were not retired", n)
 	}
 }
+
+// TestHeadPutInterrupted: a process killed after the network stored its
+// head but before its slot recorded it leaves the slot's copy a batch
+// behind, and the copy of the head it was publishing beside it: the next
+// process knows that head for its own and keeps its device.
+func TestHeadPutInterrupted(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dir := t.TempDir()
+	var dev ns.DeviceID
+	var slot string
+	a.use(t, dir, func(f *Fs) {
+		dev, slot = f.s.device, f.s.slotDir
+		mustPut(t, f, "one.txt", []byte("1"))
+	})
+	before, err := os.ReadFile(filepath.Join(slot, "head"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.use(t, dir, func(f *Fs) { mustPut(t, f, "two.txt", []byte("2")) })
+	published, err := os.ReadFile(filepath.Join(slot, "head"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The state a kill between the put and the slot's copy leaves.
+	if err := os.WriteFile(filepath.Join(slot, "head"), before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(slot, "head"+pendingSuffix), published, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.use(t, dir, func(f *Fs) {
+		if f.s.device != dev {
+			t.Fatal("a slot whose process was killed while its head was stored took a new device")
+		}
+		mustPut(t, f, "three.txt", []byte("3"))
+	})
+	if _, err := os.Stat(filepath.Join(slot, "head"+pendingSuffix)); !os.IsNotExist(err) {
+		t.Fatalf("the copy of the head being published stays after it was: %v", err)
+	}
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{"one.txt": []byte("1"), "two.txt": []byte("2"), "three.txt": []byte("3")})
+	})
+}

@@ -71,10 +71,29 @@ func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.R
 // from this copy instead of starting it again at batch 1 (which every
 // reader would take for batches it has already read).
 func (h *accountHeads) Local() *ns.Head {
+	return h.readLocal(h.local)
+}
+
+// pendingSuffix names the copy of the head this device is publishing,
+// written before the record is put: a process killed while the network
+// stores its head leaves it, so the next one knows that head for its own
+// (see copiedSlot).
+const pendingSuffix = ".pending"
+
+// Pending returns the head this device was publishing when its last
+// process ended, or nil.
+func (h *accountHeads) Pending() *ns.Head {
 	if h.local == "" {
 		return nil
 	}
-	body, err := os.ReadFile(h.local)
+	return h.readLocal(h.local + pendingSuffix)
+}
+
+func (h *accountHeads) readLocal(path string) *ns.Head {
+	if path == "" {
+		return nil
+	}
+	body, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
@@ -161,6 +180,13 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 	if err != nil {
 		return err
 	}
+	if h.local != "" {
+		// Not synced: it matters only after a kill, when the kernel
+		// still writes it out.
+		if err := os.WriteFile(h.local+pendingSuffix, body, 0o600); err != nil {
+			fs.Debugf(nil, "jellyfish: keep a copy of the head being published: %v", err)
+		}
+	}
 	if err := h.recs.Put(ctx, key, raw); err != nil {
 		return err
 	}
@@ -175,6 +201,8 @@ func (h *accountHeads) Publish(ctx context.Context, head *ns.Head) error {
 		// Sealed like the record's body, under the same key.
 		if err := atomicfile.Write(h.local, body, 0o600); err != nil {
 			fs.Debugf(nil, "jellyfish: keep a copy of the head: %v", err)
+		} else {
+			os.Remove(h.local + pendingSuffix)
 		}
 	}
 	return nil
