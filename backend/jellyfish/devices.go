@@ -274,17 +274,15 @@ func (s *session) reviewDevices(ctx context.Context, register bool) error {
 			}
 		}
 		room := func(leaving int) bool { return !register || len(devs)-leaving < account.MaxDevices }
-		if !room(len(due)) {
-			// The longest unseen device not seen lately makes room
-			// (never seen: first).
-			others := slices.DeleteFunc(slices.Clone(devs), func(d ns.DeviceID) bool { return d == s.device || slices.Contains(due, d) })
-			slices.SortStableFunc(others, func(a, b ns.DeviceID) int { return seen[a].Compare(seen[b]) })
-			for _, d := range others {
-				if seen[d].IsZero() || now.Sub(seen[d]) > deviceBusyWindow {
-					due = append(due, d)
-					break
-				}
-			}
+		// The devices that may make room, longest unseen first (never
+		// seen: first), but none seen lately: it may be running.
+		others := slices.DeleteFunc(slices.Clone(devs), func(d ns.DeviceID) bool {
+			return d == s.device || slices.Contains(due, d) || !seen[d].IsZero() && now.Sub(seen[d]) <= deviceBusyWindow
+		})
+		slices.SortStableFunc(others, func(a, b ns.DeviceID) int { return seen[a].Compare(seen[b]) })
+		if !room(len(due)) && len(others) > 0 {
+			due = append(due, others[0])
+			others = others[1:]
 		}
 		if len(due) == 0 {
 			if !room(0) {
@@ -300,7 +298,7 @@ func (s *session) reviewDevices(ctx context.Context, register bool) error {
 			// This device holds their logs in a checkpoint of its own,
 			// once it has read them as far as their heads say.
 			for _, d := range not {
-				if s.log.appliedSeq(d) < lastWritten(tips[d]) {
+				if t := tips[d]; t != nil && s.log.appliedSeq(d) < lastWritten(t) {
 					if _, err := s.poll(ctx); err != nil {
 						return err
 					}
@@ -316,6 +314,12 @@ func (s *session) reviewDevices(ctx context.Context, register bool) error {
 		}
 		if len(not) > 0 {
 			fs.Debugf(nil, "jellyfish: %d unused devices stay in the account record until a checkpoint holds their changes", len(not))
+		}
+		for len(others) > 0 && !room(len(ok)) {
+			if canLeave(tips, append(slices.Clip(ok), others[0])) {
+				ok = append(ok, others[0])
+			}
+			others = others[1:]
 		}
 		if !room(len(ok)) {
 			return s.fullError(pub, "the changes of the devices that could leave are in no checkpoint yet")
