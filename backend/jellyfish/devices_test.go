@@ -610,3 +610,39 @@ func TestHeadPutInterrupted(t *testing.T) {
 		checkFiles(t, f, map[string][]byte{"one.txt": []byte("1"), "two.txt": []byte("2"), "three.txt": []byte("3")})
 	})
 }
+
+// TestRetiredWhileOthersRun: a device joins, writes and is removed while
+// another device's process runs without looking. That process never saw
+// it listed; at its next poll it finds the checkpoint that let the device
+// leave holding more of its log than it has read, and reads the rest:
+// from the device's head, or, once that is gone, by reloading from the
+// checkpoint.
+func TestRetiredWhileOthersRun(t *testing.T) {
+	for _, headGone := range []bool{false, true} {
+		a := newMemAccount(t, 4)
+		ctx := context.Background()
+		running := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+		var x ns.DeviceID
+		a.use(t, t.TempDir(), func(f *Fs) {
+			x = f.s.device
+			mustPut(t, f, "x.txt", []byte("from a device that came and went"))
+		})
+		a.use(t, t.TempDir(), func(f *Fs) {
+			if _, err := f.Command(ctx, "checkpoint", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err := removeDevice(ctx, memNetwork{a.net}, running.s.acct, account.DeviceID(x)); err != nil {
+			t.Fatal(err)
+		}
+		if headGone {
+			a.net.DeleteRecords(account.HeadKey(running.s.acct.ID(), account.DeviceID(x)))
+		}
+		if _, err := running.s.poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(mustRead(t, running, "x.txt")); got != "from a device that came and went" {
+			t.Fatalf("head gone %v: the running device reads %q", headGone, got)
+		}
+	}
+}

@@ -671,6 +671,30 @@ func (l *nsLog) poll(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	reload := big
+	// A device listed and retired between two looks is known only from
+	// the checkpoint that let it leave, which holds more of its log than
+	// this device has read: its last batches are read from its head while
+	// it has one, else from that checkpoint (a reload).
+	var unseen []ns.DeviceID
+	for _, t := range tips {
+		if t.batch == nil || t.batch.Checkpoint == nil {
+			continue
+		}
+		for e, c := range t.batch.Checkpoint.Covers {
+			if _, ok := tips[e]; !ok && e != l.device && c.Seq > applied[e].Seq && !slices.Contains(devs, e) && !slices.Contains(unseen, e) {
+				unseen = append(unseen, e)
+			}
+		}
+	}
+	for _, e := range unseen {
+		got, err := l.readTips(ctx, []ns.DeviceID{e})
+		if err != nil || got[e] == nil {
+			fs.Debugf(nil, "jellyfish: retired device %s: its head cannot be read (%v): reloading from a checkpoint", e, err)
+			reload = true
+			continue
+		}
+		tips[e] = got[e]
+	}
 	for d, t := range tips {
 		if d != l.device && t.head.BatchSeq > applied[d].Seq && t.collected() > applied[d].Seq {
 			reload = true
