@@ -185,8 +185,9 @@ func TestDevicesAsProcesses(t *testing.T) {
 // Another device must then read all four files: each new device adds
 // itself to the account record's device list, and a device missing from
 // it is a device whose log nobody reads.
-// The account record has no compare-and-swap, so a device checks after it
-// published itself, and again before its first batch, that it is listed.
+// The account record has no compare-and-swap, so a device reads the record
+// again before publishing itself and after, and checks that it is listed
+// before its first batch, after its flushes and at exit.
 func TestConcurrentNewDevices(t *testing.T) {
 	e := newEnv(t, 8, nil)
 	src := t.TempDir()
