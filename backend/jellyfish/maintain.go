@@ -123,6 +123,10 @@ func (s *session) saveHolderState(st holderState) error {
 // nodes of every device's latest checkpoint and every device's batches
 // after its collected mark.
 func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
+	// Other devices' latest changes first: what they stored is live too.
+	if _, err := s.poll(ctx); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	var out []*ObjRef
 	add := func(ref *ObjRef) {
@@ -185,11 +189,17 @@ func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Every batch after the collected mark is named by a later one
+		// (in its list of earlier batches, or as its one predecessor) or
+		// is the tip.
 		for _, b := range bs {
 			for _, p := range b.Prevs {
 				if p.Seq > t.collected() {
 					addRaw(p.Ref)
 				}
+			}
+			if b.PrevSeq > t.collected() {
+				addRaw(b.Prev)
 			}
 		}
 	}

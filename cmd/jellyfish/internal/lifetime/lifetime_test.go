@@ -73,14 +73,14 @@ func long() bool { return os.Getenv("JELLYFISH_LIFETIME") == "long" }
 // make test, a year on 40 in make test-long.
 func scenarios() (withNode, noNode scenario) {
 	if long() {
-		return scenario{name: "year-40-nodes", days: 365, nodes: 40, spares: 34, churn: 0.10, node: true, files: 60},
-			scenario{name: "year-40-nodes-no-node", days: 365, nodes: 40, spares: 34, churn: 0.10, files: 60}
+		return scenario{name: "year-40-nodes", days: 365, nodes: 40, spares: 64, churn: 0.10, node: true, files: 60},
+			scenario{name: "year-40-nodes-no-node", days: 365, nodes: 40, spares: 64, churn: 0.10, files: 60}
 	}
 	// Over 90 days, 10 % a month would not take a segment of 10+20 below
 	// its repair threshold: the short run churns a quarter of the nodes
 	// a month, so it repairs.
-	return scenario{name: "90-days-20-nodes", days: 90, nodes: 20, spares: 16, churn: 0.25, node: true, files: 30},
-		scenario{name: "90-days-20-nodes-no-node", days: 90, nodes: 20, spares: 16, churn: 0.25, files: 30}
+	return scenario{name: "90-days-20-nodes", days: 90, nodes: 20, spares: 20, churn: 0.25, node: true, files: 30},
+		scenario{name: "90-days-20-nodes-no-node", days: 90, nodes: 20, spares: 20, churn: 0.25, files: 30}
 }
 
 // TestLifetime runs the owner's-node scenario: with a node that cares and
@@ -121,6 +121,7 @@ type result struct {
 	repairBytes           int64
 	segments              int
 	goneOrig, startNodes  int
+	minLive               int
 	err                   error // the first error a reading device reported
 }
 
@@ -203,6 +204,9 @@ func run(t *testing.T, sc scenario) result {
 	for day := 1; day <= sc.days; day++ {
 		clock.Advance(24 * time.Hour)
 		r.churn()
+		if day == 1 || len(r.live) < res.minLive {
+			res.minLive = len(r.live)
+		}
 		if day%7 == 0 {
 			// Node records live 30 days; providers re-publish on a
 			// real-time timer, which a simulated day does not reach.
@@ -235,6 +239,9 @@ func run(t *testing.T, sc scenario) result {
 		}
 	}
 	res.goneOrig = r.gone
+	if res.minLive < sc.nodes {
+		t.Errorf("only %d nodes were live at one moment: the scenario wants %d at every moment (more spares)", res.minLive, sc.nodes)
+	}
 	t.Logf("%d simulated days in %v", sc.days, time.Since(start).Round(time.Second))
 
 	// A device that never used the account logs in and reads everything.
