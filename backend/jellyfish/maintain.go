@@ -81,6 +81,10 @@ type maintainStats struct {
 	Unrepairable   int    `json:"segments_unrepairable"`
 	RepairFailed   int    `json:"repairs_failed"`
 	LeaseRenewedTo string `json:"lease_until"`
+	// SegmentsByCode and RepairedByCode split segments and repairs by
+	// their code ("10+20", "2+6").
+	SegmentsByCode map[string]int `json:"segments_by_code"`
+	RepairedByCode map[string]int `json:"repaired_by_code"`
 }
 
 // holderState is what the device remembers between rounds, in the
@@ -172,9 +176,14 @@ func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	tips, err := l.readTips(ctx, devs)
+	tips, failed, err := l.readTipsPartial(ctx, devs)
 	if err != nil {
 		return nil, err
+	}
+	for d, t := range failed {
+		// What it wrote since this device last read it cannot be
+		// renewed or repaired until its newest batch reads again.
+		fs.Errorf(nil, "jellyfish: maintenance: device %s: %v", d, t.err)
 	}
 	roots := map[string]bool{}
 	for _, t := range tips {
@@ -272,11 +281,14 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 		return st, fmt.Errorf("jellyfish: maintenance: listing what the namespace uses: %w", err)
 	}
 	st.Objects = len(objs)
+	st.SegmentsByCode, st.RepairedByCode = map[string]int{}, map[string]int{}
 	// Every holder of every shard: the reference's, then locations.
 	byHolder := map[peer.ID][]slotRef{}
 	for oi, ref := range objs {
+		code := fmt.Sprintf("%d+%d", ref.Layout.K, ref.Layout.M)
 		for seg := range ref.Layout.Segments {
 			st.Segments++
+			st.SegmentsByCode[code]++
 			for idx, id := range ref.Layout.Segments[seg].IDs {
 				st.Shards++
 				sr := slotRef{oi, seg, idx, id}
@@ -445,6 +457,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 				continue
 			}
 			st.Repaired++
+			st.RepairedByCode[fmt.Sprintf("%d+%d", k, m)]++
 			st.Placed += len(placed)
 			st.RepairBytes += n
 			locs = append(locs, placed...)

@@ -282,3 +282,45 @@ func TestLiveObjectsAreEnough(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairedLogBatchLoads: every original holder of a device's newest
+// log batch goes, after maintenance on another device rebuilt its shards
+// elsewhere. A new device learns where they went from the maintaining
+// device's log, which it reads first, and loads everything.
+func TestRepairedLogBatchLoads(t *testing.T) {
+	a := newMemAccount(t, 12)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	devA := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	data := randomBytes(t, 100)
+	mustPut(t, devA, "small.txt", data) // inline: it lives in the batch
+	mustFlush(t, devA)
+	tip := devA.s.log.own.tip
+	ref, err := UnmarshalObjRef(tip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holders []peer.ID
+	for i := range ref.Layout.Segments[0].IDs {
+		holders = append(holders, ref.HolderOf(0, i))
+	}
+	maint := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	for _, h := range holders[:4] {
+		a.net.Wipe(h)
+	}
+	st, err := maint.s.maintain(ctx, maintainOptions{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RepairedByCode["2+6"] == 0 {
+		t.Fatalf("the batch was not repaired: %+v", st)
+	}
+	for _, h := range holders[4:] {
+		a.net.Wipe(h)
+	}
+	fresh := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	if got, err := readErr(fresh, "small.txt"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a new device, with the batch only where repair put it: %v", err)
+	}
+}

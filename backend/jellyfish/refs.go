@@ -130,8 +130,8 @@ func (s *session) locate(ctx context.Context, id codec.ShardID) []peer.ID {
 	hs, err := s.log.view().Locations(ctx, ns.ShardID(id))
 	if err != nil {
 		fs.Debugf(nil, "jellyfish: locations of shard %s: %v", id.Short(), err)
-		return nil
 	}
+	hs = append(hs, s.log.foundLocations(ns.ShardID(id))...)
 	out := make([]peer.ID, 0, len(hs))
 	for _, h := range hs {
 		if p, err := peer.IDFromBytes(h); err == nil {

@@ -122,7 +122,8 @@ type result struct {
 	segments              int
 	goneOrig, startNodes  int
 	minLive               int
-	err                   error // the first error a reading device reported
+	model                 float64 // the durability model's repairs
+	err                   error   // the first error a reading device reported
 }
 
 // sim is one run in progress.
@@ -225,11 +226,18 @@ func run(t *testing.T, sc scenario) result {
 			if _, err := care.Tick(ctx); err != nil {
 				t.Logf("day %d: caretaker: %v", day, err)
 			}
-			st := maintain(t, ctx, nodeFs)
+			st, raw := maintain(t, ctx, nodeFs)
 			res.repairs += int(st["segments_repaired"])
 			res.placed += int(st["shards_placed"])
 			res.repairBytes += int64(st["repair_bytes"])
 			res.segments = int(st["segments"])
+			// The model's repairs of this day: each segment maintained,
+			// at its code's average daily rate over the horizon.
+			if codes, ok := raw["segments_by_code"].(map[string]any); ok {
+				for code, n := range codes {
+					res.model += n.(float64) * modelRate(sc, code)
+				}
+			}
 			if st["segments_unrepairable"] > 0 {
 				t.Logf("day %d: %v segments cannot be repaired", day, st["segments_unrepairable"])
 			}
@@ -269,7 +277,7 @@ func run(t *testing.T, sc scenario) result {
 	}
 	model := "-"
 	if sc.node && res.segments > 0 {
-		model = strconv.Itoa(int(math.Round(modelRepairs(sc) * float64(res.segments))))
+		model = strconv.Itoa(int(math.Round(res.model)))
 	}
 	fmt.Printf("lifetime %s: days=%d files=%d readable=%d lost=%d repairs=%d repair-bytes=%d model-repairs=%s gone=%d/%d\n",
 		sc.name, sc.days, res.files, res.readable, res.lost, res.repairs, res.repairBytes, model, res.goneOrig, res.startNodes)
@@ -279,14 +287,18 @@ func run(t *testing.T, sc scenario) result {
 	return res
 }
 
-// modelRepairs is the durability model's expected repairs of one segment
-// for the scenario: default redundancy, a round a day, repair below the
-// threshold, nodes always online until they leave.
-func modelRepairs(sc scenario) float64 {
-	k, m := 10, 20
+// modelRate is the durability model's expected repairs per day of one
+// segment of code ("k+m") over the scenario's horizon: a round a day,
+// repair at k + ⌈m/2⌉ − 1 answering shards or fewer, nodes online until
+// they leave.
+func modelRate(sc scenario, code string) float64 {
+	var k, m int
+	if _, err := fmt.Sscanf(code, "%d+%d", &k, &m); err != nil {
+		return 0
+	}
 	d := sim.Durability{K: k, M: m, Uptime: 1, MonthlyChurn: sc.churn, AuditDays: 1,
 		Threshold: k + (m+1)/2 - 1, HorizonDays: float64(sc.days)}
-	return d.Markov().Repairs
+	return d.Markov().Repairs / float64(sc.days)
 }
 
 // fileSize spreads files over the namespace's three ways of storing
@@ -417,8 +429,9 @@ func (r *simRun) tryOpen(ctx context.Context, extra map[string]string) (fs.Fs, e
 	return f, nil
 }
 
-// maintain runs one maintenance round of f and returns its figures.
-func maintain(t *testing.T, ctx context.Context, f fs.Fs) map[string]float64 {
+// maintain runs one maintenance round of f and returns its figures: the
+// numbers, and everything as decoded.
+func maintain(t *testing.T, ctx context.Context, f fs.Fs) (map[string]float64, map[string]any) {
 	t.Helper()
 	out, err := f.Features().Command(ctx, "maintain", nil, nil)
 	if err != nil {
@@ -433,7 +446,7 @@ func maintain(t *testing.T, ctx context.Context, f fs.Fs) map[string]float64 {
 			st[k] = n
 		}
 	}
-	return st
+	return st, raw
 }
 
 func readAll(ctx context.Context, f fs.Fs, name string) ([]byte, error) {
