@@ -403,18 +403,40 @@ func (l *nsLog) fetchBatches(ctx context.Context, t *deviceTip, from uint64) ([]
 			})
 		}
 		if err := g.Wait(); err != nil {
-			// Try the unread ones once more, with the holders the
-			// batches already fetched name.
-			l.noteLocations(got)
+			// Try the unread ones again one by one, newest first, each
+			// with the holders the batches fetched so far name: a later
+			// batch may say where repair put an earlier one's shards.
+			for _, b := range bs {
+				if b != nil {
+					got[b.Seq] = b
+				}
+			}
+			var missing []ns.BatchRef
 			for i, r := range refs {
-				if bs[i] != nil {
-					continue
+				if bs[i] == nil {
+					missing = append(missing, r)
 				}
-				b, rerr := l.readBatch(ctx, r.Ref)
-				if rerr != nil || b.Seq != r.Seq || b.Device != t.head.Device {
-					return nil, err
+			}
+			slices.SortFunc(missing, func(a, b ns.BatchRef) int { return cmp.Compare(b.Seq, a.Seq) })
+			for pass := 0; pass < 2 && len(missing) > 0; pass++ {
+				l.noteLocations(got)
+				var still []ns.BatchRef
+				for _, r := range missing {
+					b, rerr := l.readBatch(ctx, r.Ref)
+					if rerr != nil || b.Seq != r.Seq || b.Device != t.head.Device {
+						still = append(still, r)
+						continue
+					}
+					got[b.Seq] = b
+					l.noteLocations(map[uint64]*ns.Batch{b.Seq: b})
 				}
-				bs[i] = b
+				missing = still
+			}
+			if len(missing) > 0 {
+				return nil, err
+			}
+			for i, r := range refs {
+				bs[i] = got[r.Seq]
 			}
 		}
 		for _, b := range bs {
