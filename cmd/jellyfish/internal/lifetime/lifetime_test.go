@@ -46,8 +46,11 @@ type scenario struct {
 	// nodes are the providers at the start; spares join one for each
 	// that leaves, as long as there are any.
 	nodes, spares int
-	// churn is the fraction of nodes that leave for good each month.
-	churn float64
+	// churn is the fraction of nodes that leave for good each month;
+	// goneTenths the tenths of the original nodes at least gone by the
+	// end (the churn's random plan is drawn again until it does).
+	churn      float64
+	goneTenths int
 	// node: the owner runs a node that cares for the records and
 	// maintains the data every day.
 	node  bool
@@ -73,14 +76,14 @@ func long() bool { return os.Getenv("JELLYFISH_LIFETIME") == "long" }
 // make test, a year on 40 in make test-long.
 func scenarios() (withNode, noNode scenario) {
 	if long() {
-		return scenario{name: "year-40-nodes", days: 365, nodes: 40, spares: 64, churn: 0.10, node: true, files: 60},
-			scenario{name: "year-40-nodes-no-node", days: 365, nodes: 40, spares: 64, churn: 0.10, files: 60}
+		return scenario{name: "year-40-nodes", days: 365, nodes: 40, spares: 64, churn: 0.10, goneTenths: 7, node: true, files: 60},
+			scenario{name: "year-40-nodes-no-node", days: 365, nodes: 40, spares: 64, churn: 0.10, goneTenths: 7, files: 60}
 	}
 	// Over 90 days, 10 % a month would not take a segment of 10+20 below
 	// its repair threshold: the short run churns a quarter of the nodes
 	// a month, so it repairs.
-	return scenario{name: "90-days-20-nodes", days: 90, nodes: 20, spares: 20, churn: 0.25, node: true, files: 30},
-		scenario{name: "90-days-20-nodes-no-node", days: 90, nodes: 20, spares: 20, churn: 0.25, files: 30}
+	return scenario{name: "90-days-20-nodes", days: 90, nodes: 20, spares: 20, churn: 0.25, goneTenths: 4, node: true, files: 30},
+		scenario{name: "90-days-20-nodes-no-node", days: 90, nodes: 20, spares: 20, churn: 0.25, goneTenths: 4, files: 30}
 }
 
 // TestLifetime runs the owner's-node scenario: with a node that cares and
@@ -92,8 +95,8 @@ func TestLifetime(t *testing.T) {
 	if r.lost != 0 || r.readable != r.files {
 		t.Fatalf("with the owner's node %d of %d files were lost (%v)", r.lost, r.files, r.err)
 	}
-	if r.goneOrig*10 < r.startNodes*(map[bool]int{true: 7, false: 4}[long()]) {
-		t.Fatalf("only %d of %d original nodes left: the churn was too gentle to test anything", r.goneOrig, r.startNodes)
+	if r.goneOrig*10 < r.startNodes*sc.goneTenths {
+		t.Fatalf("only %d of %d original nodes gone, want %d tenths", r.goneOrig, r.startNodes, sc.goneTenths)
 	}
 	if r.repairs == 0 {
 		t.Fatal("nodes left and nothing was repaired")
@@ -134,9 +137,10 @@ type simRun struct {
 	rng   *rand.Rand
 	net   *jftest.Network
 	acct  *jftest.Account
-	live  map[int]bool // node slots alive now
-	next  int          // the next spare slot to join
-	gone  int          // original nodes gone for good
+	live  map[int]bool  // node slots alive now
+	plan  map[int][]int // day → node slots leaving for good
+	next  int           // the next spare slot to join
+	gone  int           // original nodes gone for good
 }
 
 func run(t *testing.T, sc scenario) result {
@@ -161,6 +165,7 @@ func run(t *testing.T, sc scenario) result {
 		Provider: func(_ int, c *provider.Config) { c.Clock = clock.Now },
 	}
 	r := &simRun{t: t, sc: sc, clock: clock, rng: rand.New(rand.NewPCG(sd, 0x11fe)), live: map[int]bool{}}
+	r.plan = planChurn(sc, r.rng)
 	r.net = jftest.StartNetworkConfig(t, sc.nodes+sc.spares, cfg)
 	for i := range sc.nodes + sc.spares {
 		if i < sc.nodes {
@@ -204,7 +209,7 @@ func run(t *testing.T, sc scenario) result {
 	start := time.Now()
 	for day := 1; day <= sc.days; day++ {
 		clock.Advance(24 * time.Hour)
-		r.churn()
+		r.churn(day)
 		if day == 1 || len(r.live) < res.minLive {
 			res.minLive = len(r.live)
 		}
@@ -315,14 +320,48 @@ func fileSize(rng *rand.Rand, i int) int {
 
 func (r *simRun) day() int { return int(r.clock.Now().Sub(time.Now()).Hours() / 24) }
 
-// churn makes each live node leave for good with the day's share of the
-// monthly churn; a spare joins for each one that leaves.
-func (r *simRun) churn() {
-	p := 1 - math.Pow(1-r.sc.churn, 1/sim.DaysPerMonth)
-	for i := range r.sc.nodes + r.sc.spares {
-		if !r.live[i] || r.rng.Float64() >= p {
-			continue
+// planChurn draws which node slots leave on which day: every live node
+// leaves with the day's share of the monthly churn, and a spare joins for
+// each one that leaves. Plans that take fewer than the scenario's share of
+// the original nodes away, or run out of spares, are drawn again (from
+// the same random stream, so a seed still fixes the plan).
+func planChurn(sc scenario, rng *rand.Rand) map[int][]int {
+	p := 1 - math.Pow(1-sc.churn, 1/sim.DaysPerMonth)
+	for {
+		plan := map[int][]int{}
+		live := map[int]bool{}
+		for i := range sc.nodes {
+			live[i] = true
 		}
+		next, gone, ok := sc.nodes, 0, true
+		for day := 1; day <= sc.days; day++ {
+			for i := range sc.nodes + sc.spares {
+				if !live[i] || rng.Float64() >= p {
+					continue
+				}
+				plan[day] = append(plan[day], i)
+				delete(live, i)
+				if i < sc.nodes {
+					gone++
+				}
+				if next == sc.nodes+sc.spares {
+					ok = false
+					continue
+				}
+				live[next] = true
+				next++
+			}
+		}
+		if ok && gone*10 >= sc.nodes*sc.goneTenths {
+			return plan
+		}
+	}
+}
+
+// churn carries out the day's departures of the plan; a spare joins for
+// each node that leaves.
+func (r *simRun) churn(day int) {
+	for _, i := range r.plan[day] {
 		if err := r.net.Net.Kill(i); err != nil {
 			r.t.Fatal(err)
 		}
@@ -330,23 +369,24 @@ func (r *simRun) churn() {
 		if i < r.sc.nodes {
 			r.gone++
 		}
-		if r.next < r.sc.nodes+r.sc.spares {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := r.net.Net.Restart(ctx, r.next)
-			cancel()
-			if err != nil {
-				r.t.Fatalf("node %d joins: %v", r.next, err)
-			}
-			if p := r.net.Fleet.Provider(r.next); p != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				if err := p.Publish(ctx); err != nil {
-					r.t.Logf("node %d: publish its record: %v", r.next, err)
-				}
-				cancel()
-			}
-			r.live[r.next] = true
-			r.next++
+		if r.next == r.sc.nodes+r.sc.spares {
+			r.t.Fatalf("day %d: no spare node left to join", day)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := r.net.Net.Restart(ctx, r.next)
+		cancel()
+		if err != nil {
+			r.t.Fatalf("node %d joins: %v", r.next, err)
+		}
+		if p := r.net.Fleet.Provider(r.next); p != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := p.Publish(ctx); err != nil {
+				r.t.Logf("node %d: publish its record: %v", r.next, err)
+			}
+			cancel()
+		}
+		r.live[r.next] = true
+		r.next++
 	}
 }
 
