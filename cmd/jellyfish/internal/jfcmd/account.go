@@ -34,6 +34,7 @@ func init() {
 		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
 		userMessage{account.ErrUnreachable, "the Jellyfish network cannot be reached: check --bootstrap / --bootstrap-file and that those nodes run"},
 		userMessage{account.ErrExists, "an account already exists for this username and password"},
+		userMessage{account.ErrExpiredAccount, strings.TrimPrefix(account.ErrExpiredAccount.Error(), "account: ")},
 	)
 }
 
@@ -299,6 +300,9 @@ func accountPasswd(ctx context.Context, cmd *cobra.Command, o *accountOptions) e
 	}
 	defer s.close()
 	if _, err := s.m.ChangePassword(ctx, user, oldPw, newPw); err != nil {
+		if errors.Is(err, account.ErrExpiredAccount) {
+			return errors.New("the new password opened another account before, whose records expired from the network; choose another new password (the current one still works)")
+		}
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "password of %q changed; its keys and data are unchanged\n", user)
