@@ -354,6 +354,10 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 	if err := m.recs.Put(ctx, oldKey, raw); err != nil {
 		return &na, fmt.Errorf("account: new password works, but the old one could not be retired yet (retry passwd): %w", err)
 	}
+	// A recovery retires the password the keyring names.
+	if err := m.updateKeyringLogin(ctx, &na); err != nil {
+		return &na, fmt.Errorf("account: password changed, but the account's keyring still names the old one (a recovery would not retire the new one): %w", err)
+	}
 	return &na, nil
 }
 

@@ -29,7 +29,7 @@ type memRecords struct {
 
 func newMemRecords(t *testing.T, clock record.Clock) *memRecords {
 	hw := record.NewDatastoreHighWater(dssync.MutexWrap(ds.NewMapDatastore()), "/hwm")
-	v, err := record.NewValidator(record.WithClock(clock), record.WithHighWater(hw), record.WithKind(LoginRules()), record.WithKind(AccountRules()))
+	v, err := record.NewValidator(record.WithClock(clock), record.WithHighWater(hw), record.WithKind(LoginRules()), record.WithKind(AccountRules()), record.WithKind(RecoveryRules()), record.WithKind(KeyringRules()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -348,3 +348,66 @@ func TestCreateOverExpiredAccountOnNetwork(t *testing.T) {
 		t.Fatalf("login to the new account: %v", err)
 	}
 }
+
+// TestRecoveryOnNetwork: on six providers, an account created with a
+// recovery key on device A gets a new password on device B through the
+// key alone; the old password stops working everywhere and the new one
+// opens the same keys. A wrong key and a replaced key are refused with
+// their own errors; the replacing key works.
+func TestRecoveryOnNetwork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	nw, _, err := provider.StartTestnet(ctx, t.TempDir(), 6, provider.TestnetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	devA, devB := device(t, ctx, nw), device(t, ctx, nw)
+	mA := account.NewManager(devA.Records(), account.InsecureTestKDF())
+	mB := account.NewManager(devB.Records(), account.InsecureTestKDF())
+
+	created, rk, err := mA.CreateWithRecovery(ctx, user, oldPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := account.ParseRecoveryKey(rk.String())
+	if err != nil || parsed != rk {
+		t.Fatalf("the printed key does not read back: %v", err)
+	}
+	wrong, _ := account.NewRecoveryKey()
+	if _, err := mB.Recover(ctx, user, wrong, newPw); !errors.Is(err, account.ErrBadRecoveryKey) {
+		t.Fatalf("wrong recovery key: %v, want ErrBadRecoveryKey", err)
+	}
+	recovered, err := mB.Recover(ctx, user, parsed, newPw)
+	if err != nil {
+		t.Fatalf("recover on B: %v", err)
+	}
+	if recovered.ID() != created.ID() || recovered.Root != created.Root {
+		t.Fatal("recovery opened other keys")
+	}
+	if _, err := mA.Login(ctx, user, oldPw); !errors.Is(err, account.ErrBadLogin) {
+		t.Fatalf("old password on A after recovery: %v, want ErrBadLogin", err)
+	}
+	onA, err := mA.Login(ctx, user, newPw)
+	if err != nil || onA.ID() != created.ID() {
+		t.Fatalf("new password on A: %v", err)
+	}
+
+	second, err := mA.ReplaceRecoveryKey(ctx, onA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const thirdPw = "velvet granite oyster comet"
+	if _, err := mB.Recover(ctx, user, rk, thirdPw); !errors.Is(err, account.ErrRecoveryKeyReplaced) {
+		t.Fatalf("replaced key: %v, want ErrRecoveryKeyReplaced", err)
+	}
+	if _, err := mB.Recover(ctx, user, second, thirdPw); err != nil {
+		t.Fatalf("the replacing key: %v", err)
+	}
+	if _, err := mA.Login(ctx, user, newPw); !errors.Is(err, account.ErrBadLogin) {
+		t.Fatalf("the password before the second recovery: %v, want ErrBadLogin", err)
+	}
+	if got, err := mA.Login(ctx, user, thirdPw); err != nil || got.ID() != created.ID() {
+		t.Fatalf("third password: %v", err)
+	}
+}
