@@ -64,11 +64,14 @@ func defaultRepairThreshold(k, m int) int { return k + (m+1)/2 }
 
 // maintainStats is what a round did; the backend command prints it.
 type maintainStats struct {
-	Objects        int    `json:"objects"`
-	Segments       int    `json:"segments"`
-	Shards         int    `json:"shards"`
-	Holders        int    `json:"holders"`
-	Renewed        int    `json:"renewed"`
+	Objects  int `json:"objects"`
+	Segments int `json:"segments"`
+	Shards   int `json:"shards"`
+	Holders  int `json:"holders"`
+	Renewed  int `json:"renewed"`
+	// RenewedBytes are the bytes of the shards renewed, each holder's
+	// copy counted: what providers hold for this account's live data.
+	RenewedBytes   int64  `json:"renewed_bytes"`
 	Missing        int    `json:"missing"`
 	Unreachable    int    `json:"holders_unreachable"`
 	LostHolders    int    `json:"holders_lost"`
@@ -364,6 +367,16 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			}
 			delete(hs.Failing, holder.String())
 			st.Renewed += len(ids) - len(missing)
+			gone0 := map[codec.ShardID]bool{}
+			for _, id := range missing {
+				gone0[id] = true
+			}
+			for _, r := range refs {
+				if !gone0[r.id] {
+					l := objs[r.obj].Layout
+					st.RenewedBytes += int64(codec.HeaderSize + (l.Segments[r.seg].CipherLen+l.K-1)/l.K)
+				}
+			}
 			st.Missing += len(missing)
 			mu.Unlock()
 			gone := map[codec.ShardID]bool{}

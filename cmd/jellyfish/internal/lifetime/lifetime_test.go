@@ -101,6 +101,11 @@ func TestLifetime(t *testing.T) {
 	if r.repairs == 0 {
 		t.Fatal("nodes left and nothing was repaired")
 	}
+	if long() && r.heldBytes > r.liveBytes*5/4 {
+		// Deleted files' shards (day 30) are collected by day 150, and
+		// what repair replaced went with the nodes that left.
+		t.Fatalf("providers hold %d bytes for a live set of %d", r.heldBytes, r.liveBytes)
+	}
 }
 
 // TestLifetimeNoNode runs the same churn with nobody maintaining: data is
@@ -126,6 +131,7 @@ type result struct {
 	goneOrig, startNodes  int
 	minLive               int
 	model                 float64 // the durability model's repairs
+	liveBytes, heldBytes  int64   // renewed by the last round; held by live providers
 	err                   error   // the first error a reading device reported
 }
 
@@ -219,6 +225,30 @@ func run(t *testing.T, sc scenario) result {
 			if err := r.net.Fleet.PublishAll(ctx, r.net.Net); err != nil {
 				t.Logf("day %d: publish node records: %v", day, err)
 			}
+			// Collection runs on a real-time timer too: a round a week
+			// on every provider (a shard goes 30 days after its lease).
+			for i := range r.live {
+				if p := r.net.Fleet.Provider(i); p != nil {
+					if _, err := p.Collect(ctx); err != nil {
+						t.Logf("day %d: node %d collects: %v", day, i, err)
+					}
+				}
+			}
+		}
+		if day == 30 {
+			// The owner deletes a few files: their shards are no longer
+			// renewed, and providers collect them after lease + grace.
+			for i := 3; i < sc.files; i += 10 { // objects of their own
+				name := fmt.Sprintf("docs/f%03d.bin", i)
+				o, err := laptop.NewObject(ctx, name)
+				if err == nil {
+					err = o.Remove(ctx)
+				}
+				if err != nil {
+					t.Fatalf("day %d: delete %s: %v", day, name, err)
+				}
+				delete(want, name)
+			}
 		}
 		if day%30 == 0 {
 			put(fmt.Sprintf("later/d%03d-a.bin", day), fileSize(r.rng, day))
@@ -236,6 +266,7 @@ func run(t *testing.T, sc scenario) result {
 			res.placed += int(st["shards_placed"])
 			res.repairBytes += int64(st["repair_bytes"])
 			res.segments = int(st["segments"])
+			res.liveBytes = int64(st["renewed_bytes"])
 			// The model's repairs of this day: each segment maintained,
 			// at its code's average daily rate over the horizon.
 			if codes, ok := raw["segments_by_code"].(map[string]any); ok {
@@ -289,6 +320,12 @@ func run(t *testing.T, sc scenario) result {
 	if res.err != nil {
 		fmt.Printf("lifetime %s: reported: %v\n", sc.name, res.err)
 	}
+	for i := range r.live {
+		if p := r.net.Fleet.Provider(i); p != nil {
+			res.heldBytes += p.Store().Usage().Used
+		}
+	}
+	fmt.Printf("lifetime %s: providers hold %d bytes; the last maintenance round renewed %d\n", sc.name, res.heldBytes, res.liveBytes)
 	return res
 }
 
