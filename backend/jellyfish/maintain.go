@@ -64,11 +64,14 @@ func defaultRepairThreshold(k, m int) int { return k + (m+1)/2 }
 
 // maintainStats is what a round did; the backend command prints it.
 type maintainStats struct {
-	Objects        int    `json:"objects"`
-	Segments       int    `json:"segments"`
-	Shards         int    `json:"shards"`
-	Holders        int    `json:"holders"`
-	Renewed        int    `json:"renewed"`
+	Objects  int `json:"objects"`
+	Segments int `json:"segments"`
+	Shards   int `json:"shards"`
+	Holders  int `json:"holders"`
+	Renewed  int `json:"renewed"`
+	// RenewedBytes are the bytes of the shards renewed, each holder's
+	// copy counted: what providers hold for this account's live data.
+	RenewedBytes   int64  `json:"renewed_bytes"`
 	Missing        int    `json:"missing"`
 	Unreachable    int    `json:"holders_unreachable"`
 	LostHolders    int    `json:"holders_lost"`
@@ -81,6 +84,10 @@ type maintainStats struct {
 	Unrepairable   int    `json:"segments_unrepairable"`
 	RepairFailed   int    `json:"repairs_failed"`
 	LeaseRenewedTo string `json:"lease_until"`
+	// SegmentsByCode and RepairedByCode split segments and repairs by
+	// their code ("10+20", "2+6").
+	SegmentsByCode map[string]int `json:"segments_by_code"`
+	RepairedByCode map[string]int `json:"repaired_by_code"`
 }
 
 // holderState is what the device remembers between rounds, in the
@@ -123,6 +130,10 @@ func (s *session) saveHolderState(st holderState) error {
 // nodes of every device's latest checkpoint and every device's batches
 // after its collected mark.
 func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
+	// Other devices' latest changes first: what they stored is live too.
+	if _, err := s.poll(ctx); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	var out []*ObjRef
 	add := func(ref *ObjRef) {
@@ -168,9 +179,14 @@ func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	tips, err := l.readTips(ctx, devs)
+	tips, failed, err := l.readTipsPartial(ctx, devs)
 	if err != nil {
 		return nil, err
+	}
+	for d, t := range failed {
+		// What it wrote since this device last read it cannot be
+		// renewed or repaired until its newest batch reads again.
+		fs.Errorf(nil, "jellyfish: maintenance: device %s: %v", d, t.err)
 	}
 	roots := map[string]bool{}
 	for _, t := range tips {
@@ -185,11 +201,17 @@ func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Every batch after the collected mark is named by a later one
+		// (in its list of earlier batches, or as its one predecessor) or
+		// is the tip.
 		for _, b := range bs {
 			for _, p := range b.Prevs {
 				if p.Seq > t.collected() {
 					addRaw(p.Ref)
 				}
+			}
+			if b.PrevSeq > t.collected() {
+				addRaw(b.Prev)
 			}
 		}
 	}
@@ -262,11 +284,14 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 		return st, fmt.Errorf("jellyfish: maintenance: listing what the namespace uses: %w", err)
 	}
 	st.Objects = len(objs)
+	st.SegmentsByCode, st.RepairedByCode = map[string]int{}, map[string]int{}
 	// Every holder of every shard: the reference's, then locations.
 	byHolder := map[peer.ID][]slotRef{}
 	for oi, ref := range objs {
+		code := fmt.Sprintf("%d+%d", ref.Layout.K, ref.Layout.M)
 		for seg := range ref.Layout.Segments {
 			st.Segments++
+			st.SegmentsByCode[code]++
 			for idx, id := range ref.Layout.Segments[seg].IDs {
 				st.Shards++
 				sr := slotRef{oi, seg, idx, id}
@@ -342,6 +367,16 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			}
 			delete(hs.Failing, holder.String())
 			st.Renewed += len(ids) - len(missing)
+			gone0 := map[codec.ShardID]bool{}
+			for _, id := range missing {
+				gone0[id] = true
+			}
+			for _, r := range refs {
+				if !gone0[r.id] {
+					l := objs[r.obj].Layout
+					st.RenewedBytes += int64(codec.HeaderSize + (l.Segments[r.seg].CipherLen+l.K-1)/l.K)
+				}
+			}
 			st.Missing += len(missing)
 			mu.Unlock()
 			gone := map[codec.ShardID]bool{}
@@ -435,6 +470,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 				continue
 			}
 			st.Repaired++
+			st.RepairedByCode[fmt.Sprintf("%d+%d", k, m)]++
 			st.Placed += len(placed)
 			st.RepairBytes += n
 			locs = append(locs, placed...)

@@ -3,6 +3,7 @@ package jellyfish
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
+	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 )
 
@@ -226,5 +228,146 @@ func waitKeptAlive(t testing.TB, s *session) {
 			t.Fatal("no keep-alive round within 30s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLiveObjectsAreEnough: what maintenance renews is everything a
+// device needs. Two devices write many batches and checkpoints (and a
+// packed file, an inline one, a large file list entry); every shard
+// maintenance does not list is then dropped, as providers would once its
+// lease ended, and a new device loads the namespace and reads every file.
+func TestLiveObjectsAreEnough(t *testing.T) {
+	for _, every := range []string{"3", "1000"} {
+		t.Run("checkpoint_every="+every, func(t *testing.T) { testLiveObjectsAreEnough(t, every) })
+	}
+}
+
+func testLiveObjectsAreEnough(t *testing.T, every string) {
+	a := newMemAccount(t, 6)
+	ctx := context.Background()
+	set := map[string]string{"checkpoint_every": every}
+	devA := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	devB := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	want := map[string][]byte{}
+	for i := range 11 {
+		for j, dev := range []*Fs{devA, devB} {
+			name := fmt.Sprintf("d%d/f%02d.bin", j, i)
+			data := randomBytes(t, []int{50, 3000, 40000}[i%3])
+			mustPut(t, dev, name, data)
+			want[name] = data
+			mustFlush(t, dev)
+		}
+		if i%4 == 3 {
+			if _, err := devA.s.poll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustPut(t, devB, "d1/f02.bin", []byte("replaced"))
+	want["d1/f02.bin"] = []byte("replaced")
+	mustFlush(t, devB)
+	objs, err := devB.s.liveObjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := map[codec.ShardID]bool{}
+	for _, ref := range objs {
+		for _, seg := range ref.Layout.Segments {
+			for _, id := range seg.IDs {
+				keep[id] = true
+			}
+		}
+	}
+	// With checkpoints, replaced batches and tree nodes are not live.
+	if n := a.net.Retain(keep); n == 0 && every == "3" {
+		t.Fatal("nothing outside the live set: the test tests nothing")
+	}
+	fresh := a.openDevice(t, t.TempDir(), testOptions(t, set))
+	for name, data := range want {
+		if got, err := readErr(fresh, name); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s after dropping what maintenance does not renew: %v", name, err)
+		}
+	}
+}
+
+// TestRepairedLogBatchLoads: every original holder of a device's newest
+// log batch goes, after maintenance on another device rebuilt its shards
+// elsewhere. A new device learns where they went from the maintaining
+// device's log, which it reads first, and loads everything.
+func TestRepairedLogBatchLoads(t *testing.T) {
+	a := newMemAccount(t, 12)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	devA := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	data := randomBytes(t, 100)
+	mustPut(t, devA, "small.txt", data) // inline: it lives in the batch
+	mustFlush(t, devA)
+	tip := devA.s.log.own.tip
+	ref, err := UnmarshalObjRef(tip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shards are taken away by ID, so no other object loses any.
+	ids := ref.Layout.Segments[0].IDs
+	maint := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	for _, id := range ids[:4] {
+		a.net.Drop(id)
+	}
+	st, err := maint.s.maintain(ctx, maintainOptions{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RepairedByCode["2+6"] == 0 {
+		t.Fatalf("the batch was not repaired: %+v", st)
+	}
+	for _, id := range ids[4:] {
+		a.net.Drop(id)
+	}
+	fresh := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	if got, err := readErr(fresh, "small.txt"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("a new device, with the batch only where repair put it: %v", err)
+	}
+}
+
+// TestRepairedOwnBatchLoads: the maintaining device's own earlier batch
+// loses every original holder after it repaired it; the location is in
+// a later batch that is not its newest. A new device finds it among the
+// batches it fetches together.
+func TestRepairedOwnBatchLoads(t *testing.T) {
+	a := newMemAccount(t, 12)
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	want := map[string][]byte{}
+	var refs [][]byte
+	for i := range 4 {
+		name := fmt.Sprintf("f%d.txt", i)
+		want[name] = randomBytes(t, 100)
+		mustPut(t, dev, name, want[name])
+		mustFlush(t, dev)
+		refs = append(refs, dev.s.log.own.tip)
+	}
+	ref, err := UnmarshalObjRef(refs[1]) // batch 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := ref.Layout.Segments[0].IDs
+	for _, id := range ids[:4] {
+		a.net.Drop(id)
+	}
+	if st, err := dev.s.maintain(ctx, maintainOptions{Repair: true}); err != nil || st.Repaired == 0 {
+		t.Fatalf("repair: %+v, %v", st, err)
+	}
+	want["later.txt"] = []byte("after the repair")
+	mustPut(t, dev, "later.txt", want["later.txt"])
+	mustFlush(t, dev)
+	for _, id := range ids[4:] {
+		a.net.Drop(id)
+	}
+	fresh := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	for name, data := range want {
+		if got, err := readErr(fresh, name); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s on a new device: %v", name, err)
+		}
 	}
 }

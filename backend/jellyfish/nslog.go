@@ -158,6 +158,13 @@ type nsLog struct {
 	// schedule starts a flush after a delay (unless one is due sooner).
 	schedule func(time.Duration)
 
+	// found are holders of shards named in batches fetched but not yet
+	// applied (a device's batches are applied once all are fetched): an
+	// earlier batch whose shards repair moved may be readable through a
+	// later one's locations.
+	foundMu sync.Mutex
+	found   map[ns.ShardID][][]byte
+
 	flushMu sync.Mutex // one flush at a time
 	pollMu  sync.Mutex // one poll (or checkpoint) at a time
 	// baseWas is the root the checkpoint being written was built on;
@@ -218,6 +225,8 @@ func (s nodeStore) Get(ctx context.Context, ref []byte) ([]byte, error) {
 type deviceTip struct {
 	head  *ns.Head
 	batch *ns.Batch // nil for a device without batches
+	// err: the newest batch could not be read (readTipsPartial).
+	err error
 }
 
 // collected returns how far the device's log was collected.
@@ -254,43 +263,71 @@ func (l *nsLog) readHeads(ctx context.Context, devs []ns.DeviceID) ([]*ns.Head, 
 
 // readTips reads the head and newest batch of every device in devs.
 func (l *nsLog) readTips(ctx context.Context, devs []ns.DeviceID) (map[ns.DeviceID]*deviceTip, error) {
-	heads, err := l.readHeads(ctx, devs)
+	tips, failed, err := l.readTipsPartial(ctx, devs)
 	if err != nil {
 		return nil, err
 	}
-	tips := make([]*deviceTip, len(devs))
+	for _, t := range failed {
+		return nil, t.err
+	}
+	return tips, nil
+}
+
+// readTipsPartial is readTips that goes on past devices whose newest batch
+// cannot be read: those are returned apart, with their head and the error
+// (their batch's shards may be found later, at holders recorded in other
+// devices' batches).
+func (l *nsLog) readTipsPartial(ctx context.Context, devs []ns.DeviceID) (tips, failed map[ns.DeviceID]*deviceTip, err error) {
+	heads, err := l.readHeads(ctx, devs)
+	if err != nil {
+		return nil, nil, err
+	}
+	all := make([]*deviceTip, len(devs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for i, d := range devs {
+	for i := range devs {
 		h := heads[i]
 		if h == nil {
 			continue
 		}
 		g.Go(func() error {
-			var err error
 			t := &deviceTip{head: h}
+			all[i] = t
 			if h.Tip != nil {
-				if t.batch, err = l.readBatch(gctx, h.Tip); err != nil {
-					return fmt.Errorf("jellyfish: newest batch of device %s: %w", d, err)
-				}
-				if t.batch.Device != d || t.batch.Seq != h.BatchSeq {
-					return fmt.Errorf("jellyfish: head of device %s points at batch %d of %s", d, t.batch.Seq, t.batch.Device)
-				}
+				t.err = l.readTip(gctx, t)
 			}
-			tips[i] = t
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
 	}
-	out := map[ns.DeviceID]*deviceTip{}
-	for i, t := range tips {
-		if t != nil {
-			out[devs[i]] = t
+	tips, failed = map[ns.DeviceID]*deviceTip{}, map[ns.DeviceID]*deviceTip{}
+	for i, t := range all {
+		switch {
+		case t == nil:
+		case t.err != nil:
+			failed[devs[i]] = t
+		default:
+			tips[devs[i]] = t
 		}
 	}
-	return out, nil
+	return tips, failed, nil
+}
+
+// readTip reads the batch t's head points at into t.batch.
+func (l *nsLog) readTip(ctx context.Context, t *deviceTip) error {
+	d := t.head.Device
+	b, err := l.readBatch(ctx, t.head.Tip)
+	if err != nil {
+		return fmt.Errorf("jellyfish: newest batch of device %s: %w", d, err)
+	}
+	if b.Device != d || b.Seq != t.head.BatchSeq {
+		return fmt.Errorf("jellyfish: head of device %s points at batch %d of %s", d, b.Seq, b.Device)
+	}
+	t.batch = b
+	return nil
 }
 
 func (l *nsLog) readBatch(ctx context.Context, ref []byte) (*ns.Batch, error) {
@@ -418,7 +455,41 @@ func (l *nsLog) fetchBatches(ctx context.Context, t *deviceTip, from uint64) ([]
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return nil, err
+			// Try the unread ones again one by one, newest first, each
+			// with the holders the batches fetched so far name: a later
+			// batch may say where repair put an earlier one's shards.
+			for _, b := range bs {
+				if b != nil {
+					got[b.Seq] = b
+				}
+			}
+			var missing []ns.BatchRef
+			for i, r := range refs {
+				if bs[i] == nil {
+					missing = append(missing, r)
+				}
+			}
+			slices.SortFunc(missing, func(a, b ns.BatchRef) int { return cmp.Compare(b.Seq, a.Seq) })
+			for pass := 0; pass < 2 && len(missing) > 0; pass++ {
+				l.noteLocations(got)
+				var still []ns.BatchRef
+				for _, r := range missing {
+					b, rerr := l.readBatch(ctx, r.Ref)
+					if rerr != nil || b.Seq != r.Seq || b.Device != t.head.Device {
+						still = append(still, r)
+						continue
+					}
+					got[b.Seq] = b
+					l.noteLocations(map[uint64]*ns.Batch{b.Seq: b})
+				}
+				missing = still
+			}
+			if len(missing) > 0 {
+				return nil, err
+			}
+			for i, r := range refs {
+				bs[i] = got[r.Seq]
+			}
 		}
 		for _, b := range bs {
 			got[b.Seq] = b
@@ -468,11 +539,14 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jellyfish: account record: %w", err)
 	}
-	tips, err := l.readTips(ctx, devs)
+	// A device whose newest batch cannot be read now may be readable
+	// once other devices' batches are applied: repair records where it
+	// put the batch's rebuilt shards in the repairing device's log.
+	tips, failed, err := l.readTipsPartial(ctx, devs)
 	if err != nil {
 		return nil, err
 	}
-	if lh := l.heads.Local(); lh != nil && (tips[l.device] == nil || lh.BatchSeq > tips[l.device].head.BatchSeq) {
+	if lh := l.heads.Local(); lh != nil && failed[l.device] == nil && (tips[l.device] == nil || lh.BatchSeq > tips[l.device].head.BatchSeq) {
 		// The network forgot this device's head (expired while the device
 		// was away) or holds an older one: continue from the slot's copy.
 		t := &deviceTip{head: lh}
@@ -532,24 +606,47 @@ func (l *nsLog) load(ctx context.Context) ([]string, error) {
 	l.base, l.baseCP, l.logL, l.upgrade = base, cp, logL, upgrade
 	l.mu.Unlock()
 	var touched []string
-	for d, t := range tips {
-		from := applied[d].Seq
-		if t.collected() > from {
-			return nil, fmt.Errorf("jellyfish: device %s collected its log up to batch %d, and no checkpoint holds it", d, t.collected())
+	pending := maps(tips)
+	for d, t := range failed {
+		pending[d] = t
+	}
+	// Devices whose batches cannot be read are tried again after the
+	// others, as long as each pass applies at least one device more.
+	for len(pending) > 0 {
+		var errs []error
+		progress := false
+		for _, d := range sortedDevices(pending) {
+			t := pending[d]
+			if t.batch == nil && t.head.Tip != nil {
+				if err := l.readTip(ctx, t); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			from := applied[d].Seq
+			if t.collected() > from {
+				return nil, fmt.Errorf("jellyfish: device %s collected its log up to batch %d, and no checkpoint holds it", d, t.collected())
+			}
+			bs, err := l.fetchBatches(ctx, t, from)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, b := range bs {
+				touched = append(touched, l.applyBatch(b)...)
+			}
+			if t.head.BatchSeq >= from {
+				applied[d] = ns.Cover{Seq: t.head.BatchSeq, HLC: t.head.HLC}
+			}
+			l.clock.Observe(t.head.HLC)
+			if d == l.device {
+				l.setOwn(t)
+			}
+			delete(pending, d)
+			progress = true
 		}
-		bs, err := l.fetchBatches(ctx, t, from)
-		if err != nil {
-			return nil, err
-		}
-		for _, b := range bs {
-			touched = append(touched, l.applyBatch(b)...)
-		}
-		if t.head.BatchSeq >= from {
-			applied[d] = ns.Cover{Seq: t.head.BatchSeq, HLC: t.head.HLC}
-		}
-		l.clock.Observe(t.head.HLC)
-		if d == l.device {
-			l.setOwn(t)
+		if !progress {
+			return nil, errors.Join(errs...)
 		}
 	}
 	l.mu.Lock()
@@ -776,6 +873,37 @@ func (l *nsLog) rebase(ctx context.Context, cp *ns.CheckpointRef, tips map[ns.De
 	changed = append(changed, old.TouchedUnder("")...)
 	fs.Debugf(nil, "jellyfish: namespace reloaded from the checkpoint of %d covering %d devices", cp.Seq, len(cp.Covers))
 	return changed, nil
+}
+
+// noteLocations remembers the locations the batches name (see found).
+func (l *nsLog) noteLocations(bs map[uint64]*ns.Batch) {
+	l.foundMu.Lock()
+	defer l.foundMu.Unlock()
+	if l.found == nil {
+		l.found = map[ns.ShardID][][]byte{}
+	}
+	for _, b := range bs {
+		for _, loc := range b.Locations {
+			l.found[loc.Shard] = append(l.found[loc.Shard], loc.Holder)
+		}
+	}
+}
+
+// foundLocations returns the holders of id noted from fetched batches.
+func (l *nsLog) foundLocations(id ns.ShardID) [][]byte {
+	l.foundMu.Lock()
+	defer l.foundMu.Unlock()
+	return l.found[id]
+}
+
+// sortedDevices returns m's devices in order.
+func sortedDevices(m map[ns.DeviceID]*deviceTip) []ns.DeviceID {
+	out := make([]ns.DeviceID, 0, len(m))
+	for d := range m {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b ns.DeviceID) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 func maps[K comparable, V any](m map[K]V) map[K]V {

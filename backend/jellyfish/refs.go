@@ -124,14 +124,24 @@ func (s *session) objectsOf(ctx context.Context, content []byte) ([]*ObjRef, err
 	return nil, nil
 }
 
+// locatingKey marks a context of a location lookup: reading the
+// checkpoint node that holds a location may itself need a location, and
+// that lookup must not recurse (the node's own location cannot be inside
+// it).
+type locatingKey struct{}
+
 // locate returns the holders of shard id recorded after its object was
 // stored.
 func (s *session) locate(ctx context.Context, id codec.ShardID) []peer.ID {
-	hs, err := s.log.view().Locations(ctx, ns.ShardID(id))
-	if err != nil {
-		fs.Debugf(nil, "jellyfish: locations of shard %s: %v", id.Short(), err)
-		return nil
+	var hs [][]byte
+	if ctx.Value(locatingKey{}) == nil {
+		var err error
+		hs, err = s.log.view().Locations(context.WithValue(ctx, locatingKey{}, true), ns.ShardID(id))
+		if err != nil {
+			fs.Debugf(nil, "jellyfish: locations of shard %s: %v", id.Short(), err)
+		}
 	}
+	hs = append(hs, s.log.foundLocations(ns.ShardID(id))...)
 	out := make([]peer.ID, 0, len(hs))
 	for _, h := range hs {
 		if p, err := peer.IDFromBytes(h); err == nil {

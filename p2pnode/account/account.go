@@ -63,6 +63,15 @@ var (
 	ErrTampered    = errTampered
 	ErrNotFound    = errors.New("account: record not found")
 	ErrUnreachable = errors.New("account: the network cannot be reached")
+	// ErrExpiredAccount: Create found no login record for this username
+	// and password, but the network remembers one (its high-water mark,
+	// see MarkReader): the account they opened expired. A new identity
+	// there would make the old one's keys unreachable for good, so Create
+	// refuses. A different password cannot be detected.
+	ErrExpiredAccount = errors.New("account: this username and password opened an account before, and its records have expired from the network " +
+		"(no device or linked node re-signed them for 35 days); nothing was created, because a new account in its place would make the old one's keys unreachable for good. " +
+		"Its keys survive only on a device that was logged in to it (run jellyfish there: it publishes them again) or in its recovery key (jellyfish account recover). " +
+		"A different password makes a new, separate account: the network cannot tell that it belongs to the same person")
 )
 
 // Records is the part of the DHT accounts need. Put must confirm that
@@ -72,6 +81,14 @@ var (
 type Records interface {
 	Put(ctx context.Context, key string, value []byte) error
 	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// MarkReader is an optional ability of Records: Mark returns the highest
+// sequence number the network has seen in a valid record at key. Nodes
+// keep it after the record expired, so a mark above 0 at a key without a
+// record says that a record lived there. It may return ErrUnreachable.
+type MarkReader interface {
+	Mark(ctx context.Context, key string) (uint64, error)
 }
 
 // Account is an unlocked account on a device.
@@ -168,14 +185,8 @@ func (m *Manager) Create(ctx context.Context, user Username, password string) (*
 	if err != nil {
 		return nil, err
 	}
-	var seq uint64
-	rec, lb, err := m.fetchLogin(ctx, key)
-	switch {
-	case err == nil && lb.state == stateActive:
-		return nil, ErrExists
-	case err == nil:
-		seq = rec.Seq + 1 // a tombstone from an earlier password change
-	case !errors.Is(err, ErrBadLogin):
+	seq, err := m.freeLoginSeq(ctx, key)
+	if err != nil {
 		return nil, err
 	}
 	identity, _, err := crypto.GenerateEd25519Key(rand.Reader)
@@ -186,7 +197,7 @@ func (m *Manager) Create(ctx context.Context, user Username, password string) (*
 	if _, err := rand.Read(a.Root[:]); err != nil {
 		return nil, err
 	}
-	if err := m.putLogin(ctx, a, s, key); err != nil {
+	if err := m.putNewLogin(ctx, a, s, key); err != nil {
 		return nil, err
 	}
 	if err := m.PublishAccount(ctx, a, &Public{Created: m.clock().Unix()}); err != nil {
@@ -195,13 +206,76 @@ func (m *Manager) Create(ctx context.Context, user Username, password string) (*
 	return a, nil
 }
 
+// freeLoginSeq returns the sequence number a new login record at key
+// starts at: 0 where none ever was, one above a tombstone (the password
+// was changed away from this one). It fails with ErrExists where an
+// active record is, and with ErrExpiredAccount where the network
+// remembers a record that expired.
+func (m *Manager) freeLoginSeq(ctx context.Context, key string) (uint64, error) {
+	rec, lb, err := m.fetchLogin(ctx, key)
+	switch {
+	case err == nil && lb.state == stateActive:
+		return 0, ErrExists
+	case err == nil:
+		return rec.Seq + 1, nil
+	case !errors.Is(err, ErrBadLogin):
+		return 0, err
+	}
+	// No record. If the network's mark says one lived here, it expired.
+	// A mark that cannot be read decides nothing: the put at 0 is refused
+	// by every node that holds a mark anyway.
+	if m.markAbove(ctx, key, 0) {
+		return 0, ErrExpiredAccount
+	}
+	return 0, nil
+}
+
+// markAbove reports whether the network's high-water mark at key is above
+// seq; false if the Records cannot tell.
+func (m *Manager) markAbove(ctx context.Context, key string, seq uint64) bool {
+	mr, ok := m.recs.(MarkReader)
+	if !ok {
+		return false
+	}
+	mark, err := mr.Mark(ctx, key)
+	return err == nil && mark > seq
+}
+
+// putNewLogin stores a's first login record at key: at a.loginSeq, then
+// the same body at a.loginSeq+1. The second put leaves a high-water mark
+// of at least 1 on every node that stored it, for ever: long after the
+// record expired, Create can tell that this key once opened an account
+// (a record only ever put at sequence 0 leaves no mark). A first put the
+// network refuses as stale (its mark is above a.loginSeq: a record here
+// expired) fails with ErrExpiredAccount.
+func (m *Manager) putNewLogin(ctx context.Context, a *Account, s *secrets, key string) error {
+	body, err := sealLogin(key, m.version, m.kdf, s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
+	if err != nil {
+		return err
+	}
+	if err := m.putLoginBody(ctx, key, s.login, a.loginSeq, body); err != nil {
+		// The confirmed put reports a refusal by remote nodes as
+		// unconfirmed; their marks say whether staleness was the cause.
+		if errors.Is(err, record.ErrStale) || (errors.Is(err, ErrUnreachable) && m.markAbove(ctx, key, a.loginSeq)) {
+			return ErrExpiredAccount
+		}
+		return err
+	}
+	a.loginSeq++
+	return m.putLoginBody(ctx, key, s.login, a.loginSeq, body)
+}
+
 func (m *Manager) putLogin(ctx context.Context, a *Account, s *secrets, key string) error {
 	body, err := sealLogin(key, m.version, m.kdf, s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
 	if err != nil {
 		return err
 	}
-	r := record.Record{Kind: KindLogin, Seq: a.loginSeq, Expires: m.clock().Add(m.lifetime), Body: body}
-	raw, err := r.Sign(key, s.login)
+	return m.putLoginBody(ctx, key, s.login, a.loginSeq, body)
+}
+
+func (m *Manager) putLoginBody(ctx context.Context, key string, signer crypto.PrivKey, seq uint64, body []byte) error {
+	r := record.Record{Kind: KindLogin, Seq: seq, Expires: m.clock().Add(m.lifetime), Body: body}
+	raw, err := r.Sign(key, signer)
 	if err != nil {
 		return err
 	}
@@ -259,19 +333,13 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 	if err != nil {
 		return nil, err
 	}
-	var seq uint64
-	rec, lb, err := m.fetchLogin(ctx, key)
-	switch {
-	case err == nil && lb.state == stateActive:
-		return nil, ErrExists
-	case err == nil:
-		seq = rec.Seq + 1
-	case !errors.Is(err, ErrBadLogin):
+	seq, err := m.freeLoginSeq(ctx, key)
+	if err != nil {
 		return nil, err
 	}
 	na := *a
 	na.login, na.loginSeq = s.login, seq
-	if err := m.putLogin(ctx, &na, s, key); err != nil {
+	if err := m.putNewLogin(ctx, &na, s, key); err != nil {
 		return nil, fmt.Errorf("account: new password not stored, the old one still works: %w", err)
 	}
 	oldKey, err := LoginKey(a.login.GetPublic())
@@ -285,6 +353,10 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 	}
 	if err := m.recs.Put(ctx, oldKey, raw); err != nil {
 		return &na, fmt.Errorf("account: new password works, but the old one could not be retired yet (retry passwd): %w", err)
+	}
+	// A recovery retires the password the keyring names.
+	if err := m.updateKeyringLogin(ctx, &na); err != nil {
+		return &na, fmt.Errorf("account: password changed, but the account's keyring still names the old one (a recovery would not retire the new one): %w", err)
 	}
 	return &na, nil
 }

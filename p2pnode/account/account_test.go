@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -18,17 +21,29 @@ import (
 type memRecords struct {
 	mu      sync.Mutex
 	v       *record.Validator
+	hw      *record.DatastoreHighWater
 	m       map[string][]byte
 	failPut func(key string) error
 	down    bool
 }
 
 func newMemRecords(t *testing.T, clock record.Clock) *memRecords {
-	v, err := record.NewValidator(record.WithClock(clock), record.WithKind(LoginRules()), record.WithKind(AccountRules()))
+	hw := record.NewDatastoreHighWater(dssync.MutexWrap(ds.NewMapDatastore()), "/hwm")
+	v, err := record.NewValidator(record.WithClock(clock), record.WithHighWater(hw), record.WithKind(LoginRules()), record.WithKind(AccountRules()), record.WithKind(RecoveryRules()), record.WithKind(KeyringRules()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &memRecords{v: v, m: map[string][]byte{}}
+	return &memRecords{v: v, hw: hw, m: map[string][]byte{}}
+}
+
+// Mark implements MarkReader from the validator's high-water marks.
+func (r *memRecords) Mark(ctx context.Context, key string) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return 0, ErrUnreachable
+	}
+	return r.hw.Seen(key)
 }
 
 func (r *memRecords) Put(ctx context.Context, key string, value []byte) error {
@@ -64,8 +79,15 @@ func (r *memRecords) Get(ctx context.Context, key string) ([]byte, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
+	if rec, err := record.Decode(v); err == nil && !r.v.Now().Before(rec.Expires) {
+		delete(r.m, key) // expired, as every node drops it
+		return nil, ErrNotFound
+	}
 	return v, nil
 }
+
+// marklessRecords hides memRecords' MarkReader.
+type marklessRecords struct{ Records }
 
 const (
 	alice   = Username("alice")
@@ -103,6 +125,56 @@ func TestCreateLoginSameKeys(t *testing.T) {
 	}
 	if _, err := m.Create(ctx, alice, goodPw); !errors.Is(err, ErrExists) {
 		t.Fatalf("second create: %v", err)
+	}
+}
+
+// TestCreateOverExpiredAccount: an account's login record goes in at
+// sequence 0 and again at 1, so its key keeps a high-water mark of 1 after
+// the record expired. Create with the same username and password then
+// refuses with ErrExpiredAccount, whether the Records can read the mark
+// (checked first) or not (the put at 0 is refused as stale); a different
+// password, which no mark can connect to the old account, makes a new one.
+func TestCreateOverExpiredAccount(t *testing.T) {
+	ctx := context.Background()
+	clock := now
+	recs := newMemRecords(t, func() time.Time { return clock })
+	m := NewManager(recs, InsecureTestKDF(), WithClock(func() time.Time { return clock }))
+	a, err := m.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := LoginKey(a.login.GetPublic())
+	if rec, err := record.Verify(key, recs.m[key]); err != nil || rec.Seq != 1 {
+		t.Fatalf("login record after create: %+v, %v; want seq 1", rec, err)
+	}
+	if mark, err := recs.Mark(ctx, key); err != nil || mark != 1 {
+		t.Fatalf("mark after create: %d, %v; want 1", mark, err)
+	}
+
+	clock = clock.Add(RecordLifetime + 24*time.Hour)
+	if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrBadLogin) {
+		t.Fatalf("login after expiry: %v, want ErrBadLogin (the record is gone)", err)
+	}
+	if _, err := m.Create(ctx, alice, goodPw); !errors.Is(err, ErrExpiredAccount) {
+		t.Fatalf("create over the expired account: %v, want ErrExpiredAccount", err)
+	}
+	blind := NewManager(marklessRecords{recs}, InsecureTestKDF(), WithClock(func() time.Time { return clock }))
+	if _, err := blind.Create(ctx, alice, goodPw); !errors.Is(err, ErrExpiredAccount) {
+		t.Fatalf("create without mark reading: %v, want ErrExpiredAccount from the refused put", err)
+	}
+	if _, ok := recs.m[key]; ok {
+		t.Fatal("a refused create left a login record")
+	}
+	if !strings.Contains(ErrExpiredAccount.Error(), "different password") || !strings.Contains(ErrExpiredAccount.Error(), "device that was logged in") {
+		t.Fatalf("the error does not explain itself: %v", ErrExpiredAccount)
+	}
+
+	b, err := m.Create(ctx, alice, otherPw)
+	if err != nil {
+		t.Fatalf("create with another password: %v", err)
+	}
+	if b.ID() == a.ID() {
+		t.Fatal("a new account got the old identity")
 	}
 }
 
@@ -154,10 +226,11 @@ func TestPasswordChange(t *testing.T) {
 	if _, err := b.Root.UnwrapDataKey(wrapped, []byte("manifest-2")); !errors.Is(err, ErrUnwrap) {
 		t.Fatal("wrapped key opened for another manifest")
 	}
-	// The old record is a tombstone with a higher sequence number.
+	// The old record (created at 0, then 1) is a tombstone with a higher
+	// sequence number.
 	oldKey, _ := LoginKey(a.login.GetPublic())
 	rec, err := record.Verify(oldKey, recs.m[oldKey])
-	if err != nil || rec.Seq != 1 {
+	if err != nil || rec.Seq != 2 {
 		t.Fatalf("tombstone: seq %v err %v", rec, err)
 	}
 	// Changing back to the first password works (a tombstone is no obstacle).

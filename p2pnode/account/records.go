@@ -71,12 +71,12 @@ func AccountRules() record.KindRules {
 }
 
 // RecordKinds returns the rules of every record kind accounts use: login,
-// account and head records. Every node of the network, server or client,
+// account, head, recovery and keyring records. Every node of the network, server or client,
 // must register them besides the node kind that record.NewValidator always
 // knows (node.Config.RecordKinds), or it refuses to store and serve them
 // and accounts only half work.
 func RecordKinds() []record.KindRules {
-	return []record.KindRules{LoginRules(), AccountRules(), HeadRules()}
+	return []record.KindRules{LoginRules(), AccountRules(), HeadRules(), RecoveryRules(), KeyringRules()}
 }
 
 // Login record states.
@@ -150,7 +150,10 @@ type keys struct {
 	user     Username
 }
 
-func sealLogin(dhtKey string, version uint8, p KDFParams, wrap [32]byte, k *keys) ([]byte, error) {
+// marshal encodes the keys as the sealed payload of login and recovery
+// records: identity key (libp2p marshalled, u16 length) | root key [32] |
+// username (u8 length).
+func (k *keys) marshal() ([]byte, error) {
 	idb, err := crypto.MarshalPrivateKey(k.identity)
 	if err != nil {
 		return nil, err
@@ -159,18 +162,32 @@ func sealLogin(dhtKey string, version uint8, p KDFParams, wrap [32]byte, k *keys
 	payload = append(payload, idb...)
 	payload = append(payload, k.root[:]...)
 	payload = append(payload, byte(len(k.user)))
-	payload = append(payload, k.user...)
-	aead, err := chacha20poly1305.NewX(wrap[:])
+	return append(payload, k.user...), nil
+}
+
+// seal encrypts payload under key with a random nonce: header ‖ nonce ‖
+// XChaCha20-Poly1305 ciphertext, with additional data ad.
+func seal(key [32]byte, header, payload, ad []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		return nil, err
 	}
-	header := loginHeader(version, stateActive, p)
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
 	out := append(bytes.Clone(header), nonce...)
-	return aead.Seal(out, nonce, payload, loginAD(dhtKey, header)), nil
+	return aead.Seal(out, nonce, payload, ad), nil
+}
+
+func sealLogin(dhtKey string, version uint8, p KDFParams, wrap [32]byte, k *keys) ([]byte, error) {
+	payload, err := k.marshal()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(payload)
+	header := loginHeader(version, stateActive, p)
+	return seal(wrap, header, payload, loginAD(dhtKey, header))
 }
 
 func tombstoneBody(version uint8, p KDFParams) []byte {
@@ -193,6 +210,11 @@ func (lb *loginBody) open(dhtKey string, wrap [32]byte) (*keys, error) {
 		return nil, errTampered
 	}
 	defer clear(payload)
+	return unmarshalKeys(payload)
+}
+
+// unmarshalKeys reverses keys.marshal; any mismatch is errTampered.
+func unmarshalKeys(payload []byte) (*keys, error) {
 	rd := bytes.NewReader(payload)
 	var n uint16
 	if binary.Read(rd, binary.BigEndian, &n) != nil || int(n) > rd.Len() {

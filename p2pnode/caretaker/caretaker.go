@@ -1,15 +1,19 @@
 // Package caretaker keeps an account's records alive on the network while
-// its owner's node runs. Login, account and head records are signed for 35
-// days and re-signed by a device only when it is used; an account nobody
+// its owner's node runs. Login, account, head, keyring and recovery
+// records are signed for 35 days and re-signed by a device only when it is
+// used; an account nobody
 // touches for longer would be forgotten by every node, and with it the
 // keys that open its files. The caretaker re-signs each of them (body
 // unchanged, next sequence number, fresh expiry) well before it expires,
 // and keeps a local copy of each, so a record the network forgot anyway
 // (the node was off too) is published again from the copy.
 //
-// Re-signing needs the keys a device holds: the identity key (account and
-// head records) and the login key (login record); a node linked to an
-// account with `jellyfish account login`'s key file has them.
+// Re-signing needs the keys a device holds: the identity key (account,
+// head and keyring records) and the login key (login record); a node
+// linked to an account with `jellyfish account login`'s key file has
+// them. The recovery record is signed by a key derived from the recovery
+// key, which no device holds; the keyring record carries that signing key
+// sealed under the account's root key, so the caretaker reads it there.
 package caretaker
 
 import (
@@ -105,6 +109,24 @@ func (c *Caretaker) Tick(ctx context.Context) (Stats, error) {
 		}
 		if err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// The keyring names the recovery record's signing key, which no
+	// device derives; opened with the root key, it lets any device keep
+	// the recovery record alive.
+	ringKey := account.KeyringKey(a.ID())
+	if ringRaw, err := c.keep(ctx, ringKey, account.KindKeyring, a.Identity, &st); err != nil {
+		errs = append(errs, err)
+	} else if ringRaw != nil {
+		ring, err := account.OpenKeyring(ringKey, ringRaw, a.Root)
+		if err == nil && ring.Recovery != nil {
+			var key string
+			if key, err = account.RecoveryRecordKey(ring.Recovery.GetPublic()); err == nil {
+				_, err = c.keep(ctx, key, account.KindRecovery, ring.Recovery, &st)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("caretaker: keyring: %w", err))
 		}
 	}
 	// The devices come from the account record (as found or restored).

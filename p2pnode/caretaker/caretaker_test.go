@@ -171,3 +171,53 @@ func TestForgottenRecordsRestored(t *testing.T) {
 		t.Fatalf("after the round: login record alive %v, head alive %v", login, head)
 	}
 }
+
+// TestRecoveryRecordKeptAlive: the caretaker keeps the account's keyring
+// and, through the signing key the keyring holds, its recovery record
+// alive: after 100 idle days of daily rounds, then 40 days with the node
+// off (the network forgets everything) and one more round, the recovery
+// key still sets a new password, and the old password is retired.
+func TestRecoveryRecordKeptAlive(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	a, err := w.mgr.Login(ctx, user, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := w.mgr.ReplaceRecoveryKey(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Records: w.recs, Account: w.acct, Dir: t.TempDir(), Clock: w.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := 1; d <= 100; d++ {
+		w.clock.advance(day)
+		if _, err := c.Tick(ctx); err != nil {
+			t.Fatalf("day %d: %v", d, err)
+		}
+	}
+	w.clock.advance(40 * day)
+	st, err := c.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Restored != 5 {
+		t.Fatalf("restored %d records after 40 days off, want 5 (login, account, keyring, recovery, head): %+v", st.Restored, st)
+	}
+	const newPassword = "velvet granite oyster comet"
+	got, err := w.mgr.Recover(ctx, user, rk, newPassword)
+	if err != nil {
+		t.Fatalf("recovery after 140 days: %v", err)
+	}
+	if got.ID() != w.acct.ID() {
+		t.Fatal("recovery opened another account")
+	}
+	if _, err := w.mgr.Login(ctx, user, password); !errors.Is(err, account.ErrBadLogin) {
+		t.Fatalf("old password after recovery: %v, want ErrBadLogin", err)
+	}
+	if _, err := w.mgr.Login(ctx, user, newPassword); err != nil {
+		t.Fatalf("new password: %v", err)
+	}
+}

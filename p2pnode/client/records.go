@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
@@ -37,7 +39,10 @@ type Records struct {
 	putTimeout time.Duration
 }
 
-var _ account.Records = (*Records)(nil)
+var (
+	_ account.Records    = (*Records)(nil)
+	_ account.MarkReader = (*Records)(nil)
+)
 
 // NodeRecords returns the account.Records adapter of n with the default
 // timeouts.
@@ -94,6 +99,48 @@ func (r *Records) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("client: get %q: %w: %w", key, account.ErrUnreachable, err)
 	}
 	return nil, fmt.Errorf("client: get %q: %w", key, err)
+}
+
+// Mark returns the high-water mark the network holds for key: the highest
+// sequence number that at least min(MaxConfirmations, peers answering) of
+// the peers closest to key report having seen in a valid record there —
+// so fewer liars than that cannot raise it — or this node's own mark if
+// that is higher (its own validator checked that record). Marks outlive
+// records: a key whose record expired keeps its mark. No peer answering
+// matches account.ErrUnreachable.
+func (r *Records) Mark(ctx context.Context, key string) (uint64, error) {
+	if _, err := r.peers("mark", key); err != nil {
+		return 0, err
+	}
+	own, err := r.n.Mark(key)
+	if err != nil {
+		return 0, fmt.Errorf("client: mark %q: %w", key, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.getTimeout)
+	defer cancel()
+	marks, err := r.n.PeerMarks(ctx, key)
+	if len(marks) == 0 {
+		if err == nil {
+			err = errors.New("no peer answered")
+		}
+		return 0, fmt.Errorf("client: mark %q: %w: %w", key, account.ErrUnreachable, err)
+	}
+	return max(own, QuorumMark(marks, MaxConfirmations)), nil
+}
+
+// QuorumMark returns the highest mark at least min(quorum, len(marks)) of
+// marks reach: the quorum-th highest (0 for no marks).
+func QuorumMark(marks map[peer.ID]uint64, quorum int) uint64 {
+	if len(marks) == 0 || quorum < 1 {
+		return 0
+	}
+	all := make([]uint64, 0, len(marks))
+	for _, m := range marks {
+		all = append(all, m)
+	}
+	slices.Sort(all)
+	slices.Reverse(all)
+	return all[min(quorum, len(all))-1]
 }
 
 // isNetwork reports errors that mean the network did not answer in time.

@@ -93,7 +93,8 @@ type Config struct {
 	ResourceLimits *rcmgr.ConcreteLimitConfig
 	// ServiceLimits add the resource limits of services the caller runs
 	// on the node's host to the scaled defaults (see HostConfig); the node
-	// itself knows no service beyond libp2p's and the DHT.
+	// itself knows no service beyond libp2p's, the DHT and the mark
+	// protocol (markproto), whose limits it adds.
 	ServiceLimits []func(*rcmgr.ScalingLimitConfig)
 	// RecordKinds are registered with the record validator in addition to
 	// the node kind.

@@ -13,4 +13,7 @@
 // default bootstrap peers, validates only keys in the "jf" namespace (see
 // package record) and keeps records in a Pebble database under
 // <datadir>/dht, written with fsync so an accepted PUT survives a crash.
+// The node answers the mark protocol (markproto) from its high-water
+// marks, which outlive the records, and PeerMarks asks the peers closest
+// to a key for theirs.
 package node

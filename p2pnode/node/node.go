@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/markproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -45,6 +47,7 @@ type Node struct {
 	host      host.Host
 	dht       *dht.IpfsDHT
 	repub     *Republisher
+	marks     *markproto.Service
 	bootstrap []peer.AddrInfo
 
 	cancel context.CancelFunc
@@ -112,12 +115,14 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		ConnHigh:      cfg.ConnHigh,
 		Gater:         cfg.ConnectionGater,
 		Limits:        cfg.ResourceLimits,
-		ServiceLimits: cfg.ServiceLimits,
+		ServiceLimits: append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits),
 	})
 	if err != nil {
 		return nil, err
 	}
 	undo = append(undo, h.Close)
+	marks := markproto.NewService(h, highWater)
+	undo = append(undo, marks.Close)
 
 	dhtStore := namespace.Wrap(store, ds.NewKey(dhtPrefix))
 	d, err := NewDHT(h, DHTConfig{
@@ -143,6 +148,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		host:      h,
 		dht:       d,
 		repub:     NewRepublisher(d, dhtStore, validator, cfg.RepublishInterval, cfg.Logger),
+		marks:     marks,
 		bootstrap: boot,
 		cancel:    cancel,
 	}
@@ -246,6 +252,46 @@ func (n *Node) GetRecord(ctx context.Context, key string) (*record.Record, []byt
 	return r, value, nil
 }
 
+// Mark returns this node's own high-water mark of key: the highest
+// sequence number it has seen in a valid record there, 0 if none.
+func (n *Node) Mark(key string) (uint64, error) { return n.highWater.Seen(key) }
+
+// PeerMarks asks the peers closest to key (this node excluded) for their
+// high-water marks of key (protocol markproto), all at once, and returns
+// the marks of those that answered. Marks outlive records: a peer that
+// stopped serving an expired record still remembers its sequence number.
+// Each mark is one peer's unverified word.
+func (n *Node) PeerMarks(ctx context.Context, key string) (map[peer.ID]uint64, error) {
+	peers, err := n.dht.GetClosestPeers(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("node: marks of %q: find closest peers: %w", key, err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		marks = map[peer.ID]uint64{}
+	)
+	for _, p := range peers {
+		if p == n.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := markproto.Query(ctx, n.host, p, key)
+			if err != nil {
+				n.log.Debug("no mark from peer", "peer", p.String(), "key", key, "err", err)
+				return
+			}
+			mu.Lock()
+			marks[p] = m
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return marks, ctx.Err()
+}
+
 // NodeRecordLifetime is how long a node record published by
 // PublishNodeRecord stays valid without being re-signed.
 const NodeRecordLifetime = 30 * 24 * time.Hour
@@ -302,6 +348,9 @@ func (n *Node) Close() error {
 		if err := attached[i].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close attached service: %w", err))
 		}
+	}
+	if err := n.marks.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: close mark service: %w", err))
 	}
 	if err := n.dht.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: close DHT: %w", err))

@@ -1,13 +1,16 @@
 // Package provider composes a Jellyfish provider node: what `jellyfish node`
 // runs on top of a p2pnode/node.Node.
 //
-// Attach adds three things to a running node and hands itself to the node,
+// Attach adds four things to a running node and hands itself to the node,
 // so node.Close closes it: a shardstore.Disk in <datadir>/shards with the
 // offered quota tier, the shard protocol service (shardproto) serving that
-// store on the node's host, and a loop that signs and publishes the node
+// store on the node's host, a loop that signs and publishes the node
 // record (owner account, tier, addresses) at start and again well inside
-// the record's expiry. Nothing else lives here: the DHT, the republisher
-// and the host belong to the node, the protocol to shardproto.
+// the record's expiry, and a loop that collects shards: an owner's
+// reference goes once its lease ended a grace period (30 days) ago, and a
+// shard with no reference left is deleted. Nothing else lives here: the
+// DHT, the republisher and the host belong to the node, the protocol to
+// shardproto.
 //
 // NodeConfig fills a node.Config with every account record kind
 // (account.RecordKinds; the client package does the same, so login,

@@ -34,6 +34,13 @@ const (
 	DefaultPublishRetry = 500 * time.Millisecond
 	// publishTimeout bounds one publish attempt.
 	publishTimeout = time.Minute
+
+	// DefaultCollectGrace is how long a shard is kept after the last of
+	// its owners' leases ended: an owner whose renewals failed (its device
+	// was away, this node was down) can still renew it until then.
+	DefaultCollectGrace = 30 * 24 * time.Hour
+	// DefaultCollectInterval is the period of shard collection rounds.
+	DefaultCollectInterval = 6 * time.Hour
 )
 
 // NodeConfig returns cfg ready for a Jellyfish provider node: every
@@ -63,8 +70,18 @@ type Config struct {
 	// means DefaultPublishInterval. It must stay below
 	// node.NodeRecordLifetime.
 	PublishInterval time.Duration
-	// Clock is the store's and the service's time source; nil is time.Now.
+	// Clock is the store's, the service's and collection's time source;
+	// nil means the node's clock (node.Config.Clock, the one its record
+	// validator reads).
 	Clock shardstore.Clock
+	// CollectGrace is how long after an owner's lease ended its reference
+	// is dropped; a shard left without references is deleted. Zero means
+	// DefaultCollectGrace; it must not be negative.
+	CollectGrace time.Duration
+	// CollectInterval is the period of collection rounds, the first one
+	// interval after Attach. Zero means DefaultCollectInterval; negative
+	// disables the loop (Collect still works).
+	CollectInterval time.Duration
 	// StoreOptions and ServiceOptions are appended to the provider's own.
 	StoreOptions   []shardstore.Option
 	ServiceOptions []shardproto.Option
@@ -73,7 +90,7 @@ type Config struct {
 }
 
 // Provider is the provider side of a node: its shard store, the shard
-// protocol service and the node record loop. Attach creates it; Close (or
+// protocol service, the node record loop and the collection loop. Attach creates it; Close (or
 // closing the node) stops it.
 type Provider struct {
 	n     *node.Node
@@ -116,8 +133,20 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	if cfg.PublishInterval < 0 || cfg.PublishInterval >= node.NodeRecordLifetime {
 		return nil, fmt.Errorf("provider: publish interval %v not inside the node record lifetime %v", cfg.PublishInterval, node.NodeRecordLifetime)
 	}
+	if cfg.CollectGrace == 0 {
+		cfg.CollectGrace = DefaultCollectGrace
+	}
+	if cfg.CollectGrace < 0 {
+		return nil, fmt.Errorf("provider: collect grace %v is negative", cfg.CollectGrace)
+	}
+	if cfg.CollectInterval == 0 {
+		cfg.CollectInterval = DefaultCollectInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = n.Logger()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = n.Validator().Now
 	}
 	sopts := []shardstore.Option{}
 	if cfg.QuotaBytes > 0 {
@@ -125,11 +154,8 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	} else {
 		sopts = append(sopts, shardstore.WithTier(cfg.Tier))
 	}
-	vopts := []shardproto.Option{}
-	if cfg.Clock != nil {
-		sopts = append(sopts, shardstore.WithClock(cfg.Clock))
-		vopts = append(vopts, shardproto.WithClock(cfg.Clock))
-	}
+	sopts = append(sopts, shardstore.WithClock(cfg.Clock))
+	vopts := []shardproto.Option{shardproto.WithClock(cfg.Clock)}
 	sopts = append(sopts, cfg.StoreOptions...)
 	vopts = append(vopts, cfg.ServiceOptions...)
 
@@ -155,7 +181,15 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		defer p.wg.Done()
 		p.run(runCtx)
 	}()
-	p.log.Info("provider started", "tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0)
+	if cfg.CollectInterval > 0 {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.collectLoop(runCtx)
+		}()
+	}
+	p.log.Info("provider started", "tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0,
+		"collect_grace", cfg.CollectGrace.String(), "collect_interval", cfg.CollectInterval.String())
 	return p, nil
 }
 
@@ -234,8 +268,47 @@ func (p *Provider) run(ctx context.Context) {
 	}
 }
 
-// Close stops the record loop, the shard protocol service and the store,
-// in that order. It is safe to call more than once; node.Close calls it.
+// Collect runs one collection round now: every owner reference whose
+// lease ended at least CollectGrace ago (by the provider's clock) is
+// dropped, and every shard left without one is deleted. A shard any owner
+// renewed, or whose lease ended less than the grace ago, stays. The round
+// is logged (msg="shard collection") with what it dropped and freed.
+func (p *Provider) Collect(ctx context.Context) (shardstore.GCStats, error) {
+	start := time.Now()
+	now := p.cfg.Clock()
+	st, err := p.store.GC(ctx, now.Add(-p.cfg.CollectGrace))
+	u := p.store.Usage()
+	attrs := []any{"refs_dropped", st.Refs, "shards_removed", st.Shards, "bytes_freed", st.Bytes,
+		"shards_held", u.Shards, "bytes_used", u.Used, "grace", p.cfg.CollectGrace.String(),
+		"took", time.Since(start).Round(time.Millisecond).String()}
+	if err != nil {
+		p.log.Warn("shard collection stopped early", append(attrs, "err", err)...)
+		return st, fmt.Errorf("provider: collect: %w", err)
+	}
+	p.log.Info("shard collection", attrs...)
+	return st, nil
+}
+
+// collectLoop runs Collect every CollectInterval, starting one interval
+// after Attach: a node back from a long outage gives owners whose
+// renewals failed meanwhile that long to renew before anything goes.
+func (p *Provider) collectLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CollectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := p.Collect(ctx); err != nil && ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// Close stops the record and collection loops, the shard protocol service
+// and the store, in that order. It is safe to call more than once; node.Close calls it.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	if p.closed {

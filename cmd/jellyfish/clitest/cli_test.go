@@ -85,11 +85,13 @@ func (p *proc) stop(t *testing.T, sig os.Signal, limit time.Duration) {
 
 // TestNodeDaemon runs `jellyfish node` as a child process: it prints a
 // structured startup line with its peer ID and addresses, says that it
-// starts a new network, and exits 0 soon after SIGTERM.
+// starts a new network, runs shard collection rounds at
+// --collect-interval with --collect-grace, and exits 0 soon after SIGTERM.
 func TestNodeDaemon(t *testing.T) {
 	pr, pw := io.Pipe()
 	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(),
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--log-format", "json", "--tier", "2")
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--log-format", "json", "--tier", "2",
+		"--collect-grace", "48h", "--collect-interval", "200ms")
 	lines := make(chan map[string]any, 64)
 	go func() {
 		defer close(lines)
@@ -102,8 +104,8 @@ func TestNodeDaemon(t *testing.T) {
 		}
 	}()
 	deadline := time.After(30 * time.Second)
-	var running, firstNode bool
-	for !running || !firstNode {
+	var running, firstNode, collected bool
+	for !running || !firstNode || !collected {
 		select {
 		case m, ok := <-lines:
 			if !ok {
@@ -122,13 +124,18 @@ func TestNodeDaemon(t *testing.T) {
 						t.Fatalf("address %v lacks /p2p/%s", a, peer)
 					}
 				}
+			case "shard collection":
+				collected = true
+				if m["grace"] != "48h0m0s" || m["shards_removed"] != float64(0) || m["bytes_freed"] != float64(0) {
+					t.Fatalf("collection line %v", m)
+				}
 			default:
 				if s, _ := m["msg"].(string); strings.Contains(s, "no bootstrap peers configured") {
 					firstNode = true
 				}
 			}
 		case <-deadline:
-			t.Fatalf("no startup line within 30s (running=%v first-node message=%v)", running, firstNode)
+			t.Fatalf("no startup line within 30s (running=%v first-node message=%v collection round=%v)", running, firstNode, collected)
 		}
 	}
 	p.stop(t, syscall.SIGTERM, 10*time.Second)

@@ -365,6 +365,23 @@ func (n *Network) SetLiar(p peer.ID, liar bool) {
 	n.liars[p] = liar
 }
 
+// Retain drops, on every node, every shard not in keep (as providers
+// collect shards whose lease was not renewed), and returns how many.
+func (n *Network) Retain(keep map[codec.ShardID]bool) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	dropped := 0
+	for _, m := range n.shards {
+		for id := range m {
+			if !keep[id] {
+				delete(m, id)
+				dropped++
+			}
+		}
+	}
+	return dropped
+}
+
 // Renewals counts shard leases renewed.
 func (n *Network) Renewals() int {
 	n.mu.Lock()

@@ -24,6 +24,7 @@ import (
 const (
 	envPassword    = "JELLYFISH_PASSWORD"
 	envNewPassword = "JELLYFISH_NEW_PASSWORD"
+	envRecoveryKey = "JELLYFISH_RECOVERY_KEY"
 )
 
 // accountTimeout bounds one account command's network work.
@@ -34,6 +35,10 @@ func init() {
 		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
 		userMessage{account.ErrUnreachable, "the Jellyfish network cannot be reached: check --bootstrap / --bootstrap-file and that those nodes run"},
 		userMessage{account.ErrExists, "an account already exists for this username and password"},
+		userMessage{account.ErrExpiredAccount, strings.TrimPrefix(account.ErrExpiredAccount.Error(), "account: ")},
+		userMessage{account.ErrBadRecoveryKey, "wrong username or recovery key (or this account has no recovery key, or its records expired)"},
+		userMessage{account.ErrRecoveryKeyReplaced, "this recovery key was replaced by a newer one (`jellyfish account recovery-key`) and no longer works"},
+		userMessage{account.ErrRecoveryKeyFormat, "that is not a recovery key: a recovery key is 40 letters and digits in eight groups of five; check for a typo"},
 	)
 }
 
@@ -56,6 +61,7 @@ type accountOptions struct {
 	username        string
 	passwordFile    string
 	newPasswordFile string
+	recoveryFile    string
 	configDir       string
 	deviceName      string
 	testKDF         bool
@@ -70,8 +76,13 @@ func init() {
 
 Passwords are read from the terminal without echo, or from --password-file, or
 from the environment variable JELLYFISH_PASSWORD (JELLYFISH_NEW_PASSWORD for
-the new password of passwd). There is no password flag: command lines are
-visible to every user of the machine.
+the new password of passwd and recover). There is no password flag: command
+lines are visible to every user of the machine. The same holds for recovery
+keys (--recovery-key-file, JELLYFISH_RECOVERY_KEY).
+
+create prints the account's recovery key once. With the password or the
+recovery key the account can always be opened; without both, it and its files
+are gone for good.
 
 Each command joins the network for its own duration as a client node, through
 --bootstrap or --bootstrap-file (login remembers them for later commands).`,
@@ -102,7 +113,11 @@ Each command joins the network for its own duration as a client node, through
 	passwd := sub("passwd", "Change an account's password (its keys and data stay the same)", accountPasswd)
 	passwd.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
 	show := sub("show", "Show the account this device is logged in to: identity, nodes, devices", accountShow)
-	root.AddCommand(create, login, passwd, show)
+	recoveryKey := sub("recovery-key", "Make a new recovery key for the account this device is logged in to; the previous one stops working", accountRecoveryKey)
+	recov := sub("recover", "Set a new password with the account's recovery key", accountRecover)
+	recov.Flags().StringVar(&o.recoveryFile, "recovery-key-file", "", "read the recovery key from the first line of this file")
+	recov.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
+	root.AddCommand(create, login, passwd, show, recoveryKey, recov)
 	commands = append(commands, root)
 }
 
@@ -189,12 +204,117 @@ func accountCreate(ctx context.Context, cmd *cobra.Command, o *accountOptions) e
 		return err
 	}
 	defer s.close()
-	a, err := s.m.Create(ctx, user, pw)
+	a, rk, err := s.m.CreateWithRecovery(ctx, user, pw)
+	if a == nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "created account %q\naccount id: %s\n", user, a.ID())
+	if err != nil {
+		// The account exists; only its recovery key is missing.
+		fmt.Fprintf(w, "run `jellyfish account login` on each device that uses it\n")
+		return err
+	}
+	printRecoveryKey(w, rk)
+	fmt.Fprintf(w, "run `jellyfish account login` on each device that uses it\n")
+	return nil
+}
+
+// printRecoveryKey shows a new recovery key, once, with what it is for.
+func printRecoveryKey(w io.Writer, rk account.RecoveryKey) {
+	fmt.Fprintf(w, "recovery key: %s\n", rk)
+	fmt.Fprintln(w, "Write the recovery key down and keep it apart from your devices: it is shown only now.")
+	fmt.Fprintln(w, "With it, `jellyfish account recover` sets a new password if you forget yours.")
+	fmt.Fprintln(w, "Without the password and without the recovery key the account and its files are gone for good:")
+	fmt.Fprintln(w, "nobody, not the network and not its operators, can open them.")
+}
+
+func accountRecoveryKey(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.cachedUser()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "created account %q\naccount id: %s\nrun `jellyfish account login` on each device that uses it\n", user, a.ID())
+	path, err := cachePath(o.configDir, user)
+	if err != nil {
+		return err
+	}
+	cache, err := loadDeviceCache(path)
+	if err != nil {
+		return err
+	}
+	pw, err := readPassword(cmd, o.passwordFile, envPassword, "Password", false)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, cache.Bootstrap)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a, err := s.m.Login(ctx, user, pw)
+	if err != nil {
+		return err
+	}
+	rk, err := s.m.ReplaceRecoveryKey(ctx, a)
+	if err != nil && !errors.Is(err, account.ErrOldRecoveryKeyLive) {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "new recovery key of %q\n", user)
+	printRecoveryKey(w, rk)
+	fmt.Fprintln(w, "The previous recovery key no longer works.")
+	if err != nil {
+		// The new key is in force; only the old record lingers.
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", strings.TrimPrefix(err.Error(), "account: "))
+	}
 	return nil
+}
+
+func accountRecover(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
+	user, err := o.user(cmd)
+	if err != nil {
+		return err
+	}
+	text, err := readSecret(cmd, "recovery key", o.recoveryFile, envRecoveryKey, "Recovery key", false)
+	if err != nil {
+		return err
+	}
+	rk, err := account.ParseRecoveryKey(text)
+	if err != nil {
+		return err
+	}
+	newPw, err := readPassword(cmd, o.newPasswordFile, envNewPassword, "New password", true)
+	if err != nil {
+		return err
+	}
+	if err := account.CheckPassword(user, newPw); err != nil {
+		return err
+	}
+	var fallback []string
+	if path, err := cachePath(o.configDir, user); err == nil {
+		if prev, err := loadDeviceCache(path); err == nil {
+			fallback = prev.Bootstrap
+		}
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	s, err := openSession(ctx, o, fallback)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	a, err := s.m.Recover(ctx, user, rk, newPw)
+	if a == nil {
+		if errors.Is(err, account.ErrExpiredAccount) {
+			return errors.New("the new password opened another account before, whose records expired from the network; choose another new password")
+		}
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "new password of %q set with its recovery key (account id %s); the old password no longer works\n"+
+		"devices already logged in keep working; the recovery key stays valid (`jellyfish account recovery-key` replaces it)\n", user, a.ID())
+	return err
 }
 
 func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) error {
@@ -296,6 +416,9 @@ func accountPasswd(ctx context.Context, cmd *cobra.Command, o *accountOptions) e
 	}
 	defer s.close()
 	if _, err := s.m.ChangePassword(ctx, user, oldPw, newPw); err != nil {
+		if errors.Is(err, account.ErrExpiredAccount) {
+			return errors.New("the new password opened another account before, whose records expired from the network; choose another new password (the current one still works)")
+		}
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "password of %q changed; its keys and data are unchanged\n", user)
@@ -377,15 +500,21 @@ func (o *accountOptions) cachedUser() (account.Username, error) {
 // variable env, else from the terminal without echo (twice when confirm
 // is set, failing on a mismatch). It never accepts an empty password.
 func readPassword(cmd *cobra.Command, file, env, prompt string, confirm bool) (string, error) {
+	return readSecret(cmd, "password", file, env, prompt, confirm)
+}
+
+// readSecret reads a secret (what: "password", "recovery key") as
+// readPassword says.
+func readSecret(cmd *cobra.Command, what, file, env, prompt string, confirm bool) (string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("password file: %w", err)
+			return "", fmt.Errorf("%s file: %w", what, err)
 		}
 		pw, _, _ := strings.Cut(string(b), "\n")
 		pw = strings.TrimSuffix(pw, "\r")
 		if pw == "" {
-			return "", fmt.Errorf("password file %s: first line is empty", file)
+			return "", fmt.Errorf("%s file %s: first line is empty", what, file)
 		}
 		return pw, nil
 	}
@@ -393,7 +522,7 @@ func readPassword(cmd *cobra.Command, file, env, prompt string, confirm bool) (s
 		return pw, nil
 	}
 	if !isTerminal(os.Stdin) {
-		return "", fmt.Errorf("no password: not on a terminal; set %s or use a password file", env)
+		return "", fmt.Errorf("no %s: not on a terminal; set %s or use a %s file", what, env, what)
 	}
 	errw := cmd.ErrOrStderr()
 	pw, err := promptPassword(errw, prompt+": ")
@@ -401,7 +530,7 @@ func readPassword(cmd *cobra.Command, file, env, prompt string, confirm bool) (s
 		return "", err
 	}
 	if pw == "" {
-		return "", errors.New("empty password")
+		return "", fmt.Errorf("empty %s", what)
 	}
 	if confirm {
 		again, err := promptPassword(errw, "Repeat "+strings.ToLower(prompt[:1])+prompt[1:]+": ")
@@ -409,7 +538,7 @@ func readPassword(cmd *cobra.Command, file, env, prompt string, confirm bool) (s
 			return "", err
 		}
 		if again != pw {
-			return "", errors.New("the two passwords differ; nothing was changed")
+			return "", fmt.Errorf("the two %ss differ; nothing was changed", what)
 		}
 	}
 	return pw, nil

@@ -45,6 +45,8 @@ type nodeOptions struct {
 	careEvery     time.Duration
 	maintain      string
 	maintainEvery time.Duration
+	collectGrace  time.Duration
+	collectEvery  time.Duration
 	log           logFlags
 }
 
@@ -74,6 +76,8 @@ connect to it; the addresses to give them are in its startup log line.`,
 	c.Flags().DurationVar(&o.careEvery, "caretaker-interval", 12*time.Hour, "how often a linked node checks the account's records and re-signs those near expiry")
 	c.Flags().StringVar(&o.maintain, "maintain", "", "rclone remote of the owner's account (e.g. jellyfish:) whose data this node renews, audits and repairs")
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
+	c.Flags().DurationVar(&o.collectGrace, "collect-grace", provider.DefaultCollectGrace, "how long after an owner's lease ended its shards are kept for a late renewal before they are deleted")
+	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
 	o.log.register(c)
 	commands = append(commands, c)
 }
@@ -122,13 +126,19 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		owner = []byte(linked.ID())
 	}
 
+	if o.collectGrace <= 0 || o.collectEvery <= 0 {
+		return fmt.Errorf("--collect-grace %v and --collect-interval %v must be positive", o.collectGrace, o.collectEvery)
+	}
 	n, err := node.New(ctx, provider.NodeConfig(node.Config{
 		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log,
 	}))
 	if err != nil {
 		return err
 	}
-	if _, err := provider.Attach(ctx, n, provider.Config{DataDir: dataDir, Tier: o.tier, Owner: owner}); err != nil {
+	if _, err := provider.Attach(ctx, n, provider.Config{
+		DataDir: dataDir, Tier: o.tier, Owner: owner,
+		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery,
+	}); err != nil {
 		// The provider closes with the node.
 		return errors.Join(err, n.Close())
 	}

@@ -1,0 +1,241 @@
+// Package markproto is the Jellyfish high-water mark protocol,
+// /jellyfish/mark/1.0.0: one node asks another for the highest sequence
+// number it has seen in a valid record at a DHT key.
+//
+// A node keeps that mark (record.HighWater) for ever, long after the
+// record itself expired and the DHT stopped serving it; kad-dht has no
+// message that reveals it. Asking for it tells "nobody ever wrote here"
+// apart from "a record lived here and expired", which a record lookup
+// cannot: both answer "not found". Account creation asks, so that a
+// username and password whose account expired are not silently given a
+// new identity.
+//
+// One request per stream. Request: key length u16 (1..record.MaxKeySize),
+// key bytes. Answer: status u8 (0 OK, 1 bad key), mark u64, all
+// big-endian. The server answers within its deadline, caps the streams it
+// serves in total and per peer, and resets the stream on any framing
+// error. A mark is an unverified claim of one peer; callers decide how
+// many agreeing peers they believe.
+package markproto
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+)
+
+// ID is the protocol ID.
+const ID = "/jellyfish/mark/1.0.0"
+
+// ServiceName names the protocol's resource-manager service scope.
+const ServiceName = "jellyfish.mark"
+
+// Limits of the service.
+const (
+	// Timeout bounds one exchange, on both sides.
+	Timeout = 10 * time.Second
+	// MaxStreams and MaxPeerStreams cap the requests served at once.
+	MaxStreams     = 64
+	MaxPeerStreams = 4
+)
+
+// Answer statuses.
+const (
+	statusOK     byte = 0
+	statusBadKey byte = 1
+)
+
+// ErrBadKey: the peer refused the key as malformed.
+var ErrBadKey = errors.New("markproto: the peer refused the key")
+
+// Source is where the service reads marks; record.HighWater satisfies it.
+type Source interface {
+	Seen(key string) (uint64, error)
+}
+
+// Service answers mark requests on a host. Create it with NewService and
+// stop it with Close.
+type Service struct {
+	h   host.Host
+	src Source
+	ctx context.Context
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool
+	active  int
+	perPeer map[peer.ID]int
+}
+
+// NewService registers the protocol on h, answering from src.
+func NewService(h host.Host, src Source) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{h: h, src: src, ctx: ctx, cancel: cancel, perPeer: map[peer.ID]int{}}
+	h.SetStreamHandler(ID, s.handle)
+	return s
+}
+
+// Close unregisters the handler, resets the streams being served and
+// waits for their handlers to return.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.h.RemoveStreamHandler(ID)
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Service) enter(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.active >= MaxStreams || s.perPeer[p] >= MaxPeerStreams {
+		return false
+	}
+	s.active++
+	s.perPeer[p]++
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Service) leave(p peer.ID) {
+	s.mu.Lock()
+	s.active--
+	if s.perPeer[p]--; s.perPeer[p] == 0 {
+		delete(s.perPeer, p)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Service) handle(st network.Stream) {
+	remote := st.Conn().RemotePeer()
+	if !s.enter(remote) {
+		st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	defer s.leave(remote)
+	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
+	defer stop()
+	if err := st.Scope().SetService(ServiceName); err != nil {
+		st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	if err := st.SetDeadline(time.Now().Add(Timeout)); err != nil {
+		st.Reset()
+		return
+	}
+	key, err := readKey(st)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	ans := make([]byte, 9)
+	if _, err := record.ParseKey(key); err != nil {
+		ans[0] = statusBadKey
+	} else {
+		mark, err := s.src.Seen(key)
+		if err != nil {
+			// The store failed; say nothing rather than "never seen".
+			st.Reset()
+			return
+		}
+		binary.BigEndian.PutUint64(ans[1:], mark)
+	}
+	if _, err := st.Write(ans); err != nil {
+		st.Reset()
+		return
+	}
+	st.Close()
+}
+
+// readKey reads a length-prefixed key of at most record.MaxKeySize bytes.
+func readKey(r io.Reader) (string, error) {
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return "", err
+	}
+	size := binary.BigEndian.Uint16(n[:])
+	if size == 0 || int(size) > record.MaxKeySize {
+		return "", fmt.Errorf("markproto: key of %d bytes", size)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// Query asks peer p for its mark of key, within Timeout.
+func Query(ctx context.Context, h host.Host, p peer.ID, key string) (uint64, error) {
+	if len(key) == 0 || len(key) > record.MaxKeySize {
+		return 0, fmt.Errorf("markproto: key of %d bytes", len(key))
+	}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	st, err := h.NewStream(ctx, p, ID)
+	if err != nil {
+		return 0, fmt.Errorf("markproto: %s: %w", p, err)
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	req := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(key)), uint16(len(key)))
+	req = append(req, key...)
+	if _, err := st.Write(req); err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("markproto: %s: %w", p, err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return 0, fmt.Errorf("markproto: %s: %w", p, err)
+	}
+	var ans [9]byte
+	if _, err := io.ReadFull(st, ans[:]); err != nil {
+		st.Reset()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return 0, fmt.Errorf("markproto: %s: %w", p, err)
+	}
+	switch ans[0] {
+	case statusOK:
+		return binary.BigEndian.Uint64(ans[1:]), nil
+	case statusBadKey:
+		return 0, fmt.Errorf("markproto: %s: %w", p, ErrBadKey)
+	}
+	return 0, fmt.Errorf("markproto: %s: unknown status %d", p, ans[0])
+}
+
+// SetServiceLimits declares the service's resource-manager limits in cfg,
+// before cfg.AutoScale: twice the service's own stream caps, so its
+// admission is the one that refuses, and 4 KiB of memory a stream (a
+// request is at most 258 bytes, an answer 9).
+func SetServiceLimits(cfg *rcmgr.ScalingLimitConfig) {
+	cfg.AddServiceLimit(ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 2 * MaxStreams, StreamsOutbound: 2 * MaxStreams, Streams: 4 * MaxStreams, Memory: 4 * MaxStreams << 10},
+		rcmgr.BaseLimitIncrease{},
+	)
+	cfg.AddServicePeerLimit(ServiceName,
+		rcmgr.BaseLimit{StreamsInbound: 2 * MaxPeerStreams, StreamsOutbound: 2 * MaxPeerStreams, Streams: 4 * MaxPeerStreams, Memory: 4 * MaxPeerStreams << 10},
+		rcmgr.BaseLimitIncrease{},
+	)
+}
