@@ -443,12 +443,17 @@ func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, e
 	}
 	var why string
 	var flushed uint64
+	var forked *forkedLog
 	if local != nil {
 		flushed = local.HLC
 	}
 	switch {
 	case copiedSlot(local, heads.Pending(), net):
 		why = fmt.Sprintf("this device slot (%s) was copied: another copy wrote as device %s up to batch %d, this one only up to batch %d", s.slotDir, dev, net.BatchSeq, local.BatchSeq)
+		if net.BatchSeq == local.BatchSeq {
+			why = fmt.Sprintf("this device slot (%s) was copied: another copy published its own batch %d as device %s", s.slotDir, net.BatchSeq, dev)
+		}
+		forked = &forkedLog{local: local, net: net}
 	default:
 		retired, err := s.wasRetired(ctx, dev, heads, local, net)
 		if err != nil {
@@ -470,7 +475,7 @@ func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, e
 	// The old device's journal goes aside first, named with how far the
 	// old device's log holds its changes, so a crash before it is adopted
 	// leaves it to the next process.
-	old := &formerDevice{id: dev, flushed: flushed}
+	old := &formerDevice{id: dev, flushed: flushed, forked: forked}
 	if err := os.Rename(filepath.Join(s.slotDir, journalDir), old.journalDir(s.slotDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return dev, nil, fmt.Errorf("jellyfish: journal: %w", err)
 	}
@@ -536,6 +541,81 @@ func (s *session) wasRetired(ctx context.Context, dev ns.DeviceID, heads *accoun
 type formerDevice struct {
 	id      ns.DeviceID
 	flushed uint64 // its newest stamp the network holds
+	// forked, for a copied slot: its last head and the network's.
+	forked *forkedLog
+}
+
+// forkedLog is a device's log written by two copies of its slot: local is
+// the head this copy published last, net the head the network holds.
+type forkedLog struct {
+	local, net *ns.Head
+}
+
+// recoverForked stores again, as this device's changes, what the batches
+// this slot published as its former device hold that the network's log of
+// that device does not: two copies running at once can each publish batch
+// n, and the one published last hides the other. Walking back from the
+// slot's last head (the batches are in its log cache) to where the two
+// logs meet, the changes are committed again (keeping their bases, so a
+// change made since elsewhere shows as a conflict) with their pack
+// records and locations. Batches older than the network's head names
+// (64) are left: copies that far apart were not running at once.
+func (s *session) recoverForked(ctx context.Context, f *formerDevice) {
+	net, local := f.forked.net, f.forked.local
+	theirs := map[uint64][]byte{net.BatchSeq: net.Tip}
+	oldest := net.BatchSeq
+	if net.Tip != nil {
+		if b, err := s.log.readBatch(ctx, net.Tip); err == nil {
+			for _, p := range b.Prevs {
+				theirs[p.Seq] = p.Ref
+				oldest = min(oldest, p.Seq)
+			}
+			if len(b.Prev) > 0 {
+				theirs[b.PrevSeq] = b.Prev
+				oldest = min(oldest, b.PrevSeq)
+			}
+		}
+	}
+	var mine []*ns.Batch
+	ref, seq := local.Tip, local.BatchSeq
+	for ref != nil && seq >= oldest && !bytes.Equal(theirs[seq], ref) {
+		b, err := s.log.readBatch(ctx, ref)
+		if err != nil {
+			fs.Errorf(nil, "jellyfish: batch %d this slot published as device %s cannot be read (%v): its changes may be hidden by the other copy's", seq, f.id, err)
+			break
+		}
+		mine = append(mine, b)
+		switch {
+		case len(b.Prevs) > 0:
+			ref, seq = b.Prevs[0].Ref, b.Prevs[0].Seq
+		case len(b.Prev) > 0:
+			ref, seq = b.Prev, b.PrevSeq
+		default:
+			ref = nil
+		}
+	}
+	n := 0
+	for i := len(mine) - 1; i >= 0; i-- {
+		b := mine[i]
+		for _, p := range b.Packs {
+			s.log.applyPending(p)
+		}
+		s.restorePackRecords(b.Packs)
+		if len(b.Locations) > 0 {
+			s.recordLocations(b.Locations)
+		}
+		if len(b.Entries) == 0 {
+			continue
+		}
+		if err := s.log.commit(ctx, slices.Clone(b.Entries), nil, commitKeepBases); err != nil {
+			fs.Errorf(nil, "jellyfish: store again the changes of batch %d of former device %s: %v", b.Seq, f.id, err)
+			continue
+		}
+		n += len(b.Entries)
+	}
+	if n > 0 {
+		fs.Logf(nil, "jellyfish: %d changes this slot published as device %s, hidden by the other copy's batches, are stored again", n, f.id)
+	}
 }
 
 // formerJournalPrefix names the journals of former devices in a slot:

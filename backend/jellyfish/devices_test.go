@@ -646,3 +646,93 @@ func TestRetiredWhileOthersRun(t *testing.T) {
 		}
 	}
 }
+
+// TestCopiedSlotsPublishAtOnce: both copies of a data dir run, and their
+// flushes both check the device's head before either publishes, so both
+// publish batch n+1 and the one stored last hides the other. When the
+// hidden copy starts again it finds the device's head is not its own,
+// goes on as a new device and stores again what its hidden batch held; a
+// third device reads the files of both.
+func TestCopiedSlotsPublishAtOnce(t *testing.T) {
+	a := newMemAccount(t, 4)
+	orig := t.TempDir()
+	var dev ns.DeviceID
+	var seq uint64
+	a.use(t, orig, func(f *Fs) {
+		mustPut(t, f, "before.txt", []byte("before the copy"))
+		mustFlush(t, f)
+		dev, seq = f.s.device, f.s.log.ownSeq()
+	})
+	clone := t.TempDir()
+	copyDir(t, orig, clone)
+	var copies [2]*Fs
+	for i, dir := range []string{orig, clone} {
+		f, err := a.tryOpen(t, dir, testOptions(t, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.s.log.schedule = func(time.Duration) {}
+		mustPut(t, f, fmt.Sprintf("copy%d.txt", i), []byte(fmt.Sprint("from copy ", i)))
+		copies[i] = f
+	}
+	// The first head of batch seq+1 waits for the second.
+	second := make(chan struct{})
+	var mu sync.Mutex
+	arrived := 0
+	headKey := account.HeadKey(copies[0].s.acct.ID(), account.DeviceID(dev))
+	a.net.SetRecordHook(func(op, key string, v []byte) {
+		if op != "put" || key != headKey {
+			return
+		}
+		if rec, err := account.VerifyOwned(key, v); err != nil || rec.Seq>>16 != seq+1 {
+			return
+		}
+		mu.Lock()
+		arrived++
+		n := arrived
+		mu.Unlock()
+		if n == 2 {
+			close(second)
+			return
+		}
+		select {
+		case <-second:
+		case <-time.After(20 * time.Second):
+			t.Error("the second copy did not publish")
+		}
+	})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, f := range copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.s.flush(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	a.net.SetRecordHook(nil)
+	for _, f := range copies {
+		if err := f.s.close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := 0
+	for _, dir := range []string{orig, clone} {
+		a.use(t, dir, func(f *Fs) {
+			if f.s.device != dev {
+				moved++
+			}
+		})
+	}
+	if moved != 1 {
+		t.Fatalf("%d copies went on as a new device, want the hidden one", moved)
+	}
+	a.use(t, t.TempDir(), func(f *Fs) {
+		checkFiles(t, f, map[string][]byte{
+			"before.txt": []byte("before the copy"), "copy0.txt": []byte("from copy 0"), "copy1.txt": []byte("from copy 1"),
+		})
+	})
+}

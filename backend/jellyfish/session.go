@@ -283,7 +283,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)
 	s.meta = &metaObjects{store: s.store, enc: metaEnc, cache: s.logCache}
-	device, _, err := s.slotDevice(ctx)
+	device, former, err := s.slotDevice(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +336,9 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.loadCleanupState()
 	if err := s.openJournal(ctx); err != nil {
 		return nil, err
+	}
+	if former != nil && former.forked != nil {
+		s.recoverForked(ctx, former)
 	}
 	s.resolveConflicts(ctx, touched)
 	if s.log.upgrade {
