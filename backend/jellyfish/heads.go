@@ -124,6 +124,20 @@ func (h *accountHeads) Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, err
 	if errors.Is(err, account.ErrNotFound) {
 		return nil, nil
 	}
+	if err != nil && dev == h.device && errors.Is(err, record.ErrStale) {
+		// The nodes that answered hold an older head of this device than
+		// this process published (those with the newer one left): this
+		// device knows its newest, and puts it back.
+		h.mu.Lock()
+		last := h.last
+		h.mu.Unlock()
+		if last != nil {
+			if perr := h.Publish(ctx, last); perr != nil {
+				fs.Debugf(nil, "jellyfish: publish this device's head again: %v", perr)
+			}
+			return last, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // maintainTestSet is a network of 12 providers and a device storing files
@@ -369,5 +370,32 @@ func TestRepairedOwnBatchLoads(t *testing.T) {
 		if got, err := readErr(fresh, name); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s on a new device: %v", name, err)
 		}
+	}
+}
+
+// TestOwnHeadServedStale: the nodes that answer hold an older head of
+// this device than it published (those with the newer one left). The
+// device goes on from the head it knows, and puts it back.
+func TestOwnHeadServedStale(t *testing.T) {
+	a := newMemAccount(t, 6)
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	mustPut(t, dev, "a.txt", []byte("a"))
+	mustFlush(t, dev)
+	key := account.HeadKey(dev.s.acct.ID(), account.DeviceID(dev.s.device))
+	before, err := record.Decode(a.net.RecordsSnapshot()[key])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.net.FailGetOnce(key, fmt.Errorf("node: get: %w", record.ErrStale))
+	if _, err := dev.s.maintain(ctx, maintainOptions{}); err != nil {
+		t.Fatalf("maintenance with a stale head served: %v", err)
+	}
+	after, err := record.Decode(a.net.RecordsSnapshot()[key])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Seq <= before.Seq {
+		t.Fatalf("the head was not put back: seq %d, was %d", after.Seq, before.Seq)
 	}
 }

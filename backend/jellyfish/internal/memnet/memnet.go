@@ -39,6 +39,7 @@ type Network struct {
 	down     map[peer.ID]bool
 	records  map[string][]byte
 	recErr   error
+	getErr   map[string]error
 	putBytes int64
 	puts     int
 	deletes  int
@@ -78,6 +79,16 @@ func (n *Network) SetDown(p peer.ID, down bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.down[p] = down
+}
+
+// FailGetOnce makes the next Get of key fail with err.
+func (n *Network) FailGetOnce(key string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.getErr == nil {
+		n.getErr = map[string]error{}
+	}
+	n.getErr[key] = err
 }
 
 // FailRecords makes every record Put and Get fail with err (nil: work).
@@ -205,6 +216,10 @@ func (r records) get(key string) ([]byte, error) {
 	defer r.n.mu.Unlock()
 	if r.n.recErr != nil {
 		return nil, r.n.recErr
+	}
+	if err := r.n.getErr[key]; err != nil {
+		delete(r.n.getErr, key)
+		return nil, err
 	}
 	v, ok := r.n.records[key]
 	if !ok {
