@@ -366,23 +366,18 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 				return
 			}
 			delete(hs.Failing, holder.String())
-			st.Renewed += len(ids) - len(missing)
-			gone0 := map[codec.ShardID]bool{}
-			for _, id := range missing {
-				gone0[id] = true
-			}
-			for _, r := range refs {
-				if !gone0[r.id] {
-					l := objs[r.obj].Layout
-					st.RenewedBytes += int64(codec.HeaderSize + (l.Segments[r.seg].CipherLen+l.K-1)/l.K)
-				}
-			}
-			st.Missing += len(missing)
-			mu.Unlock()
 			gone := map[codec.ShardID]bool{}
 			for _, id := range missing {
 				gone[id] = true
 			}
+			st.Renewed += len(ids) - len(missing)
+			st.Missing += len(missing)
+			for _, r := range refs {
+				if !gone[r.id] {
+					st.RenewedBytes += int64(shardSize(objs[r.obj].Layout, r.seg))
+				}
+			}
+			mu.Unlock()
 			var held []slotRef
 			for _, r := range refs {
 				if gone[r.id] {
@@ -395,7 +390,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			// Audits: a random leaf of a few shards it says it holds.
 			for _, i := range mrand.Perm(len(held))[:min(opt.Audits, len(held))] {
 				r := held[i]
-				size := codec.HeaderSize + (objs[r.obj].Layout.Segments[r.seg].CipherLen+objs[r.obj].Layout.K-1)/objs[r.obj].Layout.K
+				size := shardSize(objs[r.obj].Layout, r.seg)
 				leaf := mrand.Int64N((int64(size) + codec.LeafSize - 1) / codec.LeafSize)
 				_, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
 				mu.Lock()
@@ -490,6 +485,11 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 	return st, errors.Join(uniqueErrs(errs)...)
 }
 
+// shardSize is the length of every shard of segment seg of l.
+func shardSize(l *codec.Layout, seg int) int {
+	return codec.HeaderSize + (l.Segments[seg].CipherLen+l.K-1)/l.K
+}
+
 // repairSegment rebuilds the shards of segment seg that have no healthy
 // holder (and whose holder is not merely slow to answer) from k healthy
 // ones, places each on a provider holding nothing of the segment, and
@@ -514,7 +514,7 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 	if len(want) == 0 {
 		return nil, 0, nil
 	}
-	size := codec.HeaderSize + (info.CipherLen+k-1)/k
+	size := shardSize(ref.Layout, seg)
 	var shards [][]byte
 	idxs := make([]int, 0, len(good))
 	for idx := range good {
