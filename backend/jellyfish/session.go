@@ -245,7 +245,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	acct := loadKeyCache(slotDir, user, opt.Password, opt.InsecureTestKDF)
 	if acct == nil {
 		if acct, err = mgr.Login(ctx, user, opt.Password); err != nil {
-			if errors.Is(err, account.ErrBadLogin) {
+			if errors.Is(err, account.ErrBadLogin) && !errors.Is(err, account.ErrExpiredLogin) {
 				return nil, fmt.Errorf("%w: create the account with `jellyfish account create` or `jellyfish config`", err)
 			}
 			return nil, err

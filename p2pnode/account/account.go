@@ -74,6 +74,21 @@ var (
 		"A different password makes a new, separate account: the network cannot tell that it belongs to the same person")
 )
 
+// ErrExpiredLogin: Login found no login record for this username and
+// password, but the network remembers one: the account expired (it also
+// matches ErrBadLogin).
+var ErrExpiredLogin = errors.New("account: this username and password opened an account whose records have expired from the network " +
+	"(no device or linked node re-signed them for 35 days). Its keys survive only on a device that was logged in to it " +
+	"(run jellyfish there: it publishes them again) or in its recovery key (jellyfish account recover)")
+
+// expiredLogin is ErrExpiredLogin that matches ErrBadLogin too, for
+// callers that only tell a login that failed.
+type expiredLogin struct{}
+
+func (expiredLogin) Error() string { return ErrExpiredLogin.Error() }
+
+func (expiredLogin) Is(target error) bool { return target == ErrExpiredLogin || target == ErrBadLogin }
+
 // Records is the part of the DHT accounts need. Put must confirm that
 // remote peers stored the record (not just the local store); Get returns
 // the best valid record, or an error matching ErrNotFound when there is
@@ -290,6 +305,10 @@ func (m *Manager) Login(ctx context.Context, user Username, password string) (*A
 		return nil, err
 	}
 	rec, lb, err := m.fetchLogin(ctx, key)
+	if errors.Is(err, ErrBadLogin) && m.markAbove(ctx, key, 0) {
+		// No record, but the network remembers one: it expired.
+		return nil, expiredLogin{}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -152,8 +152,13 @@ func TestCreateOverExpiredAccount(t *testing.T) {
 	}
 
 	clock = clock.Add(RecordLifetime + 24*time.Hour)
-	if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrBadLogin) {
-		t.Fatalf("login after expiry: %v, want ErrBadLogin (the record is gone)", err)
+	if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrBadLogin) || !errors.Is(err, ErrExpiredLogin) {
+		t.Fatalf("login after expiry: %v, want ErrExpiredLogin, matching ErrBadLogin too (the record is gone)", err)
+	}
+	// A password that never opened anything still looks like any other
+	// wrong one.
+	if _, err := m.Login(ctx, alice, "violet harbor ninety kettle"); !errors.Is(err, ErrBadLogin) || errors.Is(err, ErrExpiredLogin) {
+		t.Fatalf("login with a never-used password after expiry: %v, want ErrBadLogin only", err)
 	}
 	if _, err := m.Create(ctx, alice, goodPw); !errors.Is(err, ErrExpiredAccount) {
 		t.Fatalf("create over the expired account: %v, want ErrExpiredAccount", err)

@@ -32,6 +32,8 @@ const accountTimeout = 2 * time.Minute
 
 func init() {
 	userMessages = append(userMessages,
+		// Before ErrBadLogin, which it also matches.
+		userMessage{account.ErrExpiredLogin, strings.TrimPrefix(account.ErrExpiredLogin.Error(), "account: ")},
 		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
 		userMessage{account.ErrUnreachable, "the Jellyfish network cannot be reached: check --bootstrap / --bootstrap-file and that those nodes run"},
 		userMessage{account.ErrExists, "an account already exists for this username and password"},

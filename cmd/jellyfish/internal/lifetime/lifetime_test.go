@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -119,6 +120,9 @@ func TestLifetimeNoNode(t *testing.T) {
 	}
 	if r.err == nil {
 		t.Fatal("files were lost and nothing said so")
+	}
+	if !errors.Is(r.err, account.ErrExpiredLogin) {
+		t.Fatalf("the reader was told %q, not that the account expired", r.err)
 	}
 }
 
