@@ -197,18 +197,26 @@ func (s *session) referenced(ctx context.Context) (map[codec.ShardID]bool, error
 			live[sh.ID] = true
 		}
 	}
+	err := s.contentObjects(ctx, mark)
+	return live, err
+}
+
+// contentObjects calls fn with every object the file list's contents use:
+// packs' objects and live entries' objects (conflicting versions too:
+// every head counts; an indirect reference's stored reference and its
+// object). It reads the whole namespace.
+func (s *session) contentObjects(ctx context.Context, fn func(*ObjRef)) error {
 	v := s.log.view()
 	err := v.Packs(ctx, func(p ns.Pack) error {
 		if ref, err := UnmarshalObjRef(p.Ref); err == nil {
-			mark(ref)
+			fn(ref)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Conflicting versions are live too: every head counts.
-	err = v.Walk(ctx, "", func(e ns.Entry) error {
+	return v.Walk(ctx, "", func(e ns.Entry) error {
 		if len(e.Content) == 0 || e.Content[0] == packedTag {
 			return nil
 		}
@@ -217,11 +225,10 @@ func (s *session) referenced(ctx context.Context) (map[codec.ShardID]bool, error
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
 		for _, r := range objs {
-			mark(r)
+			fn(r)
 		}
 		return nil
 	})
-	return live, err
 }
 
 // collectLog deletes this device's log batches that are no longer needed:

@@ -153,24 +153,7 @@ func (s *session) liveObjects(ctx context.Context) ([]*ObjRef, error) {
 			out = append(out, ref)
 		}
 	}
-	v := s.log.view()
-	if err := v.Packs(ctx, func(p ns.Pack) error { addRaw(p.Ref); return nil }); err != nil {
-		return nil, err
-	}
-	err := v.Walk(ctx, "", func(e ns.Entry) error {
-		if len(e.Content) == 0 || e.Content[0] == packedTag {
-			return nil
-		}
-		objs, err := s.objectsOf(ctx, e.Content)
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.Path, err)
-		}
-		for _, r := range objs {
-			add(r)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.contentObjects(ctx, add); err != nil {
 		return nil, err
 	}
 	// The log: what any device loading the namespace may read.

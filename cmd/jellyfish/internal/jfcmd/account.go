@@ -294,12 +294,7 @@ func accountRecover(ctx context.Context, cmd *cobra.Command, o *accountOptions) 
 	if err := account.CheckPassword(user, newPw); err != nil {
 		return err
 	}
-	var fallback []string
-	if path, err := cachePath(o.configDir, user); err == nil {
-		if prev, err := loadDeviceCache(path); err == nil {
-			fallback = prev.Bootstrap
-		}
-	}
+	fallback := cachedBootstrap(o, user)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	s, err := openSession(ctx, o, fallback)
@@ -404,12 +399,7 @@ func accountPasswd(ctx context.Context, cmd *cobra.Command, o *accountOptions) e
 	if err := account.CheckPassword(user, newPw); err != nil {
 		return err
 	}
-	var fallback []string
-	if path, err := cachePath(o.configDir, user); err == nil {
-		if prev, err := loadDeviceCache(path); err == nil {
-			fallback = prev.Bootstrap
-		}
-	}
+	fallback := cachedBootstrap(o, user)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	s, err := openSession(ctx, o, fallback)
@@ -557,3 +547,18 @@ func promptPassword(w io.Writer, prompt string) (string, error) {
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// cachedBootstrap returns the addresses the user's device cache last
+// reached the network through (nil without one): a fallback when no
+// bootstrap peers are given.
+func cachedBootstrap(o *accountOptions, user account.Username) []string {
+	path, err := cachePath(o.configDir, user)
+	if err != nil {
+		return nil
+	}
+	prev, err := loadDeviceCache(path)
+	if err != nil {
+		return nil
+	}
+	return prev.Bootstrap
+}
