@@ -106,6 +106,13 @@ func TestCrashMidUpload(t *testing.T) {
 		c.kill()
 		isNew := check(what, true)
 		t.Logf("%s: read the %s contents", what, map[bool]string{false: "old", true: "new"}[isNew])
+		if isNew {
+			// The flush won the race with the kill. Put the old contents
+			// back, so that the next copy has something to change
+			// (otherwise it finds the file up to date and never flushes).
+			e.mustRun("copyto", oldPath, remoteName+":dir/file")
+			check("the old contents put back", false)
+		}
 	}
 
 	// Killed once the flush is logged: the new contents must be there.
