@@ -213,6 +213,7 @@ const maxInlineMax = 256 << 10
 type Fs struct {
 	name     string
 	root     string // clean, no leading or trailing slash
+	m        configmap.Mapper
 	opt      Options
 	features *fs.Features
 	s        *session
@@ -262,7 +263,7 @@ func NewFsAt(ctx context.Context, name, root string, m configmap.Mapper, now fun
 	if err != nil {
 		return nil, err
 	}
-	f := &Fs{name: name, root: ns.Clean(root), opt: *opt, s: s}
+	f := &Fs{name: name, root: ns.Clean(root), m: m, opt: *opt, s: s}
 	f.features = (&fs.Features{
 		CanHaveEmptyDirectories: true,
 		ReadMimeType:            false,
@@ -704,6 +705,34 @@ has failed for lost-after. Prints what it did as JSON.
 		"dry-run":    "count what would be repaired, repair nothing",
 	},
 }, {
+	Name:  "rotate",
+	Short: "Move the account to new keys and a new password.",
+	Long: `Every device of an account holds its keys. Removing a lost or stolen
+device from the device list does not take them back: rotate does. It
+creates a new account (new identity and root key) under the same username
+and a new password, copies every file into it (each downloaded and
+uploaded again under the new keys, so this takes as long as uploading
+everything), checks that both list the same files with the same sizes and
+hashes, then retires the old password and recovery key and sets this
+remote's password to the new one. Prints the new account's recovery key
+once.
+
+Devices still configured with the old password stop with a message saying
+the account was rotated. What rotation cannot take back: the files as they
+were at rotation, which the old keys still open while their shards live
+(until their leases lapse, or for as long as the thief renews them).
+
+The new password comes from -o new-password-file=PATH, else from
+JELLYFISH_NEW_PASSWORD, else from the terminal. An interrupted rotation
+leaves the old account working; run it again with the same new password
+to resume.
+
+    jellyfish backend rotate jellyfish:
+`,
+	Opts: map[string]string{
+		"new-password-file": "file holding the new password",
+	},
+}, {
 	Name:  "flush",
 	Short: "Store pending changes now.",
 }, {
@@ -767,6 +796,8 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			mo.Repair = false
 		}
 		return f.s.maintain(ctx, mo)
+	case "rotate":
+		return f.rotate(ctx, opt)
 	case "flush":
 		return nil, f.s.flush(ctx)
 	case "checkpoint":

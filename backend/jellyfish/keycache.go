@@ -2,8 +2,12 @@ package jellyfish
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/rclone/rclone/fs"
 
@@ -54,4 +58,48 @@ func saveKeyCache(slot string, a *account.Account, password string, testKDF bool
 		return err
 	}
 	return f.Save(filepath.Join(slot, keyCacheFile))
+}
+
+// cachedAccountID returns the account whose keys the slot's key cache
+// holds, whatever password they were cached under; "" when none.
+func cachedAccountID(slot string) peer.ID {
+	f, err := keyfile.Load(filepath.Join(slot, keyCacheFile))
+	if err != nil {
+		return ""
+	}
+	return f.AccountID
+}
+
+// formerDir is the folder of a slot where retireSlot moves what the slot
+// held for another account.
+const formerDir = "former"
+
+// retireSlot moves everything the slot holds for account other (its key
+// cache, device ID, head copy, journal, log cache, caretaker copies and
+// maintenance state) into former/<other>-<unix time>/ inside the slot,
+// so the account now logging in starts the slot afresh: a new device,
+// nothing of the other account's written under this one's keys. This
+// happens after a rotation (the remote's password now opens the new
+// account). Nothing is deleted: changes the other account's journal still
+// held, which no other process stored, stay there.
+func retireSlot(slot string, other peer.ID, now time.Time) (string, error) {
+	dest := filepath.Join(slot, formerDir, fmt.Sprintf("%s-%d", other, now.Unix()))
+	if err := os.MkdirAll(dest, 0o700); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(slot)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		// The lock and the network node's folder (open, and no
+		// account's) stay.
+		if e.Name() == "lock" || e.Name() == "node" || e.Name() == formerDir {
+			continue
+		}
+		if err := os.Rename(filepath.Join(slot, e.Name()), filepath.Join(dest, e.Name())); err != nil {
+			return "", err
+		}
+	}
+	return dest, nil
 }

@@ -243,12 +243,27 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	mgr := account.NewManager(nw.Records(), mopts...)
 	acct := loadKeyCache(slotDir, user, opt.Password, opt.InsecureTestKDF)
-	if acct == nil {
+	if acct != nil {
+		// Keys cached under this password: unless another device
+		// rotated the account away from them.
+		if err := mgr.CheckRotated(ctx, acct); err != nil {
+			return nil, err
+		}
+	} else {
 		if acct, err = mgr.Login(ctx, user, opt.Password); err != nil {
 			if errors.Is(err, account.ErrBadLogin) && !errors.Is(err, account.ErrExpiredLogin) {
 				return nil, fmt.Errorf("%w: create the account with `jellyfish account create` or `jellyfish config`", err)
 			}
 			return nil, err
+		}
+		if other := cachedAccountID(slotDir); other != "" && other != acct.ID() {
+			// The slot served another account of this username (the
+			// one a rotation left): start it afresh for this one.
+			dest, err := retireSlot(slotDir, other, now())
+			if err != nil {
+				return nil, fmt.Errorf("jellyfish: the device slot %s holds another account's state and could not be set aside: %w", slotDir, err)
+			}
+			fs.Logf(nil, "jellyfish: this device slot held account %s (this password now opens %s); its state was moved to %s", other, acct.ID(), dest)
 		}
 		if err := saveKeyCache(slotDir, acct, opt.Password, opt.InsecureTestKDF); err != nil {
 			fs.Debugf(nil, "jellyfish: cache account keys: %v", err)

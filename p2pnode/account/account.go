@@ -312,8 +312,11 @@ func (m *Manager) Login(ctx context.Context, user Username, password string) (*A
 	if err != nil {
 		return nil, err
 	}
-	if lb.state == stateTombstone {
+	switch lb.state {
+	case stateTombstone:
 		return nil, ErrBadLogin // the password was changed away from this one
+	case stateRotated:
+		return nil, ErrRotated
 	}
 	want, err := paramsFor(lb.version, m.allowTest)
 	if err != nil {

@@ -83,6 +83,10 @@ func RecordKinds() []record.KindRules {
 const (
 	stateActive    byte = 1
 	stateTombstone byte = 2
+	// stateRotated retires a login record whose account was replaced by a
+	// new one with new keys (Manager.FinishRotation): devices that cached
+	// the old keys find it and stop using them.
+	stateRotated byte = 3
 )
 
 const (
@@ -121,7 +125,7 @@ func parseLoginBody(b []byte) (*loginBody, error) {
 	}
 	rest := b[loginHeaderSize:]
 	switch lb.state {
-	case stateTombstone:
+	case stateTombstone, stateRotated:
 		if len(rest) != 0 {
 			return nil, fmt.Errorf("%w: tombstone with a payload", errTampered)
 		}
@@ -192,6 +196,10 @@ func sealLogin(dhtKey string, version uint8, p KDFParams, wrap [32]byte, k *keys
 
 func tombstoneBody(version uint8, p KDFParams) []byte {
 	return loginHeader(version, stateTombstone, p)
+}
+
+func rotatedBody(version uint8, p KDFParams) []byte {
+	return loginHeader(version, stateRotated, p)
 }
 
 func loginAD(dhtKey string, header []byte) []byte {

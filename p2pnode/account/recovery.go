@@ -646,6 +646,13 @@ func (m *Manager) Recover(ctx context.Context, user Username, k RecoveryKey, new
 // retireLogin replaces the login record at key with a tombstone signed by
 // login, unless it is one already.
 func (m *Manager) retireLogin(ctx context.Context, key string, login crypto.PrivKey) error {
+	return m.replaceLogin(ctx, key, login, stateTombstone)
+}
+
+// replaceLogin replaces the login record at key with a body of state
+// (tombstone or rotated) signed by login, unless it has that state
+// already. A rotated record is never turned back into a tombstone.
+func (m *Manager) replaceLogin(ctx context.Context, key string, login crypto.PrivKey, state byte) error {
 	version, kdf := m.version, m.kdf
 	var seq uint64
 	raw, err := m.recs.Get(ctx, key)
@@ -659,7 +666,7 @@ func (m *Manager) retireLogin(ctx context.Context, key string, login crypto.Priv
 		if err != nil {
 			return err
 		}
-		if lb.state == stateTombstone {
+		if lb.state == state || lb.state == stateRotated {
 			return nil
 		}
 		version, kdf, seq = lb.version, lb.kdf, rec.Seq+1
@@ -670,7 +677,11 @@ func (m *Manager) retireLogin(ctx context.Context, key string, login crypto.Priv
 	default:
 		return err
 	}
-	tomb := record.Record{Kind: KindLogin, Seq: seq, Expires: m.clock().Add(m.lifetime), Body: tombstoneBody(version, kdf)}
+	body := tombstoneBody(version, kdf)
+	if state == stateRotated {
+		body = rotatedBody(version, kdf)
+	}
+	tomb := record.Record{Kind: KindLogin, Seq: seq, Expires: m.clock().Add(m.lifetime), Body: body}
 	traw, err := tomb.Sign(key, login)
 	if err != nil {
 		return err
