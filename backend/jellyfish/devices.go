@@ -158,10 +158,15 @@ func (l *nsLog) appliedSeq(d ns.DeviceID) uint64 {
 	return l.applied[d].Seq
 }
 
-// thisDevice is this device as the account record lists it.
+// thisDevice is this device as the account record lists it. The record
+// is public, so the name is the device_name option or a label made from
+// the (random) device ID, never the host name.
 func (s *session) thisDevice() account.Device {
-	host, _ := os.Hostname()
-	return account.Device{ID: account.DeviceID(s.device), Name: truncateName(host)}
+	name := strings.TrimSpace(s.opt.DeviceName)
+	if name == "" {
+		name = fmt.Sprintf("device-%x", s.device[:3])
+	}
+	return account.Device{ID: account.DeviceID(s.device), Name: truncateName(name)}
 }
 
 // register lists this device in the account record if it is not, when
@@ -172,8 +177,15 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("jellyfish: account record: %w", err)
 	}
-	if pub.Has(account.DeviceID(s.device)) {
+	if d, ok := pub.Device(account.DeviceID(s.device)); ok {
 		s.noteListed(false)
+		if want := s.thisDevice(); d.Name != want.Name {
+			// Renamed, or listed under its host name by an older
+			// version: publish the name it has now.
+			if _, err := s.mgr.Update(ctx, s.acct, account.AddDevice(want)); err != nil {
+				fs.Debugf(nil, "jellyfish: rename this device in the account record: %v", err)
+			}
+		}
 		return true, nil
 	}
 	if len(pub.Devices) >= account.MaxDevices {

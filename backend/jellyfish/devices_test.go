@@ -736,3 +736,48 @@ func TestCopiedSlotsPublishAtOnce(t *testing.T) {
 		})
 	})
 }
+
+// TestDeviceNamesArePublicLabels: the account record is public, so a
+// device is listed under a label made from its random ID, not its host
+// name; device_name names it, and a device listed under another name (the
+// host name an older version published) is renamed when it next starts.
+func TestDeviceNamesArePublicLabels(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dir := t.TempDir()
+	var acct *account.Account
+	var id ns.DeviceID
+	a.use(t, dir, func(f *Fs) { acct, id = f.s.acct, f.s.device })
+	nameOf := func() string {
+		t.Helper()
+		pub, err := account.NewManager(a.net.Records(), account.InsecureTestKDF()).Lookup(context.Background(), acct.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok := pub.Device(account.DeviceID(id))
+		if !ok {
+			t.Fatal("device not listed")
+		}
+		return d.Name
+	}
+	host, _ := os.Hostname()
+	if got, want := nameOf(), fmt.Sprintf("device-%x", id[:3]); got != want || (host != "" && strings.Contains(got, host)) {
+		t.Fatalf("listed as %q, want %q", got, want)
+	}
+	opt := testOptions(t, nil)
+	opt.DeviceName = "kitchen laptop"
+	f, err := a.tryOpen(t, dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := nameOf(); got != "kitchen laptop" {
+		t.Fatalf("with device_name: listed as %q", got)
+	}
+	// Back to no name: the label again.
+	a.use(t, dir, nil)
+	if got := nameOf(); got != fmt.Sprintf("device-%x", id[:3]) {
+		t.Fatalf("after clearing device_name: listed as %q", got)
+	}
+}

@@ -136,6 +136,10 @@ func init() {
 			Default:  fs.Duration(defaultPollInterval),
 			Advanced: true,
 		}, {
+			Name:     "device_name",
+			Help:     "Name of this device in the account record.\n\nThe account record is public: anyone can read it. Empty means a label made from\nthe device's random ID (device-3f2a9c), never the host name.",
+			Advanced: true,
+		}, {
 			Name:     "device_retire_after",
 			Help:     "Retire a device of the account that has not been used for this long.\n\nEvery data dir (a machine, a container, a CI run, a wiped cache) is a device, and the account record lists at most 32. A session retires the devices not seen for this long once their changes are in a checkpoint the others load; a device that comes back after that continues as a new one. 0 retires none by age (a full list still makes room for a new device).",
 			Default:  fs.Duration(defaultRetireAfter),
@@ -176,6 +180,7 @@ type Options struct {
 	CleanupGrace      fs.Duration   `config:"cleanup_grace"`
 	PollInterval      fs.Duration   `config:"poll_interval"`
 	DeviceRetireAfter fs.Duration   `config:"device_retire_after"`
+	DeviceName        string        `config:"device_name"`
 	DataDir           string        `config:"data_dir"`
 	InsecureTestKDF   bool          `config:"insecure_test_kdf"`
 }

@@ -18,6 +18,15 @@ func (p *Public) Has(id DeviceID) bool {
 	return slices.ContainsFunc(p.Devices, func(d Device) bool { return d.ID == id })
 }
 
+// Device returns the listed device id.
+func (p *Public) Device(id DeviceID) (Device, bool) {
+	i := slices.IndexFunc(p.Devices, func(d Device) bool { return d.ID == id })
+	if i < 0 {
+		return Device{}, false
+	}
+	return p.Devices[i], true
+}
+
 // Remove drops id from the device list and reports whether it was there.
 func (p *Public) Remove(id DeviceID) bool {
 	n := len(p.Devices)
@@ -133,12 +142,19 @@ func (m *Manager) readAccount(ctx context.Context, key string) (*record.Record, 
 	return rec, &p, nil
 }
 
-// AddDevice returns an edit that lists d, failing with ErrDevicesFull when
-// there is no room for it.
+// AddDevice returns an edit that lists d under d's name (renaming it if
+// it is listed under another), failing with ErrDevicesFull when there is
+// no room for it.
 func AddDevice(d Device) Edit {
 	return func(p *Public) (bool, error) {
-		if p.Has(d.ID) {
-			return false, nil
+		for i := range p.Devices {
+			if p.Devices[i].ID == d.ID {
+				if p.Devices[i].Name == d.Name {
+					return false, nil
+				}
+				p.Devices[i].Name = d.Name
+				return true, nil
+			}
 		}
 		if len(p.Devices) >= MaxDevices {
 			return false, ErrDevicesFull

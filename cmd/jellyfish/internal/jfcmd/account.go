@@ -112,7 +112,7 @@ Each command joins the network for its own duration as a client node, through
 	}
 	create := sub("create", "Create a new account on the network", accountCreate)
 	login := sub("login", "Unlock an account and remember its keys on this device", accountLogin)
-	login.Flags().StringVar(&o.deviceName, "device-name", "", "name of this device in the account record (default: host name)")
+	login.Flags().StringVar(&o.deviceName, "device-name", "", "name of this device in the account record, which anyone can read (default: a label made from the device's random ID)")
 	passwd := sub("passwd", "Change an account's password (its keys and data stay the same)", accountPasswd)
 	passwd.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
 	show := sub("show", "Show the account this device is logged in to: identity, nodes, devices", accountShow)
@@ -345,10 +345,8 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 		return err
 	}
 	name := o.deviceName
-	if name == "" && prev == nil {
-		if name, _ = os.Hostname(); len(name) > 64 {
-			name = name[:64]
-		}
+	if len(name) > 64 {
+		name = name[:64]
 	}
 	cache, err := newDeviceCache(a, pw, o.testKDF, prev, name, addrStrings(s.boot))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account/keyfile"
@@ -58,6 +59,11 @@ func newDeviceCache(a *account.Account, password string, testKDF bool, prev *key
 	c.Bootstrap = boot
 	if prev != nil && prev.AccountID == c.AccountID && prev.Device != nil {
 		d := *prev.Device
+		if host, _ := os.Hostname(); deviceName == "" && host != "" && strings.HasPrefix(host, d.Name) {
+			// Named after the host by an older version: the account
+			// record is public.
+			deviceName = fmt.Sprintf("device-%x", d.ID[:3])
+		}
 		if deviceName != "" {
 			d.Name = deviceName
 		}
@@ -67,6 +73,10 @@ func newDeviceCache(a *account.Account, password string, testKDF bool, prev *key
 	c.Device = &account.Device{Name: deviceName}
 	if _, err := rand.Read(c.Device.ID[:]); err != nil {
 		return nil, err
+	}
+	if c.Device.Name == "" {
+		// The account record is public: never the host name.
+		c.Device.Name = fmt.Sprintf("device-%x", c.Device.ID[:3])
 	}
 	return c, nil
 }
