@@ -40,8 +40,10 @@ func parseBootstrap(s string) ([]ma.Multiaddr, error) {
 
 // clientNet is the network of a process: one client-mode node.
 type clientNet struct {
-	c   *client.Client
-	now func() time.Time
+	c     *client.Client
+	now   func() time.Time
+	clock *skewClock
+	stop  context.CancelFunc // ends the clock's background estimates
 
 	mu        sync.Mutex
 	providers []peer.ID
@@ -65,18 +67,27 @@ func connect(ctx context.Context, opt *Options, slotDir string, now func() time.
 	if err := os.Remove(filepath.Join(dataDir, "identity.key")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	clock := &skewClock{base: now}
 	c, err := client.New(ctx, client.Config{
 		DataDir:   dataDir,
 		Bootstrap: boot,
 		Logger:    slog.New(slog.DiscardHandler),
 		// Records this process validates expire on Jellyfish's clock.
-		Configure: func(cfg *node.Config) { cfg.Clock = now },
+		Configure: func(cfg *node.Config) { cfg.Clock = clock.Now },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jellyfish: join the network: %w", err)
 	}
-	return &clientNet{c: c, now: now}, nil
+	// Correct the clock by the network's before anything is signed.
+	runCtx, cancel := context.WithCancel(context.Background())
+	first, firstDone := context.WithTimeout(ctx, 5*time.Second)
+	clock.start(first, runCtx, c.Node().ClockOffset)
+	firstDone()
+	return &clientNet{c: c, now: clock.Now, clock: clock, stop: cancel}, nil
 }
+
+// Now is the network's clock: Jellyfish's corrected by its peers'.
+func (n *clientNet) Now() time.Time { return n.now() }
 
 // Shards signs requests as owner, timestamped on Jellyfish's clock (the
 // holders check them against theirs).
@@ -88,7 +99,10 @@ func (n *clientNet) Records() account.Records { return n.c.Records() }
 
 func (n *clientNet) Peers() int { return len(n.c.Node().Host().Network().Peers()) }
 
-func (n *clientNet) Close() error { return n.c.Close() }
+func (n *clientNet) Close() error {
+	n.stop()
+	return n.c.Close()
+}
 
 func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	n.mu.Lock()

