@@ -336,6 +336,8 @@ func parse(b []byte, passphrase string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// h.AccountID is "" only in a version 1 backend cache, which has
+	// no account_id.
 	h, err := parseHeader(w)
 	if err != nil {
 		return nil, err
@@ -390,7 +392,7 @@ func parse(b []byte, passphrase string) (*File, error) {
 type Header struct {
 	Version         int
 	Username        account.Username
-	AccountID       peer.ID // "" in a version 1 backend cache read by parseHeader
+	AccountID       peer.ID // of the identity key; of an encrypted file, what it claims
 	KDFVersion      uint8
 	InsecureTestKDF bool
 	Device          *account.Device

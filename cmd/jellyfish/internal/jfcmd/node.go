@@ -114,6 +114,9 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		owner  []byte
 		linked *account.Account
 	)
+	if o.passFile != "" && o.accountConfig == "" {
+		return errors.New("--account-passphrase-file is the passphrase of --account-config's key file, and no --account-config was given")
+	}
 	if o.accountConfig != "" {
 		path, err := expandHome(o.accountConfig)
 		if err != nil {

@@ -162,7 +162,7 @@ func loginPassphrase(cmd *cobra.Command, o *accountOptions, path string, prev *k
 		}
 		if _, err := openDeviceCache(path, pass); err != nil {
 			if errors.Is(err, errBadPassphrase) {
-				return "", fmt.Errorf("%w; if the passphrase is lost, remove the file and log in again (this device then joins the account as a new device)", err)
+				return "", fmt.Errorf("%w; `jellyfish account passphrase` changes it; if it is lost, remove the file and log in again (this device then joins the account as a new device)", err)
 			}
 			return "", err
 		}
