@@ -20,9 +20,10 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 )
 
-// Version is the format version Save writes. Version 1 files (both the
-// backend's slot cache and the device cache of `jellyfish account login`)
-// are still read.
+// Version is the format version Save writes for a file without a
+// passphrase; VersionEncrypted (seal.go) is the one it writes under a
+// passphrase. Version 1 files (both the backend's slot cache and the
+// device cache of `jellyfish account login`) are still read.
 const Version = 2
 
 // MaxSize bounds a key file; larger files are refused unread.
@@ -35,8 +36,9 @@ const (
 	MaxDeviceName    = 64
 )
 
-// verifierParams are the Argon2id costs of a password verifier.
-type verifierParams struct {
+// argon2Params are Argon2id's costs: of a password verifier, or of the
+// key a passphrase seals a file's secrets under.
+type argon2Params struct {
 	Time      uint32 // passes
 	MemoryKiB uint32
 	Lanes     uint8
@@ -46,23 +48,23 @@ type verifierParams struct {
 // one of OWASP's Argon2id settings (19 MiB, 2 passes, 1 lane), 25-30 ms
 // of CPU on one core of the development VM (BenchmarkVerifier). The
 // verifier guards the password only; the keys beside it are in the clear.
-var defaultVerifier = verifierParams{Time: 2, MemoryKiB: 19 * 1024, Lanes: 1}
+var defaultVerifier = argon2Params{Time: 2, MemoryKiB: 19 * 1024, Lanes: 1}
 
 // testVerifier is the verifier cost of files of accounts made with the
 // insecure test KDF (account.InsecureTestKDF): Argon2id's minimum. Such
 // passwords fall instantly anyway.
-var testVerifier = verifierParams{Time: 1, MemoryKiB: 8, Lanes: 1}
+var testVerifier = argon2Params{Time: 1, MemoryKiB: 8, Lanes: 1}
 
-// Bounds on a verifier read from a file: costs at most verifierMaxTime
-// passes and verifierMaxMemoryKiB (a hostile file must not exhaust the
-// machine), and at least defaultVerifier's memory unless the file is of a
-// test-KDF account.
+// Bounds on Argon2id costs read from a file (a verifier's or a
+// passphrase's): at most maxTime passes and maxMemoryKiB (a hostile file
+// must not exhaust the machine), and at least the default memory unless
+// the file is of a test-KDF account.
 const (
-	verifierMaxTime      = 16
-	verifierMaxMemoryKiB = 1 << 20
-	verifierMaxLanes     = 16
-	saltSize             = 16
-	hashSize             = 32
+	maxTime      = 16
+	maxMemoryKiB = 1 << 20
+	maxLanes     = 16
+	saltSize     = 16
+	hashSize     = 32
 )
 
 // Labels of the password checks; part of the format.
@@ -74,9 +76,18 @@ const (
 )
 
 // ErrFormat: a file is not a key file this version reads (bad JSON,
-// unknown version, missing or malformed field, or an identity key that
-// does not match the account ID).
+// unknown version, missing or malformed field, an identity key that
+// does not match the account ID, or a sealed part that does not open with
+// the passphrase that matches the file).
 var ErrFormat = errors.New("keyfile: not a valid account key file")
+
+// ErrPassphraseNeeded: the file's keys are sealed under a passphrase
+// (version 3) and none was given.
+var ErrPassphraseNeeded = errors.New("keyfile: the key file is encrypted and needs its passphrase")
+
+// ErrBadPassphrase: the passphrase given is not the one the file's keys
+// are sealed under.
+var ErrBadPassphrase = errors.New("keyfile: wrong passphrase for the key file")
 
 // File is an unlocked account as a device keeps it on disk: its keys, a
 // slow salted verifier of the password they were unlocked with, and, for
@@ -84,7 +95,9 @@ var ErrFormat = errors.New("keyfile: not a valid account key file")
 // and where it reached the network.
 //
 // Whoever reads the file holds the account: it is as secret as the
-// password (mode 0600 in a 0700 folder).
+// password (mode 0600 in a 0700 folder), unless its keys are sealed under
+// a passphrase (SetPassphrase); then whoever reads it also needs the
+// passphrase.
 type File struct {
 	Username  account.Username
 	AccountID peer.ID // peer ID of Identity
@@ -103,12 +116,13 @@ type File struct {
 	Bootstrap []string
 
 	verifier *verifier
-	legacy   []byte // version 1's SHA-256 password check
-	version  int    // format version read; Version for a new File
+	legacy   []byte   // version 1's SHA-256 password check
+	seal     *sealKey // non-nil: Save seals the keys under a passphrase
+	version  int      // format version read; Version for a new File
 }
 
 type verifier struct {
-	verifierParams
+	argon2Params
 	salt, hash []byte
 }
 
@@ -135,8 +149,13 @@ func (f *File) Account() *account.Account {
 }
 
 // FormatVersion returns the version the file was read in (Version for a
-// new one). Save always writes Version.
+// new one). Save writes VersionEncrypted when the file has a passphrase,
+// else Version.
 func (f *File) FormatVersion() int { return f.version }
+
+// Encrypted reports whether Save seals the keys under a passphrase: the
+// file was read with one, or SetPassphrase set one.
+func (f *File) Encrypted() bool { return f.seal != nil }
 
 // HasVerifier reports whether CheckPassword can succeed: version 1 device
 // caches hold no password check.
@@ -149,7 +168,7 @@ func (f *File) SetPassword(password string) error {
 	if f.InsecureTestKDF {
 		p = testVerifier
 	}
-	v := &verifier{verifierParams: p, salt: make([]byte, saltSize)}
+	v := &verifier{argon2Params: p, salt: make([]byte, saltSize)}
 	if _, err := rand.Read(v.salt); err != nil {
 		return err
 	}
@@ -192,21 +211,25 @@ func legacyCheck(user account.Username, password string) []byte {
 
 // wire is the JSON of every version. Version 1 backend caches have
 // password_check and no account_id; version 1 device caches have
-// account_id and the device fields but no password check.
+// account_id and the device fields but no password check; version 3 files
+// have passphrase and sealed in place of the keys and the verifier, which
+// are sealed (wireSecrets).
 type wire struct {
-	Version         int           `json:"version"`
-	Username        string        `json:"username"`
-	AccountID       string        `json:"account_id,omitempty"`
-	IdentityKey     []byte        `json:"identity_key"`
-	RootKey         []byte        `json:"root_key"`
-	LoginKey        []byte        `json:"login_key,omitempty"`
-	KDFVersion      uint8         `json:"kdf_version"`
-	InsecureTestKDF bool          `json:"insecure_test_kdf,omitempty"`
-	Verifier        *wireVerifier `json:"verifier,omitempty"`
-	PasswordCheck   []byte        `json:"password_check,omitempty"`
-	DeviceID        string        `json:"device_id,omitempty"`
-	DeviceName      string        `json:"device_name,omitempty"`
-	Bootstrap       []string      `json:"bootstrap,omitempty"`
+	Version         int             `json:"version"`
+	Username        string          `json:"username"`
+	AccountID       string          `json:"account_id,omitempty"`
+	IdentityKey     []byte          `json:"identity_key,omitempty"`
+	RootKey         []byte          `json:"root_key,omitempty"`
+	LoginKey        []byte          `json:"login_key,omitempty"`
+	KDFVersion      uint8           `json:"kdf_version"`
+	InsecureTestKDF bool            `json:"insecure_test_kdf,omitempty"`
+	Verifier        *wireVerifier   `json:"verifier,omitempty"`
+	PasswordCheck   []byte          `json:"password_check,omitempty"`
+	DeviceID        string          `json:"device_id,omitempty"`
+	DeviceName      string          `json:"device_name,omitempty"`
+	Bootstrap       []string        `json:"bootstrap,omitempty"`
+	Passphrase      *wirePassphrase `json:"passphrase,omitempty"`
+	Sealed          []byte          `json:"sealed,omitempty"`
 }
 
 type wireVerifier struct {
@@ -220,8 +243,9 @@ type wireVerifier struct {
 
 const kdfArgon2id = "argon2id"
 
-// Marshal encodes f in the current version. A file without a verifier (a
-// version 1 device cache) needs SetPassword first.
+// Marshal encodes f in the current version: VersionEncrypted with its keys
+// and verifier sealed when it has a passphrase, else Version. A file
+// without a verifier (a version 1 device cache) needs SetPassword first.
 func (f *File) Marshal() ([]byte, error) {
 	if f.verifier == nil {
 		return nil, errors.New("keyfile: no password verifier (SetPassword first)")
@@ -247,6 +271,11 @@ func (f *File) Marshal() ([]byte, error) {
 	if f.Device != nil {
 		w.DeviceID, w.DeviceName = hex.EncodeToString(f.Device.ID[:]), f.Device.Name
 	}
+	if f.seal != nil {
+		if err := f.seal.sealSecrets(&w); err != nil {
+			return nil, err
+		}
+	}
 	b, err := json.MarshalIndent(&w, "", "  ")
 	if err != nil {
 		return nil, err
@@ -256,16 +285,30 @@ func (f *File) Marshal() ([]byte, error) {
 
 // Parse decodes a file of version 1 or 2 and checks it: a normalised
 // username, Ed25519 keys, a 32-byte root key, an identity key matching
-// the account ID, a verifier within bounds. Errors match ErrFormat.
+// the account ID, a verifier within bounds. Errors match ErrFormat, but
+// for an encrypted file (version 3), which gives ErrPassphraseNeeded.
 func Parse(b []byte) (*File, error) {
-	f, err := parse(b)
+	return ParseWithPassphrase(b, "")
+}
+
+// ParseWithPassphrase is Parse that also opens an encrypted file (version
+// 3) with passphrase: a wrong passphrase gives ErrBadPassphrase, an empty
+// one ErrPassphraseNeeded, a sealed part or header altered since it was
+// sealed ErrFormat. A file without a passphrase parses as with Parse,
+// whatever passphrase is given (File.Encrypted tells them apart).
+func ParseWithPassphrase(b []byte, passphrase string) (*File, error) {
+	f, err := parse(b, passphrase)
 	if err != nil {
+		if errors.Is(err, ErrPassphraseNeeded) || errors.Is(err, ErrBadPassphrase) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	return f, nil
 }
 
-func parse(b []byte) (*File, error) {
+// decode unmarshals a file of a version this binary reads.
+func decode(b []byte) (*wire, error) {
 	if len(b) > MaxSize {
 		return nil, fmt.Errorf("%d bytes", len(b))
 	}
@@ -273,28 +316,49 @@ func parse(b []byte) (*File, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, err
 	}
-	if w.Version != 1 && w.Version != Version {
-		return nil, fmt.Errorf("version %d, this binary reads 1 and %d", w.Version, Version)
+	switch w.Version {
+	case 1, Version:
+		if w.Passphrase != nil || w.Sealed != nil {
+			return nil, fmt.Errorf("a sealed part in a version %d file", w.Version)
+		}
+	case VersionEncrypted:
+		if w.IdentityKey != nil || w.RootKey != nil || w.LoginKey != nil || w.Verifier != nil || w.PasswordCheck != nil {
+			return nil, errors.New("keys in the clear beside the sealed part")
+		}
+	default:
+		return nil, fmt.Errorf("version %d, this binary reads 1 to %d", w.Version, VersionEncrypted)
 	}
-	f := &File{KDFVersion: w.KDFVersion, InsecureTestKDF: w.InsecureTestKDF, version: w.Version}
-	user, err := account.NormalizeUsername(w.Username)
-	if err != nil || string(user) != w.Username {
-		return nil, fmt.Errorf("username %q", w.Username)
+	return &w, nil
+}
+
+func parse(b []byte, passphrase string) (*File, error) {
+	w, err := decode(b)
+	if err != nil {
+		return nil, err
 	}
-	f.Username = user
+	// h.AccountID is "" only in a version 1 backend cache, which has
+	// no account_id.
+	h, err := parseHeader(w)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{
+		Username: h.Username, KDFVersion: w.KDFVersion, InsecureTestKDF: w.InsecureTestKDF,
+		Device: h.Device, Bootstrap: h.Bootstrap, version: w.Version,
+	}
+	if w.Version == VersionEncrypted {
+		if f.seal, err = openSecrets(w, passphrase); err != nil {
+			return nil, err
+		}
+	}
 	if f.Identity, err = ed25519Key(w.IdentityKey); err != nil {
 		return nil, fmt.Errorf("identity key: %w", err)
 	}
 	if f.AccountID, err = peer.IDFromPrivateKey(f.Identity); err != nil {
 		return nil, fmt.Errorf("identity key: %w", err)
 	}
-	switch {
-	case w.AccountID != "":
-		if id, err := peer.Decode(w.AccountID); err != nil || id != f.AccountID {
-			return nil, fmt.Errorf("identity key does not match account %s", w.AccountID)
-		}
-	case w.Version >= 2:
-		return nil, errors.New("no account_id")
+	if h.AccountID != "" && h.AccountID != f.AccountID {
+		return nil, fmt.Errorf("identity key does not match account %s", w.AccountID)
 	}
 	if len(w.RootKey) != len(f.Root) {
 		return nil, fmt.Errorf("root key of %d bytes", len(w.RootKey))
@@ -317,6 +381,44 @@ func parse(b []byte) (*File, error) {
 			return nil, err
 		}
 	}
+	return f, nil
+}
+
+// Header is what a key file says in the clear: all of a version 1 or 2
+// file but its keys and verifier; all of an encrypted file (version 3) but
+// its sealed part. An encrypted file's header is authenticated only when
+// the file is opened with its passphrase (LoadWithPassphrase): until then
+// it is what the file claims.
+type Header struct {
+	Version         int
+	Username        account.Username
+	AccountID       peer.ID // of the identity key; of an encrypted file, what it claims
+	KDFVersion      uint8
+	InsecureTestKDF bool
+	Device          *account.Device
+	Bootstrap       []string
+	Encrypted       bool
+}
+
+// parseHeader checks the fields a file holds in the clear.
+func parseHeader(w *wire) (*Header, error) {
+	h := &Header{
+		Version: w.Version, KDFVersion: w.KDFVersion, InsecureTestKDF: w.InsecureTestKDF,
+		Encrypted: w.Version == VersionEncrypted,
+	}
+	user, err := account.NormalizeUsername(w.Username)
+	if err != nil || string(user) != w.Username {
+		return nil, fmt.Errorf("username %q", w.Username)
+	}
+	h.Username = user
+	switch {
+	case w.AccountID != "":
+		if h.AccountID, err = peer.Decode(w.AccountID); err != nil {
+			return nil, fmt.Errorf("account id %q", w.AccountID)
+		}
+	case w.Version >= 2:
+		return nil, errors.New("no account_id")
+	}
 	if w.DeviceID != "" {
 		d := &account.Device{Name: w.DeviceName}
 		id, err := hex.DecodeString(w.DeviceID)
@@ -327,7 +429,7 @@ func parse(b []byte) (*File, error) {
 		if len(d.Name) > MaxDeviceName {
 			return nil, fmt.Errorf("device name of %d bytes", len(d.Name))
 		}
-		f.Device = d
+		h.Device = d
 	}
 	if len(w.Bootstrap) > MaxBootstrap {
 		return nil, fmt.Errorf("%d bootstrap addresses", len(w.Bootstrap))
@@ -337,8 +439,56 @@ func parse(b []byte) (*File, error) {
 			return nil, fmt.Errorf("bootstrap address of %d bytes", len(a))
 		}
 	}
-	f.Bootstrap = w.Bootstrap
-	return f, nil
+	h.Bootstrap = w.Bootstrap
+	return h, nil
+}
+
+// ParseHeader returns what a file says in the clear, without its
+// passphrase: a file without one is checked in full as by Parse; of an
+// encrypted file only the header and the form of its passphrase fields
+// are checked. Errors match ErrFormat.
+func ParseHeader(b []byte) (*Header, error) {
+	h, err := parseHeaderOnly(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	return h, nil
+}
+
+func parseHeaderOnly(b []byte) (*Header, error) {
+	w, err := decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if w.Version != VersionEncrypted {
+		f, err := parse(b, "")
+		if err != nil {
+			return nil, err
+		}
+		return &Header{
+			Version: f.version, Username: f.Username, AccountID: f.AccountID, KDFVersion: f.KDFVersion,
+			InsecureTestKDF: f.InsecureTestKDF, Device: f.Device, Bootstrap: f.Bootstrap,
+		}, nil
+	}
+	h, err := parseHeader(w)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := parseSealed(w); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// checkCost checks Argon2id costs read from a file against the bounds,
+// with minMem the least memory accepted.
+func checkCost(what string, p argon2Params, minMem uint32) error {
+	if p.Time < 1 || p.Time > maxTime ||
+		p.Lanes < 1 || p.Lanes > maxLanes ||
+		p.MemoryKiB < max(minMem, 8*uint32(p.Lanes)) || p.MemoryKiB > maxMemoryKiB {
+		return fmt.Errorf("%s cost t=%d m=%d KiB p=%d out of bounds", what, p.Time, p.MemoryKiB, p.Lanes)
+	}
+	return nil
 }
 
 func parseVerifier(w *wireVerifier, testKDF bool) (*verifier, error) {
@@ -349,17 +499,17 @@ func parseVerifier(w *wireVerifier, testKDF bool) (*verifier, error) {
 	if testKDF {
 		minMem = testVerifier.MemoryKiB
 	}
-	switch {
-	case w.KDF != kdfArgon2id:
+	p := argon2Params{Time: w.Time, MemoryKiB: w.MemoryKiB, Lanes: w.Lanes}
+	if w.KDF != kdfArgon2id {
 		return nil, fmt.Errorf("verifier kdf %q", w.KDF)
-	case w.Time < 1 || w.Time > verifierMaxTime,
-		w.Lanes < 1 || w.Lanes > verifierMaxLanes,
-		w.MemoryKiB < max(minMem, 8*uint32(w.Lanes)) || w.MemoryKiB > verifierMaxMemoryKiB:
-		return nil, fmt.Errorf("verifier cost t=%d m=%d KiB p=%d out of bounds", w.Time, w.MemoryKiB, w.Lanes)
-	case len(w.Salt) != saltSize || len(w.Hash) != hashSize:
+	}
+	if err := checkCost("verifier", p, minMem); err != nil {
+		return nil, err
+	}
+	if len(w.Salt) != saltSize || len(w.Hash) != hashSize {
 		return nil, fmt.Errorf("verifier salt of %d bytes, hash of %d", len(w.Salt), len(w.Hash))
 	}
-	return &verifier{verifierParams: verifierParams{Time: w.Time, MemoryKiB: w.MemoryKiB, Lanes: w.Lanes}, salt: w.Salt, hash: w.Hash}, nil
+	return &verifier{argon2Params: p, salt: w.Salt, hash: w.Hash}, nil
 }
 
 func ed25519Key(b []byte) (crypto.PrivKey, error) {
@@ -374,8 +524,39 @@ func ed25519Key(b []byte) (crypto.PrivKey, error) {
 }
 
 // Load reads and parses path. A missing file gives an error matching
-// fs.ErrNotExist; one that does not parse, ErrFormat.
+// fs.ErrNotExist; one that does not parse, ErrFormat; an encrypted one,
+// ErrPassphraseNeeded.
 func Load(path string) (*File, error) {
+	return LoadWithPassphrase(path, "")
+}
+
+// LoadWithPassphrase reads path and parses it with ParseWithPassphrase.
+func LoadWithPassphrase(path, passphrase string) (*File, error) {
+	b, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ParseWithPassphrase(b, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return f, nil
+}
+
+// LoadHeader reads path and parses it with ParseHeader.
+func LoadHeader(path string) (*Header, error) {
+	b, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	h, err := ParseHeader(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return h, nil
+}
+
+func readFile(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %w", err)
@@ -385,16 +566,13 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %w", err)
 	}
-	f, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return f, nil
+	return b, nil
 }
 
 // Save writes f in the current version to path, mode 0600, through
 // atomicfile; it creates path's folder with mode 0700 and makes an
-// existing one 0700.
+// existing one 0700. Under a passphrase each Save seals with a fresh
+// nonce under the key SetPassphrase (or the load) derived.
 func (f *File) Save(path string) error {
 	b, err := f.Marshal()
 	if err != nil {
@@ -411,5 +589,8 @@ func (f *File) Save(path string) error {
 		return fmt.Errorf("keyfile: %w", err)
 	}
 	f.version = Version
+	if f.seal != nil {
+		f.version = VersionEncrypted
+	}
 	return nil
 }

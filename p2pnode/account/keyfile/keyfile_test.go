@@ -88,8 +88,8 @@ func TestSaveLoad(t *testing.T) {
 	if !g.CheckPassword(fixturePassword) || g.CheckPassword(fixturePassword+" ") || g.CheckPassword("") {
 		t.Fatal("verifier accepts the wrong passwords or refuses the right one")
 	}
-	if g.verifier.verifierParams != defaultVerifier {
-		t.Fatalf("verifier cost %+v, want %+v", g.verifier.verifierParams, defaultVerifier)
+	if g.verifier.argon2Params != defaultVerifier {
+		t.Fatalf("verifier cost %+v, want %+v", g.verifier.argon2Params, defaultVerifier)
 	}
 
 	// The JSON holds no password, nor the version 1 check.
@@ -109,8 +109,8 @@ func TestTestKDFVerifierIsCheap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.verifier.verifierParams != testVerifier {
-		t.Fatalf("verifier cost %+v", f.verifier.verifierParams)
+	if f.verifier.argon2Params != testVerifier {
+		t.Fatalf("verifier cost %+v", f.verifier.argon2Params)
 	}
 	b, err := f.Marshal()
 	if err != nil {
@@ -127,7 +127,7 @@ func TestTestKDFVerifierIsCheap(t *testing.T) {
 
 // TestVerifierKnownAnswer pins the verifier's derivation.
 func TestVerifierKnownAnswer(t *testing.T) {
-	v := &verifier{verifierParams: defaultVerifier, salt: bytes.Repeat([]byte{7}, saltSize)}
+	v := &verifier{argon2Params: defaultVerifier, salt: bytes.Repeat([]byte{7}, saltSize)}
 	got := hex.EncodeToString(v.compute("alice", fixturePassword))
 	const want = "b69bbbde04d3e7ce248b699df9834a285c084d20338f4493408cd8752c86fc79"
 	if got != want {
@@ -249,6 +249,7 @@ func TestRejects(t *testing.T) {
 		"empty":               nil,
 		"too large":           append(good, bytes.Repeat([]byte(" "), MaxSize)...),
 		"version 3":           edit(func(m map[string]any) { m["version"] = 3 }),
+		"version 4":           edit(func(m map[string]any) { m["version"] = 4 }),
 		"other account":       edit(func(m map[string]any) { m["account_id"] = other.String() }),
 		"no account id":       edit(func(m map[string]any) { delete(m, "account_id") }),
 		"bad account id":      edit(func(m map[string]any) { m["account_id"] = "nope" }),
@@ -295,10 +296,10 @@ func TestRejects(t *testing.T) {
 func BenchmarkVerifier(b *testing.B) {
 	for _, c := range []struct {
 		name string
-		p    verifierParams
+		p    argon2Params
 	}{{"default", defaultVerifier}, {"test", testVerifier}} {
 		b.Run(c.name, func(b *testing.B) {
-			v := &verifier{verifierParams: c.p, salt: make([]byte, saltSize)}
+			v := &verifier{argon2Params: c.p, salt: make([]byte, saltSize)}
 			for b.Loop() {
 				v.compute("alice", fixturePassword)
 			}
@@ -306,10 +307,11 @@ func BenchmarkVerifier(b *testing.B) {
 	}
 }
 
-// FuzzParse: no input panics Parse, and what parses and has a verifier
-// marshals to a file that parses to the same keys.
+// FuzzParse: no input panics Parse or ParseHeader, an encrypted file
+// gives ErrPassphraseNeeded, and what parses and has a verifier marshals
+// to a file that parses to the same keys.
 func FuzzParse(f *testing.F) {
-	for _, name := range []string{"testdata/v1-backend.json", "testdata/v1-device.json"} {
+	for _, name := range []string{"testdata/v1-backend.json", "testdata/v1-device.json", "testdata/v3-encrypted.json"} {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -327,12 +329,25 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		h, herr := ParseHeader(b)
+		if herr != nil && !errors.Is(herr, ErrFormat) {
+			t.Fatalf("header error %v does not match ErrFormat", herr)
+		}
 		k, err := Parse(b)
+		if errors.Is(err, ErrPassphraseNeeded) {
+			if herr != nil || !h.Encrypted {
+				t.Fatalf("passphrase needed, but header %+v, %v", h, herr)
+			}
+			return
+		}
 		if err != nil {
 			if !errors.Is(err, ErrFormat) {
 				t.Fatalf("error %v does not match ErrFormat", err)
 			}
 			return
+		}
+		if herr != nil || h.Encrypted || h.AccountID != k.AccountID {
+			t.Fatalf("file parses but header %+v, %v", h, herr)
 		}
 		if k.verifier == nil {
 			return

@@ -68,6 +68,10 @@ type accountOptions struct {
 	configDir       string
 	deviceName      string
 	testKDF         bool
+	// passphrase and passphraseFile: login seals the device cache under
+	// a passphrase; devices reads it.
+	passphrase     bool
+	passphraseFile string
 }
 
 func init() {
@@ -88,7 +92,14 @@ recovery key the account can always be opened; without both, it and its files
 are gone for good.
 
 Each command joins the network for its own duration as a client node, through
---bootstrap or --bootstrap-file (login remembers them for later commands).`,
+--bootstrap or --bootstrap-file (login remembers them for later commands).
+
+login keeps the account's keys on this device, in the device cache. With
+--passphrase (or --passphrase-file) it seals them under a passphrase: a copy
+of the file is then useless without it. passphrase adds, changes or removes
+it later. Commands that need the keys (devices, and jellyfish node
+--account-config) then read it from --passphrase-file (--account-passphrase-file
+for the node), else JELLYFISH_ACCOUNT_PASSPHRASE, else the terminal.`,
 	}
 	root.PersistentFlags().StringArrayVar(&o.boot.addrs, "bootstrap", nil, "multiaddr of a network node, ending in /p2p/<peer ID> (repeatable)")
 	root.PersistentFlags().StringVar(&o.boot.file, "bootstrap-file", "", "file with one bootstrap multiaddr per line")
@@ -113,6 +124,8 @@ Each command joins the network for its own duration as a client node, through
 	create := sub("create", "Create a new account on the network", accountCreate)
 	login := sub("login", "Unlock an account and remember its keys on this device", accountLogin)
 	login.Flags().StringVar(&o.deviceName, "device-name", "", "name of this device in the account record, which anyone can read (default: a label made from the device's random ID)")
+	login.Flags().BoolVar(&o.passphrase, "passphrase", false, "seal the device cache's keys under a passphrase (asked twice on a terminal, or JELLYFISH_ACCOUNT_PASSPHRASE)")
+	login.Flags().StringVar(&o.passphraseFile, "passphrase-file", "", "seal the device cache's keys under the passphrase on the first line of this file (mode 0600); implies --passphrase")
 	passwd := sub("passwd", "Change an account's password (its keys and data stay the same)", accountPasswd)
 	passwd.Flags().StringVar(&o.newPasswordFile, "new-password-file", "", "read the new password from the first line of this file")
 	show := sub("show", "Show the account this device is logged in to: identity, nodes, devices", accountShow)
@@ -241,7 +254,7 @@ func accountRecoveryKey(ctx context.Context, cmd *cobra.Command, o *accountOptio
 	if err != nil {
 		return err
 	}
-	cache, err := loadDeviceCache(path)
+	cache, err := loadDeviceHeader(path)
 	if err != nil {
 		return err
 	}
@@ -328,10 +341,14 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 	if err != nil {
 		return err
 	}
-	prev, _ := loadDeviceCache(path)
+	prev, _ := loadDeviceHeader(path)
 	var fallback []string
 	if prev != nil {
 		fallback = prev.Bootstrap
+	}
+	pass, err := loginPassphrase(cmd, o, path, prev)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -352,6 +369,9 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 	if err != nil {
 		return err
 	}
+	if err := cache.SetPassphrase(pass); err != nil {
+		return err
+	}
 	// Name this device in the account record, so `show` lists it.
 	if err := addDevice(ctx, s.m, a, cache); err != nil {
 		return err
@@ -359,7 +379,11 @@ func accountLogin(ctx context.Context, cmd *cobra.Command, o *accountOptions) er
 	if err := saveDeviceCache(cache, path); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "logged in as %q (account id %s)\ndevice cache: %s\n", user, a.ID(), path)
+	encrypted := ""
+	if cache.Encrypted() {
+		encrypted = " (encrypted under the passphrase)"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "logged in as %q (account id %s)\ndevice cache: %s%s\n", user, a.ID(), path, encrypted)
 	return nil
 }
 
@@ -425,7 +449,7 @@ func accountShow(ctx context.Context, cmd *cobra.Command, o *accountOptions) err
 	if err != nil {
 		return err
 	}
-	cache, err := loadDeviceCache(path)
+	cache, err := loadDeviceHeader(path)
 	if err != nil {
 		return err
 	}
@@ -555,7 +579,7 @@ func cachedBootstrap(o *accountOptions, user account.Username) []string {
 	if err != nil {
 		return nil
 	}
-	prev, err := loadDeviceCache(path)
+	prev, err := loadDeviceHeader(path)
 	if err != nil {
 		return nil
 	}

@@ -45,6 +45,7 @@ device that is used again goes on as a new device.`,
 	}
 	c.Flags().StringVar(&remove, "remove", "", "remove this device (ID, at least 4 hex digits of it, or name) from the account record")
 	c.Flags().StringVar(&dataDir, "data-dir", "", "the backend's data dir on this machine, to mark its device slots (default: the backend's default)")
+	c.Flags().String("passphrase-file", "", "read the device cache's passphrase, if it has one, from the first line of this file (mode 0600)")
 	subcommands["account"] = append(subcommands["account"], c)
 }
 
@@ -68,6 +69,11 @@ func accountOptionsFrom(cmd *cobra.Command) (*accountOptions, error) {
 	if o.testKDF, err = f.GetBool("insecure-test-kdf"); err != nil {
 		return nil, err
 	}
+	if f.Lookup("passphrase-file") != nil {
+		if o.passphraseFile, err = f.GetString("passphrase-file"); err != nil {
+			return nil, err
+		}
+	}
 	return &o, nil
 }
 
@@ -80,7 +86,7 @@ func accountDevices(ctx context.Context, cmd *cobra.Command, o *accountOptions, 
 	if err != nil {
 		return err
 	}
-	cache, err := loadDeviceCache(path)
+	cache, err := unlockDeviceCache(cmd, path, o.passphraseFile)
 	if err != nil {
 		return err
 	}

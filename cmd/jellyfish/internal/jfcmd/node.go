@@ -42,6 +42,7 @@ type nodeOptions struct {
 	boot          bootstrapFlags
 	tier          int
 	accountConfig string
+	passFile      string // --account-passphrase-file
 	careEvery     time.Duration
 	maintain      string
 	maintainEvery time.Duration
@@ -60,7 +61,15 @@ network's records. It runs until interrupted (SIGINT or SIGTERM), then closes
 everything and exits 0. Logs are structured (slog) on standard error.
 
 Without --bootstrap the node starts a new network and waits for others to
-connect to it; the addresses to give them are in its startup log line.`,
+connect to it; the addresses to give them are in its startup log line.
+
+With --account-config the node holds every key of that account, in memory,
+for as long as it runs. If the file is encrypted (jellyfish account login
+--passphrase, jellyfish account passphrase) the node reads its passphrase from
+--account-passphrase-file, else JELLYFISH_ACCOUNT_PASSPHRASE, else asks on the
+terminal, and exits if it has none. The passphrase protects a copy of the file
+at rest; it does not protect the running node's memory, and a passphrase file
+on the same disk as the key file protects little.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(context.Background())
@@ -73,6 +82,7 @@ connect to it; the addresses to give them are in its startup log line.`,
 	o.boot.register(c)
 	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
 	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`); the node then keeps the account's records alive")
+	c.Flags().StringVar(&o.passFile, "account-passphrase-file", "", "read the passphrase of an encrypted --account-config from the first line of this file (mode 0600; else JELLYFISH_ACCOUNT_PASSPHRASE, else asked on a terminal)")
 	c.Flags().DurationVar(&o.careEvery, "caretaker-interval", 12*time.Hour, "how often a linked node checks the account's records and re-signs those near expiry")
 	c.Flags().StringVar(&o.maintain, "maintain", "", "rclone remote of the owner's account (e.g. jellyfish:) whose data this node renews, audits and repairs")
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
@@ -104,6 +114,9 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		owner  []byte
 		linked *account.Account
 	)
+	if o.passFile != "" && o.accountConfig == "" {
+		return errors.New("--account-passphrase-file is the passphrase of --account-config's key file, and no --account-config was given")
+	}
 	if o.accountConfig != "" {
 		path, err := expandHome(o.accountConfig)
 		if err != nil {
@@ -118,7 +131,7 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return fmt.Errorf("%s holds the account's keys and is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
 		}
-		cache, err := loadDeviceCache(path)
+		cache, err := loadNodeKeyFile(cmd, path, o.passFile)
 		if err != nil {
 			return err
 		}
