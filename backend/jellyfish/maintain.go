@@ -323,7 +323,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			for _, r := range refs {
 				ids = append(ids, r.id)
 			}
-			missing, err := s.store.shards.Renew(ctx, holder, ids, until)
+			missing, _, err := s.store.shards.RenewReceipts(ctx, holder, ids, until)
 			mu.Lock()
 			if err != nil {
 				first, ok := hs.Failing[holder.String()]
@@ -375,7 +375,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 				r := held[i]
 				size := shardSize(objs[r.obj].Layout, r.seg)
 				leaf := mrand.Int64N((int64(size) + codec.LeafSize - 1) / codec.LeafSize)
-				_, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
+				_, _, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
 				mu.Lock()
 				st.Audited++
 				if err != nil && (errors.Is(err, shardproto.ErrNotFound) || errors.Is(err, shardproto.ErrIntegrity)) {
