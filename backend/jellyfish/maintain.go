@@ -590,8 +590,8 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 	if perr != nil && st.Weak > st.Unrepairable {
 		errs = append(errs, fmt.Errorf("no providers to repair onto: %w", perr))
 	}
-	fs.Infof(nil, "jellyfish: maintenance: %d objects, %d shards at %d holders; %d renewed, %d missing, %d holders not answering, %d lost; %d audits, %d failed; %d segments repaired (%d shards, %d bytes), %d cannot be",
-		st.Objects, st.Shards, st.Holders, st.Renewed, st.Missing, st.Unreachable, st.LostHolders, st.Audited, st.AuditFailed, st.Repaired, st.Placed, st.RepairBytes, st.Unrepairable)
+	fs.Infof(nil, "jellyfish: maintenance: %d objects, %d shards at %d holders; %d renewed, %d missing, %d holders not answering, %d lost; %d audits, %d failed (%d with signed evidence kept); %d segments repaired (%d shards, %d bytes), %d cannot be",
+		st.Objects, st.Shards, st.Holders, st.Renewed, st.Missing, st.Unreachable, st.LostHolders, st.Audited, st.AuditFailed, st.AuditEvidence, st.Repaired, st.Placed, st.RepairBytes, st.Unrepairable)
 	return st, errors.Join(uniqueErrs(errs)...)
 }
 
