@@ -2,6 +2,7 @@ package jellyfish
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,12 +72,15 @@ type maintainStats struct {
 	Renewed  int `json:"renewed"`
 	// RenewedBytes are the bytes of the shards renewed, each holder's
 	// copy counted: what providers hold for this account's live data.
-	RenewedBytes   int64  `json:"renewed_bytes"`
-	Missing        int    `json:"missing"`
-	Unreachable    int    `json:"holders_unreachable"`
-	LostHolders    int    `json:"holders_lost"`
-	Audited        int    `json:"audited"`
-	AuditFailed    int    `json:"audit_failed"`
+	RenewedBytes int64 `json:"renewed_bytes"`
+	Missing      int   `json:"missing"`
+	Unreachable  int   `json:"holders_unreachable"`
+	LostHolders  int   `json:"holders_lost"`
+	Audited      int   `json:"audited"`
+	AuditFailed  int   `json:"audit_failed"`
+	// AuditEvidence counts the failed audits whose holder signed what
+	// showed the failure (kept in maintain.json).
+	AuditEvidence  int    `json:"audit_evidence"`
 	Weak           int    `json:"segments_below_threshold"`
 	Repaired       int    `json:"segments_repaired"`
 	Placed         int    `json:"shards_placed"`
@@ -93,8 +97,14 @@ type maintainStats struct {
 // holderState is what the device remembers between rounds, in the
 // slot's maintain.json.
 type holderState struct {
-	// Failing maps a holder to when it first failed (Unix seconds).
+	// Failing maps a holder to when it first failed a renewal (Unix
+	// seconds): no answer, a refusal, or a receipt that did not verify.
+	// None of these is evidence, and none is kept.
 	Failing map[string]int64 `json:"failing"`
+	// FailingAudits are the failed audits for which the holder signed
+	// what showed the failure, least recently failed first, at most
+	// maxAuditFailures of them and maxAuditFailuresPerHolder per holder.
+	FailingAudits []auditFailure `json:"failing_audits,omitempty"`
 	// LastRound is when the last round that renewed every reachable
 	// holder ended, and LeaseUntil what it renewed to (Unix seconds).
 	LastRound  int64 `json:"last_round,omitempty"`
@@ -102,6 +112,116 @@ type holderState struct {
 }
 
 const maintainStateFile = "maintain.json"
+
+// Bounds of the audit evidence kept in maintain.json. An entry holds at
+// most two signed answers; a NotFound is a few hundred bytes, a proof
+// answer with its one-leaf proof about 17 KiB (23 KiB in JSON), so the
+// evidence stays at about 1.5 MiB at most however many holders fail.
+const (
+	maxAuditFailures          = 32
+	maxAuditFailuresPerHolder = 4
+)
+
+// auditFailure is a shard a holder failed the audit of, with the holder's
+// signed answers from the first failure and the latest.
+type auditFailure struct {
+	Holder string         `json:"holder"` // peer ID
+	Shard  string         `json:"shard"`  // shard ID, hex
+	Count  int            `json:"count"`  // failed audits with evidence
+	First  auditEvidence  `json:"first"`
+	Latest *auditEvidence `json:"latest,omitempty"` // from the second failure on
+}
+
+// auditEvidence is what anyone can check offline to see that a holder
+// failed an audit: its signed answer, and its signed renewal of the same
+// round showing it claimed to hold the shard then.
+type auditEvidence struct {
+	At int64 `json:"at"` // this device's clock, Unix seconds
+	// Answer is a marshalled shardproto.NotFoundAnswer, or a
+	// shardproto.ProofAnswer whose proofs do not verify against the shard
+	// ID (shardproto.VerifyAuditAnswer checks either).
+	Answer []byte `json:"answer"`
+	// Renewal is a marshalled shardproto.RenewInclusion: the holder's
+	// receipt for the renewal of that round and the shard's place in it
+	// (shardproto.VerifyRenewInclusion). Absent if the renewal did not
+	// cover the shard.
+	Renewal []byte `json:"renewal,omitempty"`
+}
+
+func (f *auditFailure) last() int64 {
+	if f.Latest != nil {
+		return f.Latest.At
+	}
+	return f.First.At
+}
+
+// recordAudit keeps the evidence of a failed audit: as the latest of an
+// entry for the same holder and shard, or in a new entry that replaces,
+// when the holder or the list is at its cap, the least recently failed
+// entry of the holder or of the list.
+func (hs *holderState) recordAudit(holder peer.ID, id codec.ShardID, ev auditEvidence) {
+	h, sh := holder.String(), id.String()
+	for i := range hs.FailingAudits {
+		if f := &hs.FailingAudits[i]; f.Holder == h && f.Shard == sh {
+			f.Count++
+			f.Latest = &ev
+			hs.sortAudits()
+			return
+		}
+	}
+	evict, mine := -1, 0
+	for i := range hs.FailingAudits {
+		if f := &hs.FailingAudits[i]; f.Holder == h {
+			mine++
+			if evict < 0 || f.last() < hs.FailingAudits[evict].last() {
+				evict = i
+			}
+		}
+	}
+	if mine < maxAuditFailuresPerHolder {
+		evict = -1
+		if len(hs.FailingAudits) >= maxAuditFailures {
+			evict = 0 // sorted: the least recently failed
+		}
+	}
+	if evict >= 0 {
+		hs.FailingAudits = slices.Delete(hs.FailingAudits, evict, evict+1)
+	}
+	hs.FailingAudits = append(hs.FailingAudits, auditFailure{Holder: h, Shard: sh, Count: 1, First: ev})
+	hs.sortAudits()
+}
+
+func (hs *holderState) sortAudits() {
+	slices.SortStableFunc(hs.FailingAudits, func(a, b auditFailure) int { return cmp.Compare(a.last(), b.last()) })
+}
+
+// judgeAudit says whether an audit's error shows the holder failed it
+// and, when the holder signed what shows it, returns that evidence with
+// the holder's renewal of the shard from renewals. A timeout, a refused
+// dial or any other unanswered request is no failure and no evidence; an
+// unsigned "not found" or a bad signature is a failure without evidence.
+func judgeAudit(err error, id codec.ShardID, renewals []shardproto.Renewal, now time.Time) (failed bool, ev *auditEvidence) {
+	var nf *shardproto.NotFoundError
+	var bp *shardproto.BadProofError
+	switch {
+	case errors.As(err, &nf):
+		ev = &auditEvidence{Answer: nf.Answer.Marshal()}
+	case errors.As(err, &bp):
+		ev = &auditEvidence{Answer: bp.Answer.Marshal()}
+	case errors.Is(err, shardproto.ErrNotFound), errors.Is(err, shardproto.ErrIntegrity), errors.Is(err, shardproto.ErrBadReceipt):
+		return true, nil
+	default:
+		return false, nil
+	}
+	ev.At = now.Unix()
+	for _, r := range renewals {
+		if ri, err := r.Inclusion(id); err == nil {
+			ev.Renewal = ri.Marshal()
+			break
+		}
+	}
+	return true, ev
+}
 
 func (s *session) loadHolderState() holderState {
 	st := holderState{Failing: map[string]int64{}}
@@ -323,7 +443,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			for _, r := range refs {
 				ids = append(ids, r.id)
 			}
-			missing, err := s.store.shards.Renew(ctx, holder, ids, until)
+			missing, renewals, err := s.store.shards.RenewReceipts(ctx, holder, ids, until)
 			mu.Lock()
 			if err != nil {
 				first, ok := hs.Failing[holder.String()]
@@ -375,13 +495,20 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 				r := held[i]
 				size := shardSize(objs[r.obj].Layout, r.seg)
 				leaf := mrand.Int64N((int64(size) + codec.LeafSize - 1) / codec.LeafSize)
-				_, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
+				_, _, err := s.store.shards.Proof(ctx, holder, r.id, []int64{leaf})
+				failed, ev := judgeAudit(err, r.id, renewals, now)
 				mu.Lock()
 				st.Audited++
-				if err != nil && (errors.Is(err, shardproto.ErrNotFound) || errors.Is(err, shardproto.ErrIntegrity)) {
+				if failed {
 					st.AuditFailed++
+					kept := ""
+					if ev != nil {
+						st.AuditEvidence++
+						hs.recordAudit(holder, r.id, *ev)
+						kept = " (its signed answer is kept)"
+					}
 					mu.Unlock()
-					fs.Logf(nil, "jellyfish: maintenance: holder %s failed the audit of shard %s: %v", holder.ShortString(), r.id.Short(), err)
+					fs.Logf(nil, "jellyfish: maintenance: holder %s failed the audit of shard %s: %v%s", holder.ShortString(), r.id.Short(), err, kept)
 					set(key{r, holder}, healthLost)
 					continue
 				}
@@ -463,8 +590,8 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 	if perr != nil && st.Weak > st.Unrepairable {
 		errs = append(errs, fmt.Errorf("no providers to repair onto: %w", perr))
 	}
-	fs.Infof(nil, "jellyfish: maintenance: %d objects, %d shards at %d holders; %d renewed, %d missing, %d holders not answering, %d lost; %d audits, %d failed; %d segments repaired (%d shards, %d bytes), %d cannot be",
-		st.Objects, st.Shards, st.Holders, st.Renewed, st.Missing, st.Unreachable, st.LostHolders, st.Audited, st.AuditFailed, st.Repaired, st.Placed, st.RepairBytes, st.Unrepairable)
+	fs.Infof(nil, "jellyfish: maintenance: %d objects, %d shards at %d holders; %d renewed, %d missing, %d holders not answering, %d lost; %d audits, %d failed (%d with signed evidence kept); %d segments repaired (%d shards, %d bytes), %d cannot be",
+		st.Objects, st.Shards, st.Holders, st.Renewed, st.Missing, st.Unreachable, st.LostHolders, st.Audited, st.AuditFailed, st.AuditEvidence, st.Repaired, st.Placed, st.RepairBytes, st.Unrepairable)
 	return st, errors.Join(uniqueErrs(errs)...)
 }
 

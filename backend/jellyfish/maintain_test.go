@@ -3,6 +3,7 @@ package jellyfish
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // maintainTestSet is a network of 12 providers and a device storing files
@@ -397,5 +400,160 @@ func TestOwnHeadServedStale(t *testing.T) {
 	}
 	if after.Seq <= before.Seq {
 		t.Fatalf("the head was not put back: seq %d, was %d", after.Seq, before.Seq)
+	}
+}
+
+// TestMaintenanceKeepsAuditEvidence: a holder that deleted what it claims
+// to renew, and one whose copy rotted, fail their audits with signed
+// answers; the failing entries in maintain.json carry them with the
+// holders' signed renewals, and anyone can check them offline. A holder
+// that does not answer is failing too, with no evidence. A later round
+// keeps the first answer and adds the latest.
+func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
+	a := newMemAccount(t, 12)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	mustPut(t, dev, "a.bin", randomBytes(t, 5000))
+	mustFlush(t, dev)
+	ref, err := dev.s.objectOf(ctx, entryContent(t, dev, "a.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := holdersOf(t, dev, "a.bin")
+	liar, rotten, down := hs[0], hs[1], hs[2]
+	rottenID := ref.Layout.Segments[0].IDs[1]
+	a.net.Wipe(liar)
+	a.net.SetLiar(liar, true)
+	a.net.Corrupt(rottenID)
+	a.net.SetDown(down, true)
+
+	st, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AuditFailed < 2 || st.AuditEvidence != st.AuditFailed || st.Unreachable != 1 {
+		t.Fatalf("round: %+v", st)
+	}
+	owner, _ := shardproto.OwnerOf(dev.s.acct.Identity.GetPublic())
+	state := dev.s.loadHolderState()
+	if _, ok := state.Failing[down.String()]; !ok {
+		t.Fatalf("the holder that is down is not failing: %v", state.Failing)
+	}
+	byHolder := map[string][]auditFailure{}
+	for _, f := range state.FailingAudits {
+		byHolder[f.Holder] = append(byHolder[f.Holder], f)
+		id, err := codec.ParseShardID(f.Shard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEvidence(t, f.First, f.Holder, id, owner)
+	}
+	if len(byHolder[down.String()]) != 0 {
+		t.Fatal("a holder that did not answer has evidence against it")
+	}
+	if n := len(byHolder[liar.String()]); n == 0 || n > maxAuditFailuresPerHolder {
+		t.Fatalf("%d entries for the holder that deleted its shards", n)
+	}
+	var rot *auditFailure
+	for i, f := range byHolder[rotten.String()] {
+		if f.Shard == rottenID.String() {
+			rot = &byHolder[rotten.String()][i]
+		}
+	}
+	if rot == nil {
+		t.Fatalf("no evidence against the holder of the rotten shard: %+v", byHolder)
+	}
+	if _, err := shardproto.UnmarshalProofAnswer(rot.First.Answer); err != nil {
+		t.Fatalf("the rotten shard's answer is not a proof answer: %v", err)
+	}
+
+	// The next day: the same failures; the first answers stay.
+	clock.Advance(24 * time.Hour)
+	if _, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	again := dev.s.loadHolderState()
+	for _, f := range again.FailingAudits {
+		if f.Holder != rotten.String() || f.Shard != rottenID.String() {
+			continue
+		}
+		if f.Count != 2 || f.Latest == nil || !bytes.Equal(f.First.Answer, rot.First.Answer) || f.Latest.At != clock.Now().Unix() {
+			t.Fatalf("second failure: count %d, latest %v", f.Count, f.Latest != nil)
+		}
+		checkEvidence(t, *f.Latest, f.Holder, rottenID, owner)
+		return
+	}
+	t.Fatal("the rotten shard's entry is gone after a second failure")
+}
+
+// checkEvidence verifies, with nothing but the kept bytes, that holder
+// signed a failed audit of id for owner and, in the same round, a
+// renewal that covered id.
+func checkEvidence(t *testing.T, ev auditEvidence, holder string, id codec.ShardID, owner shardstore.Owner) {
+	t.Helper()
+	v, err := shardproto.VerifyAuditAnswer(ev.Answer)
+	if err != nil || !v.Failed || v.Holder.String() != holder || v.Shard != id || v.Owner != owner {
+		t.Fatalf("answer of %s for %s: %+v, %v", holder, id.Short(), v, err)
+	}
+	ri, err := shardproto.UnmarshalRenewInclusion(ev.Renewal)
+	if err == nil {
+		err = shardproto.VerifyRenewInclusion(ri)
+	}
+	if err != nil || ri.Shard != id || ri.Receipt.Holder.String() != holder || ri.Receipt.Owner != owner {
+		t.Fatalf("renewal of %s for %s: %v", holder, id.Short(), err)
+	}
+}
+
+// TestAuditEvidenceIsBounded: however many holders fail however many
+// audits, maintain.json keeps at most maxAuditFailures entries, at most
+// maxAuditFailuresPerHolder a holder, the most recent failures, each with
+// its first answer.
+func TestAuditEvidenceIsBounded(t *testing.T) {
+	for _, holders := range []int{1, 10, 1000} {
+		var st holderState
+		ev := auditEvidence{Answer: bytes.Repeat([]byte{1}, 17<<10), Renewal: bytes.Repeat([]byte{2}, 400)}
+		var ps []peer.ID
+		for i := range holders {
+			ps = append(ps, peer.ID(fmt.Sprintf("holder-%d", i)))
+		}
+		at := int64(0)
+		for round := range 10 {
+			for _, p := range ps {
+				for j := range 10 {
+					at++
+					ev.At = at
+					st.recordAudit(p, codec.IDOf([]byte{byte(j), byte(round % 2)}), ev)
+				}
+			}
+		}
+		if len(st.FailingAudits) > maxAuditFailures {
+			t.Fatalf("%d holders: %d entries", holders, len(st.FailingAudits))
+		}
+		per := map[string]int{}
+		for _, f := range st.FailingAudits {
+			if per[f.Holder]++; per[f.Holder] > maxAuditFailuresPerHolder {
+				t.Fatalf("%d holders: more than %d entries for %s", holders, maxAuditFailuresPerHolder, f.Holder)
+			}
+		}
+		if last := st.FailingAudits[len(st.FailingAudits)-1]; last.last() != at {
+			t.Fatalf("%d holders: the latest failure is not kept", holders)
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 1600<<10 {
+			t.Fatalf("%d holders: %d bytes of state", holders, len(b))
+		}
+	}
+	// An entry failing again keeps its first answer.
+	var st holderState
+	first := auditEvidence{At: 1, Answer: []byte("first")}
+	st.recordAudit("p", codec.ShardID{1}, first)
+	st.recordAudit("p", codec.ShardID{1}, auditEvidence{At: 2, Answer: []byte("second")})
+	if f := st.FailingAudits[0]; len(st.FailingAudits) != 1 || f.Count != 2 || string(f.First.Answer) != "first" || string(f.Latest.Answer) != "second" {
+		t.Fatalf("%+v", st.FailingAudits)
 	}
 }

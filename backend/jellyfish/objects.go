@@ -26,11 +26,13 @@ type shardIO interface {
 	PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error)
 	Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error)
 	Delete(ctx context.Context, p peer.ID, id codec.ShardID) error
-	// Renew extends this owner's leases on ids at p and returns those p
-	// does not hold.
-	Renew(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error)
-	// Proof returns leaves of shard id from p, each verified against id.
-	Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, error)
+	// RenewReceipts extends this owner's leases on ids at p and returns
+	// those p does not hold, and p's verified receipts for the others.
+	RenewReceipts(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, []shardproto.Renewal, error)
+	// Proof returns leaves of shard id from p, each verified against id,
+	// and p's signed answer. A signed answer that shows p failed is a
+	// *shardproto.BadProofError or *shardproto.NotFoundError.
+	Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, shardproto.ProofAnswer, error)
 }
 
 // ObjRef says how to read one stored object (see package objref).

@@ -2,9 +2,11 @@ package shardproto
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,7 +20,9 @@ import (
 
 // Errors a client returns besides the shardstore sentinels, which cross
 // the wire unchanged: ErrNotFound, ErrQuotaExceeded, ErrIntegrity,
-// ErrInvalid, ErrTooLarge, ErrNoSpace.
+// ErrInvalid, ErrTooLarge, ErrNoSpace. Proof answers its not-found and
+// wrong proofs with a *NotFoundError and a *BadProofError, which carry
+// the holder's signed answer and unwrap to ErrNotFound and ErrIntegrity.
 var (
 	// ErrNotFound is shardstore.ErrNotFound.
 	ErrNotFound = shardstore.ErrNotFound
@@ -34,7 +38,8 @@ var (
 	ErrBusy = errors.New("shardproto: holder busy")
 	// ErrRemote means the holder failed for a reason of its own.
 	ErrRemote = errors.New("shardproto: holder error")
-	// ErrBadReceipt means a holder's receipt does not match the request.
+	// ErrBadReceipt means a holder's receipt or signed answer is missing,
+	// does not verify, or does not match the request.
 	ErrBadReceipt = errors.New("shardproto: bad receipt")
 )
 
@@ -256,7 +261,8 @@ func retryRefused(ctx context.Context, op func() error) error {
 	}
 }
 
-// roundTrip sends a body-less request and reads its answer header.
+// roundTrip sends a body-less request and reads its answer header. On a
+// failure status it returns the answer with the *RemoteError, and no call.
 func (c *Client) roundTrip(ctx context.Context, p peer.ID, req *request) (cl *call, resp *response, err error) {
 	err = retryRefused(ctx, func() error {
 		cl, resp, err = c.roundTripOnce(ctx, p, req)
@@ -277,10 +283,11 @@ func (c *Client) roundTripOnce(ctx context.Context, p peer.ID, req *request) (*c
 	if err != nil {
 		var re *RemoteError
 		if errors.As(err, &re) {
+			// The failure's answer may carry a signed statement.
 			cl.finish(nil)
-		} else {
-			cl.finish(err)
+			return nil, resp, err
 		}
+		cl.finish(err)
 		return nil, nil, err
 	}
 	return cl, resp, nil
@@ -604,25 +611,48 @@ func (c *Client) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error 
 
 // Renew extends the owner's leases on ids at holder p to until, in
 // batches of MaxRenewIDs, and returns the IDs p does not hold for the
-// owner.
+// owner. RenewReceipts also returns the holder's signed receipts.
 func (c *Client) Renew(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error) {
+	missing, _, err := c.RenewReceipts(ctx, p, ids, until)
+	return missing, err
+}
+
+// RenewReceipts is Renew that also returns, for each request of
+// MaxRenewIDs IDs, the IDs renewed and the holder's receipt for them,
+// verified: signed by p, for this owner and lease, over exactly the
+// request's IDs that p did not report missing. A receipt that does not
+// verify fails the call with ErrBadReceipt (the leases may be renewed).
+func (c *Client) RenewReceipts(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, []Renewal, error) {
 	var missing []codec.ShardID
+	var done []Renewal
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), MaxRenewIDs)]
 		ids = ids[len(batch):]
 		ts := c.cfg.clock()
 		sig, err := c.key.Sign(renewSigned(p, batch, until, ts))
 		if err != nil {
-			return missing, fmt.Errorf("shardproto: sign renew: %w", err)
+			return missing, done, fmt.Errorf("shardproto: sign renew: %w", err)
 		}
 		cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgRenew, ids: batch, lease: until, ts: ts, key: c.keyBytes, sig: sig})
 		if err != nil {
-			return missing, err
+			return missing, done, err
 		}
 		cl.finish(nil)
 		missing = append(missing, resp.ids...)
+		renewed := sortedIDs(renewedIDs(batch, resp.ids))
+		rr, err := UnmarshalRenewReceipt(resp.blob)
+		if err == nil {
+			err = VerifyRenewReceipt(rr)
+		}
+		if err == nil && (rr.Holder != p || rr.Owner != c.owner || !rr.Until.Equal(until) || rr.Count != len(renewed) || rr.Root != treeRoot(leafHashes(renewed))) {
+			err = errors.New("receipt does not name this renewal")
+		}
+		if err != nil {
+			return missing, done, fmt.Errorf("%w: renewal at %s: %v", ErrBadReceipt, p.ShortString(), err)
+		}
+		done = append(done, Renewal{IDs: renewed, Receipt: rr})
 	}
-	return missing, nil
+	return missing, done, nil
 }
 
 // Challenge asks holder p for the salted hash of a shard and returns its
@@ -650,47 +680,87 @@ func (c *Client) Challenge(ctx context.Context, p peer.ID, id codec.ShardID, sal
 
 // Proof asks holder p for the given leaves of a shard (at most
 // MaxProofLeaves, each a LeafSize-aligned index) with their Merkle paths,
-// verifies each against id and returns the verified leaf bytes. A leaf
-// that does not verify fails the call with ErrIntegrity.
-func (c *Client) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, error) {
+// under a fresh random nonce. It returns the leaf bytes, verified against
+// id, and the holder's signed answer, which anyone can check offline
+// (VerifyProofAnswer, CheckProofAnswer).
+//
+// A signed answer whose proofs do not verify fails the call with a
+// *BadProofError, and a signed "not found" with a *NotFoundError; both
+// carry the answer. An answer that is unsigned, does not verify, or names
+// another request (holder, owner, shard, leaves or nonce) fails it with
+// ErrBadReceipt, whatever its status said.
+func (c *Client) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, ProofAnswer, error) {
 	if len(leaves) == 0 || len(leaves) > MaxProofLeaves {
-		return nil, fmt.Errorf("shardproto: %d leaves: %w (1..%d)", len(leaves), shardstore.ErrInvalid, MaxProofLeaves)
+		return nil, ProofAnswer{}, fmt.Errorf("shardproto: %d leaves: %w (1..%d)", len(leaves), shardstore.ErrInvalid, MaxProofLeaves)
 	}
-	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgProof, id: id, leafs: leaves})
+	req := &request{typ: msgProof, id: id, owner: c.owner, leafs: leaves}
+	if _, err := rand.Read(req.nonce[:]); err != nil {
+		return nil, ProofAnswer{}, fmt.Errorf("shardproto: nonce: %w", err)
+	}
+	cl, resp, err := c.roundTrip(ctx, p, req)
+	var re *RemoteError
+	if errors.As(err, &re) && re.Status == StatusNotFound && resp != nil {
+		return nil, ProofAnswer{}, c.checkNotFound(p, req, resp.blob)
+	}
 	if err != nil {
-		return nil, err
+		return nil, ProofAnswer{}, err
 	}
 	if len(resp.lens) != len(leaves) {
 		cl.finish(errFrame)
-		return nil, fmt.Errorf("shardproto: proof of %s from %s: %w: %d proofs for %d leaves", id.Short(), p.ShortString(), errFrame, len(resp.lens), len(leaves))
+		return nil, ProofAnswer{}, fmt.Errorf("shardproto: proof of %s from %s: %w: %d proofs for %d leaves", id.Short(), p.ShortString(), errFrame, len(resp.lens), len(leaves))
 	}
 	var total int64
 	for _, l := range resp.lens {
 		if l <= 8 || l > maxProofBytes(codec.LeafSize) {
 			cl.finish(errFrame)
-			return nil, fmt.Errorf("shardproto: proof of %s from %s: %w: %d-byte proof", id.Short(), p.ShortString(), errFrame, l)
+			return nil, ProofAnswer{}, fmt.Errorf("shardproto: proof of %s from %s: %w: %d-byte proof", id.Short(), p.ShortString(), errFrame, l)
 		}
 		total += l
 	}
+	a, aerr := UnmarshalProofAnswer(resp.blob)
+	if aerr == nil && len(a.Proofs) != 0 {
+		aerr = errors.New("proofs inside the answer header")
+	}
 	body, err := readBody(cl, total)
 	if err != nil {
-		return nil, err
+		return nil, ProofAnswer{}, err
 	}
-	out := make([][]byte, len(leaves))
-	for i, leaf := range leaves {
-		proof := body[:resp.lens[i]]
-		body = body[resp.lens[i]:]
-		size, err := codec.ProofLen(proof)
-		off := leaf * codec.LeafSize
-		if err == nil && (leaf < 0 || off >= size) {
-			err = fmt.Errorf("leaf %d outside a %d-byte shard", leaf, size)
+	if aerr == nil {
+		for _, l := range resp.lens {
+			a.Proofs = append(a.Proofs, body[:l])
+			body = body[l:]
 		}
-		if err == nil {
-			out[i], err = codec.VerifyRange(id, proof, off, min(codec.LeafSize, size-off))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: leaf %d of %s from %s: %v", ErrIntegrity, leaf, id.Short(), p.ShortString(), err)
-		}
+		aerr = VerifyProofAnswer(a)
 	}
-	return out, nil
+	if aerr == nil && (a.Holder != p || a.Owner != c.owner || a.Shard != id || a.Nonce != req.nonce || !slices.Equal(a.Leaves, leaves)) {
+		aerr = errors.New("the answer is for another request")
+	}
+	if aerr != nil {
+		return nil, ProofAnswer{}, fmt.Errorf("%w: proof of %s from %s: %v", ErrBadReceipt, id.Short(), p.ShortString(), aerr)
+	}
+	out, err := CheckProofAnswer(a)
+	if err != nil {
+		return nil, a, &BadProofError{Answer: a, Err: err}
+	}
+	return out, a, nil
+}
+
+// checkNotFound turns a proof request's NotFound answer into a
+// *NotFoundError once its signed statement verifies and names the
+// request, and into ErrBadReceipt otherwise.
+func (c *Client) checkNotFound(p peer.ID, req *request, blob []byte) error {
+	if len(blob) == 0 {
+		return fmt.Errorf("%w: proof of %s from %s: not found, unsigned", ErrBadReceipt, req.id.Short(), p.ShortString())
+	}
+	a, err := UnmarshalNotFoundAnswer(blob)
+	if err == nil {
+		err = VerifyNotFound(a)
+	}
+	if err == nil && (a.Holder != p || a.Owner != req.owner || a.Shard != req.id || a.Nonce != req.nonce) {
+		err = errors.New("the answer is for another request")
+	}
+	if err != nil {
+		return fmt.Errorf("%w: proof of %s from %s: not-found answer: %v", ErrBadReceipt, req.id.Short(), p.ShortString(), err)
+	}
+	return &NotFoundError{Answer: a}
 }

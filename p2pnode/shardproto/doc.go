@@ -1,4 +1,4 @@
-// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/2.0.0:
+// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/3.0.0:
 // how an owner stores shards on a provider node (the holder) and reads,
 // renews, deletes and audits them.
 //
@@ -16,12 +16,17 @@
 // answers without reading it and the client, which reads the answer while
 // it sends, stops within a flow-control window. Puts, deletes and renewals are
 // signed by the owner over the request and the holder's peer ID, with a
-// timestamp checked against a window; a put is answered with a Receipt
-// signed by the holder, and a challenge with a signed ChallengeAnswer, so
-// both can be checked offline by anyone (VerifyReceipt,
-// VerifyChallengeAnswer). Everything a client receives is verified
-// against the shard ID before it is returned: whole shards by hashing,
-// ranges and audit leaves by their Bao proofs.
+// timestamp checked against a window. The holder signs its answers with
+// its host key, so that anyone can check them offline: a put is answered
+// with a Receipt, a challenge with a ChallengeAnswer, a renewal with a
+// RenewReceipt over the IDs it renewed (a RenewInclusion shows one of
+// them), and a leaf-proof request, which carries the requester's fresh
+// nonce, with a ProofAnswer over the proofs or a NotFoundAnswer
+// (VerifyReceipt, VerifyChallengeAnswer, VerifyRenewInclusion,
+// VerifyAuditAnswer). A failed audit is thus the holder's own signed
+// statement. Everything a client receives is verified against the shard ID
+// before it is returned: whole shards by hashing, ranges and audit leaves
+// by their Bao proofs.
 //
 // Every stream has a deadline, memory for bodies and proofs is reserved in
 // the stream's resource-manager scope before it is allocated, the number

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // request is a decoded request header. Which fields are set depends on
@@ -12,16 +13,18 @@ import (
 type request struct {
 	typ   byte
 	id    codec.ShardID
-	size  int64           // put
-	off   int64           // get
-	n     int64           // get (0: whole shard)
-	lease time.Time       // put; renew: the new expiry
-	ts    time.Time       // put, delete, renew: signing time
-	ids   []codec.ShardID // renew
-	salt  [32]byte        // challenge
-	leafs []int64         // proof
-	key   []byte          // put, delete, renew: owner's marshalled public key
-	sig   []byte          // put, delete, renew: owner's signature
+	size  int64            // put
+	off   int64            // get
+	n     int64            // get (0: whole shard)
+	lease time.Time        // put; renew: the new expiry
+	ts    time.Time        // put, delete, renew: signing time
+	ids   []codec.ShardID  // renew
+	salt  [32]byte         // challenge
+	owner shardstore.Owner // proof: the owner the requester names
+	nonce [32]byte         // proof: the requester's fresh nonce
+	leafs []int64          // proof
+	key   []byte           // put, delete, renew: owner's marshalled public key
+	sig   []byte           // put, delete, renew: owner's signature
 }
 
 // encode lays out a request header:
@@ -32,7 +35,7 @@ type request struct {
 //	delete:    4 ‖ id ‖ ts i64 ‖ key16 ‖ sig16
 //	renew:     5 ‖ until i64 ‖ ts i64 ‖ count u16 ‖ count×id ‖ key16 ‖ sig16
 //	challenge: 6 ‖ id ‖ salt[32]
-//	proof:     7 ‖ id ‖ count u16 ‖ count×leaf u64
+//	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
 func (r *request) encode() []byte {
@@ -71,6 +74,8 @@ func (r *request) encode() []byte {
 		e.raw(r.salt[:])
 	case msgProof:
 		e.raw(r.id[:])
+		e.raw(r.owner[:])
+		e.raw(r.nonce[:])
 		e.u16(len(r.leafs))
 		for _, l := range r.leafs {
 			e.u64(l)
@@ -118,6 +123,8 @@ func decodeRequest(b []byte) (*request, error) {
 		r.salt = d.b32()
 	case msgProof:
 		r.id = d.id()
+		copy(r.owner[:], d.take(shardstore.OwnerSize))
+		r.nonce = d.b32()
 		n := d.u16()
 		if n > MaxProofLeaves {
 			return nil, fmt.Errorf("%w: %d proof leaves, limit %d", errFrame, n, MaxProofLeaves)
@@ -142,13 +149,17 @@ func decodeRequest(b []byte) (*request, error) {
 //	get OK:    ‖ shard size u64 ‖ body length u64   (then the body: the whole
 //	           shard, or a codec.Prove proof of the range)
 //	stat OK:   ‖ size u64 ‖ stored-at i64 ‖ lease i64 ‖ refs u32
-//	renew OK:  ‖ count u16 ‖ count×id (the IDs not renewed)
+//	renew OK:  ‖ count u16 ‖ count×id (the IDs not renewed) ‖ renew receipt16
 //	challenge OK: ‖ answer16
-//	proof OK:  ‖ count u16 ‖ count×length u32 (then the proofs, back to back)
+//	proof OK:  ‖ proof answer16 (no proofs) ‖ count u16 ‖ count×length u32
+//	           (then the proofs, back to back)
+//	proof NotFound: ‖ not-found answer16
+//
+// The signed answers (16: with a 2-byte length) are at most maxAnswer bytes.
 type response struct {
 	status   Status
 	msg      string
-	blob     []byte // receipt or challenge answer
+	blob     []byte // receipt or signed answer
 	size     int64
 	bodyLen  int64
 	storedAt time.Time
@@ -166,6 +177,10 @@ func (r *response) encode(typ byte) []byte {
 		msg = msg[:maxMessage]
 	}
 	e.bytes16([]byte(msg))
+	if r.status == StatusNotFound && typ == msgProof {
+		e.bytes16(r.blob)
+		return e.b
+	}
 	if r.status != StatusOK {
 		return e.b
 	}
@@ -185,7 +200,9 @@ func (r *response) encode(typ byte) []byte {
 		for _, id := range r.ids {
 			e.raw(id[:])
 		}
+		e.bytes16(r.blob)
 	case msgProof:
+		e.bytes16(r.blob)
 		e.u16(len(r.lens))
 		for _, l := range r.lens {
 			e.u32(l)
@@ -198,10 +215,14 @@ func decodeResponse(typ byte, b []byte) (*response, error) {
 	d := dec{b: b}
 	r := &response{status: Status(d.u8())}
 	r.msg = string(d.bytes16(maxMessage))
+	if r.status == StatusNotFound && typ == msgProof && len(d.b) > 0 {
+		// Absent, the client treats the answer as unsigned.
+		r.blob = d.bytes16(maxAnswer)
+	}
 	if r.status == StatusOK {
 		switch typ {
 		case msgPut, msgChallenge:
-			r.blob = d.bytes16(4 * maxKey)
+			r.blob = d.bytes16(maxAnswer)
 		case msgGet:
 			r.size = d.u64()
 			r.bodyLen = d.u64()
@@ -218,7 +239,9 @@ func decodeResponse(typ byte, b []byte) (*response, error) {
 			for i := 0; i < n && d.err == nil; i++ {
 				r.ids = append(r.ids, d.id())
 			}
+			r.blob = d.bytes16(maxAnswer)
 		case msgProof:
+			r.blob = d.bytes16(maxAnswer)
 			n := d.u16()
 			if n > MaxProofLeaves {
 				return nil, fmt.Errorf("%w: %d proofs", errFrame, n)

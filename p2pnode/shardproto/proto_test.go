@@ -43,6 +43,7 @@ func connect(t testing.TB, a, b host.Host) {
 // another host, connected over 127.0.0.1.
 type env struct {
 	holder   host.Host
+	dir      string // the disk store's directory
 	disk     *shardstore.Disk
 	svc      *Service
 	ch       host.Host
@@ -61,9 +62,9 @@ func ed25519Key(t testing.TB) crypto.PrivKey {
 
 func newEnv(t testing.TB, storeOpts []shardstore.Option, svcOpts ...Option) *env {
 	t.Helper()
-	e := &env{holder: newHost(t), ch: newHost(t), ownerKey: ed25519Key(t)}
+	e := &env{holder: newHost(t), dir: t.TempDir(), ch: newHost(t), ownerKey: ed25519Key(t)}
 	var err error
-	e.disk, err = shardstore.New(t.TempDir(), storeOpts...)
+	e.disk, err = shardstore.New(e.dir, storeOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +466,7 @@ func TestChallengeAndProofAcrossNodes(t *testing.T) {
 		t.Fatalf("altered answer verified: %v", err)
 	}
 	leaves := []int64{0, 7, 19, 20}
-	got, err := e.client.Proof(ctx, p, id, leaves)
+	got, _, err := e.client.Proof(ctx, p, id, leaves)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,10 +476,10 @@ func TestChallengeAndProofAcrossNodes(t *testing.T) {
 			t.Fatalf("leaf %d differs", l)
 		}
 	}
-	if _, err := e.client.Proof(ctx, p, id, []int64{21}); !errors.Is(err, shardstore.ErrInvalid) {
+	if _, _, err := e.client.Proof(ctx, p, id, []int64{21}); !errors.Is(err, shardstore.ErrInvalid) {
 		t.Fatalf("leaf past the end: %v", err)
 	}
-	if _, err := e.client.Proof(ctx, p, id, make([]int64, MaxProofLeaves+1)); !errors.Is(err, shardstore.ErrInvalid) {
+	if _, _, err := e.client.Proof(ctx, p, id, make([]int64, MaxProofLeaves+1)); !errors.Is(err, shardstore.ErrInvalid) {
 		t.Fatalf("too many leaves: %v", err)
 	}
 }
@@ -544,7 +545,7 @@ func TestClientCatchesLyingHolder(t *testing.T) {
 	if _, err := c.GetRange(ctx, p, id, 100, 1000); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("corrupted range: %v, want ErrIntegrity", err)
 	}
-	if _, err := c.Proof(ctx, p, id, []int64{2}); !errors.Is(err, ErrIntegrity) {
+	if _, _, err := c.Proof(ctx, p, id, []int64{2}); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("corrupted leaf: %v, want ErrIntegrity", err)
 	}
 	// A wrong challenge answer comes signed: evidence with the receipt.

@@ -16,8 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// ID is the protocol ID of the shard protocol.
-const ID = "/jellyfish/shard/2.0.0"
+// ID is the protocol ID of the shard protocol. 3.0.0 added the signed
+// answers to proof requests (and their nonce) and to renewals; a 2.0.0
+// peer cannot parse them, so the versions do not talk to each other.
+const ID = "/jellyfish/shard/3.0.0"
 
 // ServiceName names the protocol's resource-manager service scope.
 const ServiceName = "jellyfish.shard"
@@ -170,7 +172,8 @@ type Service struct {
 }
 
 // NewService registers the shard protocol handler on h, serving store.
-// Receipts and challenge answers are signed with h's private key.
+// Receipts and the answers to challenges, proofs and renewals are signed
+// with h's private key.
 func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 	cfg := serviceConfig{
 		timing:         timing{headerTimeout: DefaultHeaderTimeout, minRate: DefaultMinRate},
@@ -341,15 +344,7 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request) er
 		}
 		return respond(st, req.typ, &response{})
 	case msgRenew:
-		owner, err := s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
-		var missing []codec.ShardID
-		if err == nil {
-			missing, err = s.store.Renew(ctx, owner, req.ids, req.lease)
-		}
-		if err != nil {
-			return fail(st, req.typ, err)
-		}
-		return respond(st, req.typ, &response{ids: missing})
+		return s.serveRenew(ctx, st, req)
 	case msgChallenge:
 		return s.serveChallenge(ctx, st, req)
 	case msgProof:
@@ -526,8 +521,57 @@ func (s *Service) serveChallenge(ctx context.Context, st network.Stream, req *re
 	return respond(st, req.typ, &response{blob: a.Marshal()})
 }
 
+// serveRenew renews the owner's leases and answers with the IDs not held
+// and a signed receipt for the others.
+func (s *Service) serveRenew(ctx context.Context, st network.Stream, req *request) error {
+	owner, err := s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
+	var missing []codec.ShardID
+	if err == nil {
+		missing, err = s.store.Renew(ctx, owner, req.ids, req.lease)
+	}
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	rr := RenewReceipt{Owner: owner, Until: req.lease, Issued: s.cfg.clock()}
+	rr.Root, rr.Count = RenewRoot(renewedIDs(req.ids, missing))
+	if err := rr.Sign(s.key); err != nil {
+		return fail(st, req.typ, err)
+	}
+	return respond(st, req.typ, &response{ids: missing, blob: rr.Marshal()})
+}
+
+// renewedIDs returns ids without those in missing.
+func renewedIDs(ids, missing []codec.ShardID) []codec.ShardID {
+	gone := make(map[codec.ShardID]bool, len(missing))
+	for _, id := range missing {
+		gone[id] = true
+	}
+	out := make([]codec.ShardID, 0, len(ids))
+	for _, id := range ids {
+		if !gone[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// notFound answers a proof request for a shard the store does not hold
+// with a signed NotFoundAnswer.
+func (s *Service) notFound(st network.Stream, req *request, err error) error {
+	a := NotFoundAnswer{Owner: req.owner, Shard: req.id, Nonce: req.nonce, Issued: s.cfg.clock()}
+	if serr := a.Sign(s.key); serr != nil {
+		return fail(st, req.typ, serr)
+	}
+	return respond(st, req.typ, &response{status: StatusNotFound, msg: err.Error(), blob: a.Marshal()})
+}
+
+// serveProof answers a proof request with the leaves' proofs and a signed
+// ProofAnswer over them, or a signed NotFoundAnswer.
 func (s *Service) serveProof(ctx context.Context, st network.Stream, req *request) error {
 	info, err := s.store.Stat(ctx, req.id)
+	if errors.Is(err, shardstore.ErrNotFound) {
+		return s.notFound(st, req, err)
+	}
 	if err != nil {
 		return fail(st, req.typ, err)
 	}
@@ -547,12 +591,22 @@ func (s *Service) serveProof(ctx context.Context, st network.Stream, req *reques
 			return fail(st, req.typ, fmt.Errorf("%w: leaf %d of %d", shardstore.ErrInvalid, leaf, leaves))
 		}
 		off := leaf * codec.LeafSize
-		if proofs[i], err = s.store.Prove(ctx, req.id, off, min(codec.LeafSize, info.Size-off)); err != nil {
+		proofs[i], err = s.store.Prove(ctx, req.id, off, min(codec.LeafSize, info.Size-off))
+		if errors.Is(err, shardstore.ErrNotFound) {
+			return s.notFound(st, req, err) // deleted since the Stat
+		}
+		if err != nil {
 			return fail(st, req.typ, err)
 		}
 		lens[i] = int64(len(proofs[i]))
 	}
-	if err := respond(st, req.typ, &response{lens: lens}); err != nil {
+	a := ProofAnswer{Owner: req.owner, Shard: req.id, Nonce: req.nonce, Leaves: req.leafs, Proofs: proofs, Issued: s.cfg.clock()}
+	if err := a.Sign(s.key); err != nil {
+		return fail(st, req.typ, err)
+	}
+	// The proofs follow the header as raw bytes, not inside the answer.
+	a.Proofs = nil
+	if err := respond(st, req.typ, &response{blob: a.Marshal(), lens: lens}); err != nil {
 		return err
 	}
 	for _, p := range proofs {

@@ -2,8 +2,11 @@
 // unit tests of the backend: provider nodes that keep shards in maps, a
 // record store, and switches that make nodes or records fail. It checks
 // what a real holder checks (a shard's bytes hash to its ID, a get returns
-// what was put) and nothing of the network's security: signatures, quotas
-// and leases are not modelled. The real network is tested by fstests/.
+// what was put) and nothing of the network's security: owner signatures,
+// quotas and leases are not modelled. Each node has a key and signs its
+// answers to proofs and renewals in the shard protocol's format, so the
+// evidence a client keeps of a failed audit verifies as the real one does.
+// The real network is tested by fstests/.
 package memnet
 
 import (
@@ -13,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +29,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // ErrDown is what a node that is switched off answers.
@@ -35,6 +40,7 @@ var ErrDown = errors.New("memnet: node is down")
 type Network struct {
 	mu       sync.Mutex
 	nodes    []peer.ID
+	keys     map[peer.ID]crypto.PrivKey
 	shards   map[peer.ID]map[codec.ShardID][]byte
 	down     map[peer.ID]bool
 	records  map[string][]byte
@@ -50,9 +56,9 @@ type Network struct {
 
 // New returns a network of n provider nodes.
 func New(n int) (*Network, error) {
-	nw := &Network{shards: map[peer.ID]map[codec.ShardID][]byte{}, down: map[peer.ID]bool{}, records: map[string][]byte{}}
+	nw := &Network{shards: map[peer.ID]map[codec.ShardID][]byte{}, keys: map[peer.ID]crypto.PrivKey{}, down: map[peer.ID]bool{}, records: map[string][]byte{}}
 	for range n {
-		_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+		priv, pub, err := crypto.GenerateEd25519Key(rand.Reader)
 		if err != nil {
 			return nil, err
 		}
@@ -61,6 +67,7 @@ func New(n int) (*Network, error) {
 			return nil, err
 		}
 		nw.nodes = append(nw.nodes, id)
+		nw.keys[id] = priv
 		nw.shards[id] = map[codec.ShardID][]byte{}
 	}
 	sort.Slice(nw.nodes, func(i, j int) bool { return nw.nodes[i] < nw.nodes[j] })
@@ -229,11 +236,17 @@ func (r records) get(key string) ([]byte, error) {
 }
 
 // Shards returns the shard protocol of the network as seen by owner.
-func (n *Network) Shards(owner crypto.PrivKey) *Shards { return &Shards{n: n} }
+func (n *Network) Shards(owner crypto.PrivKey) *Shards {
+	o, _ := shardproto.OwnerOf(owner.GetPublic())
+	return &Shards{n: n, owner: o}
+}
 
 // Shards stores and fetches shards on the network's nodes, as the shard
 // protocol client does.
-type Shards struct{ n *Network }
+type Shards struct {
+	n     *Network
+	owner shardstore.Owner
+}
 
 func (s *Shards) node(p peer.ID) (map[codec.ShardID][]byte, error) {
 	m, ok := s.n.shards[p]
@@ -318,59 +331,95 @@ func (s *Shards) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error 
 	return nil
 }
 
-// Renew checks which of ids node p holds (this network keeps shards
-// until they are deleted or dropped, so leases are not kept) and returns
-// the others.
-func (s *Shards) Renew(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error) {
+// RenewReceipts checks which of ids node p holds (this network keeps
+// shards until they are deleted or dropped, so leases are not kept) and
+// returns the others, and p's signed receipt for each MaxRenewIDs of ids,
+// as the shard protocol's client does. A liar claims and signs for every
+// shard asked about.
+func (s *Shards) RenewReceipts(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, []shardproto.Renewal, error) {
 	s.n.mu.Lock()
 	defer s.n.mu.Unlock()
 	m, err := s.node(p)
 	if err != nil {
-		return nil, err
-	}
-	if s.n.liars[p] {
-		return nil, nil
+		return nil, nil, err
 	}
 	var missing []codec.ShardID
-	for _, id := range ids {
-		if _, ok := m[id]; !ok {
-			missing = append(missing, id)
+	var done []shardproto.Renewal
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), shardproto.MaxRenewIDs)]
+		ids = ids[len(batch):]
+		var renewed []codec.ShardID
+		for _, id := range batch {
+			if _, ok := m[id]; ok || s.n.liars[p] {
+				renewed = append(renewed, id)
+			} else {
+				missing = append(missing, id)
+			}
 		}
+		if !s.n.liars[p] {
+			s.n.renewals += len(renewed)
+		}
+		rr := shardproto.RenewReceipt{Owner: s.owner, Until: until, Issued: time.Now()}
+		rr.Root, rr.Count = shardproto.RenewRoot(renewed)
+		if err := rr.Sign(s.n.keys[p]); err != nil {
+			return missing, done, err
+		}
+		done = append(done, shardproto.Renewal{IDs: renewed, Receipt: rr})
 	}
-	s.n.renewals += len(ids) - len(missing)
-	return missing, nil
+	return missing, done, nil
 }
 
-// Proof returns the given leaves of shard id from node p. Like the
-// protocol client it fails with shardproto.ErrIntegrity when the bytes p
-// holds do not hash to id (a proof against the ID could not verify).
-func (s *Shards) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, error) {
+// Proof returns the given leaves of shard id from node p and p's signed
+// answer, as the protocol client does: a shard p does not hold is a
+// *shardproto.NotFoundError, and bytes that do not hash to id give proofs
+// that do not verify, a *shardproto.BadProofError.
+func (s *Shards) Proof(ctx context.Context, p peer.ID, id codec.ShardID, leaves []int64) ([][]byte, shardproto.ProofAnswer, error) {
 	s.n.mu.Lock()
 	defer s.n.mu.Unlock()
 	m, err := s.node(p)
 	if err != nil {
-		return nil, err
+		return nil, shardproto.ProofAnswer{}, err
 	}
+	var nonce [32]byte
+	rand.Read(nonce[:])
 	data, ok := m[id]
 	if !ok {
-		return nil, shardproto.ErrNotFound
-	}
-	if blake3.Sum256(data) != id {
-		return nil, shardproto.ErrIntegrity
-	}
-	out := make([][]byte, len(leaves))
-	for i, l := range leaves {
-		off := l * codec.LeafSize
-		if l < 0 || off >= int64(len(data)) {
-			return nil, fmt.Errorf("memnet: leaf %d outside a %d-byte shard", l, len(data))
+		a := shardproto.NotFoundAnswer{Owner: s.owner, Shard: id, Nonce: nonce, Issued: time.Now()}
+		if err := a.Sign(s.n.keys[p]); err != nil {
+			return nil, shardproto.ProofAnswer{}, err
 		}
-		out[i] = bytes.Clone(data[off:min(int64(len(data)), off+codec.LeafSize)])
+		return nil, shardproto.ProofAnswer{}, &shardproto.NotFoundError{Answer: a}
 	}
-	return out, nil
+	tree, _ := codec.Tree(data)
+	size := int64(len(data))
+	a := shardproto.ProofAnswer{Owner: s.owner, Shard: id, Nonce: nonce, Leaves: slices.Clone(leaves), Issued: time.Now()}
+	for _, l := range leaves {
+		off := l * codec.LeafSize
+		if l < 0 || off >= size {
+			return nil, shardproto.ProofAnswer{}, fmt.Errorf("memnet: leaf %d outside a %d-byte shard", l, size)
+		}
+		n := min(codec.LeafSize, size-off)
+		start, end := codec.LeafSpan(off, n, size)
+		proof, err := codec.Prove(tree, data[start:end], off, n)
+		if err != nil {
+			return nil, shardproto.ProofAnswer{}, err
+		}
+		a.Proofs = append(a.Proofs, proof)
+	}
+	if err := a.Sign(s.n.keys[p]); err != nil {
+		return nil, shardproto.ProofAnswer{}, err
+	}
+	out, err := shardproto.CheckProofAnswer(a)
+	if err != nil {
+		return nil, a, &shardproto.BadProofError{Answer: a, Err: err}
+	}
+	return out, a, nil
 }
 
 // SetLiar makes node p claim, when renewing, to hold every shard asked
-// about (a provider that receipted shards, then deleted them).
+// about, and sign its renew receipt for them (a provider that receipted
+// shards, then deleted them). Its proof requests still answer what it
+// holds: a signed NotFound for what it dropped.
 func (n *Network) SetLiar(p peer.ID, liar bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -412,7 +461,7 @@ func (n *Network) Holding(p peer.ID) int {
 }
 
 // Wipe drops every shard node p holds (a provider that deleted what it
-// receipted).
+// receipted): it answers proof requests for them with a signed NotFound.
 func (n *Network) Wipe(p peer.ID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
