@@ -147,6 +147,21 @@ func withDefaults(m configmap.Simple) configmap.Mapper {
 	return fs.ConfigMap(ri.Prefix, ri.Options, "", m)
 }
 
+// useLiveBootstrap points the config file's bootstrap option at nodes
+// alive now, for tests that killed nodes the config named.
+func (e *env) useLiveBootstrap() {
+	e.t.Helper()
+	b, err := os.ReadFile(e.conf)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	old := "bootstrap = " + configValue(e.t, e.conf, "bootstrap")
+	body := strings.Replace(string(b), old, "bootstrap = "+e.net.Bootstrap(), 1)
+	if err := os.WriteFile(e.conf, []byte(body), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // configValue returns an option of the remote in a config file.
 func configValue(t *testing.T, conf, key string) string {
 	t.Helper()
