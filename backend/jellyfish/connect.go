@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
@@ -44,6 +45,15 @@ type clientNet struct {
 	now   func() time.Time
 	clock *skewClock
 	stop  context.CancelFunc // ends the clock's background estimates
+
+	reachMu  sync.Mutex
+	reachAt  time.Time // when Gone last asked (real time)
+	reachErr error
+	// alive is done once Gone found the network gone; operations under
+	// way then stop at once. A new one serves the operations after.
+	aliveMu   sync.Mutex
+	alive     context.Context
+	aliveStop context.CancelFunc
 
 	mu        sync.Mutex
 	providers []peer.ID
@@ -83,7 +93,79 @@ func connect(ctx context.Context, opt *Options, slotDir string, now func() time.
 	first, firstDone := context.WithTimeout(ctx, 5*time.Second)
 	clock.start(first, runCtx, c.Node().ClockOffset)
 	firstDone()
-	return &clientNet{c: c, now: clock.Now, clock: clock, stop: cancel}, nil
+	n := &clientNet{c: c, now: clock.Now, clock: clock, stop: cancel}
+	n.alive, n.aliveStop = context.WithCancel(context.Background())
+	n.watchPeers(runCtx)
+	return n, nil
+}
+
+// ErrNetworkGone: no peer of the network answers, so nothing can be
+// stored or read now.
+var ErrNetworkGone = fmt.Errorf("jellyfish: the network cannot be reached (%w): nothing can be stored or read until it is back", account.ErrUnreachable)
+
+// reachTimeout bounds one reachability check; reachReuse is how long its
+// verdict answers every caller (an upload failing on many shards at once
+// asks once).
+const (
+	reachTimeout = 5 * time.Second
+	reachReuse   = 5 * time.Second
+)
+
+// Gone returns ErrNetworkGone when no connected peer answers a ping and
+// no bootstrap peer can be reached again (node.Reachable), else nil.
+func (n *clientNet) Gone(ctx context.Context) error {
+	n.reachMu.Lock()
+	defer n.reachMu.Unlock()
+	if !n.reachAt.IsZero() && time.Since(n.reachAt) < reachReuse {
+		return n.reachErr
+	}
+	// The caller's cancellation says nothing of the network: a segment
+	// done with its stragglers must not make the network look gone.
+	err := n.c.Node().Reachable(context.WithoutCancel(ctx), reachTimeout)
+	n.reachAt, n.reachErr = time.Now(), nil
+	if err != nil {
+		n.reachErr = fmt.Errorf("%w (%v)", ErrNetworkGone, err)
+		fs.Errorf(nil, "%v", n.reachErr)
+		n.aliveMu.Lock()
+		n.aliveStop()
+		n.alive, n.aliveStop = context.WithCancel(context.Background())
+		n.aliveMu.Unlock()
+	}
+	return n.reachErr
+}
+
+// Alive returns a context that is done when the network is found gone
+// (Gone) while the caller works: uploads and downloads stop at once then,
+// instead of each waiting out its own timeouts.
+func (n *clientNet) Alive() context.Context {
+	n.aliveMu.Lock()
+	defer n.aliveMu.Unlock()
+	return n.alive
+}
+
+// watchPeers asks Gone whenever this process's last connection closes,
+// until ctx ends: an upload stalled on dead connections learns that the
+// network is gone without waiting for its own timeouts.
+func (n *clientNet) watchPeers(ctx context.Context) {
+	h := n.c.Node().Host()
+	sub, err := h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		fs.Debugf(nil, "jellyfish: not watching connections: %v", err)
+		return
+	}
+	go func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sub.Out():
+				if len(h.Network().Peers()) == 0 {
+					go n.Gone(ctx)
+				}
+			}
+		}
+	}()
 }
 
 // Now is the network's clock: Jellyfish's corrected by its peers'.

@@ -1055,6 +1055,9 @@ func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case fserrors.IsFatalError(err):
+		// The network is gone (objectStore.unreachable): no retry helps.
+		return err
 	case errors.Is(err, codec.ErrAuth), errors.Is(err, codec.ErrFormat), errors.Is(err, ns.ErrFormat):
 		return fserrors.NoRetryError(fmt.Errorf("jellyfish: data failed its integrity check: %w", err))
 	case errors.Is(err, context.Canceled):

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/fserrors"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/objref"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
@@ -59,6 +60,37 @@ type objectStore struct {
 	// locate returns holders of a shard recorded after its object was
 	// stored (repair); nil: none.
 	locate func(ctx context.Context, id codec.ShardID) []peer.ID
+	// gone reports whether the network can be reached at all (nil: yes,
+	// or cannot tell); alive returns a context done once it was found
+	// gone (nil: never).
+	gone  func(ctx context.Context) error
+	alive func() context.Context
+}
+
+// withNetwork returns ctx, cancelled too when the network is found gone.
+func (s *objectStore) withNetwork(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if s.alive == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(s.alive(), cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// unreachable returns err, or, when the network cannot be reached at all,
+// an error saying so that rclone treats as fatal: it retries neither it
+// nor the files after it, so a sync whose network went away ends at once
+// instead of every file waiting out its timeouts and retries. Whether the
+// network is there is asked of the peers (store.gone), not judged by how
+// long the failure took: a slow link that still answers is not gone.
+func (s *objectStore) unreachable(ctx context.Context, err error) error {
+	if err == nil || s.gone == nil || (errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+		return err
+	}
+	if g := s.gone(context.WithoutCancel(ctx)); g != nil {
+		return fserrors.FatalError(fserrors.NoLowLevelRetryError(g))
+	}
+	return err
 }
 
 // ErrTooFewNodes: not enough provider nodes are reachable to store data.
@@ -90,7 +122,7 @@ const segmentsInFlight = 4
 func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) (*ObjRef, error) {
 	nodes, err := s.providers(ctx)
 	if err != nil {
-		return nil, err
+		return nil, s.unreachable(ctx, err)
 	}
 	p := enc.Params()
 	need := s.threshold(p.K, p.M)
@@ -110,7 +142,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 	}
 	lease := now().Add(s.lease)
 	salt := mrand.Uint64() // where this object's first segment starts
-	uctx, cancel := context.WithCancel(ctx)
+	uctx, cancel := s.withNetwork(ctx)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
@@ -158,6 +190,11 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 		firstErr = err
 	}
 	if firstErr != nil {
+		if err := s.unreachable(ctx, firstErr); err != firstErr {
+			// No network to take anything back from: what was
+			// stored expires with its lease.
+			return nil, err
+		}
 		// Nothing will refer to what was stored: take it back.
 		s.deleteRows(context.WithoutCancel(ctx), rows)
 		return nil, firstErr
@@ -188,6 +225,10 @@ type storedRow struct {
 // deleteRows deletes the shards of a failed upload, best effort: the ones
 // no holder drops expire with their lease.
 func (s *objectStore) deleteRows(ctx context.Context, rows map[uint64]storedRow) {
+	if s.gone != nil && s.gone(ctx) != nil {
+		fs.Debugf(nil, "jellyfish: failed upload: the network is gone; what was stored expires with its lease")
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	deleted := 0
@@ -251,6 +292,13 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint
 				fs.Debugf(nil, "jellyfish: segment %d shard %d on %s: %v", seg.Index, i, target.ShortString(), err)
 				if sctx.Err() != nil {
 					return
+				}
+				if s.gone != nil {
+					// Before trying another node: is there a network at all?
+					if g := s.gone(sctx); g != nil {
+						errs[i] = g
+						return
+					}
 				}
 			}
 		}(i)
@@ -345,7 +393,8 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			cands = append(cands, cand{i, h})
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	outer := ctx
+	ctx, cancel := s.withNetwork(ctx)
 	defer cancel()
 	type result struct {
 		shard codec.VerifiedShard
@@ -447,11 +496,16 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			}
 			hedge.Reset(hedgeAfter)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, s.unreachable(outer, ctx.Err())
 		}
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, s.unreachable(outer, ctx.Err())
+	}
+	if len(good) < k && len(errs) > 0 {
+		if err := s.unreachable(ctx, errs[0]); err != errs[0] {
+			return nil, err
+		}
 	}
 	// Fewer than k: the decoder reports how many it found and needs.
 	if len(good) == 0 && len(errs) > 0 {

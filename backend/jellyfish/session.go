@@ -318,6 +318,12 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.log.onGarbage = s.clean.garbage
 	s.log.schedule = s.scheduleFlush
 	s.store.locate = s.locate
+	if r, ok := nw.(interface {
+		Gone(context.Context) error
+		Alive() context.Context
+	}); ok {
+		s.store.gone, s.store.alive = r.Gone, r.Alive
+	}
 	listed, err := s.register(ctx)
 	if err != nil {
 		if !errors.Is(err, account.ErrNotFound) {

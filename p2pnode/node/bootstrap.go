@@ -12,6 +12,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -135,4 +136,58 @@ func waitRoutingTable(ctx context.Context, d *dht.IpfsDHT, n int) error {
 		}
 	}
 	return nil
+}
+
+// reachPeers is how many connected peers Reachable pings.
+const reachPeers = 5
+
+// Reachable reports whether this node can still reach the network: nil as
+// soon as one of up to five connected peers answers a ping, or, when none
+// does, one of the bootstrap peers can be connected to again (within
+// timeout each). Otherwise it returns an error wrapping
+// ErrNoPeersReachable. It does not depend on how long anything took: a
+// slow link that still answers is reachable.
+func (n *Node) Reachable(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	peers := n.host.Network().Peers()
+	if len(peers) > reachPeers {
+		peers = peers[:reachPeers]
+	}
+	ok := make(chan struct{}, len(peers)+len(n.bootstrap))
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := <-ping.Ping(ctx, n.host, p); res.Error == nil {
+				ok <- struct{}{}
+			}
+		}()
+	}
+	for _, p := range n.bootstrap {
+		if p.ID == n.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n.host.Connect(ctx, p) == nil {
+				ok <- struct{}{}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-ok:
+		return nil
+	case <-done:
+		select {
+		case <-ok:
+			return nil
+		default:
+		}
+	}
+	return fmt.Errorf("%w: none of %d connected and %d bootstrap peers answered", ErrNoPeersReachable, len(peers), len(n.bootstrap))
 }
