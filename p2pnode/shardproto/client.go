@@ -20,9 +20,10 @@ import (
 
 // Errors a client returns besides the shardstore sentinels, which cross
 // the wire unchanged: ErrNotFound, ErrQuotaExceeded, ErrIntegrity,
-// ErrInvalid, ErrTooLarge, ErrNoSpace. Proof answers its not-found and
-// wrong proofs with a *NotFoundError and a *BadProofError, which carry
-// the holder's signed answer and unwrap to ErrNotFound and ErrIntegrity.
+// ErrInvalid, ErrTooLarge, ErrNoSpace, ErrBusy. Proof answers its
+// not-found and wrong proofs with a *NotFoundError and a *BadProofError,
+// which carry the holder's signed answer and unwrap to ErrNotFound and
+// ErrIntegrity.
 var (
 	// ErrNotFound is shardstore.ErrNotFound.
 	ErrNotFound = shardstore.ErrNotFound
@@ -34,8 +35,11 @@ var (
 	// ErrUnauthorized means the holder refused an owner signature: missing,
 	// wrong, made for another holder, or outside the time window.
 	ErrUnauthorized = errors.New("shardproto: unauthorized")
-	// ErrBusy means the holder is out of resources for the request.
-	ErrBusy = errors.New("shardproto: holder busy")
+	// ErrBusy is shardstore.ErrBusy: the holder is out of resources for
+	// the request, or the put's owner or address already holds as much
+	// space reserved by puts in flight as it may. The same request may
+	// succeed later, or elsewhere.
+	ErrBusy = shardstore.ErrBusy
 	// ErrRemote means the holder failed for a reason of its own.
 	ErrRemote = errors.New("shardproto: holder error")
 	// ErrBadReceipt means a holder's receipt or signed answer is missing,

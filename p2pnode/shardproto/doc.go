@@ -29,7 +29,14 @@
 // by their Bao proofs.
 //
 // Every stream has a deadline, memory for bodies and proofs is reserved in
-// the stream's resource-manager scope before it is allocated, the number
-// of streams served at once is capped (in total and per peer), and any
-// framing or transport error resets the stream.
+// the stream's resource-manager scope before it is allocated, and any
+// framing or transport error resets the stream. Streams are admitted in
+// two phases, each capped in total, per remote address and per peer: a
+// stream waiting for its request header holds a pending place, and the
+// oldest waiting streams make room for new ones, so half-written headers
+// cannot keep anyone out; only a stream whose header decoded (and whose
+// owner signature checked) takes a serving slot. A put's space
+// reservation is charged to its owner and its remote address, each
+// allowed a share of the free space (see shardstore.ContextWithSource),
+// and a put whose body stops arriving is reset at once.
 package shardproto

@@ -176,14 +176,14 @@ func TestStreamFloodStaysBounded(t *testing.T) {
 		mu.Unlock()
 	}
 	wg.Wait()
-	e.svc.mu.Lock()
-	peakServed := e.svc.peak
-	e.svc.mu.Unlock()
-	// The attacker holds at most its per-peer share; honest traffic adds
-	// a stream or two.
-	if peakServed > DefaultMaxPeerStreams+2 {
-		t.Fatalf("%d streams served at once under the flood, per-peer cap %d", peakServed, DefaultMaxPeerStreams)
+	gs := e.svc.gate.stats()
+	// Half headers never reach a serving slot: only honest requests are
+	// served, and the attacker holds at most its per-peer share of the
+	// pending places.
+	if gs.PeakServing > 2 || gs.PeakPending > DefaultMaxPeerPending+2 {
+		t.Fatalf("under the flood: %d streams served and %d pending at once, per-peer pending cap %d", gs.PeakServing, gs.PeakPending, DefaultMaxPeerPending)
 	}
+	peakServed := gs.PeakServing
 	peakHeap := heapAlloc()
 	t.Logf("goroutines: baseline %d, peak during flood %d (the attacker's own included); holder served at most %d streams at once; heap baseline %d MiB, after flood %d MiB",
 		baseG, peakG, peakServed, baseHeap>>20, peakHeap>>20)

@@ -11,23 +11,26 @@ const putWindow = 4 << 20
 
 // SetServiceLimits declares the resource-manager limits of the shard
 // service (scope ServiceName) in cfg, before cfg.AutoScale. Streams are
-// allowed somewhat beyond the service's own caps (DefaultMaxStreams,
-// DefaultMaxPeerStreams), so that the service's admission, which answers
-// with a code clients retry on, is the one that refuses. Memory covers,
-// for every admitted stream, what a put reserves (shardstore.PutMemory
-// of the largest shard) plus a receive window of putWindow; libp2p's
-// default of 16 MiB per service peer would hold back concurrent puts.
+// allowed twice the service's own caps on waiting and served streams
+// (DefaultMaxPending + DefaultMaxStreams in total, DefaultMaxPeerPending +
+// DefaultMaxPeerStreams per peer), so that the service's admission, which
+// makes room for new streams and answers with a code clients retry on, is
+// the one that refuses. Memory covers, for every serving slot, what a put
+// reserves (shardstore.PutMemory of the largest shard) plus a receive
+// window of putWindow, and for every pending place a request header;
+// libp2p's default of 16 MiB per service peer would hold back concurrent
+// puts.
 func SetServiceLimits(cfg *rcmgr.ScalingLimitConfig) {
 	perStream := int64(shardstore.PutMemory(shardstore.DefaultMaxShardSize)) + putWindow
+	streams, peerStreams := DefaultMaxPending+DefaultMaxStreams, DefaultMaxPeerPending+DefaultMaxPeerStreams
+	memory := DefaultMaxStreams*perStream + DefaultMaxPending*MaxHeaderSize
+	peerMemory := DefaultMaxPeerStreams*perStream + DefaultMaxPeerPending*MaxHeaderSize
 	cfg.AddServiceLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 2 * DefaultMaxStreams, StreamsOutbound: 2 * DefaultMaxStreams, Streams: 4 * DefaultMaxStreams,
-			Memory: DefaultMaxStreams * perStream},
-		rcmgr.BaseLimitIncrease{StreamsInbound: DefaultMaxStreams, StreamsOutbound: DefaultMaxStreams, Streams: 2 * DefaultMaxStreams,
-			Memory: DefaultMaxStreams * perStream},
+		rcmgr.BaseLimit{StreamsInbound: 2 * streams, StreamsOutbound: 2 * streams, Streams: 4 * streams, Memory: memory},
+		rcmgr.BaseLimitIncrease{StreamsInbound: streams, StreamsOutbound: streams, Streams: 2 * streams, Memory: memory},
 	)
 	cfg.AddServicePeerLimit(ServiceName,
-		rcmgr.BaseLimit{StreamsInbound: 2 * DefaultMaxPeerStreams, StreamsOutbound: 2 * DefaultMaxPeerStreams, Streams: 4 * DefaultMaxPeerStreams,
-			Memory: 2 * DefaultMaxPeerStreams * perStream},
+		rcmgr.BaseLimit{StreamsInbound: 2 * peerStreams, StreamsOutbound: 2 * peerStreams, Streams: 4 * peerStreams, Memory: 2 * peerMemory},
 		rcmgr.BaseLimitIncrease{},
 	)
 }

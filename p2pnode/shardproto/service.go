@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -13,7 +12,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // ID is the protocol ID of the shard protocol. 3.0.0 added the signed
@@ -24,11 +22,19 @@ const ID = "/jellyfish/shard/3.0.0"
 // ServiceName names the protocol's resource-manager service scope.
 const ServiceName = "jellyfish.shard"
 
-// Defaults of the service and client options.
+// Defaults of the service and client options. Streams waiting for their
+// request header hold pending places (DefaultMaxPending, ...); streams
+// being served hold serving slots (DefaultMaxStreams, ...). See
+// WithMaxPending and WithMaxStreams.
 const (
 	DefaultHeaderTimeout   = 10 * time.Second
 	DefaultMinRate         = 256 << 10 // bytes per second
-	DefaultMaxStreams      = 64
+	DefaultStallTimeout    = 5 * time.Second
+	DefaultMaxPending      = 256
+	DefaultMaxAddrPending  = 32
+	DefaultMaxPeerPending  = 16
+	DefaultMaxStreams      = 128
+	DefaultMaxAddrStreams  = 16
 	DefaultMaxPeerStreams  = 8
 	DefaultSignatureWindow = 5 * time.Minute
 )
@@ -68,8 +74,8 @@ func (t timing) bodyTimeout(n int64) time.Duration {
 type serviceConfig struct {
 	timing
 	clock          shardstore.Clock
-	maxStreams     int
-	maxPeerStreams int
+	stall          time.Duration
+	pending, slots caps
 	window         time.Duration
 	maxShardSize   int64
 }
@@ -115,15 +121,47 @@ func WithMinRate(bytesPerSec int64) Option {
 	}
 }
 
-// WithMaxStreams caps the requests served at once, in total and per peer
-// (defaults 64 and 8). Streams beyond the caps are reset at once.
-func WithMaxStreams(total, perPeer int) Option {
+// WithStallTimeout sets how long a put's body may make no progress
+// (default 5 s): a put whose client sends nothing for that long is reset
+// and its reservation released, before its body deadline.
+func WithStallTimeout(d time.Duration) Option {
 	return func(cfg *serviceConfig) error {
-		if total <= 0 || perPeer <= 0 || perPeer > total {
-			return fmt.Errorf("max streams %d/%d: want 0 < perPeer <= total", total, perPeer)
+		if d <= 0 {
+			return fmt.Errorf("stall timeout %v: must be positive", d)
 		}
-		cfg.maxStreams, cfg.maxPeerStreams = total, perPeer
+		cfg.stall = d
 		return nil
+	}
+}
+
+func newCaps(what string, total, perAddr, perPeer int) (caps, error) {
+	if total <= 0 || perAddr <= 0 || perPeer <= 0 || perAddr > total || perPeer > total {
+		return caps{}, fmt.Errorf("%s %d/%d/%d: want 0 < perAddr, perPeer <= total", what, total, perAddr, perPeer)
+	}
+	return caps{total: total, perAddr: perAddr, perPeer: perPeer}, nil
+}
+
+// WithMaxPending caps the streams waiting for their request header, in
+// total, per address (an IPv4 address, or an IPv6 /56) and per peer
+// (defaults 256, 32 and 16). A new stream always gets a place: at a cap,
+// the oldest waiting stream of the same peer, else of the same address,
+// else of all, is reset with network.StreamResourceLimitExceeded, which
+// clients retry on.
+func WithMaxPending(total, perAddr, perPeer int) Option {
+	return func(cfg *serviceConfig) (err error) {
+		cfg.pending, err = newCaps("max pending", total, perAddr, perPeer)
+		return err
+	}
+}
+
+// WithMaxStreams caps the requests served at once, in total, per address
+// (an IPv4 address, or an IPv6 /56) and per peer (defaults 128, 16 and
+// 8). A stream whose header arrives beyond a cap is reset at once with
+// network.StreamResourceLimitExceeded, which clients retry on.
+func WithMaxStreams(total, perAddr, perPeer int) Option {
+	return func(cfg *serviceConfig) (err error) {
+		cfg.slots, err = newCaps("max streams", total, perAddr, perPeer)
+		return err
 	}
 }
 
@@ -160,15 +198,10 @@ type Service struct {
 	keyBytes []byte
 	cfg      serviceConfig
 
+	gate *gate
+
 	ctx    context.Context // canceled by Close: resets every stream
 	cancel context.CancelFunc
-
-	mu      sync.Mutex
-	closed  bool
-	active  int
-	peak    int // most streams served at once, for tests and metrics
-	perPeer map[peer.ID]int
-	wg      sync.WaitGroup
 }
 
 // NewService registers the shard protocol handler on h, serving store.
@@ -176,12 +209,13 @@ type Service struct {
 // with h's private key.
 func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 	cfg := serviceConfig{
-		timing:         timing{headerTimeout: DefaultHeaderTimeout, minRate: DefaultMinRate},
-		clock:          time.Now,
-		maxStreams:     DefaultMaxStreams,
-		maxPeerStreams: DefaultMaxPeerStreams,
-		window:         DefaultSignatureWindow,
-		maxShardSize:   shardstore.DefaultMaxShardSize,
+		timing:       timing{headerTimeout: DefaultHeaderTimeout, minRate: DefaultMinRate},
+		clock:        time.Now,
+		stall:        DefaultStallTimeout,
+		pending:      caps{total: DefaultMaxPending, perAddr: DefaultMaxAddrPending, perPeer: DefaultMaxPeerPending},
+		slots:        caps{total: DefaultMaxStreams, perAddr: DefaultMaxAddrStreams, perPeer: DefaultMaxPeerStreams},
+		window:       DefaultSignatureWindow,
+		maxShardSize: shardstore.DefaultMaxShardSize,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -197,7 +231,7 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("shardproto: host key: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, ctx: ctx, cancel: cancel, perPeer: make(map[peer.ID]int)}
+	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, gate: newGate(cfg.pending, cfg.slots), ctx: ctx, cancel: cancel}
 	h.SetStreamHandler(ID, s.handle)
 	return s, nil
 }
@@ -206,53 +240,37 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 // waits for their handlers to return. It does not close the host or the
 // store.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.gate.close() {
 		return nil
 	}
-	s.closed = true
-	s.mu.Unlock()
 	s.h.RemoveStreamHandler(ID)
 	s.cancel()
-	s.wg.Wait()
+	s.gate.wait()
 	return nil
 }
 
-// enter admits a stream within the stream caps.
-func (s *Service) enter(p peer.ID) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.active >= s.cfg.maxStreams || s.perPeer[p] >= s.cfg.maxPeerStreams {
-		return false
-	}
-	s.active++
-	s.peak = max(s.peak, s.active)
-	s.perPeer[p]++
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Service) leave(p peer.ID) {
-	s.mu.Lock()
-	s.active--
-	if s.perPeer[p]--; s.perPeer[p] == 0 {
-		delete(s.perPeer, p)
-	}
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-// handle serves one request on one stream: admission, resource scope,
-// header deadline, then the operation. Any transport or framing failure
-// resets the stream; failures of the operation are answered with a status.
+// handle serves one request on one stream in two phases. Waiting for its
+// header, the stream holds a pending place (see gate), which a newer
+// stream may take: the stream is then reset with the code clients retry
+// on. Once the header decoded and an owner signature checked, the stream
+// takes a serving slot or is refused with that code. Any transport or
+// framing failure resets the stream; failures of the operation are
+// answered with a status.
 func (s *Service) handle(st network.Stream) {
-	remote := st.Conn().RemotePeer()
-	if !s.enter(remote) {
+	conn := st.Conn()
+	remote, addr := conn.RemotePeer(), addrGroup(conn.RemoteMultiaddr())
+	// The header deadline is set before the stream can be pushed out, so
+	// that the gate's deadline in the past is the one that stays.
+	if err := st.SetDeadline(time.Now().Add(s.cfg.headerTimeout)); err != nil {
+		st.Reset()
+		return
+	}
+	t, ok := s.gate.arrive(remote, addr, func() { st.SetReadDeadline(time.Now()) })
+	if !ok {
 		st.ResetWithError(network.StreamResourceLimitExceeded)
 		return
 	}
-	defer s.leave(remote)
+	defer s.gate.leave(t)
 	stop := context.AfterFunc(s.ctx, func() { st.Reset() })
 	defer stop()
 	if err := st.Scope().SetService(ServiceName); err != nil {
@@ -261,13 +279,13 @@ func (s *Service) handle(st network.Stream) {
 		st.ResetWithError(network.StreamResourceLimitExceeded)
 		return
 	}
-	if err := st.SetDeadline(time.Now().Add(s.cfg.headerTimeout)); err != nil {
-		st.Reset()
-		return
-	}
 	buf, release, err := readFrame(st, MaxHeaderSize, st.Scope())
 	if err != nil {
-		st.Reset()
+		if s.gate.wasEvicted(t) {
+			st.ResetWithError(network.StreamResourceLimitExceeded)
+		} else {
+			st.Reset()
+		}
 		return
 	}
 	req, err := decodeRequest(buf)
@@ -276,7 +294,26 @@ func (s *Service) handle(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if err := s.serve(s.ctx, st, req); err != nil {
+	// A request with a bad owner signature is answered without taking a
+	// serving slot.
+	owner, err := s.authorize(req)
+	if err != nil {
+		if fail(st, req.typ, err) != nil {
+			st.Reset()
+			return
+		}
+		st.Close()
+		return
+	}
+	if !s.gate.serve(t) {
+		st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
+	ctx := s.ctx
+	if addr.IsValid() {
+		ctx = shardstore.ContextWithSource(ctx, addr)
+	}
+	if err := s.serve(ctx, st, req, owner); err != nil {
 		st.Reset()
 		return
 	}
@@ -320,12 +357,26 @@ func statusOf(err error) Status {
 	return StatusInternal
 }
 
-// serve runs one decoded request. It returns an error only when the
-// stream must be reset.
-func (s *Service) serve(ctx context.Context, st network.Stream, req *request) error {
+// authorize checks the owner signature of a put, delete or renew request
+// and returns the owner; other requests need none.
+func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 	switch req.typ {
 	case msgPut:
-		return s.servePut(ctx, st, req)
+		return s.checkOwner(req, putSigned(s.h.ID(), req.id, req.size, req.lease, req.ts))
+	case msgDelete:
+		return s.checkOwner(req, deleteSigned(s.h.ID(), req.id, req.ts))
+	case msgRenew:
+		return s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
+	}
+	return shardstore.Owner{}, nil
+}
+
+// serve runs one decoded request; owner is the one authorize checked. It
+// returns an error only when the stream must be reset.
+func (s *Service) serve(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner) error {
+	switch req.typ {
+	case msgPut:
+		return s.servePut(ctx, st, req, owner)
 	case msgGet:
 		return s.serveGet(ctx, st, req)
 	case msgStat:
@@ -335,16 +386,12 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request) er
 		}
 		return respond(st, req.typ, &response{size: info.Size, storedAt: info.StoredAt, lease: info.Lease, refs: int64(info.Refs)})
 	case msgDelete:
-		owner, err := s.checkOwner(req, deleteSigned(s.h.ID(), req.id, req.ts))
-		if err == nil {
-			err = s.store.Delete(ctx, owner, req.id)
-		}
-		if err != nil {
+		if err := s.store.Delete(ctx, owner, req.id); err != nil {
 			return fail(st, req.typ, err)
 		}
 		return respond(st, req.typ, &response{})
 	case msgRenew:
-		return s.serveRenew(ctx, st, req)
+		return s.serveRenew(ctx, st, req, owner)
 	case msgChallenge:
 		return s.serveChallenge(ctx, st, req)
 	case msgProof:
@@ -376,13 +423,24 @@ func (s *Service) checkOwner(req *request, msg []byte) (shardstore.Owner, error)
 }
 
 // bodyReader hands the body to the store and remembers a transport
-// failure, which resets the stream rather than being answered.
+// failure, which resets the stream rather than being answered. Every read
+// must bring something within the stall timeout (and all of them within
+// the body deadline, end): a client that stops sending loses the put, and
+// its reservation, at once rather than at the body deadline. Time the
+// store spends between reads does not count.
 type bodyReader struct {
+	st     network.Stream
 	r      *io.LimitedReader
+	stall  time.Duration
+	end    time.Time
 	netErr error
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if err := b.arm(); err != nil {
+		b.netErr = err
+		return 0, err
+	}
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
 		b.netErr = err
@@ -390,11 +448,16 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *Service) servePut(ctx context.Context, st network.Stream, req *request) error {
-	owner, err := s.checkOwner(req, putSigned(s.h.ID(), req.id, req.size, req.lease, req.ts))
-	if err != nil {
-		return fail(st, req.typ, err)
+// arm sets the read deadline for the next read.
+func (b *bodyReader) arm() error {
+	dl := time.Now().Add(b.stall)
+	if dl.After(b.end) {
+		dl = b.end
 	}
+	return b.st.SetReadDeadline(dl)
+}
+
+func (s *Service) servePut(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner) error {
 	if req.size <= 0 {
 		return fail(st, req.typ, fmt.Errorf("%w: size %d", shardstore.ErrInvalid, req.size))
 	}
@@ -408,15 +471,17 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request)
 		return fail(st, req.typ, fmt.Errorf("%w: %v", ErrBusy, err))
 	}
 	defer st.Scope().ReleaseMemory(mem)
-	if err := st.SetDeadline(time.Now().Add(s.cfg.bodyTimeout(req.size))); err != nil {
+	end := time.Now().Add(s.cfg.bodyTimeout(req.size))
+	if err := st.SetDeadline(end); err != nil {
 		return err
 	}
 	// The client sends the body right behind the header. A store that
-	// refuses the shard, or already holds it, does not read it: the answer
-	// goes out at once, handle closes the stream, and the client stops
-	// sending when it reads the answer.
-	body := &bodyReader{r: &io.LimitedReader{R: st, N: req.size}}
-	err = s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
+	// refuses the shard (over the quota, or over the share of it the
+	// owner or the source address may hold reserved), or already holds it,
+	// does not read it: the answer goes out at once, handle closes the
+	// stream, and the client stops sending when it reads the answer.
+	body := &bodyReader{st: st, r: &io.LimitedReader{R: st, N: req.size}, stall: s.cfg.stall, end: end}
+	err := s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
 	if body.netErr != nil {
 		return body.netErr
 	}
@@ -424,6 +489,9 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request)
 		// The body must end exactly at size: wait for the client's end of
 		// stream, so closing our side never cuts its write short.
 		var extra [1]byte
+		if err := body.arm(); err != nil {
+			return err
+		}
 		if n, rerr := st.Read(extra[:]); n != 0 || rerr != io.EOF {
 			return fmt.Errorf("body longer than %d bytes or not ended: %v", req.size, rerr)
 		}
@@ -523,12 +591,8 @@ func (s *Service) serveChallenge(ctx context.Context, st network.Stream, req *re
 
 // serveRenew renews the owner's leases and answers with the IDs not held
 // and a signed receipt for the others.
-func (s *Service) serveRenew(ctx context.Context, st network.Stream, req *request) error {
-	owner, err := s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
-	var missing []codec.ShardID
-	if err == nil {
-		missing, err = s.store.Renew(ctx, owner, req.ids, req.lease)
-	}
+func (s *Service) serveRenew(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner) error {
+	missing, err := s.store.Renew(ctx, owner, req.ids, req.lease)
 	if err != nil {
 		return fail(st, req.typ, err)
 	}

@@ -245,33 +245,47 @@ func TestServiceLimits(t *testing.T) {
 // the source can seek (Put's byte slice); a source that cannot seek and
 // was partly sent is not retried, since the holder would get wrong bytes.
 func TestBusyPutRetriesOnlyRewindable(t *testing.T) {
-	e := newEnv(t, nil, WithMaxStreams(1, 1), WithHeaderTimeout(300*time.Millisecond))
+	e := newEnv(t, nil, WithMaxStreams(1, 1, 1))
 	ctx := ctxT(t)
-	stall := func() {
+	// stall holds the only serving slot with a put whose body never comes,
+	// until the returned function resets it.
+	stall := func(seed uint64) func() {
+		_, id := shard(seed, 1000)
+		ts := time.Now()
+		lease := ts.Add(time.Hour)
+		sig, _ := e.ownerKey.Sign(putSigned(e.holder.ID(), id, 1000, lease, ts))
+		req := &request{typ: msgPut, id: id, size: 1000, lease: lease, ts: ts, key: e.client.keyBytes, sig: sig}
 		st, err := e.ch.NewStream(ctx, e.holder.ID(), ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.Write([]byte{0, 0}) // holds the only slot until the header timeout
-		waitFor(t, 5*time.Second, "the slot taken", func() bool {
-			e.svc.mu.Lock()
-			defer e.svc.mu.Unlock()
-			return e.svc.active == 1
-		})
+		if err := writeFrame(st, req.encode()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "the slot taken", func() bool { return e.svc.gate.stats().Serving == 1 })
 		t.Cleanup(func() { st.Reset() })
+		return func() {
+			st.Reset()
+			waitFor(t, 5*time.Second, "the slot free", func() bool { return e.svc.gate.stats().Serving == 0 })
+		}
 	}
 	data, id := shard(44, 1<<20)
-	stall()
+	release := stall(45)
 	if _, err := e.client.PutReader(ctx, e.holder.ID(), id, int64(len(data)), io.MultiReader(bytes.NewReader(data)), time.Now().Add(time.Hour)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("busy put from a one-way source: %v, want ErrBusy", err)
 	}
-	waitFor(t, 5*time.Second, "the slot free", func() bool {
-		e.svc.mu.Lock()
-		defer e.svc.mu.Unlock()
-		return e.svc.active == 0
-	})
-	stall()
-	if _, err := e.client.Put(ctx, e.holder.ID(), id, data, time.Now().Add(time.Hour)); err != nil {
+	release()
+	release = stall(46)
+	refused := e.svc.gate.stats().Refused
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.client.Put(ctx, e.holder.ID(), id, data, time.Now().Add(time.Hour))
+		done <- err
+	}()
+	// Free the slot once the first attempt was refused: a retry gets it.
+	waitFor(t, 5*time.Second, "the put refused once", func() bool { return e.svc.gate.stats().Refused > refused })
+	release()
+	if err := <-done; err != nil {
 		t.Fatalf("busy put of a byte slice, retried: %v", err)
 	}
 	if _, err := e.disk.Stat(ctx, id); err != nil {

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
+	"net/netip"
 	"os"
 	"path"
 	"strings"
@@ -39,8 +41,8 @@ type Disk struct {
 	mu       sync.Mutex // guards everything below
 	closed   bool
 	index    map[codec.ShardID]*meta
-	used     int64 // bytes of committed shards
-	reserved int64 // bytes reserved by puts in flight
+	used     int64        // bytes of committed shards
+	res      reservations // bytes reserved by puts in flight
 	perOwner map[Owner]int64
 }
 
@@ -50,7 +52,7 @@ type Disk struct {
 // tier 0) or WithQuotaBytes; a store already holding more than its quota
 // opens, but accepts no new shard until it is back under.
 func New(dir string, opts ...Option) (*Disk, error) {
-	cfg := config{clock: time.Now, maxShardSize: DefaultMaxShardSize, maxLease: DefaultMaxLease}
+	cfg := config{clock: time.Now, maxShardSize: DefaultMaxShardSize, maxLease: DefaultMaxLease, share: DefaultReservationShare}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, fmt.Errorf("shardstore: %w", err)
@@ -73,6 +75,7 @@ func New(dir string, opts ...Option) (*Disk, error) {
 		quota:    quota,
 		locks:    keyLock{m: make(map[codec.ShardID]*lockEntry)},
 		index:    make(map[codec.ShardID]*meta),
+		res:      newReservations(),
 		perOwner: make(map[Owner]int64),
 	}
 	if err := d.load(); err != nil {
@@ -267,6 +270,12 @@ func (d *Disk) checkLease(op string, lease time.Time) error {
 // error nothing is stored and the reservation is released: a full quota
 // fails with ErrQuotaExceeded, a full disk with ErrNoSpace, mismatching
 // bytes with ErrIntegrity, a short body with io.ErrUnexpectedEOF.
+//
+// The reservation is charged to owner and to the source ctx names
+// (ContextWithSource); a put that would take either past its share of the
+// free space (WithReservationShare) fails with ErrBusy before r is read.
+// Once reserved, the space stays the put's until it ends, so a put whose
+// body arrives is never starved by others.
 func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) (err error) {
 	const op = "shardstore: put"
 	var committed *meta
@@ -299,16 +308,22 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 		}
 		return d.addRef(op, owner, id, lease)
 	}
-	if used, reserved := d.used, d.reserved; size > d.quota-used-reserved {
+	free := d.quota - d.used - d.res.total
+	if size > free {
+		used, reserved := d.used, d.res.total
 		d.mu.Unlock()
 		return fmtErr(op, ErrQuotaExceeded, "shard %s needs %d bytes, %d of %d free (%d used, %d reserved)",
-			id.Short(), size, max(d.quota-used-reserved, 0), d.quota, used, reserved)
+			id.Short(), size, max(free, 0), d.quota, used, reserved)
 	}
-	d.reserved += size
+	src := sourceOf(ctx)
+	if err := d.res.admit(owner, src, size, d.cfg.reservationLimit(free)); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
+	}
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		d.reserved -= size
+		d.res.release(owner, src, size)
 		if committed != nil {
 			d.index[id] = committed
 			d.used += size
@@ -804,7 +819,12 @@ type Usage struct {
 	Quota    int64 // shared space in bytes
 	Used     int64 // bytes of stored shards (each shard counted once)
 	Reserved int64 // bytes reserved by puts in flight
-	Shards   int
+	// ReservedByOwner and ReservedBySource split Reserved by the puts'
+	// owners and by their sources (ContextWithSource); puts that named no
+	// source count in ReservedByOwner only.
+	ReservedByOwner  map[Owner]int64
+	ReservedBySource map[netip.Prefix]int64
+	Shards           int
 	// PerOwner charges each owner the full size of every shard it
 	// references; a shared shard is charged to each of its owners.
 	PerOwner map[Owner]int64
@@ -815,10 +835,8 @@ type Usage struct {
 func (d *Disk) Usage() Usage {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	u := Usage{Quota: d.quota, Used: d.used, Reserved: d.reserved, Shards: len(d.index), PerOwner: make(map[Owner]int64, len(d.perOwner))}
-	for o, n := range d.perOwner {
-		u.PerOwner[o] = n
-	}
+	u := Usage{Quota: d.quota, Used: d.used, Reserved: d.res.total, Shards: len(d.index), PerOwner: maps.Clone(d.perOwner),
+		ReservedByOwner: maps.Clone(d.res.byOwner), ReservedBySource: maps.Clone(d.res.bySource)}
 	return u
 }
 

@@ -30,8 +30,12 @@
 //
 // The shared space is a quota chosen from exponentially growing tiers
 // (TierBytes): space is reserved before a shard body is read, so concurrent
-// puts never exceed it. Bytes are accounted per Owner, an opaque fixed-size
-// key of the account that stored the shard.
+// puts never exceed it, and an admitted put that sends its body completes.
+// The reservations of puts in flight are capped per owner and per source
+// (the network a put came from, ContextWithSource) to a share of the free
+// space (WithReservationShare), so that a few requesters cannot hold it
+// all. Bytes are accounted per Owner, an opaque fixed-size key of the
+// account that stored the shard.
 //
 // Store and its one-method parts (Putter, Fetcher, Statter, ...) are the
 // owner's view of a holder. Disk.For returns such a view of the local store;

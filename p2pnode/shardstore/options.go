@@ -17,7 +17,13 @@ const hardMaxShardSize = 1 << 30
 // says otherwise.
 const DefaultMaxLease = 400 * 24 * time.Hour
 
+// DefaultReservationShare is the share of the free space one owner, or
+// one source, may hold reserved by puts in flight unless
+// WithReservationShare says otherwise: 1/8.
+const DefaultReservationShare = 8
+
 type config struct {
+	share        int
 	tier         int
 	tierSet      bool
 	quota        int64
@@ -79,6 +85,21 @@ func WithMaxShardSize(n int64) Option {
 			return fmt.Errorf("max shard size %d outside (0, %d]", n, hardMaxShardSize)
 		}
 		c.maxShardSize = n
+		return nil
+	}
+}
+
+// WithReservationShare caps the bytes that the puts in flight of one
+// owner, and of one source (ContextWithSource), may hold reserved: at most
+// 1/n of the free space when a put is admitted, but always at least
+// one shard of the largest size accepted (default n = 8). A put beyond
+// the cap fails with ErrBusy before its body is read.
+func WithReservationShare(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("reservation share 1/%d: must be positive", n)
+		}
+		c.share = n
 		return nil
 	}
 }

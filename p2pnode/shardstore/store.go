@@ -50,6 +50,10 @@ var (
 	ErrInvalid = errors.New("invalid shard request")
 	// ErrClosed means the store has been closed.
 	ErrClosed = errors.New("shard store closed")
+	// ErrBusy means the put's owner or source already has as many bytes
+	// reserved by puts in flight as it may (see WithReservationShare);
+	// the same put may succeed once some of them ended.
+	ErrBusy = errors.New("shard store busy")
 )
 
 // OwnerLease is one owner's reference to a shard and when it expires.
