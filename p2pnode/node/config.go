@@ -52,8 +52,8 @@ const (
 // Default limits on what the node stores for the DHT (docs/design.md §2.1,
 // "Limits"). A record is at most 4 KiB, so the record limits bound the
 // record database to 2 GiB (1.5 GiB for the six kinds known today); a
-// mark takes about 120 bytes, so the mark limits bound the marks to about
-// 500 MB.
+// mark takes about 130 bytes, so the mark limits bound the marks to about
+// 550 MB.
 const (
 	// DefaultMaxRecords bounds the records of all kinds together; it is
 	// above six kinds' worth, so it binds only when more kinds exist.

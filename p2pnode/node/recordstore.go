@@ -240,11 +240,16 @@ func (s *recordStore) deleteLocked(ctx context.Context, k ds.Key, sc record.Scop
 	return nil
 }
 
-// DeleteIfUnchanged deletes the entry at k if it still holds exactly seen,
-// and reports whether it did; a record stored there meanwhile stays.
-func (s *recordStore) DeleteIfUnchanged(ctx context.Context, k ds.Key, seen []byte) (bool, error) {
+// DropExpired deletes the expired record at k if the entry still holds
+// exactly seen (a record stored there meanwhile stays), and reports
+// whether it did. A record of a kind that keeps its marks stays until
+// kad-dht's age limit removes it, 40 days after it was received: were its
+// slot freed at expiry, a flood of short-lived login records could come
+// back every republishing round, and every round would leave marks that
+// are kept for ever.
+func (s *recordStore) DropExpired(ctx context.Context, k ds.Key, seen []byte) (bool, error) {
 	sc, ok := s.scopeOf(k)
-	if !ok {
+	if !ok || sc.KeepMarks {
 		return false, nil
 	}
 	mu := s.lock(k)

@@ -92,9 +92,9 @@ type RepublishStats struct {
 	// Held is the number of valid records found in the datastore.
 	Held int
 	// Skipped counts stored entries that were invalid or corrupt, Expired
-	// those whose signed expiry had passed; the round deletes the expired
-	// ones when the datastore can do so without racing a new record
-	// (the node's record store can).
+	// those whose signed expiry had passed, Deleted the expired ones the
+	// datastore let the round delete (the node's record store does, for
+	// kinds whose marks are pruned, and never races a new record).
 	Skipped, Expired, Deleted int
 	// Put counts records re-put without error; Failed the others.
 	Put, Failed int
@@ -159,10 +159,11 @@ func (r *Republisher) Run(ctx context.Context) {
 	}
 }
 
-// conditionalDeleter is the ability to delete an entry only if it still
-// holds the bytes read; the node's recordStore has it.
-type conditionalDeleter interface {
-	DeleteIfUnchanged(ctx context.Context, k ds.Key, seen []byte) (bool, error)
+// expiredDropper is the ability to delete an expired record only if its
+// entry still holds the bytes read, where the store's policy allows; the
+// node's recordStore has it.
+type expiredDropper interface {
+	DropExpired(ctx context.Context, k ds.Key, seen []byte) (bool, error)
 }
 
 // round is the shared state of one RepublishOnce.
@@ -298,8 +299,8 @@ func (r *Republisher) one(ctx context.Context, rd *round, k ds.Key) bool {
 			return false
 		}
 		deleted := false
-		if d, ok := r.store.(conditionalDeleter); ok {
-			deleted, err = d.DeleteIfUnchanged(ctx, k, raw)
+		if d, ok := r.store.(expiredDropper); ok {
+			deleted, err = d.DropExpired(ctx, k, raw)
 			if err != nil {
 				r.log.Debug("republish: delete expired record failed", "key", key, "err", err)
 			}

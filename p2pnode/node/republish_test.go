@@ -68,9 +68,9 @@ func (s *pagingStore) Query(ctx context.Context, q dsq.Query) (dsq.Results, erro
 	return dsq.ResultsWithEntries(q, all), nil
 }
 
-// DeleteIfUnchanged gives the store the ability the node's record store
-// has, so the round deletes expired records as it goes.
-func (s *pagingStore) DeleteIfUnchanged(ctx context.Context, k ds.Key, seen []byte) (bool, error) {
+// DropExpired gives the store the ability the node's record store has,
+// so the round deletes expired records as it goes.
+func (s *pagingStore) DropExpired(ctx context.Context, k ds.Key, seen []byte) (bool, error) {
 	cur, err := s.Get(ctx, k)
 	if err != nil || string(cur) != string(seen) {
 		return false, err
