@@ -30,7 +30,7 @@ const MaxHeadBody = 3 << 10
 // HeadRules are the validator rules of head records: the account's identity
 // key signs them (every device of the account holds it), and the key names
 // that identity and a well-formed device ID. The body is opaque (encrypted
-// by the account) but bounded.
+// by the account) but bounded. The identity is the publisher of its heads.
 func HeadRules() record.KindRules {
 	return record.KindRules{
 		Kind: KindHead, Name: headKindName,
@@ -43,6 +43,12 @@ func HeadRules() record.KindRules {
 				return fmt.Errorf("head key %q: device is not lower-case hex", rest)
 			}
 			return signerOwnsKey(id, signer)
+		},
+		// One identity writes a head per device: limits on stored
+		// records count heads per identity.
+		Publisher: func(rest string) string {
+			id, _, _ := strings.Cut(rest, "/")
+			return id
 		},
 		CheckBody: func(b []byte) error {
 			if len(b) > MaxHeadBody {

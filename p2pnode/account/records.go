@@ -54,10 +54,13 @@ func signerOwnsKey(rest string, signer crypto.PubKey) error {
 
 // LoginRules are the validator rules of login records: only the login key
 // may write its record, and the body must parse (its contents are opaque).
+// Nodes keep login marks for ever: a mark above 0 at a key with no record
+// is how Create tells an expired account from a name never used.
 func LoginRules() record.KindRules {
 	return record.KindRules{
 		Kind: KindLogin, Name: loginKindName, Authorize: signerOwnsKey,
 		CheckBody: func(b []byte) error { _, err := parseLoginBody(b); return err },
+		KeepMarks: true,
 	}
 }
 

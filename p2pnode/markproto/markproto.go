@@ -2,9 +2,11 @@
 // /jellyfish/mark/1.0.0: one node asks another for the highest sequence
 // number it has seen in a valid record at a DHT key.
 //
-// A node keeps that mark (record.HighWater) for ever, long after the
-// record itself expired and the DHT stopped serving it; kad-dht has no
-// message that reveals it. Asking for it tells "nobody ever wrote here"
+// A node keeps that mark (record.HighWater) long after the record itself
+// expired and the DHT stopped serving it: login marks for ever, the
+// others until the longest record lifetime plus a margin has passed since
+// they were last raised (node.Config.MarkMargin). kad-dht has no message
+// that reveals it. Asking for it tells "nobody ever wrote here"
 // apart from "a record lived here and expired", which a record lookup
 // cannot: both answer "not found". Account creation asks, so that a
 // username and password whose account expired are not silently given a

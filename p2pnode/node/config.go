@@ -49,6 +49,42 @@ const (
 	DefaultConnHigh     = 192
 )
 
+// Default limits on what the node stores for the DHT (docs/design.md §2.1,
+// "Limits"). A record is at most 4 KiB, so the record limits bound the
+// record database to 2 GiB (1.5 GiB for the six kinds known today); a
+// mark takes about 130 bytes, so the mark limits bound the marks to about
+// 550 MB.
+const (
+	// DefaultMaxRecords bounds the records of all kinds together; it is
+	// above six kinds' worth, so it binds only when more kinds exist.
+	DefaultMaxRecords = 1 << 19
+	// DefaultMaxRecordsPerKind bounds the records of one kind. Each key is
+	// stored by the 20 nodes closest to it, so in a network of N ≥ 20
+	// nodes a node holds about 20/N of every kind: 65,536 per node lets a
+	// network of N nodes hold 3,276·N keys of a kind (100 nodes: 327,000
+	// accounts, or as many device heads); below 20 nodes every node holds
+	// everything.
+	DefaultMaxRecordsPerKind = 1 << 16
+	// DefaultMaxRecordsPerPublisher bounds the keys of one publisher within
+	// a kind that names publishers: head records of one account, which
+	// lists at most 32 devices, while heads of retired devices linger until
+	// they expire.
+	DefaultMaxRecordsPerPublisher = 256
+	// DefaultMaxMarks, DefaultMaxMarksPerKind and
+	// DefaultMaxMarksPerPublisher bound the high-water marks. A mark
+	// outlives its record (by the margin for most kinds, for ever for
+	// login records), so the limits are above the record limits: login
+	// marks grow with every account ever created and reach 1,048,576 on a
+	// node when 20/N × accounts × passwords per account does.
+	DefaultMaxMarks             = 1 << 22
+	DefaultMaxMarksPerKind      = 1 << 20
+	DefaultMaxMarksPerPublisher = 1024
+	// DefaultMarkMargin is how long past the longest record lifetime a
+	// mark is kept, unless its kind keeps marks for ever: it covers clocks
+	// that are days wrong.
+	DefaultMarkMargin = 7 * 24 * time.Hour
+)
+
 // ProtocolPrefix is the DHT protocol prefix; the DHT protocol is
 // ProtocolPrefix + "/kad/1.0.0".
 const ProtocolPrefix = "/jellyfish"
@@ -102,6 +138,34 @@ type Config struct {
 	// DHTOptions are appended after the node's own DHT options; for tuning
 	// and tests.
 	DHTOptions []dht.Option
+	// RecordLimits bound the records the node stores for the DHT; when
+	// one is reached, records under new keys are refused and updates of
+	// stored keys still accepted. Zero fields take the DefaultMaxRecords…
+	// values; a negative field sets no limit, as does a Kinds entry of zero
+	// or less.
+	RecordLimits record.Limits
+	// MarkLimits bound the high-water marks the node keeps, the same way;
+	// zero fields take the DefaultMaxMarks… values.
+	MarkLimits record.Limits
+	// MarkMargin is how long past record.DefaultMaxLifetime, counted from
+	// when it was last raised, a mark is kept unless its kind keeps marks
+	// for ever (record.KindRules.KeepMarks). Zero means DefaultMarkMargin;
+	// negative keeps every mark.
+	MarkMargin time.Duration
+}
+
+// withLimitDefaults fills l's zero fields from the given defaults.
+func withLimitDefaults(l record.Limits, total, perKind, perPublisher int) record.Limits {
+	if l.Total == 0 {
+		l.Total = total
+	}
+	if l.PerKind == 0 {
+		l.PerKind = perKind
+	}
+	if l.PerPublisher == 0 {
+		l.PerPublisher = perPublisher
+	}
+	return l
 }
 
 // withDefaults returns cfg with defaults filled in, or an error for values
@@ -142,6 +206,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ConnHigh == 0 {
 		cfg.ConnHigh = DefaultConnHigh
+	}
+	cfg.RecordLimits = withLimitDefaults(cfg.RecordLimits, DefaultMaxRecords, DefaultMaxRecordsPerKind, DefaultMaxRecordsPerPublisher)
+	cfg.MarkLimits = withLimitDefaults(cfg.MarkLimits, DefaultMaxMarks, DefaultMaxMarksPerKind, DefaultMaxMarksPerPublisher)
+	if cfg.MarkMargin == 0 {
+		cfg.MarkMargin = DefaultMarkMargin
 	}
 	if cfg.ConnLow > cfg.ConnHigh {
 		return cfg, fmt.Errorf("%w: ConnLow %d > ConnHigh %d", ErrConfig, cfg.ConnLow, cfg.ConnHigh)

@@ -13,7 +13,12 @@
 // default bootstrap peers, validates only keys in the "jf" namespace (see
 // package record) and keeps records in a Pebble database under
 // <datadir>/dht, written with fsync so an accepted PUT survives a crash.
-// The node answers the mark protocol (markproto) from its high-water
-// marks, which outlive the records, and PeerMarks asks the peers closest
-// to a key for theirs.
+// The store is bounded: per kind, per publisher and in total
+// (Config.RecordLimits), it refuses records under new keys once full and
+// always takes updates of stored keys and the node's own records. The
+// node answers the mark protocol (markproto) from its high-water marks,
+// which outlive the records, are bounded the same way (Config.MarkLimits)
+// and are pruned once they protect nothing (PruneMarks), and PeerMarks
+// asks the peers closest to a key for theirs. The republisher streams the
+// store a page at a time and re-puts a few records at once.
 package node

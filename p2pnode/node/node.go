@@ -43,6 +43,7 @@ type Node struct {
 	log       *slog.Logger
 	priv      crypto.PrivKey
 	store     *pebbleds.Datastore
+	records   *recordStore
 	validator *record.Validator
 	highWater *record.DatastoreHighWater
 	host      host.Host
@@ -101,7 +102,35 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	undo = append(undo, store.Close)
 
-	highWater := record.NewDatastoreHighWater(store, highWaterPrefix)
+	id, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("node: identity: %w", err)
+	}
+	log := cfg.Logger.With("peer", id.String())
+	scopes, err := record.NewScopes(cfg.RecordKinds...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	owned := newOwnedRecords()
+	dhtStore, err := openRecordStore(ctx, namespace.Wrap(store, ds.NewKey(dhtPrefix)), scopes, cfg.RecordLimits, owned, log)
+	if err != nil {
+		return nil, err
+	}
+	markRetain := time.Duration(0)
+	if cfg.MarkMargin > 0 {
+		markRetain = record.DefaultMaxLifetime + cfg.MarkMargin
+	}
+	highWater, err := record.OpenDatastoreHighWater(ctx, store, highWaterPrefix, record.MarkPolicy{
+		Scopes: scopes,
+		Limits: cfg.MarkLimits,
+		Admit:  dhtStore.mayMark,
+		Retain: markRetain,
+		Clock:  cfg.Clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open high-water marks: %w", err)
+	}
+	dhtStore.marks = highWater
 	vopts := []record.Option{record.WithClock(cfg.Clock), record.WithHighWater(highWater)}
 	for _, k := range cfg.RecordKinds {
 		vopts = append(vopts, record.WithKind(k))
@@ -128,7 +157,6 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	times := timeproto.NewService(h, cfg.Clock)
 	undo = append(undo, times.Close)
 
-	dhtStore := namespace.Wrap(store, ds.NewKey(dhtPrefix))
 	d, err := NewDHT(h, DHTConfig{
 		Mode:           cfg.Mode,
 		Validator:      validator,
@@ -140,27 +168,37 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, d.Close)
+	repub, err := NewRepublisher(d, dhtStore, validator, cfg.RepublishInterval, log, withOwned(owned))
+	if err != nil {
+		return nil, err
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	n = &Node{
 		cfg:       cfg,
-		log:       cfg.Logger.With("peer", h.ID().String()),
+		log:       log,
 		priv:      priv,
 		store:     store,
+		records:   dhtStore,
 		validator: validator,
 		highWater: highWater,
 		host:      h,
 		dht:       d,
-		repub:     NewRepublisher(d, dhtStore, validator, cfg.RepublishInterval, cfg.Logger),
+		repub:     repub,
 		marks:     marks,
 		times:     times,
 		bootstrap: boot,
 		cancel:    cancel,
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.repub.Run(runCtx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.pruneMarksLoop(runCtx)
 	}()
 	n.log.Info("node started", "mode", cfg.Mode, "addrs", h.Addrs(), "datadir", cfg.DataDir)
 	return n, nil
@@ -295,6 +333,58 @@ func (n *Node) PeerMarks(ctx context.Context, key string) (map[peer.ID]uint64, e
 	}
 	wg.Wait()
 	return marks, ctx.Err()
+}
+
+// StoreStats is what the node keeps for the DHT: its records and its
+// high-water marks, each counted per kind, with the new keys refused
+// since the node started because a limit was reached.
+type StoreStats struct {
+	Records, Marks record.QuotaStats
+}
+
+// StoreStats counts the records and marks the node keeps now.
+func (n *Node) StoreStats() StoreStats {
+	return StoreStats{Records: n.records.Stats(), Marks: n.highWater.Stats()}
+}
+
+// PruneMarks deletes the high-water marks that protect nothing any more
+// (record.DatastoreHighWater.Prune): those of kinds that do not keep
+// their marks, last raised more than record.DefaultMaxLifetime plus
+// Config.MarkMargin ago. The node runs it every day.
+func (n *Node) PruneMarks(ctx context.Context) (record.PruneStats, error) {
+	return n.highWater.Prune(ctx)
+}
+
+// Mark pruning runs markPruneFirst after the node starts, then every
+// markPruneInterval.
+const (
+	markPruneFirst    = 5 * time.Minute
+	markPruneInterval = 24 * time.Hour
+)
+
+func (n *Node) pruneMarksLoop(ctx context.Context) {
+	if n.cfg.MarkMargin < 0 {
+		return
+	}
+	t := time.NewTimer(markPruneFirst)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := n.PruneMarks(ctx)
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("pruning high-water marks failed", "err", err)
+		}
+		if err == nil {
+			q := n.highWater.Stats()
+			n.log.Info("pruned high-water marks", "kept", st.Kept, "pruned", st.Pruned, "stamped", st.Stamped,
+				"marks", q.Keys, "refused_since_start", q.Refused)
+		}
+		t.Reset(markPruneInterval)
+	}
 }
 
 // clockPeers is how many peers ClockOffset asks.

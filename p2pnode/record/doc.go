@@ -17,4 +17,9 @@
 // Time comes only from the Clock given to the Validator, and high-water
 // marks (HighWater) remember the highest sequence number seen per key so
 // that an older record is refused even after the DHT forgot the newer one.
+//
+// Limits, Scopes and Quota bound what a store keeps per kind, per
+// publisher and in total. Under a MarkPolicy a DatastoreHighWater keeps
+// its marks within limits and prunes those that protect nothing any more,
+// except for kinds that keep their marks for ever (KindRules.KeepMarks).
 package record

@@ -22,4 +22,15 @@ type KindRules struct {
 	Authorize func(rest string, signer crypto.PubKey) error
 	// CheckBody validates the body; nil accepts any body.
 	CheckBody func(body []byte) error
+	// Publisher, for a kind whose publishers each write several keys,
+	// returns the part of rest that names the publisher (head records: the
+	// account identity, one key per device). Authorize must tie it to the
+	// signer. Nil means every key names its own signer, so a publisher
+	// writes exactly one key of the kind. Limits.PerPublisher counts keys
+	// per publisher only for kinds that set it.
+	Publisher func(rest string) string
+	// KeepMarks keeps this kind's high-water marks for ever instead of
+	// letting MarkPolicy.Retain prune them: login marks are what tells an
+	// expired account from a name never used (docs/design.md §2.1, §3.4).
+	KeepMarks bool
 }

@@ -82,7 +82,7 @@ func WithMaxLifetime(d time.Duration) Option {
 
 // WithHighWater makes the validator refuse records older than the highest
 // sequence number h has seen for their key, and report every valid record
-// to h.
+// to h. h decides which marks it keeps (DatastoreHighWater's MarkPolicy).
 func WithHighWater(h HighWater) Option {
 	return func(v *Validator) error {
 		if h == nil {
@@ -119,7 +119,7 @@ func (v *Validator) Now() time.Time { return v.clock() }
 // valid signature over exactly this key, has not expired, does not expire
 // too far in the future, is authorised by its kind's rule, has a valid body,
 // and is not older than the high-water mark for the key. Valid records raise
-// the high-water mark.
+// the high-water mark (a bounded HighWater may keep none for a new key).
 func (v *Validator) Validate(key string, value []byte) error {
 	_, err := v.Check(key, value)
 	return err
