@@ -21,6 +21,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
 )
 
 // parseBootstrap splits the bootstrap option (spaces, commas or newlines).
@@ -43,7 +44,7 @@ func parseBootstrap(s string) ([]ma.Multiaddr, error) {
 type clientNet struct {
 	c     *client.Client
 	now   func() time.Time
-	clock *skewClock
+	clock skewClock
 	stop  context.CancelFunc // ends the clock's background estimates
 
 	reachMu  sync.Mutex
@@ -77,7 +78,7 @@ func connect(ctx context.Context, opt *Options, slotDir string, now func() time.
 	if err := os.Remove(filepath.Join(dataDir, "identity.key")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	clock := &skewClock{base: now}
+	clock := skewClock{timeproto.NewCorrected(now)}
 	c, err := client.New(ctx, client.Config{
 		DataDir:   dataDir,
 		Bootstrap: boot,

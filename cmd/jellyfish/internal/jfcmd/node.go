@@ -23,6 +23,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
 )
 
 // Defaults of `jellyfish node`.
@@ -46,6 +47,7 @@ type nodeOptions struct {
 	careEvery     time.Duration
 	maintain      string
 	maintainEvery time.Duration
+	testSkew      time.Duration
 	collectGrace  time.Duration
 	collectEvery  time.Duration
 	log           logFlags
@@ -88,8 +90,45 @@ on the same disk as the key file protects little.`,
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
 	c.Flags().DurationVar(&o.collectGrace, "collect-grace", provider.DefaultCollectGrace, "how long after an owner's lease ended its shards are kept for a late renewal before they are deleted")
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
+	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
+	_ = c.Flags().MarkHidden("test-clock-skew")
 	o.log.register(c)
 	commands = append(commands, c)
+}
+
+// clockCheckEvery is how often a node compares its clock with its peers'.
+const clockCheckEvery = time.Hour
+
+// correctClock keeps clk corrected by the median of n's peers' clocks: at
+// once (a few tries while the routing table fills), then every
+// clockCheckEvery, until ctx ends. A node whose clock is wrong otherwise
+// refuses honest clients' signed requests and records.
+func correctClock(ctx context.Context, n *node.Node, clk *timeproto.Corrected, log *slog.Logger) {
+	wait := 2 * time.Second
+	for {
+		u, err := clk.Estimate(ctx, n.ClockOffset)
+		switch {
+		case err != nil:
+			log.Debug("clock not compared with the network's", "err", err)
+		case u.Disbelieved:
+			log.Error("peers' clocks are too far from this machine's to believe; check this machine's clock", "offset", u.Measured.String(), "peers", u.Peers)
+		case u.Changed:
+			log.Warn("clock corrected by the network's", "correction", clk.Offset().String(), "offset", u.Measured.String(), "peers", u.Peers)
+		}
+		if err == nil {
+			wait = clockCheckEvery
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err != nil {
+			wait = min(2*wait, clockCheckEvery)
+		}
+	}
 }
 
 // runNode runs a provider node until ctx ends.
@@ -142,8 +181,14 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	if o.collectGrace <= 0 || o.collectEvery <= 0 {
 		return fmt.Errorf("--collect-grace %v and --collect-interval %v must be positive", o.collectGrace, o.collectEvery)
 	}
+	base := time.Now
+	if o.testSkew != 0 {
+		base = func() time.Time { return time.Now().Add(o.testSkew) }
+	}
+	// Records, leases and signature windows run on the network's time.
+	clk := timeproto.NewCorrected(base)
 	n, err := node.New(ctx, provider.NodeConfig(node.Config{
-		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log,
+		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log, Clock: clk.Now,
 	}))
 	if err != nil {
 		return err
@@ -171,6 +216,11 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		if len(boot) > 0 && !joinNetwork(ctx, n, log) {
 			return
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			correctClock(ctx, n, clk, log)
+		}()
 		if linked != nil {
 			linkNode(ctx, n, linked, log)
 			// Keep the account's login, account and head records alive

@@ -1,0 +1,103 @@
+package timeproto
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bounds of a clock correction.
+const (
+	// MinCorrection: offsets below it are left alone. Signatures and
+	// records tolerate minutes; a smaller correction would only make the
+	// clock jitter with the network's round trips.
+	MinCorrection = 30 * time.Second
+	// MaxCorrection: a larger offset is not believed. The peers answering
+	// are then more likely wrong (or lying together) than the local clock
+	// wrong by so much.
+	MaxCorrection = 30 * 24 * time.Hour
+)
+
+// Corrected is a clock corrected by the network's: a base clock plus the
+// median offset of its peers' clocks (Estimate), once one is known and
+// between MinCorrection and MaxCorrection.
+type Corrected struct {
+	base   func() time.Time
+	offset atomic.Int64 // nanoseconds added to base
+
+	mu       sync.Mutex
+	measured time.Duration // the last estimate, applied or not
+	peers    int           // samples it came from
+	at       time.Time     // when (corrected clock); zero: never
+	err      error         // the last estimate's failure
+}
+
+// NewCorrected returns base, uncorrected until Update is called.
+func NewCorrected(base func() time.Time) *Corrected {
+	if base == nil {
+		base = time.Now
+	}
+	return &Corrected{base: base}
+}
+
+// Now returns the corrected time.
+func (c *Corrected) Now() time.Time { return c.base().Add(c.Offset()) }
+
+// Offset returns the correction applied now.
+func (c *Corrected) Offset() time.Duration { return time.Duration(c.offset.Load()) }
+
+// Update is the outcome of one estimate.
+type Update struct {
+	Measured    time.Duration // the peers' median offset
+	Peers       int           // how many answered
+	Changed     bool          // the correction applied changed
+	Disbelieved bool          // beyond MaxCorrection: not applied
+}
+
+// Estimate asks the network's clocks once (ask is Node.ClockOffset) and
+// applies the result. It fails, changing nothing, when too few peers
+// answered.
+func (c *Corrected) Estimate(ctx context.Context, ask func(context.Context, func() time.Time) (time.Duration, []Sample, error)) (Update, error) {
+	off, samples, err := ask(ctx, c.base)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
+	if err != nil {
+		return Update{}, err
+	}
+	u := Update{Measured: off, Peers: len(samples)}
+	abs := off
+	if abs < 0 {
+		abs = -abs
+	}
+	want := off
+	switch {
+	case abs < MinCorrection:
+		want = 0
+	case abs > MaxCorrection:
+		want, u.Disbelieved = 0, true
+	}
+	u.Changed = time.Duration(c.offset.Swap(int64(want))) != want
+	c.measured, c.peers, c.at = off, len(samples), c.base().Add(want)
+	return u, nil
+}
+
+// Status reports the correction for status pages: the correction applied,
+// the last offset measured, from how many peers, and when.
+func (c *Corrected) Status() map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]any{"correction": c.Offset().Round(time.Millisecond).String()}
+	if c.at.IsZero() {
+		out["network_offset"] = "unknown"
+		if c.err != nil {
+			out["error"] = c.err.Error()
+		}
+		return out
+	}
+	out["network_offset"] = c.measured.Round(time.Millisecond).String()
+	out["peers"] = c.peers
+	out["measured"] = c.at.UTC().Format(time.RFC3339)
+	return out
+}
