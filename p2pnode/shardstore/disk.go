@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ type Disk struct {
 	quota int64
 	locks keyLock
 	puts  putCounter
+	syncs atomic.Int64 // fsyncs issued (files and directories), for tests and benchmarks
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -448,6 +450,7 @@ func (d *Disk) writeSync(name string, flag int, b []byte) error {
 		f.Close()
 		return diskErr("write", err)
 	}
+	d.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return diskErr("sync", err)
@@ -471,6 +474,7 @@ func (d *Disk) syncDir(dir string) error {
 		return err
 	}
 	defer f.Close()
+	d.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
