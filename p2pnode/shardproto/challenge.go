@@ -170,8 +170,13 @@ func (c *challenger) admit(owner shardstore.Owner, id codec.ShardID, size int64,
 	c.forget(now)
 	key := challengeKey{owner, id}
 	if at, ok := c.last[key]; ok {
-		c.stats.TooSoon++
-		return nil, fmt.Errorf("%w: shard %s challenged by this owner at %v; next at %v", ErrTooSoon, id.Short(), at.UTC(), at.Add(c.lim.interval).UTC())
+		if now.Sub(at) < c.lim.interval {
+			c.stats.TooSoon++
+			return nil, fmt.Errorf("%w: shard %s challenged by this owner at %v; next at %v", ErrTooSoon, id.Short(), at.UTC(), at.Add(c.lim.interval).UTC())
+		}
+		// Expired but not yet forgotten: a clock that went back put a
+		// younger record ahead of it.
+		delete(c.last, key)
 	}
 	if c.running >= c.lim.concurrent {
 		c.stats.Busy++
@@ -198,7 +203,7 @@ func (c *challenger) admit(owner shardstore.Owner, id codec.ShardID, size int64,
 	b.tokens -= size
 	c.last[key] = now
 	c.order = append(c.order, challengeRecord{key, now})
-	for len(c.last) > c.lim.records {
+	for len(c.order) > c.lim.records {
 		c.drop()
 	}
 	c.running++

@@ -54,6 +54,25 @@ func TestChallengerOncePerIntervalPerOwnerAndShard(t *testing.T) {
 	if st.Admitted != 4 || st.TooSoon != 2 || st.Busy != 0 || st.HashedBytes != 4<<20 {
 		t.Fatalf("counts %+v", st)
 	}
+	// A clock moved back two months: a pair challenged then waits out its
+	// own interval, even behind a record dated later.
+	c = newChallenger(testLimits())
+	if err := admit(a, id, now); err != nil {
+		t.Fatal(err)
+	}
+	back := now.Add(-60 * 24 * time.Hour)
+	if err := admit(b, id, back); err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(b, id, back.Add(29*24*time.Hour)); !errors.Is(err, ErrTooSoon) {
+		t.Fatalf("within the interval after the clock moved back: %v", err)
+	}
+	if err := admit(b, id, back.Add(31*24*time.Hour)); err != nil {
+		t.Fatalf("after the interval, behind a later record: %v", err)
+	}
+	if err := admit(a, id, back.Add(31*24*time.Hour)); !errors.Is(err, ErrTooSoon) {
+		t.Fatalf("a record dated after the clock: %v", err)
+	}
 }
 
 func TestChallengerBudgetPerRequester(t *testing.T) {

@@ -1,7 +1,7 @@
 package shardstore
 
 import (
-	"cmp"
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -34,7 +34,7 @@ func (d *Disk) Renew(ctx context.Context, owner Owner, ids []codec.ShardID, unti
 	// Locks are taken in ID order, so two batches never wait on each other
 	// in a cycle; every other operation holds one shard's lock at a time.
 	sorted := slices.Clone(ids)
-	slices.SortFunc(sorted, func(a, b codec.ShardID) int { return cmp.Compare(string(a[:]), string(b[:])) })
+	slices.SortFunc(sorted, func(a, b codec.ShardID) int { return bytes.Compare(a[:], b[:]) })
 	sorted = slices.Compact(sorted)
 	unlocks := make([]func(), 0, len(sorted))
 	defer func() {
