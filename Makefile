@@ -96,6 +96,12 @@ bench-net:
 	dd if=/dev/zero of=$(BENCH_DIR)/jellyfish-dd.tmp bs=1M count=512 oflag=direct 2>&1 | tee -a bench-net.out; rm -f $(BENCH_DIR)/jellyfish-dd.tmp
 	$(GO) run ./p2pnode/internal/netbenchsum < bench-net.out
 
+# A renewal of 1,024 shards in a shard store on disk under BENCH_DIR: time
+# and fsyncs per renewal.
+.PHONY: bench-renew
+bench-renew:
+	TMPDIR=$(BENCH_DIR) $(GO) test -tags $(TAGS) -run '^$$' -bench 'BenchmarkDiskRenew' -benchtime 20x -count 3 -timeout 30m ./p2pnode/shardstore/
+
 # End to end against a `jellyfish testnet` process of BENCH_NODES nodes (stores
 # on tmpfs, then on disk under BENCH_DIR): upload and download of a SIZE random
 # file, each a fresh `jellyfish` process timed to its exit, against a raw

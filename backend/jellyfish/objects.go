@@ -53,7 +53,7 @@ type objectStore struct {
 	// threshold returns how many shards of a segment must be receipted for
 	// an upload to succeed.
 	threshold func(k, m int) int
-	sem       chan struct{} // bounds concurrent shard transfers
+	slots     *transferSlots // bounds concurrent shard transfers, in total and per holder
 	repairs   *repairQueue
 	// now is Jellyfish's clock (leases).
 	now func() time.Time
@@ -91,6 +91,77 @@ func (s *objectStore) unreachable(ctx context.Context, err error) error {
 		return fserrors.FatalError(fserrors.NoLowLevelRetryError(g))
 	}
 	return err
+}
+
+// Shard transfers (puts and gets) an object store runs at once: in total,
+// and with any one holder.
+const (
+	maxTransfers       = 16
+	maxHolderTransfers = 4
+)
+
+// transferSlots bounds the shard transfers in flight, in total and per
+// holder. A holder that answers slowly, or never, holds at most perHolder
+// of the slots; the other holders' transfers, other uploads' and reads'
+// included, keep the rest. Without the cap per holder, one stalled holder
+// could take every slot while the segments whose completion would cancel
+// its transfers wait for a slot themselves.
+type transferSlots struct {
+	total     chan struct{}
+	perHolder int
+
+	mu      sync.Mutex
+	holders map[peer.ID]*holderSlots
+}
+
+type holderSlots struct {
+	ch    chan struct{} // one token per transfer in flight with the holder
+	users int           // transfers in flight or waiting; dropped at 0
+}
+
+func newTransferSlots(total, perHolder int) *transferSlots {
+	return &transferSlots{total: make(chan struct{}, total), perHolder: perHolder, holders: map[peer.ID]*holderSlots{}}
+}
+
+// acquire waits for a slot with holder h, then for one of the total, or
+// for ctx to end. Waiting for h's slot holds none of the total. The
+// returned function gives both back.
+func (t *transferSlots) acquire(ctx context.Context, h peer.ID) (release func(), err error) {
+	t.mu.Lock()
+	hs := t.holders[h]
+	if hs == nil {
+		hs = &holderSlots{ch: make(chan struct{}, t.perHolder)}
+		t.holders[h] = hs
+	}
+	hs.users++
+	t.mu.Unlock()
+	select {
+	case hs.ch <- struct{}{}:
+	case <-ctx.Done():
+		t.leave(h, hs)
+		return nil, ctx.Err()
+	}
+	select {
+	case t.total <- struct{}{}:
+	case <-ctx.Done():
+		<-hs.ch
+		t.leave(h, hs)
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-t.total
+		<-hs.ch
+		t.leave(h, hs)
+	}, nil
+}
+
+func (t *transferSlots) leave(h peer.ID, hs *holderSlots) {
+	t.mu.Lock()
+	hs.users--
+	if hs.users == 0 {
+		delete(t.holders, h)
+	}
+	t.mu.Unlock()
 }
 
 // ErrTooFewNodes: not enough provider nodes are reachable to store data.
@@ -276,14 +347,13 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint
 			// The planned node first, then the others: at most three tries.
 			for try := 0; try < min(3, len(nodes)); try++ {
 				target := nodes[(first+try)%len(nodes)]
-				select {
-				case s.sem <- struct{}{}:
-				case <-sctx.Done():
-					errs[i] = sctx.Err()
+				release, err := s.slots.acquire(sctx, target)
+				if err != nil {
+					errs[i] = err
 					return
 				}
-				_, err := s.shards.PutReader(sctx, target, id, int64(shard.Len()), shard.Reader(), lease)
-				<-s.sem
+				_, err = s.shards.PutReader(sctx, target, id, int64(shard.Len()), shard.Reader(), lease)
+				release()
 				if err == nil {
 					holders[i] = target
 					return
@@ -413,13 +483,12 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 		c := cands[next]
 		next++
 		go func() {
-			select {
-			case s.sem <- struct{}{}:
-			case <-ctx.Done():
-				send(result{err: ctx.Err()})
+			release, err := s.slots.acquire(ctx, c.holder)
+			if err != nil {
+				send(result{err: err})
 				return
 			}
-			defer func() { <-s.sem }()
+			defer release()
 			// The shard protocol client hashes what it receives against the
 			// ID asked for and fails on a mismatch; the decoder then checks
 			// only that the ID belongs to the segment.

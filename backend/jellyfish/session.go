@@ -297,7 +297,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}
 	s.store = &objectStore{
 		shards: shards, providers: nw.Providers, lease: time.Duration(opt.Lease),
-		threshold: threshold, sem: make(chan struct{}, 16), repairs: &s.repairs, now: s.now,
+		threshold: threshold, slots: newTransferSlots(maxTransfers, maxHolderTransfers), repairs: &s.repairs, now: s.now,
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)
 	s.meta = &metaObjects{store: s.store, enc: metaEnc, cache: s.logCache}

@@ -174,7 +174,7 @@ func newOldRelease(t testing.TB, a *memAccount) *oldRelease {
 		hlc: uint64(time.Now().Add(-time.Hour).UnixMilli()) << 16}
 	o.store = &objectStore{
 		shards: a.net.Shards(acct.Identity), providers: a.net.Providers, lease: 24 * time.Hour,
-		threshold: defaultThreshold, sem: make(chan struct{}, 16),
+		threshold: defaultThreshold, slots: newTransferSlots(maxTransfers, maxHolderTransfers),
 	}
 	opt := testOptions(t, nil)
 	if o.meta, err = codec.NewEncoder(opt.metaParams()); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,4 +419,167 @@ func TestSlowPutsHoldBoundedReservations(t *testing.T) {
 	})
 	t.Logf("hostile slow-puts: the reservations were released %v after the attackers stalled (stall timeout %v, body deadline %v)",
 		time.Since(start).Round(100*time.Millisecond), DefaultStallTimeout, e.svc.cfg.bodyTimeout(size))
+}
+
+// hashCounter serves a disk and counts the shard bytes its challenges
+// read: each Disk.Challenge reads and hashes the whole shard.
+type hashCounter struct {
+	*shardstore.Disk
+	hashed atomic.Int64
+}
+
+func (h *hashCounter) Challenge(ctx context.Context, id codec.ShardID, salt [32]byte) ([32]byte, error) {
+	if info, err := h.Disk.Stat(ctx, id); err == nil {
+		h.hashed.Add(info.Size)
+	}
+	return h.Disk.Challenge(ctx, id, salt)
+}
+
+// TestChallengeFloodIsBounded: a salted-hash challenge is a request of
+// about 200 bytes that makes the holder read and hash a whole shard. 16
+// owner keys on 2 addresses each hold a reference to one 2 MiB shard (one
+// upload, the others deduplicated) and ask for 10 challenges each. The
+// holder hashes each key's shard at most once in the challenge interval,
+// and each address at most its budget (8 MiB here, no refill: the holder's
+// clock stands still); everything else is answered TooSoon or Busy without
+// a read. Leaf proofs are served throughout, a stranger's challenge is
+// refused, and the honest owner's challenge of its own shard succeeds.
+func TestChallengeFloodIsBounded(t *testing.T) {
+	const (
+		keys   = 16
+		per    = 10
+		size   = 2 << 20
+		burst  = 8 << 20
+		nAddrs = 2
+	)
+	clk := &settable{now: time.Now()}
+	var counter *hashCounter
+	e := newEnvWith(t, []shardstore.Option{shardstore.WithClock(clk.Now), shardstore.WithMaxShardSize(burst)},
+		func(d *shardstore.Disk) Backend { counter = &hashCounter{Disk: d}; return counter },
+		WithClock(clk.Now), WithMaxShardSize(burst), WithChallengeBudget(burst, 1))
+	ctx := longCtx(t)
+	p := e.holder.ID()
+	honest, err := NewClient(e.ch, e.ownerKey, WithClientClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, mineID := shard(5000, size)
+	if _, err := honest.Put(ctx, p, mineID, mine, clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	addrs := loopbackIPs("127.0.4", nAddrs)
+	hs := attackerHosts(t, e.holder, keys, addrs)
+	theirs, theirID := shard(5001, size)
+	clients := make([]*Client, keys)
+	for i, h := range hs {
+		if clients[i], err = NewClient(h, ed25519Key(t), WithClientClock(clk.Now)); err != nil {
+			t.Fatal(err)
+		}
+		// The first put stores the shard; the others only add a reference.
+		if _, err := clients[i].Put(ctx, p, theirID, theirs, clk.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := e.disk.Stat(ctx, theirID); err != nil || info.Refs != keys {
+		t.Fatalf("attackers' shard: %+v %v", info, err)
+	}
+
+	// What one challenge request weighs on the wire.
+	sig, _ := ed25519Key(t).Sign(challengeSigned(p, theirID, [32]byte{}, clk.Now()))
+	reqBytes := int64(4 + len((&request{typ: msgChallenge, id: theirID, ts: clk.Now(), key: clients[0].keyBytes, sig: sig}).encode()))
+
+	// flood has every key ask for per challenges, wave w's salts, while the
+	// honest owner audits its shard with leaf proofs; it returns the
+	// attackers' answers by kind and how many honest proofs succeeded.
+	okByAddr := map[string]int{}
+	var proofs int
+	flood := func(w int) (ok, tooSoon, busy, proofsOK int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Go(func() {
+				for j := range per {
+					salt := [32]byte{byte(i), byte(j), byte(w)}
+					a, err := c.Challenge(ctx, p, theirID, salt)
+					mu.Lock()
+					switch {
+					case err == nil && a.Answer == shardstore.ChallengeAnswer(salt, theirs):
+						ok++
+						okByAddr[addrs[i%nAddrs]]++
+					case errors.Is(err, ErrTooSoon):
+						tooSoon++
+					case errors.Is(err, ErrBusy):
+						busy++
+					default:
+						t.Errorf("wave %d: attacker %d challenge %d: %v", w, i, j, err)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			for j := range 10 {
+				_, _, err := honest.Proof(ctx, p, mineID, []int64{int64(j) % codec.LeafCount(size)})
+				mu.Lock()
+				proofs++
+				if err == nil {
+					proofsOK++
+				} else {
+					t.Errorf("wave %d: honest proof %d: %v", w, j, err)
+				}
+				mu.Unlock()
+			}
+		})
+		wg.Wait()
+		return ok, tooSoon, busy, proofsOK
+	}
+	ok, tooSoon, busy, honestOK := flood(1)
+	hashed1 := counter.hashed.Load()
+	ok2, tooSoon2, busy2, honestOK2 := flood(2)
+	honestOK += honestOK2
+	// After the floods: the honest owner's own challenge, from its own
+	// address, and a stranger's refused.
+	salt := [32]byte{42}
+	if a, err := honest.Challenge(ctx, p, mineID, salt); err != nil || a.Answer != shardstore.ChallengeAnswer(salt, mine) {
+		t.Errorf("honest challenge after the flood: %v", err)
+	} else {
+		honestOK++
+	}
+	stranger, err := NewClient(e.ch, ed25519Key(t), WithClientClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.Challenge(ctx, p, mineID, salt); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("a stranger's challenge: %v", err)
+	}
+
+	requests := int64(keys * per)
+	hashed := counter.hashed.Load() - size // less the honest owner's challenge
+	st := e.svc.challenges.counts()
+	t.Logf("hostile challenges, %d owner keys on %d addresses x %d challenges of a %d MiB shard: honest-ok=%d/%d hashed-by-holder=%d MiB for %d requests of %d bytes (%d answered, %d too soon, %d busy): %.0f bytes hashed per request byte, %d without the limits; a second wave of %d: %d MiB more hashed (%d answered, %d too soon, %d busy)",
+		keys, nAddrs, per, size>>20, honestOK, proofs+1, hashed1>>20, requests, reqBytes, ok, tooSoon, busy,
+		float64(hashed1)/float64(requests*reqBytes), size/reqBytes, requests, (hashed-hashed1)>>20, ok2, tooSoon2, busy2)
+	if honestOK != proofs+1 {
+		t.Fatalf("honest-ok %d/%d", honestOK, proofs+1)
+	}
+	if ok+tooSoon+busy != int(requests) || tooSoon == 0 || busy == 0 || ok2+tooSoon2+busy2 != int(requests) {
+		t.Fatalf("first wave %d answered, %d too soon, %d busy; second %d, %d, %d; of %d requests each", ok, tooSoon, busy, ok2, tooSoon2, busy2, requests)
+	}
+	// Each address had at most its budget hashed, each key at most once,
+	// and more requests brought nothing more.
+	for a, n := range okByAddr {
+		if int64(n)*size > burst {
+			t.Fatalf("address %s had %d challenges of %d bytes hashed, budget %d", a, n, size, burst)
+		}
+	}
+	if hashed1 != int64(ok)*size || hashed1 > nAddrs*burst || ok > keys {
+		t.Fatalf("holder hashed %d bytes for %d answered challenges, bound %d", hashed1, ok, nAddrs*burst)
+	}
+	if ok2 != 0 || hashed != hashed1 {
+		t.Fatalf("the second wave had %d challenges answered, %d more bytes hashed", ok2, hashed-hashed1)
+	}
+	if st.Admitted != ok+1 || st.HashedBytes != hashed+size {
+		t.Fatalf("service counted %+v", st)
+	}
 }

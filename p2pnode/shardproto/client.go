@@ -40,6 +40,10 @@ var (
 	// space reserved by puts in flight as it may. The same request may
 	// succeed later, or elsewhere.
 	ErrBusy = shardstore.ErrBusy
+	// ErrTooSoon means the owner asked the holder for a challenge of the
+	// same shard within the holder's challenge interval (30 days by
+	// default); it is answered again once the interval has passed.
+	ErrTooSoon = errors.New("shardproto: too soon")
 	// ErrRemote means the holder failed for a reason of its own.
 	ErrRemote = errors.New("shardproto: holder error")
 	// ErrBadReceipt means a holder's receipt or signed answer is missing,
@@ -78,6 +82,8 @@ func (e *RemoteError) Unwrap() error {
 		return ErrUnauthorized
 	case StatusBusy:
 		return ErrBusy
+	case StatusTooSoon:
+		return ErrTooSoon
 	}
 	return ErrRemote
 }
@@ -663,8 +669,20 @@ func (c *Client) RenewReceipts(ctx context.Context, p peer.ID, ids []codec.Shard
 // signed answer once the signature verifies. Whether the answer is right
 // is for the caller to judge: compare Answer with the expected value; a
 // wrong answer together with the holder's receipt is evidence.
+//
+// The request is signed for the client's owner, and a holder answers only
+// an owner of the shard (else ErrUnauthorized), once per shard and owner
+// in its challenge interval (else ErrTooSoon, 30 days by default), and
+// within its byte budget for the client's address (else ErrBusy): hashing
+// a whole shard is the holder's costliest work. Proof is the audit to use
+// often.
 func (c *Client) Challenge(ctx context.Context, p peer.ID, id codec.ShardID, salt [32]byte) (ChallengeAnswer, error) {
-	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgChallenge, id: id, salt: salt})
+	ts := c.cfg.clock()
+	sig, err := c.key.Sign(challengeSigned(p, id, salt, ts))
+	if err != nil {
+		return ChallengeAnswer{}, fmt.Errorf("shardproto: sign challenge: %w", err)
+	}
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgChallenge, id: id, salt: salt, ts: ts, key: c.keyBytes, sig: sig})
 	if err != nil {
 		return ChallengeAnswer{}, err
 	}

@@ -1,4 +1,4 @@
-// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/3.0.0:
+// Package shardproto is the Jellyfish shard protocol, /jellyfish/shard/4.0.0:
 // how an owner stores shards on a provider node (the holder) and reads,
 // renews, deletes and audits them.
 //
@@ -14,9 +14,12 @@
 // announced, streamed rather than framed. A put's body follows its header
 // at once; a holder that refuses the put, or already holds the shard,
 // answers without reading it and the client, which reads the answer while
-// it sends, stops within a flow-control window. Puts, deletes and renewals are
-// signed by the owner over the request and the holder's peer ID, with a
-// timestamp checked against a window. The holder signs its answers with
+// it sends, stops within a flow-control window. Puts, deletes, renewals and
+// challenges are signed by the owner over the request and the holder's peer
+// ID, with a timestamp checked against a window. A challenge, which makes
+// the holder hash a whole shard, is answered only to the shard's owners,
+// once per shard and owner in 30 days, within a byte budget per address
+// and a few at a time; leaf proofs are the frequent audit. The holder signs its answers with
 // its host key, so that anyone can check them offline: a put is answered
 // with a Receipt, a challenge with a ChallengeAnswer, a renewal with a
 // RenewReceipt over the IDs it renewed (a RenewInclusion shows one of

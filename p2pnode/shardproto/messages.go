@@ -17,14 +17,14 @@ type request struct {
 	off   int64            // get
 	n     int64            // get (0: whole shard)
 	lease time.Time        // put; renew: the new expiry
-	ts    time.Time        // put, delete, renew: signing time
+	ts    time.Time        // put, delete, renew, challenge: signing time
 	ids   []codec.ShardID  // renew
 	salt  [32]byte         // challenge
 	owner shardstore.Owner // proof: the owner the requester names
 	nonce [32]byte         // proof: the requester's fresh nonce
 	leafs []int64          // proof
-	key   []byte           // put, delete, renew: owner's marshalled public key
-	sig   []byte           // put, delete, renew: owner's signature
+	key   []byte           // put, delete, renew, challenge: owner's marshalled public key
+	sig   []byte           // put, delete, renew, challenge: owner's signature
 }
 
 // encode lays out a request header:
@@ -34,7 +34,7 @@ type request struct {
 //	stat:      3 ‖ id
 //	delete:    4 ‖ id ‖ ts i64 ‖ key16 ‖ sig16
 //	renew:     5 ‖ until i64 ‖ ts i64 ‖ count u16 ‖ count×id ‖ key16 ‖ sig16
-//	challenge: 6 ‖ id ‖ salt[32]
+//	challenge: 6 ‖ id ‖ salt[32] ‖ ts i64 ‖ key16 ‖ sig16
 //	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
@@ -72,6 +72,9 @@ func (r *request) encode() []byte {
 	case msgChallenge:
 		e.raw(r.id[:])
 		e.raw(r.salt[:])
+		e.time(r.ts)
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
 	case msgProof:
 		e.raw(r.id[:])
 		e.raw(r.owner[:])
@@ -121,6 +124,9 @@ func decodeRequest(b []byte) (*request, error) {
 	case msgChallenge:
 		r.id = d.id()
 		r.salt = d.b32()
+		r.ts = d.time()
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
 	case msgProof:
 		r.id = d.id()
 		copy(r.owner[:], d.take(shardstore.OwnerSize))

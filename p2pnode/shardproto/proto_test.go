@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,6 +63,12 @@ func ed25519Key(t testing.TB) crypto.PrivKey {
 
 func newEnv(t testing.TB, storeOpts []shardstore.Option, svcOpts ...Option) *env {
 	t.Helper()
+	return newEnvWith(t, storeOpts, nil, svcOpts...)
+}
+
+// newEnvWith is newEnv with the service serving wrap(disk) (nil: the disk).
+func newEnvWith(t testing.TB, storeOpts []shardstore.Option, wrap func(*shardstore.Disk) Backend, svcOpts ...Option) *env {
+	t.Helper()
 	e := &env{holder: newHost(t), dir: t.TempDir(), ch: newHost(t), ownerKey: ed25519Key(t)}
 	var err error
 	e.disk, err = shardstore.New(e.dir, storeOpts...)
@@ -69,7 +76,11 @@ func newEnv(t testing.TB, storeOpts []shardstore.Option, svcOpts ...Option) *env
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.disk.Close() })
-	e.svc, err = NewService(e.holder, e.disk, svcOpts...)
+	var backend Backend = e.disk
+	if wrap != nil {
+		backend = wrap(e.disk)
+	}
+	e.svc, err = NewService(e.holder, backend, svcOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,6 +492,73 @@ func TestChallengeAndProofAcrossNodes(t *testing.T) {
 	}
 	if _, _, err := e.client.Proof(ctx, p, id, make([]int64, MaxProofLeaves+1)); !errors.Is(err, shardstore.ErrInvalid) {
 		t.Fatalf("too many leaves: %v", err)
+	}
+}
+
+// settable is a clock a test moves.
+type settable struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *settable) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *settable) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestChallengeOnlyForOwnersOncePerInterval(t *testing.T) {
+	clk := &settable{now: time.Now()}
+	e := newEnv(t, []shardstore.Option{shardstore.WithClock(clk.Now)}, WithClock(clk.Now))
+	ctx := ctxT(t)
+	p := e.holder.ID()
+	owner, err := NewClient(e.ch, e.ownerKey, WithClientClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := NewClient(e.ch, ed25519Key(t), WithClientClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, id := shard(8, 3*codec.LeafSize+5)
+	if _, err := owner.Put(ctx, p, id, data, clk.Now().Add(90*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	salt := [32]byte{1}
+	// Anyone may ask for leaf proofs, as often as they like.
+	for range 3 {
+		if _, _, err := stranger.Proof(ctx, p, id, []int64{0, 3}); err != nil {
+			t.Fatalf("stranger's proof: %v", err)
+		}
+	}
+	// A whole-shard challenge only for an owner.
+	if _, err := stranger.Challenge(ctx, p, id, salt); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("stranger's challenge: %v", err)
+	}
+	ts := clk.Now()
+	sig, _ := e.ownerKey.Sign(challengeSigned(p, id, [32]byte{9}, ts))
+	if _, err := rawCall(ctx, owner, p, &request{typ: msgChallenge, id: id, salt: salt, ts: ts, key: owner.keyBytes, sig: sig}); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("challenge signed over another salt: %v", err)
+	}
+	if _, err := rawCall(ctx, owner, p, &request{typ: msgChallenge, id: id, salt: salt, ts: ts, key: owner.keyBytes}); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("unsigned challenge: %v", err)
+	}
+	a, err := owner.Challenge(ctx, p, id, salt)
+	if err != nil || a.Answer != shardstore.ChallengeAnswer(salt, data) {
+		t.Fatalf("owner's challenge: %v", err)
+	}
+	// Once per shard and owner in the interval, whatever the salt.
+	clk.Add(DefaultChallengeInterval - time.Hour)
+	if _, err := owner.Challenge(ctx, p, id, [32]byte{2}); !errors.Is(err, ErrTooSoon) {
+		t.Fatalf("second challenge an hour before the interval ends: %v", err)
+	}
+	clk.Add(2 * time.Hour)
+	if a, err := owner.Challenge(ctx, p, id, [32]byte{2}); err != nil || a.Answer != shardstore.ChallengeAnswer([32]byte{2}, data) {
+		t.Fatalf("challenge an hour after the interval: %v", err)
+	}
+	if st := e.svc.challenges.counts(); st.Admitted != 2 || st.TooSoon != 1 || st.HashedBytes != 2*int64(len(data)) {
+		t.Fatalf("challenge counts %+v", st)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -14,10 +15,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
-// ID is the protocol ID of the shard protocol. 3.0.0 added the signed
-// answers to proof requests (and their nonce) and to renewals; a 2.0.0
-// peer cannot parse them, so the versions do not talk to each other.
-const ID = "/jellyfish/shard/3.0.0"
+// ID is the protocol ID of the shard protocol. 4.0.0 made challenge
+// requests owner-signed (and added the TooSoon status); 3.0.0 added the
+// signed answers to proof requests (and their nonce) and to renewals.
+// Each changed a layout the previous version cannot parse, so versions do
+// not talk to each other.
+const ID = "/jellyfish/shard/4.0.0"
 
 // ServiceName names the protocol's resource-manager service scope.
 const ServiceName = "jellyfish.shard"
@@ -40,7 +43,8 @@ const (
 )
 
 // Backend is what the service needs from a shard store; *shardstore.Disk
-// implements it.
+// implements it. Stat must list the shard's owners: the service answers
+// challenges only to them.
 type Backend interface {
 	Put(ctx context.Context, owner shardstore.Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) error
 	Get(ctx context.Context, id codec.ShardID) (io.ReadCloser, int64, error)
@@ -78,6 +82,7 @@ type serviceConfig struct {
 	pending, slots caps
 	window         time.Duration
 	maxShardSize   int64
+	challenges     challengeLimits
 }
 
 // Option configures NewService.
@@ -198,7 +203,8 @@ type Service struct {
 	keyBytes []byte
 	cfg      serviceConfig
 
-	gate *gate
+	gate       *gate
+	challenges *challenger
 
 	ctx    context.Context // canceled by Close: resets every stream
 	cancel context.CancelFunc
@@ -216,11 +222,15 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 		slots:        caps{total: DefaultMaxStreams, perAddr: DefaultMaxAddrStreams, perPeer: DefaultMaxPeerStreams},
 		window:       DefaultSignatureWindow,
 		maxShardSize: shardstore.DefaultMaxShardSize,
+		challenges:   defaultChallengeLimits(),
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, fmt.Errorf("shardproto: %w", err)
 		}
+	}
+	if cfg.challenges.burst < cfg.maxShardSize {
+		return nil, fmt.Errorf("shardproto: challenge budget of %d bytes cannot hold a shard of %d", cfg.challenges.burst, cfg.maxShardSize)
 	}
 	key := h.Peerstore().PrivKey(h.ID())
 	if key == nil {
@@ -231,7 +241,8 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("shardproto: host key: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, gate: newGate(cfg.pending, cfg.slots), ctx: ctx, cancel: cancel}
+	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, gate: newGate(cfg.pending, cfg.slots),
+		challenges: newChallenger(cfg.challenges), ctx: ctx, cancel: cancel}
 	h.SetStreamHandler(ID, s.handle)
 	return s, nil
 }
@@ -313,7 +324,7 @@ func (s *Service) handle(st network.Stream) {
 	if addr.IsValid() {
 		ctx = shardstore.ContextWithSource(ctx, addr)
 	}
-	if err := s.serve(ctx, st, req, owner); err != nil {
+	if err := s.serve(ctx, st, req, owner, requesterOf(remote, addr)); err != nil {
 		st.Reset()
 		return
 	}
@@ -353,12 +364,14 @@ func statusOf(err error) Status {
 		return StatusUnauthorized
 	case errors.Is(err, ErrBusy):
 		return StatusBusy
+	case errors.Is(err, ErrTooSoon):
+		return StatusTooSoon
 	}
 	return StatusInternal
 }
 
-// authorize checks the owner signature of a put, delete or renew request
-// and returns the owner; other requests need none.
+// authorize checks the owner signature of a put, delete, renew or
+// challenge request and returns the owner; other requests need none.
 func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 	switch req.typ {
 	case msgPut:
@@ -367,13 +380,16 @@ func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 		return s.checkOwner(req, deleteSigned(s.h.ID(), req.id, req.ts))
 	case msgRenew:
 		return s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
+	case msgChallenge:
+		return s.checkOwner(req, challengeSigned(s.h.ID(), req.id, req.salt, req.ts))
 	}
 	return shardstore.Owner{}, nil
 }
 
-// serve runs one decoded request; owner is the one authorize checked. It
-// returns an error only when the stream must be reset.
-func (s *Service) serve(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner) error {
+// serve runs one decoded request; owner is the one authorize checked, who
+// the stream's requester. It returns an error only when the stream must be
+// reset.
+func (s *Service) serve(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner, who requester) error {
 	switch req.typ {
 	case msgPut:
 		return s.servePut(ctx, st, req, owner)
@@ -393,7 +409,7 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 	case msgRenew:
 		return s.serveRenew(ctx, st, req, owner)
 	case msgChallenge:
-		return s.serveChallenge(ctx, st, req)
+		return s.serveChallenge(ctx, st, req, owner, who)
 	case msgProof:
 		return s.serveProof(ctx, st, req)
 	}
@@ -566,11 +582,22 @@ func (s *Service) serveGet(ctx context.Context, st network.Stream, req *request)
 	return err
 }
 
-func (s *Service) serveChallenge(ctx context.Context, st network.Stream, req *request) error {
+// serveChallenge answers a salted-hash challenge of a whole shard, for
+// one of the shard's owners and within the challenge limits (see
+// challenger); a refusal costs the holder no read of the shard.
+func (s *Service) serveChallenge(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner, who requester) error {
 	info, err := s.store.Stat(ctx, req.id)
 	if err != nil {
 		return fail(st, req.typ, err)
 	}
+	if !slices.ContainsFunc(info.Owners, func(o shardstore.OwnerLease) bool { return o.Owner == owner }) {
+		return fail(st, req.typ, fmt.Errorf("%w: only the shard's owners may challenge it", ErrUnauthorized))
+	}
+	release, err := s.challenges.admit(owner, req.id, info.Size, who, s.cfg.clock())
+	if err != nil {
+		return fail(st, req.typ, err)
+	}
+	defer release()
 	// Hashing a whole shard from disk takes a while: extend the deadline
 	// as for reading it from the network.
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.bodyTimeout(info.Size))

@@ -15,11 +15,12 @@ import (
 // Domain-separation prefixes of every signed byte string, so a signature
 // made for one purpose can never be replayed as another.
 const (
-	ctxPut       = "jellyfish/shard/put/v1\x00"
-	ctxDelete    = "jellyfish/shard/delete/v1\x00"
-	ctxRenew     = "jellyfish/shard/renew/v1\x00"
-	ctxReceipt   = "jellyfish/shard/receipt/v1\x00"
-	ctxChallenge = "jellyfish/shard/challenge/v1\x00"
+	ctxPut              = "jellyfish/shard/put/v1\x00"
+	ctxDelete           = "jellyfish/shard/delete/v1\x00"
+	ctxRenew            = "jellyfish/shard/renew/v1\x00"
+	ctxReceipt          = "jellyfish/shard/receipt/v1\x00"
+	ctxChallenge        = "jellyfish/shard/challenge/v1\x00"
+	ctxChallengeRequest = "jellyfish/shard/challenge-request/v1\x00"
 )
 
 // ErrBadSignature means a receipt or signed answer does not verify.
@@ -66,6 +67,15 @@ func renewSigned(holder peer.ID, ids []codec.ShardID, until, ts time.Time) []byt
 	for _, id := range ids {
 		e.raw(id[:])
 	}
+	return e.b
+}
+
+func challengeSigned(holder peer.ID, id codec.ShardID, salt [32]byte, ts time.Time) []byte {
+	e := enc{b: []byte(ctxChallengeRequest)}
+	e.bytes16([]byte(holder))
+	e.raw(id[:])
+	e.raw(salt[:])
+	e.time(ts)
 	return e.b
 }
 

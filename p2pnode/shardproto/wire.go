@@ -61,6 +61,7 @@ const (
 	StatusTooLarge      Status = 8
 	StatusNoSpace       Status = 9
 	StatusInternal      Status = 10
+	StatusTooSoon       Status = 11
 )
 
 var errFrame = errors.New("shardproto: malformed frame")

@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
 )
 
 // BenchmarkDiskPut stores 1 MiB shards on tmpfs, as the shard protocol's
@@ -52,4 +54,40 @@ func BenchmarkDiskPut(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkDiskRenew renews 1,024 small shards of one owner, each
+// op extending every lease, on the disk the test's temporary directory is
+// on (no tmpfs: what it measures is the syncs). It reports the fsyncs
+// (of files and directories) one renewal costs.
+func BenchmarkDiskRenew(b *testing.B) {
+	const n, size = 1024, 1 << 10
+	d, err := New(b.TempDir(), WithQuotaBytes(1<<30))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	rng := rand.New(rand.NewPCG(41, 41))
+	ctx := context.Background()
+	start := time.Now()
+	lease := start.Add(time.Hour)
+	ids := make([]codec.ShardID, n)
+	for i := range ids {
+		data, id := newShard(rng, size)
+		if err := d.Put(ctx, ownerA, id, size, bytes.NewReader(data), lease); err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = id
+	}
+	syncs := d.syncs.Load()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// A later lease every time, so every record is rewritten.
+		missing, err := d.Renew(ctx, ownerA, ids, lease.Add(time.Duration(i+1)*time.Minute))
+		if err != nil || len(missing) != 0 {
+			b.Fatalf("renew: %d missing, %v", len(missing), err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(d.syncs.Load()-syncs)/float64(b.N), "fsyncs/op")
 }

@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ type Disk struct {
 	quota int64
 	locks keyLock
 	puts  putCounter
+	syncs atomic.Int64 // fsyncs issued (files and directories), for tests and benchmarks
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -448,6 +450,7 @@ func (d *Disk) writeSync(name string, flag int, b []byte) error {
 		f.Close()
 		return diskErr("write", err)
 	}
+	d.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return diskErr("sync", err)
@@ -471,6 +474,7 @@ func (d *Disk) syncDir(dir string) error {
 		return err
 	}
 	defer f.Close()
+	d.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
@@ -685,60 +689,6 @@ func (d *Disk) replace(id codec.ShardID, old, next *meta) error {
 		d.index[id] = next
 	}
 	return nil
-}
-
-// Renew extends owner's leases on ids to until (a lease is never
-// shortened). It returns the IDs owner holds no reference to; those are
-// not renewed. until must lie in the future and within the maximum lease.
-func (d *Disk) Renew(ctx context.Context, owner Owner, ids []codec.ShardID, until time.Time) ([]codec.ShardID, error) {
-	const op = "shardstore: renew"
-	if err := d.checkOpen(op); err != nil {
-		return nil, err
-	}
-	if err := d.checkLease(op, until); err != nil {
-		return nil, err
-	}
-	var missing []codec.ShardID
-	seen := make(map[codec.ShardID]bool, len(ids))
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		err := d.renewOne(ctx, owner, id, until)
-		if errors.Is(err, ErrNotFound) {
-			missing = append(missing, id)
-			continue
-		}
-		if err != nil {
-			return missing, fmt.Errorf("%s %s: %w", op, id.Short(), err)
-		}
-	}
-	return missing, nil
-}
-
-func (d *Disk) renewOne(ctx context.Context, owner Owner, id codec.ShardID, until time.Time) error {
-	unlock, err := d.locks.lock(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d.mu.Lock()
-	m, ok := d.index[id]
-	var old time.Time
-	if ok {
-		old, ok = m.owners[owner]
-	}
-	d.mu.Unlock()
-	if !ok {
-		return ErrNotFound
-	}
-	if !until.After(old) {
-		return nil
-	}
-	next := m.clone()
-	next.owners[owner] = until
-	return d.replace(id, m, next)
 }
 
 // GCStats reports what GC removed.

@@ -24,7 +24,9 @@
 // Writes are atomic: the shard bytes are written under tmp/, synced and
 // renamed into place; then the metadata record, the commit point, is
 // written and synced under its own name, and the directory synced. Later
-// metadata updates go through tmp/ and a rename. On open, shard files
+// metadata updates go through tmp/ and a rename; a renewal writes all its
+// records first and syncs them, then their renames, together (one syncfs
+// each on Linux), so its syncs do not grow with its shards. On open, shard files
 // without a valid metadata record and everything under tmp/ are removed, so
 // a crash never leaves a half shard under its real name.
 //

@@ -77,6 +77,7 @@ func (d *Disk) receive(ctx context.Context, id codec.ShardID, size int64, r io.R
 	if root != id {
 		return "", fmt.Errorf("%w: bytes hash to %s, not %s", ErrIntegrity, root.Short(), id.Short())
 	}
+	d.syncs.Add(1)
 	if err := f.Sync(); err != nil {
 		return "", diskErr("sync", err)
 	}

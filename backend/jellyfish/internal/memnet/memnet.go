@@ -1,6 +1,7 @@
 // Package memnet is an in-memory stand-in for the peer network, for fast
 // unit tests of the backend: provider nodes that keep shards in maps, a
-// record store, and switches that make nodes or records fail. It checks
+// record store, and switches that make nodes or records fail, or nodes
+// stall. It checks
 // what a real holder checks (a shard's bytes hash to its ID, a get returns
 // what was put) and nothing of the network's security: owner signatures,
 // quotas and leases are not modelled. Each node has a key and signs its
@@ -52,11 +53,15 @@ type Network struct {
 	renewals int
 	liars    map[peer.ID]bool
 	recHook  func(op, key string, value []byte)
+	stalled  map[peer.ID]chan struct{} // closed when the node answers again
+	inFlight map[peer.ID]int
+	peak     map[peer.ID]int
 }
 
 // New returns a network of n provider nodes.
 func New(n int) (*Network, error) {
-	nw := &Network{shards: map[peer.ID]map[codec.ShardID][]byte{}, keys: map[peer.ID]crypto.PrivKey{}, down: map[peer.ID]bool{}, records: map[string][]byte{}}
+	nw := &Network{shards: map[peer.ID]map[codec.ShardID][]byte{}, keys: map[peer.ID]crypto.PrivKey{}, down: map[peer.ID]bool{}, records: map[string][]byte{},
+		stalled: map[peer.ID]chan struct{}{}, inFlight: map[peer.ID]int{}, peak: map[peer.ID]int{}}
 	for range n {
 		priv, pub, err := crypto.GenerateEd25519Key(rand.Reader)
 		if err != nil {
@@ -86,6 +91,55 @@ func (n *Network) SetDown(p peer.ID, down bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.down[p] = down
+}
+
+// Stall makes node p take every shard put and get and answer none (a
+// holder that accepts streams and never replies): each waits until its
+// context ends, then fails with the context's error. Stall(p, false) lets
+// the waiting ones go on.
+func (n *Network) Stall(p peer.ID, stall bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ch, ok := n.stalled[p]
+	switch {
+	case stall && !ok:
+		n.stalled[p] = make(chan struct{})
+	case !stall && ok:
+		close(ch)
+		delete(n.stalled, p)
+	}
+}
+
+// InFlight returns how many shard puts and gets node p is serving now,
+// and the most it served at once.
+func (n *Network) InFlight(p peer.ID) (now, peak int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inFlight[p], n.peak[p]
+}
+
+// serve counts a shard put or get at node p while it runs, and holds it
+// while p is stalled. The caller calls done when the request ends.
+func (n *Network) serve(ctx context.Context, p peer.ID) (done func(), err error) {
+	n.mu.Lock()
+	n.inFlight[p]++
+	n.peak[p] = max(n.peak[p], n.inFlight[p])
+	stall := n.stalled[p]
+	n.mu.Unlock()
+	done = func() {
+		n.mu.Lock()
+		n.inFlight[p]--
+		n.mu.Unlock()
+	}
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-ctx.Done():
+			done()
+			return nil, ctx.Err()
+		}
+	}
+	return done, nil
 }
 
 // FailGetOnce makes the next Get of key fail with err.
@@ -266,6 +320,11 @@ func (s *Shards) node(p peer.ID) (map[codec.ShardID][]byte, error) {
 // PutReader stores size bytes from r as shard id on node p, after checking
 // they hash to id.
 func (s *Shards) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error) {
+	done, err := s.n.serve(ctx, p)
+	if err != nil {
+		return shardproto.Receipt{}, err
+	}
+	defer done()
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
 		return shardproto.Receipt{}, err
@@ -287,6 +346,11 @@ func (s *Shards) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, siz
 
 // Get returns shard id from node p.
 func (s *Shards) Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error) {
+	done, err := s.n.serve(ctx, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer done()
 	s.n.mu.Lock()
 	defer s.n.mu.Unlock()
 	m, err := s.node(p)
