@@ -126,7 +126,8 @@ type ProviderInfo struct {
 	Owner peer.ID
 	// Network is the network this client reached the node at (NetworkOf
 	// the remote address of a live connection: where the node answered,
-	// not what its record claims), "" when no connection could be made.
+	// not what its record claims); "" only for a connection whose address
+	// has no IP in it.
 	Network string
 	// CapacityGiB is the space its tier offers, 2^tier GiB, with the tier
 	// taken as at most MaxBelievedTier.
@@ -174,13 +175,14 @@ const recordTimeout = 10 * time.Second
 const providerParallel = 16
 
 // Providers returns the providers known to the client: peers in its
-// routing table whose host speaks the shard protocol and whose node record
-// can be read and verified, sorted by peer ID. Peers without a readable
-// record are left out (a fresh node may not have published yet). For each
-// it connects (if not connected) to learn the network it answers from,
-// and it verifies each claimed owner against the owner's account record.
-// It fails only when no peer qualifies and ctx ended or the table is
-// empty.
+// routing table whose host speaks the shard protocol, whose node record
+// can be read and verified, and which answer a connection, sorted by peer
+// ID. Peers without a readable record are left out (a fresh node may not
+// have published yet), and so are peers it cannot connect to now (shards
+// put there would fail; and a network this client has not seen a node
+// answer from would be the node's word). Each claimed owner is verified
+// against the owner's account record. It fails only when no peer
+// qualifies and ctx ended or the table is empty.
 func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
@@ -209,7 +211,11 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 			if err := info.Unmarshal(rec.Body); err != nil {
 				return nil
 			}
-			p := ProviderInfo{ID: id, Info: info, CapacityGiB: BelievedCapacityGiB(info.Tier), Network: c.network(rctx, id)}
+			network, ok := c.network(rctx, id)
+			if !ok {
+				return nil
+			}
+			p := ProviderInfo{ID: id, Info: info, CapacityGiB: BelievedCapacityGiB(info.Tier), Network: network}
 			mu.Lock()
 			out = append(out, p)
 			mu.Unlock()
@@ -227,22 +233,23 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 
 // network returns the network id answers this client from: NetworkOf the
 // remote address of a live connection, connecting first when there is
-// none; the smallest when connections come from several. "" when no
+// none; the smallest when connections come from several. false when no
 // connection can be made.
-func (c *Client) network(ctx context.Context, id peer.ID) string {
+func (c *Client) network(ctx context.Context, id peer.ID) (string, bool) {
 	h := c.n.Host()
 	if len(h.Network().ConnsToPeer(id)) == 0 {
 		if err := h.Connect(ctx, peer.AddrInfo{ID: id}); err != nil {
-			return ""
+			return "", false
 		}
 	}
+	conns := h.Network().ConnsToPeer(id)
 	best := ""
-	for _, conn := range h.Network().ConnsToPeer(id) {
+	for _, conn := range conns {
 		if n := NetworkOf(conn.RemoteMultiaddr()); n != "" && (best == "" || n < best) {
 			best = n
 		}
 	}
-	return best
+	return best, len(conns) > 0
 }
 
 // verifyOwners sets Owner on the providers whose claimed owner's account
