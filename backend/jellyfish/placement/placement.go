@@ -135,6 +135,12 @@ func (p *Plan) Next() (int, bool) {
 		if best < 0 || less(k, bestKey) {
 			best, bestKey = j, k
 		}
+		if k == [5]int{0, 0, 0, 0, d} {
+			// Nothing later in the rotation can beat a node that holds
+			// nothing of the segment and overflows no group: the scan of
+			// a large network ends at the first such node.
+			break
+		}
 	}
 	if best < 0 {
 		return -1, false
