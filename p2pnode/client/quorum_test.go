@@ -8,12 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
@@ -233,5 +237,76 @@ func TestNotFoundNeedsAQuorum(t *testing.T) {
 	}
 	if r, _ := record.Decode(got); r == nil || r.Seq != 5 {
 		t.Fatalf("read %+v, want seq 5", r)
+	}
+}
+
+// silentPeer starts a host that speaks the DHT protocol for lookups
+// (FIND_NODE answered with closer, the given peers) but never answers a
+// GET_VALUE: a hostile peer among the closest, holding reads up.
+func silentPeer(t *testing.T, closer []peer.AddrInfo) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); h.Close() })
+	h.SetStreamHandler(protocol.ID(node.ProtocolPrefix+"/kad/1.0.0"), func(s network.Stream) {
+		defer s.Reset()
+		r, w := pbio.NewDelimitedReader(s, 1<<20), pbio.NewDelimitedWriter(s)
+		for {
+			var m pb.Message
+			if err := r.ReadMsg(&m); err != nil {
+				return
+			}
+			if m.GetType() == pb.Message_GET_VALUE {
+				<-done
+				return
+			}
+			resp := &pb.Message{Type: m.GetType(), Key: m.GetKey(), CloserPeers: pb.RawPeerInfosToPBPeers(closer)}
+			if err := w.WriteMsg(resp); err != nil {
+				return
+			}
+		}
+	})
+	return h
+}
+
+// TestSilentPeerDelaysReadBoundedly: one of the seven peers closest to a
+// head key answers lookups but never a GET_VALUE. Once three peers have
+// answered, the rest get 2 s (node.ReadRecord's grace), so the read
+// returns the record within a few seconds instead of waiting out the
+// DHT's 10 s message timeout on every read.
+func TestSilentPeerDelaysReadBoundedly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	q := newQuorumNet(t, ctx)
+	key, val := headRecord(t, newIdentity(t), 3)
+	q.place(t, ctx, key, val, 0, 1, 2, 3, 4, 5)
+	var real []peer.AddrInfo
+	for i := range 6 {
+		real = append(real, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()})
+	}
+	silent := silentPeer(t, real)
+	c := q.reader(t, ctx, nil)
+	if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: silent.ID(), Addrs: silent.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	rt := c.Node().DHT().RoutingTable()
+	if err := testnet.WaitFor(ctx, func() bool { return rt.Find(silent.ID()) != "" }); err != nil {
+		t.Fatal("the silent peer never joined the reader's routing table")
+	}
+	start := time.Now()
+	got, err := c.Records().Get(ctx, key)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if r, _ := record.Decode(got); r == nil || r.Seq != 3 {
+		t.Fatalf("read %+v, want seq 3", r)
+	}
+	t.Logf("read with a silent peer among the closest took %v", took)
+	if took < time.Second || took > 6*time.Second {
+		t.Fatalf("read took %v: want the 2 s grace, not the silent peer's 10 s timeout (or no wait at all)", took)
 	}
 }
