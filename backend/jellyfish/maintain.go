@@ -55,8 +55,10 @@ type maintainOptions struct {
 // weekend is not lost.
 const defaultLostAfter = 72 * time.Hour
 
-// holderTimeout bounds a round's renewals and audits at one holder.
-const holderTimeout = 2 * time.Minute
+// holderTimeout bounds a round's renewals and audits at one holder: a
+// holder that accepts requests and then hangs costs a round this much,
+// and counts as not answering. A variable so that tests can shorten it.
+var holderTimeout = 2 * time.Minute
 
 // defaultRepairThreshold repairs a segment once fewer than k + m/2 of its
 // shards are healthy: half the parity is spent, the other half still

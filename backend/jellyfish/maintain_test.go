@@ -557,3 +557,91 @@ func TestAuditEvidenceIsBounded(t *testing.T) {
 		t.Fatalf("%+v", st.FailingAudits)
 	}
 }
+
+// TestMaintenanceHolderThatHangs: holders that take the round's requests
+// and never answer cost the round holderTimeout, not the round itself: the
+// round ends, renews every other holder's shards and counts the hung ones
+// as not answering; once they have hung for the lost-after time, their
+// shards are rebuilt elsewhere and the file reads back without them.
+func TestMaintenanceHolderThatHangs(t *testing.T) {
+	defer func(d time.Duration) { holderTimeout = d }(holderTimeout)
+	holderTimeout = 300 * time.Millisecond
+	a := newMemAccount(t, 12)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	data := randomBytes(t, 5000)
+	mustPut(t, dev, "docs/report.pdf", data)
+	mustFlush(t, dev)
+	// Three of its six holders hang: below the repair threshold of 4
+	// once they count as lost.
+	hung := holdersOf(t, dev, "docs/report.pdf")[:3]
+	heldByHung := 0
+	for _, h := range hung {
+		a.net.Stall(h, true)
+		t.Cleanup(func() { a.net.Stall(h, false) })
+		heldByHung += countHeldBy(t, dev, h)
+	}
+
+	opt := maintainOptions{Audits: 2, Repair: true}
+	round := func(what string) maintainStats {
+		t.Helper()
+		type result struct {
+			st  maintainStats
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			st, err := dev.s.maintain(ctx, opt)
+			done <- result{st, err}
+		}()
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("%s: %v", what, r.err)
+			}
+			t.Logf("%s: %+v", what, r.st)
+			return r.st
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s: the round did not end with a holder hung (holderTimeout %v)", what, holderTimeout)
+		}
+		return maintainStats{}
+	}
+	st := round("hung for a moment")
+	if st.Unreachable != 3 || st.LostHolders != 0 || st.Repaired != 0 || st.Renewed != st.Shards-st.Missing-heldByHung {
+		t.Fatalf("holders hung for a moment: %+v", st)
+	}
+	clock.Advance(96 * time.Hour)
+	st = round("hung for four days")
+	if st.LostHolders != 3 || st.Repaired == 0 || st.Placed < 3 {
+		t.Fatalf("holders hung for four days: %+v", st)
+	}
+	for _, h := range hung {
+		a.net.SetDown(h, true)
+	}
+	if got, err := readErr(dev, "docs/report.pdf"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after repair, without the hung holders: %v", err)
+	}
+}
+
+// countHeldBy returns how many shards the account's live objects have at
+// holder p, as their references name them.
+func countHeldBy(t *testing.T, f *Fs, p peer.ID) int {
+	t.Helper()
+	refs, err := f.s.liveObjects(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range refs {
+		for seg := range r.Layout.Segments {
+			for i := range r.Layout.Segments[seg].IDs {
+				if r.HolderOf(seg, i) == p {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}

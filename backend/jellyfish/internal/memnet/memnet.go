@@ -96,8 +96,8 @@ func (n *Network) SetDown(p peer.ID, down bool) {
 	n.down[p] = down
 }
 
-// Stall makes node p take every shard put and get and answer none (a
-// holder that accepts streams and never replies): each waits until its
+// Stall makes node p take every shard put, get and renewal and answer none
+// (a holder that accepts streams and never replies): each waits until its
 // context ends, then fails with the context's error. Stall(p, false) lets
 // the waiting ones go on.
 func (n *Network) Stall(p peer.ID, stall bool) {
@@ -427,6 +427,12 @@ func (s *Shards) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error 
 // as the shard protocol's client does. A liar claims and signs for every
 // shard asked about.
 func (s *Shards) RenewReceipts(ctx context.Context, p peer.ID, ids []codec.ShardID, until time.Time) ([]codec.ShardID, []shardproto.Renewal, error) {
+	// A stalled node holds renewals too, until it answers again or ctx ends.
+	served, err := s.n.serve(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer served()
 	s.n.mu.Lock()
 	defer s.n.mu.Unlock()
 	m, err := s.node(p)
