@@ -76,6 +76,3 @@ func (c skewClock) start(first, ctx context.Context, ask offsetAsker) {
 		fs.Debugf(nil, "jellyfish: clock not checked against the network: %v", c.Status()["error"])
 	}()
 }
-
-// status reports the clock's offset for `backend status`.
-func (c skewClock) status() map[string]any { return c.Status() }

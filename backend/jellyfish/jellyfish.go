@@ -777,7 +777,7 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"lifetime":           f.s.lifetimeStatus(ctx),
 		}
 		if cn, ok := f.s.net.(*clientNet); ok {
-			out["clock"] = cn.clock.status()
+			out["clock"] = cn.clock.Status()
 		}
 		if err != nil {
 			out["providers_error"] = err.Error()

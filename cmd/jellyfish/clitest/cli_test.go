@@ -92,17 +92,7 @@ func TestNodeDaemon(t *testing.T) {
 	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(),
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--log-format", "json", "--tier", "2",
 		"--collect-grace", "48h", "--collect-interval", "200ms")
-	lines := make(chan map[string]any, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-	}()
+	lines := jsonLines(pr)
 	deadline := time.After(30 * time.Second)
 	var running, firstNode, collected bool
 	for !running || !firstNode || !collected {
@@ -142,6 +132,25 @@ func TestNodeDaemon(t *testing.T) {
 	pw.Close()
 	for range lines {
 	}
+}
+
+// jsonLines decodes the JSON log lines read from r (a node's structured
+// log) onto the channel it returns, which is closed when r ends; lines that
+// are not JSON objects are skipped.
+func jsonLines(r io.Reader) <-chan map[string]any {
+	lines := make(chan map[string]any, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+	}()
+	return lines
 }
 
 // run runs a jellyfish command to completion and returns its output and

@@ -1,8 +1,6 @@
 package clitest
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,18 +34,7 @@ func TestNodeMaintains(t *testing.T) {
 	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(), "--config", conf,
 		"--bootstrap-file", filepath.Join(dir, "bootstrap.txt"), "--listen", "/ip4/127.0.0.1/tcp/0",
 		"--log-format", "json", "--maintain", "jellyfish:", "--maintain-interval", "1h")
-	lines := make(chan map[string]any, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-	}()
+	lines := jsonLines(pr)
 	deadline := time.After(90 * time.Second)
 	for done := false; !done; {
 		select {
