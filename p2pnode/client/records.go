@@ -9,10 +9,10 @@ import (
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // Defaults of the records adapter.
@@ -28,11 +28,13 @@ const (
 
 // Records is account.Records on a node's DHT. Put is a confirmed put: it
 // succeeds only when min(MaxConfirmations, peers in the routing table)
-// remote peers serve the record (or a newer one). Get returns the best
-// valid record. Both map network conditions to account's sentinels: no
-// peers, timeouts and unconfirmed puts match account.ErrUnreachable, a key
-// nobody holds matches account.ErrNotFound. Neither waits longer than its
-// timeout, whatever ctx says.
+// remote peers serve the record (or a newer one). Get is a quorum read:
+// the best valid record any of the peers closest to the key serves. Both
+// map network conditions to account's sentinels: no peers, timeouts,
+// unconfirmed puts and lookups too few peers answered match
+// account.ErrUnreachable; only a key that the same number of the closest
+// peers answered for without a record matches account.ErrNotFound.
+// Neither waits longer than its timeout, whatever ctx says.
 type Records struct {
 	n          *node.Node
 	getTimeout time.Duration
@@ -78,25 +80,42 @@ func (r *Records) Put(ctx context.Context, key string, value []byte) error {
 	return fmt.Errorf("client: put %q: %w", key, err)
 }
 
-// Get returns the best valid record at key.
+// ErrTooFewAnswers is returned by Get (wrapped, together with
+// account.ErrUnreachable) when no record was found but fewer of the peers
+// closest to the key answered than a "not found" needs. The record may
+// well be there, held by the peers that did not answer: callers must treat
+// it as "unknown", never as "absent".
+var ErrTooFewAnswers = errors.New("client: too few of the peers closest to the key answered")
+
+// Get returns the best valid record at key: it asks every peer closest to
+// key (node.ReadRecord) and takes the best answer by the validator's
+// Select rule, so a peer serving an older record, or none, cannot hide a
+// newer one that another peer serves. It answers "not found"
+// (account.ErrNotFound) only when at least the quorum, min(MaxConfirmations,
+// peers in the routing table), of those peers answered without a valid
+// record; fewer answers give ErrTooFewAnswers. When the only records
+// served are older than this node has seen (its high-water mark), the
+// error matches record.ErrStale. A record found is returned however few
+// peers answered: it is signed and at least as new as anything this node
+// saw, though with few answers a newer one may exist.
 func (r *Records) Get(ctx context.Context, key string) ([]byte, error) {
-	if _, err := r.peers("get", key); err != nil {
+	size, err := r.peers("get", key)
+	if err != nil {
 		return nil, err
 	}
+	quorum := min(MaxConfirmations, size)
 	ctx, cancel := context.WithTimeout(ctx, r.getTimeout)
 	defer cancel()
-	_, value, err := r.n.GetRecord(ctx, key)
+	rd, err := r.n.ReadRecord(ctx, key, quorum)
 	switch {
-	case err == nil:
-		return value, nil
-	case errors.Is(err, routing.ErrNotFound) && len(r.n.Host().Network().Peers()) == 0:
-		// kad-dht says "not found" also when no peer answered at all; a
-		// lookup that reached anyone leaves a connection behind.
-		return nil, fmt.Errorf("client: get %q: %w: no peer answered", key, account.ErrUnreachable)
-	case errors.Is(err, routing.ErrNotFound):
+	case rd.Value != nil:
+		return rd.Value, nil
+	case rd.Stale > 0:
+		return nil, fmt.Errorf("client: get %q: %w: %d of %d peers answering serve only records older than this node has seen", key, record.ErrStale, rd.Stale, rd.Answered)
+	case rd.Answered >= quorum:
 		return nil, fmt.Errorf("client: get %q: %w", key, account.ErrNotFound)
-	case isNetwork(err):
-		return nil, fmt.Errorf("client: get %q: %w: %w", key, account.ErrUnreachable, err)
+	case err == nil || isNetwork(err):
+		return nil, fmt.Errorf("client: get %q: %w: %w: %d of %d asked answered, %d needed to tell that there is none", key, account.ErrUnreachable, ErrTooFewAnswers, rd.Answered, rd.Asked, quorum)
 	}
 	return nil, fmt.Errorf("client: get %q: %w", key, err)
 }
