@@ -310,3 +310,69 @@ func TestSilentPeerDelaysReadBoundedly(t *testing.T) {
 		t.Fatalf("read took %v: want the 2 s grace, not the read's whole timeout (nor no wait at all)", took)
 	}
 }
+
+// TestOwnCopyIsNotAnAnswer: the reader's own node stores an old record
+// of a key (seq 1), four of six nodes the newest (seq 2). With those four
+// cut off, the two the reader reaches answer that they hold nothing: too
+// few answers to know, so the read says so, and never passes off the
+// reader's own old copy as the newest (it did: a device then saw an old
+// head of another, and none of its latest files, with every node holding
+// the new one). Once the four are back, seq 2 is read.
+func TestOwnCopyIsNotAnAnswer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	q := newQuorumNet(t, ctx)
+	identity := newIdentity(t)
+	key, old := headRecord(t, identity, 1)
+	_, newest := headRecord(t, identity, 2)
+	q.place(t, ctx, key, newest, 2, 3, 4, 5)
+
+	g := &cutOff{out: map[peer.ID]bool{}}
+	c := q.reader(t, ctx, g)
+	absent, _ := headRecord(t, newIdentity(t), 1)
+	if _, err := c.Records().Get(ctx, absent); !errors.Is(err, account.ErrNotFound) {
+		t.Fatalf("get of a key nobody holds: %v, want ErrNotFound", err)
+	}
+	// The reader's own copy: put while it reaches nobody (the put fails,
+	// the copy stays), then two nodes without the record come back.
+	all := make([]peer.ID, 6)
+	for i := range all {
+		all[i] = q.nw.ID(i)
+	}
+	g.set(all, true)
+	for _, p := range all {
+		_ = c.Node().Host().Network().ClosePeer(p)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	_ = c.Node().PutRecord(pctx, key, old)
+	pcancel()
+	g.set(all[:2], false)
+	for _, i := range []int{0, 1} {
+		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
+			t.Fatalf("reconnect node %d: %v", i, err)
+		}
+	}
+	holders := all[2:]
+	got, err := c.Records().Get(ctx, key)
+	if err == nil {
+		r, _ := record.Decode(got)
+		t.Fatalf("get with the holders of seq 2 cut off returned %+v, want ErrTooFewAnswers", r)
+	}
+	if !errors.Is(err, client.ErrTooFewAnswers) || !errors.Is(err, account.ErrUnreachable) {
+		t.Fatalf("get with the holders of seq 2 cut off: %v, want ErrTooFewAnswers (unreachable)", err)
+	}
+
+	g.set(holders, false)
+	for _, i := range []int{2, 3, 4, 5} {
+		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
+			t.Fatalf("reconnect node %d: %v", i, err)
+		}
+	}
+	got, err = c.Records().Get(ctx, key)
+	if err != nil {
+		t.Fatalf("get with the holders back: %v", err)
+	}
+	if r, _ := record.Decode(got); r == nil || r.Seq != 2 {
+		t.Fatalf("read %+v, want seq 2", r)
+	}
+}

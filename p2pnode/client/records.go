@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
@@ -39,6 +40,9 @@ type Records struct {
 	n          *node.Node
 	getTimeout time.Duration
 	putTimeout time.Duration
+	// widest is the largest routing table this adapter has seen: Get's
+	// quorum does not shrink when peers drop out of the table.
+	widest atomic.Int64
 }
 
 var (
@@ -55,6 +59,8 @@ func NodeRecords(n *node.Node) *Records {
 // peers returns the routing table size, or ErrUnreachable when it is empty.
 func (r *Records) peers(op, key string) (int, error) {
 	size := r.n.DHT().RoutingTable().Size()
+	for w := r.widest.Load(); int64(size) > w && !r.widest.CompareAndSwap(w, int64(size)); w = r.widest.Load() {
+	}
 	if size == 0 {
 		return 0, fmt.Errorf("client: %s %q: %w: no peers in the routing table", op, key, account.ErrUnreachable)
 	}
@@ -87,31 +93,53 @@ func (r *Records) Put(ctx context.Context, key string, value []byte) error {
 // it as "unknown", never as "absent".
 var ErrTooFewAnswers = errors.New("client: too few of the peers closest to the key answered")
 
+// StaleError is Get's error when the only records the peers serve are
+// older than this node has seen (its high-water mark): it matches
+// record.ErrStale, and Value is the best of those records. A caller that
+// itself signed the newer record and lost it (a process killed between
+// signing and storing) may go on from Value; anyone else must treat it as
+// a rollback.
+type StaleError struct {
+	Key             string
+	Value           []byte
+	Stale, Answered int
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("client: get %q: %v: %d of %d peers answering serve only records older than this node has seen", e.Key, record.ErrStale, e.Stale, e.Answered)
+}
+
+func (e *StaleError) Unwrap() error { return record.ErrStale }
+
 // Get returns the best valid record at key: it asks every peer closest to
 // key (node.ReadRecord) and takes the best answer by the validator's
 // Select rule, so a peer serving an older record, or none, cannot hide a
 // newer one that another peer serves. It answers "not found"
 // (account.ErrNotFound) only when at least the quorum, min(MaxConfirmations,
-// peers in the routing table), of those peers answered without a valid
-// record; fewer answers give ErrTooFewAnswers. When the only records
+// the largest routing table this adapter has seen), of the peers closest
+// to the key answered without a valid record (the routing table drops
+// peers as their connections go, and a quorum that shrank with it would
+// let the two peers still reachable stand for the six that are not); fewer answers give ErrTooFewAnswers. When the only records
 // served are older than this node has seen (its high-water mark), the
-// error matches record.ErrStale. A record found is returned however few
+// error is a *StaleError. A record a peer served is returned however few
 // peers answered: it is signed and at least as new as anything this node
-// saw, though with few answers a newer one may exist.
+// saw, though with few answers a newer one may exist. This node's own
+// stored copy alone is not an answer: returned only when a quorum of
+// peers answered without anything better, else ErrTooFewAnswers (a lookup
+// cut short must not pass off what this node kept as the newest).
 func (r *Records) Get(ctx context.Context, key string) ([]byte, error) {
-	size, err := r.peers("get", key)
-	if err != nil {
+	if _, err := r.peers("get", key); err != nil {
 		return nil, err
 	}
-	quorum := min(MaxConfirmations, size)
 	ctx, cancel := context.WithTimeout(ctx, r.getTimeout)
 	defer cancel()
+	quorum := int(min(MaxConfirmations, r.widest.Load()))
 	rd, err := r.n.ReadRecord(ctx, key, quorum)
 	switch {
-	case rd.Value != nil:
+	case rd.Value != nil && (rd.FromPeers > 0 || rd.Answered >= quorum):
 		return rd.Value, nil
-	case rd.Stale > 0:
-		return nil, fmt.Errorf("client: get %q: %w: %d of %d peers answering serve only records older than this node has seen", key, record.ErrStale, rd.Stale, rd.Answered)
+	case rd.Value == nil && rd.Stale > 0:
+		return nil, &StaleError{Key: key, Value: rd.StaleValue, Stale: rd.Stale, Answered: rd.Answered}
 	case rd.Answered >= quorum:
 		return nil, fmt.Errorf("client: get %q: %w", key, account.ErrNotFound)
 	case err == nil || isNetwork(err):

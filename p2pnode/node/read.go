@@ -27,12 +27,20 @@ type RecordRead struct {
 	Record *record.Record
 	// Asked is how many remote peers closest to the key were asked.
 	Asked int
+	// Quorum is the number of answers the read waited for before its
+	// grace: the quorum asked for, or Asked when fewer were found.
+	Quorum int
 	// Answered is how many of them answered, with a record or without.
 	// A peer whose answer did not arrive in time is not counted.
 	Answered int
+	// FromPeers is how many of the peers that answered served Value
+	// itself; 0 when Value is only this node's own stored record.
+	FromPeers int
 	// Stale is how many answered with a record that is valid but older
-	// than this node's high-water mark of the key (record.ErrStale).
-	Stale int
+	// than this node's high-water mark of the key (record.ErrStale), and
+	// StaleValue the best of those records by Select.
+	Stale      int
+	StaleValue []byte
 }
 
 // Grace after the quorum: once quorum peers have answered, the others
@@ -91,6 +99,7 @@ func ReadRecord(ctx context.Context, d *dht.IpfsDHT, v *record.Validator, key st
 			answers <- a
 		}()
 	}
+	rd.Quorum = min(quorum, rd.Asked)
 	start := time.Now()
 	var (
 		grace <-chan time.Time
@@ -107,7 +116,7 @@ func ReadRecord(ctx context.Context, d *dht.IpfsDHT, v *record.Validator, key st
 			}
 			rd.Answered++
 			got = append(got, a)
-			if rd.Answered == quorum && pending > 0 {
+			if rd.Answered == rd.Quorum && pending > 0 {
 				grace = time.After(max(readGrace, time.Since(start)))
 			}
 		case <-grace:
@@ -135,6 +144,11 @@ func ReadRecord(ctx context.Context, d *dht.IpfsDHT, v *record.Validator, key st
 				}
 			case errors.Is(err, record.ErrStale):
 				rd.Stale++
+				if rd.StaleValue == nil {
+					rd.StaleValue = a.value
+				} else if i, err := v.Select(key, [][]byte{rd.StaleValue, a.value}); err == nil && i == 1 {
+					rd.StaleValue = a.value
+				}
 			}
 		}
 		answered = append(answered, h)
@@ -144,6 +158,8 @@ func ReadRecord(ctx context.Context, d *dht.IpfsDHT, v *record.Validator, key st
 		for _, h := range answered {
 			if h.value == nil || !bytes.Equal(h.value, rd.Value) {
 				behind = append(behind, h.from)
+			} else {
+				rd.FromPeers++
 			}
 		}
 	}
