@@ -54,7 +54,7 @@ func newAccountView(nw network, a *account.Account) (*accountView, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := &objectStore{shards: shards, providers: nw.Providers, slots: newTransferSlots(maxTransfers, maxHolderTransfers), repairs: &repairQueue{}, now: time.Now}
+	store := &objectStore{shards: shards, providers: nw.Providers, groups: groupsOf(nw), slots: newTransferSlots(maxTransfers, maxHolderTransfers), repairs: &repairQueue{}, now: time.Now}
 	enc, err := codec.NewEncoder(codec.Params{K: 1, M: 1, SegmentSize: codec.DefaultSegmentSize, Compression: codec.CompressZstd})
 	if err != nil {
 		return nil, err

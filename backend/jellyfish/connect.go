@@ -17,6 +17,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
@@ -223,8 +224,31 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	return ids, nil
 }
 
-// OwnedCapacity returns the bytes offered by the providers that name the
-// account as their owner: the account's allowance until karma weighs it.
+// ProviderGroups returns the placement groups of nodes from the provider
+// list Providers last fetched: each node's verified owner (none when its
+// claim is not confirmed by the owner's account record) and the network
+// this process reached it at. A node missing from the list gets no owner
+// and an unknown network.
+func (n *clientNet) ProviderGroups(nodes []peer.ID) []placement.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	byID := make(map[peer.ID]*client.ProviderInfo, len(n.infos))
+	for i := range n.infos {
+		byID[n.infos[i].ID] = &n.infos[i]
+	}
+	out := make([]placement.Node, len(nodes))
+	for i, id := range nodes {
+		if p := byID[id]; p != nil {
+			out[i] = placement.Node{Owner: string(p.Owner), Net: p.Network}
+		}
+	}
+	return out
+}
+
+// OwnedCapacity returns the bytes offered by the providers whose owner is
+// verified to be the account (their records name it and its record lists
+// them), tiers capped as client.BelievedCapacityGiB does: the account's
+// allowance until karma weighs it.
 func (n *clientNet) OwnedCapacity(ctx context.Context, owner peer.ID) (int64, int, error) {
 	if _, err := n.Providers(ctx); err != nil {
 		return 0, 0, err
@@ -234,7 +258,7 @@ func (n *clientNet) OwnedCapacity(ctx context.Context, owner peer.ID) (int64, in
 	var total int64
 	nodes := 0
 	for _, p := range n.infos {
-		if string(p.Info.Owner) == string(owner) {
+		if p.Owner == owner {
 			total += int64(p.CapacityGiB) << 30
 			nodes++
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
@@ -126,16 +127,32 @@ func (h *accountHeads) Read(ctx context.Context, dev ns.DeviceID) (*ns.Head, err
 	}
 	if err != nil && dev == h.device && errors.Is(err, record.ErrStale) {
 		// The nodes that answered hold an older head of this device than
-		// this process published (those with the newer one left): this
-		// device knows its newest, and puts it back.
+		// this device signed: the nodes with the newer one left, or a
+		// process was killed between signing its head and storing it.
+		// This device knows its newest, and puts it back: the one this
+		// process published, else the one being published when the last
+		// process ended, else the slot's copy.
 		h.mu.Lock()
 		last := h.last
 		h.mu.Unlock()
+		if last == nil {
+			last = h.Pending()
+		}
+		if local := h.Local(); last == nil || (local != nil && local.BatchSeq > last.BatchSeq) {
+			last = local
+		}
 		if last != nil {
 			if perr := h.Publish(ctx, last); perr != nil {
 				fs.Debugf(nil, "jellyfish: publish this device's head again: %v", perr)
 			}
 			return last, nil
+		}
+		// None kept here: the newest the network holds is this device's
+		// own, older than the one lost; the journal stores what came after.
+		var se *client.StaleError
+		if errors.As(err, &se) && se.Value != nil {
+			fs.Debugf(nil, "jellyfish: the network holds an older head of this device than it signed, and no copy of the newer one is kept here: going on from the older")
+			raw, err = se.Value, nil
 		}
 	}
 	if err != nil {

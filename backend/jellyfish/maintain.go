@@ -19,6 +19,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
@@ -650,37 +651,53 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 	if err != nil {
 		return nil, 0, fmt.Errorf("jellyfish: repair: %w", err)
 	}
-	// Targets: providers with nothing of this segment, in random order.
+	// Targets: what a placement plan picks with the shards the segment
+	// has counted on their holders (and those not answering, which may
+	// still hold theirs), so the rebuilt shards go to nodes, owners and
+	// networks holding least of it; the holders that lost theirs are left
+	// out. The salt starts the plan at a random node.
+	plan := placement.NewPlan(s.store.groupsOf(providers), placement.GroupCap(k, ref.Layout.M), mrand.Uint64(), 0, len(info.IDs))
+	index := make(map[peer.ID]int, len(providers))
+	for j, p := range providers {
+		index[p] = j
+	}
 	for idx := range info.IDs {
-		if h := ref.HolderOf(seg, idx); h != "" {
-			busy[h] = true
+		switch hs, h := good[idx], ref.HolderOf(seg, idx); {
+		case len(hs) > 0:
+			for _, g := range hs {
+				if j, ok := index[g]; ok {
+					plan.Add(j)
+				}
+			}
+		case unknown[idx]:
+			if j, ok := index[h]; ok {
+				plan.Add(j)
+			}
+		default:
+			if j, ok := index[h]; ok {
+				plan.Exclude(j)
+			}
 		}
-	}
-	var free []peer.ID
-	for _, p := range providers {
-		if !busy[p] {
-			free = append(free, p)
-		}
-	}
-	mrand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
-	if len(free) == 0 {
-		free = slices.Clone(providers) // a small network: share a node
 	}
 	lease := s.now().Add(s.store.lease)
 	var locs []ns.Location
 	var stored int64
-	next := 0
-	for j, idx := range want {
+	for n, idx := range want {
 		id := info.IDs[idx]
-		for try := 0; try < min(3, len(free)); try++ {
-			p := free[next%len(free)]
-			next++
-			_, err := s.store.shards.PutReader(ctx, p, id, int64(len(rebuilt[j])), bytes.NewReader(rebuilt[j]), lease)
-			if err == nil {
-				locs = append(locs, ns.Location{Shard: ns.ShardID(id), Holder: []byte(p)})
-				stored += int64(len(rebuilt[j]))
+		for try := 0; try < 3; try++ {
+			j, ok := plan.Next()
+			if !ok {
 				break
 			}
+			p := providers[j]
+			_, err := s.store.shards.PutReader(ctx, p, id, int64(len(rebuilt[n])), bytes.NewReader(rebuilt[n]), lease)
+			if err == nil {
+				locs = append(locs, ns.Location{Shard: ns.ShardID(id), Holder: []byte(p)})
+				stored += int64(len(rebuilt[n]))
+				break
+			}
+			plan.Remove(j)
+			plan.Exclude(j)
 			fs.Debugf(nil, "jellyfish: repair: place shard %s on %s: %v", id.Short(), p.ShortString(), err)
 		}
 	}

@@ -57,6 +57,9 @@ type objectStore struct {
 	repairs   *repairQueue
 	// now is Jellyfish's clock (leases).
 	now func() time.Time
+	// groups returns the placement groups (verified owner, network) of
+	// nodes, one per node; nil: none known.
+	groups func(nodes []peer.ID) []placement.Node
 	// locate returns holders of a shard recorded after its object was
 	// stored (repair); nil: none.
 	locate func(ctx context.Context, id codec.ShardID) []peer.ID
@@ -170,13 +173,27 @@ var ErrTooFewNodes = errors.New("jellyfish: too few provider nodes reachable")
 // defaultThreshold is k plus half of m, rounded up.
 func defaultThreshold(k, m int) int { return k + (m+1)/2 }
 
-// place returns the nodes for segment seg's total shards: distinct when
-// there are enough nodes, else spread evenly. The rotation spreads
-// consecutive segments over different nodes, and the object's random salt
-// spreads objects.
-func place(nodes []peer.ID, salt, seg uint64, total int) []peer.ID {
+// groupsOf returns the placement groups of nodes: what groups says, or,
+// without it (or when its answer does not fit), none: every node its own
+// owner, in one unknown network, which places as placement.Assign does.
+func (s *objectStore) groupsOf(nodes []peer.ID) []placement.Node {
+	if s.groups != nil {
+		if g := s.groups(nodes); len(g) == len(nodes) {
+			return g
+		}
+	}
+	return make([]placement.Node, len(nodes))
+}
+
+// place returns the nodes for segment seg's total shards, as a fresh
+// placement.Plan over nodes with their groups picks them: distinct when
+// there are enough nodes, else spread evenly, with no node, verified
+// owner or network above cap shards where the network allows. The
+// rotation spreads consecutive segments over different nodes, and the
+// object's random salt spreads objects.
+func place(nodes []peer.ID, groups []placement.Node, cap int, salt, seg uint64, total int) []peer.ID {
 	out := make([]peer.ID, total)
-	for i, n := range placement.Assign(len(nodes), salt, seg, total) {
+	for i, n := range placement.Diverse(groups, cap, salt, seg, total) {
 		out[i] = nodes[n]
 	}
 	return out
@@ -213,6 +230,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 	}
 	lease := now().Add(s.lease)
 	salt := mrand.Uint64() // where this object's first segment starts
+	groups, cap := s.groupsOf(nodes), placement.GroupCap(p.K, p.M)
 	uctx, cancel := s.withNetwork(ctx)
 	defer cancel()
 	var (
@@ -246,7 +264,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 			for i := range seg.Shards {
 				ids[i] = seg.Shards[i].ID
 			}
-			holders, err := s.putSegment(uctx, nodes, salt, seg, need, lease)
+			holders, err := s.putSegment(uctx, nodes, groups, cap, salt, seg, need, lease)
 			mu.Lock()
 			rows[seg.Index] = storedRow{holders, ids}
 			mu.Unlock()
@@ -318,15 +336,22 @@ func (s *objectStore) deleteRows(ctx context.Context, rows map[uint64]storedRow)
 // time the segment took so far, at least minStragglerGrace.
 const minStragglerGrace = 100 * time.Millisecond
 
-// putSegment stores a segment's shards in parallel. A shard whose node
-// fails is tried on the other nodes in turn. Once need shards are
-// receipted the stragglers get a grace period, then are cancelled; every
-// upload goroutine has ended when it returns. It returns each shard's
-// holder ("" when none receipted it), and an error too if fewer than need
-// shards were receipted.
-func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint64, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
+// putSegment stores a segment's shards in parallel on the nodes a
+// placement.Plan picks. A shard whose node fails is taken back from the
+// plan, the node excluded for this segment, and the shard tried on the
+// node the plan picks next (at most three tries), so retries keep the
+// caps too. Once need shards are receipted the stragglers get a grace
+// period, then are cancelled; every upload goroutine has ended when it
+// returns. It returns each shard's holder ("" when none receipted it),
+// and an error too if fewer than need shards were receipted.
+func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []placement.Node, cap int, salt uint64, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
 	total := len(seg.Shards)
-	planned := place(nodes, salt, seg.Index, total)
+	var planMu sync.Mutex
+	plan := placement.NewPlan(groups, cap, salt, seg.Index, total)
+	planned := make([]int, total)
+	for i := range planned {
+		planned[i], _ = plan.Next()
+	}
 	holders := make([]peer.ID, total)
 	errs := make([]error, total)
 	sctx, scancel := context.WithCancel(ctx)
@@ -338,15 +363,9 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint
 			defer func() { done <- i }()
 			shard := &seg.Shards[i]
 			id := shard.ID
-			first := 0
-			for j, n := range nodes {
-				if n == planned[i] {
-					first = j
-				}
-			}
-			// The planned node first, then the others: at most three tries.
+			j := planned[i]
 			for try := 0; try < min(3, len(nodes)); try++ {
-				target := nodes[(first+try)%len(nodes)]
+				target := nodes[j]
 				release, err := s.slots.acquire(sctx, target)
 				if err != nil {
 					errs[i] = err
@@ -370,6 +389,15 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, salt uint
 						return
 					}
 				}
+				planMu.Lock()
+				plan.Remove(j)
+				plan.Exclude(j)
+				next, ok := plan.Next()
+				planMu.Unlock()
+				if !ok {
+					return
+				}
+				j = next
 			}
 		}(i)
 	}

@@ -1,13 +1,20 @@
 package jellyfish
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 )
 
 // TestAccountBackAfterRecordsExpired: no device used the account for
@@ -86,4 +93,98 @@ func TestAccountBackAfterRecordsExpired(t *testing.T) {
 			t.Fatalf("%s reads %q on a new device", name, got)
 		}
 	}
+}
+
+// unanswered is what the records adapter returns when too few of the
+// peers closest to a key answered to tell whether a record is there.
+var unanswered = fmt.Errorf("client: get: %w: %w", account.ErrUnreachable, client.ErrTooFewAnswers)
+
+// TestUnansweredLookupsWriteNothing: a lookup that too few peers answered
+// is "unknown", never "absent". A device whose slot lost its copy of its
+// head, and whose head lookup goes unanswered, does not open (it would
+// start its log again at batch 1); a session whose account record lookup
+// goes unanswered does not publish the slot's copy over it; a caretaker
+// round does not either. Nothing is put in any of these, and the device
+// opens afterwards where it left off.
+func TestUnansweredLookupsWriteNothing(t *testing.T) {
+	a := newMemAccount(t, 4)
+	ctx := context.Background()
+	dir := t.TempDir()
+	var (
+		dev  ns.DeviceID
+		seq  uint64
+		slot string
+		acct *account.Account
+	)
+	a.use(t, dir, func(f *Fs) {
+		mustPut(t, f, "a.txt", []byte("a"))
+		mustFlush(t, f)
+		mustPut(t, f, "b.txt", []byte("b"))
+		mustFlush(t, f)
+		dev, seq, slot, acct = f.s.device, f.s.log.ownSeq(), f.s.slotDir, f.s.acct
+	})
+	headKey := account.HeadKey(acct.ID(), account.DeviceID(dev))
+	acctKey := account.AccountKey(acct.ID())
+	var mu sync.Mutex
+	var puts []string
+	a.net.SetRecordHook(func(op, key string, _ []byte) {
+		if op == "put" {
+			mu.Lock()
+			puts = append(puts, key)
+			mu.Unlock()
+		}
+	})
+	putsSoFar := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(puts)
+	}
+	if err := os.Remove(filepath.Join(slot, "head")); err != nil {
+		t.Fatal(err)
+	}
+	before := a.net.RecordsSnapshot()
+
+	for _, key := range []string{headKey, acctKey} {
+		a.net.FailGetOnce(key, unanswered)
+		f, err := a.tryOpen(t, dir, testOptions(t, nil))
+		if err == nil {
+			f.s.close(ctx)
+			t.Fatalf("a session opened although the lookup of %s went unanswered", key)
+		}
+		if !errors.Is(err, account.ErrUnreachable) {
+			t.Fatalf("open with %s unanswered: %v, want ErrUnreachable", key, err)
+		}
+		if p := putsSoFar(); len(p) > 0 {
+			t.Fatalf("open with %s unanswered put %v", key, p)
+		}
+	}
+	after := a.net.RecordsSnapshot()
+	for _, k := range []string{headKey, acctKey} {
+		if !bytes.Equal(after[k], before[k]) {
+			t.Fatalf("%s changed while its lookups went unanswered", k)
+		}
+	}
+
+	a.use(t, dir, func(f *Fs) {
+		if f.s.device != dev || f.s.log.ownSeq() != seq {
+			t.Fatalf("device %s at batch %d after the failed opens, want %s at %d", f.s.device, f.s.log.ownSeq(), dev, seq)
+		}
+		mu.Lock()
+		puts = nil
+		mu.Unlock()
+		a.net.FailGetOnce(acctKey, unanswered)
+		if err := f.s.careForRecords(ctx); !errors.Is(err, account.ErrUnreachable) {
+			t.Fatalf("caretaker round with the account record unanswered: %v", err)
+		}
+		for _, k := range putsSoFar() {
+			if k == acctKey {
+				t.Fatal("the caretaker published its copy of the account record over an unanswered lookup")
+			}
+		}
+		mustPut(t, f, "c.txt", []byte("c"))
+		mustFlush(t, f)
+		if got := f.s.log.ownSeq(); got != seq+1 {
+			t.Fatalf("next batch %d, want %d", got, seq+1)
+		}
+	})
 }

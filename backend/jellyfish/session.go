@@ -21,6 +21,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/journal"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
@@ -37,6 +38,22 @@ type network interface {
 	OwnedCapacity(ctx context.Context, owner peer.ID) (bytes int64, nodes int, err error)
 	Peers() int
 	Close() error
+}
+
+// providerGrouper is an optional ability of a network: the placement
+// groups (verified owner, network) of the providers it listed.
+type providerGrouper interface {
+	ProviderGroups(nodes []peer.ID) []placement.Node
+}
+
+var _ providerGrouper = (*clientNet)(nil)
+
+// groupsOf returns nw's ProviderGroups, or nil when it cannot tell.
+func groupsOf(nw network) func([]peer.ID) []placement.Node {
+	if g, ok := nw.(providerGrouper); ok {
+		return g.ProviderGroups
+	}
+	return nil
 }
 
 // session is one account's state in this process, shared by every Fs of
@@ -296,7 +313,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		return nil, err
 	}
 	s.store = &objectStore{
-		shards: shards, providers: nw.Providers, lease: time.Duration(opt.Lease),
+		shards: shards, providers: nw.Providers, groups: groupsOf(nw), lease: time.Duration(opt.Lease),
 		threshold: threshold, slots: newTransferSlots(maxTransfers, maxHolderTransfers), repairs: &s.repairs, now: s.now,
 	}
 	s.logCache = openLogCache(slotDir, acct.Root)

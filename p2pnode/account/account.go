@@ -91,8 +91,11 @@ func (expiredLogin) Is(target error) bool { return target == ErrExpiredLogin || 
 
 // Records is the part of the DHT accounts need. Put must confirm that
 // remote peers stored the record (not just the local store); Get returns
-// the best valid record, or an error matching ErrNotFound when there is
-// none, or one matching ErrUnreachable when no peer answered.
+// the best valid record, or an error matching ErrNotFound only when enough
+// peers answered that they hold none, or one matching ErrUnreachable when
+// too few answered to tell. ErrUnreachable means "unknown": a caller must
+// never act on it as if the record were absent (start a sequence again,
+// publish a copy over it).
 type Records interface {
 	Put(ctx context.Context, key string, value []byte) error
 	Get(ctx context.Context, key string) ([]byte, error)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // DefaultBootstrapTimeout bounds joining the network in New.
@@ -114,32 +116,86 @@ func (c *Client) Shards(ownerKey crypto.PrivKey, opts ...shardproto.ClientOption
 type ProviderInfo struct {
 	// ID is the provider's peer ID: the holder argument of shardproto.
 	ID peer.ID
-	// Info is the body of its signed node record: owner, tier, addresses.
+	// Info is the body of its signed node record, as the node wrote it:
+	// the owner it claims, its tier, its addresses.
 	Info record.NodeInfo
-	// CapacityGiB is the space its tier offers: 2^tier GiB.
+	// Owner is the account the node belongs to, verified: the node's
+	// record names the account and the account's record (signed by the
+	// account's identity key) lists the node. Empty when either side is
+	// missing: a claim alone groups the node with nobody.
+	Owner peer.ID
+	// Network is the network this client reached the node at (NetworkOf
+	// the remote address of a live connection: where the node answered,
+	// not what its record claims); "" only for a connection whose address
+	// has no IP in it.
+	Network string
+	// CapacityGiB is the space its tier offers, 2^tier GiB, with the tier
+	// taken as at most MaxBelievedTier.
 	CapacityGiB uint64
 }
 
-// recordTimeout bounds the node record lookup of one provider.
+// MaxBelievedTier is the highest tier a client believes: the highest a
+// Jellyfish provider offers (shardstore.MaxTier, 2^20 GiB = 1 PiB). The
+// record format allows 40, and a node record is only its owner's word; a
+// record above this one names more space than the provider code can
+// serve, so its capacity counts as this tier's.
+const MaxBelievedTier = shardstore.MaxTier
+
+// BelievedCapacityGiB is the capacity of tier as a client counts it:
+// 2^min(tier, MaxBelievedTier) GiB.
+func BelievedCapacityGiB(tier uint8) uint64 { return 1 << min(tier, MaxBelievedTier) }
+
+// NetworkOf returns the network an address is in, as placement groups
+// nodes: "ip4:a.b.c.0/24" for IPv4 (an IPv4-mapped IPv6 address counts as
+// IPv4), "ip6:p:q:r::/48" for IPv6, from the address's first IP
+// component (for a relayed address, the relay's), "" for an address
+// without one.
+func NetworkOf(a ma.Multiaddr) string {
+	var ip net.IP
+	for _, c := range a {
+		if c.Code() == ma.P_IP4 || c.Code() == ma.P_IP6 {
+			ip = net.IP(c.RawValue())
+			break
+		}
+	}
+	if ip == nil {
+		return ""
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return "ip4:" + v4.Mask(net.CIDRMask(24, 32)).String() + "/24"
+	}
+	return "ip6:" + ip.Mask(net.CIDRMask(48, 128)).String() + "/48"
+}
+
+// recordTimeout bounds the node record lookup of one provider, and the
+// connection made to it when there is none.
 const recordTimeout = 10 * time.Second
 
+// providerParallel bounds the lookups Providers runs at once.
+const providerParallel = 16
+
 // Providers returns the providers known to the client: peers in its
-// routing table whose host speaks the shard protocol and whose node record
-// can be read and verified, sorted by peer ID. Peers without a readable
-// record are left out (a fresh node may not have published yet). It
-// fails only when no peer qualifies and ctx ended or the table is empty.
+// routing table whose host speaks the shard protocol, whose node record
+// can be read and verified, and which answer a connection, sorted by peer
+// ID. Peers without a readable record are left out (a fresh node may not
+// have published yet), and so are peers it cannot connect to now (shards
+// put there would fail; and a network this client has not seen a node
+// answer from would be the node's word). Each claimed owner is verified
+// against the owner's account record. It fails only when no peer
+// qualifies and ctx ended or the table is empty.
 func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("client: providers: %w: empty routing table", account.ErrUnreachable)
 	}
-	ps := c.n.Host().Peerstore()
+	h := c.n.Host()
+	ps := h.Peerstore()
 	var (
 		mu  sync.Mutex
 		out []ProviderInfo
 		g   errgroup.Group
 	)
-	g.SetLimit(16)
+	g.SetLimit(providerParallel)
 	for _, id := range ids {
 		if protos, err := ps.SupportsProtocols(id, shardproto.ID); err != nil || len(protos) == 0 {
 			continue
@@ -155,8 +211,13 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 			if err := info.Unmarshal(rec.Body); err != nil {
 				return nil
 			}
+			network, ok := c.network(rctx, id)
+			if !ok {
+				return nil
+			}
+			p := ProviderInfo{ID: id, Info: info, CapacityGiB: BelievedCapacityGiB(info.Tier), Network: network}
 			mu.Lock()
-			out = append(out, ProviderInfo{ID: id, Info: info, CapacityGiB: info.CapacityGiB()})
+			out = append(out, p)
 			mu.Unlock()
 			return nil
 		})
@@ -165,6 +226,74 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	if len(out) == 0 && ctx.Err() != nil {
 		return nil, fmt.Errorf("client: providers: %w", ctx.Err())
 	}
+	c.verifyOwners(ctx, out)
 	slices.SortFunc(out, func(a, b ProviderInfo) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
+}
+
+// network returns the network id answers this client from: NetworkOf the
+// remote address of a live connection, connecting first when there is
+// none; the smallest when connections come from several. false when no
+// connection can be made.
+func (c *Client) network(ctx context.Context, id peer.ID) (string, bool) {
+	h := c.n.Host()
+	if len(h.Network().ConnsToPeer(id)) == 0 {
+		if err := h.Connect(ctx, peer.AddrInfo{ID: id}); err != nil {
+			return "", false
+		}
+	}
+	conns := h.Network().ConnsToPeer(id)
+	best := ""
+	for _, conn := range conns {
+		if n := NetworkOf(conn.RemoteMultiaddr()); n != "" && (best == "" || n < best) {
+			best = n
+		}
+	}
+	return best, len(conns) > 0
+}
+
+// verifyOwners sets Owner on the providers whose claimed owner's account
+// record lists them, reading each claimed owner's record once (a quorum
+// read). An owner whose record cannot be read verifies nobody.
+func (c *Client) verifyOwners(ctx context.Context, provs []ProviderInfo) {
+	claims := map[peer.ID][]int{}
+	for i, p := range provs {
+		if len(p.Info.Owner) == 0 {
+			continue
+		}
+		if owner, err := peer.IDFromBytes(p.Info.Owner); err == nil {
+			claims[owner] = append(claims[owner], i)
+		}
+	}
+	var (
+		mu sync.Mutex
+		g  errgroup.Group
+	)
+	g.SetLimit(providerParallel)
+	for owner, idx := range claims {
+		g.Go(func() error {
+			key := account.AccountKey(owner)
+			raw, err := c.recs.Get(ctx, key)
+			if err != nil {
+				return nil
+			}
+			rec, err := account.VerifyOwned(key, raw)
+			if err != nil {
+				return nil
+			}
+			pub, err := account.ParsePublic(rec.Body)
+			if err != nil {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, i := range idx {
+				if slices.Contains(pub.Nodes, provs[i].ID) {
+					provs[i].Owner = owner
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
 }

@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // Defaults of the records adapter.
@@ -28,15 +29,20 @@ const (
 
 // Records is account.Records on a node's DHT. Put is a confirmed put: it
 // succeeds only when min(MaxConfirmations, peers in the routing table)
-// remote peers serve the record (or a newer one). Get returns the best
-// valid record. Both map network conditions to account's sentinels: no
-// peers, timeouts and unconfirmed puts match account.ErrUnreachable, a key
-// nobody holds matches account.ErrNotFound. Neither waits longer than its
-// timeout, whatever ctx says.
+// remote peers serve the record (or a newer one). Get is a quorum read:
+// the best valid record any of the peers closest to the key serves. Both
+// map network conditions to account's sentinels: no peers, timeouts,
+// unconfirmed puts and lookups too few peers answered match
+// account.ErrUnreachable; only a key that the same number of the closest
+// peers answered for without a record matches account.ErrNotFound.
+// Neither waits longer than its timeout, whatever ctx says.
 type Records struct {
 	n          *node.Node
 	getTimeout time.Duration
 	putTimeout time.Duration
+	// widest is the largest routing table this adapter has seen: Get's
+	// quorum does not shrink when peers drop out of the table.
+	widest atomic.Int64
 }
 
 var (
@@ -53,6 +59,8 @@ func NodeRecords(n *node.Node) *Records {
 // peers returns the routing table size, or ErrUnreachable when it is empty.
 func (r *Records) peers(op, key string) (int, error) {
 	size := r.n.DHT().RoutingTable().Size()
+	for w := r.widest.Load(); int64(size) > w && !r.widest.CompareAndSwap(w, int64(size)); w = r.widest.Load() {
+	}
 	if size == 0 {
 		return 0, fmt.Errorf("client: %s %q: %w: no peers in the routing table", op, key, account.ErrUnreachable)
 	}
@@ -78,25 +86,64 @@ func (r *Records) Put(ctx context.Context, key string, value []byte) error {
 	return fmt.Errorf("client: put %q: %w", key, err)
 }
 
-// Get returns the best valid record at key.
+// ErrTooFewAnswers is returned by Get (wrapped, together with
+// account.ErrUnreachable) when no record was found but fewer of the peers
+// closest to the key answered than a "not found" needs. The record may
+// well be there, held by the peers that did not answer: callers must treat
+// it as "unknown", never as "absent".
+var ErrTooFewAnswers = errors.New("client: too few of the peers closest to the key answered")
+
+// StaleError is Get's error when the only records the peers serve are
+// older than this node has seen (its high-water mark): it matches
+// record.ErrStale, and Value is the best of those records. A caller that
+// itself signed the newer record and lost it (a process killed between
+// signing and storing) may go on from Value; anyone else must treat it as
+// a rollback.
+type StaleError struct {
+	Key             string
+	Value           []byte
+	Stale, Answered int
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("client: get %q: %v: %d of %d peers answering serve only records older than this node has seen", e.Key, record.ErrStale, e.Stale, e.Answered)
+}
+
+func (e *StaleError) Unwrap() error { return record.ErrStale }
+
+// Get returns the best valid record at key: it asks every peer closest to
+// key (node.ReadRecord) and takes the best answer by the validator's
+// Select rule, so a peer serving an older record, or none, cannot hide a
+// newer one that another peer serves. It answers "not found"
+// (account.ErrNotFound) only when at least the quorum, min(MaxConfirmations,
+// the largest routing table this adapter has seen), of the peers closest
+// to the key answered without a valid record (the routing table drops
+// peers as their connections go, and a quorum that shrank with it would
+// let the two peers still reachable stand for the six that are not); fewer answers give ErrTooFewAnswers. When the only records
+// served are older than this node has seen (its high-water mark), the
+// error is a *StaleError. A record a peer served is returned however few
+// peers answered: it is signed and at least as new as anything this node
+// saw, though with few answers a newer one may exist. This node's own
+// stored copy alone is not an answer: returned only when a quorum of
+// peers answered without anything better, else ErrTooFewAnswers (a lookup
+// cut short must not pass off what this node kept as the newest).
 func (r *Records) Get(ctx context.Context, key string) ([]byte, error) {
 	if _, err := r.peers("get", key); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.getTimeout)
 	defer cancel()
-	_, value, err := r.n.GetRecord(ctx, key)
+	quorum := int(min(MaxConfirmations, r.widest.Load()))
+	rd, err := r.n.ReadRecord(ctx, key, quorum)
 	switch {
-	case err == nil:
-		return value, nil
-	case errors.Is(err, routing.ErrNotFound) && len(r.n.Host().Network().Peers()) == 0:
-		// kad-dht says "not found" also when no peer answered at all; a
-		// lookup that reached anyone leaves a connection behind.
-		return nil, fmt.Errorf("client: get %q: %w: no peer answered", key, account.ErrUnreachable)
-	case errors.Is(err, routing.ErrNotFound):
+	case rd.Value != nil && (rd.FromPeers > 0 || rd.Answered >= quorum):
+		return rd.Value, nil
+	case rd.Value == nil && rd.Stale > 0:
+		return nil, &StaleError{Key: key, Value: rd.StaleValue, Stale: rd.Stale, Answered: rd.Answered}
+	case rd.Answered >= quorum:
 		return nil, fmt.Errorf("client: get %q: %w", key, account.ErrNotFound)
-	case isNetwork(err):
-		return nil, fmt.Errorf("client: get %q: %w: %w", key, account.ErrUnreachable, err)
+	case err == nil || isNetwork(err):
+		return nil, fmt.Errorf("client: get %q: %w: %w: %d of %d asked answered, %d needed to tell that there is none", key, account.ErrUnreachable, ErrTooFewAnswers, rd.Answered, rd.Asked, quorum)
 	}
 	return nil, fmt.Errorf("client: get %q: %w", key, err)
 }

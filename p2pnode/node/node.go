@@ -53,6 +53,9 @@ type Node struct {
 	times     *timeproto.Service
 	bootstrap []peer.AddrInfo
 
+	// runCtx ends when the node closes; cancel ends it. Goroutines the
+	// node owns run under it and are counted in wg.
+	runCtx context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -189,6 +192,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		marks:     marks,
 		times:     times,
 		bootstrap: boot,
+		runCtx:    runCtx,
 		cancel:    cancel,
 	}
 	n.wg.Add(2)

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/zeebo/blake3"
 
+	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
@@ -56,6 +58,7 @@ type Network struct {
 	stalled  map[peer.ID]chan struct{} // closed when the node answers again
 	inFlight map[peer.ID]int
 	peak     map[peer.ID]int
+	groups   map[peer.ID]placement.Node
 }
 
 // New returns a network of n provider nodes.
@@ -214,6 +217,25 @@ func (n *Network) Providers(ctx context.Context) ([]peer.ID, error) {
 		return nil, errors.New("memnet: no provider node is up")
 	}
 	return out, nil
+}
+
+// SetGroups sets the placement groups (verified owner, network) the
+// network reports for its nodes; nodes missing from g have none.
+func (n *Network) SetGroups(g map[peer.ID]placement.Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.groups = maps.Clone(g)
+}
+
+// ProviderGroups returns the groups SetGroups set for nodes.
+func (n *Network) ProviderGroups(nodes []peer.ID) []placement.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]placement.Node, len(nodes))
+	for i, p := range nodes {
+		out[i] = n.groups[p]
+	}
+	return out
 }
 
 // OwnedCapacity reports no owned nodes.

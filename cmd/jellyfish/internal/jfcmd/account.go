@@ -36,6 +36,8 @@ func init() {
 		userMessage{account.ErrExpiredLogin, strings.TrimPrefix(account.ErrExpiredLogin.Error(), "account: ")},
 		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
 		userMessage{account.ErrRotated, "this password opened an account whose keys were rotated (`jellyfish backend rotate`): its files now live in a new account under the new password"},
+		// Before ErrUnreachable, which it also matches.
+		userMessage{client.ErrTooFewAnswers, "too few of the network's nodes answered to tell whether a record is there (that was not taken as \"absent\"): try again"},
 		userMessage{account.ErrUnreachable, "the Jellyfish network cannot be reached: check --bootstrap / --bootstrap-file and that those nodes run"},
 		userMessage{account.ErrExists, "an account already exists for this username and password"},
 		userMessage{account.ErrExpiredAccount, strings.TrimPrefix(account.ErrExpiredAccount.Error(), "account: ")},
