@@ -38,6 +38,17 @@ test-long:
 	JELLYFISH_LIFETIME=long JELLYFISH_SIM_SEED=$(SEED) \
 	  $(GO) test -tags $(TAGS) -count=1 -timeout 60m -v -run '^TestLifetime' ./cmd/jellyfish/internal/lifetime/
 
+# The hostile-peer suite: each attack runs from a separate process held to
+# half a core by a CPU cgroup (needs root), for HOSTILE_DURATION, while an
+# honest client stores and reads back 100 MiB rounds on the attacked
+# holder. HOSTILE=half-headers,slow-puts picks attacks (1: all).
+HOSTILE          ?= 1
+HOSTILE_DURATION ?= 5m
+.PHONY: bench-hostile
+bench-hostile:
+	JELLYFISH_HOSTILE=$(HOSTILE) JELLYFISH_HOSTILE_DURATION=$(HOSTILE_DURATION) \
+	  $(GO) test -tags $(TAGS) -count=1 -timeout 90m -v -run '^TestHostileSuite$$' ./p2pnode/shardproto/
+
 .PHONY: test-interrupts test-known-bugs
 test-interrupts:
 	JELLYFISH_INTERRUPTS=$(INTERRUPTS) JELLYFISH_INTERRUPT_SEED=$(INTERRUPT_SEED) \
