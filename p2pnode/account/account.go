@@ -127,10 +127,13 @@ func (a *Account) ID() peer.ID {
 
 // Manager creates and unlocks accounts against a Records store.
 type Manager struct {
-	recs      Records
-	clock     record.Clock
-	version   uint8
-	kdf       KDFParams
+	recs    Records
+	clock   record.Clock
+	version uint8
+	kdf     KDFParams
+	// older are the versions Login falls back to when the current one
+	// finds no record, newest first.
+	older     []uint8
 	allowTest bool
 	lifetime  time.Duration
 }
@@ -143,7 +146,7 @@ type Option func(*Manager)
 // refused by every Manager without this option.
 func InsecureTestKDF() Option {
 	return func(m *Manager) {
-		m.version, m.kdf, m.allowTest = versionInsecureTest, versionParams[versionInsecureTest], true
+		m.version, m.kdf, m.older, m.allowTest = versionInsecureTest, versionParams[versionInsecureTest], nil, true
 	}
 }
 
@@ -156,7 +159,7 @@ const RecordLifetime = 35 * 24 * time.Hour
 
 // NewManager returns a Manager using recs.
 func NewManager(recs Records, opts ...Option) *Manager {
-	m := &Manager{recs: recs, clock: time.Now, version: VersionV1, kdf: versionParams[VersionV1], lifetime: RecordLifetime}
+	m := &Manager{recs: recs, clock: time.Now, version: CurrentVersion, kdf: versionParams[CurrentVersion], older: []uint8{VersionV1}, lifetime: RecordLifetime}
 	for _, o := range opts {
 		o(m)
 	}
@@ -164,7 +167,16 @@ func NewManager(recs Records, opts ...Option) *Manager {
 }
 
 func (m *Manager) secrets(user Username, password string) (*secrets, string, error) {
-	s, err := derive(user, password, m.version, m.kdf)
+	return m.secretsAt(user, password, m.version)
+}
+
+// secretsAt is secrets at a given version.
+func (m *Manager) secretsAt(user Username, password string, version uint8) (*secrets, string, error) {
+	p, err := paramsFor(version, m.allowTest)
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := derive(user, password, version, p)
 	if err != nil {
 		return nil, "", err
 	}
@@ -207,6 +219,9 @@ func (m *Manager) Create(ctx context.Context, user Username, password string) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := m.olderLoginActive(ctx, user, password); err != nil {
+		return nil, err
+	}
 	identity, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -222,6 +237,26 @@ func (m *Manager) Create(ctx context.Context, user Username, password string) (*
 		return nil, err
 	}
 	return a, nil
+}
+
+// olderLoginActive fails with ErrExists when username and password open an
+// account at an older version: a new account there would hide it from
+// Login, which tries the current version first.
+func (m *Manager) olderLoginActive(ctx context.Context, user Username, password string) error {
+	for _, v := range m.older {
+		_, key, err := m.secretsAt(user, password, v)
+		if err != nil {
+			return err
+		}
+		_, lb, err := m.fetchLogin(ctx, key)
+		switch {
+		case err == nil && lb.state == stateActive:
+			return ErrExists
+		case err != nil && !errors.Is(err, ErrBadLogin):
+			return err
+		}
+	}
+	return nil
 }
 
 // freeLoginSeq returns the sequence number a new login record at key
@@ -267,7 +302,7 @@ func (m *Manager) markAbove(ctx context.Context, key string, seq uint64) bool {
 // network refuses as stale (its mark is above a.loginSeq: a record here
 // expired) fails with ErrExpiredAccount.
 func (m *Manager) putNewLogin(ctx context.Context, a *Account, s *secrets, key string) error {
-	body, err := sealLogin(key, m.version, m.kdf, s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
+	body, err := sealLogin(key, a.Version, versionParams[a.Version], s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
 	if err != nil {
 		return err
 	}
@@ -284,7 +319,7 @@ func (m *Manager) putNewLogin(ctx context.Context, a *Account, s *secrets, key s
 }
 
 func (m *Manager) putLogin(ctx context.Context, a *Account, s *secrets, key string) error {
-	body, err := sealLogin(key, m.version, m.kdf, s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
+	body, err := sealLogin(key, a.Version, versionParams[a.Version], s.wrap, &keys{identity: a.Identity, root: a.Root, user: a.User})
 	if err != nil {
 		return err
 	}
@@ -303,7 +338,27 @@ func (m *Manager) putLoginBody(ctx context.Context, key string, signer crypto.Pr
 // Login unlocks the account of username and password. Wrong password and
 // unknown username both give ErrBadLogin.
 func (m *Manager) Login(ctx context.Context, user Username, password string) (*Account, error) {
-	s, key, err := m.secrets(user, password)
+	versions := append([]uint8{m.version}, m.older...)
+	for i, v := range versions {
+		a, err := m.loginAt(ctx, user, password, v)
+		if errors.Is(err, errNoLogin) && i < len(versions)-1 {
+			continue // none at this version: an account made at an older one?
+		}
+		if errors.Is(err, errNoLogin) {
+			return nil, ErrBadLogin
+		}
+		return a, err
+	}
+	return nil, ErrBadLogin
+}
+
+// errNoLogin: no login record at a version's key, and the network
+// remembers none (loginAt).
+var errNoLogin = errors.New("account: no login record at this version")
+
+// loginAt is Login at one key-derivation version.
+func (m *Manager) loginAt(ctx context.Context, user Username, password string, version uint8) (*Account, error) {
+	s, key, err := m.secretsAt(user, password, version)
 	if err != nil {
 		return nil, err
 	}
@@ -311,6 +366,9 @@ func (m *Manager) Login(ctx context.Context, user Username, password string) (*A
 	if errors.Is(err, ErrBadLogin) && m.markAbove(ctx, key, 0) {
 		// No record, but the network remembers one: it expired.
 		return nil, expiredLogin{}
+	}
+	if errors.Is(err, ErrBadLogin) {
+		return nil, errNoLogin
 	}
 	if err != nil {
 		return nil, err
@@ -325,7 +383,7 @@ func (m *Manager) Login(ctx context.Context, user Username, password string) (*A
 	if err != nil {
 		return nil, err
 	}
-	if lb.version != m.version || lb.kdf != want {
+	if lb.version != version || lb.kdf != want {
 		return nil, fmt.Errorf("%w: version %d with %+v", ErrWeakKDF, lb.version, lb.kdf)
 	}
 	k, err := lb.open(key, s.wrap)
@@ -363,7 +421,7 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 		return nil, err
 	}
 	na := *a
-	na.login, na.loginSeq = s.login, seq
+	na.login, na.loginSeq, na.Version = s.login, seq, m.version
 	if err := m.putNewLogin(ctx, &na, s, key); err != nil {
 		return nil, fmt.Errorf("account: new password not stored, the old one still works: %w", err)
 	}
@@ -371,7 +429,7 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 	if err != nil {
 		return nil, err
 	}
-	tomb := record.Record{Kind: KindLogin, Seq: a.loginSeq + 1, Expires: m.clock().Add(m.lifetime), Body: tombstoneBody(a.Version, m.kdf)}
+	tomb := record.Record{Kind: KindLogin, Seq: a.loginSeq + 1, Expires: m.clock().Add(m.lifetime), Body: tombstoneBody(a.Version, versionParams[a.Version])}
 	raw, err := tomb.Sign(oldKey, a.login)
 	if err != nil {
 		return nil, err
@@ -389,7 +447,7 @@ func (m *Manager) ChangePassword(ctx context.Context, user Username, oldPassword
 // Refresh re-signs the account's login record with a new expiry, so it
 // outlives the network's record lifetime while the account is in use.
 func (m *Manager) Refresh(ctx context.Context, a *Account, password string) error {
-	s, key, err := m.secrets(a.User, password)
+	s, key, err := m.secretsAt(a.User, password, a.Version)
 	if err != nil {
 		return err
 	}

@@ -425,3 +425,74 @@ func TestRefreshRecords(t *testing.T) {
 		t.Fatalf("login after refresh: %v", err)
 	}
 }
+
+// TestKDFKnownAnswerV2 pins the version-2 derivation (128 MiB Argon2id,
+// salt bound to the network tag and the version), and that it differs
+// from version 1's for the same username and password.
+func TestKDFKnownAnswerV2(t *testing.T) {
+	s, err := derive("alice", "orbit lantern gravel mosaic", VersionV2, versionParams[VersionV2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := LoginKey(s.login.GetPublic())
+	const want = "/jf/login/12D3KooWRQ6dVKqCmhgbSa5c6HMbmNyacaWCJXp7jXXah2a7vfDW"
+	if key != want {
+		t.Fatalf("login key %s, want %s", key, want)
+	}
+	if got := fmt.Sprintf("%x", s.wrap[:8]); got != "fada45656d541b8c" {
+		t.Fatalf("wrap key starts %s", got)
+	}
+	if loginSalt("alice", VersionV1) == loginSalt("alice", VersionV2) {
+		t.Fatal("versions 1 and 2 share a salt")
+	}
+}
+
+// TestLoginFallsBackToV1: an account made at version 1 (before version 2
+// existed) still logs in, at version 1, with the real costs; a new
+// account with the same username and password is refused (it would hide
+// the old one from Login, which tries version 2 first); a password change
+// moves the account to version 2 and retires the version-1 password.
+func TestLoginFallsBackToV1(t *testing.T) {
+	ctx := context.Background()
+	clock := func() time.Time { return now }
+	recs := newMemRecords(t, clock)
+	v1 := NewManager(recs, WithClock(clock))
+	v1.version, v1.kdf, v1.older = VersionV1, versionParams[VersionV1], nil
+	old, err := v1.Create(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(recs, WithClock(clock))
+	a, err := m.Login(ctx, alice, goodPw)
+	if err != nil {
+		t.Fatalf("login of a version-1 account: %v", err)
+	}
+	if a.ID() != old.ID() || a.Root != old.Root || a.Version != VersionV1 {
+		t.Fatalf("logged in to %s at version %d, want %s at 1", a.ID(), a.Version, old.ID())
+	}
+	if _, err := m.Create(ctx, alice, goodPw); !errors.Is(err, ErrExists) {
+		t.Fatalf("create over a version-1 account: %v, want ErrExists", err)
+	}
+	na, err := m.ChangePassword(ctx, alice, goodPw, otherPw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if na.Version != VersionV2 || na.ID() != old.ID() {
+		t.Fatalf("after the change: version %d, account %s", na.Version, na.ID())
+	}
+	b, err := m.Login(ctx, alice, otherPw)
+	if err != nil || b.ID() != old.ID() || b.Version != VersionV2 {
+		t.Fatalf("login with the new password: %v", err)
+	}
+	if _, err := m.Login(ctx, alice, goodPw); !errors.Is(err, ErrBadLogin) {
+		t.Fatalf("login with the retired version-1 password: %v, want ErrBadLogin", err)
+	}
+	// A device restored from its cache keeps its account's version when
+	// it re-signs the login record.
+	if err := m.Refresh(ctx, b, otherPw); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := m.Login(ctx, alice, otherPw); err != nil || c.Version != VersionV2 {
+		t.Fatalf("login after a refresh: %v", err)
+	}
+}

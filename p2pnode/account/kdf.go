@@ -59,8 +59,14 @@ type KDFParams struct {
 // Format versions of the key derivation and login record.
 const (
 	// VersionV1: Argon2id t=3, 64 MiB, 4 lanes (RFC 9106's second
-	// recommended setting).
+	// recommended setting); salt from the username alone. Still read:
+	// Login falls back to it.
 	VersionV1 uint8 = 1
+	// VersionV2: Argon2id t=3, 128 MiB, 4 lanes; the salt binds the
+	// network and the version too. New accounts and new passwords use it.
+	VersionV2 uint8 = 2
+	// CurrentVersion is the version new login records are made at.
+	CurrentVersion = VersionV2
 	// versionInsecureTest is only reachable through InsecureTestKDF.
 	versionInsecureTest uint8 = 0xfe
 )
@@ -71,6 +77,7 @@ const MinMemoryKiB = 64 * 1024
 
 var versionParams = map[uint8]KDFParams{
 	VersionV1:           {Time: 3, MemoryKiB: 64 * 1024, Threads: 4},
+	VersionV2:           {Time: 3, MemoryKiB: 128 * 1024, Threads: 4},
 	versionInsecureTest: {Time: 1, MemoryKiB: 256, Threads: 1},
 }
 
@@ -90,9 +97,15 @@ func paramsFor(version uint8, allowTest bool) (KDFParams, error) {
 	return p, nil
 }
 
+// NetworkTag names the Jellyfish network in the login salt (from version 2
+// on): the DHT protocol prefix (node.ProtocolPrefix, which a test keeps
+// equal), which is what makes two networks two.
+const NetworkTag = "/jellyfish"
+
 // Labels of the derivations; part of the format.
 const (
 	saltLabel     = "jellyfish/account/v1/argon2-salt\x00"
+	saltV2Label   = "jellyfish/account/v2/argon2-salt\x00"
 	loginKeyLabel = "jellyfish/account/v1/login-key"
 	wrapKeyLabel  = "jellyfish/account/v1/wrap-key"
 )
@@ -105,11 +118,25 @@ type secrets struct {
 	wrap  [32]byte
 }
 
-// derive runs Argon2id on the password with a salt made from the username,
-// then HKDF-SHA256 for the two keys. Only someone who knows both the
-// username and the password can compute where the login record lives.
+// loginSalt is Argon2id's salt for user at version: for version 1
+// SHA-256(v1 label ‖ username); from version 2 on SHA-256(v2 label ‖
+// network tag ‖ 0 ‖ version ‖ username), so a guess computed for one
+// network or version tests nothing in another.
+func loginSalt(user Username, version uint8) [32]byte {
+	if version == VersionV1 {
+		return sha256.Sum256(append([]byte(saltLabel), user...))
+	}
+	b := append([]byte(saltV2Label), NetworkTag...)
+	b = append(b, 0, version)
+	return sha256.Sum256(append(b, user...))
+}
+
+// derive runs Argon2id on the password with a salt made from the username
+// (loginSalt), then HKDF-SHA256 for the two keys. Only someone who knows
+// both the username and the password can compute where the login record
+// lives.
 func derive(user Username, password string, version uint8, p KDFParams) (*secrets, error) {
-	salt := sha256.Sum256(append([]byte(saltLabel), user...))
+	salt := loginSalt(user, version)
 	master := argon2.IDKey([]byte(password), salt[:], p.Time, p.MemoryKiB, p.Threads, 32)
 	defer clear(master)
 	info := fmt.Sprintf("/v%d", version)

@@ -125,3 +125,12 @@ func TestProvidersOnDistinctLoopbackNetworks(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkTagIsProtocolPrefix: the login salt names the network by the
+// DHT protocol prefix; changing one without the other would leave the
+// salt naming a network the node does not speak.
+func TestNetworkTagIsProtocolPrefix(t *testing.T) {
+	if account.NetworkTag != node.ProtocolPrefix {
+		t.Fatalf("account.NetworkTag %q, node.ProtocolPrefix %q", account.NetworkTag, node.ProtocolPrefix)
+	}
+}
