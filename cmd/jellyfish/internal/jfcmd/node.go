@@ -21,6 +21,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/caretaker"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
@@ -32,6 +33,8 @@ const (
 	// bootstrapRetryMax caps the delay between bootstrap attempts of a
 	// node that could not reach any bootstrap peer.
 	bootstrapRetryMax = 5 * time.Minute
+	// defaultStatusAddr serves the status page on this machine only.
+	defaultStatusAddr = "127.0.0.1:7781"
 )
 
 var defaultNodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
@@ -50,6 +53,8 @@ type nodeOptions struct {
 	testSkew      time.Duration
 	collectGrace  time.Duration
 	collectEvery  time.Duration
+	statusAddr    string
+	statusPublic  bool
 	log           logFlags
 }
 
@@ -71,7 +76,11 @@ for as long as it runs. If the file is encrypted (jellyfish account login
 --account-passphrase-file, else JELLYFISH_ACCOUNT_PASSPHRASE, else asks on the
 terminal, and exits if it has none. The passphrase protects a copy of the file
 at rest; it does not protect the running node's memory, and a passphrase file
-on the same disk as the key file protects little.`,
+on the same disk as the key file protects little.
+
+The node serves a status page, /status.json and Prometheus /metrics on
+--status-addr (127.0.0.1:7781; "" turns it off). It refuses an address other
+machines can reach unless --status-public is given.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext(context.Background())
@@ -90,6 +99,8 @@ on the same disk as the key file protects little.`,
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
 	c.Flags().DurationVar(&o.collectGrace, "collect-grace", provider.DefaultCollectGrace, "how long after an owner's lease ended its shards are kept for a late renewal before they are deleted")
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
+	c.Flags().StringVar(&o.statusAddr, "status-addr", defaultStatusAddr, "host:port of the status page, /status.json and /metrics (\"\" for none); a loopback address unless --status-public")
+	c.Flags().BoolVar(&o.statusPublic, "status-public", false, "allow a --status-addr other machines can reach: the page shows the node's addresses, peers and usage to anyone who reaches it")
 	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
 	_ = c.Flags().MarkHidden("test-clock-skew")
 	o.log.register(c)
@@ -181,6 +192,14 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	if o.collectGrace <= 0 || o.collectEvery <= 0 {
 		return fmt.Errorf("--collect-grace %v and --collect-interval %v must be positive", o.collectGrace, o.collectEvery)
 	}
+	if o.statusAddr != "" {
+		if err := nodestatus.CheckAddr(o.statusAddr, o.statusPublic); errors.Is(err, nodestatus.ErrNotLoopback) {
+			return fmt.Errorf("--status-addr %s is not a loopback address: the status page shows this node's addresses, peers and usage to anyone who can reach it. Use 127.0.0.1:PORT, or add --status-public to serve it there anyway", o.statusAddr)
+		} else if err != nil {
+			return fmt.Errorf("--status-addr %q: want host:port (%v)", o.statusAddr, err)
+		}
+	}
+	started := time.Now()
 	base := time.Now
 	if o.testSkew != 0 {
 		base = func() time.Time { return time.Now().Add(o.testSkew) }
@@ -193,12 +212,37 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := provider.Attach(ctx, n, provider.Config{
+	prov, err := provider.Attach(ctx, n, provider.Config{
 		DataDir: dataDir, Tier: o.tier, Owner: owner,
 		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery,
-	}); err != nil {
+	})
+	if err != nil {
 		// The provider closes with the node.
 		return errors.Join(err, n.Close())
+	}
+	status, err := nodestatus.New(nodestatus.Config{
+		Node: n, Provider: prov, Clock: clk, Account: accountLabel(linked),
+		CollectInterval: o.collectEvery, Started: started,
+	})
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	var careRound, maintainRound *nodestatus.Round
+	if linked != nil {
+		careRound = status.Round("caretaker", o.careEvery)
+	}
+	if o.maintain != "" {
+		maintainRound = status.Round("maintenance", o.maintainEvery)
+	}
+	var srv *nodestatus.Server
+	if o.statusAddr != "" {
+		// The page only watches: a node whose status port is taken still
+		// serves the network.
+		if srv, err = nodestatus.Serve(o.statusAddr, o.statusPublic, status, log); err != nil {
+			log.Error("status page not served", "addr", o.statusAddr, "err", err)
+		} else {
+			log.Info("status page", "url", "http://"+srv.Addr().String()+"/")
+		}
 	}
 	addrs := n.Addrs()
 	log.Info("jellyfish node running", "peer", n.ID().String(), "addrs", addrStrings(addrs),
@@ -228,6 +272,9 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 			c, err := caretaker.New(caretaker.Config{
 				Records: client.NodeRecords(n), Account: linked,
 				Dir: filepath.Join(dataDir, "caretaker"), Logger: log,
+				Done: func(start time.Time, st caretaker.Stats, err error) {
+					careRound.Done(start, map[string]any{"checked": st.Checked, "resigned": st.Resigned, "restored": st.Restored}, err)
+				},
 			})
 			if err != nil {
 				log.Error("no caretaker for the account's records", "err", err)
@@ -241,13 +288,19 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			maintainLoop(ctx, o.maintain, o.maintainEvery, log)
+			maintainLoop(ctx, o.maintain, o.maintainEvery, log, maintainRound)
 		}()
 	}
 
 	<-ctx.Done()
 	log.Info("shutting down")
 	wg.Wait()
+	if srv != nil {
+		if err := srv.Close(); err != nil {
+			log.Warn("closing the status page", "err", err)
+		}
+	}
+	status.Close()
 	if err := n.Close(); err != nil {
 		return fmt.Errorf("close node: %w", err)
 	}
@@ -332,7 +385,7 @@ func accountLabel(a *account.Account) string {
 // maintainLoop opens remote (an account's rclone remote) and runs its
 // maintenance round (`jellyfish backend maintain`) now and then every
 // interval until ctx ends, logging each round's figures.
-func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger) {
+func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger, round *nodestatus.Round) {
 	var f fs.Fs
 	for delay := 5 * time.Second; ; delay = min(2*delay, bootstrapRetryMax) {
 		var err error
@@ -372,19 +425,18 @@ func maintainLoop(ctx context.Context, remote string, every time.Duration, log *
 			return
 		}
 		attrs := []any{"remote", remote, "took", time.Since(start).Round(time.Millisecond).String()}
-		if b, jerr := json.Marshal(out); jerr == nil {
-			var m map[string]any
-			if json.Unmarshal(b, &m) == nil {
-				keys := make([]string, 0, len(m))
-				for k := range m {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					attrs = append(attrs, k, m[k])
-				}
+		var m map[string]any
+		if b, jerr := json.Marshal(out); jerr == nil && json.Unmarshal(b, &m) == nil {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				attrs = append(attrs, k, m[k])
 			}
 		}
+		round.Done(start, m, err)
 		if err != nil {
 			log.Warn("maintenance round had errors", append(attrs, "err", err)...)
 		} else {
