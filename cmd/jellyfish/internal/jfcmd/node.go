@@ -56,9 +56,15 @@ type nodeOptions struct {
 	statusAddr    string
 	statusPublic  bool
 	log           logFlags
+	configFile    string // --node-config
+	printConfig   bool   // --print-node-config
 }
 
-func init() {
+func init() { commands = append(commands, newNodeCommand()) }
+
+// newNodeCommand returns the `jellyfish node` command with options of its
+// own.
+func newNodeCommand() *cobra.Command {
 	var o nodeOptions
 	c := &cobra.Command{
 		Use:   "node",
@@ -80,9 +86,21 @@ on the same disk as the key file protects little.
 
 The node serves a status page, /status.json and Prometheus /metrics on
 --status-addr (127.0.0.1:7781; "" turns it off). It refuses an address other
-machines can reach unless --status-public is given.`,
+machines can reach unless --status-public is given.
+
+--node-config FILE reads the flags from a YAML file (keys are the flag names,
+without dashes); a flag given on the command line wins. --print-node-config
+prints the configuration in that format, with every key explained, and exits.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			if o.configFile != "" {
+				if err := applyNodeConfig(cmd.Flags(), o.configFile); err != nil {
+					return err
+				}
+			}
+			if o.printConfig {
+				return printNodeConfig(cmd.OutOrStdout(), cmd.Flags())
+			}
 			ctx, stop := signalContext(context.Background())
 			defer stop()
 			return runNode(ctx, cmd, o)
@@ -101,10 +119,12 @@ machines can reach unless --status-public is given.`,
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
 	c.Flags().StringVar(&o.statusAddr, "status-addr", defaultStatusAddr, "host:port of the status page, /status.json and /metrics (\"\" for none); a loopback address unless --status-public")
 	c.Flags().BoolVar(&o.statusPublic, "status-public", false, "allow a --status-addr other machines can reach: the page shows the node's addresses, peers and usage to anyone who reaches it")
+	c.Flags().StringVar(&o.configFile, "node-config", "", "read flags from this YAML file (keys are flag names); flags on the command line win")
+	c.Flags().BoolVar(&o.printConfig, "print-node-config", false, "print the configuration (defaults, --node-config's file and flags given) as a commented YAML file, and exit")
 	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
 	_ = c.Flags().MarkHidden("test-clock-skew")
 	o.log.register(c)
-	commands = append(commands, c)
+	return c
 }
 
 // clockCheckEvery is how often a node compares its clock with its peers'.
