@@ -347,6 +347,17 @@ func (p *Provider) collectLoop(ctx context.Context) {
 	}
 }
 
+// Drain stops the shard service taking requests and lets those being
+// served finish until ctx ends (shardproto.Service.Drain); the node record
+// and collection loops and the store stay up until Close. A node shutting
+// down calls Drain, then closes the node.
+func (p *Provider) Drain(ctx context.Context) error {
+	if err := p.svc.Drain(ctx); err != nil {
+		return fmt.Errorf("provider: %w", err)
+	}
+	return nil
+}
+
 // Close stops the record and collection loops, the shard protocol service
 // and the store, in that order. It is safe to call more than once; node.Close calls it.
 func (p *Provider) Close() error {

@@ -35,6 +35,11 @@ const (
 	bootstrapRetryMax = 5 * time.Minute
 	// defaultStatusAddr serves the status page on this machine only.
 	defaultStatusAddr = "127.0.0.1:7781"
+	// defaultShutdownGrace is how long a stopping node lets the shard
+	// requests it is serving finish: a put of a few MiB at a usual rate
+	// ends well inside it; systemd's default stop timeout (90 s) leaves
+	// the rest of the shutdown time to run.
+	defaultShutdownGrace = 30 * time.Second
 )
 
 var defaultNodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
@@ -55,6 +60,7 @@ type nodeOptions struct {
 	collectEvery  time.Duration
 	statusAddr    string
 	statusPublic  bool
+	shutdownGrace time.Duration
 	log           logFlags
 	configFile    string // --node-config
 	printConfig   bool   // --print-node-config
@@ -90,7 +96,11 @@ machines can reach unless --status-public is given.
 
 --node-config FILE reads the flags from a YAML file (keys are the flag names,
 without dashes); a flag given on the command line wins. --print-node-config
-prints the configuration in that format, with every key explained, and exits.`,
+prints the configuration in that format, with every key explained, and exits.
+
+On SIGINT or SIGTERM the node stops taking shard requests and lets those it
+is serving finish for up to --shutdown-grace; a put cut off then is not
+stored, and its client gets no receipt.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if o.configFile != "" {
@@ -119,6 +129,7 @@ prints the configuration in that format, with every key explained, and exits.`,
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
 	c.Flags().StringVar(&o.statusAddr, "status-addr", defaultStatusAddr, "host:port of the status page, /status.json and /metrics (\"\" for none); a loopback address unless --status-public")
 	c.Flags().BoolVar(&o.statusPublic, "status-public", false, "allow a --status-addr other machines can reach: the page shows the node's addresses, peers and usage to anyone who reaches it")
+	c.Flags().DurationVar(&o.shutdownGrace, "shutdown-grace", defaultShutdownGrace, "on SIGINT or SIGTERM, how long the shard requests being served may take to finish before they are cut off")
 	c.Flags().StringVar(&o.configFile, "node-config", "", "read flags from this YAML file (keys are flag names); flags on the command line win")
 	c.Flags().BoolVar(&o.printConfig, "print-node-config", false, "print the configuration (defaults, --node-config's file and flags given) as a commented YAML file, and exit")
 	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
@@ -211,6 +222,9 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 
 	if o.collectGrace <= 0 || o.collectEvery <= 0 {
 		return fmt.Errorf("--collect-grace %v and --collect-interval %v must be positive", o.collectGrace, o.collectEvery)
+	}
+	if o.shutdownGrace < 0 {
+		return fmt.Errorf("--shutdown-grace %v is negative", o.shutdownGrace)
 	}
 	if o.statusAddr != "" {
 		if err := nodestatus.CheckAddr(o.statusAddr, o.statusPublic); errors.Is(err, nodestatus.ErrNotLoopback) {
@@ -313,7 +327,16 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	}
 
 	<-ctx.Done()
-	log.Info("shutting down")
+	// Shard requests being served finish (or are cut off at the grace)
+	// before anything closes; background rounds end with ctx meanwhile.
+	log.Info("shutting down", "serving", prov.Service().Stats().Serving, "grace", o.shutdownGrace.String())
+	dctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	if err := prov.Drain(dctx); err != nil {
+		log.Warn("shard requests cut off at the end of the shutdown grace", "err", err)
+	} else {
+		log.Info("shard requests drained")
+	}
+	cancel()
 	wg.Wait()
 	if srv != nil {
 		if err := srv.Close(); err != nil {

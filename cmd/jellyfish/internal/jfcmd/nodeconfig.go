@@ -26,6 +26,7 @@ var nodeConfigKeys = []struct {
 	{"Owner's account", []string{"account-config", "account-passphrase-file", "caretaker-interval", "maintain", "maintain-interval"}},
 	{"Shard collection", []string{"collect-grace", "collect-interval"}},
 	{"Status page and metrics", []string{"status-addr", "status-public"}},
+	{"Shutdown", []string{"shutdown-grace"}},
 	{"Logging (standard error)", []string{"log-format", "log-level"}},
 }
 
