@@ -72,12 +72,24 @@ func formatDuration(d time.Duration) string {
 func formatFigures(m map[string]any) string {
 	var out []string
 	for _, k := range sortedKeys(m) {
-		v := m[k]
-		// Figures read back from JSON are float64, counts included.
-		if f, ok := v.(float64); ok && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			v = int64(f)
-		}
-		out = append(out, fmt.Sprintf("%s %v", strings.ReplaceAll(k, "_", " "), v))
+		out = append(out, strings.ReplaceAll(k, "_", " ")+" "+formatFigure(m[k]))
 	}
 	return strings.Join(out, " · ")
+}
+
+func formatFigure(v any) string {
+	switch x := v.(type) {
+	case float64:
+		// Figures read back from JSON are float64, counts included.
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return fmt.Sprint(int64(x))
+		}
+	case map[string]any:
+		var parts []string
+		for _, k := range sortedKeys(x) {
+			parts = append(parts, k+": "+formatFigure(x[k]))
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
+	}
+	return fmt.Sprint(v)
 }

@@ -75,7 +75,10 @@ func Serve(addr string, public bool, s *Status, log *slog.Logger) (*Server, erro
 		enc.SetIndent("", "  ")
 		enc.Encode(s.Snapshot())
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(NewRegistry(s), promhttp.HandlerOpts{}))
+	// A collector that cannot read something (the process collector
+	// under a sandbox hiding /proc/stat) costs its own metrics, not the
+	// scrape.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(NewRegistry(s), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	var h http.Handler = mux
 	h = headers(h)
 	if !public {
