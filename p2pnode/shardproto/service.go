@@ -283,7 +283,11 @@ func (s *Service) Drain(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("shardproto: drain: %d requests still served: %w", s.gate.stats().Serving, ctx.Err())
+		// Streams pushed out above may still be leaving; only requests
+		// being served are cut off.
+		if n := s.gate.stats().Serving; n > 0 {
+			err = fmt.Errorf("shardproto: drain: %d requests still served: %w", n, ctx.Err())
+		}
 	}
 	return errors.Join(err, s.Close())
 }

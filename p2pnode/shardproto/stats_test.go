@@ -160,3 +160,20 @@ func TestDrainCutsOffAtDeadline(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestDrainIdle: draining a service that serves nothing succeeds even with
+// no time left (--shutdown-grace 0), and closes it.
+func TestDrainIdle(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 20 {
+		if err := e.svc.Drain(ctx); err != nil {
+			t.Fatalf("Drain of an idle service: %v", err)
+		}
+	}
+	_, id := shard(3, 10)
+	if _, err := e.client.Stat(ctxT(t), e.holder.ID(), id); err == nil {
+		t.Fatal("a drained service answered")
+	}
+}

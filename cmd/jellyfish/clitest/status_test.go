@@ -355,3 +355,34 @@ func TestNodeStatusPageInChromium(t *testing.T) {
 	}
 	sn.p.stop(t, syscall.SIGTERM, 15*time.Second)
 }
+
+// TestNodeConfigFlags drives the node's configuration through the binary:
+// --print-node-config prints a file's values and a flag's over them and
+// exits 0 without starting anything; a bad file and a status address
+// other machines can reach stop the node with one clear line.
+func TestNodeConfigFlags(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(conf, []byte("tier: 4\nlog-level: warn\nlisten:\n  - /ip4/127.0.0.1/tcp/4999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	so, se, code := run(t, nil, "node", "--node-config", conf, "--log-level", "debug", "--print-node-config", "--data-dir", filepath.Join(dir, "data"))
+	if code != 0 || !strings.Contains(so, "\ntier: 4\n") || !strings.Contains(so, "\nlog-level: debug\n") ||
+		!strings.Contains(so, "\nlisten:\n  - /ip4/127.0.0.1/tcp/4999\n") || !strings.Contains(so, "\nstatus-addr: 127.0.0.1:7781\n") {
+		t.Fatalf("print-node-config: exit %d\n%s%s", code, so, se)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("print-node-config touched the data dir: %v", err)
+	}
+
+	if err := os.WriteFile(conf, []byte("tier: 4\nstatus_addr: 0.0.0.0:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, se, code = run(t, nil, "node", "--node-config", conf, "--data-dir", filepath.Join(dir, "data")); code != 1 || !strings.Contains(se, `line 2: "status_addr" is not a key`) {
+		t.Fatalf("a file with a wrong key: exit %d, %q", code, se)
+	}
+	_, se, code = run(t, nil, "node", "--status-addr", "0.0.0.0:7781", "--data-dir", filepath.Join(dir, "data"), "--listen", "/ip4/127.0.0.1/tcp/0")
+	if code != 1 || !strings.Contains(se, "not a loopback address") || !strings.Contains(se, "--status-public") || strings.Count(strings.TrimSpace(se), "\n") != 0 {
+		t.Fatalf("a public status address: exit %d, %q", code, se)
+	}
+}
