@@ -18,6 +18,9 @@
 //     package testing, so only tests and fstests import it).
 //   - atomicfile: replacing a small file with fsync, for every package
 //     that keeps state in files.
+//   - nodestatus: what a running provider node knows about itself (store,
+//     shard service, peers, records, clock, background rounds) as a
+//     status page, JSON and Prometheus metrics, for its operator.
 //
 // Nothing under p2pnode imports rclone or the backend; layers_test.go
 // checks that, and the other layering rules, with go list.

@@ -55,6 +55,10 @@ type Config struct {
 	// Skip, if set, names record keys left alone: a device's session
 	// keeps its own head (it alone knows the newest tip).
 	Skip func(key string) bool
+	// Done, if set, is told the outcome of each round Run runs (not of
+	// those cut short because Run's context ended): when it began, what
+	// it did and its error.
+	Done func(start time.Time, st Stats, err error)
 }
 
 // Caretaker keeps one account's records alive (see the package comment).
@@ -155,8 +159,15 @@ func (c *Caretaker) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := c.Tick(ctx); err != nil && ctx.Err() == nil {
-			c.cfg.Logger.Warn("caretaker round had errors", "err", err)
+		start := time.Now()
+		st, err := c.Tick(ctx)
+		if ctx.Err() == nil {
+			if err != nil {
+				c.cfg.Logger.Warn("caretaker round had errors", "err", err)
+			}
+			if c.cfg.Done != nil {
+				c.cfg.Done(start, st, err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -107,6 +107,28 @@ type Provider struct {
 	closed     bool
 	lastPub    time.Time
 	published1 bool
+	collected  Collections
+}
+
+// Collections is what the collection rounds did since Attach.
+type Collections struct {
+	// Rounds counts the rounds run (Collect calls), Failed those that
+	// stopped early on an error.
+	Rounds, Failed int
+	// Total sums what every round dropped and removed.
+	Total shardstore.GCStats
+	// Last is the last round's: when it began (the provider's clock), how
+	// long it took, what it dropped and removed, and its error if it
+	// stopped early. Last.At is zero before the first round.
+	Last CollectRound
+}
+
+// CollectRound is one collection round.
+type CollectRound struct {
+	At    time.Time
+	Took  time.Duration
+	Stats shardstore.GCStats
+	Err   error
 }
 
 // Attach opens the shard store, registers the shard protocol on n's host,
@@ -277,6 +299,17 @@ func (p *Provider) Collect(ctx context.Context) (shardstore.GCStats, error) {
 	start := time.Now()
 	now := p.cfg.Clock()
 	st, err := p.store.GC(ctx, now.Add(-p.cfg.CollectGrace))
+	p.mu.Lock()
+	c := &p.collected
+	c.Rounds++
+	if err != nil {
+		c.Failed++
+	}
+	c.Total.Refs += st.Refs
+	c.Total.Shards += st.Shards
+	c.Total.Bytes += st.Bytes
+	c.Last = CollectRound{At: now, Took: time.Since(start), Stats: st, Err: err}
+	p.mu.Unlock()
 	u := p.store.Usage()
 	attrs := []any{"refs_dropped", st.Refs, "shards_removed", st.Shards, "bytes_freed", st.Bytes,
 		"shards_held", u.Shards, "bytes_used", u.Used, "grace", p.cfg.CollectGrace.String(),
@@ -287,6 +320,13 @@ func (p *Provider) Collect(ctx context.Context) (shardstore.GCStats, error) {
 	}
 	p.log.Info("shard collection", attrs...)
 	return st, nil
+}
+
+// Collections returns what the collection rounds did since Attach.
+func (p *Provider) Collections() Collections {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.collected
 }
 
 // collectLoop runs Collect every CollectInterval, starting one interval
@@ -305,6 +345,17 @@ func (p *Provider) collectLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// Drain stops the shard service taking requests and lets those being
+// served finish until ctx ends (shardproto.Service.Drain); the node record
+// and collection loops and the store stay up until Close. A node shutting
+// down calls Drain, then closes the node.
+func (p *Provider) Drain(ctx context.Context) error {
+	if err := p.svc.Drain(ctx); err != nil {
+		return fmt.Errorf("provider: %w", err)
+	}
+	return nil
 }
 
 // Close stops the record and collection loops, the shard protocol service

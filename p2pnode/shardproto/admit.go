@@ -237,6 +237,27 @@ func (g *gate) close() bool {
 	return was
 }
 
+// drain closes the gate and pushes out every stream waiting for its
+// header, as arrive does to make room: those streams are reset with the
+// code clients retry on, and the streams being served go on.
+func (g *gate) drain() {
+	var victims []*ticket
+	g.mu.Lock()
+	g.closed = true
+	for e := g.queue.Front(); e != nil; e = g.queue.Front() {
+		v := e.Value.(*ticket)
+		g.queue.Remove(e)
+		g.pending.remove(v)
+		v.state = evicted
+		g.evicted++
+		victims = append(victims, v)
+	}
+	g.mu.Unlock()
+	for _, v := range victims {
+		v.evict()
+	}
+}
+
 // wait waits until every admitted stream left.
 func (g *gate) wait() { g.handlers.Wait() }
 

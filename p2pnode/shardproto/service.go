@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -205,9 +206,11 @@ type Service struct {
 
 	gate       *gate
 	challenges *challenger
+	counts     counters
 
-	ctx    context.Context // canceled by Close: resets every stream
-	cancel context.CancelFunc
+	ctx       context.Context // canceled by Close: resets every stream
+	cancel    context.CancelFunc
+	closeOnce sync.Once
 }
 
 // NewService registers the shard protocol handler on h, serving store.
@@ -249,15 +252,44 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 
 // Close unregisters the handler, resets the streams being served and
 // waits for their handlers to return. It does not close the host or the
-// store.
+// store. It is safe to call more than once, and after Drain.
 func (s *Service) Close() error {
-	if !s.gate.close() {
-		return nil
-	}
-	s.h.RemoveStreamHandler(ID)
-	s.cancel()
-	s.gate.wait()
+	s.closeOnce.Do(func() {
+		s.gate.close()
+		s.h.RemoveStreamHandler(ID)
+		s.cancel()
+		s.gate.wait()
+	})
 	return nil
+}
+
+// Drain lets the requests being served finish, until ctx ends, and then
+// closes the service (Close). From the call on, new streams and streams
+// still waiting for their request header are reset with the code clients
+// retry on (network.StreamResourceLimitExceeded), so a client takes its
+// request elsewhere or comes back later. A put cut off when ctx ends
+// leaves nothing behind: the store commits a shard only once all of it
+// arrived, and the client, which got no receipt, does not count it as
+// stored. Drain returns ctx's error if requests were still being served
+// when it ended.
+func (s *Service) Drain(ctx context.Context) error {
+	s.gate.drain()
+	done := make(chan struct{})
+	go func() {
+		s.gate.wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Streams pushed out above may still be leaving; only requests
+		// being served are cut off.
+		if n := s.gate.stats().Serving; n > 0 {
+			err = fmt.Errorf("shardproto: drain: %d requests still served: %w", n, ctx.Err())
+		}
+	}
+	return errors.Join(err, s.Close())
 }
 
 // handle serves one request on one stream in two phases. Waiting for its
@@ -295,6 +327,7 @@ func (s *Service) handle(st network.Stream) {
 		if s.gate.wasEvicted(t) {
 			st.ResetWithError(network.StreamResourceLimitExceeded)
 		} else {
+			s.counts.reset(0)
 			st.Reset()
 		}
 		return
@@ -302,17 +335,21 @@ func (s *Service) handle(st network.Stream) {
 	req, err := decodeRequest(buf)
 	release()
 	if err != nil {
+		s.counts.reset(0)
 		st.Reset()
 		return
 	}
+	ans := &answering{Stream: st}
 	// A request with a bad owner signature is answered without taking a
 	// serving slot.
 	owner, err := s.authorize(req)
 	if err != nil {
-		if fail(st, req.typ, err) != nil {
+		if fail(ans, req.typ, err) != nil {
+			s.counts.reset(req.typ)
 			st.Reset()
 			return
 		}
+		s.counts.answered(req.typ, ans.status)
 		st.Close()
 		return
 	}
@@ -324,15 +361,21 @@ func (s *Service) handle(st network.Stream) {
 	if addr.IsValid() {
 		ctx = shardstore.ContextWithSource(ctx, addr)
 	}
-	if err := s.serve(ctx, st, req, owner, requesterOf(remote, addr)); err != nil {
+	if err := s.serve(ctx, ans, req, owner, requesterOf(remote, addr)); err != nil || !ans.answered {
+		s.counts.reset(req.typ)
 		st.Reset()
 		return
 	}
+	s.counts.answered(req.typ, ans.status)
 	st.Close()
 }
 
-// respond writes a response header.
+// respond writes a response header. On a served stream it also notes the
+// status for the service's counters.
 func respond(st network.Stream, typ byte, r *response) error {
+	if a, ok := st.(*answering); ok {
+		a.status, a.answered = r.status, true
+	}
 	return writeFrame(st, r.encode(typ))
 }
 

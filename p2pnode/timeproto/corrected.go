@@ -83,21 +83,41 @@ func (c *Corrected) Estimate(ctx context.Context, ask func(context.Context, func
 	return u, nil
 }
 
+// State is a Corrected clock's correction and its last measurement.
+type State struct {
+	// Correction is the offset applied now.
+	Correction time.Duration
+	// Measured is the peers' median offset at the last successful
+	// estimate, from Peers of them, at At (corrected clock); At is zero
+	// if no estimate has succeeded yet.
+	Measured time.Duration
+	Peers    int
+	At       time.Time
+	// Err is the last estimate's failure, nil if it succeeded.
+	Err error
+}
+
+// State returns the correction and the last measurement.
+func (c *Corrected) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return State{Correction: c.Offset(), Measured: c.measured, Peers: c.peers, At: c.at, Err: c.err}
+}
+
 // Status reports the correction for status pages: the correction applied,
 // the last offset measured, from how many peers, and when.
 func (c *Corrected) Status() map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]any{"correction": c.Offset().Round(time.Millisecond).String()}
-	if c.at.IsZero() {
+	st := c.State()
+	out := map[string]any{"correction": st.Correction.Round(time.Millisecond).String()}
+	if st.At.IsZero() {
 		out["network_offset"] = "unknown"
-		if c.err != nil {
-			out["error"] = c.err.Error()
+		if st.Err != nil {
+			out["error"] = st.Err.Error()
 		}
 		return out
 	}
-	out["network_offset"] = c.measured.Round(time.Millisecond).String()
-	out["peers"] = c.peers
-	out["measured"] = c.at.UTC().Format(time.RFC3339)
+	out["network_offset"] = st.Measured.Round(time.Millisecond).String()
+	out["peers"] = st.Peers
+	out["measured"] = st.At.UTC().Format(time.RFC3339)
 	return out
 }

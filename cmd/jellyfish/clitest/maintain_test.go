@@ -8,11 +8,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 )
 
 // TestNodeMaintains: `jellyfish node --maintain jellyfish:` opens the
 // owner's remote and logs a maintenance round that renewed the shards of
-// a file stored before, then stops cleanly on SIGTERM.
+// a file stored before, shows the round on its status page, then stops
+// cleanly on SIGTERM.
 func TestNodeMaintains(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"JELLYFISH_PASSWORD=" + password}
@@ -33,9 +36,11 @@ func TestNodeMaintains(t *testing.T) {
 	pr, pw := io.Pipe()
 	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(), "--config", conf,
 		"--bootstrap-file", filepath.Join(dir, "bootstrap.txt"), "--listen", "/ip4/127.0.0.1/tcp/0",
-		"--log-format", "json", "--maintain", "jellyfish:", "--maintain-interval", "1h")
+		"--log-format", "json", "--maintain", "jellyfish:", "--maintain-interval", "1h", "--status-addr", "127.0.0.1:0")
 	lines := jsonLines(pr)
 	deadline := time.After(90 * time.Second)
+	var statusURL string
+	var renewed any
 	for done := false; !done; {
 		select {
 		case m, ok := <-lines:
@@ -43,11 +48,14 @@ func TestNodeMaintains(t *testing.T) {
 				t.Fatal("node exited before a maintenance round")
 			}
 			switch m["msg"] {
+			case "status page":
+				statusURL = m["url"].(string)
 			case "maintenance round":
 				if m["renewed"] == nil || m["renewed"].(float64) < 1 || m["renewed"] != m["shards"] || m["segments_unrepairable"] != float64(0) {
 					t.Fatalf("maintenance round: %v", m)
 				}
 				t.Logf("%v", m)
+				renewed = m["renewed"]
 				done = true
 			case "maintenance round had errors", "cannot open the remote to maintain; retrying":
 				t.Fatalf("%v", m)
@@ -55,6 +63,16 @@ func TestNodeMaintains(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no maintenance round logged within 90s")
 		}
+	}
+	sn := &statusNode{url: strings.TrimSuffix(statusURL, "/")}
+	var round *nodestatus.RoundStatus
+	for _, r := range sn.snapshot(t).Rounds {
+		if r.Name == "maintenance" {
+			round = &r
+		}
+	}
+	if round == nil || round.Runs != 1 || round.Failed != 0 || round.IntervalSeconds != 3600 || round.LastFigures["renewed"] != renewed || round.LastStart == nil {
+		t.Fatalf("maintenance round on the status page: %+v", round)
 	}
 	p.stop(t, syscall.SIGTERM, 30*time.Second)
 	pw.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/caretaker"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
@@ -32,6 +33,13 @@ const (
 	// bootstrapRetryMax caps the delay between bootstrap attempts of a
 	// node that could not reach any bootstrap peer.
 	bootstrapRetryMax = 5 * time.Minute
+	// defaultStatusAddr serves the status page on this machine only.
+	defaultStatusAddr = "127.0.0.1:7781"
+	// defaultShutdownGrace is how long a stopping node lets the shard
+	// requests it is serving finish: a put of a few MiB at a usual rate
+	// ends well inside it; systemd's default stop timeout (90 s) leaves
+	// the rest of the shutdown time to run.
+	defaultShutdownGrace = 30 * time.Second
 )
 
 var defaultNodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
@@ -50,10 +58,19 @@ type nodeOptions struct {
 	testSkew      time.Duration
 	collectGrace  time.Duration
 	collectEvery  time.Duration
+	statusAddr    string
+	statusPublic  bool
+	shutdownGrace time.Duration
 	log           logFlags
+	configFile    string // --node-config
+	printConfig   bool   // --print-node-config
 }
 
-func init() {
+func init() { commands = append(commands, newNodeCommand()) }
+
+// newNodeCommand returns the `jellyfish node` command with options of its
+// own.
+func newNodeCommand() *cobra.Command {
 	var o nodeOptions
 	c := &cobra.Command{
 		Use:   "node",
@@ -71,9 +88,29 @@ for as long as it runs. If the file is encrypted (jellyfish account login
 --account-passphrase-file, else JELLYFISH_ACCOUNT_PASSPHRASE, else asks on the
 terminal, and exits if it has none. The passphrase protects a copy of the file
 at rest; it does not protect the running node's memory, and a passphrase file
-on the same disk as the key file protects little.`,
+on the same disk as the key file protects little.
+
+The node serves a status page, /status.json and Prometheus /metrics on
+--status-addr (127.0.0.1:7781; "" turns it off). It refuses an address other
+machines can reach unless --status-public is given.
+
+--node-config FILE reads the flags from a YAML file (keys are the flag names,
+without dashes); a flag given on the command line wins. --print-node-config
+prints the configuration in that format, with every key explained, and exits.
+
+On SIGINT or SIGTERM the node stops taking shard requests and lets those it
+is serving finish for up to --shutdown-grace; a put cut off then is not
+stored, and its client gets no receipt.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			if o.configFile != "" {
+				if err := applyNodeConfig(cmd.Flags(), o.configFile); err != nil {
+					return err
+				}
+			}
+			if o.printConfig {
+				return printNodeConfig(cmd.OutOrStdout(), cmd.Flags())
+			}
 			ctx, stop := signalContext(context.Background())
 			defer stop()
 			return runNode(ctx, cmd, o)
@@ -90,10 +127,15 @@ on the same disk as the key file protects little.`,
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
 	c.Flags().DurationVar(&o.collectGrace, "collect-grace", provider.DefaultCollectGrace, "how long after an owner's lease ended its shards are kept for a late renewal before they are deleted")
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
+	c.Flags().StringVar(&o.statusAddr, "status-addr", defaultStatusAddr, "host:port of the status page, /status.json and /metrics (\"\" for none); a loopback address unless --status-public")
+	c.Flags().BoolVar(&o.statusPublic, "status-public", false, "allow a --status-addr other machines can reach: the page shows the node's addresses, peers and usage to anyone who reaches it")
+	c.Flags().DurationVar(&o.shutdownGrace, "shutdown-grace", defaultShutdownGrace, "on SIGINT or SIGTERM, how long the shard requests being served may take to finish before they are cut off")
+	c.Flags().StringVar(&o.configFile, "node-config", "", "read flags from this YAML file (keys are flag names); flags on the command line win")
+	c.Flags().BoolVar(&o.printConfig, "print-node-config", false, "print the configuration (defaults, --node-config's file and flags given) as a commented YAML file, and exit")
 	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
 	_ = c.Flags().MarkHidden("test-clock-skew")
 	o.log.register(c)
-	commands = append(commands, c)
+	return c
 }
 
 // clockCheckEvery is how often a node compares its clock with its peers'.
@@ -181,6 +223,17 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	if o.collectGrace <= 0 || o.collectEvery <= 0 {
 		return fmt.Errorf("--collect-grace %v and --collect-interval %v must be positive", o.collectGrace, o.collectEvery)
 	}
+	if o.shutdownGrace < 0 {
+		return fmt.Errorf("--shutdown-grace %v is negative", o.shutdownGrace)
+	}
+	if o.statusAddr != "" {
+		if err := nodestatus.CheckAddr(o.statusAddr, o.statusPublic); errors.Is(err, nodestatus.ErrNotLoopback) {
+			return fmt.Errorf("--status-addr %s is not a loopback address: the status page shows this node's addresses, peers and usage to anyone who can reach it. Use 127.0.0.1:PORT, or add --status-public to serve it there anyway", o.statusAddr)
+		} else if err != nil {
+			return fmt.Errorf("--status-addr %q: want host:port (%v)", o.statusAddr, err)
+		}
+	}
+	started := time.Now()
 	base := time.Now
 	if o.testSkew != 0 {
 		base = func() time.Time { return time.Now().Add(o.testSkew) }
@@ -193,12 +246,37 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	if _, err := provider.Attach(ctx, n, provider.Config{
+	prov, err := provider.Attach(ctx, n, provider.Config{
 		DataDir: dataDir, Tier: o.tier, Owner: owner,
 		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery,
-	}); err != nil {
+	})
+	if err != nil {
 		// The provider closes with the node.
 		return errors.Join(err, n.Close())
+	}
+	status, err := nodestatus.New(nodestatus.Config{
+		Node: n, Provider: prov, Clock: clk, Account: accountLabel(linked),
+		CollectInterval: o.collectEvery, Started: started,
+	})
+	if err != nil {
+		return errors.Join(err, n.Close())
+	}
+	var careRound, maintainRound *nodestatus.Round
+	if linked != nil {
+		careRound = status.Round("caretaker", o.careEvery)
+	}
+	if o.maintain != "" {
+		maintainRound = status.Round("maintenance", o.maintainEvery)
+	}
+	var srv *nodestatus.Server
+	if o.statusAddr != "" {
+		// The page only watches: a node whose status port is taken still
+		// serves the network.
+		if srv, err = nodestatus.Serve(o.statusAddr, o.statusPublic, status, log); err != nil {
+			log.Error("status page not served", "addr", o.statusAddr, "err", err)
+		} else {
+			log.Info("status page", "url", "http://"+srv.Addr().String()+"/")
+		}
 	}
 	addrs := n.Addrs()
 	log.Info("jellyfish node running", "peer", n.ID().String(), "addrs", addrStrings(addrs),
@@ -228,6 +306,9 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 			c, err := caretaker.New(caretaker.Config{
 				Records: client.NodeRecords(n), Account: linked,
 				Dir: filepath.Join(dataDir, "caretaker"), Logger: log,
+				Done: func(start time.Time, st caretaker.Stats, err error) {
+					careRound.Done(start, map[string]any{"checked": st.Checked, "resigned": st.Resigned, "restored": st.Restored}, err)
+				},
 			})
 			if err != nil {
 				log.Error("no caretaker for the account's records", "err", err)
@@ -241,13 +322,28 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			maintainLoop(ctx, o.maintain, o.maintainEvery, log)
+			maintainLoop(ctx, o.maintain, o.maintainEvery, log, maintainRound)
 		}()
 	}
 
 	<-ctx.Done()
-	log.Info("shutting down")
+	// Shard requests being served finish (or are cut off at the grace)
+	// before anything closes; background rounds end with ctx meanwhile.
+	log.Info("shutting down", "serving", prov.Service().Stats().Serving, "grace", o.shutdownGrace.String())
+	dctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	if err := prov.Drain(dctx); err != nil {
+		log.Warn("shard requests cut off at the end of the shutdown grace", "err", err)
+	} else {
+		log.Info("shard requests drained")
+	}
+	cancel()
 	wg.Wait()
+	if srv != nil {
+		if err := srv.Close(); err != nil {
+			log.Warn("closing the status page", "err", err)
+		}
+	}
+	status.Close()
 	if err := n.Close(); err != nil {
 		return fmt.Errorf("close node: %w", err)
 	}
@@ -332,7 +428,7 @@ func accountLabel(a *account.Account) string {
 // maintainLoop opens remote (an account's rclone remote) and runs its
 // maintenance round (`jellyfish backend maintain`) now and then every
 // interval until ctx ends, logging each round's figures.
-func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger) {
+func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger, round *nodestatus.Round) {
 	var f fs.Fs
 	for delay := 5 * time.Second; ; delay = min(2*delay, bootstrapRetryMax) {
 		var err error
@@ -372,19 +468,18 @@ func maintainLoop(ctx context.Context, remote string, every time.Duration, log *
 			return
 		}
 		attrs := []any{"remote", remote, "took", time.Since(start).Round(time.Millisecond).String()}
-		if b, jerr := json.Marshal(out); jerr == nil {
-			var m map[string]any
-			if json.Unmarshal(b, &m) == nil {
-				keys := make([]string, 0, len(m))
-				for k := range m {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					attrs = append(attrs, k, m[k])
-				}
+		var m map[string]any
+		if b, jerr := json.Marshal(out); jerr == nil && json.Unmarshal(b, &m) == nil {
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				attrs = append(attrs, k, m[k])
 			}
 		}
+		round.Done(start, m, err)
 		if err != nil {
 			log.Warn("maintenance round had errors", append(attrs, "err", err)...)
 		} else {
