@@ -191,7 +191,10 @@ func Median(samples []Sample) time.Duration {
 	if n%2 == 1 {
 		return offs[n/2]
 	}
-	return offs[n/2-1] + (offs[n/2]-offs[n/2-1])/2
+	// The two middle offsets may be further apart than a Duration holds
+	// (peers' times are anything); their distance fits in a uint64.
+	lo, hi := offs[n/2-1], offs[n/2]
+	return lo + time.Duration(uint64(hi-lo)/2)
 }
 
 // SetServiceLimits declares the service's resource-manager limits in cfg,
