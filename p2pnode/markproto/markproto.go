@@ -85,19 +85,45 @@ func (s *Service) serve(st network.Stream) error {
 	if err != nil {
 		return err
 	}
-	ans := make([]byte, 9)
+	var ans []byte
 	if _, err := record.ParseKey(key); err != nil {
-		ans[0] = statusBadKey
+		ans = encodeAnswer(statusBadKey, 0)
 	} else {
 		mark, err := s.src.Seen(key)
 		if err != nil {
 			// The store failed; say nothing rather than "never seen".
 			return err
 		}
-		binary.BigEndian.PutUint64(ans[1:], mark)
+		ans = encodeAnswer(statusOK, mark)
 	}
 	_, err = st.Write(ans)
 	return err
+}
+
+// answerSize is the size of an answer: status u8, mark u64.
+const answerSize = 9
+
+// encodeAnswer lays out an answer.
+func encodeAnswer(status byte, mark uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, answerSize), status), mark)
+}
+
+// decodeAnswer reads an answer: the mark, ErrBadKey, or an error for a
+// status it does not know.
+func decodeAnswer(ans [answerSize]byte) (uint64, error) {
+	switch ans[0] {
+	case statusOK:
+		return binary.BigEndian.Uint64(ans[1:]), nil
+	case statusBadKey:
+		return 0, ErrBadKey
+	}
+	return 0, fmt.Errorf("unknown status %d", ans[0])
+}
+
+// encodeRequest lays out a request: key length u16, key bytes.
+func encodeRequest(key string) []byte {
+	req := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(key)), uint16(len(key)))
+	return append(req, key...)
 }
 
 // readKey reads a length-prefixed key of at most record.MaxKeySize bytes.
@@ -131,9 +157,7 @@ func Query(ctx context.Context, h host.Host, p peer.ID, key string) (uint64, err
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	req := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(key)), uint16(len(key)))
-	req = append(req, key...)
-	if _, err := st.Write(req); err != nil {
+	if _, err := st.Write(encodeRequest(key)); err != nil {
 		st.Reset()
 		return 0, fmt.Errorf("markproto: %s: %w", p, err)
 	}
@@ -141,7 +165,7 @@ func Query(ctx context.Context, h host.Host, p peer.ID, key string) (uint64, err
 		st.Reset()
 		return 0, fmt.Errorf("markproto: %s: %w", p, err)
 	}
-	var ans [9]byte
+	var ans [answerSize]byte
 	if _, err := io.ReadFull(st, ans[:]); err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -149,13 +173,11 @@ func Query(ctx context.Context, h host.Host, p peer.ID, key string) (uint64, err
 		}
 		return 0, fmt.Errorf("markproto: %s: %w", p, err)
 	}
-	switch ans[0] {
-	case statusOK:
-		return binary.BigEndian.Uint64(ans[1:]), nil
-	case statusBadKey:
-		return 0, fmt.Errorf("markproto: %s: %w", p, ErrBadKey)
+	mark, err := decodeAnswer(ans)
+	if err != nil {
+		return 0, fmt.Errorf("markproto: %s: %w", p, err)
 	}
-	return 0, fmt.Errorf("markproto: %s: unknown status %d", p, ans[0])
+	return mark, nil
 }
 
 // SetServiceLimits declares the service's resource-manager limits in cfg,

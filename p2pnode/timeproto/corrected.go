@@ -67,15 +67,13 @@ func (c *Corrected) Estimate(ctx context.Context, ask func(context.Context, func
 		return Update{}, err
 	}
 	u := Update{Measured: off, Peers: len(samples)}
-	abs := off
-	if abs < 0 {
-		abs = -abs
-	}
+	// Compared on both sides rather than by absolute value: the smallest
+	// Duration (a peer's time before 1678, saturated) has none.
 	want := off
 	switch {
-	case abs < MinCorrection:
+	case off > -MinCorrection && off < MinCorrection:
 		want = 0
-	case abs > MaxCorrection:
+	case off > MaxCorrection || off < -MaxCorrection:
 		want, u.Disbelieved = 0, true
 	}
 	u.Changed = time.Duration(c.offset.Swap(int64(want))) != want

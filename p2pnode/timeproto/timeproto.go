@@ -77,8 +77,22 @@ func (s *Service) serve(st network.Stream) error {
 	if n, err := st.Read(one[:]); n != 0 || err != io.EOF {
 		return fmt.Errorf("timeproto: request of %d bytes (%v)", n, err)
 	}
-	_, err := st.Write(binary.BigEndian.AppendUint64(nil, uint64(s.clock().UnixNano())))
+	_, err := st.Write(encodeAnswer(s.clock()))
 	return err
+}
+
+// answerSize is the size of an answer: a time in Unix nanoseconds, i64.
+const answerSize = 8
+
+// encodeAnswer lays out an answer: t in Unix nanoseconds, i64 big-endian.
+func encodeAnswer(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, answerSize), uint64(t.UnixNano()))
+}
+
+// decodeAnswer reads an answer. Every value is a time: whether to believe
+// it is Estimate's business.
+func decodeAnswer(b [answerSize]byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:])))
 }
 
 // Sample is one peer's answer: its time, and the local time halfway
@@ -110,7 +124,7 @@ func Query(ctx context.Context, h host.Host, p peer.ID, local func() time.Time) 
 		st.Reset()
 		return Sample{}, fmt.Errorf("timeproto: %s: %w", p, err)
 	}
-	var ans [8]byte
+	var ans [answerSize]byte
 	if _, err := io.ReadFull(st, ans[:]); err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -120,7 +134,7 @@ func Query(ctx context.Context, h host.Host, p peer.ID, local func() time.Time) 
 	}
 	rtt := time.Since(start)
 	mid := local().Add(-rtt / 2)
-	return Sample{Peer: p, Theirs: time.Unix(0, int64(binary.BigEndian.Uint64(ans[:]))), Mid: mid, RTT: rtt}, nil
+	return Sample{Peer: p, Theirs: decodeAnswer(ans), Mid: mid, RTT: rtt}, nil
 }
 
 // ErrTooFewPeers: fewer than MinSamples peers answered.
@@ -177,7 +191,10 @@ func Median(samples []Sample) time.Duration {
 	if n%2 == 1 {
 		return offs[n/2]
 	}
-	return offs[n/2-1] + (offs[n/2]-offs[n/2-1])/2
+	// The two middle offsets may be further apart than a Duration holds
+	// (peers' times are anything); their distance fits in a uint64.
+	lo, hi := offs[n/2-1], offs[n/2]
+	return lo + time.Duration(uint64(hi-lo)/2)
 }
 
 // SetServiceLimits declares the service's resource-manager limits in cfg,
