@@ -23,8 +23,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // The hostile-peer suite (make bench-hostile). Each attack runs from a
@@ -100,7 +104,7 @@ func TestHostileSuite(t *testing.T) {
 	}
 	defer cg.remove()
 
-	e := newEnv(t, nil)
+	e := newProductionEnv(t)
 	target := fmt.Sprintf("%s/p2p/%s", e.holder.Addrs()[0], e.holder.ID())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(attacks)+2)*(dur+2*time.Minute))
 	defer cancel()
@@ -167,6 +171,43 @@ func TestHostileSuite(t *testing.T) {
 		// The holder settles before the next attack.
 		time.Sleep(5 * time.Second)
 	}
+}
+
+// newProductionEnv is newEnv with the holder's and the client's hosts
+// made as a Jellyfish node makes its host (node.NewHost: its transports,
+// resource limits with the shard service's, no metrics), so the suite
+// measures what a provider pays, not a test host's resource-manager
+// tracing.
+func newProductionEnv(t *testing.T) *env {
+	t.Helper()
+	mk := func() host.Host {
+		h, err := node.NewHost(ed25519Key(t), node.HostConfig{
+			ListenAddrs:   []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+			ConnLow:       node.DefaultConnLow,
+			ConnHigh:      node.DefaultConnHigh,
+			ServiceLimits: []func(*rcmgr.ScalingLimitConfig){SetServiceLimits},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	e := &env{holder: mk(), dir: t.TempDir(), ch: mk(), ownerKey: ed25519Key(t)}
+	var err error
+	if e.disk, err = shardstore.New(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.disk.Close() })
+	if e.svc, err = NewService(e.holder, e.disk); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.svc.Close() })
+	if e.client, err = NewClient(e.ch, e.ownerKey); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, e.ch, e.holder)
+	return e
 }
 
 // flat reports whether b is within 10 % of a, or within slack.
@@ -468,6 +509,8 @@ func hostileOp(ctx context.Context, attack string, h host.Host, holder peer.ID, 
 		return false, err
 	}
 	defer st.Reset()
+	// A write the holder no longer reads ends when the process stops.
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
 	switch attack {
 	case "half-headers":
 		// A 200-byte get header of which 5 bytes are sent.
