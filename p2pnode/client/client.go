@@ -13,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
@@ -174,19 +175,30 @@ const recordTimeout = 10 * time.Second
 // providerParallel bounds the lookups Providers runs at once.
 const providerParallel = 16
 
-// Providers returns the providers known to the client: peers in its
-// routing table whose host speaks the shard protocol, whose node record
-// can be read and verified, and which answer a connection, sorted by peer
-// ID. Peers without a readable record are left out (a fresh node may not
-// have published yet), and so are peers it cannot connect to now (shards
-// put there would fail; and a network this client has not seen a node
-// answer from would be the node's word). Each claimed owner is verified
-// against the owner's account record. It fails only when no peer
-// qualifies and ctx ended or the table is empty.
+// Providers returns the providers known to the client: the peers in its
+// routing table and, where the table is full, those a walk of the key
+// space finds (walk), whose host speaks the shard protocol (or, for peers
+// the walk found, has not told yet), whose node record can be read and
+// verified, and which answer a connection, sorted by peer ID. Peers
+// without a readable record are left out (a fresh node may not have
+// published yet), and so are peers it cannot connect to now (shards put
+// there would fail; and a network this client has not seen a node answer
+// from would be the node's word). Each claimed owner is verified against
+// the owner's account record. It fails only when no peer qualifies and
+// ctx ended or the table is empty.
 func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("client: providers: %w: empty routing table", account.ErrUnreachable)
+	}
+	inTable := make(map[peer.ID]bool, len(ids))
+	for _, id := range ids {
+		inTable[id] = true
+	}
+	for _, id := range c.walk(ctx) {
+		if !inTable[id] && id != c.n.ID() {
+			ids = append(ids, id)
+		}
 	}
 	h := c.n.Host()
 	ps := h.Peerstore()
@@ -197,7 +209,9 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	)
 	g.SetLimit(providerParallel)
 	for _, id := range ids {
-		if protos, err := ps.SupportsProtocols(id, shardproto.ID); err != nil || len(protos) == 0 {
+		// A peer's protocols are known once identify ran; a table peer
+		// always ran it, a peer the walk found may still be running it.
+		if protos, err := ps.SupportsProtocols(id, shardproto.ID); err != nil || len(protos) == 0 && (inTable[id] || knowsProtocols(ps, id)) {
 			continue
 		}
 		g.Go(func() error {
@@ -296,4 +310,11 @@ func (c *Client) verifyOwners(ctx context.Context, provs []ProviderInfo) {
 		})
 	}
 	_ = g.Wait()
+}
+
+// knowsProtocols reports whether identify told the peerstore any protocol
+// of id.
+func knowsProtocols(ps peerstore.Peerstore, id peer.ID) bool {
+	protos, err := ps.GetProtocols(id)
+	return err == nil && len(protos) > 0
 }

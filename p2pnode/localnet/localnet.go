@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,6 +37,17 @@ type Options struct {
 	MinRoutingTable int
 	// Parallel bounds how many nodes start at once; zero means 8.
 	Parallel int
+	// TCPOnly makes every node listen on TCP alone, without QUIC. In one
+	// process QUIC costs far more CPU per connection than TCP (quic-go
+	// runs its packet loop, loss recovery and TLS in user space, where the
+	// kernel carries a loopback TCP connection), which decides how many
+	// nodes a few cores can start.
+	TCPOnly bool
+	// BootstrapFanout, if positive, bootstraps each node after node 0 to
+	// that many nodes picked at random among those already started,
+	// instead of to node 0 alone: with hundreds of nodes, node 0 would
+	// otherwise take every joining node's handshakes and first lookups.
+	BootstrapFanout int
 	// Configure, if set, may change node i's config before it starts
 	// (after the network filled in data dir, addresses, bootstrap peers
 	// and gater).
@@ -67,16 +79,29 @@ type slot struct {
 	node   *node.Node // nil while killed
 }
 
-// loopbackListen are the addresses of a node's first start.
-var loopbackListen = []ma.Multiaddr{
-	ma.StringCast("/ip4/127.0.0.1/tcp/0"),
-	ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1"),
+// loopbackListen are the addresses of a node's first start;
+// loopbackTCP those with Options.TCPOnly.
+var (
+	loopbackListen = []ma.Multiaddr{
+		ma.StringCast("/ip4/127.0.0.1/tcp/0"),
+		ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1"),
+	}
+	loopbackTCP = loopbackListen[:1:1]
+)
+
+// firstListen returns the addresses of a node's first start.
+func (o Options) firstListen() []ma.Multiaddr {
+	if o.TCPOnly {
+		return loopbackTCP
+	}
+	return loopbackListen
 }
 
 // Start starts n nodes with data directories dir/node-<i>: node 0 first,
-// then the others bootstrapped to node 0, and returns once every routing
-// table holds Options.MinRoutingTable peers. On error every node started
-// is closed again.
+// then the others bootstrapped to node 0 (or, with
+// Options.BootstrapFanout, to random nodes already up), and returns once
+// every routing table holds Options.MinRoutingTable peers. On error every
+// node started is closed again.
 func Start(ctx context.Context, dir string, n int, opts Options) (_ *Network, err error) {
 	if n < 1 {
 		return nil, fmt.Errorf("localnet: need at least one node, got %d", n)
@@ -95,7 +120,7 @@ func Start(ctx context.Context, dir string, n int, opts Options) (_ *Network, er
 	}
 	nw := &Network{dir: dir, opts: opts, log: opts.Logger}
 	for i := range n {
-		nw.slots = append(nw.slots, &slot{dir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), gater: newGater(), listen: loopbackListen})
+		nw.slots = append(nw.slots, &slot{dir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), gater: newGater(), listen: opts.firstListen()})
 	}
 	defer func() {
 		if err != nil {
@@ -107,10 +132,21 @@ func Start(ctx context.Context, dir string, n int, opts Options) (_ *Network, er
 		return nil, err
 	}
 	boot := nw.slots[0].node.Addrs()
+	up := newStarted(boot)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Parallel)
 	for i := 1; i < n; i++ {
-		g.Go(func() error { return nw.startSlot(gctx, i, boot) })
+		g.Go(func() error {
+			b := boot
+			if opts.BootstrapFanout > 0 {
+				b = up.pick(opts.BootstrapFanout)
+			}
+			if err := nw.startSlot(gctx, i, b); err != nil {
+				return err
+			}
+			up.add(nw.Node(i).Addrs())
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -145,9 +181,9 @@ func (nw *Network) startSlot(ctx context.Context, i int, boot []ma.Multiaddr) er
 		nw.opts.Configure(i, &cfg)
 	}
 	n, err := node.New(ctx, cfg)
-	if err != nil && !sameAddrs(cfg.ListenAddrs, loopbackListen) {
+	if first := nw.opts.firstListen(); err != nil && !sameAddrs(cfg.ListenAddrs, first) {
 		nw.log.Info("previous ports unavailable, using new ones", "node", i, "err", err)
-		cfg.ListenAddrs = loopbackListen
+		cfg.ListenAddrs = first
 		n, err = node.New(ctx, cfg)
 	}
 	if err != nil {
@@ -164,14 +200,14 @@ func (nw *Network) startSlot(ctx context.Context, i int, boot []ma.Multiaddr) er
 	nw.mu.Lock()
 	s.node = n
 	s.id = n.ID()
-	s.listen = boundLoopback(n)
+	s.listen = boundLoopback(n, nw.opts.firstListen())
 	nw.mu.Unlock()
 	return nil
 }
 
 // boundLoopback returns the node's concrete loopback listen addresses, to
-// reuse its ports on restart.
-func boundLoopback(n *node.Node) []ma.Multiaddr {
+// reuse its ports on restart, or first if it has none.
+func boundLoopback(n *node.Node, first []ma.Multiaddr) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	for _, a := range n.Host().Network().ListenAddresses() {
 		if manet.IsIPLoopback(a) {
@@ -179,7 +215,37 @@ func boundLoopback(n *node.Node) []ma.Multiaddr {
 		}
 	}
 	if len(out) == 0 {
-		return loopbackListen
+		return first
+	}
+	return out
+}
+
+// started collects the addresses of the nodes Start has started, for
+// bootstrapping later ones to random earlier ones.
+type started struct {
+	mu    sync.Mutex
+	rng   *rand.Rand
+	addrs [][]ma.Multiaddr
+}
+
+func newStarted(first []ma.Multiaddr) *started {
+	return &started{rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), addrs: [][]ma.Multiaddr{first}}
+}
+
+func (s *started) add(addrs []ma.Multiaddr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addrs = append(s.addrs, addrs)
+}
+
+// pick returns the addresses of k distinct started nodes chosen at random
+// (all of them if fewer have started).
+func (s *started) pick(k int) []ma.Multiaddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ma.Multiaddr
+	for _, j := range s.rng.Perm(len(s.addrs))[:min(k, len(s.addrs))] {
+		out = append(out, s.addrs[j]...)
 	}
 	return out
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
 )
 
@@ -32,5 +34,31 @@ func TestStartAndClose(t *testing.T) {
 	cancel2()
 	if _, err := localnet.Start(cancelled, t.TempDir(), 2, localnet.Options{}); err == nil {
 		t.Fatal("Start with a cancelled context succeeded")
+	}
+}
+
+// TestTCPOnlyFanout starts nodes listening on TCP alone, each bootstrapped
+// to two random nodes already up: every node listens on TCP only, again
+// after a restart, and every routing table fills.
+func TestTCPOnlyFanout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nw, err := localnet.Start(ctx, t.TempDir(), 8, localnet.Options{TCPOnly: true, BootstrapFanout: 2, MinRoutingTable: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	if err := nw.Restart(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range nw.Live() {
+		for _, a := range nw.Node(i).Host().Network().ListenAddresses() {
+			if _, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+				t.Fatalf("node %d listens on %s", i, a)
+			}
+		}
+	}
+	if err := nw.WaitRoutingTables(ctx, 3); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -38,6 +38,12 @@ func ParseBootstrapAddrs(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
 // no peer answered. With no bootstrap peers it only logs that this node
 // starts a new network and returns nil.
 func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger) error {
+	return bootstrap(ctx, h, d, peers, timeout, log, false)
+}
+
+// bootstrap is Bootstrap; with selfLookup it looks up the node's own ID,
+// within the timeout, instead of starting a refresh.
+func bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger, selfLookup bool) error {
 	if len(peers) == 0 {
 		log.Info("no bootstrap peers configured: this node starts a new network and waits for others to connect")
 		return nil
@@ -110,6 +116,15 @@ func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 	// speak the DHT protocol; a refresh before that would find nobody.
 	if err := waitRoutingTable(ctx, d, 1); err != nil {
 		return fmt.Errorf("node: bootstrap: connected to %d peers but none joined the routing table: %w", reached, err)
+	}
+	if selfLookup {
+		// The peers closest to this node learn of it (it queries them) and
+		// it of them: what lookups of keys near it need.
+		if _, err := d.GetClosestPeers(ctx, string(h.ID())); err != nil {
+			return fmt.Errorf("node: bootstrap: look up own ID: %w", err)
+		}
+		log.Info("bootstrapped", "routing_table", d.RoutingTable().Size(), "refresh", false)
+		return nil
 	}
 	// The refresh runs in the DHT's own goroutine; waiting for it would tie
 	// Bootstrap to the slowest dial of every lookup (an unreachable peer

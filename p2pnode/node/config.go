@@ -113,6 +113,16 @@ type Config struct {
 	Clock record.Clock
 	// BootstrapTimeout bounds Bootstrap.
 	BootstrapTimeout time.Duration
+	// BootstrapSelfLookup makes Bootstrap, once connected, look up the
+	// node's own ID and wait for that lookup, instead of starting a
+	// refresh of every bucket of the routing table: the peers closest to
+	// the node learn of it and it of them, which is what lookups of keys
+	// near it need, at the cost of one lookup instead of one per bucket
+	// (about ten in a network of hundreds). The other buckets fill from
+	// the peers the node talks to and from the DHT's periodic refreshes.
+	// For in-process networks of hundreds of nodes, whose joins would
+	// otherwise all refresh at once.
+	BootstrapSelfLookup bool
 	// RepublishInterval is the period of the republisher; keep it well
 	// inside MaxRecordAge. Negative disables the loop (RepublishOnce still
 	// works).
@@ -122,6 +132,11 @@ type Config struct {
 	MaxRecordAge time.Duration
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	ConnLow, ConnHigh int
+	// ConnGrace is how long a new connection is spared when the
+	// connection manager trims connections above ConnHigh; zero means a
+	// minute (libp2p's default). Many nodes in one process use a short
+	// one so that connections opened by lookups close again soon.
+	ConnGrace time.Duration
 	// ConnectionGater, if set, may refuse connections (used by testnet to
 	// partition nodes).
 	ConnectionGater connmgr.ConnectionGater
@@ -211,6 +226,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.MarkLimits = withLimitDefaults(cfg.MarkLimits, DefaultMaxMarks, DefaultMaxMarksPerKind, DefaultMaxMarksPerPublisher)
 	if cfg.MarkMargin == 0 {
 		cfg.MarkMargin = DefaultMarkMargin
+	}
+	if cfg.ConnGrace < 0 {
+		return cfg, fmt.Errorf("%w: ConnGrace %v is negative", ErrConfig, cfg.ConnGrace)
 	}
 	if cfg.ConnLow > cfg.ConnHigh {
 		return cfg, fmt.Errorf("%w: ConnLow %d > ConnHigh %d", ErrConfig, cfg.ConnLow, cfg.ConnHigh)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
@@ -22,6 +23,10 @@ type HostConfig struct {
 	ListenAddrs []ma.Multiaddr
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	ConnLow, ConnHigh int
+	// ConnGrace is how long a new connection is spared by the connection
+	// manager's trimming, which then also runs that often (at most every
+	// 10 s); zero keeps the manager's defaults (a minute, every 10 s).
+	ConnGrace time.Duration
 	// Gater may refuse connections; nil allows all.
 	Gater connmgr.ConnectionGater
 	// Limits replaces the scaled default resource limits; nil keeps them.
@@ -58,7 +63,13 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
-	cm, err := cmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh)
+	var cmOpts []cmgr.Option
+	if cfg.ConnGrace > 0 {
+		// The manager trims at most once per silence period (10 s by
+		// default); a shorter grace needs trims as often to take effect.
+		cmOpts = append(cmOpts, cmgr.WithGracePeriod(cfg.ConnGrace), cmgr.WithSilencePeriod(min(cfg.ConnGrace, 10*time.Second)))
+	}
+	cm, err := cmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, cmOpts...)
 	if err != nil {
 		rm.Close()
 		return nil, fmt.Errorf("node: connection manager: %w", err)

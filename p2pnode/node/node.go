@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		ListenAddrs:   cfg.ListenAddrs,
 		ConnLow:       cfg.ConnLow,
 		ConnHigh:      cfg.ConnHigh,
+		ConnGrace:     cfg.ConnGrace,
 		Gater:         cfg.ConnectionGater,
 		Limits:        cfg.ResourceLimits,
 		ServiceLimits: append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits, timeproto.SetServiceLimits),
@@ -241,10 +242,12 @@ func (n *Node) Addrs() []ma.Multiaddr {
 }
 
 // Bootstrap connects to the configured bootstrap peers and fills the
-// routing table, within Config.BootstrapTimeout. See the package-level
-// Bootstrap for the errors.
+// routing table, within Config.BootstrapTimeout: by a refresh in the
+// background, or with Config.BootstrapSelfLookup by one lookup of the
+// node's own ID that Bootstrap waits for. See the package-level Bootstrap
+// for the errors.
 func (n *Node) Bootstrap(ctx context.Context) error {
-	return Bootstrap(ctx, n.host, n.dht, n.bootstrap, n.cfg.BootstrapTimeout, n.log)
+	return bootstrap(ctx, n.host, n.dht, n.bootstrap, n.cfg.BootstrapTimeout, n.log, n.cfg.BootstrapSelfLookup)
 }
 
 // Attach hands c to the node to be closed by Close, before the DHT and the

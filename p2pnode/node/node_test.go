@@ -142,6 +142,41 @@ func TestNewFailureLeavesNothingRunning(t *testing.T) {
 	if _, err := node.New(ctx, bad); !errors.Is(err, node.ErrConfig) {
 		t.Fatalf("bootstrap address without peer ID: %v", err)
 	}
+	if _, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ConnGrace: -time.Second}); !errors.Is(err, node.ErrConfig) {
+		t.Fatalf("negative connection grace: %v", err)
+	}
+}
+
+// TestBootstrapSelfLookup joins nodes with BootstrapSelfLookup, each to
+// the one before: Bootstrap returns once the node looked itself up, so the
+// nodes it reached know it and it knows them, without any refresh.
+func TestBootstrapSelfLookup(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	var nodes []*node.Node
+	for i := range 6 {
+		cfg := node.Config{DataDir: t.TempDir(), ListenAddrs: loopback()[:1], BootstrapSelfLookup: true,
+			ConnLow: 2, ConnHigh: 4, ConnGrace: time.Second}
+		if i > 0 {
+			cfg.BootstrapPeers = nodes[i-1].Addrs()
+		}
+		n, err := node.New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		nodes = append(nodes, n)
+	}
+	last := nodes[len(nodes)-1]
+	if got := last.DHT().RoutingTable().Size(); got < 2 {
+		t.Fatalf("the last node knows %d peers after its lookup, want more than its bootstrap peer", got)
+	}
+	// The first node adds the last once it answered the first's check.
+	if err := testnet.WaitFor(ctx, func() bool { return nodes[0].DHT().RoutingTable().Find(last.ID()) != "" }); err != nil {
+		t.Fatal("the first node did not learn of the last one from its lookup")
+	}
 }
 
 func TestThreeNodesBootstrap(t *testing.T) {

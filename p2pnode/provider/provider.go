@@ -70,6 +70,12 @@ type Config struct {
 	// means DefaultPublishInterval. It must stay below
 	// node.NodeRecordLifetime.
 	PublishInterval time.Duration
+	// FirstPublish is how long after Attach the record loop first
+	// publishes; zero publishes at once. A test network that publishes
+	// every node record itself once all its nodes are up
+	// (Fleet.PublishAll) sets it beyond the test, so the records do not
+	// go first to whichever few nodes were up at each start.
+	FirstPublish time.Duration
 	// Clock is the store's, the service's and collection's time source;
 	// nil means the node's clock (node.Config.Clock, the one its record
 	// validator reads).
@@ -154,6 +160,9 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	}
 	if cfg.PublishInterval < 0 || cfg.PublishInterval >= node.NodeRecordLifetime {
 		return nil, fmt.Errorf("provider: publish interval %v not inside the node record lifetime %v", cfg.PublishInterval, node.NodeRecordLifetime)
+	}
+	if cfg.FirstPublish < 0 {
+		return nil, fmt.Errorf("provider: first publish delay %v is negative", cfg.FirstPublish)
 	}
 	if cfg.CollectGrace == 0 {
 		cfg.CollectGrace = DefaultCollectGrace
@@ -263,9 +272,19 @@ func (p *Provider) Publish(ctx context.Context) error {
 // once.
 func (p *Provider) Published() <-chan struct{} { return p.published }
 
-// run publishes the node record at once and every PublishInterval after
-// a success, retrying failures with a doubling delay.
+// run publishes the node record after FirstPublish and every
+// PublishInterval after a success, retrying failures with a doubling
+// delay.
 func (p *Provider) run(ctx context.Context) {
+	if p.cfg.FirstPublish > 0 {
+		t := time.NewTimer(p.cfg.FirstPublish)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 	retry := DefaultPublishRetry
 	for {
 		wait := p.cfg.PublishInterval

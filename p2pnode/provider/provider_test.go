@@ -140,6 +140,9 @@ func TestProviderClosesWithNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := provider.Attach(ctx, n, provider.Config{DataDir: dir, QuotaBytes: quota, FirstPublish: -time.Second}); err == nil {
+		t.Fatal("a negative first publish delay accepted")
+	}
 	p, err := provider.Attach(ctx, n, provider.Config{DataDir: dir, QuotaBytes: quota})
 	if err != nil {
 		t.Fatal(err)
