@@ -352,6 +352,11 @@ func TestOwnCopyIsNotAnAnswer(t *testing.T) {
 			t.Fatalf("reconnect node %d: %v", i, err)
 		}
 	}
+	// The table takes the two back once identify has run on the new
+	// connections.
+	if err := testnet.WaitFor(ctx, func() bool { return c.Node().DHT().RoutingTable().Size() >= 2 }); err != nil {
+		t.Fatalf("routing table after reconnecting two: %d", c.Node().DHT().RoutingTable().Size())
+	}
 	holders := all[2:]
 	got, err := c.Records().Get(ctx, key)
 	if err == nil {
