@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,27 +132,35 @@ func TestHostileSuite(t *testing.T) {
 		time.Sleep(10 * time.Second) // the attack reaches full strength
 		var run hostileRun
 		start := time.Now()
-		early := time.Duration(float64(dur) / 5)
-		var earlyHeap uint64
-		var earlyG int
+		// The heap and goroutines after each round: the medians of the
+		// first and the last fifth of the attack are compared, so one
+		// sample taken while many streams are in flight does not decide.
+		var early, late samples
 		for time.Since(start) < dur {
 			if err := run.round(ctx, e, &seed); err != nil {
 				t.Errorf("%s: honest round: %v", attack, err)
 				break
 			}
-			if earlyHeap == 0 && time.Since(start) >= early {
-				earlyHeap, earlyG = heapInUse(), runtime.NumGoroutine()
+			h, g := heapInUse(), runtime.NumGoroutine()
+			switch el := time.Since(start); {
+			case el <= dur/5:
+				early.add(h, g)
+			case el >= dur-dur/5:
+				late.add(h, g)
 			}
 		}
-		lateHeap, lateG := heapInUse(), runtime.NumGoroutine()
-		if earlyHeap == 0 {
-			earlyHeap, earlyG = lateHeap, lateG
+		if len(early.heap) == 0 || len(late.heap) == 0 {
+			h, g := heapInUse(), runtime.NumGoroutine()
+			early.add(h, g)
+			late.add(h, g)
 		}
+		earlyHeap, earlyG := early.medians()
+		lateHeap, lateG := late.medians()
 		out := a.stop(t)
 		ratio := run.rate() / baseRate
 		heapGrowth := (float64(max(earlyHeap, lateHeap)) - float64(baseHeap)) / (1 << 20)
 		gGrowth := max(earlyG, lateG) - baseG
-		t.Logf("hostile %s: honest-ratio=%.2f heap-growth-mib=%.1f goroutine-growth=%d lost=%d honest=%.1fMiB/s rounds=%d heap-first-fifth=%.1fMiB heap-end=%.1fMiB goroutines-first-fifth=%d goroutines-end=%d attacker: %s",
+		t.Logf("hostile %s: honest-ratio=%.3f heap-growth-mib=%.1f goroutine-growth=%d lost=%d honest=%.1fMiB/s rounds=%d heap-first-fifth=%.1fMiB heap-end=%.1fMiB goroutines-first-fifth=%d goroutines-end=%d attacker: %s",
 			attack, ratio, heapGrowth, gGrowth, run.lost, run.rate()/(1<<20), run.rounds,
 			float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20), earlyG, lateG, out)
 		switch {
@@ -164,9 +173,9 @@ func TestHostileSuite(t *testing.T) {
 		case gGrowth > 500:
 			t.Errorf("%s: %d more goroutines, want at most 500", attack, gGrowth)
 		case !flat(float64(earlyHeap), float64(lateHeap), 8<<20):
-			t.Errorf("%s: heap %.1f MiB after the first fifth, %.1f MiB at the end: not flat", attack, float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20))
+			t.Errorf("%s: heap %.1f MiB in the first fifth, %.1f MiB in the last: it grows", attack, float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20))
 		case !flat(float64(earlyG), float64(lateG), 50):
-			t.Errorf("%s: %d goroutines after the first fifth, %d at the end: not flat", attack, earlyG, lateG)
+			t.Errorf("%s: %d goroutines in the first fifth, %d in the last: they grow", attack, earlyG, lateG)
 		}
 		// The holder settles before the next attack.
 		time.Sleep(5 * time.Second)
@@ -210,13 +219,31 @@ func newProductionEnv(t *testing.T) *env {
 	return e
 }
 
-// flat reports whether b is within 10 % of a, or within slack.
+// flat reports whether b, the median late in an attack, is at most 10 %
+// or slack above a, the median early in it: a leak grows; fewer streams
+// in flight at the end is not one.
 func flat(a, b, slack float64) bool {
 	d := b - a
-	if d < 0 {
-		d = -d
-	}
 	return d <= slack || d <= 0.1*a
+}
+
+// samples are heap and goroutine counts taken during an attack.
+type samples struct {
+	heap []uint64
+	gs   []int
+}
+
+func (s *samples) add(h uint64, g int) {
+	s.heap = append(s.heap, h)
+	s.gs = append(s.gs, g)
+}
+
+// medians returns the median heap and goroutine count.
+func (s *samples) medians() (uint64, int) {
+	h, g := slices.Clone(s.heap), slices.Clone(s.gs)
+	slices.Sort(h)
+	slices.Sort(g)
+	return h[len(h)/2], g[len(g)/2]
 }
 
 // heapInUse returns the heap in use after a collection.
