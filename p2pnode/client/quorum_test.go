@@ -131,6 +131,16 @@ func (q *quorumNet) served(ctx context.Context, i int, key string) uint64 {
 	return r.Seq
 }
 
+// reconnect connects c to the nodes idx again.
+func (q *quorumNet) reconnect(t *testing.T, ctx context.Context, c *client.Client, idx ...int) {
+	t.Helper()
+	for _, i := range idx {
+		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
+			t.Fatalf("reconnect node %d: %v", i, err)
+		}
+	}
+}
+
 // reader starts a client knowing all six nodes, with the given gater.
 func (q *quorumNet) reader(t *testing.T, ctx context.Context, g *cutOff) *client.Client {
 	t.Helper()
@@ -223,11 +233,7 @@ func TestNotFoundNeedsAQuorum(t *testing.T) {
 	t.Logf("holders cut off: %v", err)
 
 	g.set(holders, false)
-	for _, i := range []int{2, 3, 4, 5} {
-		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
-			t.Fatalf("reconnect node %d: %v", i, err)
-		}
-	}
+	q.reconnect(t, ctx, c, 2, 3, 4, 5)
 	if err := testnet.WaitFor(ctx, func() bool { return c.Node().DHT().RoutingTable().Size() == 6 }); err != nil {
 		t.Fatalf("routing table after reconnecting: %d", c.Node().DHT().RoutingTable().Size())
 	}
@@ -347,11 +353,7 @@ func TestOwnCopyIsNotAnAnswer(t *testing.T) {
 	_ = c.Node().PutRecord(pctx, key, old)
 	pcancel()
 	g.set(all[:2], false)
-	for _, i := range []int{0, 1} {
-		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
-			t.Fatalf("reconnect node %d: %v", i, err)
-		}
-	}
+	q.reconnect(t, ctx, c, 0, 1)
 	// The table takes the two back once identify has run on the new
 	// connections.
 	if err := testnet.WaitFor(ctx, func() bool { return c.Node().DHT().RoutingTable().Size() >= 2 }); err != nil {
@@ -368,11 +370,7 @@ func TestOwnCopyIsNotAnAnswer(t *testing.T) {
 	}
 
 	g.set(holders, false)
-	for _, i := range []int{2, 3, 4, 5} {
-		if err := c.Node().Host().Connect(ctx, peer.AddrInfo{ID: q.nw.ID(i), Addrs: q.nw.Node(i).Addrs()}); err != nil {
-			t.Fatalf("reconnect node %d: %v", i, err)
-		}
-	}
+	q.reconnect(t, ctx, c, 2, 3, 4, 5)
 	got, err = c.Records().Get(ctx, key)
 	if err != nil {
 		t.Fatalf("get with the holders back: %v", err)
