@@ -213,6 +213,24 @@ func (g *gate) serve(t *ticket) bool {
 	return true
 }
 
+// turnAway refuses t at once, as serve would, when its peer, its address
+// or the holder has no free serving slot, and reports whether it did. The
+// service asks before checking a request's signature: verifying costs more
+// than the request does, and a peer whose slots are all taken must not make
+// the holder verify signatures only to refuse them.
+func (g *gate) turnAway(t *ticket) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t.state != pending || !(g.closed || g.serving.full(g.servingCaps, t)) {
+		return false
+	}
+	g.queue.Remove(t.elem)
+	g.pending.remove(t)
+	t.state = done
+	g.refused++
+	return true
+}
+
 // leave gives up whatever place t holds.
 func (g *gate) leave(t *ticket) {
 	g.mu.Lock()

@@ -583,3 +583,61 @@ func TestChallengeFloodIsBounded(t *testing.T) {
 		t.Fatalf("service counted %+v", st)
 	}
 }
+
+// TestFullPeerIsRefusedBeforeItsSignatureIsChecked: checking an owner's
+// signature costs the holder more than the request costs the sender, so a
+// peer whose serving slots are all taken is refused before its signature
+// is looked at. A put with a bad signature from a peer holding its one
+// slot is reset as Busy, not answered Unauthorized; once the slot is free
+// the same put is answered Unauthorized, which shows the signature was not
+// checked before.
+func TestFullPeerIsRefusedBeforeItsSignatureIsChecked(t *testing.T) {
+	e := newEnv(t, nil, WithMaxStreams(16, 16, 1))
+	ctx := ctxT(t)
+	h := attackerHosts(t, e.holder, 1, loopbackIPs("127.0.4", 1))[0]
+	key := ed25519Key(t)
+	kb, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	stopAll := func() { stopOnce.Do(func() { close(stop) }) }
+	t.Cleanup(stopAll)
+	held, err := slowPut(ctx, h, e.holder, kb, key.Sign, 16<<20, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.st.Reset() })
+	waitFor(t, 10*time.Second, "the slow put served", func() bool { return e.svc.gate.stats().Serving == 1 })
+
+	badSign := func([]byte) ([]byte, error) { return make([]byte, 64), nil }
+	refused := e.svc.gate.stats().Refused
+	p, err := slowPut(ctx, h, e.holder, kb, badSign, 1<<20, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.ended
+	var se *network.StreamError
+	if p.resp != nil || !errors.As(p.err, &se) || se.ErrorCode != network.StreamResourceLimitExceeded {
+		t.Fatalf("a bad put from a peer with no free slot: answer %+v, error %v; want a Busy reset before the signature check", p.resp, p.err)
+	}
+	if got := e.svc.gate.stats().Refused; got != refused+1 {
+		t.Fatalf("refused count %d, want %d", got, refused+1)
+	}
+	if !held.open() {
+		t.Fatal("the held put ended")
+	}
+
+	stopAll()
+	held.st.Reset()
+	waitFor(t, 30*time.Second, "the slot freed", func() bool { return e.svc.gate.stats().Serving == 0 })
+	p, err = slowPut(ctx, h, e.holder, kb, badSign, 1<<20, make(chan struct{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.ended
+	if p.resp == nil || p.resp.status != StatusUnauthorized {
+		t.Fatalf("a bad put with a free slot: answer %+v, error %v; want Unauthorized", p.resp, p.err)
+	}
+}

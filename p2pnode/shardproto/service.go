@@ -339,6 +339,12 @@ func (s *Service) handle(st network.Stream) {
 		st.Reset()
 		return
 	}
+	// A peer or address with no free serving slot is refused before its
+	// signature is checked: verifying costs more than the request does.
+	if s.gate.turnAway(t) {
+		st.ResetWithError(network.StreamResourceLimitExceeded)
+		return
+	}
 	ans := &answering{Stream: st}
 	// A request with a bad owner signature is answered without taking a
 	// serving slot.
