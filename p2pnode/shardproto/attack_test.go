@@ -641,3 +641,53 @@ func TestFullPeerIsRefusedBeforeItsSignatureIsChecked(t *testing.T) {
 		t.Fatalf("a bad put with a free slot: answer %+v, error %v; want Unauthorized", p.resp, p.err)
 	}
 }
+
+// TestRefusalsOverBudgetAreHeld: a peer that keeps sending requests its
+// full slots refuse gets its first DefaultRefusalBurst refusals at once and
+// the next ones only after the hold, and the holder counts them; another
+// peer's request is served meanwhile.
+func TestRefusalsOverBudgetAreHeld(t *testing.T) {
+	const hold = 300 * time.Millisecond
+	e := newEnv(t, nil, WithMaxStreams(16, 16, 1), WithRefusalHold(hold))
+	// No refill: the loop below may run slowly on a busy machine.
+	e.svc.refusals.rate = 0
+	ctx := ctxT(t)
+	h := attackerHosts(t, e.holder, 1, loopbackIPs("127.0.5", 1))[0]
+	key := ed25519Key(t)
+	kb, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	held, err := slowPut(ctx, h, e.holder, kb, key.Sign, 16<<20, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.st.Reset()
+	waitFor(t, 10*time.Second, "the slow put served", func() bool { return e.svc.gate.stats().Serving == 1 })
+
+	const over = 4
+	for i := range DefaultRefusalBurst + over {
+		start := time.Now()
+		p, err := slowPut(ctx, h, e.holder, kb, key.Sign, 1<<20, stop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-p.ended
+		var se *network.StreamError
+		if !errors.As(p.err, &se) || se.ErrorCode != network.StreamResourceLimitExceeded {
+			t.Fatalf("request %d: %v, want the retry code", i, p.err)
+		}
+		if took := time.Since(start); i >= DefaultRefusalBurst && took < hold {
+			t.Fatalf("refusal %d, past the budget, came after %v, before the hold of %v", i, took, hold)
+		}
+	}
+	if st := e.svc.Stats(); st.RefusalsHeld != over {
+		t.Fatalf("the holder counts %d held refusals, want %d", st.RefusalsHeld, over)
+	}
+	data, id := shard(4100, 10_000)
+	if _, err := e.client.Put(ctx, e.holder.ID(), id, data, time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("another peer's put: %v", err)
+	}
+}

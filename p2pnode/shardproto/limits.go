@@ -15,7 +15,8 @@ const putWindow = 4 << 20
 // (DefaultMaxPending + DefaultMaxStreams in total, DefaultMaxPeerPending +
 // DefaultMaxPeerStreams per peer), so that the service's admission, which
 // makes room for new streams and answers with a code clients retry on, is
-// the one that refuses. Memory covers, for every serving slot, what a put
+// the one that refuses: the second half is room for the refusals held
+// before their reset (maxHeld in total, maxPeerHeld per peer). Memory covers, for every serving slot, what a put
 // reserves (shardstore.PutMemory of the largest shard) plus a receive
 // window of putWindow, and for every pending place a request header;
 // libp2p's default of 16 MiB per service peer would hold back concurrent

@@ -84,6 +84,7 @@ type serviceConfig struct {
 	window         time.Duration
 	maxShardSize   int64
 	challenges     challengeLimits
+	refusalHold    time.Duration
 }
 
 // Option configures NewService.
@@ -171,6 +172,19 @@ func WithMaxStreams(total, perAddr, perPeer int) Option {
 	}
 }
 
+// WithRefusalHold sets how long the refusals of a peer over its refusal
+// budget are held before the stream is reset (DefaultRefusalHold); zero
+// answers every refusal at once.
+func WithRefusalHold(d time.Duration) Option {
+	return func(cfg *serviceConfig) error {
+		if d < 0 {
+			return fmt.Errorf("refusal hold %v is negative", d)
+		}
+		cfg.refusalHold = d
+		return nil
+	}
+}
+
 // WithSignatureWindow sets how far a signed request's timestamp may be
 // from the holder's clock (default 5 minutes).
 func WithSignatureWindow(d time.Duration) Option {
@@ -205,6 +219,7 @@ type Service struct {
 	cfg      serviceConfig
 
 	gate       *gate
+	refusals   *refusals
 	challenges *challenger
 	counts     counters
 
@@ -226,6 +241,7 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 		window:       DefaultSignatureWindow,
 		maxShardSize: shardstore.DefaultMaxShardSize,
 		challenges:   defaultChallengeLimits(),
+		refusalHold:  DefaultRefusalHold,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -245,7 +261,7 @@ func NewService(h host.Host, store Backend, opts ...Option) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{h: h, store: store, key: key, keyBytes: kb, cfg: cfg, gate: newGate(cfg.pending, cfg.slots),
-		challenges: newChallenger(cfg.challenges), ctx: ctx, cancel: cancel}
+		refusals: newRefusals(cfg.refusalHold), challenges: newChallenger(cfg.challenges), ctx: ctx, cancel: cancel}
 	h.SetStreamHandler(ID, s.handle)
 	return s, nil
 }
@@ -325,7 +341,7 @@ func (s *Service) handle(st network.Stream) {
 	buf, release, err := readFrame(st, MaxHeaderSize, st.Scope())
 	if err != nil {
 		if s.gate.wasEvicted(t) {
-			st.ResetWithError(network.StreamResourceLimitExceeded)
+			s.refuse(st, remote)
 		} else {
 			s.counts.reset(0)
 			st.Reset()
@@ -342,10 +358,10 @@ func (s *Service) handle(st network.Stream) {
 	// A peer or address with no free serving slot is refused before its
 	// signature is checked: verifying costs more than the request does.
 	if s.gate.turnAway(t) {
-		st.ResetWithError(network.StreamResourceLimitExceeded)
+		s.refuse(st, remote)
 		return
 	}
-	ans := &answering{Stream: st}
+	ans := &answering{Stream: st, hold: func() bool { return s.refusals.take(remote, time.Now()) }}
 	// A request with a bad owner signature is answered without taking a
 	// serving slot.
 	owner, err := s.authorize(req)
@@ -360,7 +376,7 @@ func (s *Service) handle(st network.Stream) {
 		return
 	}
 	if !s.gate.serve(t) {
-		st.ResetWithError(network.StreamResourceLimitExceeded)
+		s.refuse(st, remote)
 		return
 	}
 	ctx := s.ctx
@@ -368,11 +384,19 @@ func (s *Service) handle(st network.Stream) {
 		ctx = shardstore.ContextWithSource(ctx, addr)
 	}
 	if err := s.serve(ctx, ans, req, owner, requesterOf(remote, addr)); err != nil || !ans.answered {
+		if ans.held != nil {
+			s.refusals.release(remote)
+		}
 		s.counts.reset(req.typ)
 		st.Reset()
 		return
 	}
 	s.counts.answered(req.typ, ans.status)
+	if ans.held != nil {
+		// The serving slot is given back now; the answer goes out later.
+		s.answerLate(st, remote, ans.heldTyp, ans.held)
+		return
+	}
 	st.Close()
 }
 
@@ -381,6 +405,10 @@ func (s *Service) handle(st network.Stream) {
 func respond(st network.Stream, typ byte, r *response) error {
 	if a, ok := st.(*answering); ok {
 		a.status, a.answered = r.status, true
+		if r.status == StatusBusy && a.hold != nil && a.hold() {
+			a.held, a.heldTyp = r, typ
+			return nil
+		}
 	}
 	return writeFrame(st, r.encode(typ))
 }

@@ -99,6 +99,11 @@ type ServiceStats struct {
 	// refused a serving slot (at a cap, or while draining). Both are
 	// reset with the code clients retry on.
 	Evicted, Refused int64
+	// RefusalsHeld counts the evictions and refusals held before their
+	// reset because their peer was over its refusal budget (see
+	// DefaultRefusalHold); Held is how many are held now.
+	RefusalsHeld int64
+	Held         int
 	// Pending and Serving are the streams waiting for their header and
 	// being served now.
 	Pending, Serving int
@@ -120,6 +125,7 @@ func (st ServiceStats) Answered(request string, s Status) int64 {
 func (s *Service) Stats() ServiceStats {
 	g := s.gate.stats()
 	st := ServiceStats{Resets: map[string]int64{}, Evicted: g.Evicted, Refused: g.Refused, Pending: g.Pending, Serving: g.Serving}
+	st.RefusalsHeld, st.Held = s.refusals.counts()
 	for typ := 1; typ < numTypes; typ++ {
 		for status := range numStatuses {
 			if n := s.counts.answers[typ][status].Load(); n > 0 {
@@ -143,4 +149,10 @@ type answering struct {
 	network.Stream
 	status   Status
 	answered bool
+	// hold, when set, says whether a Busy answer is to be held (its peer
+	// is over its refusal budget); respond then keeps it in held instead
+	// of writing it, and the handler has it written later (answerLate).
+	hold    func() bool
+	held    *response
+	heldTyp byte
 }

@@ -160,9 +160,11 @@ func TestHostileSuite(t *testing.T) {
 		ratio := run.rate() / baseRate
 		heapGrowth := (float64(max(earlyHeap, lateHeap)) - float64(baseHeap)) / (1 << 20)
 		gGrowth := max(earlyG, lateG) - baseG
-		t.Logf("hostile %s: honest-ratio=%.3f heap-growth-mib=%.1f goroutine-growth=%d lost=%d honest=%.1fMiB/s rounds=%d heap-first-fifth=%.1fMiB heap-end=%.1fMiB goroutines-first-fifth=%d goroutines-end=%d attacker: %s",
+		ss := e.svc.Stats()
+		t.Logf("hostile %s: honest-ratio=%.3f heap-growth-mib=%.1f goroutine-growth=%d lost=%d honest=%.1fMiB/s rounds=%d heap-first-fifth=%.1fMiB heap-end=%.1fMiB goroutines-first-fifth=%d goroutines-end=%d attacker: %s holder: evicted=%d refused=%d held=%d resets=%v",
 			attack, ratio, heapGrowth, gGrowth, run.lost, run.rate()/(1<<20), run.rounds,
-			float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20), earlyG, lateG, out)
+			float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20), earlyG, lateG, out,
+			ss.Evicted, ss.Refused, ss.RefusalsHeld, ss.Resets)
 		switch {
 		case run.lost > 0:
 			t.Errorf("%s: %d honest shards lost", attack, run.lost)
