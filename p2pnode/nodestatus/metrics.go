@@ -43,6 +43,7 @@ var (
 	mResets       = desc("shard_streams_reset_total", "Shard protocol streams reset, by request (undecoded: before a request was read).", "request")
 	mEvicted      = desc("shard_streams_evicted_total", "Streams reset while waiting for their header, to make room or when draining.")
 	mRefused      = desc("shard_streams_refused_total", "Streams refused a serving slot.")
+	mHeld         = desc("shard_refusals_held_total", "Refusals and Busy answers held before they were sent, the peer being over its refusal budget.")
 	mStreams      = desc("shard_streams", "Shard protocol streams open now, by phase.", "phase")
 	mAudits       = desc("shard_audits_answered_total", "Challenges and proof requests answered with the shard's data.")
 
@@ -68,7 +69,7 @@ var (
 
 	allDescs = []*prometheus.Desc{
 		mInfo, mStarted, mTier, mQuota, mUsed, mReserved, mFree, mShards, mOwners,
-		mPuts, mPutBytes, mNewShards, mNewBytes, mPutsInFlight, mAnswers, mResets, mEvicted, mRefused, mStreams, mAudits,
+		mPuts, mPutBytes, mNewShards, mNewBytes, mPutsInFlight, mAnswers, mResets, mEvicted, mRefused, mHeld, mStreams, mAudits,
 		mPeers, mConns, mRouting, mReach, mAddrs, mRecords, mRecRefuse, mMarks, mMarkRef,
 		mCorrection, mOffset, mOffsetAt, mRounds, mRoundsFail, mRoundLast, mRoundTook, mRoundFigure,
 	}
@@ -118,6 +119,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(mEvicted, float64(sv.StreamsEvicted))
 	counter(mRefused, float64(sv.StreamsRefused))
+	counter(mHeld, float64(sv.RefusalsHeld))
 	gauge(mStreams, float64(sv.StreamsPending), "pending")
 	gauge(mStreams, float64(sv.StreamsServing), "serving")
 	counter(mAudits, float64(sv.AuditsAnswered))

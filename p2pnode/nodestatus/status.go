@@ -158,6 +158,9 @@ type ShardService struct {
 	// StreamsServing are open now.
 	StreamsEvicted int64 `json:"streams_evicted"`
 	StreamsRefused int64 `json:"streams_refused"`
+	// RefusalsHeld counts the refusals and Busy answers held before they
+	// were sent, their peer being over its refusal budget.
+	RefusalsHeld   int64 `json:"refusals_held"`
 	StreamsPending int   `json:"streams_pending"`
 	StreamsServing int   `json:"streams_serving"`
 }
@@ -263,7 +266,7 @@ func (s *Status) Snapshot() Snapshot {
 		AuditsAnswered: ss.Answered("challenge", shardproto.StatusOK) + ss.Answered("proof", shardproto.StatusOK),
 		Refused:        ss.Refused,
 		Resets:         ss.Resets,
-		StreamsEvicted: ss.Evicted, StreamsRefused: ss.Refused, StreamsPending: ss.Pending, StreamsServing: ss.Serving,
+		StreamsEvicted: ss.Evicted, StreamsRefused: ss.Refused, RefusalsHeld: ss.RefusalsHeld, StreamsPending: ss.Pending, StreamsServing: ss.Serving,
 		Answers: []Answer{},
 	}
 	for _, a := range ss.Answers {

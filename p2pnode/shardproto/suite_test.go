@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,6 +125,8 @@ func TestHostileSuite(t *testing.T) {
 	t.Logf("hostile idle: honest %.1f MiB/s (%d MiB in %v), heap %.1f MiB, %d goroutines",
 		baseRate/(1<<20), base.bytes>>20, base.took.Round(time.Millisecond), float64(baseHeap)/(1<<20), baseG)
 
+	var prev, lastStats ServiceStats
+	lastStats.Resets = map[string]int64{}
 	for _, attack := range attacks {
 		if _, ok := hostileWorkers[attack]; !ok {
 			t.Fatalf("unknown attack %q (have %s)", attack, strings.Join(hostileAttacks, ", "))
@@ -160,7 +163,16 @@ func TestHostileSuite(t *testing.T) {
 		ratio := run.rate() / baseRate
 		heapGrowth := (float64(max(earlyHeap, lateHeap)) - float64(baseHeap)) / (1 << 20)
 		gGrowth := max(earlyG, lateG) - baseG
+		// The holder's counts since the previous attack.
 		ss := e.svc.Stats()
+		prev, lastStats = lastStats, ss
+		lastStats.Resets = maps.Clone(ss.Resets)
+		ss.Evicted -= prev.Evicted
+		ss.Refused -= prev.Refused
+		ss.RefusalsHeld -= prev.RefusalsHeld
+		for k := range ss.Resets {
+			ss.Resets[k] -= prev.Resets[k]
+		}
 		t.Logf("hostile %s: honest-ratio=%.3f heap-growth-mib=%.1f goroutine-growth=%d lost=%d honest=%.1fMiB/s rounds=%d heap-first-fifth=%.1fMiB heap-end=%.1fMiB goroutines-first-fifth=%d goroutines-end=%d attacker: %s holder: evicted=%d refused=%d held=%d resets=%v",
 			attack, ratio, heapGrowth, gGrowth, run.lost, run.rate()/(1<<20), run.rounds,
 			float64(earlyHeap)/(1<<20), float64(lateHeap)/(1<<20), earlyG, lateG, out,
