@@ -24,6 +24,13 @@ const (
 	// ModeClient only queries: a pure client such as an rclone process
 	// without a daemon.
 	ModeClient
+	// ModeAuto serves the DHT unless AutoNAT has found that other nodes
+	// cannot dial this one, and only queries while that lasts: a node
+	// behind a router that forwards nothing to it holds no records and is
+	// handed no shards (the peers placement finds are the DHT's servers).
+	// Until anything is measured the node serves, so that networks without
+	// public addresses (a LAN, a test network) work as before.
+	ModeAuto
 )
 
 // String implements fmt.Stringer.
@@ -33,6 +40,8 @@ func (m Mode) String() string {
 		return "server"
 	case ModeClient:
 		return "client"
+	case ModeAuto:
+		return "auto"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -104,8 +113,22 @@ type Config struct {
 	// BootstrapPeers are full multiaddrs ending in /p2p/<peer ID>. None
 	// means this is the first node of a network.
 	BootstrapPeers []ma.Multiaddr
-	// Mode is ModeServer (the default) or ModeClient.
+	// Mode is ModeServer (the default), ModeClient or ModeAuto.
 	Mode Mode
+	// AnnounceAddrs, when set, are the only addresses the node gives
+	// others, instead of those it listens on and those peers observed: for
+	// a node behind a router with a forwarded port, or with a public
+	// address its interfaces do not show.
+	AnnounceAddrs []ma.Multiaddr
+	// PortMapping asks the local router, by UPnP or NAT-PMP, to forward a
+	// port to each listening address, and announces the mapped addresses.
+	PortMapping bool
+	// AutoNATService answers other nodes' AutoNAT probes: the node dials
+	// back the addresses a peer asks about, so that the peer learns
+	// whether it can be reached (rate-limited by libp2p). Nodes of a real
+	// network all run it; without it nobody learns whether it is behind a
+	// NAT.
+	AutoNATService bool
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Clock is the time source of record validation, expiry and
@@ -189,7 +212,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.DataDir == "" {
 		return cfg, fmt.Errorf("%w: DataDir is empty", ErrConfig)
 	}
-	if cfg.Mode != ModeServer && cfg.Mode != ModeClient {
+	if cfg.Mode != ModeServer && cfg.Mode != ModeClient && cfg.Mode != ModeAuto {
 		return cfg, fmt.Errorf("%w: mode %v", ErrConfig, cfg.Mode)
 	}
 	if len(cfg.ListenAddrs) == 0 {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -38,8 +39,13 @@ func NewDHT(h host.Host, cfg DHTConfig) (*dht.IpfsDHT, error) {
 		return nil, fmt.Errorf("%w: DHT needs a validator and a store", ErrConfig)
 	}
 	mode := dht.ModeServer
-	if cfg.Mode == ModeClient {
+	switch cfg.Mode {
+	case ModeClient:
 		mode = dht.ModeClient
+	case ModeAuto:
+		// kad-dht follows the host's reachability events: server when
+		// public or unknown, client when private.
+		mode = dht.ModeAutoServer
 	}
 	opts := []dht.Option{
 		dht.ProtocolPrefix(ProtocolPrefix),
@@ -60,4 +66,14 @@ func NewDHT(h host.Host, cfg DHTConfig) (*dht.IpfsDHT, error) {
 		return nil, fmt.Errorf("node: start DHT: %w", err)
 	}
 	return d, nil
+}
+
+// DHTProtocol is the protocol of the node's DHT.
+const DHTProtocol = ProtocolPrefix + "/kad/1.0.0"
+
+// ServesDHT reports whether the node serves the DHT now: in ModeAuto that
+// changes with what AutoNAT concludes. A serving node handles DHTProtocol
+// (kad-dht registers the handler only while it is a server).
+func (n *Node) ServesDHT() bool {
+	return slices.Contains(n.host.Mux().Protocols(), DHTProtocol)
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -21,6 +22,10 @@ import (
 // HostConfig is what NewHost needs.
 type HostConfig struct {
 	ListenAddrs []ma.Multiaddr
+	// AnnounceAddrs, PortMapping and AutoNATService are as in Config.
+	AnnounceAddrs  []ma.Multiaddr
+	PortMapping    bool
+	AutoNATService bool
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	ConnLow, ConnHigh int
 	// ConnGrace is how long a new connection is spared by the connection
@@ -90,6 +95,16 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	}
 	if cfg.Gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))
+	}
+	if len(cfg.AnnounceAddrs) > 0 {
+		announce := slices.Clone(cfg.AnnounceAddrs)
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	if cfg.PortMapping {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	if cfg.AutoNATService {
+		opts = append(opts, libp2p.EnableNATService())
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

@@ -144,13 +144,16 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 
 	h, err := NewHost(priv, HostConfig{
-		ListenAddrs:   cfg.ListenAddrs,
-		ConnLow:       cfg.ConnLow,
-		ConnHigh:      cfg.ConnHigh,
-		ConnGrace:     cfg.ConnGrace,
-		Gater:         cfg.ConnectionGater,
-		Limits:        cfg.ResourceLimits,
-		ServiceLimits: append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits, timeproto.SetServiceLimits),
+		ListenAddrs:    cfg.ListenAddrs,
+		AnnounceAddrs:  cfg.AnnounceAddrs,
+		PortMapping:    cfg.PortMapping,
+		AutoNATService: cfg.AutoNATService,
+		ConnLow:        cfg.ConnLow,
+		ConnHigh:       cfg.ConnHigh,
+		ConnGrace:      cfg.ConnGrace,
+		Gater:          cfg.ConnectionGater,
+		Limits:         cfg.ResourceLimits,
+		ServiceLimits:  append(slices.Clip(cfg.ServiceLimits), markproto.SetServiceLimits, timeproto.SetServiceLimits),
 	})
 	if err != nil {
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
@@ -317,13 +316,10 @@ func (s *Status) Snapshot() Snapshot {
 }
 
 func dhtMode(n *node.Node) string {
-	switch n.DHT().Mode() {
-	case dht.ModeServer:
+	if n.ServesDHT() {
 		return "server"
-	case dht.ModeClient:
-		return "client"
 	}
-	return "auto"
+	return "client"
 }
 
 // network reads the host's addresses, connections and reachability.
@@ -354,9 +350,9 @@ func (s *Status) network(now time.Time) Network {
 	case r != network.ReachabilityUnknown:
 		out.ReachabilityNote = fmt.Sprintf("concluded by AutoNAT %s ago", now.Sub(since).Round(time.Second))
 	case out.PublicAddrs == 0:
-		out.ReachabilityNote = "nothing measured it: this node has no public address to test, and no peer has answered an AutoNAT probe (Jellyfish nodes do not run the AutoNAT service)"
+		out.ReachabilityNote = "nothing measured it yet: AutoNAT has no public address of this node to test (none of its own, and too few peers have reported one they see it at)"
 	default:
-		out.ReachabilityNote = "nothing measured it: no peer has answered an AutoNAT probe (Jellyfish nodes do not run the AutoNAT service)"
+		out.ReachabilityNote = "nothing measured it yet: no peer has answered an AutoNAT probe"
 	}
 	return out
 }

@@ -48,6 +48,9 @@ var defaultNodeListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001
 type nodeOptions struct {
 	dataDir       string
 	listen        []string
+	announce      []string
+	portMapping   bool
+	dhtMode       string
 	boot          bootstrapFlags
 	tier          int
 	accountConfig string
@@ -119,6 +122,9 @@ stored, and its client gets no receipt.`,
 	c.Flags().StringVar(&o.dataDir, "data-dir", defaultNodeDataDir, "folder for the node's identity, records and shards")
 	c.Flags().StringArrayVar(&o.listen, "listen", defaultNodeListen, "multiaddr to listen on (repeatable)")
 	o.boot.register(c)
+	c.Flags().StringArrayVar(&o.announce, "announce", nil, "multiaddr to give other nodes instead of the listening and observed ones (repeatable), e.g. /ip4/PUBLIC-IP/tcp/PORT for a port the router forwards")
+	c.Flags().BoolVar(&o.portMapping, "port-mapping", true, "ask the router, by UPnP or NAT-PMP, to forward a port to the node")
+	c.Flags().StringVar(&o.dhtMode, "dht-mode", "auto", "auto: serve the DHT and hold shards unless AutoNAT finds other nodes cannot dial this one; server: always; client: never (store nothing for others)")
 	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
 	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`); the node then keeps the account's records alive")
 	c.Flags().StringVar(&o.passFile, "account-passphrase-file", "", "read the passphrase of an encrypted --account-config from the first line of this file (mode 0600; else JELLYFISH_ACCOUNT_PASSPHRASE, else asked on a terminal)")
@@ -173,6 +179,16 @@ func correctClock(ctx context.Context, n *node.Node, clk *timeproto.Corrected, l
 	}
 }
 
+// parseDHTMode reads --dht-mode.
+func parseDHTMode(s string) (node.Mode, error) {
+	for _, m := range []node.Mode{node.ModeAuto, node.ModeServer, node.ModeClient} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("--dht-mode %q: want auto, server or client", s)
+}
+
 // runNode runs a provider node until ctx ends.
 func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	log, err := o.log.logger(cmd.ErrOrStderr())
@@ -188,6 +204,18 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		return err
 	}
 	boot, err := o.boot.parse()
+	if err != nil {
+		return err
+	}
+	var announce []ma.Multiaddr
+	for _, s := range o.announce {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("--announce %q: %w", s, err)
+		}
+		announce = append(announce, a)
+	}
+	mode, err := parseDHTMode(o.dhtMode)
 	if err != nil {
 		return err
 	}
@@ -242,6 +270,7 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	clk := timeproto.NewCorrected(base)
 	n, err := node.New(ctx, provider.NodeConfig(node.Config{
 		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log, Clock: clk.Now,
+		Mode: mode, AnnounceAddrs: announce, PortMapping: o.portMapping, AutoNATService: true,
 	}))
 	if err != nil {
 		return err

@@ -1,0 +1,226 @@
+package netlab_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/fstests/netlab"
+)
+
+const password = "harbor quiet ninety kettle"
+
+// TestHomeNetwork runs a network of twelve hosts, eight of them behind
+// home routers: four public nodes, four home nodes whose routers forward
+// the node's port (announced), four home nodes behind routers forwarding
+// nothing (two masquerading as port-restricted cones, two as symmetric
+// NATs). Each node finds out by AutoNAT whether others can dial it; those
+// that cannot stop serving the DHT. From one of the last hosts an account
+// is created and a mixed tree synced; every shard lands on a reachable
+// node. From another home host the tree is checked byte for byte (check
+// --download); then two provider hosts are killed and the check runs
+// again. Every command is a separate jellyfish process on its own
+// host.
+func TestHomeNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a twelve-host network")
+	}
+	lab := netlab.New(t)
+	type role struct {
+		h    *netlab.Host
+		want [2]string
+		args []string
+	}
+	var roles []*role
+	for i := range 4 {
+		roles = append(roles, &role{h: lab.Public(fmt.Sprintf("pub%d", i+1)), want: [2]string{"public", "server"}})
+	}
+	for i := range 4 {
+		h := lab.Home(fmt.Sprintf("fwd%d", i+1), netlab.PortRestricted)
+		h.Forward(netlab.NodePort)
+		roles = append(roles, &role{h: h, want: [2]string{"public", "server"}, args: []string{
+			"--announce", fmt.Sprintf("/ip4/%s/tcp/%d", h.PublicIP, netlab.NodePort),
+			"--announce", fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", h.PublicIP, netlab.NodePort)}})
+	}
+	for i := range 4 {
+		nat := netlab.PortRestricted
+		if i%2 == 1 {
+			nat = netlab.Symmetric
+		}
+		roles = append(roles, &role{h: lab.Home(fmt.Sprintf("nat%d", i+1), nat), want: [2]string{"private", "client"}})
+	}
+	first := roles[0].h.StartNode(t, bin)
+	nodes := map[*role]*netlab.Node{roles[0]: first}
+	var boot []string
+	boot = append(boot, first.Addr())
+	for _, r := range roles[1:] {
+		nodes[r] = r.h.StartNode(t, bin, append([]string{"--bootstrap", first.Addr()}, r.args...)...)
+		if r.want[0] == "public" && len(boot) < 3 {
+			boot = append(boot, nodes[r].Addr())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	waitReachability(t, ctx, func(yield func(*netlab.Node, [2]string) bool) {
+		for r, n := range nodes {
+			if !yield(n, r.want) {
+				return
+			}
+		}
+	})
+
+	// The client side: an account and its remote, from home hosts behind
+	// NATs that forward nothing.
+	writer, reader := roles[8].h, roles[9].h
+	cfgDir := t.TempDir()
+	common := []string{"--insecure-test-kdf", "--config-dir", cfgDir, "--username", "alice"}
+	for _, b := range boot {
+		common = append(common, "--bootstrap", b)
+	}
+	env := []string{"JELLYFISH_PASSWORD=" + password, "HOME=" + t.TempDir()}
+	jf(t, ctx, writer, env, append([]string{"account", "create"}, common...)...)
+	obscured, _ := jf(t, ctx, writer, nil, "obscure", password)
+	obscured = strings.TrimSpace(obscured)
+	remote := append(env,
+		"RCLONE_CONFIG_JELLYFISH_TYPE=jellyfish",
+		"RCLONE_CONFIG_JELLYFISH_USERNAME=alice",
+		"RCLONE_CONFIG_JELLYFISH_PASSWORD="+obscured,
+		"RCLONE_CONFIG_JELLYFISH_BOOTSTRAP="+strings.Join(boot, " "),
+		"RCLONE_CONFIG_JELLYFISH_INSECURE_TEST_KDF=true",
+		// Eight providers: 4 + 4 shards per segment, at most one per node.
+		"RCLONE_CONFIG_JELLYFISH_DATA_SHARDS=4",
+		"RCLONE_CONFIG_JELLYFISH_PARITY_SHARDS=4",
+	)
+	src := t.TempDir()
+	writeTree(t, src)
+	jf(t, ctx, writer, append(remote, "RCLONE_CONFIG=/dev/null"), "sync", src, "jellyfish:tree", "--jellyfish-data-dir", t.TempDir())
+	check := func(what string) {
+		t.Helper()
+		_, out := jf(t, ctx, reader, append(remote, "RCLONE_CONFIG=/dev/null"), "check", src, "jellyfish:tree", "--download", "--jellyfish-data-dir", t.TempDir())
+		if !strings.Contains(out, " 0 differences found") {
+			t.Fatalf("check --download %s:\n%s", what, out)
+		}
+		t.Logf("check --download %s: %s", what, lastLine(out))
+	}
+	check("with every node up")
+
+	// Shards went to the nodes others can dial, none to those they cannot.
+	held := map[string]int{}
+	for r, n := range nodes {
+		s, err := n.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[r.h.Name] = s.Storage.Shards
+		if r.want[0] == "private" && s.Storage.Shards != 0 {
+			t.Errorf("%s, not reachable, holds %d shards", r.h.Name, s.Storage.Shards)
+		}
+	}
+	for _, r := range roles[:8] {
+		if held[r.h.Name] == 0 {
+			t.Errorf("%s, reachable, holds no shard", r.h.Name)
+		}
+	}
+	t.Logf("shards held: %v", held)
+
+	// Two provider hosts die: a public one and a home one.
+	nodes[roles[2]].Kill()
+	nodes[roles[5]].Kill()
+	check("with two providers killed")
+}
+
+// waitReachability waits until every node's status shows the reachability
+// and DHT mode wanted, and fails the test with what each shows if ctx ends
+// first.
+func waitReachability(t *testing.T, ctx context.Context, each func(func(*netlab.Node, [2]string) bool)) {
+	t.Helper()
+	start := time.Now()
+	got := map[*netlab.Node][2]string{}
+	for {
+		done := true
+		for n, w := range each {
+			s, err := n.Status(ctx)
+			if err != nil {
+				t.Fatalf("status of %s: %v", n.Host.Name, err)
+			}
+			got[n] = [2]string{s.Network.Reachability, s.Node.DHTMode}
+			if got[n] != w {
+				done = false
+			}
+		}
+		if done {
+			t.Logf("reachability settled after %v", time.Since(start).Round(time.Second))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for n, w := range each {
+				if got[n] != w {
+					t.Errorf("%s: reachability and DHT mode %v, want %v", n.Host.Name, got[n], w)
+				}
+			}
+			t.FailNow()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// jf runs a jellyfish command on h and returns its standard output and
+// error; it fails the test on a non-zero exit.
+func jf(t *testing.T, ctx context.Context, h *netlab.Host, env []string, args ...string) (stdout, stderr string) {
+	t.Helper()
+	cmd := h.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: jellyfish %s: %v\n%s%s", h.Name, strings.Join(args, " "), err, o.String(), e.String())
+		}
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s: jellyfish %s: still running\n%s%s", h.Name, strings.Join(args, " "), o.String(), e.String())
+	}
+	return o.String(), e.String()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// writeTree writes a mixed tree: small and middle-sized files in nested
+// folders, an empty file, and one file of several segments.
+func writeTree(t *testing.T, dir string) {
+	t.Helper()
+	sizes := []int{0, 1, 100, 4 << 10, 60 << 10, 300 << 10, 1 << 20}
+	for i := range 30 {
+		sub := filepath.Join(dir, fmt.Sprintf("d%d", i%4), fmt.Sprintf("e%d", i%3))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, sizes[i%len(sizes)])
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d.bin", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := make([]byte, 20<<20)
+	rand.Read(big)
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
