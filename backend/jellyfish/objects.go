@@ -112,6 +112,9 @@ const (
 type transferSlots struct {
 	total     chan struct{}
 	perHolder int
+	// puts bounds the shard puts among the transfers to what the uplink
+	// carries (uplink.go).
+	puts *putWindow
 
 	mu      sync.Mutex
 	holders map[peer.ID]*holderSlots
@@ -123,7 +126,7 @@ type holderSlots struct {
 }
 
 func newTransferSlots(total, perHolder int) *transferSlots {
-	return &transferSlots{total: make(chan struct{}, total), perHolder: perHolder, holders: map[peer.ID]*holderSlots{}}
+	return &transferSlots{total: make(chan struct{}, total), perHolder: perHolder, puts: newPutWindow(total), holders: map[peer.ID]*holderSlots{}}
 }
 
 // acquire waits for a slot with holder h, then for one of the total, or
@@ -366,13 +369,26 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 			j := planned[i]
 			for try := 0; try < min(3, len(nodes)); try++ {
 				target := nodes[j]
+				// The holder's slot first: waiting for a stalled
+				// holder must not take a place in the put window.
 				release, err := s.slots.acquire(sctx, target)
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				_, err = s.shards.PutReader(sctx, target, id, int64(shard.Len()), shard.Reader(), lease)
+				putDone, err := s.slots.puts.acquire(sctx)
+				if err != nil {
+					release()
+					errs[i] = err
+					return
+				}
+				began := time.Now()
+				body := s.slots.puts.watch(shard.Reader())
+				_, err = s.shards.PutReader(sctx, target, id, int64(shard.Len()), body, lease)
 				release()
+				if body.end() {
+					putDone(int64(shard.Len()), time.Since(began), err)
+				}
 				if err == nil {
 					holders[i] = target
 					return

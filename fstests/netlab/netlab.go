@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // NAT is how a router translates its home host's connections.
@@ -127,13 +128,14 @@ func (l *Lab) must(ns string, args ...string) {
 
 // plug connects namespace ns to the internet bridge by a veth pair whose
 // end in ns is called ifname and has address cidr.
-func (l *Lab) plug(ns, ifname, cidr string) {
+func (l *Lab) plug(ns, ifname, cidr string) (outer string) {
 	l.t.Helper()
-	outer := fmt.Sprintf("%s%d", l.prefix, l.nextLink())
+	outer = fmt.Sprintf("%s%d", l.prefix, l.nextLink())
 	l.must("", "ip", "link", "add", outer, "netns", l.ns("net"), "type", "veth", "peer", "name", ifname, "netns", ns)
 	l.must(l.ns("net"), "ip", "link", "set", outer, "master", "br0", "up")
 	l.must(ns, "ip", "addr", "add", cidr, "dev", ifname)
 	l.must(ns, "ip", "link", "set", ifname, "up")
+	return outer
 }
 
 var links struct {
@@ -159,6 +161,7 @@ type Host struct {
 	IP, PublicIP string
 	// Router is the namespace of the host's router, "" for a public host.
 	Router string
+	outer  string // a public host's veth end on the internet bridge
 }
 
 // Public adds a host on the internet.
@@ -173,7 +176,7 @@ func (l *Lab) Public(name string) *Host {
 	if err := l.addNS(h.NS); err != nil {
 		l.t.Fatal(err)
 	}
-	l.plug(h.NS, "eth0", h.IP+"/16")
+	h.outer = l.plug(h.NS, "eth0", h.IP+"/16")
 	return h
 }
 
@@ -230,4 +233,63 @@ func (h *Host) Forward(port int) {
 // Command returns a command that runs in the host's namespace.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// Link is how a host's connection to the internet is shaped: rates in
+// bit/s (0: unshaped), the round-trip time added (half each way) and the
+// packet loss each way, in percent.
+type Link struct {
+	Up, Down int64
+	RTT      time.Duration
+	Loss     float64
+}
+
+// Shape shapes the host's link: its uplink on its own interface, its
+// downlink on the interface facing it (its router's, or the internet
+// bridge's port). The rate is a token bucket (tbf) with a queue of 100 ms;
+// delay and loss are netem's, below which the bucket sits. Kernels built
+// without netem (as some virtual machines' are) cannot add delay or loss:
+// Shape then shapes the rate only, logs that, and reports false.
+func (h *Host) Shape(l Link) (full bool) {
+	h.lab.t.Helper()
+	far, farNS := h.farEnd()
+	full = true
+	shape := func(ns, dev string, rate int64) {
+		parent := []string{"root"}
+		if l.RTT > 0 || l.Loss > 0 {
+			args := []string{"tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "netem",
+				"delay", fmt.Sprintf("%dus", (l.RTT / 2).Microseconds()), "limit", "100000"}
+			if l.Loss > 0 {
+				args = append(args, "loss", fmt.Sprintf("%g%%", l.Loss))
+			}
+			if err := run(ns, args...); err != nil {
+				if full {
+					h.lab.t.Logf("netlab: no delay or loss on %s's link (this kernel has no netem?): %v", h.Name, err)
+				}
+				full = false
+			} else {
+				parent = []string{"parent", "1:1"}
+			}
+		}
+		if rate > 0 {
+			// A burst of a few milliseconds at the rate (at least 16 KiB).
+			burst := max(rate/8/250, 16<<10)
+			args := append([]string{"tc", "qdisc", "add", "dev", dev}, parent...)
+			args = append(args, "handle", "10:", "tbf", "rate", fmt.Sprintf("%dbit", rate),
+				"burst", fmt.Sprint(burst), "latency", "100ms")
+			h.lab.must(ns, args...)
+		}
+	}
+	shape(h.NS, "eth0", l.Up)
+	shape(farNS, far, l.Down)
+	return full
+}
+
+// farEnd returns the interface at the other end of the host's link, and
+// its namespace.
+func (h *Host) farEnd() (dev, ns string) {
+	if h.Router != "" {
+		return "lan", h.Router
+	}
+	return h.outer, h.lab.ns("net")
 }
