@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,22 +88,23 @@ func TestHomeNetwork(t *testing.T) {
 	jf(t, ctx, writer, env, append([]string{"account", "create"}, common...)...)
 	obscured, _ := jf(t, ctx, writer, nil, "obscure", password)
 	obscured = strings.TrimSpace(obscured)
-	remote := append(env,
+	remote := slices.Concat(env, []string{
+		"RCLONE_CONFIG=/dev/null",
 		"RCLONE_CONFIG_JELLYFISH_TYPE=jellyfish",
 		"RCLONE_CONFIG_JELLYFISH_USERNAME=alice",
-		"RCLONE_CONFIG_JELLYFISH_PASSWORD="+obscured,
-		"RCLONE_CONFIG_JELLYFISH_BOOTSTRAP="+strings.Join(boot, " "),
+		"RCLONE_CONFIG_JELLYFISH_PASSWORD=" + obscured,
+		"RCLONE_CONFIG_JELLYFISH_BOOTSTRAP=" + strings.Join(boot, " "),
 		"RCLONE_CONFIG_JELLYFISH_INSECURE_TEST_KDF=true",
 		// Eight providers: 4 + 4 shards per segment, at most one per node.
 		"RCLONE_CONFIG_JELLYFISH_DATA_SHARDS=4",
 		"RCLONE_CONFIG_JELLYFISH_PARITY_SHARDS=4",
-	)
+	})
 	src := t.TempDir()
 	writeTree(t, src)
-	jf(t, ctx, writer, append(remote, "RCLONE_CONFIG=/dev/null"), "sync", src, "jellyfish:tree", "--jellyfish-data-dir", t.TempDir())
+	jf(t, ctx, writer, remote, "sync", src, "jellyfish:tree", "--jellyfish-data-dir", t.TempDir())
 	check := func(what string) {
 		t.Helper()
-		_, out := jf(t, ctx, reader, append(remote, "RCLONE_CONFIG=/dev/null"), "check", src, "jellyfish:tree", "--download", "--jellyfish-data-dir", t.TempDir())
+		_, out := jf(t, ctx, reader, remote, "check", src, "jellyfish:tree", "--download", "--jellyfish-data-dir", t.TempDir())
 		if !strings.Contains(out, " 0 differences found") {
 			t.Fatalf("check --download %s:\n%s", what, out)
 		}

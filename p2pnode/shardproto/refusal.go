@@ -11,16 +11,15 @@ import (
 // A refused stream costs the holder about what it costs the peer: the
 // stream is opened, negotiated, admitted and reset (or its request read,
 // checked and answered Busy), and the peer opens the next one as soon as
-// it sees the refusal. A peer that keeps streams waiting
-// or served up to its caps and opens more as fast as they are refused
-// (make bench-hostile's attacks) thus costs the holder as much CPU as it
-// spends itself. So a peer refused more often than a client backing off
-// ever is gets its refusals late: the stream is left open, unread, for
+// it sees the refusal. A peer that keeps streams waiting or served up to
+// its caps and opens more as fast as they are refused (make
+// bench-hostile's attacks) thus costs the holder as much CPU as it spends
+// itself. So a peer refused more often than a client backing off ever is
+// gets its refusals late: the stream is left open, unread, for
 // DefaultRefusalHold before it is reset with the code clients retry on, or
 // before its Busy answer is written; its place or serving slot is given
-// back at once.
-// A held stream costs the holder a timer and the stream's bookkeeping; the
-// peer's worker waiting on it opens nothing meanwhile.
+// back at once. A held stream costs the holder a timer and the stream's
+// bookkeeping; the peer's worker waiting on it opens nothing meanwhile.
 const (
 	// DefaultRefusalRate and DefaultRefusalBurst are the refusals a peer
 	// is answered at once: a token bucket of DefaultRefusalBurst refilled
@@ -38,7 +37,8 @@ const (
 	maxHeld     = DefaultMaxPending + DefaultMaxStreams
 	maxPeerHeld = DefaultMaxPeerPending + DefaultMaxPeerStreams
 	// maxRefusers bounds the peers whose refusals are counted; past it,
-	// peers whose bucket is full again are forgotten.
+	// peers whose bucket is full again are forgotten, and a new peer is
+	// not counted while none is.
 	maxRefusers = 4096
 )
 
@@ -74,6 +74,12 @@ func (r *refusals) take(p peer.ID, now time.Time) bool {
 	if f == nil {
 		if len(r.peers) >= maxRefusers {
 			r.forget(now)
+		}
+		if len(r.peers) >= maxRefusers {
+			// Too many peers over budget to count another: its
+			// refusals are answered at once.
+			r.answered++
+			return false
 		}
 		f = &refuser{tokens: r.burst, at: now}
 		r.peers[p] = f

@@ -88,6 +88,11 @@ func TestRefusersAreForgotten(t *testing.T) {
 	for i := range maxRefusers {
 		r.take(peer.ID(string(rune(i+1))), now)
 	}
+	// None refilled: a new peer is not counted.
+	r.take(peer.ID("early"), now)
+	if n := len(r.peers); n != maxRefusers {
+		t.Fatalf("%d peers counted, want at most %d", n, maxRefusers)
+	}
 	now = now.Add(time.Minute)
 	r.take(peer.ID("late"), now)
 	if n := len(r.peers); n != 1 {
