@@ -388,6 +388,8 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 				release()
 				if body.end() {
 					putDone(int64(shard.Len()), time.Since(began), err)
+				} else if err != nil {
+					s.slots.puts.report(int64(shard.Len()), time.Since(began), err)
 				}
 				if err == nil {
 					holders[i] = target

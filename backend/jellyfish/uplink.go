@@ -87,6 +87,15 @@ func (w *putWindow) done(size int64, took time.Duration, err error) {
 	w.changed = make(chan struct{})
 }
 
+// report moves the window by what a put showed after it gave its place
+// back early (watchedBody): a put that then ran out of time still says
+// the uplink is short.
+func (w *putWindow) report(size int64, took time.Duration, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.adjust(size, took, err)
+}
+
 // leave gives a place back without a measurement.
 func (w *putWindow) leave() {
 	w.mu.Lock()

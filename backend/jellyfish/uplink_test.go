@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,6 +60,13 @@ func TestPutWindow(t *testing.T) {
 	if w.limit != putWindowStart/2 {
 		t.Fatalf("after a small put and a refusal: window %d", w.limit)
 	}
+	// A put that gave its place back early and then timed out still
+	// halves the window, and frees no place twice.
+	before := w.inFlight
+	w.report(size, slow, os.ErrDeadlineExceeded)
+	if w.limit != putWindowStart/4 || w.inFlight != before {
+		t.Fatalf("after a late timeout: window %d, %d in flight (was %d)", w.limit, w.inFlight, before)
+	}
 	// Never below one.
 	for range 5 {
 		d, _ := w.acquire(ctx)
@@ -97,4 +105,41 @@ func TestPutWindow(t *testing.T) {
 	if w.limit != 16 {
 		t.Fatalf("window %d after many fast puts, max 16", w.limit)
 	}
+}
+
+// TestPutWindowIdleBody: a put whose body is not read for putIdle gives
+// its place back, so the next put starts; end then reports the place as
+// given back, and a body being read keeps its place.
+func TestPutWindowIdleBody(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := newPutWindow(1)
+	// The first put's place: the watch below gives it back.
+	if _, err := w.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	body := w.watch(strings.NewReader("never read"))
+	next, err := w.acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < putIdle {
+		t.Fatalf("the next put started after %v, before the body was idle for %v", waited, putIdle)
+	}
+	if body.end() {
+		t.Fatal("end reports the place held after it was given back")
+	}
+	// A body read all along keeps its place.
+	read := w.watch(strings.NewReader(strings.Repeat("x", 1<<20)))
+	stop := time.Now().Add(putIdle + time.Second)
+	for time.Now().Before(stop) {
+		var b [1]byte
+		read.Read(b[:])
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !read.end() {
+		t.Fatal("a body read all along lost its place")
+	}
+	next(0, 0, nil)
 }
