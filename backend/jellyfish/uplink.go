@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,8 +82,7 @@ func (w *putWindow) done(size int64, took time.Duration, err error) {
 	defer w.mu.Unlock()
 	w.inFlight--
 	w.adjust(size, took, err)
-	close(w.changed)
-	w.changed = make(chan struct{})
+	w.wake()
 }
 
 // report moves the window by what a put showed after it gave its place
@@ -101,6 +99,11 @@ func (w *putWindow) leave() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inFlight--
+	w.wake()
+}
+
+// wake lets the puts waiting for a place look again; w.mu is held.
+func (w *putWindow) wake() {
 	close(w.changed)
 	w.changed = make(chan struct{})
 }
@@ -184,6 +187,6 @@ func (b *watchedBody) end() bool {
 // isTimeout reports whether err is a deadline running out (a network
 // timeout), not a refusal or a cancellation.
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	var ne net.Error // os.ErrDeadlineExceeded is one too
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -52,7 +52,7 @@ func TestPutWindow(t *testing.T) {
 	if w.limit != putWindowStart/2 {
 		t.Fatalf("after a timeout: window %d", w.limit)
 	}
-	// Small puts and other errors say nothing.
+	// A small put that took long, and other errors, say nothing.
 	d, _ := w.acquire(ctx)
 	d(putMeasureMin-1, time.Hour, nil)
 	d, _ = w.acquire(ctx)
@@ -66,6 +66,12 @@ func TestPutWindow(t *testing.T) {
 	w.report(size, slow, os.ErrDeadlineExceeded)
 	if w.limit != putWindowStart/4 || w.inFlight != before {
 		t.Fatalf("after a late timeout: window %d, %d in flight (was %d)", w.limit, w.inFlight, before)
+	}
+	// A small put that finished quickly in a full window shows room.
+	d, _ = w.acquire(ctx)
+	d(putMeasureMin-1, putQuick/2, nil)
+	if w.limit != putWindowStart/4+1 {
+		t.Fatalf("after a quick small put: window %d", w.limit)
 	}
 	// Never below one.
 	for range 5 {

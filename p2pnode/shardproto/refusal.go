@@ -51,8 +51,8 @@ type refusals struct {
 	mu    sync.Mutex
 	peers map[peer.ID]*refuser
 	held  int
-	// answered and delayed count the refusals answered at once and held.
-	answered, delayed int64
+	// delayed counts the refusals held so far.
+	delayed int64
 }
 
 type refuser struct {
@@ -78,7 +78,6 @@ func (r *refusals) take(p peer.ID, now time.Time) bool {
 		if len(r.peers) >= maxRefusers {
 			// Too many peers over budget to count another: its
 			// refusals are answered at once.
-			r.answered++
 			return false
 		}
 		f = &refuser{tokens: r.burst, at: now}
@@ -87,7 +86,6 @@ func (r *refusals) take(p peer.ID, now time.Time) bool {
 	r.refill(f, now)
 	if f.tokens >= 1 || r.hold <= 0 || f.held >= maxPeerHeld || r.held >= maxHeld {
 		f.tokens = max(f.tokens-1, 0)
-		r.answered++
 		return false
 	}
 	f.held++
