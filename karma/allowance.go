@@ -27,14 +27,35 @@ func TierOf(b int64) int {
 	return min(bits.Len64(uint64(b/GiB))-1, MaxTier)
 }
 
-// FloorToTier rounds b down to a whole tier (0 under 1 GiB). Space grows in
-// doubling steps, so the network stays under-used: a node credited 3.9 GiB
-// gets 2 GiB.
-func FloorToTier(b int64) int64 {
-	if t := TierOf(b); t >= 0 {
-		return TierBytes(t)
+// Credited space follows what a node has been shown to hold: at most
+// ShownGrowth times the shard bytes it holds for accounts with earned
+// allowances, plus ShownFloor (shown by test shards it accepted while
+// being vetted), and no more than it shares. A node that refused a put for
+// lack of room below what it declared is credited what it holds and no
+// more, until it accepts again. Growth × uptime must exceed 1 for a
+// network to grow from nothing (docs/design.md §6.8).
+const (
+	ShownGrowth = 2.0
+	ShownFloor  = 2 * GiB
+)
+
+// Shown returns the space credited to a node sharing declared bytes that
+// holds held shard bytes of other accounts (see ShownGrowth); full says it
+// refused a put for lack of room since it last accepted one.
+func Shown(held, declared int64, full bool) int64 {
+	return ShownWith(held, declared, full, ShownGrowth, ShownFloor)
+}
+
+// ShownWith is Shown with another growth and floor (for models).
+func ShownWith(held, declared int64, full bool, growth float64, floor int64) int64 {
+	held = max(held, 0)
+	if full {
+		return min(held, declared)
 	}
-	return 0
+	if f := growth*float64(held) + float64(floor); f < float64(declared) {
+		return int64(f)
+	}
+	return declared
 }
 
 // Node is what counts of one node toward its account's allowance.
@@ -50,7 +71,9 @@ type Node struct {
 }
 
 // Credit returns the allowance node n earns: min(shared, shown) × uptime,
-// floored to a tier; zero until the node is vetted.
+// in whole MiB; zero until the node is vetted. Tiers are the steps of
+// what a node shares; the credit is not rounded to one, or every uptime
+// under 1 would count as a half.
 func Credit(n Node) int64 {
 	if !n.Standing.Vetted() || n.Shown < 0 {
 		return 0
@@ -60,7 +83,7 @@ func Credit(n Node) int64 {
 		return 0
 	}
 	up := min(max(n.Standing.Uptime, 0), 1)
-	return FloorToTier(int64(float64(space) * up))
+	return int64(float64(space)*up) &^ (1<<20 - 1)
 }
 
 // Allowance is an account's allowance at one time, with its reasons.

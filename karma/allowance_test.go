@@ -3,7 +3,6 @@ package karma
 import (
 	"errors"
 	"go/build"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -22,19 +21,33 @@ func TestTiers(t *testing.T) {
 	if TierBytes(-3) != GiB || TierBytes(3) != 8*GiB || TierBytes(99) != TierBytes(MaxTier) {
 		t.Fatal("TierBytes")
 	}
-	// FloorToTier never rounds up and loses less than half.
-	r := rand.New(rand.NewPCG(1, 1))
-	for range 10000 {
-		b := GiB + r.Int64N(1<<44)
-		f := FloorToTier(b)
-		if f > b || 2*f <= b {
-			t.Fatalf("FloorToTier(%d) = %d", b, f)
-		}
-	}
 }
 
 func good(uptime float64) Standing {
 	return Standing{KnownEpochs: WindowEpochs, Uptime: uptime, AuditsPassed: 60, State: Good}
+}
+
+const MiB = 1 << 20
+
+func TestShown(t *testing.T) {
+	cases := []struct {
+		held, declared int64
+		full           bool
+		want           int64
+	}{
+		{0, 64 * GiB, false, ShownFloor},
+		{10 * GiB, 64 * GiB, false, 22 * GiB},
+		{40 * GiB, 64 * GiB, false, 64 * GiB},
+		{10 * GiB, 64 * GiB, true, 10 * GiB},
+		{0, GiB, false, GiB},
+		{1 << 62, 1 << 50, false, 1 << 50}, // no overflow at the far side
+		{-5, 64 * GiB, false, ShownFloor},
+	}
+	for _, c := range cases {
+		if got := Shown(c.held, c.declared, c.full); got != c.want {
+			t.Errorf("Shown(%d, %d, %v) = %d, want %d", c.held, c.declared, c.full, got, c.want)
+		}
+	}
 }
 
 func TestCredit(t *testing.T) {
@@ -43,17 +56,17 @@ func TestCredit(t *testing.T) {
 		n    Node
 		want int64
 	}{
-		{"8 GiB at 2/3", Node{Shared: 8 * GiB, Shown: 8 * GiB, Standing: good(2.0 / 3)}, 4 * GiB},
+		{"8 GiB at 2/3", Node{Shared: 8 * GiB, Shown: 8 * GiB, Standing: good(2.0 / 3)}, 5461 * MiB},
 		{"8 GiB always on", Node{Shared: 8 * GiB, Shown: 8 * GiB, Standing: good(1)}, 8 * GiB},
-		{"shown less", Node{Shared: 64 * GiB, Shown: 3 * GiB, Standing: good(1)}, 2 * GiB},
+		{"shown less", Node{Shared: 64 * GiB, Shown: 3 * GiB, Standing: good(1)}, 3 * GiB},
 		{"nothing shown", Node{Shared: 64 * GiB, Shown: -1, Standing: good(1)}, 0},
 		{"not vetted", Node{Shared: 8 * GiB, Shown: 8 * GiB, Standing: Standing{KnownEpochs: 5, Uptime: 1, State: Vetting}}, 0},
-		{"1 GiB at 0.9", Node{Shared: GiB, Shown: GiB, Standing: good(0.9)}, 0},
+		{"1 GiB at 0.9", Node{Shared: GiB, Shown: GiB, Standing: good(0.9)}, 921 * MiB},
 		{"uptime out of range", Node{Shared: 4 * GiB, Shown: 4 * GiB, Standing: good(7)}, 4 * GiB},
 	}
 	for _, c := range cases {
 		if got := Credit(c.n); got != c.want {
-			t.Errorf("%s: %d GiB, want %d GiB", c.name, got/GiB, c.want/GiB)
+			t.Errorf("%s: %d MiB, want %d MiB", c.name, got/MiB, c.want/MiB)
 		}
 	}
 }
@@ -71,7 +84,7 @@ func TestAccountAllowance(t *testing.T) {
 	n1 := Node{ID: "n1", Shared: 16 * GiB, Shown: 16 * GiB, Standing: good(0.7)}
 	n2 := Node{ID: "n2", Shared: 4 * GiB, Shown: 4 * GiB, Standing: good(1)}
 	a = AccountAllowance([]Node{n1, n2}, DefaultStarter)
-	if a.Bytes != 12*GiB || a.Starter || a.Zeroed != "" {
+	if a.Bytes != (11468+4096)*MiB || a.Starter || a.Zeroed != "" {
 		t.Fatalf("two nodes: %+v", a)
 	}
 	// One node with three strikes zeroes the whole account, and says until

@@ -28,7 +28,8 @@
 //     silence on it while answering everything else counts as deletion.
 //   - Standing (standing.go): per epoch, the median of a quorum of the
 //     witnesses' summaries; over the window, uptime, audits, strikes.
-//   - Allowance (allowance.go): vetted shared space × uptime, floored to a
-//     tier, summed over an account's linked nodes; zero while the account has
+//   - Allowance (allowance.go): vetted shared space, bounded by what the
+//     node has shown it holds, × uptime, summed over an account's linked
+//     nodes, never under the starter allowance; zero while the account has
 //     a node with three strikes in the window.
 package karma

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jellyfish-p2p/jellyfish/cmd/jellyfish/internal/sim"
+	"github.com/jellyfish-p2p/jellyfish/karma"
 )
 
 // simCommand is `jellyfish sim`; its subcommands add themselves in init.
@@ -30,7 +31,7 @@ network. The model is described in docs/availability.md.`,
 
 func init() {
 	commands = append(commands, simCommand)
-	simCommand.AddCommand(availabilityCommand(), durabilityCommand())
+	simCommand.AddCommand(availabilityCommand(), durabilityCommand(), allowanceCommand())
 }
 
 type availabilityOptions struct {
@@ -341,3 +342,65 @@ func writeCSV(path string, write func(io.Writer) error) (err error) {
 	}()
 	return write(f)
 }
+
+func allowanceCommand() *cobra.Command {
+	m := sim.AllowanceModel{Nodes: 300, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 8, UptimeMin: 0.5, UptimeMax: 0.8,
+		Liars: 0.3, LiarFactor: 16, Starters: 300, Starter: karma.DefaultStarter, StarterShare: 0.125,
+		Growth: karma.ShownGrowth, Floor: karma.ShownFloor, Demand: 0.2, Seed: 1}
+	out := "."
+	c := &cobra.Command{
+		Use:   "allowance",
+		Short: "Allowance granted against the network's real capacity, day by day from an empty network",
+		Long: `allowance runs karma's allowance rules on a modelled network that starts
+empty: nodes join over --join-days sharing random tiers, online a random share
+of the time, some of them (--liars) declaring --liar-factor times the disk they
+have; --starters accounts have no node. Every day each account uploads --demand
+of the room its allowance leaves, spread over other accounts' nodes. A node
+counts once vetted; its credited space is at most --growth times the shard
+bytes it holds for accounts with earned allowances plus --floor, and only what
+it holds once it has refused a put for lack of room.
+
+It writes allowance.csv in --out (one line a day) and prints the largest
+ratio of allowance granted to the network's real capacity, in shard bytes
+(the same as file bytes against capacity / expansion).`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			days, err := m.Run()
+			if err != nil {
+				return err
+			}
+			if err := writeCSV(filepath.Join(out, "allowance.csv"), func(w io.Writer) error { return sim.WriteAllowanceCSV(w, days) }); err != nil {
+				return err
+			}
+			s := sim.Summarize(days)
+			l := s.Last
+			fmt.Fprintf(cmd.OutOrStdout(), "allowance: earned/capacity max=%.3f (day %d) granted/capacity max=%.3f (day %d) half-full day=%d\n",
+				s.MaxEarned, s.MaxEarnedDay, s.MaxGranted, s.MaxGrantedDay, s.HalfFullDay)
+			fmt.Fprintf(cmd.OutOrStdout(), "day %d: nodes=%d capacity=%.0f GiB declared=%.0f granted=%.0f earned=%.0f used=%.0f starter-used=%.0f refused=%.0f\n",
+				l.Day, l.Nodes, gib(l.Capacity), gib(l.Declared), gib(l.Granted), gib(l.Earned), gib(l.Used), gib(l.StarterUse), gib(l.Refused))
+			fmt.Fprintf(cmd.OutOrStdout(), "allowance: %d days written to %s\n", len(days), filepath.Join(out, "allowance.csv"))
+			return nil
+		}),
+	}
+	f := c.Flags()
+	f.IntVar(&m.Nodes, "nodes", m.Nodes, "nodes that join")
+	f.IntVar(&m.JoinDays, "join-days", m.JoinDays, "days over which they join")
+	f.IntVar(&m.Days, "days", m.Days, "days to model")
+	f.IntVar(&m.TierMin, "tier-min", m.TierMin, "smallest tier shared (2^t GiB)")
+	f.IntVar(&m.TierMax, "tier-max", m.TierMax, "largest tier shared")
+	f.Float64Var(&m.UptimeMin, "uptime-min", m.UptimeMin, "lowest node uptime")
+	f.Float64Var(&m.UptimeMax, "uptime-max", m.UptimeMax, "highest node uptime")
+	f.Float64Var(&m.Liars, "liars", m.Liars, "share of nodes declaring more than their disk")
+	f.Float64Var(&m.LiarFactor, "liar-factor", m.LiarFactor, "how many times their disk they declare")
+	f.IntVar(&m.Starters, "starters", m.Starters, "accounts without a node")
+	f.Int64Var(&m.Starter, "starter", m.Starter, "starter allowance in bytes")
+	f.Float64Var(&m.StarterShare, "starter-share", m.StarterShare, "share of a node's free room that starter accounts' shards may take (0: no bound)")
+	f.Float64Var(&m.Growth, "growth", m.Growth, "credited space per byte held for others")
+	f.Int64Var(&m.Floor, "floor", m.Floor, "credited space before holding anything, in bytes")
+	f.Float64Var(&m.Demand, "demand", m.Demand, "share of its free allowance an account uploads each day")
+	f.Uint64Var(&m.Seed, "seed", m.Seed, "seed of the model's draws")
+	f.StringVar(&out, "out", out, "folder for allowance.csv")
+	return c
+}
+
+func gib(b int64) float64 { return float64(b) / (1 << 30) }

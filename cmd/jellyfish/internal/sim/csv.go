@@ -52,3 +52,17 @@ func WriteDurabilityCSV(w io.Writer, rows []DurabilityRow) error {
 }
 
 func g(x float64) string { return strconv.FormatFloat(x, 'g', 10, 64) }
+
+// WriteAllowanceCSV writes one line per day of an allowance run, with a
+// header line; sizes in GiB.
+func WriteAllowanceCSV(w io.Writer, days []AllowanceDay) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"day", "nodes", "capacity_gib", "declared_gib", "granted_gib", "earned_gib", "used_gib", "starter_used_gib", "refused_gib"})
+	gib := func(b int64) string { return g(float64(b) / (1 << 30)) }
+	for _, d := range days {
+		cw.Write([]string{strconv.Itoa(d.Day), strconv.Itoa(d.Nodes), gib(d.Capacity), gib(d.Declared), gib(d.Granted),
+			gib(d.Earned), gib(d.Used), gib(d.StarterUse), gib(d.Refused)})
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/jellyfish-p2p/jellyfish/karma"
 )
 
 func near(t *testing.T, what string, got, want float64) {
@@ -204,5 +206,76 @@ func TestParseLists(t *testing.T) {
 	}
 	if _, err := ParseConfigs("10-of-3"); err == nil {
 		t.Error("10-of-3 accepted")
+	}
+}
+
+func allowanceModel() AllowanceModel {
+	return AllowanceModel{Nodes: 200, JoinDays: 40, Days: 240, TierMin: 0, TierMax: 7, UptimeMin: 0.5, UptimeMax: 0.8,
+		Liars: 0.3, LiarFactor: 16, Starters: 200, Starter: karma.DefaultStarter, StarterShare: 0.125,
+		Growth: karma.ShownGrowth, Floor: karma.ShownFloor, Demand: 0.2, Seed: 3}
+}
+
+// A network starts from nothing: before any node is vetted only starter
+// allowances exist; then the allowance earned grows until the network is
+// in use, and it never exceeds the real capacity, with or without nodes
+// that declare sixteen times their disk.
+func TestAllowanceModel(t *testing.T) {
+	for _, liars := range []float64{0, 0.3, 0.6} {
+		m := allowanceModel()
+		m.Liars = liars
+		days, err := m.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range days {
+			if d.Day < karma.VettingEpochs && d.Earned != 0 {
+				t.Fatalf("liars %.1f: day %d: %d bytes earned before any node was vetted", liars, d.Day, d.Earned)
+			}
+			if d.Earned > d.Capacity || d.Used > d.Capacity {
+				t.Fatalf("liars %.1f: day %d: earned %d, used %d, real capacity %d", liars, d.Day, d.Earned, d.Used, d.Capacity)
+			}
+		}
+		s := Summarize(days)
+		if s.HalfFullDay < 0 || s.HalfFullDay > 150 || s.Last.Earned < s.Last.Capacity/3 {
+			t.Fatalf("liars %.1f: the network did not fill: half-full day %d, earned %d of %d",
+				liars, s.HalfFullDay, s.Last.Earned, s.Last.Capacity)
+		}
+		t.Logf("liars %.1f: earned/capacity max %.3f, half full on day %d", liars, s.MaxEarned, s.HalfFullDay)
+	}
+}
+
+// Without a bound on credited space, nodes that are never filled keep
+// what they declare: the model shows the bound matters.
+func TestAllowanceModelNeedsTheBound(t *testing.T) {
+	m := allowanceModel()
+	m.Liars, m.LiarFactor, m.Demand, m.Starters, m.Starter = 1, 64, 0.001, 0, 0
+	bounded, err := m.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Growth = 1e9
+	open, err := m.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, o := Summarize(bounded).MaxEarned, Summarize(open).MaxEarned; b > 1 || o <= 1 {
+		t.Fatalf("earned/capacity: %.2f with the bound, %.2f without", b, o)
+	}
+}
+
+func TestAllowanceModelRejects(t *testing.T) {
+	for name, f := range map[string]func(*AllowanceModel){
+		"no nodes":      func(m *AllowanceModel) { m.Nodes = 0 },
+		"tiers":         func(m *AllowanceModel) { m.TierMax = karma.MaxTier + 1 },
+		"uptime":        func(m *AllowanceModel) { m.UptimeMin = 0 },
+		"liar factor":   func(m *AllowanceModel) { m.LiarFactor = 0.5 },
+		"demand":        func(m *AllowanceModel) { m.Demand = 0 },
+		"starter share": func(m *AllowanceModel) { m.StarterShare = 2 },
+	} {
+		m := allowanceModel()
+		f(&m)
+		if _, err := m.Run(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
