@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 )
 
 // Errors a client returns besides the shardstore sentinels, which cross
@@ -49,7 +53,49 @@ var (
 	// ErrBadReceipt means a holder's receipt or signed answer is missing,
 	// does not verify, or does not match the request.
 	ErrBadReceipt = errors.New("shardproto: bad receipt")
+	// ErrVersion means the peer does not speak this version of the shard
+	// protocol; VersionError says which versions it does speak.
+	ErrVersion = errors.New("shardproto: another protocol version")
 )
+
+// VersionError is a peer that refused the shard protocol's ID. It
+// unwraps to ErrVersion and to the stream error.
+type VersionError struct {
+	Peer peer.ID
+	// Speaks lists the shard protocol versions the peer announced
+	// (identify); empty when it announced none.
+	Speaks []protocol.ID
+	Err    error
+}
+
+func (e *VersionError) Error() string {
+	if len(e.Speaks) == 0 {
+		return fmt.Sprintf("shardproto: %s does not speak %s (no shard protocol announced): it is not a Jellyfish provider, or runs another version", e.Peer.ShortString(), ID)
+	}
+	return fmt.Sprintf("shardproto: %s speaks %v, this Jellyfish speaks %s: one of them runs another version of Jellyfish", e.Peer.ShortString(), e.Speaks, ID)
+}
+
+// Unwrap returns ErrVersion and the stream error.
+func (e *VersionError) Unwrap() []error { return []error{ErrVersion, e.Err} }
+
+// versionError turns a refused protocol negotiation into a VersionError
+// naming the shard protocol versions the peer announced.
+func versionError(ps peerstore.Peerstore, p peer.ID, err error) error {
+	var ns msmux.ErrNotSupported[protocol.ID]
+	if !errors.As(err, &ns) {
+		return err
+	}
+	ve := &VersionError{Peer: p, Err: err}
+	if protos, perr := ps.GetProtocols(p); perr == nil {
+		for _, pr := range protos {
+			if strings.HasPrefix(string(pr), shardProtocolPrefix) {
+				ve.Speaks = append(ve.Speaks, pr)
+			}
+		}
+		slices.Sort(ve.Speaks)
+	}
+	return ve
+}
 
 // RemoteError is a failure status answered by a holder. It unwraps to the
 // sentinel matching its status.
@@ -190,7 +236,7 @@ type call struct {
 func (c *Client) open(ctx context.Context, p peer.ID, req *request) (*call, error) {
 	st, err := c.h.NewStream(ctx, p, ID)
 	if err != nil {
-		return nil, fmt.Errorf("shardproto: open stream to %s: %w", p.ShortString(), err)
+		return nil, fmt.Errorf("shardproto: open stream to %s: %w", p.ShortString(), versionError(c.h.Peerstore(), p, err))
 	}
 	if err := st.Scope().SetService(ServiceName); err != nil {
 		st.Reset()

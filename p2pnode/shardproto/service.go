@@ -21,7 +21,10 @@ import (
 // signed answers to proof requests (and their nonce) and to renewals.
 // Each changed a layout the previous version cannot parse, so versions do
 // not talk to each other.
-const ID = "/jellyfish/shard/4.0.0"
+const ID = shardProtocolPrefix + "4.0.0"
+
+// shardProtocolPrefix starts every version of the shard protocol's ID.
+const shardProtocolPrefix = "/jellyfish/shard/"
 
 // ServiceName names the protocol's resource-manager service scope.
 const ServiceName = "jellyfish.shard"
