@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -40,6 +42,13 @@ func TestPortMapping(t *testing.T) {
 	}
 	mappedNode := mapped.StartNode(t, bin, "--bootstrap", first.Addr())
 	want[mappedNode] = [2]string{"public", "server"}
+	// The node's own page, in a browser on its host, shows what AutoNAT
+	// has concluded so far: not public yet, so soon after start.
+	chrome := chromiumPath(t)
+	early := pageReachability(t, chrome, mappedNode)
+	if chrome != "" && early == "public" {
+		t.Fatal("the page shows the mapped node public right after start, before AutoNAT could test it")
+	}
 	want[plain.StartNode(t, bin, "--bootstrap", first.Addr())] = [2]string{"private", "client"}
 	// The mapping comes a few seconds after start, and AutoNAT tests an
 	// address it did not have at its first probe on its next round, 90 s
@@ -53,6 +62,12 @@ func TestPortMapping(t *testing.T) {
 			}
 		}
 	})
+	if chrome != "" {
+		if late := pageReachability(t, chrome, mappedNode); late != "public" {
+			t.Fatalf("once AutoNAT found the node public, its page shows %q", late)
+		}
+		t.Logf("the page showed %q, then %q", early, "public")
+	}
 	s, err := mappedNode.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -103,4 +118,58 @@ func TestPortMapping(t *testing.T) {
 		t.Fatalf("check --download:\n%s", out)
 	}
 	t.Logf("the mapped node holds %d shards; announced %v", s.Storage.Shards, s.Network.AnnouncedAddrs)
+}
+
+// chromiumPath returns the Chromium binary, or "" (and says so) when it
+// is not installed: the rest of the test runs without the page checks.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Log("chromium is not installed (Debian: apt-get install chromium): the status page is not checked in a browser")
+	return ""
+}
+
+var reachCard = regexp.MustCompile(`id="card-reach"><div class="label">Reachability</div><div class="value[^"]*">([a-z]+)</div>`)
+
+// pageReachability loads n's status page in headless Chromium run on n's
+// host and returns the reachability it shows ("" without Chromium). The
+// page must agree with the node's /status.json read just before or just
+// after.
+func pageReachability(t *testing.T, chrome string, n *netlab.Node) string {
+	t.Helper()
+	if chrome == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	read := func() string {
+		s, err := n.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Network.Reachability
+	}
+	before := read()
+	cmd := n.Host.Command(chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--dump-dom", "http://"+netlab.StatusAddr+"/")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium on %s: %v\n%s", n.Host.Name, err, stderr.String())
+	}
+	after := read()
+	m := reachCard.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("the page on %s shows no reachability:\n%s", n.Host.Name, out)
+	}
+	got := string(m[1])
+	if got != before && got != after {
+		t.Fatalf("the page on %s shows %q; its status said %q before and %q after", n.Host.Name, got, before, after)
+	}
+	return got
 }
