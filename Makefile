@@ -171,6 +171,21 @@ bench-scale: build
 	  -dir $(BENCH_DIR)/jf-bench-scale -work $(BENCH_DIR)/jf-bench-scale-work; \
 	rc=$$?; rm -rf $(BENCH_DIR)/jf-bench-scale $(BENCH_DIR)/jf-bench-scale-work; exit $$rc
 
+# Transfers between separate hosts over shaped links (fstests/netlab; needs
+# root, iproute2, iptables and iperf3): iperf3 on the home host's path,
+# then a WAN_SIZE upload from a home host with a 20 Mbit/s uplink to 12
+# providers, the download back, and a WAN_SLOW_SIZE upload from a 5 Mbit/s
+# uplink; one line per case, each against what its links allow. WAN_K and
+# WAN_M set the shards per segment. Round trips and loss need netem.
+WAN_SIZE      ?= 256MiB
+WAN_SLOW_SIZE ?= 256MiB
+WAN_K         ?= 6
+WAN_M         ?= 2
+.PHONY: bench-wan
+bench-wan:
+	JELLYFISH_BENCH_WAN=1 WAN_SIZE=$(WAN_SIZE) WAN_SLOW_SIZE=$(WAN_SLOW_SIZE) WAN_K=$(WAN_K) WAN_M=$(WAN_M) \
+	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^TestBenchWAN$$' ./fstests/netlab/
+
 # The measurement behind the default segment size.
 bench-segsize:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench 'SegmentSize' -benchtime $(CODEC_BENCHTIME) -count 1 -cpu 1 -timeout 30m ./codec/

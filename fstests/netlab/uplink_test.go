@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,47 +30,12 @@ func TestSlowUplink(t *testing.T) {
 	const up = 5_000_000
 	home.Shape(netlab.Link{Up: up, Down: 50_000_000, RTT: 40 * time.Millisecond, Loss: 0.5})
 
-	first := provs[0].StartNode(t, bin)
-	nodes := map[*netlab.Node][2]string{first: {"public", "server"}}
-	var boot []string
-	boot = append(boot, first.Addr())
-	for _, h := range provs[1:] {
-		n := h.StartNode(t, bin, "--bootstrap", first.Addr(), "--tier", "2")
-		nodes[n] = [2]string{"public", "server"}
-		if len(boot) < 3 {
-			boot = append(boot, n.Addr())
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	waitReachability(t, ctx, func(yield func(*netlab.Node, [2]string) bool) {
-		for n, w := range nodes {
-			if !yield(n, w) {
-				return
-			}
-		}
-	})
-
-	cfgDir := t.TempDir()
-	common := []string{"--insecure-test-kdf", "--config-dir", cfgDir, "--username", "bob"}
-	for _, b := range boot {
-		common = append(common, "--bootstrap", b)
-	}
-	env := []string{"JELLYFISH_PASSWORD=" + password, "HOME=" + t.TempDir()}
-	jf(t, ctx, home, env, append([]string{"account", "create"}, common...)...)
-	obscured, _ := jf(t, ctx, home, nil, "obscure", password)
-	remote := slices.Concat(env, []string{
-		"RCLONE_CONFIG=/dev/null",
-		"RCLONE_CONFIG_JELLYFISH_TYPE=jellyfish",
-		"RCLONE_CONFIG_JELLYFISH_USERNAME=bob",
-		"RCLONE_CONFIG_JELLYFISH_PASSWORD=" + strings.TrimSpace(obscured),
-		"RCLONE_CONFIG_JELLYFISH_BOOTSTRAP=" + strings.Join(boot, " "),
-		"RCLONE_CONFIG_JELLYFISH_INSECURE_TEST_KDF=true",
-		// 6 + 2 shards per segment, one on each provider: 1.33 × the data
-		// crosses the uplink.
-		"RCLONE_CONFIG_JELLYFISH_DATA_SHARDS=6",
-		"RCLONE_CONFIG_JELLYFISH_PARITY_SHARDS=2",
-	})
+	_, boot := startProviders(t, ctx, provs, "--tier", "2")
+	// 6 + 2 shards per segment, one on each provider: 1.33 × the data
+	// crosses the uplink.
+	remote := newRemote(t, ctx, home, "bob", boot, 6, 2)
 	src := t.TempDir()
 	data := make([]byte, 32<<20)
 	rand.Read(data)
@@ -83,10 +47,8 @@ func TestSlowUplink(t *testing.T) {
 	took := time.Since(start)
 	sent := float64(len(data)) * 8 / 6
 	t.Logf("32 MiB stored in %v: %.1f Mbit/s of shards over a %d Mbit/s uplink", took.Round(100*time.Millisecond), sent*8/took.Seconds()/1e6, up/1_000_000)
-	for _, l := range strings.Split(stderr, "\n") {
-		if strings.Contains(l, "ERROR") || strings.Contains(l, "retry") || strings.Contains(l, "deadline") {
-			t.Errorf("upload log: %s", l)
-		}
+	for _, l := range logProblems(stderr) {
+		t.Errorf("upload log: %s", l)
 	}
 	_, out := jf(t, ctx, home, remote, "check", src, "jellyfish:up", "--download", "--jellyfish-data-dir", t.TempDir())
 	if !strings.Contains(out, " 0 differences found") {

@@ -1,0 +1,335 @@
+package netlab_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/fstests/netlab"
+	"github.com/rclone/rclone/fs"
+)
+
+// The shape of the WAN benchmark's network: a home host uploading over
+// wanHomeUp and downloading over wanHomeDown; providers in data centres at
+// wanDCRate both ways, and at homes whose routers forward the node's port
+// with the uplinks of wanFwdUps (and five times as much down).
+const (
+	wanHomeUp, wanHomeDown = 20_000_000, 100_000_000
+	wanSlowUp, wanSlowDown = 5_000_000, 50_000_000
+	wanDCs                 = 6
+	wanDCRate              = 1_000_000_000
+	wanRTT                 = 80 * time.Millisecond
+	wanLoss                = 0.5
+)
+
+var wanFwdUps = []int64{20_000_000, 25_000_000, 30_000_000, 35_000_000, 40_000_000, 50_000_000}
+
+// TestBenchWAN is `make bench-wan`: transfers over shaped links between
+// separate hosts, each figure against what the links allow. It runs only
+// with JELLYFISH_BENCH_WAN set, and prints one line per case:
+//
+//   - wan path: iperf3 from the home host to a data-centre provider and
+//     back, the TCP rate the shaped path carries each way.
+//   - wan upload: a WAN_SIZE file copied from the home host. Goodput is the
+//     shard bytes the providers stored during the copy (all k + m of every
+//     segment, metadata included) over the copy's wall time; the limit is
+//     min(home uplink, iperf3 up), which those bytes share.
+//   - wan download: the same file copied back to the home host by another
+//     device. Goodput is file bytes over wall time; the limit is
+//     min(home downlink, iperf3 down, the sum of the holders' uplinks): k
+//     shards of a segment carry its bytes, so in file bytes a download can
+//     go no faster than the downlink or all holders sending at once.
+//   - wan slow: a WAN_SLOW_SIZE upload from a 5 Mbit/s uplink, its time and
+//     the error, retry and deadline lines in its log.
+//   - wan rtt: the upload again over an 80 ms round trip with 0.5 % loss
+//     each way, where the kernel has netem; skipped where it has not.
+//
+// WAN_K and WAN_M set the shards per segment (6 + 2, as TestSlowUplink).
+func TestBenchWAN(t *testing.T) {
+	if os.Getenv("JELLYFISH_BENCH_WAN") == "" {
+		t.Skip("a benchmark of a quarter of an hour and more: make bench-wan")
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skip("wan: iperf3 is not installed (apt-get install iperf3); it measures what each path carries")
+	}
+	size := envSize(t, "WAN_SIZE", 256<<20)
+	slowSize := envSize(t, "WAN_SLOW_SIZE", 256<<20)
+	k, m := envInt(t, "WAN_K", 6), envInt(t, "WAN_M", 2)
+
+	lab := netlab.New(t)
+	uplink := map[*netlab.Host]int64{}
+	var provs []*netlab.Host
+	for i := range wanDCs {
+		h := lab.Public(fmt.Sprintf("dc%d", i+1))
+		h.Shape(netlab.Link{Up: wanDCRate, Down: wanDCRate})
+		uplink[h] = wanDCRate
+		provs = append(provs, h)
+	}
+	for i, up := range wanFwdUps {
+		h := lab.Home(fmt.Sprintf("fwd%d", i+1), netlab.PortRestricted)
+		h.Forward(netlab.NodePort)
+		h.Shape(netlab.Link{Up: up, Down: 5 * up})
+		uplink[h] = up
+		provs = append(provs, h)
+	}
+	home := lab.Home("home", netlab.PortRestricted)
+	home.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown})
+	slow := lab.Home("slow", netlab.PortRestricted)
+	slow.Shape(netlab.Link{Up: wanSlowUp, Down: wanSlowDown})
+	far := lab.Home("far", netlab.PortRestricted)
+	netem := far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+
+	pathUp, pathDown := iperfPath(t, home, provs[0])
+	fmt.Printf("wan path: up=%.1f Mbit/s down=%.1f Mbit/s\n", mbit(pathUp), mbit(pathDown))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
+	remote := newRemote(t, ctx, home, "wan", boot, k, m)
+	cancel()
+	fmt.Printf("wan setup: k=%d m=%d providers=%d (%d data-centre at %d Mbit/s, %d home at %d-%d Mbit/s up) home=%d/%d Mbit/s size=%s\n",
+		k, m, len(nodes), wanDCs, wanDCRate/1_000_000, len(wanFwdUps), wanFwdUps[0]/1_000_000, wanFwdUps[len(wanFwdUps)-1]/1_000_000,
+		wanHomeUp/1_000_000, wanHomeDown/1_000_000, fs.SizeSuffix(size).String()+"B")
+
+	// Upload.
+	src := randomFile(t, size)
+	expanded := float64(size) * float64(k+m) / float64(k)
+	up := storeFile(t, home, remote, nodes, src, "jellyfish:wan", transferTime(expanded, wanHomeUp))
+	limit := min(wanHomeUp, pathUp)
+	fmt.Printf("wan upload: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f\n", mbit(up.rate()), mbit(limit), up.rate()/limit)
+	t.Logf("upload: %d bytes in %v; providers stored %d bytes (%.3f × the file; k+m/k is %.3f); %d segments stored short of %d shards, %d shards missing; log problems: %d",
+		size, up.took.Round(100*time.Millisecond), up.stored, float64(up.stored)/float64(size), float64(k+m)/float64(k),
+		up.short, k+m, up.missing, len(up.problems))
+	var holdersUp int64
+	for _, n := range nodes {
+		b := up.perNode[n]
+		t.Logf("  %s (uplink %d Mbit/s) stored %.1f MiB", n.Host.Name, uplink[n.Host]/1_000_000, float64(b)/(1<<20))
+		if b > 0 {
+			holdersUp += uplink[n.Host]
+		}
+	}
+	for _, l := range up.problems {
+		t.Logf("upload log: %s", l)
+	}
+
+	// Download, by a device that has nothing cached.
+	ctx, cancel = context.WithTimeout(context.Background(), transferTime(float64(size), wanHomeDown/4))
+	dst := t.TempDir()
+	start := time.Now()
+	_, stderr := jf(t, ctx, home, remote, "copy", "jellyfish:wan", dst, "--jellyfish-data-dir", t.TempDir(), "-v", "--stats", "0")
+	took := time.Since(start)
+	cancel()
+	if a, b := fileHash(t, filepath.Join(src, "big.bin")), fileHash(t, filepath.Join(dst, "big.bin")); a != b {
+		t.Fatalf("the file downloaded differs from the one uploaded")
+	}
+	got := float64(size) * 8 / took.Seconds()
+	limit = min(wanHomeDown, pathDown, float64(holdersUp))
+	fmt.Printf("wan download: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f\n", mbit(got), mbit(limit), got/limit)
+	t.Logf("download: %d bytes in %v, identical; holders' uplinks add up to %d Mbit/s; log problems: %d",
+		size, took.Round(100*time.Millisecond), holdersUp/1_000_000, len(logProblems(stderr)))
+	for _, l := range logProblems(stderr) {
+		t.Logf("download log: %s", l)
+	}
+
+	// A slow uplink, from another device of the account.
+	slowSrc := randomFile(t, slowSize)
+	s := storeFile(t, slow, remote, nodes, slowSrc, "jellyfish:slow",
+		transferTime(float64(slowSize)*float64(k+m)/float64(k), wanSlowUp))
+	fmt.Printf("wan slow: seconds=%.0f size=%s uplink=%dMbit/s errors=%d\n",
+		s.took.Seconds(), fs.SizeSuffix(slowSize).String()+"B", wanSlowUp/1_000_000, len(s.problems))
+	t.Logf("slow: providers stored %d bytes at %.1f Mbit/s; %d segments stored short of %d shards, %d shards missing",
+		s.stored, mbit(s.rate()), s.short, k+m, s.missing)
+	for _, l := range s.problems {
+		t.Errorf("slow upload log: %s", l)
+	}
+
+	// Round trips and loss: only where netem shapes them.
+	if !netem {
+		fmt.Println("wan rtt: skipped (kernel has no netem)")
+		return
+	}
+	r := storeFile(t, far, remote, nodes, src, "jellyfish:far", transferTime(expanded, wanHomeUp))
+	fmt.Printf("wan rtt: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%%\n",
+		mbit(r.rate()), mbit(wanHomeUp), r.rate()/wanHomeUp, wanRTT, wanLoss)
+}
+
+// stored is what one upload put on the providers.
+type stored struct {
+	took     time.Duration
+	stored   int64                  // shard bytes the providers gained
+	perNode  map[*netlab.Node]int64 // the same per provider
+	problems []string               // error, retry and deadline lines of the log, debug lines aside
+	// short are the segments stored with fewer than k + m shards (their
+	// stragglers cancelled), missing the shards they lack.
+	short, missing int
+}
+
+// rate is the upload's goodput in bit/s: shard bytes stored over wall time.
+func (s stored) rate() float64 { return float64(s.stored) * 8 / s.took.Seconds() }
+
+// storeFile copies folder src to dest from h, given timeout, and measures
+// the space the providers' stores gained meanwhile.
+func storeFile(t *testing.T, h *netlab.Host, remote []string, nodes []*netlab.Node, src, dest string, timeout time.Duration) stored {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	before := usedBytes(t, ctx, nodes)
+	start := time.Now()
+	_, stderr := jf(t, ctx, h, remote, "copy", src, dest, "--jellyfish-data-dir", t.TempDir(), "-vv", "--stats", "0")
+	s := stored{took: time.Since(start), perNode: map[*netlab.Node]int64{}}
+	var info []string
+	for _, l := range strings.Split(stderr, "\n") {
+		var seg, n int
+		if i := strings.Index(l, "jellyfish: segment "); i >= 0 && strings.HasSuffix(l, "short of full redundancy: queued for repair") {
+			if _, err := fmt.Sscanf(l[i:], "jellyfish: segment %d stored %d shards", &seg, &n); err == nil {
+				s.short++
+				s.missing += n
+			}
+		}
+		if !strings.Contains(l, " DEBUG ") {
+			info = append(info, l)
+		}
+	}
+	s.problems = logProblems(strings.Join(info, "\n"))
+	for n, b := range usedBytes(t, ctx, nodes) {
+		s.perNode[n] = b - before[n]
+		s.stored += b - before[n]
+	}
+	return s
+}
+
+func usedBytes(t *testing.T, ctx context.Context, nodes []*netlab.Node) map[*netlab.Node]int64 {
+	t.Helper()
+	used := map[*netlab.Node]int64{}
+	for _, n := range nodes {
+		s, err := n.Status(ctx)
+		if err != nil {
+			t.Fatalf("status of %s: %v", n.Host.Name, err)
+		}
+		used[n] = s.Storage.UsedBytes
+	}
+	return used
+}
+
+// transferTime is how long a transfer of size bytes at rate bit/s may
+// take: three times the time at the rate, and five minutes more.
+func transferTime(size float64, rate int64) time.Duration {
+	return 3*time.Duration(size*8/float64(rate)*float64(time.Second)) + 5*time.Minute
+}
+
+// iperfPath measures with iperf3 the TCP rate from client to server and
+// back, 10 s each way, in bit/s.
+func iperfPath(t *testing.T, client, server *netlab.Host) (up, down float64) {
+	t.Helper()
+	srv := server.Command("iperf3", "-s")
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}()
+	measure := func(args ...string) float64 {
+		var (
+			out []byte
+			err error
+		)
+		// The first tries may come before the server listens.
+		for try := 0; try < 20; try++ {
+			out, err = client.Command("iperf3", append([]string{"-c", server.PublicIP, "-t", "10", "-J"}, args...)...).Output()
+			if err == nil {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("iperf3 from %s to %s: %v\n%s\nserver: %s", client.Name, server.Name, err, out, srvOut.String())
+		}
+		var r struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil || r.End.SumReceived.BitsPerSecond == 0 {
+			t.Fatalf("iperf3's report: %v\n%s", err, out)
+		}
+		return r.End.SumReceived.BitsPerSecond
+	}
+	return measure(), measure("-R")
+}
+
+// randomFile writes a file of size random bytes, big.bin, into a new
+// folder and returns the folder.
+func randomFile(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func fileHash(t *testing.T, path string) [sha256.Size]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+func mbit(bps float64) float64 { return bps / 1e6 }
+
+// envSize reads a size such as 256MiB from the environment variable name,
+// def if it is unset.
+func envSize(t *testing.T, name string, def int64) int64 {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var s fs.SizeSuffix
+	if err := s.Set(v); err != nil || s <= 0 {
+		t.Fatalf("%s=%q: not a size (%v)", name, v, err)
+	}
+	return int64(s)
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: not a positive number", name, v)
+	}
+	return n
+}
