@@ -79,25 +79,7 @@ func TestPortMapping(t *testing.T) {
 
 	// A client behind the plain router stores a file: the mapped node,
 	// reachable through its own mapping, takes its share.
-	cfgDir := t.TempDir()
-	common := []string{"--insecure-test-kdf", "--config-dir", cfgDir, "--username", "carol"}
-	for _, b := range boot {
-		common = append(common, "--bootstrap", b)
-	}
-	env := []string{"JELLYFISH_PASSWORD=" + password, "HOME=" + t.TempDir()}
-	jf(t, ctx, plain, env, append([]string{"account", "create"}, common...)...)
-	obscured, _ := jf(t, ctx, plain, nil, "obscure", password)
-	remote := slices.Concat(env, []string{
-		"RCLONE_CONFIG=/dev/null",
-		"RCLONE_CONFIG_JELLYFISH_TYPE=jellyfish",
-		"RCLONE_CONFIG_JELLYFISH_USERNAME=carol",
-		"RCLONE_CONFIG_JELLYFISH_PASSWORD=" + strings.TrimSpace(obscured),
-		"RCLONE_CONFIG_JELLYFISH_BOOTSTRAP=" + strings.Join(boot, " "),
-		"RCLONE_CONFIG_JELLYFISH_INSECURE_TEST_KDF=true",
-		// Five providers, one shard of each segment on each.
-		"RCLONE_CONFIG_JELLYFISH_DATA_SHARDS=3",
-		"RCLONE_CONFIG_JELLYFISH_PARITY_SHARDS=2",
-	})
+	remote := newRemote(t, ctx, plain, "carol", boot, 3, 2) // five providers, one shard of each segment on each
 	src := t.TempDir()
 	data := make([]byte, 3<<20)
 	for i := range data {
