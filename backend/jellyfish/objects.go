@@ -7,6 +7,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -334,10 +335,35 @@ func (s *objectStore) deleteRows(ctx context.Context, rows map[uint64]storedRow)
 	fs.Debugf(nil, "jellyfish: failed upload: deleted %d shards already stored", deleted)
 }
 
-// stragglerGrace is how long, once a segment has enough receipts, the
-// remaining shard uploads may go on before they are cancelled: half the
-// time the segment took so far, at least minStragglerGrace.
+// stragglerGrace is how long, once a segment has enough receipts, a
+// remaining shard upload may send before it is cancelled: half the time
+// the segment took so far, at least minStragglerGrace. It counts from when
+// the upload started sending. An upload still waiting for a place in the
+// put window, or for a slot of its holder (held by uploads waiting for the
+// window), waits for the uplink, not for a slow holder: cancelling it
+// would store the segment short of k + m on every saturated uplink. A
+// stalled holder's uploads are cancelled once they send for the grace,
+// which frees its slots for the next, so waiting for its slots ends too.
 const minStragglerGrace = 100 * time.Millisecond
+
+// What a shard upload is doing, for the straggler check.
+const (
+	putWaiting int32 = iota // for a slot of its holder or a place in the window
+	putSending
+)
+
+// putRun is one shard upload of a segment as the straggler check sees it.
+type putRun struct {
+	cancel context.CancelFunc
+	state  atomic.Int32
+	since  atomic.Int64 // unix nanoseconds when state began
+	ended  bool         // read and written by putSegment's loop only
+}
+
+func (r *putRun) set(state int32) {
+	r.since.Store(time.Now().UnixNano())
+	r.state.Store(state)
+}
 
 // putSegment stores a segment's shards in parallel on the nodes a
 // placement.Plan picks. A shard whose node fails is taken back from the
@@ -361,8 +387,13 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 	defer scancel()
 	done := make(chan int, total)
 	start := time.Now()
+	runs := make([]putRun, total)
 	for i := range seg.Shards {
-		go func(i int) {
+		ictx, icancel := context.WithCancel(sctx)
+		defer icancel()
+		runs[i].cancel = icancel
+		runs[i].set(putWaiting)
+		go func(i int, run *putRun) {
 			defer func() { done <- i }()
 			shard := &seg.Shards[i]
 			id := shard.ID
@@ -371,20 +402,22 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 				target := nodes[j]
 				// The holder's slot first: waiting for a stalled
 				// holder must not take a place in the put window.
-				release, err := s.slots.acquire(sctx, target)
+				run.set(putWaiting)
+				release, err := s.slots.acquire(ictx, target)
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				putDone, err := s.slots.puts.acquire(sctx)
+				putDone, err := s.slots.puts.acquire(ictx)
 				if err != nil {
 					release()
 					errs[i] = err
 					return
 				}
+				run.set(putSending)
 				began := time.Now()
 				body := s.slots.puts.watch(shard.Reader())
-				_, err = s.shards.PutReader(sctx, target, id, int64(shard.Len()), body, lease)
+				_, err = s.shards.PutReader(ictx, target, id, int64(shard.Len()), body, lease)
 				release()
 				if body.end() {
 					putDone(int64(shard.Len()), time.Since(began), err)
@@ -397,12 +430,12 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 				}
 				errs[i] = err
 				fs.Debugf(nil, "jellyfish: segment %d shard %d on %s: %v", seg.Index, i, target.ShortString(), err)
-				if sctx.Err() != nil {
+				if ictx.Err() != nil {
 					return
 				}
 				if s.gone != nil {
 					// Before trying another node: is there a network at all?
-					if g := s.gone(sctx); g != nil {
+					if g := s.gone(ictx); g != nil {
 						errs[i] = g
 						return
 					}
@@ -417,29 +450,51 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 				}
 				j = next
 			}
-		}(i)
+		}(i, &runs[i])
 	}
 	got := 0
-	var grace <-chan time.Time
+	var graceFor time.Duration
+	var check <-chan time.Time
 	for pending := total; pending > 0; {
 		select {
 		case i := <-done:
 			pending--
+			runs[i].ended = true
 			if holders[i] != "" {
 				got++
 				if got == need && pending > 0 {
-					grace = time.After(max(minStragglerGrace, time.Since(start)/2))
+					graceFor = max(minStragglerGrace, time.Since(start)/2)
+					check = time.After(graceFor)
 				}
 			}
-		case <-grace:
-			grace = nil
-			scancel() // the rest are stragglers; drain them
+		case <-check:
+			check = time.After(cancelStragglers(runs, graceFor))
 		}
 	}
 	if got < need {
 		return holders, fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", seg.Index, got, total, need, errors.Join(uniqueErrs(errs)...))
 	}
 	return holders, nil
+}
+
+// cancelStragglers cancels the uploads that have sent for grace or
+// longer, and returns when to look again: the soonest another reaches
+// grace, or grace while some wait.
+func cancelStragglers(runs []putRun, grace time.Duration) time.Duration {
+	now := time.Now().UnixNano()
+	next := grace
+	for i := range runs {
+		r := &runs[i]
+		if r.ended || r.state.Load() != putSending {
+			continue
+		}
+		if ran := time.Duration(now - r.since.Load()); ran >= grace {
+			r.cancel()
+		} else {
+			next = min(next, grace-ran)
+		}
+	}
+	return max(next, minStragglerGrace)
 }
 
 func uniqueErrs(errs []error) []error {

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
 
 // TestStalledHolderKeepsToItsSlots: one holder of four takes every shard
@@ -125,4 +127,65 @@ func readObject(ctx context.Context, s *objectStore, ref *ObjRef) ([]byte, error
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// slowPuts is a shard network whose puts each take a while.
+type slowPuts struct {
+	shardIO
+	d time.Duration
+}
+
+func (s slowPuts) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error) {
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return shardproto.Receipt{}, ctx.Err()
+	}
+	return s.shardIO.PutReader(ctx, p, id, size, r, lease)
+}
+
+// TestQueuedPutsAreNotStragglers: with the put window down to one place,
+// as on a saturated uplink, a segment's last shard waits behind other
+// segments' puts long after the segment has enough receipts. It is waiting
+// for the uplink, not for a slow holder, so it is not cancelled: every
+// segment is stored with all k + m shards.
+func TestQueuedPutsAreNotStragglers(t *testing.T) {
+	nw, err := memnet.New(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &repairQueue{}
+	store := &objectStore{
+		shards: slowPuts{nw.Shards(key), 20 * time.Millisecond}, providers: nw.Providers, lease: time.Hour,
+		threshold: defaultThreshold, slots: newTransferSlots(maxTransfers, maxHolderTransfers), now: time.Now,
+		repairs: q,
+	}
+	store.slots.puts = newPutWindow(1)
+	enc, err := codec.NewEncoder(codec.Params{K: 2, M: 2, SegmentSize: 4096, Compression: codec.CompressNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	data := make([]byte, 12*4096)
+	for i := range data {
+		data[i] = byte(i * 31 / 7)
+	}
+	ref, err := store.Put(ctx, enc, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, missing := q.stats()
+	if want := 4 * len(data) / 4096; short != 0 || missing != 0 || len(ref.Shards()) != want || nw.Held() != want {
+		t.Fatalf("%d segments stored short by %d shards; %d shards referenced, %d held, want %d",
+			short, missing, len(ref.Shards()), nw.Held(), want)
+	}
+	got, err := readObject(ctx, store, ref)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v", err)
+	}
 }
