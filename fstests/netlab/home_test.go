@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,9 +28,12 @@ const password = "harbor quiet ninety kettle"
 // that cannot stop serving the DHT. From one of the last hosts an account
 // is created and a mixed tree synced; every shard lands on a reachable
 // node. From another home host the tree is checked byte for byte (check
-// --download); then two provider hosts are killed and the check runs
-// again. Every command is a separate jellyfish process on its own
-// host.
+// --download), and from a third it is mounted (jellyfish mount, a real
+// FUSE mount) and every folder listed and every file read back through
+// the kernel. Then two provider hosts are killed, the check runs again
+// and every file is read again through the same mount. Every command is a
+// separate jellyfish process on its own host. Without FUSE the mount's
+// subtests are skipped, saying why, and the rest runs.
 func TestHomeNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a twelve-host network")
@@ -112,6 +118,32 @@ func TestHomeNetwork(t *testing.T) {
 	}
 	check("with every node up")
 
+	// The mount, on a third home host behind a NAT forwarding nothing.
+	// --vfs-cache-mode off keeps no file data, so every read, the second
+	// round's too, goes to the network; --read-only because only reading
+	// is tested here.
+	fuseErr := netlab.FUSE()
+	var mnt *netlab.Mount
+	if fuseErr == nil {
+		mnt = roles[10].h.StartMount(t, bin, remote, "jellyfish:", t.TempDir(),
+			"--read-only", "--vfs-cache-mode", "off", "--jellyfish-data-dir", t.TempDir(), "-v")
+		waitListing(t, filepath.Join(mnt.Root(), "tree"), src, 2*time.Minute)
+	}
+	readBack := func(what string) {
+		t.Helper()
+		t.Run("mount "+what, func(t *testing.T) {
+			if fuseErr != nil {
+				t.Skipf("FUSE unavailable: %v", fuseErr)
+			}
+			start := time.Now()
+			if err := within(3*time.Minute, func() error { return compareTree(filepath.Join(mnt.Root(), "tree"), src) }); err != nil {
+				t.Fatalf("read back through the mount on %s: %v", mnt.Host.Name, err)
+			}
+			t.Logf("every folder listed and every file read through the mount on %s in %v", mnt.Host.Name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+	readBack("with every node up")
+
 	// Shards went to the nodes others can dial, none to those they cannot.
 	held := map[string]int{}
 	for r, n := range nodes {
@@ -135,6 +167,129 @@ func TestHomeNetwork(t *testing.T) {
 	nodes[roles[2]].Kill()
 	nodes[roles[5]].Kill()
 	check("with two providers killed")
+	readBack("with two providers killed")
+	if mnt != nil {
+		if err := mnt.Unmount(time.Minute); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// waitListing waits until the folder dir, read through a mount, lists
+// the names src lists, and fails the test with what it lists if wait
+// passes first.
+func waitListing(t *testing.T, dir, src string, wait time.Duration) {
+	t.Helper()
+	want, err := names(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	deadline := time.After(wait)
+	for {
+		err := within(wait, func() error {
+			got, err := names(dir)
+			if err == nil && !slices.Equal(got, want) {
+				err = fmt.Errorf("lists %v", got)
+			}
+			return err
+		})
+		if err == nil {
+			t.Logf("%s listed through the mount after %v", dir, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%s through the mount after %v: %v; want %v", dir, wait, err, want)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// names lists the folder dir, sorted.
+func names(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, err
+}
+
+// compareTree walks the tree at got, which lists every folder, and
+// compares it with the one at want: the same folders and files, each file
+// of the same size and SHA-256.
+func compareTree(got, want string) error {
+	walk := func(root string) (map[string]string, error) {
+		m := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			if d.IsDir() {
+				m[rel] = "folder"
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			h := sha256.New()
+			n, err := io.Copy(h, f)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", rel, err)
+			}
+			m[rel] = fmt.Sprintf("%d bytes listed, %d read, sha256 %x", info.Size(), n, h.Sum(nil))
+			return nil
+		})
+		return m, err
+	}
+	g, err := walk(got)
+	if err != nil {
+		return err
+	}
+	w, err := walk(want)
+	if err != nil {
+		return err
+	}
+	var diff []string
+	for p, wv := range w {
+		if gv, ok := g[p]; !ok {
+			diff = append(diff, fmt.Sprintf("%s: missing", p))
+		} else if gv != wv {
+			diff = append(diff, fmt.Sprintf("%s: %s, want %s", p, gv, wv))
+		}
+	}
+	for p := range g {
+		if _, ok := w[p]; !ok {
+			diff = append(diff, fmt.Sprintf("%s: not in the source", p))
+		}
+	}
+	if len(diff) > 0 {
+		slices.Sort(diff)
+		return fmt.Errorf("%d of %d entries differ:\n%s", len(diff), len(w), strings.Join(diff, "\n"))
+	}
+	return nil
+}
+
+// within runs f and returns its error, or an error if f has not returned
+// after wait. f keeps running then: a read blocked in a FUSE mount returns
+// once the test's cleanup unmounts it and ends the mount process.
+func within(wait time.Duration, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(wait):
+		return fmt.Errorf("no answer after %v", wait)
+	}
 }
 
 // waitReachability waits until every node's status shows the reachability

@@ -6,7 +6,8 @@
 // network stack.
 //
 // A lab needs root, the ip command and iptables. New skips the test, saying
-// what is missing, where it cannot build one.
+// what is missing, where it cannot build one. A jellyfish mount on a host
+// (StartMount) also needs FUSE (FUSE says whether there is) and nsenter.
 //
 // Addresses: the internet is 11.0.0.0/16 (public addresses to libp2p and
 // AutoNAT, so that nodes on it count as publicly reachable; the namespaces
