@@ -49,7 +49,9 @@ func maintain(t *testing.T, ctx context.Context, f fs.Fs, opt map[string]string)
 // parity): the file still reads back, in this process and in another
 // process (another device), from the repaired shards' recorded holders.
 func TestMaintainRepairsLostNodes(t *testing.T) {
-	e := newEnv(t, 12, map[string]string{"segment_size": "1M", "pack_max": "0"})
+	// Every shard receipted, so that the healthy account below has every
+	// shard renewed (an upload may succeed with 6 of 8).
+	e := newEnv(t, 12, map[string]string{"segment_size": "1M", "pack_max": "0", "success_shards": "8"})
 	ctx := context.Background()
 	f := e.newFs(ctx)
 	data := randomBytes(t, 1<<20+12345)
