@@ -57,7 +57,7 @@ func (s State) String() string {
 // (or silenced); an epoch adds at most one.
 type Strike struct {
 	Shard ShardRef
-	Epoch Epoch // the first epoch it was reported in
+	Epoch Epoch // the epoch it counted in: the first that reported it and had no other new strike
 }
 
 // Standing is a subject's standing at one time, from its witnesses'
@@ -88,8 +88,8 @@ func (s Standing) Vetted() bool { return s.State == Good }
 
 // Assess computes subject's standing at now from the reports of the
 // epochs in the window (others are ignored). A summary counts only in its
-// own epoch's report, about subject, once per witness; an epoch counts only when
-// summaries of a majority of its witnesses were read, so withholding or
+// own epoch's report, about subject, once per witness; an epoch counts only
+// when summaries of a majority of its witnesses were read, so withholding or
 // losing summaries makes an epoch unknown, never bad. Medians make one
 // lying witness (of three or more) move nothing; a shard counts as deleted
 // only when a majority of its epoch's witnesses report it, and each epoch
