@@ -1,14 +1,25 @@
 package faults_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+
+	"github.com/jellyfish-p2p/jellyfish/fstests/jftest"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // flushPoint is where in its flush a child is killed: when the n-th event
@@ -22,7 +33,7 @@ const (
 	pointDataArrives = "pack shard arrives"     // a shard of file contents (the pack)
 	pointMetaArrives = "metadata shard arrives" // of a checkpoint node or log batch
 	pointMetaStored  = "metadata shard stored"
-	pointHeadAt      = "new head reaches nodes" // n distinct nodes validated it
+	pointHeadAt      = "new head reaches nodes" // n distinct nodes validated it (see flushKiller.waitHeld)
 )
 
 func (p flushPoint) String() string { return fmt.Sprintf("%s #%d", p.kind, p.n) }
@@ -37,23 +48,27 @@ func (c flushCounts) String() string {
 		c.dataArrived, c.dataStored, c.metaArrived, c.metaStored, c.headNodes)
 }
 
-// flushKiller kills the child it is armed for at a flushPoint. It also
-// remembers every head body the providers ever validated, so it can tell
-// the head a flush publishes from the ones it reads.
+// flushKiller kills the child it is armed for at a flushPoint. It tells
+// the heads the child publishes from the ones that were there before: a
+// head body is known once a node validated it while the killer was
+// disarmed, or served it when the killer learnt what the nodes hold
+// (learn, before each child starts).
 type flushKiller struct {
 	mu     sync.Mutex
-	known  map[string]bool // head bodies seen while disarmed
+	known  map[string]bool // head bodies seen while disarmed or learnt
+	keys   map[string]bool // every head key a node validated
 	c      *child          // nil: disarmed
 	at     flushPoint
 	counts flushCounts
-	heads  map[int]bool // nodes that validated a new head body
+	heads  map[int]bool    // nodes that validated a new head body
+	bodies map[string]bool // the new head bodies
 	killed bool
 	when   flushCounts // the counts when the child was killed
 }
 
 func newFlushKiller(tp *tap) *flushKiller {
-	k := &flushKiller{known: map[string]bool{}}
-	tp.set(k.shard, nil, k.head)
+	k := &flushKiller{known: map[string]bool{}, keys: map[string]bool{}}
+	tp.set(k.shard, k.headKey, k.head)
 	return k
 }
 
@@ -61,7 +76,8 @@ func newFlushKiller(tp *tap) *flushKiller {
 func (k *flushKiller) arm(c *child, p flushPoint) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.c, k.at, k.counts, k.heads, k.killed = c, p, flushCounts{}, map[int]bool{}, false
+	k.c, k.at, k.counts, k.killed = c, p, flushCounts{}, false
+	k.heads, k.bodies = map[int]bool{}, map[string]bool{}
 }
 
 // disarm stops counting and reports whether the child was killed, and the
@@ -95,6 +111,12 @@ func (k *flushKiller) shard(ev shardEvent) {
 	k.maybeKill(kind, *n)
 }
 
+func (k *flushKiller) headKey(_ int, key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[key] = true
+}
+
 func (k *flushKiller) head(node int, body []byte) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -102,7 +124,11 @@ func (k *flushKiller) head(node int, body []byte) {
 		k.known[string(body)] = true
 		return
 	}
-	if k.known[string(body)] || k.heads[node] {
+	if k.known[string(body)] {
+		return
+	}
+	k.bodies[string(body)] = true
+	if k.heads[node] {
 		return
 	}
 	k.heads[node] = true
@@ -116,6 +142,94 @@ func (k *flushKiller) maybeKill(kind string, n int) {
 	}
 	killNow(k.c)
 	k.killed, k.when = true, k.counts
+}
+
+// heldWait bounds learn and waitHeld.
+const heldWait = 30 * time.Second
+
+// learn makes every head body the nodes serve known. A head that a killed
+// child left on the nodes, and that nobody put again, was validated only
+// while the killer was armed; a node that is put a new head validates the
+// one it holds too, and without learn the killer would take that old head
+// for the next child's.
+func (k *flushKiller) learn(t *testing.T, nw *jftest.Network) {
+	t.Helper()
+	k.mu.Lock()
+	keys := slices.Sorted(maps.Keys(k.keys))
+	k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), heldWait)
+	defer cancel()
+	for _, i := range nw.Net.Live() {
+		for _, key := range keys {
+			body, err := servedHead(ctx, nw, i, key)
+			if err != nil {
+				t.Fatalf("ask node %d for a head: %v", i, err)
+			}
+			if body != nil {
+				k.mu.Lock()
+				k.known[string(body)] = true
+				k.mu.Unlock()
+			}
+		}
+	}
+}
+
+// waitHeld waits, once the killer is disarmed, until every node that
+// validated a new head while it was armed serves one of them, and
+// returns how many nodes it waited for. The head hook, where the child
+// is killed, runs in the node's handler before the node stores the
+// record: killed as the last node validates it, the child leaves every
+// node about to store its head, and only once they all serve it may the
+// test say that every node holds it. A node that validated a new head
+// and still serves none after heldWait fails the test: nothing newer
+// was put since, so it dropped a valid head it had accepted.
+func (k *flushKiller) waitHeld(t *testing.T, nw *jftest.Network) int {
+	t.Helper()
+	k.mu.Lock()
+	nodes := slices.Sorted(maps.Keys(k.heads))
+	keys := slices.Sorted(maps.Keys(k.keys))
+	bodies := maps.Clone(k.bodies)
+	k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), heldWait)
+	defer cancel()
+	for _, i := range nodes {
+		serves := func() bool {
+			for _, key := range keys {
+				if body, err := servedHead(ctx, nw, i, key); err == nil && bodies[string(body)] {
+					return true
+				}
+			}
+			return false
+		}
+		if err := localnet.WaitFor(ctx, serves); err != nil {
+			t.Fatalf("node %d validated a new head of the killed copy but serves none of them %v later: %v", i, heldWait, err)
+		}
+	}
+	return len(nodes)
+}
+
+// servedHead returns the body of the head record node i serves at key,
+// nil for none. It asks node i from another node, so i answers from its
+// store.
+func servedHead(ctx context.Context, nw *jftest.Network, i int, key string) ([]byte, error) {
+	live := nw.Net.Live()
+	from := live[0]
+	if from == i {
+		from = live[1]
+	}
+	pm, err := pb.NewProtocolMessenger(nw.Net.Node(from).DHT().MessageSender())
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := pm.GetValue(ctx, nw.Net.ID(i), key)
+	if err != nil || rec == nil || !bytes.Equal(rec.GetKey(), []byte(key)) {
+		return nil, err
+	}
+	r, err := record.Decode(rec.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	return r.Body, nil
 }
 
 // flushSource writes a folder of tiny (inline) and small (packed) files:
@@ -193,11 +307,20 @@ func TestKillAtEveryFlushStep(t *testing.T) {
 		what := fmt.Sprintf("trial %d (checkpoint_every %s, kill at %v)", trial, cpEvery, p)
 		src, want := flushSource(t)
 		dest := fmt.Sprintf("k%02d", trial)
+		killer.learn(t, e.net)
 		c := startWith(t, e.conf, "-vv", "--jellyfish-checkpoint-every", cpEvery, "copy", src, remoteName+":"+dest)
 		// Armed after the start: the child's first put comes long after.
 		killer.arm(c, p)
 		err := c.wait()
 		killed, at := killer.disarm()
+		if killed {
+			// The read below must find on the nodes what they validated
+			// before the kill; at.headNodes counts validations.
+			start := time.Now()
+			if n := killer.waitHeld(t, e.net); n > 0 {
+				t.Logf("%s: all %d nodes that validated a new head serve it %v after the child ended", what, n, time.Since(start).Round(time.Millisecond))
+			}
+		}
 		stderr := c.stderr.String()
 		if !killed {
 			if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
@@ -26,14 +27,17 @@ import (
 // tap sees what the providers of a test network receive, as they receive
 // it, and lets a test act at an exact point of a child's work: every shard
 // put (its header, when it arrives and once it is stored) and every head
-// record a node validates (when one is put to it, and when it serves one).
-// A hook runs in the provider's handler, before the child hears back: a
-// child killed there has not learnt whether that put succeeded.
+// record a node validates (one put to it, the one it holds when it
+// compares the two, the ones it republishes). A hook runs in the
+// provider's handler, before the child hears back: a child killed there
+// has not learnt whether that put succeeded. A head hook runs before the
+// node stores the record: the node goes on to store it after the hook,
+// whether or not the child still runs, and serves it only once stored.
 type tap struct {
 	refuse   atomic.Bool // providers refuse every shard put
 	mu       sync.Mutex
 	onShard  func(shardEvent)
-	onHeadAt func(node int, key string) // key: "<identity>/<device hex>"
+	onHeadAt func(node int, key string) // key: the head record's DHT key
 	onHead   func(node int, body []byte)
 }
 
@@ -138,12 +142,12 @@ func newTappedEnv(t *testing.T, n int, extra map[string]string) (*env, *tap) {
 			if k.Kind != account.KindHead {
 				continue
 			}
-			auth, check := k.Authorize, k.CheckBody
+			auth, check, name := k.Authorize, k.CheckBody, k.Name
 			k.Authorize = func(rest string, signer crypto.PubKey) error {
 				if err := auth(rest, signer); err != nil {
 					return err
 				}
-				tp.headKey(i, rest)
+				tp.headKey(i, record.KeyFor(name, rest))
 				return nil
 			}
 			k.CheckBody = func(b []byte) error {
