@@ -14,7 +14,6 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -42,7 +41,7 @@ type Node struct {
 	cfg       Config
 	log       *slog.Logger
 	priv      crypto.PrivKey
-	store     *pebbleds.Datastore
+	store     *Datastore
 	records   *recordStore
 	validator *record.Validator
 	highWater *record.DatastoreHighWater
