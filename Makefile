@@ -176,15 +176,19 @@ bench-scale: build
 # then a WAN_SIZE upload from a home host with a 20 Mbit/s uplink to 12
 # providers, the download back, and a WAN_SLOW_SIZE upload from a 5 Mbit/s
 # uplink; one line per case, each against what its links allow. WAN_K and
-# WAN_M set the shards per segment. Round trips and loss need netem.
+# WAN_M set the shards per segment. Round trips and loss need netem. Then
+# WAN_HOLDER_SIZE from a 50 Mbit/s uplink to 8 providers, again with one of
+# them slowed to 256 kbit/s.
 WAN_SIZE      ?= 256MiB
 WAN_SLOW_SIZE ?= 256MiB
+WAN_HOLDER_SIZE ?= 64MiB
 WAN_K         ?= 6
 WAN_M         ?= 2
 .PHONY: bench-wan
 bench-wan:
 	JELLYFISH_BENCH_WAN=1 WAN_SIZE=$(WAN_SIZE) WAN_SLOW_SIZE=$(WAN_SLOW_SIZE) WAN_K=$(WAN_K) WAN_M=$(WAN_M) \
-	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^TestBenchWAN$$' ./fstests/netlab/
+	  WAN_HOLDER_SIZE=$(WAN_HOLDER_SIZE) \
+	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^TestBenchWAN(SlowHolder)?$$' ./fstests/netlab/
 
 # The measurement behind the default segment size.
 bench-segsize:
