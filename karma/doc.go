@@ -3,7 +3,7 @@
 // and how standing becomes an account's storage allowance.
 //
 // It is pure: no hosts, no DHT, no rclone, no wall clock. Time comes in as
-// arguments or through a Clock, identities are opaque byte strings (libp2p
+// arguments (the caller's injected clock), identities are opaque byte strings (libp2p
 // peer IDs in practice), and checking a holder's signed evidence is left to
 // an EvidenceChecker the caller supplies. The network side — witnesses that
 // probe, summary records in the DHT, providers that refuse uploads over an

@@ -2,10 +2,6 @@ package karma
 
 import "time"
 
-// Clock tells the current time. Everything here that depends on time takes
-// it from the caller, so a test can move a whole network through months.
-type Clock func() time.Time
-
 const (
 	// EpochLength is the length of an epoch: witnesses rotate, probe and
 	// publish one summary per subject each epoch.

@@ -75,8 +75,6 @@ const (
 	// containmentGap is the least time between two tries that count, so
 	// that a burst of tries while the holder is briefly busy counts once.
 	containmentGap = ContainmentSpan / (ContainmentTries - 1) / 2
-	// MaxContained bounds the shards one witness contains per subject.
-	MaxContained = 4 * MaxShardsReported
 )
 
 // TryOutcome is what one re-challenge of a contained shard gave.

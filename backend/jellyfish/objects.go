@@ -392,7 +392,6 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 		ictx, icancel := context.WithCancel(sctx)
 		defer icancel()
 		runs[i].cancel = icancel
-		runs[i].set(putWaiting)
 		go func(i int, run *putRun) {
 			defer func() { done <- i }()
 			shard := &seg.Shards[i]

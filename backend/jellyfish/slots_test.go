@@ -27,18 +27,7 @@ import (
 // one. (With one pool of 16 and no cap per holder, its transfers filled
 // the pool while the segments that would cancel them waited for a slot.)
 func TestStalledHolderKeepsToItsSlots(t *testing.T) {
-	nw, err := memnet.New(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &objectStore{
-		shards: nw.Shards(key), providers: nw.Providers, lease: time.Hour, threshold: defaultThreshold,
-		slots: newTransferSlots(maxTransfers, maxHolderTransfers), now: time.Now,
-	}
+	nw, store := fourNodeStore(t, nil)
 	// 2+2 on four nodes: every segment has one shard on each node.
 	enc, err := codec.NewEncoder(codec.Params{K: 2, M: 2, SegmentSize: 4096, Compression: codec.CompressNone})
 	if err != nil {
@@ -129,6 +118,29 @@ func readObject(ctx context.Context, s *objectStore, ref *ObjRef) ([]byte, error
 	return io.ReadAll(rc)
 }
 
+// fourNodeStore is an object store on a memnet network of four nodes,
+// with the session's transfer slots; wrap, if set, wraps its shard
+// network.
+func fourNodeStore(t *testing.T, wrap func(shardIO) shardIO) (*memnet.Network, *objectStore) {
+	t.Helper()
+	nw, err := memnet.New(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shards shardIO = nw.Shards(key)
+	if wrap != nil {
+		shards = wrap(shards)
+	}
+	return nw, &objectStore{
+		shards: shards, providers: nw.Providers, lease: time.Hour, threshold: defaultThreshold,
+		slots: newTransferSlots(maxTransfers, maxHolderTransfers), now: time.Now,
+	}
+}
+
 // slowPuts is a shard network whose puts each take a while.
 type slowPuts struct {
 	shardIO
@@ -150,20 +162,9 @@ func (s slowPuts) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, si
 // for the uplink, not for a slow holder, so it is not cancelled: every
 // segment is stored with all k + m shards.
 func TestQueuedPutsAreNotStragglers(t *testing.T) {
-	nw, err := memnet.New(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw, store := fourNodeStore(t, func(s shardIO) shardIO { return slowPuts{s, 20 * time.Millisecond} })
 	q := &repairQueue{}
-	store := &objectStore{
-		shards: slowPuts{nw.Shards(key), 20 * time.Millisecond}, providers: nw.Providers, lease: time.Hour,
-		threshold: defaultThreshold, slots: newTransferSlots(maxTransfers, maxHolderTransfers), now: time.Now,
-		repairs: q,
-	}
+	store.repairs = q
 	store.slots.puts = newPutWindow(1)
 	enc, err := codec.NewEncoder(codec.Params{K: 2, M: 2, SegmentSize: 4096, Compression: codec.CompressNone})
 	if err != nil {
