@@ -178,17 +178,21 @@ bench-scale: build
 # uplink; one line per case, each against what its links allow. WAN_K and
 # WAN_M set the shards per segment. Round trips and loss need netem. Then
 # WAN_HOLDER_SIZE from a 50 Mbit/s uplink to 8 providers, again with one of
-# them slowed to 256 kbit/s.
+# them slowed to 256 kbit/s. Then HOLEPUNCH_RUNS clients behind a home
+# router each reach a node behind another through its relay, punch a hole
+# and put and read back HOLEPUNCH_SEND of test shards.
 WAN_SIZE      ?= 256MiB
 WAN_SLOW_SIZE ?= 256MiB
 WAN_HOLDER_SIZE ?= 64MiB
 WAN_K         ?= 6
 WAN_M         ?= 2
+HOLEPUNCH_RUNS ?= 20
+HOLEPUNCH_SEND ?= 64MiB
 .PHONY: bench-wan
 bench-wan:
 	JELLYFISH_BENCH_WAN=1 WAN_SIZE=$(WAN_SIZE) WAN_SLOW_SIZE=$(WAN_SLOW_SIZE) WAN_K=$(WAN_K) WAN_M=$(WAN_M) \
-	  WAN_HOLDER_SIZE=$(WAN_HOLDER_SIZE) \
-	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^TestBenchWAN(SlowHolder)?$$' ./fstests/netlab/
+	  WAN_HOLDER_SIZE=$(WAN_HOLDER_SIZE) HOLEPUNCH_RUNS=$(HOLEPUNCH_RUNS) HOLEPUNCH_SEND=$(HOLEPUNCH_SEND) \
+	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^(TestBenchWAN(SlowHolder)?|TestHolePunch)$$' ./fstests/netlab/
 
 # The measurement behind the default segment size.
 bench-segsize:

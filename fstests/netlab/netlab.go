@@ -215,6 +215,13 @@ func (l *Lab) Home(name string, nat NAT) *Host {
 	l.must(h.Router, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
 	l.must(h.Router, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
 	l.must(h.Router, "iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+	// Nor the router itself, silently, as home routers do: a router that
+	// answered an unsolicited packet (a reset, a port unreachable) would
+	// kill the first packets of a hole punch, and one that accepted it
+	// would keep a connection-tracking entry for it that makes the NAT
+	// give the home host's own packets to that peer another port.
+	l.must(h.Router, "iptables", "-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+	l.must(h.Router, "iptables", "-A", "INPUT", "-i", "wan", "-j", "DROP")
 	return h
 }
 

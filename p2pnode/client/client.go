@@ -82,6 +82,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		// Shard streams this client opens count against the shard
 		// service's limits, as on providers.
 		ServiceLimits: []func(*rcmgr.ScalingLimitConfig){shardproto.SetServiceLimits},
+		// A client behind a NAT reaches a node behind another through the
+		// node's relay and a hole punch.
+		HolePunching: true,
 	}
 	if cfg.Configure != nil {
 		cfg.Configure(&ncfg)

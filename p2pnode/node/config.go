@@ -129,6 +129,16 @@ type Config struct {
 	// network all run it; without it nobody learns whether it is behind a
 	// NAT.
 	AutoNATService bool
+	// HolePunching runs libp2p's hole punching (DCUtR): a peer that
+	// reached this node through a relay, or that this node reached through
+	// one, is then connected directly where the NATs allow it.
+	HolePunching bool
+	// Relays makes the node serve as a circuit relay while it is public
+	// and, while it is private, keep relay reservations on connected
+	// public peers and give their relayed addresses, so that peers can
+	// reach it for a hole punch. Relayed connections carry only the punch;
+	// streams wait for the direct connection it makes.
+	Relays bool
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Clock is the time source of record validation, expiry and

@@ -1,17 +1,22 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -26,6 +31,10 @@ type HostConfig struct {
 	AnnounceAddrs  []ma.Multiaddr
 	PortMapping    bool
 	AutoNATService bool
+	// HolePunching and Relays are as in Config.
+	HolePunching, Relays bool
+	// PunchTracer, if set, is told the hole punching service's events.
+	PunchTracer holepunch.EventTracer
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	ConnLow, ConnHigh int
 	// ConnGrace is how long a new connection is spared by the connection
@@ -106,6 +115,17 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 	if cfg.AutoNATService {
 		opts = append(opts, libp2p.EnableNATService())
 	}
+	var self atomic.Pointer[host.Host]
+	if cfg.HolePunching {
+		var hopts []holepunch.Option
+		if cfg.PunchTracer != nil {
+			hopts = append(hopts, holepunch.WithTracer(cfg.PunchTracer))
+		}
+		opts = append(opts, libp2p.EnableHolePunching(hopts...))
+	}
+	if cfg.Relays {
+		opts = append(opts, relays(&self)...)
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		// libp2p.New closes what it built on failure except the managers
@@ -114,5 +134,53 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 		rm.Close()
 		return nil, fmt.Errorf("node: start host: %w", err)
 	}
+	self.Store(&h)
 	return h, nil
+}
+
+// relays returns the options that let a host behind a NAT be reached: a
+// circuit relay v2 service that starts only while AutoNAT finds the host
+// public, and AutoRelay, which, while the host is private, reserves a
+// slot on up to two relays among its connected peers and adds the relayed
+// addresses to those it gives. A relayed connection is limited (2
+// minutes, 128 KiB by the relay's defaults) and carries only the hole
+// punch's synchronisation: a stream without network.WithAllowLimitedConn
+// waits for the direct connection the punch makes, and fails if there is
+// none.
+func relays(self *atomic.Pointer[host.Host]) []libp2p.Option {
+	return []libp2p.Option{
+		libp2p.EnableRelayService(),
+		libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, num int) <-chan peer.AddrInfo {
+			return relayCandidates(ctx, self.Load(), num)
+		},
+			autorelay.WithNumRelays(2),
+			autorelay.WithMinCandidates(1),
+			autorelay.WithBootDelay(5*time.Second),
+			autorelay.WithMinInterval(30*time.Second),
+		),
+	}
+}
+
+// relayCandidates offers AutoRelay up to num of the host's connected peers
+// (it keeps those that speak the relay protocol). A node's connected peers
+// are its DHT neighbours and bootstrap peers: public nodes when the node
+// is private, since a private node serves no DHT and is dialled by none.
+func relayCandidates(ctx context.Context, hp *host.Host, num int) <-chan peer.AddrInfo {
+	ch := make(chan peer.AddrInfo, num)
+	defer close(ch)
+	if hp == nil {
+		return ch
+	}
+	h := *hp
+	for _, p := range h.Network().Peers() {
+		if len(ch) == num || ctx.Err() != nil {
+			break
+		}
+		addrs := h.Peerstore().Addrs(p)
+		if len(addrs) == 0 {
+			continue
+		}
+		ch <- peer.AddrInfo{ID: p, Addrs: addrs}
+	}
+	return ch
 }

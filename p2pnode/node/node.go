@@ -51,6 +51,7 @@ type Node struct {
 	marks     *markproto.Service
 	times     *timeproto.Service
 	bootstrap []peer.AddrInfo
+	punches   *punchCounter
 
 	// runCtx ends when the node closes; cancel ends it. Goroutines the
 	// node owns run under it and are counted in wg.
@@ -142,11 +143,15 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 
+	punches := &punchCounter{}
 	h, err := NewHost(priv, HostConfig{
+		PunchTracer:    punches,
 		ListenAddrs:    cfg.ListenAddrs,
 		AnnounceAddrs:  cfg.AnnounceAddrs,
 		PortMapping:    cfg.PortMapping,
 		AutoNATService: cfg.AutoNATService,
+		HolePunching:   cfg.HolePunching,
+		Relays:         cfg.Relays,
 		ConnLow:        cfg.ConnLow,
 		ConnHigh:       cfg.ConnHigh,
 		ConnGrace:      cfg.ConnGrace,
@@ -195,6 +200,7 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		marks:     marks,
 		times:     times,
 		bootstrap: boot,
+		punches:   punches,
 		runCtx:    runCtx,
 		cancel:    cancel,
 	}

@@ -189,8 +189,15 @@ type Network struct {
 	// "private" or "unknown"; ReachabilityNote says what that rests on.
 	Reachability     string `json:"reachability"`
 	ReachabilityNote string `json:"reachability_note"`
-	// HolePunching says whether the host punches holes through NATs.
+	// HolePunching says whether the host punches holes through NATs and
+	// uses relays, with HolePunches and RelayAddrs in words.
 	HolePunching string `json:"hole_punching"`
+	// HolePunches counts the punches this node started (when a peer
+	// reached it through a relay) and how they ended.
+	HolePunches node.Punches `json:"hole_punches"`
+	// RelayAddrs counts the announced addresses through a relay: a
+	// private node's reservations.
+	RelayAddrs int `json:"relay_addrs"`
 }
 
 // Records counts what the node keeps for the DHT.
@@ -229,10 +236,6 @@ type RoundStatus struct {
 	LastFigures     map[string]any `json:"last_figures,omitempty"`
 	LastError       string         `json:"last_error,omitempty"`
 }
-
-// holePunching is the truth about this build: node.NewHost enables
-// neither hole punching nor AutoRelay.
-const holePunching = "not enabled"
 
 // Snapshot reads the node's state now.
 func (s *Status) Snapshot() Snapshot {
@@ -331,8 +334,14 @@ func (s *Status) network(now time.Time) Network {
 		AnnouncedAddrs:    addrStrings(n.Addrs()),
 		PeersConnected:    len(h.Network().Peers()),
 		RoutingTablePeers: n.DHT().RoutingTable().Size(),
-		HolePunching:      holePunching,
+		HolePunches:       n.HolePunches(),
 	}
+	for _, a := range n.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			out.RelayAddrs++
+		}
+	}
+	out.HolePunching = holePunchingNote(n, out)
 	for _, a := range h.Addrs() {
 		if manet.IsPublicAddr(a) {
 			out.PublicAddrs++
@@ -355,6 +364,19 @@ func (s *Status) network(now time.Time) Network {
 		out.ReachabilityNote = "nothing measured it yet: no peer has answered an AutoNAT probe"
 	}
 	return out
+}
+
+// holePunchingNote says in words what the node does to cross NATs.
+func holePunchingNote(n *node.Node, nw Network) string {
+	punch, relays := n.HolePunching()
+	switch {
+	case !punch && !relays:
+		return "not enabled"
+	case !relays:
+		return fmt.Sprintf("enabled, no relays; punches started: %d succeeded, %d failed", nw.HolePunches.Succeeded, nw.HolePunches.Failed)
+	}
+	return fmt.Sprintf("enabled; relayed addresses: %d (a relay serves this node while it is private); punches started: %d succeeded, %d failed",
+		nw.RelayAddrs, nw.HolePunches.Succeeded, nw.HolePunches.Failed)
 }
 
 func isRelayed(c network.Conn) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/libp2p/go-libp2p/core/event"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -274,8 +276,15 @@ func (p *Provider) Published() <-chan struct{} { return p.published }
 
 // run publishes the node record after FirstPublish and every
 // PublishInterval after a success, retrying failures with a doubling
-// delay.
+// delay, and soon (addrsSettle) after the host's addresses change: a
+// node that found itself behind a NAT and took relay reservations gives
+// new addresses, which placement and clients read from the record.
 func (p *Provider) run(ctx context.Context) {
+	var changed <-chan any
+	if sub, err := p.n.Host().EventBus().Subscribe(new(event.EvtLocalAddressesUpdated)); err == nil {
+		defer sub.Close()
+		changed = sub.Out()
+	}
 	if p.cfg.FirstPublish > 0 {
 		t := time.NewTimer(p.cfg.FirstPublish)
 		select {
@@ -288,6 +297,7 @@ func (p *Provider) run(ctx context.Context) {
 	retry := DefaultPublishRetry
 	for {
 		wait := p.cfg.PublishInterval
+		published := p.Info().Addrs
 		if err := p.Publish(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -297,17 +307,41 @@ func (p *Provider) run(ctx context.Context) {
 			retry = min(2*retry, p.cfg.PublishInterval)
 		} else {
 			retry = DefaultPublishRetry
-			p.log.Debug("node record published", "next_in", wait)
+			p.log.Debug("node record published", "addrs", len(published), "relayed", relayedAddrs(published), "next_in", wait)
 		}
 		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+				break waiting
+			case <-changed:
+				// Events come in bursts; publish once they settle, and
+				// only if what the record would say changed.
+				if !slices.EqualFunc(published, p.Info().Addrs, ma.Multiaddr.Equal) {
+					t.Reset(addrsSettle)
+				}
+			}
 		}
 	}
 }
+
+func relayedAddrs(addrs []ma.Multiaddr) int {
+	n := 0
+	for _, a := range addrs {
+		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// addrsSettle is how long after its addresses change a provider publishes
+// its node record again.
+const addrsSettle = 5 * time.Second
 
 // Collect runs one collection round now: every owner reference whose
 // lease ended at least CollectGrace ago (by the provider's clock) is

@@ -22,7 +22,7 @@ var nodeConfigKeys = []struct {
 	keys    []string
 }{
 	{"Identity, records and shards", []string{"data-dir", "tier"}},
-	{"Network", []string{"listen", "bootstrap", "bootstrap-file", "announce", "port-mapping", "dht-mode"}},
+	{"Network", []string{"listen", "bootstrap", "bootstrap-file", "announce", "port-mapping", "hole-punching", "dht-mode"}},
 	{"Owner's account", []string{"account-config", "account-passphrase-file", "caretaker-interval", "maintain", "maintain-interval"}},
 	{"Shard collection", []string{"collect-grace", "collect-interval"}},
 	{"Status page and metrics", []string{"status-addr", "status-public"}},
