@@ -29,6 +29,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 func init() {
@@ -1062,6 +1063,10 @@ func mapErr(err error) error {
 		return fserrors.NoRetryError(fmt.Errorf("jellyfish: data failed its integrity check: %w", err))
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, shardstore.ErrOverAllowance):
+		// Providers keep no more for this account: trying again soon
+		// meets the same limits. The message says what to do.
+		return fserrors.NoRetryError(err)
 	case errors.Is(err, ErrTooFewNodes), errors.Is(err, codec.ErrTooFewShards), errors.Is(err, account.ErrUnreachable):
 		return fserrors.RetryError(err)
 	}

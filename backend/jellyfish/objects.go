@@ -18,6 +18,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // shardIO is what the object store needs from the shard protocol client;
@@ -471,9 +472,31 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 		}
 	}
 	if got < need {
-		return holders, fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", seg.Index, got, total, need, errors.Join(uniqueErrs(errs)...))
+		return holders, shortSegmentError(seg.Index, got, total, need, errs)
 	}
 	return holders, nil
+}
+
+// shortSegmentError explains a segment stored on fewer than need
+// providers. Providers that refused to keep more for the account
+// (shardstore.ErrOverAllowance) are named first, with their own plain
+// words, which say what the user can do about it.
+func shortSegmentError(index uint64, got, total, need int, errs []error) error {
+	var refused, other []error
+	for _, e := range errs {
+		switch {
+		case e == nil:
+		case errors.Is(e, shardstore.ErrOverAllowance):
+			refused = append(refused, e)
+		default:
+			other = append(other, e)
+		}
+	}
+	if len(refused) == 0 {
+		return fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d: %w", index, got, total, need, errors.Join(uniqueErrs(other)...))
+	}
+	return fmt.Errorf("jellyfish: segment %d: only %d of %d shards stored, need %d; providers that keep no more for this account refused %d of them: %w",
+		index, got, total, need, len(refused), errors.Join(uniqueErrs(append(refused, other...))...))
 }
 
 // cancelStragglers cancels the uploads that have sent for grace or

@@ -64,15 +64,17 @@ func (s *syncBuffer) String() string {
 }
 
 // StartNode runs bin's `jellyfish node` on h, listening on NodePort over
-// TCP and QUIC, with its status page on StatusAddr, and extra args after
-// those. It waits for the status page and reads the node's ID from it.
+// TCP and QUIC, with its status page on StatusAddr, admitting every
+// account up to its space (--admit-all: the lab's nodes are all the
+// tester's own), and extra args after those. It waits for the status page
+// and reads the node's ID from it.
 func (h *Host) StartNode(t testing.TB, bin string, args ...string) *Node {
 	t.Helper()
 	n := &Node{Host: h, Dir: t.TempDir(), out: &syncBuffer{}, done: make(chan error, 1)}
 	all := append([]string{"node", "--data-dir", n.Dir,
 		"--listen", fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", NodePort),
 		"--listen", fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", NodePort),
-		"--status-addr", StatusAddr, "--log-level", "debug"}, args...)
+		"--status-addr", StatusAddr, "--log-level", "debug", "--admit-all"}, args...)
 	n.cmd = h.Command(bin, all...)
 	n.cmd.Env = append(os.Environ(), "HOME="+n.Dir)
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out

@@ -8,7 +8,13 @@
 // record (owner account, tier, addresses) at start and again well inside
 // the record's expiry, and a loop that collects shards: an owner's
 // reference goes once its lease ended a grace period (30 days) ago, and a
-// shard with no reference left is deleted. Nothing else lives here: the
+// shard with no reference left is deleted. Unless Config.Admission says
+// AdmitAll, the service asks an Admission policy what each account may
+// store: the provider's own account its quota, an account that shares a
+// node (its account record lists a node whose node record names it) a
+// share of it, any other account a small cap, and all those together a
+// share (LinkLookup reads the records through the node's DHT, cached and
+// bounded). Nothing else lives here: the
 // DHT, the republisher and the host belong to the node, the protocol to
 // shardproto.
 //
@@ -19,5 +25,6 @@
 //
 // Fleet, TestnetOptions and StartTestnet start in-process networks
 // (p2pnode/localnet) of full providers for tests and for `jellyfish
-// testnet`.
+// testnet`; their providers admit all unless a test sets
+// Config.Admission.
 package provider

@@ -27,7 +27,10 @@ type TestnetConfig struct {
 	// Tier is the tier every node record names; tests keep 0.
 	Tier int
 	// Provider, if set, may change node i's provider config before it is
-	// attached.
+	// attached. Providers of a test network admit every account up to
+	// their quota (Config.Admission.AdmitAll: on a local network every
+	// provider is the user's own); a test of the admission policy sets
+	// Admission here.
 	Provider func(i int, cfg *Config)
 }
 
@@ -67,7 +70,7 @@ func (f *Fleet) Options() localnet.Options {
 		f.mu.Unlock()
 	}
 	opts.OnStart = func(ctx context.Context, i int, n *node.Node) error {
-		pcfg := Config{DataDir: f.dataDir(i), Tier: f.cfg.Tier, QuotaBytes: f.cfg.QuotaBytes}
+		pcfg := Config{DataDir: f.dataDir(i), Tier: f.cfg.Tier, QuotaBytes: f.cfg.QuotaBytes, Admission: AdmissionConfig{AdmitAll: true}}
 		if f.cfg.Provider != nil {
 			f.cfg.Provider(i, &pcfg)
 		}

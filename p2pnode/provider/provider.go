@@ -16,6 +16,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -90,6 +91,10 @@ type Config struct {
 	// interval after Attach. Zero means DefaultCollectInterval; negative
 	// disables the loop (Collect still works).
 	CollectInterval time.Duration
+	// Admission is the admission policy: what each account may store
+	// here. The zero value enforces it with its defaults; AdmitAll turns
+	// it off.
+	Admission AdmissionConfig
 	// StoreOptions and ServiceOptions are appended to the provider's own.
 	StoreOptions   []shardstore.Option
 	ServiceOptions []shardproto.Option
@@ -106,6 +111,7 @@ type Provider struct {
 	log   *slog.Logger
 	store *shardstore.Disk
 	svc   *shardproto.Service
+	adm   *Admission // nil when admitting all
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -175,6 +181,18 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	if cfg.CollectInterval == 0 {
 		cfg.CollectInterval = DefaultCollectInterval
 	}
+	var own peer.ID
+	var ownOwner *shardstore.Owner
+	if len(cfg.Owner) > 0 {
+		// The owner account's ID names its identity key: the key its
+		// puts are signed with.
+		own = peer.ID(cfg.Owner)
+		if pk, err := own.ExtractPublicKey(); err == nil {
+			if o, err := shardproto.OwnerOf(pk); err == nil {
+				ownOwner = &o
+			}
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = n.Logger()
 	}
@@ -196,13 +214,24 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider: %w", err)
 	}
+	var adm *Admission
+	if !cfg.Admission.AdmitAll {
+		adm, err = NewAdmission(cfg.Admission, store.Usage().Quota, own, LinkLookup(n), cfg.Clock)
+		if err != nil {
+			return nil, errors.Join(err, store.Close())
+		}
+		if ownOwner != nil {
+			store.AssignGroup(*ownOwner, GroupOwn)
+		}
+		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance))
+	}
 	svc, err := shardproto.NewService(n.Host(), store, vopts...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("provider: %w", err), store.Close())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
-		n: n, cfg: cfg, log: cfg.Logger, store: store, svc: svc,
+		n: n, cfg: cfg, log: cfg.Logger, store: store, svc: svc, adm: adm,
 		cancel: cancel, published: make(chan struct{}),
 	}
 	if err := n.Attach(p); err != nil {
@@ -221,8 +250,15 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 			p.collectLoop(runCtx)
 		}()
 	}
-	p.log.Info("provider started", "tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0,
-		"collect_grace", cfg.CollectGrace.String(), "collect_interval", cfg.CollectInterval.String())
+	attrs := []any{"tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0,
+		"collect_grace", cfg.CollectGrace.String(), "collect_interval", cfg.CollectInterval.String()}
+	if adm == nil {
+		attrs = append(attrs, "admission", "all")
+	} else {
+		ac := adm.Config()
+		attrs = append(attrs, "admission", "enforced", "starter_bytes", ac.StarterBytes, "starter_share", ac.StarterShare, "sharing_share", ac.SharingShare)
+	}
+	p.log.Info("provider started", attrs...)
 	return p, nil
 }
 
@@ -231,6 +267,10 @@ func (p *Provider) Node() *node.Node { return p.n }
 
 // Store returns the provider's shard store.
 func (p *Provider) Store() *shardstore.Disk { return p.store }
+
+// Admission returns the admission policy, or nil when the provider
+// admits every account up to its quota.
+func (p *Provider) Admission() *Admission { return p.adm }
 
 // Service returns the shard protocol service.
 func (p *Provider) Service() *shardproto.Service { return p.svc }

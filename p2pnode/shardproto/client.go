@@ -24,7 +24,7 @@ import (
 
 // Errors a client returns besides the shardstore sentinels, which cross
 // the wire unchanged: ErrNotFound, ErrQuotaExceeded, ErrIntegrity,
-// ErrInvalid, ErrTooLarge, ErrNoSpace, ErrBusy. Proof answers its
+// ErrInvalid, ErrTooLarge, ErrNoSpace, ErrBusy, ErrOverAllowance. Proof answers its
 // not-found and wrong proofs with a *NotFoundError and a *BadProofError,
 // which carry the holder's signed answer and unwrap to ErrNotFound and
 // ErrIntegrity.
@@ -44,6 +44,11 @@ var (
 	// space reserved by puts in flight as it may. The same request may
 	// succeed later, or elsewhere.
 	ErrBusy = shardstore.ErrBusy
+	// ErrOverAllowance is shardstore.ErrOverAllowance: the holder keeps no
+	// more for the owner's account, or for accounts of its kind; the
+	// RemoteError's message says why in plain words. Another holder may
+	// take the shard.
+	ErrOverAllowance = shardstore.ErrOverAllowance
 	// ErrTooSoon means the owner asked the holder for a challenge of the
 	// same shard within the holder's challenge interval (30 days by
 	// default); it is answered again once the interval has passed.
@@ -106,6 +111,11 @@ type RemoteError struct {
 }
 
 func (e *RemoteError) Error() string {
+	if e.Status == StatusOverAllowance {
+		// Meant for the user as it is: who refused, and the holder's
+		// plain words.
+		return fmt.Sprintf("holder %s: %s", shortPeer(e.Peer), e.Msg)
+	}
 	return fmt.Sprintf("shardproto: holder %s: status %d: %s", e.Peer.ShortString(), e.Status, e.Msg)
 }
 
@@ -130,8 +140,20 @@ func (e *RemoteError) Unwrap() error {
 		return ErrBusy
 	case StatusTooSoon:
 		return ErrTooSoon
+	case StatusOverAllowance:
+		return shardstore.ErrOverAllowance
 	}
 	return ErrRemote
+}
+
+// shortPeer is a peer ID's first characters, enough to tell holders apart
+// in a message: 12D3KooWAb….
+func shortPeer(p peer.ID) string {
+	s := p.String()
+	if len(s) <= 14 {
+		return s
+	}
+	return s[:14] + "…"
 }
 
 type clientConfig struct {

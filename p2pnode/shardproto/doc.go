@@ -41,5 +41,8 @@
 // owner signature checked) takes a serving slot. A put's space
 // reservation is charged to its owner and its remote address, each
 // allowed a share of the free space (see shardstore.ContextWithSource),
-// and a put whose body stops arriving is reset at once.
+// and a put whose body stops arriving is reset at once. With WithAdmission
+// a put also carries the allowance of its owner's account, which the
+// provider's admission policy decides; a put past it is answered
+// StatusOverAllowance, whose message tells the user in plain words.
 package shardproto

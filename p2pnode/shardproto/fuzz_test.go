@@ -120,7 +120,7 @@ func sampleResponses(tb testing.TB) map[byte][]*response {
 	}
 	failed := &response{status: StatusUnauthorized, msg: "owner signature does not verify"}
 	return map[byte][]*response{
-		msgPut:       {{blob: rc.Marshal()}, failed},
+		msgPut:       {{blob: rc.Marshal()}, failed, {status: StatusOverAllowance, msg: "this provider keeps at most 256 MiB for an account that shares no node"}},
 		msgGet:       {{size: 100, bodyLen: 100}, {status: StatusNotFound, msg: "not found"}},
 		msgStat:      {{size: 100, storedAt: time.Unix(1_800_000_000, 1), lease: time.Unix(1_900_000_000, 2), refs: 3}},
 		msgDelete:    {{}, failed},

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // ID is the protocol ID of the shard protocol. 4.0.0 made challenge
@@ -88,6 +89,7 @@ type serviceConfig struct {
 	maxShardSize   int64
 	challenges     challengeLimits
 	refusalHold    time.Duration
+	admit          Admitter
 }
 
 // Option configures NewService.
@@ -196,6 +198,24 @@ func WithSignatureWindow(d time.Duration) Option {
 			return fmt.Errorf("signature window %v: must be positive", d)
 		}
 		cfg.window = d
+		return nil
+	}
+}
+
+// Admitter returns the allowance of an account at this holder: what the
+// puts signed by the account's identity key (account is its peer ID) may
+// reference here. It may look the account up; it should bound the time it
+// takes and how often one account can make it look.
+type Admitter func(ctx context.Context, account peer.ID) shardstore.Allowance
+
+// WithAdmission has every put carry the allowance admit returns for its
+// owner's account (shardstore.ContextWithAllowance): the store asks for it
+// only for a put that adds a reference, and refuses one past it with
+// StatusOverAllowance. Without it (the default) every owner may store up
+// to the quota.
+func WithAdmission(admit Admitter) Option {
+	return func(cfg *serviceConfig) error {
+		cfg.admit = admit
 		return nil
 	}
 }
@@ -420,8 +440,12 @@ func respond(st network.Stream, typ byte, r *response) error {
 func fail(st network.Stream, typ byte, err error) error {
 	status := statusOf(err)
 	msg := err.Error()
-	if status == StatusInternal {
+	var ae *shardstore.AllowanceError
+	switch {
+	case status == StatusInternal:
 		msg = "internal error" // local details stay local
+	case errors.As(err, &ae):
+		msg = ae.Error() // the plain words, for the owner's user
 	}
 	return respond(st, typ, &response{status: status, msg: msg})
 }
@@ -446,6 +470,8 @@ func statusOf(err error) Status {
 		return StatusBusy
 	case errors.Is(err, ErrTooSoon):
 		return StatusTooSoon
+	case errors.Is(err, shardstore.ErrOverAllowance):
+		return StatusOverAllowance
 	}
 	return StatusInternal
 }
@@ -494,6 +520,15 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 		return s.serveProof(ctx, st, req)
 	}
 	return fmt.Errorf("unknown message type %d", req.typ)
+}
+
+// accountOf returns the peer ID of a (checked) owner key: the account's ID.
+func accountOf(key []byte) (peer.ID, error) {
+	pk, err := crypto.UnmarshalPublicKey(key)
+	if err != nil {
+		return "", fmt.Errorf("%w: owner key: %v", ErrUnauthorized, err)
+	}
+	return peer.IDFromPublicKey(pk)
 }
 
 // checkOwner verifies an owner-signed request: an Ed25519 owner key, a
@@ -577,6 +612,16 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request,
 	// does not read it: the answer goes out at once, handle closes the
 	// stream, and the client stops sending when it reads the answer.
 	body := &bodyReader{st: st, r: &io.LimitedReader{R: st, N: req.size}, stall: s.cfg.stall, end: end}
+	if s.cfg.admit != nil {
+		account, err := accountOf(req.key)
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		admit := s.cfg.admit
+		ctx = shardstore.ContextWithAllowance(ctx, func(ctx context.Context) (shardstore.Allowance, error) {
+			return admit(ctx, account), nil
+		})
+	}
 	err := s.store.Put(ctx, owner, req.id, req.size, body, req.lease)
 	if body.netErr != nil {
 		return body.netErr

@@ -34,6 +34,8 @@ func (s Status) String() string {
 		return "internal"
 	case StatusTooSoon:
 		return "too_soon"
+	case StatusOverAllowance:
+		return "over_allowance"
 	}
 	return fmt.Sprintf("status_%d", byte(s))
 }
@@ -54,7 +56,7 @@ const unknownRequest = "undecoded"
 
 const (
 	numTypes    = len(requestNames)
-	numStatuses = int(StatusTooSoon) + 1
+	numStatuses = int(StatusOverAllowance) + 1
 )
 
 // counters count what the service did with each request, without a lock:

@@ -62,6 +62,12 @@ const (
 	StatusNoSpace       Status = 9
 	StatusInternal      Status = 10
 	StatusTooSoon       Status = 11
+	// StatusOverAllowance refuses a put that would take its owner (or all
+	// owners of its kind) past what the holder's admission policy lets
+	// them store there; the message says so in plain words. Holders before
+	// it answered such puts from nobody; clients before it see an unknown
+	// status, ErrRemote.
+	StatusOverAllowance Status = 12
 )
 
 var errFrame = errors.New("shardproto: malformed frame")

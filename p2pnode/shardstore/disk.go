@@ -46,6 +46,11 @@ type Disk struct {
 	used     int64        // bytes of committed shards
 	res      reservations // bytes reserved by puts in flight
 	perOwner map[Owner]int64
+	// groupOf and groupBytes place owners in the groups of their
+	// allowances (Allowance.Group; absent is group "") and sum per group
+	// what its owners reference and reserve.
+	groupOf    map[Owner]string
+	groupBytes map[string]int64
 }
 
 // New opens (creating if needed) the shard store in dir. It removes
@@ -72,13 +77,15 @@ func New(dir string, opts ...Option) (*Disk, error) {
 		return nil, fmt.Errorf("shardstore: %w", err)
 	}
 	d := &Disk{
-		root:     root,
-		cfg:      cfg,
-		quota:    quota,
-		locks:    keyLock{m: make(map[codec.ShardID]*lockEntry)},
-		index:    make(map[codec.ShardID]*meta),
-		res:      newReservations(),
-		perOwner: make(map[Owner]int64),
+		root:       root,
+		cfg:        cfg,
+		quota:      quota,
+		locks:      keyLock{m: make(map[codec.ShardID]*lockEntry)},
+		index:      make(map[codec.ShardID]*meta),
+		res:        newReservations(),
+		perOwner:   make(map[Owner]int64),
+		groupOf:    make(map[Owner]string),
+		groupBytes: make(map[string]int64),
 	}
 	if err := d.load(); err != nil {
 		root.Close()
@@ -217,7 +224,7 @@ func (d *Disk) loadDir(dir string) error {
 		d.index[id] = m
 		d.used += m.size
 		for o := range m.owners {
-			d.perOwner[o] += m.size
+			d.charge(o, m.size)
 		}
 	}
 	return nil
@@ -278,6 +285,11 @@ func (d *Disk) checkLease(op string, lease time.Time) error {
 // free space (WithReservationShare) fails with ErrBusy before r is read.
 // Once reserved, the space stays the put's until it ends, so a put whose
 // body arrives is never starved by others.
+//
+// A put that adds a reference owner does not hold yet is checked against
+// the allowance ctx carries (ContextWithAllowance), counting the owner's
+// puts in flight, and fails with an *AllowanceError (ErrOverAllowance)
+// before r is read when it would pass it.
 func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int64, r io.Reader, lease time.Time) (err error) {
 	const op = "shardstore: put"
 	var committed *meta
@@ -298,17 +310,31 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	}
 	defer unlock()
 
+	// Holding id's lock, the shard's entry and owners stay as read here
+	// until Put ends; the allowance is looked up without the store's lock.
+	m, held, err := d.entry(op, id)
+	if err != nil {
+		return err
+	}
+	var allow *Allowance
+	if f := allowanceFuncOf(ctx); f != nil && (!held || !m.has(owner)) {
+		a, err := f(ctx)
+		if err != nil {
+			return fmt.Errorf("%s %s: allowance: %w", op, id.Short(), err)
+		}
+		allow = &a
+	}
+	if held {
+		if m.size != size {
+			return fmtErr(op, ErrIntegrity, "shard %s is held with size %d, not %d", id.Short(), m.size, size)
+		}
+		return d.addRef(op, owner, id, lease, allow)
+	}
+
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return fmt.Errorf("%s: %w", op, ErrClosed)
-	}
-	if m, ok := d.index[id]; ok {
-		d.mu.Unlock()
-		if m.size != size {
-			return fmtErr(op, ErrIntegrity, "shard %s is held with size %d, not %d", id.Short(), m.size, size)
-		}
-		return d.addRef(op, owner, id, lease)
 	}
 	free := d.quota - d.used - d.res.total
 	if size > free {
@@ -317,20 +343,31 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 		return fmtErr(op, ErrQuotaExceeded, "shard %s needs %d bytes, %d of %d free (%d used, %d reserved)",
 			id.Short(), size, max(free, 0), d.quota, used, reserved)
 	}
+	if allow != nil {
+		if err := d.checkAllowance(owner, size, allow); err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("%s %s: %w", op, id.Short(), err)
+		}
+	}
 	src := sourceOf(ctx)
 	if err := d.res.admit(owner, src, size, d.cfg.reservationLimit(free)); err != nil {
+		d.forgetIfEmpty(owner)
 		d.mu.Unlock()
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
+	d.chargeReserved(owner, size)
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		d.res.release(owner, src, size)
+		// Commit first, so the owner's bytes never drop to zero between
+		// the two and lose its group.
 		if committed != nil {
 			d.index[id] = committed
 			d.used += size
-			d.perOwner[owner] += size
+			d.charge(owner, size)
 		}
+		d.res.release(owner, src, size)
+		d.chargeReserved(owner, -size)
 		d.mu.Unlock()
 	}()
 
@@ -341,7 +378,7 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
-	m := &meta{size: size, storedAt: d.now(), owners: map[Owner]time.Time{owner: lease}}
+	m = &meta{size: size, storedAt: d.now(), owners: map[Owner]time.Time{owner: lease}}
 	if err := d.commit(id, tmpData, m); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
@@ -349,9 +386,27 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 	return nil
 }
 
-// addRef adds owner's reference to a held shard or extends its lease.
-// The caller holds id's lock.
-func (d *Disk) addRef(op string, owner Owner, id codec.ShardID, lease time.Time) error {
+// entry returns the index entry of id and whether the shard is held.
+func (d *Disk) entry(op string, id codec.ShardID) (*meta, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, false, fmt.Errorf("%s: %w", op, ErrClosed)
+	}
+	m, ok := d.index[id]
+	return m, ok, nil
+}
+
+func (m *meta) has(owner Owner) bool {
+	_, ok := m.owners[owner]
+	return ok
+}
+
+// addRef adds owner's reference to a held shard or extends its lease. A
+// new reference is checked against allow (when not nil) and charged to
+// owner before its record is written, so concurrent puts of one owner see
+// each other. The caller holds id's lock.
+func (d *Disk) addRef(op string, owner Owner, id codec.ShardID, lease time.Time, allow *Allowance) error {
 	d.mu.Lock()
 	m := d.index[id]
 	old, had := m.owners[owner]
@@ -363,17 +418,28 @@ func (d *Disk) addRef(op string, owner Owner, id codec.ShardID, lease time.Time)
 		d.mu.Unlock()
 		return fmtErr(op, ErrQuotaExceeded, "shard %s already has %d owners", id.Short(), MaxOwners)
 	}
+	if !had {
+		if allow != nil {
+			if err := d.checkAllowance(owner, m.size, allow); err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("%s %s: %w", op, id.Short(), err)
+			}
+		}
+		d.charge(owner, m.size)
+	}
 	next := m.clone()
 	next.owners[owner] = lease
 	d.mu.Unlock()
 	if err := d.writeMeta(id, next); err != nil {
+		if !had {
+			d.mu.Lock()
+			d.charge(owner, -m.size)
+			d.mu.Unlock()
+		}
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	d.mu.Lock()
 	d.index[id] = next
-	if !had {
-		d.perOwner[owner] += next.size
-	}
 	d.mu.Unlock()
 	return nil
 }
@@ -676,10 +742,7 @@ func (d *Disk) replace(id codec.ShardID, old, next *meta) error {
 	defer d.mu.Unlock()
 	for o := range old.owners {
 		if _, kept := next.owners[o]; !kept {
-			d.perOwner[o] -= old.size
-			if d.perOwner[o] <= 0 {
-				delete(d.perOwner, o)
-			}
+			d.charge(o, -old.size)
 		}
 	}
 	if len(next.owners) == 0 {
@@ -778,6 +841,9 @@ type Usage struct {
 	// PerOwner charges each owner the full size of every shard it
 	// references; a shared shard is charged to each of its owners.
 	PerOwner map[Owner]int64
+	// PerGroup sums, per group of owners (Allowance.Group), what its
+	// owners reference and reserve.
+	PerGroup map[string]int64
 }
 
 // Usage returns a snapshot of the space accounting. Quota counts shard
@@ -786,7 +852,7 @@ func (d *Disk) Usage() Usage {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := Usage{Quota: d.quota, Used: d.used, Reserved: d.res.total, Shards: len(d.index), PerOwner: maps.Clone(d.perOwner),
-		ReservedByOwner: maps.Clone(d.res.byOwner), ReservedBySource: maps.Clone(d.res.bySource)}
+		ReservedByOwner: maps.Clone(d.res.byOwner), ReservedBySource: maps.Clone(d.res.bySource), PerGroup: maps.Clone(d.groupBytes)}
 	return u
 }
 

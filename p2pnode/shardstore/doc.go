@@ -39,6 +39,14 @@
 // all. Bytes are accounted per Owner, an opaque fixed-size key of the
 // account that stored the shard.
 //
+// A put may carry its owner's Allowance (ContextWithAllowance), which a
+// provider's admission policy decides: a cap on what the owner references
+// and one on what its group of owners references together. A put that adds
+// a reference beyond either fails with an *AllowanceError
+// (ErrOverAllowance) before its body is read; the check counts puts in
+// flight and is made in the same step as the quota's. A put of a shard
+// the owner references already, and a renewal, is never refused for it.
+//
 // Store and its one-method parts (Putter, Fetcher, Statter, ...) are the
 // owner's view of a holder. Disk.For returns such a view of the local store;
 // the shard protocol client offers the same view of a remote holder, so

@@ -54,6 +54,12 @@ var (
 	// reserved by puts in flight as it may (see WithReservationShare);
 	// the same put may succeed once some of them ended.
 	ErrBusy = errors.New("shard store busy")
+	// ErrOverAllowance means the put would take its owner, or all owners
+	// of its owner's kind together, past what the provider's admission
+	// policy lets them reference here (ContextWithAllowance); the error is
+	// an *AllowanceError saying so in plain words. Another provider may
+	// take the shard.
+	ErrOverAllowance = errors.New("over the allowance at this provider")
 )
 
 // OwnerLease is one owner's reference to a shard and when it expires.

@@ -62,6 +62,10 @@ type nodeOptions struct {
 	testSkew      time.Duration
 	collectGrace  time.Duration
 	collectEvery  time.Duration
+	admitAll      bool
+	starterCap    fs.SizeSuffix
+	starterShare  float64
+	sharingShare  float64
 	statusAddr    string
 	statusPublic  bool
 	shutdownGrace time.Duration
@@ -75,7 +79,14 @@ func init() { commands = append(commands, newNodeCommand()) }
 // newNodeCommand returns the `jellyfish node` command with options of its
 // own.
 func newNodeCommand() *cobra.Command {
-	var o nodeOptions
+	c, _ := nodeCommand()
+	return c
+}
+
+// nodeCommand returns the `jellyfish node` command and the options its
+// flags set.
+func nodeCommand() (*cobra.Command, *nodeOptions) {
+	o := &nodeOptions{starterCap: provider.DefaultStarterBytes}
 	c := &cobra.Command{
 		Use:   "node",
 		Short: "Run a Jellyfish provider node in the foreground",
@@ -93,6 +104,13 @@ for as long as it runs. If the file is encrypted (jellyfish account login
 terminal, and exits if it has none. The passphrase protects a copy of the file
 at rest; it does not protect the running node's memory, and a passphrase file
 on the same disk as the key file protects little.
+
+The node keeps its whole space for the account it is linked to; another
+account whose own node is linked to it may store up to --sharing-share of the
+space here, and accounts without a node up to --starter-cap each and
+--starter-share of the space together. A put past them is refused with a
+message saying so, and the owner's upload goes to other nodes. --admit-all
+lets every account store up to the space.
 
 The node serves a status page, /status.json and Prometheus /metrics on
 --status-addr (127.0.0.1:7781; "" turns it off). It refuses an address other
@@ -117,7 +135,7 @@ stored, and its client gets no receipt.`,
 			}
 			ctx, stop := signalContext(context.Background())
 			defer stop()
-			return runNode(ctx, cmd, o)
+			return runNode(ctx, cmd, *o)
 		}),
 	}
 	c.Flags().StringVar(&o.dataDir, "data-dir", defaultNodeDataDir, "folder for the node's identity, records and shards")
@@ -135,6 +153,10 @@ stored, and its client gets no receipt.`,
 	c.Flags().DurationVar(&o.maintainEvery, "maintain-interval", 24*time.Hour, "how often the node runs a maintenance round of --maintain's remote")
 	c.Flags().DurationVar(&o.collectGrace, "collect-grace", provider.DefaultCollectGrace, "how long after an owner's lease ended its shards are kept for a late renewal before they are deleted")
 	c.Flags().DurationVar(&o.collectEvery, "collect-interval", provider.DefaultCollectInterval, "how often the node deletes shards whose leases ended more than --collect-grace ago")
+	c.Flags().BoolVar(&o.admitAll, "admit-all", false, "let every account store up to the shared space")
+	c.Flags().Var(&o.starterCap, "starter-cap", "the most one account that shares no node may store on this node (e.g. 256Mi)")
+	c.Flags().Float64Var(&o.starterShare, "starter-share", provider.DefaultStarterShare, "the share of the shared space that all accounts sharing no node may store here together, in (0, 1]")
+	c.Flags().Float64Var(&o.sharingShare, "sharing-share", provider.DefaultSharingShare, "the share of the shared space one account sharing a node of its own may store here, in (0, 1]")
 	c.Flags().StringVar(&o.statusAddr, "status-addr", defaultStatusAddr, "host:port of the status page, /status.json and /metrics (\"\" for none); a loopback address unless --status-public")
 	c.Flags().BoolVar(&o.statusPublic, "status-public", false, "allow a --status-addr other machines can reach: the page shows the node's addresses, peers and usage to anyone who reaches it")
 	c.Flags().DurationVar(&o.shutdownGrace, "shutdown-grace", defaultShutdownGrace, "on SIGINT or SIGTERM, how long the shard requests being served may take to finish before they are cut off")
@@ -143,7 +165,7 @@ stored, and its client gets no receipt.`,
 	c.Flags().DurationVar(&o.testSkew, "test-clock-skew", 0, "TESTS ONLY: run the node's clock this far from the machine's, to test the correction by its peers' clocks")
 	_ = c.Flags().MarkHidden("test-clock-skew")
 	o.log.register(c)
-	return c
+	return c, o
 }
 
 // clockCheckEvery is how often a node compares its clock with its peers'.
@@ -191,6 +213,23 @@ func parseDHTMode(s string) (node.Mode, error) {
 	return 0, fmt.Errorf("--dht-mode %q: want auto, server or client", s)
 }
 
+// admission reads --admit-all, --starter-cap, --starter-share and
+// --sharing-share.
+func (o nodeOptions) admission() (provider.AdmissionConfig, error) {
+	if o.admitAll {
+		return provider.AdmissionConfig{AdmitAll: true}, nil
+	}
+	if o.starterCap <= 0 {
+		return provider.AdmissionConfig{}, fmt.Errorf("--starter-cap %v: must be positive (--admit-all lets every account store up to the space)", o.starterCap)
+	}
+	for name, v := range map[string]float64{"--starter-share": o.starterShare, "--sharing-share": o.sharingShare} {
+		if !(v > 0 && v <= 1) {
+			return provider.AdmissionConfig{}, fmt.Errorf("%s %v: want a share of the space in (0, 1]", name, v)
+		}
+	}
+	return provider.AdmissionConfig{StarterBytes: int64(o.starterCap), StarterShare: o.starterShare, SharingShare: o.sharingShare}, nil
+}
+
 // runNode runs a provider node until ctx ends.
 func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	log, err := o.log.logger(cmd.ErrOrStderr())
@@ -218,6 +257,10 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		announce = append(announce, a)
 	}
 	mode, err := parseDHTMode(o.dhtMode)
+	if err != nil {
+		return err
+	}
+	admission, err := o.admission()
 	if err != nil {
 		return err
 	}
@@ -281,6 +324,7 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	prov, err := provider.Attach(ctx, n, provider.Config{
 		DataDir: dataDir, Tier: o.tier, Owner: owner,
 		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery,
+		Admission: admission,
 	})
 	if err != nil {
 		// The provider closes with the node.

@@ -25,6 +25,7 @@ var nodeConfigKeys = []struct {
 	{"Network", []string{"listen", "bootstrap", "bootstrap-file", "announce", "port-mapping", "hole-punching", "dht-mode"}},
 	{"Owner's account", []string{"account-config", "account-passphrase-file", "caretaker-interval", "maintain", "maintain-interval"}},
 	{"Shard collection", []string{"collect-grace", "collect-interval"}},
+	{"Other accounts' shards", []string{"admit-all", "starter-cap", "starter-share", "sharing-share"}},
 	{"Status page and metrics", []string{"status-addr", "status-public"}},
 	{"Shutdown", []string{"shutdown-grace"}},
 	{"Logging (standard error)", []string{"log-format", "log-level"}},

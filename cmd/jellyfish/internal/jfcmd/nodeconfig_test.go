@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 )
 
 // nodeFlags returns a fresh node command's flags, parsed from args.
@@ -158,6 +160,41 @@ func TestPrintNodeConfig(t *testing.T) {
 	for _, line := range []string{"tier: 4\n", "maintain: 'jellyfish:'\n", "bootstrap:\n  - /ip4/192.0.2.7/tcp/1/p2p/12D3KooWExample\n", `status-addr: ""` + "\n"} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("printed configuration lacks %q:\n%s", line, out.String())
+		}
+	}
+}
+
+// TestNodeAdmissionFlags: by default a node enforces the admission policy
+// with its defaults; the file and the flags set it, --admit-all turns it
+// off, and nonsense is refused.
+func TestNodeAdmissionFlags(t *testing.T) {
+	parse := func(file string, args ...string) (provider.AdmissionConfig, error) {
+		t.Helper()
+		c, o := nodeCommand()
+		if err := c.ParseFlags(args); err != nil {
+			return provider.AdmissionConfig{}, err
+		}
+		if file != "" {
+			if err := applyNodeConfig(c.Flags(), writeConfig(t, file)); err != nil {
+				return provider.AdmissionConfig{}, err
+			}
+		}
+		return o.admission()
+	}
+	got, err := parse("")
+	if err != nil || got != (provider.AdmissionConfig{StarterBytes: 256 << 20, StarterShare: 1.0 / 8, SharingShare: 1.0 / 4}) {
+		t.Fatalf("default: %+v, %v", got, err)
+	}
+	got, err = parse("starter-cap: 64Mi\nstarter-share: 0.5\n", "--sharing-share", "1")
+	if err != nil || got != (provider.AdmissionConfig{StarterBytes: 64 << 20, StarterShare: 0.5, SharingShare: 1}) {
+		t.Fatalf("set: %+v, %v", got, err)
+	}
+	if got, err := parse("admit-all: true\n"); err != nil || !got.AdmitAll {
+		t.Fatalf("admit-all: %+v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"--starter-cap", "0"}, {"--starter-share", "0"}, {"--sharing-share", "1.5"}, {"--starter-share", "-1"}} {
+		if _, err := parse("", bad...); err == nil {
+			t.Errorf("%v accepted", bad)
 		}
 	}
 }

@@ -1,0 +1,321 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Defaults of the admission policy (AdmissionConfig).
+const (
+	// DefaultStarterBytes is the most one starter account may reference
+	// at one provider: an honest account spreads each segment's shards
+	// over at least 4 providers, so its 1 GiB starter allowance never puts
+	// more than a quarter of it on one.
+	DefaultStarterBytes = 256 << 20
+	// DefaultStarterShare is the share of the quota all starter accounts
+	// together may reference: what keys made for free can take of a disk.
+	DefaultStarterShare = 1.0 / 8
+	// DefaultSharingShare is the share of the quota one sharing account
+	// may reference.
+	DefaultSharingShare = 1.0 / 4
+	// DefaultLinkedTTL is how long an account found sharing stays so in
+	// the cache, DefaultUnlinkedTTL how long one found without a linked
+	// node (or whose lookup failed) stays a starter before it is looked
+	// up again.
+	DefaultLinkedTTL   = 30 * time.Minute
+	DefaultUnlinkedTTL = 3 * time.Minute
+	// DefaultLookupTimeout bounds one account's lookup, the wait for a
+	// lookup slot included. A put waits for it before its body is read,
+	// well inside the time the put is given (shardproto.DefaultHeaderTimeout
+	// and more).
+	DefaultLookupTimeout = 5 * time.Second
+	// DefaultMaxLookups bounds the lookups running at once.
+	DefaultMaxLookups = 8
+	// DefaultMaxCached bounds the accounts whose class is cached.
+	DefaultMaxCached = 4096
+)
+
+// Groups of owners in the store (shardstore.Allowance.Group). Starter
+// accounts are in the store's default group, where every owner is after a
+// restart until its next put says otherwise: a restart never hides bytes
+// of starter accounts from their collective cap.
+const (
+	GroupStarter = ""
+	GroupSharing = "sharing"
+	GroupOwn     = "own"
+)
+
+// AdmissionConfig sets the admission policy of a provider: how much of
+// its quota each account may reference there. The zero value enforces the
+// policy with the defaults.
+type AdmissionConfig struct {
+	// AdmitAll turns the policy off: every account may store up to the
+	// quota. Test networks set it (on a local network every provider is
+	// the user's own).
+	AdmitAll bool
+	// StarterBytes caps one starter account; zero means
+	// DefaultStarterBytes.
+	StarterBytes int64
+	// StarterShare caps all starter accounts together at this share of
+	// the quota; zero means DefaultStarterShare.
+	StarterShare float64
+	// SharingShare caps one sharing account at this share of the quota;
+	// zero means DefaultSharingShare.
+	SharingShare float64
+	// LinkedTTL, UnlinkedTTL, LookupTimeout, MaxLookups and MaxCached
+	// tune the lookups; zero means the default of each.
+	LinkedTTL, UnlinkedTTL time.Duration
+	LookupTimeout          time.Duration
+	MaxLookups, MaxCached  int
+}
+
+// withDefaults fills the zero fields and checks the others.
+func (c AdmissionConfig) withDefaults() (AdmissionConfig, error) {
+	if c.StarterBytes == 0 {
+		c.StarterBytes = DefaultStarterBytes
+	}
+	if c.StarterShare == 0 {
+		c.StarterShare = DefaultStarterShare
+	}
+	if c.SharingShare == 0 {
+		c.SharingShare = DefaultSharingShare
+	}
+	if c.LinkedTTL == 0 {
+		c.LinkedTTL = DefaultLinkedTTL
+	}
+	if c.UnlinkedTTL == 0 {
+		c.UnlinkedTTL = DefaultUnlinkedTTL
+	}
+	if c.LookupTimeout == 0 {
+		c.LookupTimeout = DefaultLookupTimeout
+	}
+	if c.MaxLookups == 0 {
+		c.MaxLookups = DefaultMaxLookups
+	}
+	if c.MaxCached == 0 {
+		c.MaxCached = DefaultMaxCached
+	}
+	switch {
+	case c.StarterBytes < 0:
+		return c, fmt.Errorf("starter cap %d bytes is negative", c.StarterBytes)
+	case !(c.StarterShare > 0 && c.StarterShare <= 1):
+		return c, fmt.Errorf("starter share %v outside (0, 1]", c.StarterShare)
+	case !(c.SharingShare > 0 && c.SharingShare <= 1):
+		return c, fmt.Errorf("sharing share %v outside (0, 1]", c.SharingShare)
+	case c.LinkedTTL < 0 || c.UnlinkedTTL < 0 || c.LookupTimeout < 0:
+		return c, errors.New("negative admission lookup time")
+	case c.MaxLookups < 0 || c.MaxCached < 0:
+		return c, errors.New("negative admission lookup bound")
+	}
+	return c, nil
+}
+
+// Class is what an account is to a provider's admission policy.
+type Class uint8
+
+const (
+	// ClassStarter: no linked node was found (no account record, no node
+	// naming the account, or the lookup failed).
+	ClassStarter Class = iota
+	// ClassSharing: the account record lists a node whose node record
+	// names the account as its owner.
+	ClassSharing
+	// ClassOwn: the account that linked this provider.
+	ClassOwn
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassStarter:
+		return "starter"
+	case ClassSharing:
+		return "sharing"
+	case ClassOwn:
+		return "own"
+	}
+	return fmt.Sprintf("class_%d", uint8(c))
+}
+
+// ClassLookup finds out whether an account shares a node: ClassSharing or
+// ClassStarter. An error counts as ClassStarter.
+type ClassLookup func(ctx context.Context, account peer.ID) (Class, error)
+
+// Admission is a provider's admission policy: it classes the account of
+// each put that would add a new reference (own, sharing, starter) and
+// gives the store the matching allowance (shardstore.Allowance). Classes
+// are cached per account, a bounded number of them, sharing answers for
+// LinkedTTL and the others for UnlinkedTTL; concurrent puts of one account
+// share one lookup, and at most MaxLookups run at once, each within
+// LookupTimeout. It holds no host: the lookup is injected (LinkLookup
+// reads the DHT). It is safe for concurrent use.
+type Admission struct {
+	cfg    AdmissionConfig
+	quota  int64
+	own    peer.ID
+	lookup ClassLookup
+	clock  shardstore.Clock
+	slots  chan struct{}
+
+	mu      sync.Mutex
+	cache   map[peer.ID]*classEntry
+	lookups int64 // lookups started, for tests and status
+}
+
+type classEntry struct {
+	class Class
+	until time.Time
+	done  chan struct{} // open while the lookup runs
+}
+
+// NewAdmission returns the policy of a provider with quota bytes, linked
+// to account own ("" for none), classing others with lookup. cfg.AdmitAll
+// is not looked at: a provider admitting all has no Admission.
+func NewAdmission(cfg AdmissionConfig, quota int64, own peer.ID, lookup ClassLookup, clock shardstore.Clock) (*Admission, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("provider: admission: %w", err)
+	}
+	if lookup == nil || clock == nil || quota <= 0 {
+		return nil, errors.New("provider: admission needs a lookup, a clock and a quota")
+	}
+	return &Admission{cfg: cfg, quota: quota, own: own, lookup: lookup, clock: clock,
+		slots: make(chan struct{}, cfg.MaxLookups), cache: make(map[peer.ID]*classEntry)}, nil
+}
+
+// Config returns the policy's settings, defaults filled in.
+func (a *Admission) Config() AdmissionConfig { return a.cfg }
+
+// Lookups returns how many lookups the policy started.
+func (a *Admission) Lookups() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lookups
+}
+
+// Classify returns account's class: from the cache while its answer
+// lasts, else looked up. A lookup that fails, or finds no slot within
+// LookupTimeout, makes the account a starter.
+func (a *Admission) Classify(ctx context.Context, account peer.ID) Class {
+	if a.own != "" && account == a.own {
+		return ClassOwn
+	}
+	for {
+		a.mu.Lock()
+		e := a.cache[account]
+		if e != nil && e.done != nil {
+			done := e.done
+			a.mu.Unlock()
+			// Another put of the account is looking it up: share it.
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return ClassStarter
+			}
+		}
+		if e != nil && a.clock().Before(e.until) {
+			a.mu.Unlock()
+			return e.class
+		}
+		e = &classEntry{done: make(chan struct{})}
+		a.makeRoom()
+		a.cache[account] = e
+		a.mu.Unlock()
+		return a.run(ctx, account, e)
+	}
+}
+
+// run looks account up for entry e, which waiters share, and records the
+// answer.
+func (a *Admission) run(ctx context.Context, account peer.ID, e *classEntry) Class {
+	class, ttl := ClassStarter, a.cfg.UnlinkedTTL
+	defer func() {
+		a.mu.Lock()
+		e.class, e.until = class, a.clock().Add(ttl)
+		close(e.done)
+		e.done = nil
+		a.mu.Unlock()
+	}()
+	// The lookup does not end with the put that started it: others of the
+	// same account may wait on it.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.LookupTimeout)
+	defer cancel()
+	select {
+	case a.slots <- struct{}{}:
+	case <-lctx.Done():
+		// Every slot taken: a starter for now, and asked again soon.
+		ttl = 0
+		return class
+	}
+	defer func() { <-a.slots }()
+	a.mu.Lock()
+	a.lookups++
+	a.mu.Unlock()
+	got, err := a.lookup(lctx, account)
+	if err == nil && got == ClassSharing {
+		class, ttl = ClassSharing, a.cfg.LinkedTTL
+	}
+	return class
+}
+
+// makeRoom drops expired entries, and then any settled one, while the
+// cache is full. The caller holds a.mu.
+func (a *Admission) makeRoom() {
+	if len(a.cache) < a.cfg.MaxCached {
+		return
+	}
+	now := a.clock()
+	for id, e := range a.cache {
+		if e.done == nil && !now.Before(e.until) {
+			delete(a.cache, id)
+		}
+	}
+	for id, e := range a.cache {
+		if len(a.cache) < a.cfg.MaxCached {
+			return
+		}
+		if e.done == nil {
+			delete(a.cache, id)
+		}
+	}
+}
+
+// Words of the refusals.
+const (
+	starterWho    = "an account that shares no node"
+	starterWhose  = "accounts that share no node"
+	starterAdvice = "run a node (jellyfish node) linked to your account to store more"
+	sharingWho    = "one account, however much its nodes share"
+	sharingAdvice = "other providers take the rest"
+)
+
+// Allowance returns what account may reference at the provider: the own
+// account the quota, a sharing account SharingShare of it, a starter
+// StarterBytes with all starters together StarterShare of the quota. It is
+// a shardproto.Admitter.
+func (a *Admission) Allowance(ctx context.Context, account peer.ID) shardstore.Allowance {
+	return a.AllowanceOf(a.Classify(ctx, account))
+}
+
+// AllowanceOf returns the allowance of class c.
+func (a *Admission) AllowanceOf(c Class) shardstore.Allowance {
+	switch c {
+	case ClassOwn:
+		return shardstore.Allowance{Group: GroupOwn}
+	case ClassSharing:
+		return shardstore.Allowance{Max: share(a.quota, a.cfg.SharingShare), Group: GroupSharing, Who: sharingWho, Advice: sharingAdvice}
+	}
+	return shardstore.Allowance{Max: a.cfg.StarterBytes, Group: GroupStarter, GroupMax: share(a.quota, a.cfg.StarterShare),
+		Who: starterWho, Whose: starterWhose, Advice: starterAdvice}
+}
+
+// share returns f of n bytes, at least 1 (a zero cap would be no cap).
+func share(n int64, f float64) int64 {
+	return max(1, int64(float64(n)*f))
+}
