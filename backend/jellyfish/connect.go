@@ -239,7 +239,7 @@ func (n *clientNet) ProviderGroups(nodes []peer.ID) []placement.Node {
 	out := make([]placement.Node, len(nodes))
 	for i, id := range nodes {
 		if p := byID[id]; p != nil {
-			out[i] = placement.Node{Owner: string(p.Owner), Net: p.Network}
+			out[i] = placement.Node{Owner: string(p.Owner), Net: p.Network, Relayed: p.Relayed}
 		}
 	}
 	return out

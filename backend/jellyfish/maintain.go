@@ -657,6 +657,7 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 	// networks holding least of it; the holders that lost theirs are left
 	// out. The salt starts the plan at a random node.
 	plan := placement.NewPlan(s.store.groupsOf(providers), placement.GroupCap(k, ref.Layout.M), mrand.Uint64(), 0, len(info.IDs))
+	plan.LimitRelayed(ref.Layout.M)
 	index := make(map[peer.ID]int, len(providers))
 	for j, p := range providers {
 		index[p] = j

@@ -269,7 +269,7 @@ func (s *objectStore) Put(ctx context.Context, enc *codec.Encoder, r io.Reader) 
 			for i := range seg.Shards {
 				ids[i] = seg.Shards[i].ID
 			}
-			holders, err := s.putSegment(uctx, nodes, groups, cap, salt, seg, need, lease)
+			holders, err := s.putSegment(uctx, nodes, groups, cap, p.M, salt, seg, need, lease)
 			mu.Lock()
 			rows[seg.Index] = storedRow{holders, ids}
 			mu.Unlock()
@@ -374,10 +374,11 @@ func (r *putRun) set(state int32) {
 // period, then are cancelled; every upload goroutine has ended when it
 // returns. It returns each shard's holder ("" when none receipted it),
 // and an error too if fewer than need shards were receipted.
-func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []placement.Node, cap int, salt uint64, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
+func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []placement.Node, cap, relayedCap int, salt uint64, seg *codec.Segment, need int, lease time.Time) ([]peer.ID, error) {
 	total := len(seg.Shards)
 	var planMu sync.Mutex
 	plan := placement.NewPlan(groups, cap, salt, seg.Index, total)
+	plan.LimitRelayed(relayedCap)
 	planned := make([]int, total)
 	for i := range planned {
 		planned[i], _ = plan.Next()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -95,15 +96,49 @@ func TestHolePunch(t *testing.T) {
 	}
 	t.Logf("node status: %s", s.Network.HolePunching)
 
+	// A client behind a port-restricted router stores a file with one
+	// shard of each segment on each of six providers: placement finds the
+	// punched node through the relays that hold its reservations, reaches
+	// it by a hole punch and gives it its share; the node behind a
+	// symmetric NAT, which no punch reaches, gets nothing.
+	remote := newRemote(t, ctx, clientHome, "dora", boot, 4, 2)
+	src := t.TempDir()
+	data := make([]byte, 6<<20)
+	for i := range data {
+		data[i] = byte(i * 13 / 7)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jf(t, ctx, clientHome, remote, "copy", src, "jellyfish:h", "--jellyfish-data-dir", t.TempDir())
+	if s, err = punched.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Storage.Shards == 0 {
+		t.Fatal("placement gave the hole-punched node no shard")
+	}
+	ss, err := symNode.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Storage.Shards != 0 {
+		t.Fatalf("the node behind a symmetric NAT holds %d shards", ss.Storage.Shards)
+	}
+	_, out := jf(t, ctx, clientHome, remote, "check", src, "jellyfish:h", "--download", "--jellyfish-data-dir", t.TempDir())
+	if !strings.Contains(out, " 0 differences found") {
+		t.Fatalf("check --download:\n%s", out)
+	}
+	t.Logf("the hole-punched node holds %d shards", s.Storage.Shards)
+
 	// Symmetric NATs on both sides: the relay connects them, nothing
 	// more; a transfer is refused rather than sent through the relay.
 	args := append([]string{"ping", symNode.ID, "--count", "1", "--send", "1MiB", "--timeout", "3m"}, all...)
 	cmd := symClientHome.Command(bin, args...)
 	cmd.Env = os.Environ()
-	out, err := cmd.CombinedOutput()
-	t.Logf("ping %s from %s:\n%s", symNode.Host.Name, symClientHome.Name, out)
-	if err == nil || !strings.Contains(string(out), "no direct connection (the NATs on the way allow no hole punch)") ||
-		!strings.Contains(string(out), "round trip 1:") {
+	pout, err := cmd.CombinedOutput()
+	t.Logf("ping %s from %s:\n%s", symNode.Host.Name, symClientHome.Name, pout)
+	if err == nil || !strings.Contains(string(pout), "no direct connection (the NATs on the way allow no hole punch)") ||
+		!strings.Contains(string(pout), "round trip 1:") {
 		t.Fatalf("behind symmetric NATs: err %v; want the node reached through the relay and the transfer refused", err)
 	}
 }

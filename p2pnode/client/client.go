@@ -12,9 +12,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 
@@ -136,6 +139,9 @@ type ProviderInfo struct {
 	// CapacityGiB is the space its tier offers, 2^tier GiB, with the tier
 	// taken as at most MaxBelievedTier.
 	CapacityGiB uint64
+	// Relayed says the node is behind a NAT: found through a relay that
+	// holds its reservation, and connected directly by a hole punch.
+	Relayed bool
 }
 
 // MaxBelievedTier is the highest tier a client believes: the highest a
@@ -240,12 +246,142 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 		})
 	}
 	_ = g.Wait()
+	out = append(out, c.relayedProviders(ctx, out)...)
 	if len(out) == 0 && ctx.Err() != nil {
 		return nil, fmt.Errorf("client: providers: %w", ctx.Err())
 	}
 	c.verifyOwners(ctx, out)
 	slices.SortFunc(out, func(a, b ProviderInfo) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
+}
+
+// Bounds of relayedProviders.
+const (
+	// maxRelayedCandidates bounds the nodes behind NATs one Providers
+	// call considers, whatever the relays answer.
+	maxRelayedCandidates = 512
+	// punchTimeout bounds the wait for the direct connection a hole punch
+	// makes to a node reached through a relay.
+	punchTimeout = 10 * time.Second
+)
+
+// relayedProviders finds the providers behind NATs that this client can
+// reach directly: it asks each public provider which peers hold a relay
+// reservation with it (node.RelayedProtocol), reads each such peer's node
+// record, connects to it through a relay and waits for the hole punch.
+// A private node is in no routing table, so the walk never finds it; one
+// that cannot be punched to from here (symmetric NATs) is left out, since
+// shards never go through a relay.
+func (c *Client) relayedProviders(ctx context.Context, public []ProviderInfo) []ProviderInfo {
+	h := c.n.Host()
+	known := make(map[peer.ID]bool, len(public))
+	for _, p := range public {
+		known[p.ID] = true
+	}
+	var (
+		mu    sync.Mutex
+		cands []peer.ID
+		g     errgroup.Group
+	)
+	g.SetLimit(providerParallel)
+	for _, p := range public {
+		if protos, err := h.Peerstore().SupportsProtocols(p.ID, node.RelayedProtocol); err != nil || len(protos) == 0 {
+			continue
+		}
+		g.Go(func() error {
+			ids, err := node.RelayedPeers(ctx, h, p.ID)
+			if err != nil {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range ids {
+				if !known[id] && id != h.ID() && len(cands) < maxRelayedCandidates {
+					known[id] = true
+					cands = append(cands, id)
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if len(cands) == 0 || !c.PunchReady(ctx) {
+		return nil
+	}
+	var out []ProviderInfo
+	for _, id := range cands {
+		g.Go(func() error {
+			rctx, cancel := context.WithTimeout(ctx, recordTimeout+punchTimeout)
+			defer cancel()
+			rec, _, err := c.n.GetRecord(rctx, record.NodeKey(id))
+			if err != nil {
+				return nil
+			}
+			var info record.NodeInfo
+			if err := info.Unmarshal(rec.Body); err != nil {
+				return nil
+			}
+			h.Peerstore().AddAddrs(id, info.Addrs, peerstore.AddressTTL)
+			conn, err := c.direct(rctx, id)
+			if err != nil {
+				c.n.Logger().Debug("provider behind a NAT not reachable directly", "peer", id, "err", err)
+				return nil
+			}
+			if protos, err := h.Peerstore().SupportsProtocols(id, shardproto.ID); err != nil || len(protos) == 0 {
+				return nil
+			}
+			p := ProviderInfo{ID: id, Info: info, CapacityGiB: BelievedCapacityGiB(info.Tier), Network: NetworkOf(conn.RemoteMultiaddr()), Relayed: true}
+			mu.Lock()
+			out = append(out, p)
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return out
+}
+
+// punchReadyWait bounds the wait for this client's hole punching.
+const punchReadyWait = 5 * time.Second
+
+// PunchReady waits until libp2p's hole punching service takes requests,
+// which it does once the host knows a public address of its own (what
+// the peers it joined through see it at), soon after joining. A client
+// behind a symmetric NAT has none: no node behind a NAT is reachable from
+// it, and false says so without trying each.
+func (c *Client) PunchReady(ctx context.Context) bool {
+	h := c.n.Host()
+	deadline := time.Now().Add(punchReadyWait)
+	for !slices.Contains(h.Mux().Protocols(), holepunch.Protocol) {
+		if time.Now().After(deadline) {
+			c.n.Logger().Debug("no hole punching from this client: it knows no public address of its own")
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// direct returns a direct connection to id: an existing one, or one a
+// hole punch makes after connecting through a relay.
+func (c *Client) direct(ctx context.Context, id peer.ID) (network.Conn, error) {
+	h := c.n.Host()
+	if err := h.Connect(network.WithAllowLimitedConn(ctx, "provider behind a NAT"), peer.AddrInfo{ID: id}); err != nil {
+		return nil, err
+	}
+	// A stream that may not use a limited connection waits for the direct
+	// one; libp2p's ping is the cheapest stream every node accepts.
+	s, err := h.NewStream(network.WithDialPeerTimeout(ctx, punchTimeout), id, ping.ID)
+	if err != nil {
+		return nil, err
+	}
+	conn := s.Conn()
+	s.Reset()
+	return conn, nil
 }
 
 // network returns the network id answers this client from: NetworkOf the

@@ -16,6 +16,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -35,6 +36,8 @@ type HostConfig struct {
 	HolePunching, Relays bool
 	// PunchTracer, if set, is told the hole punching service's events.
 	PunchTracer holepunch.EventTracer
+	// RelayACL, if set, is the relay service's ACL (with Relays).
+	RelayACL relayv2.ACLFilter
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	ConnLow, ConnHigh int
 	// ConnGrace is how long a new connection is spared by the connection
@@ -124,7 +127,7 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 		opts = append(opts, libp2p.EnableHolePunching(hopts...))
 	}
 	if cfg.Relays {
-		opts = append(opts, relays(&self)...)
+		opts = append(opts, relays(&self, cfg.RelayACL)...)
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -147,9 +150,13 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 // punch's synchronisation: a stream without network.WithAllowLimitedConn
 // waits for the direct connection the punch makes, and fails if there is
 // none.
-func relays(self *atomic.Pointer[host.Host]) []libp2p.Option {
+func relays(self *atomic.Pointer[host.Host], acl relayv2.ACLFilter) []libp2p.Option {
+	var ropts []relayv2.Option
+	if acl != nil {
+		ropts = append(ropts, relayv2.WithACL(acl))
+	}
 	return []libp2p.Option{
-		libp2p.EnableRelayService(),
+		libp2p.EnableRelayService(ropts...),
 		libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, num int) <-chan peer.AddrInfo {
 			return relayCandidates(ctx, self.Load(), num)
 		},

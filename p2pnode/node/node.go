@@ -144,8 +144,13 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 
 	punches := &punchCounter{}
+	var relayed *relayDirectory
+	if cfg.Relays {
+		relayed = newRelayDirectory()
+	}
 	h, err := NewHost(priv, HostConfig{
 		PunchTracer:    punches,
+		RelayACL:       relayACL(relayed),
 		ListenAddrs:    cfg.ListenAddrs,
 		AnnounceAddrs:  cfg.AnnounceAddrs,
 		PortMapping:    cfg.PortMapping,
@@ -163,6 +168,9 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	undo = append(undo, h.Close)
+	if relayed != nil {
+		relayed.serve(h)
+	}
 	marks := markproto.NewService(h, highWater)
 	undo = append(undo, marks.Close)
 	times := timeproto.NewService(h, cfg.Clock)

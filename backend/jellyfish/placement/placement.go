@@ -48,6 +48,11 @@ type Node struct {
 	// /48), "" when unknown. Every node of unknown network counts in one
 	// network, so that nothing unseen escapes the cap.
 	Net string
+	// Relayed marks a node behind a NAT that this client reached by a
+	// hole punch: clients behind symmetric NATs cannot reach it, so a
+	// segment should keep enough shards on other nodes for them
+	// (Plan.LimitRelayed).
+	Relayed bool
 }
 
 // groupShare: one node, one owner or one network should hold at most
@@ -66,7 +71,8 @@ func GroupCap(k, m int) int {
 
 // Plan places the shards of one segment over nodes, one at a time. Each
 // shard goes to the node that keeps every group within the cap in this
-// order of importance: the node itself, its owner, its network; among
+// order of importance: the node itself, the nodes behind NATs
+// (LimitRelayed), its owner, its network; among
 // nodes equally placed, to the one holding fewest shards of the segment,
 // then to the first in the rotation Assign uses (from (salt + seg·total)
 // mod len(nodes)). When every group is within the cap, and in particular
@@ -85,6 +91,9 @@ type Plan struct {
 	owners map[string]int
 	nets   map[string]int
 	out    []bool
+	// relayedCap bounds the shards on Relayed nodes (0: no bound), before
+	// every other cap; relayed counts them.
+	relayedCap, relayed int
 }
 
 // NewPlan returns a plan for segment seg of total shards over nodes, with
@@ -107,8 +116,18 @@ func (p *Plan) Add(j int) { p.move(j, 1) }
 // Remove takes back a shard counted on node j (its put failed).
 func (p *Plan) Remove(j int) { p.move(j, -1) }
 
+// LimitRelayed keeps at most n of the segment's shards on Relayed nodes
+// where the other nodes can take the rest, a bound second only to the
+// node cap (a few dialable nodes are not loaded past it to spare relayed
+// ones): with n = m, any client, even one that no hole punch reaches
+// from, finds k shards on nodes it can dial. Call it before Add and Next.
+func (p *Plan) LimitRelayed(n int) { p.relayedCap = n }
+
 func (p *Plan) move(j, d int) {
 	p.count[j] += d
+	if p.nodes[j].Relayed {
+		p.relayed += d
+	}
 	if o := p.nodes[j].Owner; o != "" {
 		p.owners[o] += d
 	}
@@ -121,7 +140,7 @@ func (p *Plan) Exclude(j int) { p.out[j] = true }
 // Next picks the node for one more shard, counts the shard on it and
 // returns its index; false when every node is excluded.
 func (p *Plan) Next() (int, bool) {
-	best, bestKey := -1, [5]int{}
+	best, bestKey := -1, [6]int{}
 	for d := range len(p.nodes) {
 		j := (p.start + d) % len(p.nodes)
 		if p.out[j] {
@@ -131,11 +150,15 @@ func (p *Plan) Next() (int, bool) {
 		if o := p.nodes[j].Owner; o != "" {
 			owner = p.owners[o]
 		}
-		k := [5]int{p.over(p.count[j]), p.over(owner), p.over(p.nets[p.nodes[j].Net]), p.count[j], d}
+		relayed := 0
+		if p.nodes[j].Relayed && p.relayedCap > 0 {
+			relayed = max(0, p.relayed+1-p.relayedCap)
+		}
+		k := [6]int{p.over(p.count[j]), relayed, p.over(owner), p.over(p.nets[p.nodes[j].Net]), p.count[j], d}
 		if best < 0 || less(k, bestKey) {
 			best, bestKey = j, k
 		}
-		if k == [5]int{0, 0, 0, 0, d} {
+		if k == [6]int{0, 0, 0, 0, 0, d} {
 			// Nothing later in the rotation can beat a node that holds
 			// nothing of the segment and overflows no group: the scan of
 			// a large network ends at the first such node.
@@ -153,7 +176,7 @@ func (p *Plan) Next() (int, bool) {
 // cap.
 func (p *Plan) over(load int) int { return max(0, load+1-p.cap) }
 
-func less(a, b [5]int) bool {
+func less(a, b [6]int) bool {
 	for i := range a {
 		if a[i] != b[i] {
 			return a[i] < b[i]

@@ -348,3 +348,54 @@ func TestPlanLargeNetworks(t *testing.T) {
 		t.Fatalf("placing 200 segments took %v", took)
 	}
 }
+
+// TestLimitRelayed: with enough dialable nodes a segment keeps at most
+// the limit on relayed ones, whatever the rotation's start; without the
+// limit some starts put more there; with too few dialable nodes each
+// takes no more than the node cap and the rest overflows to relayed ones.
+func TestLimitRelayed(t *testing.T) {
+	nodes := func(public, relayed int) []Node {
+		var out []Node
+		for i := range public + relayed {
+			out = append(out, Node{Net: fmt.Sprintf("net%d", i), Relayed: i >= public})
+		}
+		return out
+	}
+	count := func(ns []Node, limit int, salt uint64, total int) (relayed int, perNode map[int]int) {
+		p := NewPlan(ns, 1, salt, 0, total)
+		p.LimitRelayed(limit)
+		perNode = map[int]int{}
+		for range total {
+			j, ok := p.Next()
+			if !ok {
+				t.Fatal("no node")
+			}
+			perNode[j]++
+			if ns[j].Relayed {
+				relayed++
+			}
+		}
+		return relayed, perNode
+	}
+	more := false
+	for salt := range uint64(10) {
+		if r, _ := count(nodes(4, 6), 3, salt, 6); r > 3 {
+			t.Fatalf("salt %d: %d of 6 shards on relayed nodes, limit 3", salt, r)
+		}
+		if r, _ := count(nodes(4, 6), 0, salt, 6); r > 3 {
+			more = true
+		}
+		r, per := count(nodes(2, 6), 3, salt, 6)
+		for j, c := range per {
+			if c > 1 {
+				t.Fatalf("salt %d: node %d holds %d shards, node cap 1", salt, j, c)
+			}
+		}
+		if r != 4 {
+			t.Fatalf("salt %d: two dialable nodes, %d shards on relayed nodes, want 4", salt, r)
+		}
+	}
+	if !more {
+		t.Fatal("without the limit no start put more than 3 shards on relayed nodes: the test shows nothing")
+	}
+}

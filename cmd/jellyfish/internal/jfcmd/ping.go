@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
@@ -213,16 +211,8 @@ func connectNode(ctx context.Context, c *client.Client, info peer.AddrInfo) (pin
 	h := c.Node().Host()
 	h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
 	// The node behind a NAT starts the punch as soon as the relayed
-	// connection reaches it; this host must answer it by then. libp2p
-	// takes the punch's requests once this host knows a public address of
-	// its own (what the peers it joined through see), soon after joining.
-	for wait := time.Now().Add(20 * time.Second); !slices.Contains(h.Mux().Protocols(), holepunch.Protocol) && time.Now().Before(wait); {
-		select {
-		case <-ctx.Done():
-			return pingPath{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	// connection reaches it; this host must answer it by then.
+	c.PunchReady(ctx)
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
