@@ -520,7 +520,14 @@ func testMount(t *testing.T, fusermount string, net *jftest.Network, bootstrap s
 			t.Errorf("jellyfish mount exited with %v after the unmount", p.err)
 		}
 	case <-time.After(time.Minute):
-		t.Fatalf("jellyfish mount still running a minute after the unmount")
+		// SIGQUIT makes the Go runtime print every goroutine's stack and
+		// exit: the log then shows what the process was waiting for.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		t.Fatalf("jellyfish mount still running a minute after the unmount (its goroutines are in the output below)")
 	}
 	if mounted(t, mnt) {
 		t.Errorf("%s still mounted after the unmount", mnt)
