@@ -600,18 +600,30 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 }
 
 // About reports the account's usage: the bytes its live files occupy on
-// providers (all shards, packs included), the number of files and, when
-// the account has provider nodes of its own, its allowance (their offered
-// space) and what is left of it. The figures come from the checkpoint's
-// summaries and the changes since, so About costs the same for any size
-// of namespace.
+// providers (all shards, packs included) and the number of files, from
+// the checkpoint's summaries and the changes since, so that costs the
+// same for any size of namespace; and free, what the providers would
+// still take from this account: each provider says how many more shard
+// bytes it would accept from it (its free space and the admission
+// policy's caps, shardproto Usage), and free is the most of that the
+// remote's k+m segments can use, one shard of a segment per provider.
+// Total is used + free. Where no provider answers (older providers) it
+// falls back to the offered space of the account's own nodes.
 func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 	files, _, used, err := f.s.log.usage(ctx)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(files)}
-	if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
+	// Free is what the providers would still take from this account in
+	// the remote's segments; total adds what is used.
+	if pr, ok := f.s.providerRooms(ctx); ok {
+		free := storable(pr.rooms, f.opt.DataShards, f.opt.ParityShards)
+		u.Free = fs.NewUsageValue(free)
+		u.Total = fs.NewUsageValue(used + free)
+		fs.Debugf(f, "about: %d of %d providers answered, holding %d shard bytes of this account; room for %d more in %d+%d segments",
+			pr.answered, pr.asked, pr.held, free, f.opt.DataShards, f.opt.ParityShards)
+	} else if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
 		u.Total = fs.NewUsageValue(allowance)
 		u.Free = fs.NewUsageValue(max(0, allowance-used))
 	}

@@ -56,9 +56,17 @@ func TestOverAllowanceAcrossNodes(t *testing.T) {
 	}
 	account, _ := peer.IDFromPrivateKey(e.ownerKey)
 	mu.Lock()
-	defer mu.Unlock()
 	if len(asked) != 2 || asked[0] != account || asked[1] != account {
 		t.Fatalf("asked about %v, want %s twice", asked, account)
+	}
+	mu.Unlock()
+	// Usage says what the owner holds and what the allowance leaves it.
+	held, room, err := e.client.Usage(ctx, p)
+	if err != nil || held != 60_000 || room != 40_000 {
+		t.Fatalf("usage: held %d, room %d, %v; want 60000 and 40000", held, room, err)
+	}
+	if n := e.svc.Stats().Answered("usage", StatusOK); n != 1 {
+		t.Fatalf("%d usage requests counted", n)
 	}
 	if n := e.svc.Stats().Answered("put", StatusOverAllowance); n != 1 || StatusOverAllowance.String() != "over_allowance" {
 		t.Fatalf("%d puts counted as %s", n, StatusOverAllowance)

@@ -687,6 +687,25 @@ func (c *Client) Delete(ctx context.Context, p peer.ID, id codec.ShardID) error 
 	return nil
 }
 
+// Usage asks holder p what the client's owner references there (held,
+// shard bytes) and how many more bytes it may put there now (room): the
+// least of the space free and what the holder's admission policy leaves
+// the owner's account. A holder of an earlier version does not know the
+// request and fails it.
+func (c *Client) Usage(ctx context.Context, p peer.ID) (held, room int64, err error) {
+	ts := c.cfg.clock()
+	sig, err := c.key.Sign(usageSigned(p, ts))
+	if err != nil {
+		return 0, 0, fmt.Errorf("shardproto: sign usage: %w", err)
+	}
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgUsage, ts: ts, key: c.keyBytes, sig: sig})
+	if err != nil {
+		return 0, 0, err
+	}
+	cl.finish(nil)
+	return resp.size, resp.room, nil
+}
+
 // Renew extends the owner's leases on ids at holder p to until, in
 // batches of MaxRenewIDs, and returns the IDs p does not hold for the
 // owner. RenewReceipts also returns the holder's signed receipts.

@@ -36,6 +36,7 @@ type request struct {
 //	renew:     5 ‖ until i64 ‖ ts i64 ‖ count u16 ‖ count×id ‖ key16 ‖ sig16
 //	challenge: 6 ‖ id ‖ salt[32] ‖ ts i64 ‖ key16 ‖ sig16
 //	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
+//	usage:     8 ‖ ts i64 ‖ key16 ‖ sig16
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
 func (r *request) encode() []byte {
@@ -83,6 +84,10 @@ func (r *request) encode() []byte {
 		for _, l := range r.leafs {
 			e.u64(l)
 		}
+	case msgUsage:
+		e.time(r.ts)
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
 	}
 	return e.b
 }
@@ -138,6 +143,10 @@ func decodeRequest(b []byte) (*request, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			r.leafs = append(r.leafs, d.u64())
 		}
+	case msgUsage:
+		r.ts = d.time()
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", errFrame, r.typ)
 	}
@@ -160,13 +169,15 @@ func decodeRequest(b []byte) (*request, error) {
 //	proof OK:  ‖ proof answer16 (no proofs) ‖ count u16 ‖ count×length u32
 //	           (then the proofs, back to back)
 //	proof NotFound: ‖ not-found answer16
+//	usage OK:  ‖ held u64 ‖ room u64
 //
 // The signed answers (16: with a 2-byte length) are at most maxAnswer bytes.
 type response struct {
 	status   Status
 	msg      string
 	blob     []byte // receipt or signed answer
-	size     int64
+	size     int64  // get, stat; usage: held
+	room     int64  // usage
 	bodyLen  int64
 	storedAt time.Time
 	lease    time.Time
@@ -213,6 +224,9 @@ func (r *response) encode(typ byte) []byte {
 		for _, l := range r.lens {
 			e.u32(l)
 		}
+	case msgUsage:
+		e.u64(r.size)
+		e.u64(r.room)
 	}
 	return e.b
 }
@@ -255,6 +269,9 @@ func decodeResponse(typ byte, b []byte) (*response, error) {
 			for i := 0; i < n && d.err == nil; i++ {
 				r.lens = append(r.lens, d.u32())
 			}
+		case msgUsage:
+			r.size = d.u64()
+			r.room = d.u64()
 		}
 	}
 	if err := d.done(); err != nil {

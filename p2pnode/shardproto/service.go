@@ -488,6 +488,8 @@ func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 		return s.checkOwner(req, renewSigned(s.h.ID(), req.ids, req.lease, req.ts))
 	case msgChallenge:
 		return s.checkOwner(req, challengeSigned(s.h.ID(), req.id, req.salt, req.ts))
+	case msgUsage:
+		return s.checkOwner(req, usageSigned(s.h.ID(), req.ts))
 	}
 	return shardstore.Owner{}, nil
 }
@@ -518,8 +520,37 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 		return s.serveChallenge(ctx, st, req, owner, who)
 	case msgProof:
 		return s.serveProof(ctx, st, req)
+	case msgUsage:
+		return s.serveUsage(ctx, st, req, owner)
 	}
 	return fmt.Errorf("unknown message type %d", req.typ)
+}
+
+// Roomer is a Backend that can say what an owner references and how much
+// more it may put within an allowance: *shardstore.Disk.
+type Roomer interface {
+	Room(owner shardstore.Owner, a *shardstore.Allowance) (held, room int64)
+}
+
+// serveUsage answers what the requesting owner references here and how
+// many more bytes it may put now, by the quota, the space free and the
+// allowance the admission policy gives its account.
+func (s *Service) serveUsage(ctx context.Context, st network.Stream, req *request, owner shardstore.Owner) error {
+	r, ok := s.store.(Roomer)
+	if !ok {
+		return fail(st, req.typ, fmt.Errorf("%w: this holder does not report usage", shardstore.ErrInvalid))
+	}
+	var allow *shardstore.Allowance
+	if s.cfg.admit != nil {
+		account, err := accountOf(req.key)
+		if err != nil {
+			return fail(st, req.typ, err)
+		}
+		a := s.cfg.admit(ctx, account)
+		allow = &a
+	}
+	held, room := r.Room(owner, allow)
+	return respond(st, req.typ, &response{size: held, room: room})
 }
 
 // accountOf returns the peer ID of a (checked) owner key: the account's ID.

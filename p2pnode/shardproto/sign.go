@@ -21,6 +21,7 @@ const (
 	ctxReceipt          = "jellyfish/shard/receipt/v1\x00"
 	ctxChallenge        = "jellyfish/shard/challenge/v1\x00"
 	ctxChallengeRequest = "jellyfish/shard/challenge-request/v1\x00"
+	ctxUsage            = "jellyfish/shard/usage/v1\x00"
 )
 
 // ErrBadSignature means a receipt or signed answer does not verify.
@@ -54,6 +55,13 @@ func deleteSigned(holder peer.ID, id codec.ShardID, ts time.Time) []byte {
 	e := enc{b: []byte(ctxDelete)}
 	e.bytes16([]byte(holder))
 	e.raw(id[:])
+	e.time(ts)
+	return e.b
+}
+
+func usageSigned(holder peer.ID, ts time.Time) []byte {
+	e := enc{b: []byte(ctxUsage)}
+	e.bytes16([]byte(holder))
 	e.time(ts)
 	return e.b
 }

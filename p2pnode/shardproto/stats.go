@@ -49,6 +49,7 @@ var requestNames = [...]string{
 	msgRenew:     "renew",
 	msgChallenge: "challenge",
 	msgProof:     "proof",
+	msgUsage:     "usage",
 }
 
 // unknownRequest names the streams reset before their request decoded.

@@ -43,6 +43,7 @@ const (
 	msgRenew     byte = 5
 	msgChallenge byte = 6
 	msgProof     byte = 7
+	msgUsage     byte = 8
 )
 
 // Status is the first byte of every response header frame.

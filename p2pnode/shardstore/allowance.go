@@ -178,3 +178,29 @@ func (d *Disk) AssignGroup(owner Owner, g string) {
 	d.regroup(owner, g)
 	d.forgetIfEmpty(owner)
 }
+
+// Room returns what owner references here, with its puts in flight
+// (held), and how many more bytes it may put now (room): the space free,
+// less what its allowance a (nil: none) leaves it, by its own cap and its
+// group's. It counts the owner in a's group as a put would, without
+// moving it there.
+func (d *Disk) Room(owner Owner, a *Allowance) (held, room int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	held = d.perOwner[owner] + d.res.byOwner[owner]
+	room = max(0, d.quota-d.used-d.res.total)
+	if a == nil {
+		return held, room
+	}
+	if a.Max > 0 {
+		room = min(room, max(0, a.Max-held))
+	}
+	if a.GroupMax > 0 {
+		group := d.groupBytes[a.Group]
+		if d.groupOf[owner] != a.Group {
+			group += held
+		}
+		room = min(room, max(0, a.GroupMax-group))
+	}
+	return held, room
+}
