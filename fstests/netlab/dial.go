@@ -82,3 +82,30 @@ func (h *Host) Get(ctx context.Context, addr, path string) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// Listen opens a TCP listener inside the host's namespace (made on a
+// thread moved there, as Dial does); accepting works from anywhere.
+func (h *Host) Listen(addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/run/netns", h.NS))
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", h.NS, err)}
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}

@@ -50,6 +50,7 @@ type Lab struct {
 
 	mu      sync.Mutex
 	nss     []string // created namespaces, removed in reverse order
+	wires   []*wire  // links this process carries (no netem), closed first
 	public  int      // public hosts made
 	routers int      // routers made
 }
@@ -96,9 +97,13 @@ func (l *Lab) addNS(ns string) error {
 
 func (l *Lab) close() {
 	l.mu.Lock()
-	nss := l.nss
-	l.nss = nil
+	nss, wires := l.nss, l.wires
+	l.nss, l.wires = nil, nil
 	l.mu.Unlock()
+	for _, w := range wires {
+		w.close()
+		w.wg.Wait()
+	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		// Deleting a namespace deletes its interfaces, and with them the
 		// other ends of their veth pairs.
@@ -257,26 +262,37 @@ type Link struct {
 // bridge's port). The rate is a token bucket (tbf) with a queue of 100 ms;
 // delay and loss are netem's, below which the bucket sits. Kernels built
 // without netem (as some virtual machines' are) cannot add delay or loss:
-// Shape then shapes the rate only, logs that, and reports false.
+// for a home host Shape then joins it to its router by a wire of this
+// process's (TUN devices; see wire) that delays and drops, below the same
+// token buckets; for a public host it shapes the rate only, logs that, and
+// reports false.
 func (h *Host) Shape(l Link) (full bool) {
 	h.lab.t.Helper()
 	far, farNS := h.farEnd()
 	full = true
+	wired := false
 	shape := func(ns, dev string, rate int64) {
 		parent := []string{"root"}
-		if l.RTT > 0 || l.Loss > 0 {
+		if (l.RTT > 0 || l.Loss > 0) && !wired {
 			args := []string{"tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "netem",
 				"delay", fmt.Sprintf("%dus", (l.RTT / 2).Microseconds()), "limit", "100000"}
 			if l.Loss > 0 {
 				args = append(args, "loss", fmt.Sprintf("%g%%", l.Loss))
 			}
-			if err := run(ns, args...); err != nil {
+			switch err := run(ns, args...); {
+			case err == nil:
+				parent = []string{"parent", "1:1"}
+			case h.Router != "" && ns == h.NS:
+				if werr := h.emulate(l.RTT, l.Loss); werr != nil {
+					h.lab.t.Fatalf("netlab: no netem (%v), and no wire of our own: %v", err, werr)
+				}
+				wired = true
+				h.lab.t.Logf("netlab: no netem here; %s's link to its router is a wire of this process: %v round trip, %g%% loss each way", h.Name, l.RTT, l.Loss)
+			default:
 				if full {
 					h.lab.t.Logf("netlab: no delay or loss on %s's link (this kernel has no netem?): %v", h.Name, err)
 				}
 				full = false
-			} else {
-				parent = []string{"parent", "1:1"}
 			}
 		}
 		if rate > 0 {
@@ -291,6 +307,13 @@ func (h *Host) Shape(l Link) (full bool) {
 	shape(h.NS, "eth0", l.Up)
 	shape(farNS, far, l.Down)
 	return full
+}
+
+// routerIndex is N of the home host's addresses 10.N.0.2.
+func (h *Host) routerIndex() int {
+	var n int
+	fmt.Sscanf(h.IP, "10.%d.0.2", &n)
+	return n
 }
 
 // farEnd returns the interface at the other end of the host's link, and
