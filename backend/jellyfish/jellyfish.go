@@ -633,6 +633,14 @@ func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
 // Shutdown flushes pending changes.
 func (f *Fs) Shutdown(ctx context.Context) error { return f.s.shutdown(ctx) }
 
+// CloseSession ends the session f belongs to now, as rclone's exit does:
+// it stops the session's background work (record keep-alive, device
+// review, maintenance), flushes pending changes, leaves the network and
+// releases the device slot. Every Fs of the session is unusable
+// afterwards. Programs that embed the backend, and tests, call it before
+// they remove the data folder; rclone's exit then does nothing more.
+func (f *Fs) CloseSession(ctx context.Context) error { return f.s.close(ctx) }
+
 // CleanUp frees the shards of contents no entry refers to any more.
 func (f *Fs) CleanUp(ctx context.Context) error {
 	return f.s.cleanUp(ctx, time.Duration(f.opt.CleanupGrace))

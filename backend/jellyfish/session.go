@@ -90,6 +90,10 @@ type session struct {
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
+	// closeOnce makes close run once (rclone's exit and CloseSession may
+	// both ask); closeErr is what it returned.
+	closeOnce sync.Once
+	closeErr  error
 
 	// changes lists the paths changed in this process, by this device or by
 	// others, for ChangeNotify; changesBase is the index of changes[0].
@@ -584,8 +588,13 @@ func (s *session) commit(ctx context.Context, entries []ns.Entry, data []journal
 // device slot. The session is unusable afterwards and leaves the registry.
 // Changes a failed final flush could not store stay in the journal, and
 // the error says so: the next process of the account on this machine
-// stores them.
+// stores them. Only the first call does it; later ones return its error.
 func (s *session) close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.closeNow(ctx) })
+	return s.closeErr
+}
+
+func (s *session) closeNow(ctx context.Context) error {
 	sessionsMu.Lock()
 	if sessions[s.key] == s {
 		delete(sessions, s.key)

@@ -503,9 +503,11 @@ func (r *simRun) tryOpen(ctx context.Context, extra map[string]string) (fs.Fs, e
 		return nil, err
 	}
 	r.t.Cleanup(func() {
+		// Not Shutdown: the session's background work must end before the
+		// test removes its data folder.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		f.Features().Shutdown(ctx)
+		f.(*jellyfish.Fs).CloseSession(ctx)
 	})
 	return f, nil
 }
