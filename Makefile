@@ -176,7 +176,9 @@ bench-scale: build
 # then a WAN_SIZE upload from a home host with a 20 Mbit/s uplink to 12
 # providers, the download back, and a WAN_SLOW_SIZE upload from a 5 Mbit/s
 # uplink; one line per case, each against what its links allow. WAN_K and
-# WAN_M set the shards per segment. Round trips and loss need netem. Then
+# WAN_M set the shards per segment. Then from a host with an 80 ms round
+# trip and 0.5 % loss (netem, or the lab's own wire without it): the
+# upload, 2,000 files of 4 KiB and a cold listing. Then
 # WAN_HOLDER_SIZE from a 50 Mbit/s uplink to 8 providers, again with one of
 # them slowed to 256 kbit/s. Then HOLEPUNCH_RUNS clients behind a home
 # router each reach a node behind another through its relay, punch a hole

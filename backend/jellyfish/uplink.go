@@ -18,17 +18,19 @@ import (
 // a 10 s allowance). Sixteen puts at once on a 5 Mbit/s uplink get
 // 40 KB/s each, and every one of them misses its deadline: the upload
 // fails however long it is given. So the puts in flight follow what each
-// achieves, additive increase and multiplicative decrease as TCP does: a
-// put that kept twice the minimum rate with room to spare lets one more
-// run, one that kept less lets one fewer, and one that ran out of time
-// halves the window.
+// achieves, additive increase and multiplicative decrease as TCP does,
+// against the time the holder gives a put (putDeadline: its 10 s allowance
+// and the size at its minimum rate): a put that took less than a quarter
+// of it, in a full window, lets one more run; one that took more than half
+// lets one fewer; one that ran out of time halves the window. The
+// allowance is what absorbs round trips: judged by its rate alone, a put
+// of 0.7 MiB over an 80 ms path, a few round trips and a slow start on an
+// idle connection, looks like a saturated uplink, and a window shrunk to
+// one put on a 20 Mbit/s uplink carried 4.9 Mbit/s.
 const (
 	// putWindowStart is the window before anything was measured: small
 	// enough that a 5 Mbit/s uplink meets the minimum rate on each.
 	putWindowStart = 4
-	// putRateFloor is the rate a put should keep, twice the holder's
-	// minimum: below it the window shrinks.
-	putRateFloor = 2 * shardproto.DefaultMinRate
 	// putMeasureMin is the smallest put whose rate says anything about
 	// the uplink (smaller ones are mostly round trips); a smaller put in a
 	// full window that took less than putQuick still shows room.
@@ -40,6 +42,12 @@ const (
 	// a stalled holder cannot hold the whole window.
 	putIdle = 3 * time.Second
 )
+
+// putDeadline is the time a holder gives a put of size bytes to arrive:
+// its header timeout and the size at its minimum rate.
+func putDeadline(size int64) time.Duration {
+	return shardproto.DefaultHeaderTimeout + time.Duration(float64(size)/shardproto.DefaultMinRate*float64(time.Second))
+}
 
 // putWindow bounds the shard puts in flight to a window that adapts to
 // the rate each put achieves.
@@ -120,11 +128,10 @@ func (w *putWindow) adjust(size int64, took time.Duration, err error) {
 			w.limit = min(w.max, w.limit+1)
 		}
 	default:
-		rate := float64(size) / took.Seconds()
-		switch {
-		case rate < putRateFloor:
+		switch deadline := putDeadline(size); {
+		case took > deadline/2:
 			w.limit = max(1, w.limit-1)
-		case rate >= 2*putRateFloor && w.inFlight+1 >= w.limit:
+		case took < deadline/4 && w.inFlight+1 >= w.limit:
 			// Only a full window says the uplink has room for more.
 			w.limit = min(w.max, w.limit+1)
 		}

@@ -9,10 +9,12 @@ import (
 	"time"
 )
 
-// TestPutWindow: the window starts at putWindowStart, a put that kept
-// less than the floor shrinks it by one, a timeout halves it, a fast put
-// in a full window grows it by one, within 1 and the maximum; acquire
-// waits while the window is full.
+// TestPutWindow: the window starts at putWindowStart, a put that took
+// more than half the holder's deadline shrinks it by one, a timeout
+// halves it, a put that took less than a quarter, in a full window, grows
+// it by one, within 1 and the maximum; acquire waits while the window is
+// full. A put slowed by round trips, well inside its deadline, does not
+// shrink it.
 func TestPutWindow(t *testing.T) {
 	ctx := context.Background()
 	w := newPutWindow(16)
@@ -30,8 +32,12 @@ func TestPutWindow(t *testing.T) {
 		t.Fatal("acquired a place beyond the window")
 	}
 	const size = 1 << 20
-	fast := time.Duration(float64(size) / (4 * putRateFloor) * float64(time.Second))
-	slow := time.Duration(float64(size) / (putRateFloor / 2) * float64(time.Second))
+	fast := putDeadline(size)/4 - time.Millisecond
+	slow := putDeadline(size)/2 + time.Millisecond
+	// 1 MiB in 3 s is 2.8 Mbit/s, under twice the holder's minimum rate
+	// (which shrank the window before), but under a quarter of the 14 s
+	// the holder gives it: no change.
+	latent := 3 * time.Second
 	// A fast put in a full window: one more.
 	dones[0](size, fast, nil)
 	if w.limit != putWindowStart+1 {
@@ -41,6 +47,12 @@ func TestPutWindow(t *testing.T) {
 	dones[1](size, fast, nil)
 	if w.limit != putWindowStart+1 {
 		t.Fatalf("after a fast put in a window not full: %d", w.limit)
+	}
+	// A put slowed by round trips, inside its deadline: no change.
+	d0, _ := w.acquire(ctx)
+	d0(size, latent, nil)
+	if w.limit != putWindowStart+1 {
+		t.Fatalf("after a put slowed by round trips: window %d", w.limit)
 	}
 	// A slow put: one fewer.
 	dones[2](size, slow, nil)

@@ -52,8 +52,15 @@ var wanFwdUps = []int64{20_000_000, 25_000_000, 30_000_000, 35_000_000, 40_000_0
 //     go no faster than the downlink or all holders sending at once.
 //   - wan slow: a WAN_SLOW_SIZE upload from a 5 Mbit/s uplink, its time and
 //     the error, retry and deadline lines in its log.
-//   - wan rtt: the upload again over an 80 ms round trip with 0.5 % loss
-//     each way, where the kernel has netem; skipped where it has not.
+//   - wan far path: iperf3 (one TCP flow) from a home host whose link has
+//     an 80 ms round trip and 0.5 % loss each way (netem, or the lab's own
+//     wire where the kernel has no netem).
+//   - wan rtt: the upload again from that host; the limit is min(uplink,
+//     that one flow), and the line gives the ratio to the uplink too.
+//   - wan small: 2,000 files of 4 KiB copied from that host; the bound is
+//     40 round trips plus twice the stored bytes over the uplink.
+//   - wan list: a cold `lsf` of a folder three deep from that host, a new
+//     process and data folder, in seconds and round trips.
 //
 // WAN_K and WAN_M set the shards per segment (6 + 2, as TestSlowUplink).
 func TestBenchWAN(t *testing.T) {
@@ -153,15 +160,55 @@ func TestBenchWAN(t *testing.T) {
 		t.Errorf("slow upload log: %s", l)
 	}
 
-	// Round trips and loss: only where netem shapes them.
+	// Round trips and loss: netem's, or the lab's own wire where the
+	// kernel has no netem.
 	if !netem {
-		fmt.Println("wan rtt: skipped (kernel has no netem)")
+		fmt.Println("wan rtt: skipped (no delay or loss on this machine)")
 		return
 	}
-	r := storeFile(t, far, remote, nodes, src, "jellyfish:far", transferTime(expanded, wanHomeUp))
-	fmt.Printf("wan rtt: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%%\n",
-		mbit(r.rate()), mbit(wanHomeUp), r.rate()/wanHomeUp, wanRTT, wanLoss)
+	farUp, farDown := iperfPath(t, far, provs[0])
+	fmt.Printf("wan far path: up=%.1f Mbit/s down=%.1f Mbit/s (one TCP flow, rtt=%v loss=%g%% each way)\n", mbit(farUp), mbit(farDown), wanRTT, wanLoss)
+	r := storeFile(t, far, remote, nodes, src, "jellyfish:far", transferTime(expanded, wanHomeUp/4))
+	fmt.Printf("wan rtt: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%% (limit min(uplink, one TCP flow): %.1f Mbit/s is the uplink alone, ratio %.2f)\n",
+		mbit(r.rate()), mbit(min(wanHomeUp, farUp)), r.rate()/min(wanHomeUp, farUp), wanRTT, wanLoss, mbit(wanHomeUp), r.rate()/wanHomeUp)
+	t.Logf("rtt: %d segments stored short, log problems: %d", r.short, len(r.problems))
+	for _, l := range r.problems {
+		t.Logf("rtt upload log: %s", l)
+	}
+
+	// 2,000 files of 4 KiB over the same link: the round trips must be
+	// shared by many files, not paid per file.
+	small := t.TempDir()
+	for i := range wanSmallFiles {
+		d := filepath.Join(small, fmt.Sprintf("d%02d", i/100))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4096)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm := storeFile(t, far, remote, nodes, small, "jellyfish:small", 30*time.Minute)
+	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
+	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
+		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), wanSmallFiles, float64(sm.stored)/(1<<20))
+
+	// A cold listing of a folder three deep: a fresh process and data
+	// folder, from start to exit.
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
+	jf(t, ctx, far, remote, "mkdir", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
+	start = time.Now()
+	jf(t, ctx, far, remote, "lsf", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
+	listed := time.Since(start)
+	cancel()
+	fmt.Printf("wan list: seconds=%.2f rtts=%.0f (bound 1 s + 30 round trips = %.1f s)\n",
+		listed.Seconds(), listed.Seconds()/wanRTT.Seconds(), (time.Second + 30*wanRTT).Seconds())
 }
+
+// wanSmallFiles is the count of 4 KiB files of the small-files case.
+const wanSmallFiles = 2000
 
 // stored is what one upload put on the providers.
 type stored struct {
@@ -246,11 +293,18 @@ func iperfPath(t *testing.T, client, server *netlab.Host) (up, down float64) {
 			out []byte
 			err error
 		)
-		// The first tries may come before the server listens.
+		// The first tries may come before the server listens (iperf3 -J
+		// may then exit 0 with the error in its report).
 		for try := 0; try < 20; try++ {
 			out, err = client.Command("iperf3", append([]string{"-c", server.PublicIP, "-t", "10", "-J"}, args...)...).Output()
-			if err == nil {
+			var e struct {
+				Error string `json:"error"`
+			}
+			if err == nil && json.Unmarshal(out, &e) == nil && e.Error == "" {
 				break
+			}
+			if err == nil {
+				err = fmt.Errorf("iperf3: %s", e.Error)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}

@@ -258,8 +258,13 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 // Bounds of relayedProviders.
 const (
 	// maxRelayedCandidates bounds the nodes behind NATs one Providers
-	// call considers, whatever the relays answer.
+	// call considers, whatever the relays answer, and maxPerRelay those
+	// one relay can add.
 	maxRelayedCandidates = 512
+	maxPerRelay          = 64
+	// relayedPhase bounds the whole search for them: a relay naming peers
+	// that do not exist costs a client this much at most.
+	relayedPhase = 30 * time.Second
 	// punchTimeout bounds the wait for the direct connection a hole punch
 	// makes to a node reached through a relay.
 	punchTimeout = 10 * time.Second
@@ -273,6 +278,8 @@ const (
 // that cannot be punched to from here (symmetric NATs) is left out, since
 // shards never go through a relay.
 func (c *Client) relayedProviders(ctx context.Context, public []ProviderInfo) []ProviderInfo {
+	ctx, cancel := context.WithTimeout(ctx, relayedPhase)
+	defer cancel()
 	h := c.n.Host()
 	known := make(map[peer.ID]bool, len(public))
 	for _, p := range public {
@@ -295,10 +302,12 @@ func (c *Client) relayedProviders(ctx context.Context, public []ProviderInfo) []
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			added := 0
 			for _, id := range ids {
-				if !known[id] && id != h.ID() && len(cands) < maxRelayedCandidates {
+				if !known[id] && id != h.ID() && len(cands) < maxRelayedCandidates && added < maxPerRelay {
 					known[id] = true
 					cands = append(cands, id)
+					added++
 				}
 			}
 			return nil
