@@ -15,37 +15,47 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Dial opens a TCP connection from inside the host's namespace: a socket
-// belongs to the namespace of the thread that made it, so the dial runs on
-// a locked thread moved into the namespace, and the thread is discarded
-// afterwards rather than moved back.
-func (h *Host) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+// inNamespace runs f on a thread moved into network namespace ns: a
+// socket or device belongs to the namespace of the thread that made it.
+// The thread stays locked and is discarded when f returns (Go ends a
+// goroutine's locked thread) rather than moved back.
+func inNamespace(ns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Not unlocked: the goroutine ends with its thread locked, and Go
-		// then ends the thread instead of reusing it in the wrong
-		// namespace.
-		f, err := os.Open(filepath.Join("/run/netns", h.NS))
+		nsf, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", h.NS, err)}
+		defer nsf.Close()
+		if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- fmt.Errorf("setns %s: %w", ns, err)
 			return
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		ch <- result{c, err}
+		ch <- f()
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
+}
+
+// Dial opens a TCP connection from inside the host's namespace.
+func (h *Host) Dial(ctx context.Context, addr string) (c net.Conn, err error) {
+	err = inNamespace(h.NS, func() error {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// Listen opens a TCP listener inside the host's namespace; accepting
+// works from anywhere.
+func (h *Host) Listen(addr string) (l net.Listener, err error) {
+	err = inNamespace(h.NS, func() error {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
 }
 
 // Get fetches http://addr/path from inside the host's namespace.
@@ -81,31 +91,4 @@ func (h *Host) Get(ctx context.Context, addr, path string) ([]byte, error) {
 		return body, fmt.Errorf("GET %s%s from %s: %s", addr, path, h.Name, resp.Status)
 	}
 	return body, nil
-}
-
-// Listen opens a TCP listener inside the host's namespace (made on a
-// thread moved there, as Dial does); accepting works from anywhere.
-func (h *Host) Listen(addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join("/run/netns", h.NS))
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", h.NS, err)}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -26,54 +24,32 @@ type wire struct {
 	wg           sync.WaitGroup
 }
 
-// tunIn opens a TUN device called name in namespace ns. The device lives
-// in the namespace of the thread that makes it, so that runs on a locked
-// thread moved there, which is then discarded (as Host.Dial does).
-func tunIn(ns, name string) (*os.File, error) {
-	type result struct {
-		f   *os.File
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Not unlocked: the thread ends with the goroutine.
-		nsf, err := os.Open(filepath.Join("/run/netns", ns))
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer nsf.Close()
-		if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
-			return
-		}
+// tunIn opens a TUN device called name in namespace ns (the device lives
+// in the namespace of the thread that makes it).
+func tunIn(ns, name string) (f *os.File, err error) {
+	err = inNamespace(ns, func() error {
 		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			ch <- result{err: fmt.Errorf("open /dev/net/tun: %w", err)}
-			return
+			return fmt.Errorf("open /dev/net/tun: %w", err)
 		}
 		ifr, err := unix.NewIfreq(name)
+		if err == nil {
+			ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+			if err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+				err = fmt.Errorf("TUNSETIFF %s in %s: %w", name, ns, err)
+			}
+		}
+		if err == nil {
+			err = unix.SetNonblock(fd, true)
+		}
 		if err != nil {
 			unix.Close(fd)
-			ch <- result{err: err}
-			return
+			return err
 		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			unix.Close(fd)
-			ch <- result{err: fmt.Errorf("TUNSETIFF %s in %s: %w", name, ns, err)}
-			return
-		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			ch <- result{err: err}
-			return
-		}
-		ch <- result{f: os.NewFile(uintptr(fd), name)}
-	}()
-	r := <-ch
-	return r.f, r.err
+		f = os.NewFile(uintptr(fd), name)
+		return nil
+	})
+	return f, err
 }
 
 // emulate replaces the veth pair between h and its router by a wire that
