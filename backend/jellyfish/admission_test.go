@@ -3,7 +3,6 @@ package jellyfish
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs/fserrors"
 
@@ -44,23 +42,7 @@ func TestUploadOverAllowance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
-	var boot []string
-	for _, a := range nw.Node(0).Addrs() {
-		boot = append(boot, a.String())
-	}
-	net, err := connect(ctx, &Options{Bootstrap: strings.Join(boot, " ")}, t.TempDir(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	owner, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shards, err := net.Shards(owner)
-	if err != nil {
-		t.Fatal(err)
-	}
+	net, shards := clientOf(t, ctx, nw)
 	rt := net.(*clientNet).c.Node().DHT().RoutingTable()
 	if err := localnet.WaitFor(ctx, func() bool { return rt.Size() == 8 }); err != nil {
 		t.Fatalf("routing table: %d of 8", rt.Size())

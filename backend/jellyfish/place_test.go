@@ -158,23 +158,7 @@ func TestPlacementOnLoopbackNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
-	var boot []string
-	for _, a := range nw.Node(0).Addrs() {
-		boot = append(boot, a.String())
-	}
-	net, err := connect(ctx, &Options{Bootstrap: strings.Join(boot, " ")}, t.TempDir(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	owner, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shards, err := net.Shards(owner)
-	if err != nil {
-		t.Fatal(err)
-	}
+	net, shards := clientOf(t, ctx, nw)
 	store := &objectStore{shards: shards, providers: net.Providers, groups: groupsOf(net), lease: time.Hour,
 		threshold: func(k, m int) int { return k + m }, slots: newTransferSlots(maxTransfers, maxHolderTransfers), now: time.Now}
 	// The provider list is kept for a minute: fetch it once every
@@ -229,4 +213,29 @@ func TestPlacementOnLoopbackNetworks(t *testing.T) {
 		}
 	}
 	t.Logf("%d segments, none with more than one shard in 127.1.0.0/24", segments)
+}
+
+// clientOf joins test network nw as a client of this process, closed when
+// the test ends, and returns it with a shard client signing as a fresh
+// owner key.
+func clientOf(t *testing.T, ctx context.Context, nw *localnet.Network) (network, shardIO) {
+	t.Helper()
+	var boot []string
+	for _, a := range nw.Node(0).Addrs() {
+		boot = append(boot, a.String())
+	}
+	net, err := connect(ctx, &Options{Bootstrap: strings.Join(boot, " ")}, t.TempDir(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	owner, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, err := net.Shards(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net, shards
 }
