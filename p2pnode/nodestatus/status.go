@@ -16,6 +16,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/timeproto"
 )
 
@@ -126,6 +127,14 @@ type Storage struct {
 	Shards        int   `json:"shards"`
 	// Owners is the number of accounts with a reference to a shard held.
 	Owners int `json:"owners"`
+	// Admission is the node's rule for other accounts' shards, in words
+	// (docs/design.md §6.11); HeldByClass sums the bytes it holds for the
+	// node's own account ("own"), for accounts that share a node
+	// ("sharing") and for those that share none ("starter"), and
+	// StarterShareBytes is what starters may hold together (0: no rule).
+	Admission         string           `json:"admission"`
+	HeldByClass       map[string]int64 `json:"held_by_class"`
+	StarterShareBytes int64            `json:"starter_share_bytes"`
 }
 
 // ShardService is what the shard protocol service and the store did since
@@ -259,6 +268,16 @@ func (s *Status) Snapshot() Snapshot {
 	snap.Storage = Storage{
 		Tier: int(p.Info().Tier), QuotaBytes: u.Quota, UsedBytes: u.Used, ReservedBytes: u.Reserved,
 		FreeBytes: max(u.Quota-u.Used-u.Reserved, 0), Shards: u.Shards, Owners: len(u.PerOwner),
+		Admission: "every account may store up to the quota (admit-all)",
+		HeldByClass: map[string]int64{
+			"own": u.PerGroup[provider.GroupOwn], "sharing": u.PerGroup[provider.GroupSharing], "starter": u.PerGroup[provider.GroupStarter],
+		},
+	}
+	if adm := p.Admission(); adm != nil {
+		starter, sharing := adm.AllowanceOf(provider.ClassStarter), adm.AllowanceOf(provider.ClassSharing)
+		snap.Storage.StarterShareBytes = starter.GroupMax
+		snap.Storage.Admission = fmt.Sprintf("the node's own account up to the quota; an account that shares a node up to %s; one that shares none up to %s, and all of those together up to %s",
+			shardstore.FormatBytes(sharing.Max), shardstore.FormatBytes(starter.Max), shardstore.FormatBytes(starter.GroupMax))
 	}
 
 	ps := p.Store().PutStats()

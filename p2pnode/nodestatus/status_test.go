@@ -74,7 +74,13 @@ func get(t *testing.T, url, host string) (int, string) {
 // status.json, metrics and page show it, along with the node's identity,
 // peers, records, clock and rounds.
 func TestStatusShowsNodeState(t *testing.T) {
-	fleet := provider.NewFleet(provider.TestnetConfig{QuotaBytes: 8 << 20})
+	// Node 0 applies the admission rule: a starter may hold 1 MiB there,
+	// all starters together an eighth of its 8 MiB.
+	fleet := provider.NewFleet(provider.TestnetConfig{QuotaBytes: 8 << 20, Provider: func(i int, cfg *provider.Config) {
+		if i == 0 {
+			cfg.Admission = provider.AdmissionConfig{StarterBytes: 1 << 20}
+		}
+	}})
 	nw := testnet.New(t, 3, fleet.Options())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -154,6 +160,10 @@ func TestStatusShowsNodeState(t *testing.T) {
 	}
 	if st := s.Storage; st.Shards != 1 || st.UsedBytes != int64(len(data)) || st.QuotaBytes != 8<<20 || st.FreeBytes != 8<<20-int64(len(data)) || st.Owners != 1 || st.ReservedBytes != 0 {
 		t.Errorf("storage %+v", st)
+	}
+	if st := s.Storage; st.HeldByClass["starter"] != int64(len(data)) || st.HeldByClass["sharing"] != 0 || st.StarterShareBytes != 1<<20 ||
+		!strings.Contains(st.Admission, "one that shares none up to 1 MiB, and all of those together up to 1 MiB") {
+		t.Errorf("admission on the status: %q, held %v, starters' share %d", st.Admission, st.HeldByClass, st.StarterShareBytes)
 	}
 	sv := s.Service
 	if sv.Puts != 1 || sv.PutBytes != int64(len(data)) || sv.NewShards != 1 || sv.AuditsAnswered != 2 || sv.Refused != 1 || sv.PutsInFlight != 0 {
@@ -240,7 +250,8 @@ func TestStatusShowsNodeState(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("page: %d", code)
 	}
-	for _, s := range []string{holder.String(), "Shards held", ">1<", "not yet computed", "quota_exceeded", "1 holder unreachable", "not run yet"} {
+	for _, s := range []string{holder.String(), "Shards held", ">1<", "not yet computed", "quota_exceeded", "1 holder unreachable", "not run yet",
+		"Other accounts may store", "8.8 KiB of 1.0 MiB"} {
 		if !strings.Contains(html, s) {
 			t.Errorf("page lacks %q", s)
 		}
