@@ -700,9 +700,17 @@ func (s *objectStore) fetchSegment(ctx context.Context, ref *ObjRef, seg int) ([
 			return nil, err
 		}
 	}
-	// Fewer than k: the decoder reports how many it found and needs.
-	if len(good) == 0 && len(errs) > 0 {
-		tf := &codec.TooFewShardsError{Segment: uint64(seg), Good: 0, Bad: len(errs), Need: k}
+	// Fewer than k: say how many were found, how many failed their check,
+	// and what the holders that gave none said (a dead node, a refusal,
+	// a dial the host is still backing off from).
+	if len(good) < k && len(errs) > 0 {
+		bad := 0
+		for _, err := range errs {
+			if errors.Is(err, shardproto.ErrIntegrity) {
+				bad++
+			}
+		}
+		tf := &codec.TooFewShardsError{Segment: uint64(seg), Good: len(good), Bad: bad, Need: k}
 		return nil, fmt.Errorf("%w (%d holders): %w", tf, len(cands), errors.Join(uniqueErrs(errs)...))
 	}
 	return good, nil
