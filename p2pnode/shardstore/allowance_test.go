@@ -215,3 +215,43 @@ func startHeldPutCtx(t *testing.T, d *Disk, ctx context.Context, owner Owner, id
 	}
 	return h
 }
+
+// TestRoom: what an owner holds and how much more it may put, by the
+// space free and by its allowance's own and group caps; another owner of
+// the group counts against the group's cap.
+func TestRoom(t *testing.T) {
+	const size = 10_000
+	clock := &fakeClock{now: t0}
+	d := openStore(t, t.TempDir(), WithQuotaBytes(100_000), WithClock(clock.Now))
+	rng := rand.New(rand.NewPCG(31, 31))
+	lease := t0.Add(time.Hour)
+	if held, room := d.Room(ownerA, nil); held != 0 || room != 100_000 {
+		t.Fatalf("empty store: held %d, room %d", held, room)
+	}
+	a := Allowance{Max: 30_000, Group: "starters", GroupMax: 45_000}
+	for range 2 {
+		b, id := newShard(rng, size)
+		if err := d.Put(withAllowance(a, nil), ownerA, id, size, bytes.NewReader(b), lease); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, id := newShard(rng, size)
+	if err := d.Put(withAllowance(a, nil), ownerB, id, size, bytes.NewReader(b), lease); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		o          Owner
+		a          *Allowance
+		held, room int64
+	}{
+		{"no allowance: the space free", ownerA, nil, 20_000, 70_000},
+		{"its own cap", ownerA, &a, 20_000, 10_000},
+		{"the group's cap, with the other owner's bytes", ownerB, &Allowance{Max: 40_000, Group: "starters", GroupMax: 45_000}, 10_000, 15_000},
+		{"an owner not yet in the group counts its bytes in", ownerB, &Allowance{Group: "others", GroupMax: 15_000}, 10_000, 5_000},
+	} {
+		if held, room := d.Room(c.o, c.a); held != c.held || room != c.room {
+			t.Errorf("%s: held %d, room %d; want %d and %d", c.name, held, room, c.held, c.room)
+		}
+	}
+}
