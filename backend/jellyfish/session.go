@@ -226,10 +226,12 @@ func newSession(ctx context.Context, key string, opt *Options, now func() time.T
 			unlock()
 		}
 	}()
+	joinStart := time.Now()
 	nw, err := connect(ctx, opt, slotDir, now)
 	if err != nil {
 		return nil, err
 	}
+	fs.Debugf(nil, "jellyfish: session phase join: %v", time.Since(joinStart))
 	defer func() {
 		if err != nil {
 			nw.Close()
@@ -266,6 +268,13 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		mopts = append(mopts, account.InsecureTestKDF())
 	}
 	mgr := account.NewManager(nw.Records(), mopts...)
+	phase := time.Now()
+	// mark logs how long a step of opening the session took (`-vv`: what
+	// a cold start costs, step by step).
+	mark := func(name string) {
+		fs.Debugf(nil, "jellyfish: session phase %s: %v", name, time.Since(phase))
+		phase = time.Now()
+	}
 	acct := loadKeyCache(slotDir, user, opt.Password, opt.InsecureTestKDF)
 	if acct != nil {
 		// Keys cached under this password: unless another device
@@ -345,6 +354,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	}); ok {
 		s.store.gone, s.store.alive = r.Gone, r.Alive
 	}
+	mark("account")
 	listed, err := s.register(ctx)
 	if err != nil {
 		if !errors.Is(err, account.ErrNotFound) {
@@ -362,10 +372,12 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 			return nil, err
 		}
 	}
+	mark("device")
 	touched, err := s.log.load(ctx)
 	if err != nil {
 		return nil, err
 	}
+	mark("files")
 	if h := s.log.restored; h != nil && h.Tip != nil && h.Version >= 2 {
 		// Other devices find this one's batches through its head.
 		if err := s.heads.Restore(ctx, h); err != nil {
