@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -226,12 +227,8 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 		g.Go(func() error {
 			rctx, cancel := context.WithTimeout(ctx, recordTimeout)
 			defer cancel()
-			rec, _, err := c.n.GetRecord(rctx, record.NodeKey(id))
+			info, _, err := c.n.NodeInfo(rctx, id)
 			if err != nil {
-				return nil
-			}
-			var info record.NodeInfo
-			if err := info.Unmarshal(rec.Body); err != nil {
 				return nil
 			}
 			network, ok := c.network(rctx, id)
@@ -322,12 +319,8 @@ func (c *Client) relayedProviders(ctx context.Context, public []ProviderInfo) []
 		g.Go(func() error {
 			rctx, cancel := context.WithTimeout(ctx, recordTimeout+punchTimeout)
 			defer cancel()
-			rec, _, err := c.n.GetRecord(rctx, record.NodeKey(id))
+			info, _, err := c.n.NodeInfo(rctx, id)
 			if err != nil {
-				return nil
-			}
-			var info record.NodeInfo
-			if err := info.Unmarshal(rec.Body); err != nil {
 				return nil
 			}
 			h.Peerstore().AddAddrs(id, info.Addrs, peerstore.AddressTTL)
@@ -360,16 +353,24 @@ const punchReadyWait = 5 * time.Second
 // it, and false says so without trying each.
 func (c *Client) PunchReady(ctx context.Context) bool {
 	h := c.n.Host()
-	deadline := time.Now().Add(punchReadyWait)
-	for !slices.Contains(h.Mux().Protocols(), holepunch.Protocol) {
-		if time.Now().After(deadline) {
+	ready := func() bool { return slices.Contains(h.Mux().Protocols(), holepunch.Protocol) }
+	// The service sets its stream handler when it is ready, which the
+	// host announces.
+	sub, err := h.EventBus().Subscribe(new(event.EvtLocalProtocolsUpdated))
+	if err != nil {
+		return ready()
+	}
+	defer sub.Close()
+	t := time.NewTimer(punchReadyWait)
+	defer t.Stop()
+	for !ready() {
+		select {
+		case <-sub.Out():
+		case <-t.C:
 			c.n.Logger().Debug("no hole punching from this client: it knows no public address of its own")
 			return false
-		}
-		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return true

@@ -427,6 +427,27 @@ func (n *Node) ClockOffset(ctx context.Context, local func() time.Time) (time.Du
 	return timeproto.Estimate(ctx, n.host, peers, clockPeers, local)
 }
 
+// NodeInfo reads the node record of id and decodes its body: what the
+// node says of itself (owner, tier, addresses), signed by its own key.
+func (n *Node) NodeInfo(ctx context.Context, id peer.ID) (record.NodeInfo, *record.Record, error) {
+	var info record.NodeInfo
+	rec, _, err := n.GetRecord(ctx, record.NodeKey(id))
+	if err != nil {
+		return info, nil, err
+	}
+	if err := info.Unmarshal(rec.Body); err != nil {
+		return info, nil, fmt.Errorf("node: node record of %s: %w", id.ShortString(), err)
+	}
+	return info, rec, nil
+}
+
+// IsRelayed reports whether a is an address through a relay
+// (…/p2p/RELAY/p2p-circuit).
+func IsRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
 // NodeRecordLifetime is how long a node record published by
 // PublishNodeRecord stays valid without being re-signed.
 const NodeRecordLifetime = 30 * 24 * time.Hour

@@ -356,7 +356,7 @@ func (s *Status) network(now time.Time) Network {
 		HolePunches:       n.HolePunches(),
 	}
 	for _, a := range n.Addrs() {
-		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		if node.IsRelayed(a) {
 			out.RelayAddrs++
 		}
 	}
@@ -399,8 +399,7 @@ func holePunchingNote(n *node.Node, nw Network) string {
 }
 
 func isRelayed(c network.Conn) bool {
-	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil || c.Stat().Limited
+	return node.IsRelayed(c.RemoteMultiaddr()) || c.Stat().Limited
 }
 
 func addrStrings(addrs []ma.Multiaddr) []string {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -64,12 +63,11 @@ func LinkLookup(n *node.Node) ClassLookup {
 				if ctx.Err() != nil {
 					return nil
 				}
-				nrec, _, err := n.GetRecord(ctx, record.NodeKey(nid))
+				info, _, err := n.NodeInfo(ctx, nid)
 				if err != nil {
 					return nil // a node whose record is gone links nothing
 				}
-				var info record.NodeInfo
-				if info.Unmarshal(nrec.Body) == nil && bytes.Equal(info.Owner, []byte(id)) && answers(ctx, n, nid, info.Addrs) {
+				if bytes.Equal(info.Owner, []byte(id)) && answers(ctx, n, nid, info.Addrs) {
 					select {
 					case found <- struct{}{}:
 					default:

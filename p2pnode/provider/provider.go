@@ -372,7 +372,7 @@ func (p *Provider) run(ctx context.Context) {
 func relayedAddrs(addrs []ma.Multiaddr) int {
 	n := 0
 	for _, a := range addrs {
-		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		if node.IsRelayed(a) {
 			n++
 		}
 	}

@@ -24,7 +24,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
-	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
@@ -178,17 +178,13 @@ func resolveNode(ctx context.Context, c *client.Client, target string, out io.Wr
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rec, _, err := c.Node().GetRecord(rctx, record.NodeKey(id))
+	ni, rec, err := c.Node().NodeInfo(rctx, id)
 	if err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("node record of %s: %w", id.ShortString(), err)
-	}
-	var ni record.NodeInfo
-	if err := ni.Unmarshal(rec.Body); err != nil {
 		return peer.AddrInfo{}, fmt.Errorf("node record of %s: %w", id.ShortString(), err)
 	}
 	relayed := 0
 	for _, a := range ni.Addrs {
-		if isCircuit(a) {
+		if node.IsRelayed(a) {
 			relayed++
 		}
 	}
@@ -197,11 +193,6 @@ func resolveNode(ctx context.Context, c *client.Client, target string, out io.Wr
 		fmt.Fprintf(out, "  %s\n", a)
 	}
 	return peer.AddrInfo{ID: id, Addrs: ni.Addrs}, nil
-}
-
-func isCircuit(a ma.Multiaddr) bool {
-	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
-	return err == nil
 }
 
 // connectNode connects to the node and, when the first connection is
@@ -247,7 +238,7 @@ func connectNode(ctx context.Context, c *client.Client, info peer.AddrInfo) (pin
 
 func directConn(conns []network.Conn) network.Conn {
 	for _, c := range conns {
-		if !c.Stat().Limited && !isCircuit(c.RemoteMultiaddr()) {
+		if !c.Stat().Limited && !node.IsRelayed(c.RemoteMultiaddr()) {
 			return c
 		}
 	}
