@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/fserrors"
 
@@ -204,6 +205,13 @@ func place(nodes []peer.ID, groups []placement.Node, cap int, salt, seg uint64, 
 	return out
 }
 
+// undialled reports whether a put failed because its holder could not be
+// dialled at all: it was sent nothing.
+func undialled(err error) bool {
+	var de *swarm.DialError
+	return errors.As(err, &de) || errors.Is(err, swarm.ErrDialBackoff)
+}
+
 // segmentsInFlight bounds how many segments of one upload are being
 // stored at once (each holds its k+m shards in memory until stored).
 const segmentsInFlight = 4
@@ -369,7 +377,8 @@ func (r *putRun) set(state int32) {
 // putSegment stores a segment's shards in parallel on the nodes a
 // placement.Plan picks. A shard whose node fails is taken back from the
 // plan, the node excluded for this segment, and the shard tried on the
-// node the plan picks next (at most three tries), so retries keep the
+// node the plan picks next (at most three tries, not counting nodes that
+// could not be dialled), so retries keep the
 // caps too. Once need shards are receipted the stragglers get a grace
 // period, then are cancelled; every upload goroutine has ended when it
 // returns. It returns each shard's holder ("" when none receipted it),
@@ -399,7 +408,10 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 			shard := &seg.Shards[i]
 			id := shard.ID
 			j := planned[i]
-			for try := 0; try < min(3, len(nodes)); try++ {
+			// Three tries, not counting nodes that could not be dialled
+			// at all (nothing was sent): a provider list kept for a
+			// minute may name several nodes that died since.
+			for try, tries := 0, min(3, len(nodes)); try < tries; try++ {
 				target := nodes[j]
 				// The holder's slot first: waiting for a stalled
 				// holder must not take a place in the put window.
@@ -433,6 +445,9 @@ func (s *objectStore) putSegment(ctx context.Context, nodes []peer.ID, groups []
 				fs.Debugf(nil, "jellyfish: segment %d shard %d on %s: %v", seg.Index, i, target.ShortString(), err)
 				if ictx.Err() != nil {
 					return
+				}
+				if undialled(err) {
+					tries = min(tries+1, len(nodes))
 				}
 				if s.gone != nil {
 					// Before trying another node: is there a network at all?

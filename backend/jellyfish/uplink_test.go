@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // TestPutWindow: the window starts at putWindowStart, a put that took
@@ -160,4 +162,19 @@ func TestPutWindowIdleBody(t *testing.T) {
 		t.Fatal("a body read all along lost its place")
 	}
 	next(0, 0, nil)
+}
+
+// TestUndialled: a put whose holder could not be dialled (the swarm's
+// dial error, or its backoff, under the shard client's wrapping) does not
+// count as a try; a holder's refusal does.
+func TestUndialled(t *testing.T) {
+	if !undialled(fmt.Errorf("shardproto: open stream to x: %w", &swarm.DialError{})) {
+		t.Error("a dial error counted as a try")
+	}
+	if !undialled(fmt.Errorf("shardproto: open stream to x: failed to dial: %w", swarm.ErrDialBackoff)) {
+		t.Error("a dial backoff counted as a try")
+	}
+	if undialled(fmt.Errorf("shardproto: holder refused: %w", os.ErrDeadlineExceeded)) {
+		t.Error("a put that reached its holder did not count as a try")
+	}
 }
