@@ -169,9 +169,37 @@ func (s *session) thisDevice() account.Device {
 	return account.Device{ID: account.DeviceID(s.device), Name: truncateName(name)}
 }
 
+// checkListed reads the account record when the session opens and notes
+// whether this device is listed (publishing its name again if it
+// changed). A device that is not listed is not added here: its first
+// flush adds it (ensureListed), so a session that only reads takes no
+// place in the record, which lists at most account.MaxDevices, and spends
+// no update on it. It returns the record, for loading the namespace.
+func (s *session) checkListed(ctx context.Context) (*account.Public, error) {
+	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	if err != nil {
+		return nil, fmt.Errorf("jellyfish: account record: %w", err)
+	}
+	if d, ok := pub.Device(account.DeviceID(s.device)); ok {
+		s.noteListed(false)
+		s.renamed(ctx, d)
+	}
+	return pub, nil
+}
+
+// renamed publishes this device's name when the record lists it under
+// another (renamed, or listed under its host name by an older version).
+func (s *session) renamed(ctx context.Context, listed account.Device) {
+	if want := s.thisDevice(); listed.Name != want.Name {
+		if _, err := s.mgr.Update(ctx, s.acct, account.AddDevice(want)); err != nil {
+			fs.Debugf(nil, "jellyfish: rename this device in the account record: %v", err)
+		}
+	}
+}
+
 // register lists this device in the account record if it is not, when
 // there is room, and reports whether it is listed. A full record is left
-// to reviewDevices, once the namespace is loaded.
+// to reviewDevices.
 func (s *session) register(ctx context.Context) (bool, error) {
 	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
 	if err != nil {
@@ -179,13 +207,7 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	}
 	if d, ok := pub.Device(account.DeviceID(s.device)); ok {
 		s.noteListed(false)
-		if want := s.thisDevice(); d.Name != want.Name {
-			// Renamed, or listed under its host name by an older
-			// version: publish the name it has now.
-			if _, err := s.mgr.Update(ctx, s.acct, account.AddDevice(want)); err != nil {
-				fs.Debugf(nil, "jellyfish: rename this device in the account record: %v", err)
-			}
-		}
+		s.renamed(ctx, d)
 		return true, nil
 	}
 	if len(pub.Devices) >= account.MaxDevices {
@@ -203,6 +225,10 @@ func (s *session) register(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("jellyfish: add this device to the account record: %w", err)
 	}
 	s.noteListed(true)
+	select {
+	case s.joined <- struct{}{}:
+	default:
+	}
 	return pub.Has(account.DeviceID(s.device)), nil
 }
 
@@ -215,6 +241,57 @@ func (s *session) noteListed(registered bool) {
 	if registered {
 		s.registeredAt = s.listedAt
 	}
+}
+
+// ensureRegistered lists this device in the account record unless this
+// session has seen it there: what a device writes is read only while it
+// is listed. A full record is made room in, or refused with
+// ErrAccountFull.
+func (s *session) ensureRegistered(ctx context.Context) error {
+	if s.wasListed() {
+		return nil
+	}
+	return s.join(ctx)
+}
+
+// join lists this device in the account record, making room in a full
+// one: unused devices leave, and this one's entry goes in with their
+// removal (after a checkpoint that may be this device's first batch).
+func (s *session) join(ctx context.Context) error {
+	listed, err := s.register(ctx)
+	if err != nil || listed {
+		return err
+	}
+	s.registering.Store(true)
+	defer s.registering.Store(false)
+	return s.reviewDevices(ctx, true)
+}
+
+// listedToPublish is the log's check before a flush stores what it will
+// publish: the device is listed (or being listed by reviewDevices, whose
+// one update adds it with the checkpoint it writes first). It lists the
+// device if it can; a full record cannot be made room in from inside a
+// flush, so that fails with ErrAccountFull and the changes stay pending.
+func (s *session) listedToPublish(ctx context.Context) error {
+	if s.wasListed() || s.registering.Load() {
+		return nil
+	}
+	listed, err := s.register(ctx)
+	if err != nil {
+		return err
+	}
+	if !listed {
+		return s.fullError(nil, "this device joins it with its first change")
+	}
+	return nil
+}
+
+// wasListed reports whether this session has seen its device in the
+// account record.
+func (s *session) wasListed() bool {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	return !s.listedAt.IsZero()
 }
 
 // listCheckDue reports whether this device should make sure it is still in
@@ -239,11 +316,7 @@ func (s *session) ensureListed(ctx context.Context) error {
 		return nil
 	}
 	fs.Logf(nil, "jellyfish: this device (%s) is missing from the account record (replaced by a concurrent update, or retired while idle): adding it again", s.device)
-	listed, err := s.register(ctx)
-	if err != nil || listed {
-		return err
-	}
-	return s.reviewDevices(ctx, true)
+	return s.join(ctx)
 }
 
 // reviewDevices retires the devices of the account record not seen for
@@ -439,8 +512,9 @@ func (s *session) checkpointNow(ctx context.Context) error {
 //     by the remaining devices' checkpoints: nothing reads it any more, and
 //     nothing keeps its batches alive, so the slot starts a new log.
 func (s *session) slotDevice(ctx context.Context) (ns.DeviceID, *formerDevice, error) {
-	dev, err := loadDevice(s.slotDir)
-	if err != nil {
+	dev, fresh, err := loadDevice(s.slotDir)
+	if err != nil || fresh {
+		// A device ID drawn just now has no head, log or copy anywhere.
 		return dev, nil, err
 	}
 	heads, err := newAccountHeads(s.acct, s.mgr, s.net.Records(), dev, filepath.Join(s.slotDir, "head"))

@@ -56,6 +56,9 @@ type accountHeads struct {
 	rev     uint64    // revision (low 16 bits) of the last record published
 	last    *ns.Head  // the head last published or read for this device
 	expires time.Time // expiry of that record
+	// primed is the account record the next Devices call returns instead
+	// of reading it (see prime).
+	primed *account.Public
 }
 
 func newAccountHeads(acct *account.Account, mgr *account.Manager, recs account.Records, device ns.DeviceID, local string) (*accountHeads, error) {
@@ -108,14 +111,28 @@ func (h *accountHeads) readLocal(path string) *ns.Head {
 
 // Devices lists the devices of the account record.
 func (h *accountHeads) Devices(ctx context.Context) ([]ns.DeviceID, error) {
-	pub, err := h.mgr.Lookup(ctx, h.acct.ID())
-	if err != nil {
-		return nil, err
+	h.mu.Lock()
+	pub := h.primed
+	h.primed = nil
+	h.mu.Unlock()
+	if pub == nil {
+		var err error
+		if pub, err = h.mgr.Lookup(ctx, h.acct.ID()); err != nil {
+			return nil, err
+		}
 	}
 	if h.onListed != nil && pub.Has(account.DeviceID(h.device)) {
 		h.onListed()
 	}
 	return deviceIDs(pub), nil
+}
+
+// prime gives the next Devices call the account record read a moment
+// ago, so opening a session reads it once.
+func (h *accountHeads) prime(pub *account.Public) {
+	h.mu.Lock()
+	h.primed = pub
+	h.mu.Unlock()
 }
 
 // Read fetches and opens a device's head, or returns nil if it has none.

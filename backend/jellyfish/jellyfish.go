@@ -830,6 +830,11 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 	case "flush":
 		return nil, f.s.flush(ctx)
 	case "checkpoint":
+		// A checkpoint is published in this device's log, which is read
+		// only while the account record lists it.
+		if err := f.s.ensureRegistered(ctx); err != nil {
+			return nil, err
+		}
 		if _, err := f.s.poll(ctx); err != nil {
 			return nil, err
 		}

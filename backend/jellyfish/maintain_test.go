@@ -226,8 +226,14 @@ func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
 // waitKeptAlive waits for the session's first keep-alive round to end.
 func waitKeptAlive(t testing.TB, s *session) {
 	t.Helper()
+	waitRounds(t, s, 1)
+}
+
+// waitRounds waits until the session's keep-alive loop ended n rounds.
+func waitRounds(t testing.TB, s *session, n uint64) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for s.keptAlive.Load() == 0 {
+	for s.keptAlive.Load() < n {
 		if time.Now().After(deadline) {
 			t.Fatal("no keep-alive round within 30s")
 		}

@@ -157,6 +157,11 @@ type nsLog struct {
 	forked bool
 	// schedule starts a flush after a delay (unless one is due sooner).
 	schedule func(time.Duration)
+	// beforePublish, if set, is called before a flush stores anything it
+	// will publish; an error stops the flush (the changes stay pending).
+	// The session makes sure there that the account record lists this
+	// device: batches of a device not listed are read by nobody.
+	beforePublish func(context.Context) error
 
 	// found are holders of shards named in batches fetched but not yet
 	// applied (a device's batches are applied once all are fetched): an
@@ -1141,6 +1146,11 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	due := l.wantCP || upgrade || own.sinceCheckpoint() >= uint64(l.cfg.checkpointEvery) || (bigLog && len(pending) > 0)
 	if len(pending) == 0 && len(packs) == 0 && len(locs) == 0 && !upgrade && !force {
 		return nil
+	}
+	if l.beforePublish != nil {
+		if err := l.beforePublish(ctx); err != nil {
+			return restore(err)
+		}
 	}
 	if err := l.checkNotForked(ctx, &own); err != nil {
 		return restore(err)

@@ -115,6 +115,12 @@ type session struct {
 	listMu       sync.Mutex
 	listedAt     time.Time
 	registeredAt time.Time
+	// registering is set while a full account record is being made room
+	// in for this device (see listedToPublish).
+	registering atomic.Bool
+	// joined wakes the keep-alive round when this device adds itself to
+	// the account record.
+	joined chan struct{}
 	// published: this session published a batch (see close).
 	published atomic.Bool
 	// flushes counts flushes, to trim the log cache now and then.
@@ -315,7 +321,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	if err != nil {
 		return nil, err
 	}
-	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: now}
+	s = &session{key: key, opt: opt, net: nw, acct: acct, mgr: mgr, unlock: unlock, slotDir: slotDir, enc: enc, packEnc: packEnc, now: now, joined: make(chan struct{}, 1)}
 	s.clean.now = s.now
 	threshold := defaultThreshold
 	if opt.SuccessShards > 0 {
@@ -347,6 +353,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	s.log.onReplace = s.clean.replaced
 	s.log.onGarbage = s.clean.garbage
 	s.log.schedule = s.scheduleFlush
+	s.log.beforePublish = s.listedToPublish
 	s.store.locate = s.locate
 	if r, ok := nw.(interface {
 		Gone(context.Context) error
@@ -355,7 +362,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		s.store.gone, s.store.alive = r.Gone, r.Alive
 	}
 	mark("account")
-	listed, err := s.register(ctx)
+	pub, err := s.checkListed(ctx)
 	if err != nil {
 		if !errors.Is(err, account.ErrNotFound) {
 			return nil, err
@@ -365,7 +372,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		if cerr := s.careForRecords(ctx); cerr != nil {
 			return nil, fmt.Errorf("%w (and no copy of it here could be published again: %v)", err, cerr)
 		}
-		if listed, err = s.register(ctx); err != nil {
+		if pub, err = s.checkListed(ctx); err != nil {
 			if errors.Is(err, account.ErrNotFound) {
 				return nil, fmt.Errorf("%w: the network no longer holds this account's record (records expire %d days after the last device or linked node kept them) and this device has no copy of it; a device or `jellyfish node --account-config` that used the account more recently has one", err, int(account.RecordLifetime.Hours()/24))
 			}
@@ -373,6 +380,7 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		}
 	}
 	mark("device")
+	s.heads.prime(pub)
 	touched, err := s.log.load(ctx)
 	if err != nil {
 		return nil, err
@@ -382,12 +390,6 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		// Other devices find this one's batches through its head.
 		if err := s.heads.Restore(ctx, h); err != nil {
 			fs.Errorf(nil, "jellyfish: publishing this device's head again: %v (the next change publishes it)", err)
-		}
-	}
-	if !listed {
-		// The account record is full: unused devices make room.
-		if err := s.reviewDevices(ctx, true); err != nil {
-			return nil, err
 		}
 	}
 	s.loadCleanupState()
@@ -415,8 +417,12 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 		defer t.Stop()
 		for {
 			s.refreshRecords(s.bgCtx)
-			if err := s.reviewDevices(s.bgCtx, false); err != nil && s.bgCtx.Err() == nil {
-				fs.Errorf(nil, "jellyfish: retiring unused devices: %v", err)
+			// Retiring devices is the work of devices that write (it may
+			// write a checkpoint); one that only reads leaves it to them.
+			if s.wasListed() {
+				if err := s.reviewDevices(s.bgCtx, false); err != nil && s.bgCtx.Err() == nil {
+					fs.Errorf(nil, "jellyfish: retiring unused devices: %v", err)
+				}
 			}
 			if opt.Maintenance {
 				s.maintainIfDue(s.bgCtx)
@@ -426,6 +432,9 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 			case <-s.bgCtx.Done():
 				return
 			case <-t.C:
+			case <-s.joined:
+				// Listed now: its head and its part in retiring devices
+				// start at once, not hours later.
 			}
 		}
 	}()
@@ -466,8 +475,12 @@ const keepAliveEvery = 6 * time.Hour
 // own head through the head publisher, and the login record, the account
 // record and every other device's head through the caretaker.
 func (s *session) refreshRecords(ctx context.Context) {
-	if err := s.heads.refresh(ctx, refreshAfter); err != nil && ctx.Err() == nil {
-		fs.Debugf(nil, "jellyfish: refresh head: %v", err)
+	// A device the account record does not list has no head to keep: it
+	// registers, and publishes its head, when it first writes.
+	if s.wasListed() {
+		if err := s.heads.refresh(ctx, refreshAfter); err != nil && ctx.Err() == nil {
+			fs.Debugf(nil, "jellyfish: refresh head: %v", err)
+		}
 	}
 	if err := s.careForRecords(ctx); err != nil && ctx.Err() == nil {
 		fs.Debugf(nil, "jellyfish: refresh account records: %v", err)
@@ -593,6 +606,11 @@ func (s *session) recordLocations(locs []ns.Location) {
 
 // commit applies and journals new changes (see nsLog.commit).
 func (s *session) commit(ctx context.Context, entries []ns.Entry, data []journal.Data) error {
+	// A device joins the account record with its first change, before it
+	// takes it: a full record is refused now, not after the upload.
+	if err := s.ensureRegistered(ctx); err != nil {
+		return err
+	}
 	return s.log.commit(ctx, entries, data, commitNew)
 }
 
@@ -693,22 +711,22 @@ func lockSlot(dir string) (string, func(), error) {
 	return "", nil, fmt.Errorf("jellyfish: all 64 device slots under %s are in use", dir)
 }
 
-// loadDevice returns the slot's device ID, creating it on first use.
-func loadDevice(slot string) (ns.DeviceID, error) {
-	var d ns.DeviceID
+// loadDevice returns the slot's device ID, creating it on first use
+// (fresh: an ID drawn now, which nothing in the network can name yet).
+func loadDevice(slot string) (d ns.DeviceID, fresh bool, err error) {
 	p := filepath.Join(slot, "device")
 	b, err := os.ReadFile(p)
 	if err == nil {
-		return d, d.UnmarshalText(bytes.TrimSpace(b))
+		return d, false, d.UnmarshalText(bytes.TrimSpace(b))
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return d, err
+		return d, false, err
 	}
 	if _, err := rand.Read(d[:]); err != nil {
-		return d, err
+		return d, false, err
 	}
 	txt, _ := d.MarshalText()
-	return d, atomicfile.Write(p, append(txt, '\n'), 0o600)
+	return d, true, atomicfile.Write(p, append(txt, '\n'), 0o600)
 }
 
 func deviceIDs(pub *account.Public) []ns.DeviceID {

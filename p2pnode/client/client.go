@@ -197,6 +197,11 @@ const providerParallel = 16
 // the owner's account record. It fails only when no peer qualifies and
 // ctx ended or the table is empty.
 func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
+	// The table and the walk from its full buckets find most providers
+	// only once the refresh joining started has filled the table.
+	wctx, cancel := context.WithTimeout(ctx, refreshWait)
+	_ = c.n.Refreshed(wctx)
+	cancel()
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("client: providers: %w: empty routing table", account.ErrUnreachable)
@@ -251,6 +256,10 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	slices.SortFunc(out, func(a, b ProviderInfo) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
 }
+
+// refreshWait bounds how long Providers waits for the routing table
+// refresh that joining started, before walking the key space.
+const refreshWait = 20 * time.Second
 
 // Bounds of relayedProviders.
 const (

@@ -38,15 +38,18 @@ func ParseBootstrapAddrs(addrs []ma.Multiaddr) ([]peer.AddrInfo, error) {
 // no peer answered. With no bootstrap peers it only logs that this node
 // starts a new network and returns nil.
 func Bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger) error {
-	return bootstrap(ctx, h, d, peers, timeout, log, false)
+	_, err := bootstrap(ctx, h, d, peers, timeout, log, false)
+	return err
 }
 
 // bootstrap is Bootstrap; with selfLookup it looks up the node's own ID,
-// within the timeout, instead of starting a refresh.
-func bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger, selfLookup bool) error {
+// within the timeout, instead of starting a refresh. It returns the
+// refresh's channel (kad-dht's: it yields once the refresh ended), nil
+// when it started none.
+func bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.AddrInfo, timeout time.Duration, log *slog.Logger, selfLookup bool) (<-chan error, error) {
 	if len(peers) == 0 {
 		log.Info("no bootstrap peers configured: this node starts a new network and waits for others to connect")
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -107,7 +110,7 @@ func bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 	reached, pending, errs := reached, dialed-reached-len(connErrs), slices.Clone(connErrs)
 	mu.Unlock()
 	if reached == 0 {
-		return fmt.Errorf("node: bootstrap: %w: tried %d bootstrap addresses of %d peers within %v: %w",
+		return nil, fmt.Errorf("node: bootstrap: %w: tried %d bootstrap addresses of %d peers within %v: %w",
 			ErrNoPeersReachable, nAddrs, len(peers), timeout, errors.Join(errs...))
 	}
 	log.Info("connected to bootstrap peers", "reached", reached, "tried", len(peers), "still_dialing", pending)
@@ -115,24 +118,24 @@ func bootstrap(ctx context.Context, h host.Host, d *dht.IpfsDHT, peers []peer.Ad
 	// Connected peers enter the routing table once identify confirms they
 	// speak the DHT protocol; a refresh before that would find nobody.
 	if err := waitRoutingTable(ctx, d, 1); err != nil {
-		return fmt.Errorf("node: bootstrap: connected to %d peers but none joined the routing table: %w", reached, err)
+		return nil, fmt.Errorf("node: bootstrap: connected to %d peers but none joined the routing table: %w", reached, err)
 	}
 	if selfLookup {
 		// The peers closest to this node learn of it (it queries them) and
 		// it of them: what lookups of keys near it need.
 		if _, err := d.GetClosestPeers(ctx, string(h.ID())); err != nil {
-			return fmt.Errorf("node: bootstrap: look up own ID: %w", err)
+			return nil, fmt.Errorf("node: bootstrap: look up own ID: %w", err)
 		}
 		log.Info("bootstrapped", "routing_table", d.RoutingTable().Size(), "refresh", false)
-		return nil
+		return nil, nil
 	}
 	// The refresh runs in the DHT's own goroutine; waiting for it would tie
 	// Bootstrap to the slowest dial of every lookup (an unreachable peer
 	// costs a full dial timeout) for no gain: the node is usable as soon
 	// as it has routing table entries.
-	_ = d.RefreshRoutingTable()
+	refreshed := d.RefreshRoutingTable()
 	log.Info("bootstrapped", "routing_table", d.RoutingTable().Size())
-	return nil
+	return refreshed, nil
 }
 
 // stragglerWait is how long Bootstrap waits for the remaining bootstrap

@@ -62,6 +62,9 @@ type Node struct {
 	mu       sync.Mutex
 	closed   bool
 	attached []io.Closer
+	// refreshed is closed when the routing table refresh the last
+	// Bootstrap started has ended (nil before any Bootstrap).
+	refreshed chan struct{}
 }
 
 // New starts a node from cfg: it loads or creates the identity in
@@ -263,7 +266,44 @@ func (n *Node) Addrs() []ma.Multiaddr {
 // node's own ID that Bootstrap waits for. See the package-level Bootstrap
 // for the errors.
 func (n *Node) Bootstrap(ctx context.Context) error {
-	return bootstrap(ctx, n.host, n.dht, n.bootstrap, n.cfg.BootstrapTimeout, n.log, n.cfg.BootstrapSelfLookup)
+	refreshing, err := bootstrap(ctx, n.host, n.dht, n.bootstrap, n.cfg.BootstrapTimeout, n.log, n.cfg.BootstrapSelfLookup)
+	done := make(chan struct{})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.refreshed = done
+	if refreshing == nil || n.closed {
+		close(done)
+		return err
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(done)
+		select {
+		case <-refreshing:
+		case <-n.runCtx.Done():
+		}
+	}()
+	return err
+}
+
+// Refreshed waits until the routing table refresh the last Bootstrap
+// started has ended (at once when it started none, or before any
+// Bootstrap), or ctx ends. A table being refilled lacks most of the
+// peers a walk of the key space starts from.
+func (n *Node) Refreshed(ctx context.Context) error {
+	n.mu.Lock()
+	done := n.refreshed
+	n.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Attach hands c to the node to be closed by Close, before the DHT and the

@@ -25,8 +25,9 @@ hold its changes. "(this device)" marks the device of the login cache,
 "(this machine, slot-N)" the device slots of the backend's data dir on this
 machine (--data-dir, default the backend's).
 
-Every data dir a remote is used from (a machine, a container, a CI run, a
-wiped cache) is a device, and the record lists at most 32. Sessions retire
+Every data dir a remote is written from (a machine, a container, a CI run,
+a wiped cache) is a device, listed from its first change; the record lists
+at most 32. Sessions retire
 devices unused for device_retire_after (180 days) by themselves; --remove
 removes one now, by ID (or at least 4 hex digits of it) or name. It is
 refused while the device's changes are in no checkpoint the others load:
