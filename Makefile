@@ -194,7 +194,7 @@ HOLEPUNCH_SEND ?= 64MiB
 bench-wan:
 	JELLYFISH_BENCH_WAN=1 WAN_SIZE=$(WAN_SIZE) WAN_SLOW_SIZE=$(WAN_SLOW_SIZE) WAN_K=$(WAN_K) WAN_M=$(WAN_M) \
 	  WAN_HOLDER_SIZE=$(WAN_HOLDER_SIZE) HOLEPUNCH_RUNS=$(HOLEPUNCH_RUNS) HOLEPUNCH_SEND=$(HOLEPUNCH_SEND) \
-	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^(TestBenchWAN(SlowHolder)?|TestHolePunch)$$' ./fstests/netlab/
+	  $(GO) test -tags $(TAGS) -count=1 -timeout 150m -v -run '^(TestBenchWAN(SlowHolder|List)?|TestHolePunch)$$' ./fstests/netlab/
 
 # The measurement behind the default segment size.
 bench-segsize:

@@ -206,17 +206,8 @@ func TestBenchWAN(t *testing.T) {
 	cancel()
 	// The session logs how long each step of opening it took; the rest is
 	// the process starting and the listing itself.
-	var phases []string
-	var inPhases time.Duration
-	for _, m := range phaseRE.FindAllStringSubmatch(lsfLog, -1) {
-		if d, err := time.ParseDuration(m[2]); err == nil {
-			phases = append(phases, fmt.Sprintf("%s=%.1f", m[1], d.Seconds()/wanRTT.Seconds()))
-			inPhases += d
-		}
-	}
-	phases = append(phases, fmt.Sprintf("rest=%.1f", (listed-inPhases).Seconds()/wanRTT.Seconds()))
 	fmt.Printf("wan list: seconds=%.2f rtts=%.0f (bound 1 s + 30 round trips = %.1f s; in round trips: %s)\n",
-		listed.Seconds(), listed.Seconds()/wanRTT.Seconds(), (time.Second + 30*wanRTT).Seconds(), strings.Join(phases, " "))
+		listed.Seconds(), listed.Seconds()/wanRTT.Seconds(), (time.Second + 30*wanRTT).Seconds(), listPhases(lsfLog, listed))
 }
 
 // phaseRE finds the session's debug lines that time its opening steps.

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -393,4 +396,79 @@ func TestBootstrapDoesNotWaitForAHungPeer(t *testing.T) {
 		t.Fatalf("Bootstrap took %v: it waited for the hung peer", took)
 	}
 	t.Logf("bootstrapped in %v with one of two bootstrap peers hung", took.Round(time.Millisecond))
+}
+
+// TestReadRecordWalksToTheClosest: in a network of 32 nodes, a record
+// stored on one peer only, the farthest of the 20 closest to its key
+// (found by brute force over every node), is what a read returns, from a
+// client that just joined through one peer and from a node that knows
+// every peer: the walk that finds the closest peers asks each of them,
+// and every one of the 20 answers.
+func TestReadRecordWalksToTheClosest(t *testing.T) {
+	const n = 32
+	nw := testnet.New(t, n, testnet.Options{})
+	ctx := testCtx(t, time.Minute)
+	reader, owner := nw.Node(0), nw.Node(1)
+	key := record.NodeKey(owner.ID())
+	value := signNode(t, owner.PrivateKey(), 1, time.Now().Add(time.Hour))
+
+	// The closest of all the nodes: the holder is among the closest for
+	// the client (which serves nobody) and for node 0 (not counting
+	// itself) alike.
+	var all []peer.ID
+	for i := range n {
+		all = append(all, nw.Node(i).ID())
+	}
+	k := reader.DHT().BucketSize()
+	closest := kb.SortClosestPeers(all, kb.ConvertKey(key))[:k]
+	pm, err := pb.NewProtocolMessenger(owner.DHT().MessageSender())
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := closest[k-1]
+	if holder == owner.ID() {
+		holder = closest[k-2]
+	}
+	for i := range n {
+		if h := nw.Node(i).Host(); h.ID() == holder {
+			if err := owner.Host().Connect(ctx, peer.AddrInfo{ID: holder, Addrs: h.Addrs()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pm.PutValue(ctx, holder, &recpb.Record{Key: []byte(key), Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	// A client that just joined through one peer knows almost nobody:
+	// its walk starts from that one.
+	client, err := node.New(ctx, node.Config{DataDir: t.TempDir(), ListenAddrs: loopback()[:1], Mode: node.ModeClient,
+		BootstrapPeers: nw.Node(5).Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	if err := client.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first read sends the record to the closest peers that lacked
+	// it (read repair), so the second may hear it from more.
+	for i, r := range []*node.Node{client, reader} {
+		known := r.DHT().RoutingTable().Size()
+		rd, err := r.ReadRecord(ctx, key, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rd.Value, value) || i == 0 && rd.FromPeers != 1 {
+			t.Fatalf("read %d bytes served by %d peers, want the record the one holder serves", len(rd.Value), rd.FromPeers)
+		}
+		if rd.Asked != k || rd.Answered != k {
+			t.Fatalf("asked %d, answered %d, want %d of the closest", rd.Asked, rd.Answered, k)
+		}
+		t.Logf("found it knowing %d peers at the start", known)
+	}
+	// A key nobody holds: every one of the closest answers without one.
+	rd, err := reader.ReadRecord(ctx, record.NodeKey(nw.Node(2).ID())+"x", 3)
+	if err != nil || rd.Value != nil || rd.Answered != k {
+		t.Fatalf("absent key: %v, %d bytes, %d answered", err, len(rd.Value), rd.Answered)
+	}
 }

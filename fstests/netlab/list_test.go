@@ -1,0 +1,74 @@
+package netlab_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/fstests/netlab"
+)
+
+// TestBenchWANList is the cold listing of `make bench-wan` on its own,
+// quicker to repeat: twelve public providers, a home host whose link
+// has an 80 ms round trip and 0.5 % loss each way, an account with a
+// tree of 300 small files, then LIST_RUNS cold `lsf` runs of a folder
+// three deep, each a fresh process and data folder, with each opening
+// step in round trips. It runs only with JELLYFISH_BENCH_WAN set.
+func TestBenchWANList(t *testing.T) {
+	if os.Getenv("JELLYFISH_BENCH_WAN") == "" {
+		t.Skip("a benchmark: make bench-wan")
+	}
+	runs := envInt(t, "LIST_RUNS", 3)
+	lab := netlab.New(t)
+	var provs []*netlab.Host
+	for i := range 12 {
+		provs = append(provs, lab.Public(fmt.Sprintf("p%d", i+1)))
+	}
+	far := lab.Home("far", netlab.PortRestricted)
+	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	_, boot := startProviders(t, ctx, provs, "--tier", "2")
+	remote := newRemote(t, ctx, far, "lister", boot, 6, 2)
+	src := t.TempDir()
+	for i := range 300 {
+		d := filepath.Join(src, fmt.Sprintf("d%02d", i/30))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", i)), []byte(strings.Repeat("x", 4096)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jf(t, ctx, far, remote, "copy", src, "jellyfish:small", "--jellyfish-data-dir", t.TempDir())
+	jf(t, ctx, far, remote, "mkdir", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
+	for range runs {
+		start := time.Now()
+		_, lsfLog := jf(t, ctx, far, remote, "lsf", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir(), "-vv")
+		listed := time.Since(start)
+		fmt.Printf("wan list: seconds=%.2f rtts=%.0f (bound 1 s + 30 round trips = %.1f s; in round trips: %s)\n",
+			listed.Seconds(), listed.Seconds()/wanRTT.Seconds(), (time.Second + 30*wanRTT).Seconds(), listPhases(lsfLog, listed))
+		if os.Getenv("LIST_LOG") != "" {
+			fmt.Println(lsfLog)
+		}
+	}
+}
+
+// listPhases says, from a command's -vv log, how many round trips each
+// step of opening the session took, and the rest of total.
+func listPhases(log string, total time.Duration) string {
+	var phases []string
+	var in time.Duration
+	for _, m := range phaseRE.FindAllStringSubmatch(log, -1) {
+		if d, err := time.ParseDuration(m[2]); err == nil {
+			phases = append(phases, fmt.Sprintf("%s=%.1f", m[1], d.Seconds()/wanRTT.Seconds()))
+			in += d
+		}
+	}
+	return strings.Join(append(phases, fmt.Sprintf("rest=%.1f", (total-in).Seconds()/wanRTT.Seconds())), " ")
+}
