@@ -251,12 +251,19 @@ func (s *session) ensureRegistered(ctx context.Context) error {
 	if s.wasListed() {
 		return nil
 	}
+	// Concurrent first changes (rclone's transfers) join once.
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.wasListed() {
+		return nil
+	}
 	return s.join(ctx)
 }
 
 // join lists this device in the account record, making room in a full
 // one: unused devices leave, and this one's entry goes in with their
 // removal (after a checkpoint that may be this device's first batch).
+// The caller holds recMu.
 func (s *session) join(ctx context.Context) error {
 	listed, err := s.register(ctx)
 	if err != nil || listed {
@@ -267,6 +274,10 @@ func (s *session) join(ctx context.Context) error {
 	return s.reviewDevices(ctx, true)
 }
 
+// errJoining fails a flush that found this device joining the account
+// record at that moment; the flush is retried.
+var errJoining = errors.New("jellyfish: this device is joining the account record; storing the changes is retried")
+
 // listedToPublish is the log's check before a flush stores what it will
 // publish: the device is listed (or being listed by reviewDevices, whose
 // one update adds it with the checkpoint it writes first). It lists the
@@ -274,6 +285,16 @@ func (s *session) join(ctx context.Context) error {
 // flush, so that fails with ErrAccountFull and the changes stay pending.
 func (s *session) listedToPublish(ctx context.Context) error {
 	if s.wasListed() || s.registering.Load() {
+		return nil
+	}
+	// The flush holds the log's flush lock, which a device review
+	// holding recMu may wait for (to write a checkpoint): never wait for
+	// recMu here.
+	if !s.recMu.TryLock() {
+		return errJoining
+	}
+	defer s.recMu.Unlock()
+	if s.wasListed() {
 		return nil
 	}
 	listed, err := s.register(ctx)
@@ -307,6 +328,8 @@ func (s *session) listCheckDue() bool {
 // again if a concurrent update replaced its entry or another device
 // retired it while it was idle: its batches are read only while it is.
 func (s *session) ensureListed(ctx context.Context) error {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
 	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
 	if err != nil {
 		return fmt.Errorf("jellyfish: account record: %w", err)
@@ -315,7 +338,9 @@ func (s *session) ensureListed(ctx context.Context) error {
 		s.noteListed(false)
 		return nil
 	}
-	fs.Logf(nil, "jellyfish: this device (%s) is missing from the account record (replaced by a concurrent update, or retired while idle): adding it again", s.device)
+	if s.wasListed() {
+		fs.Logf(nil, "jellyfish: this device (%s) is missing from the account record (replaced by a concurrent update, or retired while idle): adding it again", s.device)
+	}
 	return s.join(ctx)
 }
 

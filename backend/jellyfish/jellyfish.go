@@ -981,6 +981,11 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	} else if e != nil && e.Dir {
 		return fs.ErrorIsDir
 	}
+	// A device joins the account record before its first upload: a full
+	// record refuses it before any byte is sent.
+	if err := o.fs.s.ensureRegistered(ctx); err != nil {
+		return mapErr(err)
+	}
 	h := hashers.Get().(*blake3.Hasher)
 	h.Reset()
 	defer hashers.Put(h)

@@ -118,6 +118,10 @@ type session struct {
 	// registering is set while a full account record is being made room
 	// in for this device (see listedToPublish).
 	registering atomic.Bool
+	// recMu makes this session's changes to the account record's device
+	// list (joining, retiring) one at a time: two updates made from the
+	// same read would lose one.
+	recMu sync.Mutex
 	// joined wakes the keep-alive round when this device adds itself to
 	// the account record.
 	joined chan struct{}
@@ -420,7 +424,10 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 			// Retiring devices is the work of devices that write (it may
 			// write a checkpoint); one that only reads leaves it to them.
 			if s.wasListed() {
-				if err := s.reviewDevices(s.bgCtx, false); err != nil && s.bgCtx.Err() == nil {
+				s.recMu.Lock()
+				err := s.reviewDevices(s.bgCtx, false)
+				s.recMu.Unlock()
+				if err != nil && s.bgCtx.Err() == nil {
 					fs.Errorf(nil, "jellyfish: retiring unused devices: %v", err)
 				}
 			}
