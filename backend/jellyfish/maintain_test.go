@@ -208,7 +208,7 @@ func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
 	lt := status()
 	// Records are signed for 35 days; the earliest of them (the account
 	// record, signed at creation on the same clock) expires then.
-	if lt["records_expire"] != "2027-04-05T12:00:00Z" || lt["linked_nodes"] != 0 || lt["last_maintenance"] != "never on this device" {
+	if lt["records_expire"] != "2027-04-05T12:00:00Z" || lt["listed_nodes"] != 0 || lt["last_maintenance"] != "never on this device" {
 		t.Fatalf("lifetime %v", lt)
 	}
 	if w, _ := lt["warning"].(string); !strings.Contains(w, "35 days") || !strings.Contains(w, "jellyfish node") {
