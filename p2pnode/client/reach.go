@@ -42,7 +42,9 @@ type Path struct {
 
 // Reach connects to the node at info (the node's own addresses, else
 // those this client knows) and tells how: directly, through a relay and
-// then directly after a hole punch, or through a relay only. When the
+// then directly after a hole punch, or through a relay only. A direct
+// connection that exists already counts as hole punched when it goes to
+// a public address and info's addresses give none but relayed ones. When the
 // first connection is through a relay it waits at most punchWait for the
 // direct one the hole punch makes (the node starts the punch when the
 // relayed connection reaches it). It fails only when no connection at
@@ -64,6 +66,13 @@ func (c *Client) Reach(ctx context.Context, info peer.AddrInfo, punchWait time.D
 	p := Path{Connect: time.Since(start)}
 	if conn := directConn(h.Network().ConnsToPeer(info.ID)); conn != nil {
 		p.Kind, p.Remote = PathDirect, conn.RemoteMultiaddr()
+		if ReachabilityOf(info.Addrs) == ReachRelayed && manet.IsPublicAddr(p.Remote) {
+			// The node gives no public address of its own: a direct
+			// connection to a public one was made by a hole punch, this
+			// one or an earlier one (finding providers punches to those
+			// behind NATs).
+			p.Kind, p.Direct = PathHolePunched, p.Connect
+		}
 		return p, nil
 	}
 	for _, conn := range h.Network().ConnsToPeer(info.ID) {
@@ -174,10 +183,14 @@ func (nc NodeCheck) Answers() bool {
 
 // Bounds of CheckNodes.
 const (
-	checkParallel    = 4
-	checkRecordWait  = 30 * time.Second
-	DefaultPunchWait = 20 * time.Second
+	checkParallel   = 4
+	checkRecordWait = 30 * time.Second
 )
+
+// DefaultPunchWait is how long CheckNodes' callers wait for a hole punch:
+// as long as finding providers does, so a node it shows reached through a
+// relay only is one placement leaves out too.
+const DefaultPunchWait = punchTimeout
 
 // CheckNodes checks the nodes an account's record lists (at most 4 at a
 // time): reads each one's node record, whether it names acct, and
