@@ -122,7 +122,8 @@ type NodeStatus struct {
 // rule and what would change it.
 type ClassStatus struct {
 	// Class is "sharing" or "starter": what a provider that is not the
-	// account's own node makes of it. Own lists the account's linked nodes
+	// account's own node makes of it ("unknown" when the account record
+	// could not be read). Own lists the account's linked nodes
 	// that hold shards: a node run with --account-config is the account's
 	// own provider, where the account is limited by the quota only.
 	Class string   `json:"class"`
@@ -206,13 +207,13 @@ func classOf(nodes []NodeStatus) ClassStatus {
 			"The account becomes a starter again at each provider that finds none of its nodes answering (by default providers look again every 30 minutes)"
 	case listed == 0:
 		cs.Why = "the account record lists no node"
-		cs.Change = "link a node: run `jellyfish node --account-config <device cache from jellyfish account login>` on a machine that stays up; it names the account in its node record and lists itself in the account record, and providers then class the account as sharing"
+		cs.Change = "link a node: run `jellyfish node --account-config <device cache from jellyfish account login>` on a machine that stays up; it names the account in its node record and lists itself in the account record, and providers then class the account as sharing (by default within 3 minutes: they look again that often while it is a starter)"
 	case linked == 0:
 		cs.Why = "the account record lists nodes, but no node record names the account"
 		cs.Change = "run the nodes with `jellyfish node --account-config <device cache>` so that their records name the account"
 	default:
 		cs.Why = "the account's linked nodes do not answer from here (or do not serve shards)"
-		cs.Change = "start a linked node (`jellyfish node --account-config ...`) and keep it reachable; providers check that one answers when they class the account"
+		cs.Change = "start a linked node (`jellyfish node --account-config ...`) and keep it reachable; providers check that one answers when they class the account (by default every 3 minutes while it is a starter)"
 	}
 	return cs
 }
@@ -255,7 +256,7 @@ func (s *session) status(ctx context.Context) (*Status, error) {
 	}
 	st.Class = classOf(nodes)
 	if err != nil {
-		st.Class.Why = "the account record could not be read: " + err.Error()
+		st.Class = ClassStatus{Class: "unknown", Why: "the account record could not be read: " + err.Error(), Change: "run it again"}
 	}
 	st.Lifetime = s.lifetimeStatus(ctx)
 	segs, shards := s.repairs.stats()

@@ -198,6 +198,7 @@ func writeStatus(w io.Writer, rep statusReport) {
 	}
 	fmt.Fprintf(w, "  earned allowance (karma): %s\n", st.Earned)
 	fmt.Fprintf(w, "\nclass at providers: %s\n", st.Class.Class)
+	fmt.Fprintln(w, "  (at those that enforce the admission rule; one run with --admit-all takes any account up to its quota)")
 	if len(st.Class.Own) > 0 {
 		fmt.Fprintf(w, "  own at its nodes %s: there it is limited by their quota only\n", shortIDs(st.Class.Own))
 	}
@@ -243,7 +244,7 @@ func writeStatus(w io.Writer, rep statusReport) {
 			fmt.Fprintln(w, "    reachable:    not tried")
 		}
 		if n.Connection != "failed" && n.Connection != "not tried" {
-			fmt.Fprintf(w, "    serves shards: %s\n", yesNo(n.Shards))
+			fmt.Fprintf(w, "    shards:       %s\n", map[bool]string{true: "served (it speaks the shard protocol)", false: "not served (its identify lists no shard protocol)"}[n.Shards])
 		}
 		fmt.Fprintf(w, "    uptime:       %s\n", n.Uptime)
 		fmt.Fprintf(w, "    audits:       %s\n", n.Audits)
@@ -300,11 +301,4 @@ func shortIDs(ids []string) string {
 		out[i] = id
 	}
 	return strings.Join(out, ", ")
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/fstests/jftest"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
 )
 
@@ -133,6 +136,20 @@ func TestStatus(t *testing.T) {
 	if b.Status.Class.Class != "starter" || len(b.Status.Nodes) != 0 || !strings.Contains(b.Status.Class.Change, "jellyfish node --account-config") {
 		t.Fatalf("bob: class %+v, nodes %+v", b.Status.Class, b.Status.Nodes)
 	}
+	var bt bytes.Buffer
+	writeStatus(&bt, b)
+	t.Logf("jellyfish status bob:\n%s", bt.String())
+	for _, want := range []string{
+		fmt.Sprintf("  free:  %s\n", sizeOf(b.Status.Allowance.Free)),
+		"class at providers: starter\n",
+		"  why: the account record lists no node\n",
+		"  to change it: link a node: run `jellyfish node --account-config",
+		"nodes in the account record: 0\n",
+	} {
+		if !strings.Contains(bt.String(), want) {
+			t.Fatalf("status text of bob lacks %q", want)
+		}
+	}
 	// Six providers keep 2 MiB each; 2+2 segments use them all. The
 	// account's metadata already takes a little.
 	if free := b.Status.Allowance.Free; free > 6*starter || free < 6*starter-(1<<20) {
@@ -224,4 +241,58 @@ func newPeerID(t *testing.T) peer.ID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestStatusLocalNode: the node on this machine is read from its
+// status.json and shown under its own heading; without one, status says
+// that none answers.
+func TestStatusLocalNode(t *testing.T) {
+	snap := nodestatus.Snapshot{
+		Node:    nodestatus.NodeInfo{ID: "12D3KooWLocal", Account: "alice 12D3KooWAlice", UptimeSeconds: 3723},
+		Storage: nodestatus.Storage{QuotaBytes: 8 << 30, UsedBytes: 3 << 20, Shards: 5, Owners: 2},
+		Service: nodestatus.ShardService{AuditsAnswered: 7},
+		Network: nodestatus.Network{Reachability: "private", RelayAddrs: 2},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status.json" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(snap)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	got, err := readLocalNode(ctx, srv.URL+"/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &jellyfish.Status{Account: "12D3KooWAlice", Class: jellyfish.ClassStatus{Class: "starter"}}
+	var out bytes.Buffer
+	writeStatus(&out, statusReport{Remote: "jellyfish:", Status: st, Local: got})
+	for _, want := range []string{
+		"\nnode on this machine (its status page)\n",
+		"  id:           12D3KooWLocal\n",
+		"  account:      alice 12D3KooWAlice\n",
+		"  running for:  1h2m3s\n",
+		"  reachability: private (AutoNAT); 2 relayed addresses\n",
+		"  storage:      3 MiB (3145728 bytes) of 8 GiB (8589934592 bytes) used, 5 shards for 2 accounts\n",
+		"  audits:       7 answered (as the node counts them)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("status text lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := readLocalNode(ctx, srv.URL+"/nothing"); err == nil {
+		t.Fatal("a 404 read as a node's status")
+	}
+	srv.Close()
+	_, err = readLocalNode(ctx, srv.URL+"/status.json")
+	if err == nil {
+		t.Fatal("a closed server read as a node's status")
+	}
+	out.Reset()
+	writeStatus(&out, statusReport{Remote: "jellyfish:", Status: st, LocalError: err.Error()})
+	if !strings.Contains(out.String(), "\nnode on this machine: none (no node answers at "+srv.URL+"/status.json)\n") {
+		t.Fatalf("status text without a local node:\n%s", out.String())
+	}
 }
