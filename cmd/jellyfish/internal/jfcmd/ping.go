@@ -106,6 +106,10 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 	case client.PathDirect:
 		fmt.Fprintf(out, "connected directly in %.3f s (%s)\n", path.Connect.Seconds(), path.Remote)
 	case client.PathHolePunched:
+		if path.Via == "" {
+			fmt.Fprintf(out, "connected directly in %.3f s, over the connection an earlier hole punch made (%s)\n", path.Connect.Seconds(), path.Remote)
+			break
+		}
 		fmt.Fprintf(out, "connected through relay %s in %.3f s; hole punched, direct after %.3f s (%s)\n",
 			path.Via.ShortString(), path.Connect.Seconds(), path.Direct.Seconds(), path.Remote)
 	default:
