@@ -610,22 +610,14 @@ func (f *Fs) DirMove(ctx context.Context, src fs.Fs, srcRemote, dstRemote string
 // Total is used + free. Where no provider answers (older providers) it
 // falls back to the offered space of the account's own nodes.
 func (f *Fs) About(ctx context.Context) (*fs.Usage, error) {
-	files, _, used, err := f.s.log.usage(ctx)
+	a, err := f.s.allowance(ctx)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	u := &fs.Usage{Used: fs.NewUsageValue(used), Objects: fs.NewUsageValue(files)}
-	// Free is what the providers would still take from this account in
-	// the remote's segments; total adds what is used.
-	if pr, ok := f.s.providerRooms(ctx); ok {
-		free := storable(pr.rooms, f.opt.DataShards, f.opt.ParityShards)
-		u.Free = fs.NewUsageValue(free)
-		u.Total = fs.NewUsageValue(used + free)
-		fs.Debugf(f, "about: %d of %d providers answered, holding %d shard bytes of this account; room for %d more in %d+%d segments",
-			pr.answered, pr.asked, pr.held, free, f.opt.DataShards, f.opt.ParityShards)
-	} else if allowance, nodes, err := f.s.net.OwnedCapacity(ctx, f.s.acct.ID()); err == nil && nodes > 0 {
-		u.Total = fs.NewUsageValue(allowance)
-		u.Free = fs.NewUsageValue(max(0, allowance-used))
+	u := &fs.Usage{Used: fs.NewUsageValue(a.Used), Objects: fs.NewUsageValue(a.Files)}
+	if a.Known {
+		u.Free = fs.NewUsageValue(a.Free)
+		u.Total = fs.NewUsageValue(a.Total)
 	}
 	return u, nil
 }
@@ -707,7 +699,11 @@ var commandHelp = []fs.CommandHelp{{
 	Short: "Show the network and the health of this account's data.",
 	Long: `Prints the number of connected peers, the provider nodes holding this
 account's data, and the weakest redundancy of any file: how many of its
-shards are stored against the k it needs.
+shards are stored against the k it needs; the allowance (what about
+shows: used, free and total in shard bytes), the nodes the account record
+lists (linked or not, their reachability, how this device connects to
+them) and the account's class at the providers. ` + "`jellyfish status`" + `
+shows the same as text.
 
     jellyfish backend status jellyfish:
 `,
@@ -796,6 +792,17 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			"packs":              f.s.packStatus(ctx),
 			"redundancy_weakest": fmt.Sprintf("%d of %d shards stored (any %d rebuild)", minHeld, total, k),
 			"lifetime":           f.s.lifetimeStatus(ctx),
+		}
+		if a, err := f.s.allowance(ctx); err == nil {
+			out["allowance"] = a
+		} else {
+			out["allowance_error"] = err.Error()
+		}
+		if nodes, err := f.s.nodesStatus(ctx); err == nil {
+			out["nodes"] = nodes
+			out["class"] = classOf(nodes)
+		} else {
+			out["nodes_error"] = err.Error()
 		}
 		if cn, ok := f.s.net.(*clientNet); ok {
 			out["clock"] = cn.clock.Status()

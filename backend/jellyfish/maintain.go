@@ -711,9 +711,10 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 // lifetimeStatus says, for `backend status`, how long the account lasts if
 // no device and no node comes back: when its records expire (the earliest
 // of the login, account and this device's head record) and until when
-// this device's last maintenance round renewed the leases, and whether a
-// node is linked to it (a linked node re-signs records; one run with
-// --maintain renews leases too).
+// this device's last maintenance round renewed the leases, and how many
+// nodes the account record lists (a node run for the account re-signs
+// records; one run with --maintain renews leases too; status tells which
+// of them are linked both ways).
 func (s *session) lifetimeStatus(ctx context.Context) map[string]any {
 	out := map[string]any{}
 	keys := []string{account.AccountKey(s.acct.ID()), account.HeadKey(s.acct.ID(), account.DeviceID(s.device))}
@@ -751,13 +752,13 @@ func (s *session) lifetimeStatus(ctx context.Context) map[string]any {
 	if pub, err := s.mgr.Lookup(ctx, s.acct.ID()); err == nil {
 		nodes = len(pub.Nodes)
 	}
-	out["linked_nodes"] = nodes
+	out["listed_nodes"] = nodes
 	switch {
 	case !first.IsZero() && !first.After(now):
 		out["warning"] = fmt.Sprintf("the account's records expired on %s: the network may forget the account; this device publishes them again while it runs", first.UTC().Format(time.DateOnly))
 	case nodes == 0 && !first.IsZero():
 		days := int(first.Sub(now).Hours() / 24)
-		out["warning"] = fmt.Sprintf("no node is linked to this account: if no device uses it for %d days its records expire and the network forgets it (its files with it); a device that used it can bring it back while it keeps its slot. Run `jellyfish node --account-config ... --maintain jellyfish:` to keep it alive", days)
+		out["warning"] = fmt.Sprintf("the account record lists no node: if no device uses it for %d days its records expire and the network forgets it (its files with it); a device that used it can bring it back while it keeps its slot. Run `jellyfish node --account-config ... --maintain jellyfish:` to keep it alive", days)
 	}
 	return out
 }

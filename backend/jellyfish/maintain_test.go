@@ -208,11 +208,25 @@ func TestStatusSaysWhenTheAccountExpires(t *testing.T) {
 	lt := status()
 	// Records are signed for 35 days; the earliest of them (the account
 	// record, signed at creation on the same clock) expires then.
-	if lt["records_expire"] != "2027-04-05T12:00:00Z" || lt["linked_nodes"] != 0 || lt["last_maintenance"] != "never on this device" {
+	if lt["records_expire"] != "2027-04-05T12:00:00Z" || lt["listed_nodes"] != 0 || lt["last_maintenance"] != "never on this device" {
 		t.Fatalf("lifetime %v", lt)
 	}
 	if w, _ := lt["warning"].(string); !strings.Contains(w, "35 days") || !strings.Contains(w, "jellyfish node") {
 		t.Fatalf("warning %q", w)
+	}
+	// The allowance is about's; an account listing no node is a starter.
+	out, err := dev.Command(ctx, "status", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := dev.About(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, _ := out.(map[string]any)["allowance"].(Allowance)
+	cs, _ := out.(map[string]any)["class"].(ClassStatus)
+	if al.Used == 0 || al.Used != *u.Used || al.Files != 1 || al.Known != (u.Free != nil) || cs.Class != "starter" {
+		t.Fatalf("backend status: allowance %+v, class %+v; about %+v", al, cs, u)
 	}
 	clock.Advance(24 * time.Hour)
 	if _, err := dev.s.maintain(ctx, maintainOptions{}); err != nil {

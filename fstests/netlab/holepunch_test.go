@@ -2,6 +2,7 @@ package netlab_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,9 +22,12 @@ import (
 // them directly, and test shards go over that direct connection. Behind
 // symmetric NATs (a new port per destination) the punch cannot work:
 // the client reaches the node through the relay only, says so, and no
-// shard goes through the relay. make test runs HOLEPUNCH_RUNS (default
-// 3) clients; make bench-wan runs 20 and prints `wan holepunch: direct=D
-// of 20`.
+// shard goes through the relay. `jellyfish status` from both clients
+// shows the account's node behind the port-restricted NAT as relayed
+// (hole-punched from the first client, through the relay only from the
+// second) and its public node as public and dialled directly. make test
+// runs HOLEPUNCH_RUNS (default 3) clients; make bench-wan runs 20 and
+// prints `wan holepunch: direct=D of 20`.
 func TestHolePunch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a ten-host network")
@@ -47,9 +51,14 @@ func TestHolePunch(t *testing.T) {
 	for _, b := range boot {
 		all = append(all, "--bootstrap", b)
 	}
+	// dora's account exists first: the node behind the port-restricted
+	// router runs for her (--account-config), so her `jellyfish status`
+	// lists it.
+	remote := newRemote(t, ctx, clientHome, "dora", boot, 4, 2)
+	cache := loginCache(t, ctx, clientHome, "dora", boot)
 	// Tier 1 (2 GiB): room for the test shards however the node admits a
 	// throw-away key.
-	punched := nodeHome.StartNode(t, bin, append([]string{"--tier", "1"}, all...)...)
+	punched := nodeHome.StartNode(t, bin, append([]string{"--tier", "1", "--account-config", cache}, all...)...)
 	symNode := symNodeHome.StartNode(t, bin, append([]string{"--tier", "1"}, all...)...)
 	waitRelayed(t, ctx, punched, symNode)
 
@@ -101,7 +110,6 @@ func TestHolePunch(t *testing.T) {
 	// punched node through the relays that hold its reservations, reaches
 	// it by a hole punch and gives it its share; the node behind a
 	// symmetric NAT, which no punch reaches, gets nothing.
-	remote := newRemote(t, ctx, clientHome, "dora", boot, 4, 2)
 	src := t.TempDir()
 	data := make([]byte, 6<<20)
 	for i := range data {
@@ -129,6 +137,40 @@ func TestHolePunch(t *testing.T) {
 		t.Fatalf("check --download:\n%s", out)
 	}
 	t.Logf("the hole-punched node holds %d shards", s.Storage.Shards)
+
+	// `jellyfish status` shows each of dora's nodes as the network sees
+	// it: the one behind the port-restricted router relayed, reached by a
+	// hole punch from a client behind another such router and through the
+	// relay only from one behind a symmetric NAT; a public one public and
+	// dialled directly from both.
+	pubNode := lab.Public("pub6").StartNode(t, bin, "--account-config", cache, "--bootstrap", boot[0])
+	for _, n := range []*netlab.Node{punched, pubNode} {
+		for !strings.Contains(n.Log(), "node listed in the account record") || !strings.Contains(n.Log(), `msg="node record published"`) {
+			if strings.Contains(n.Log(), "could not add this node") || strings.Contains(n.Log(), "node not listed") {
+				t.Fatalf("%s did not list itself in dora's account record:\n%s", n.Host.Name, n.Log())
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s never listed itself in dora's account record:\n%s", n.Host.Name, n.Log())
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	for _, c := range []struct {
+		h       *netlab.Host
+		punched string
+	}{{clientHome, "hole-punched"}, {symClientHome, "relayed"}} {
+		st := accountStatus(t, ctx, c.h, remote)
+		if st.Class.Class != "sharing" || len(st.Nodes) != 2 {
+			t.Fatalf("status from %s: class %+v, nodes %+v", c.h.Name, st.Class, st.Nodes)
+		}
+		for _, n := range st.Nodes {
+			want := map[string][2]string{punched.ID: {"relayed", c.punched}, pubNode.ID: {"public", "direct"}}[n.ID]
+			if !n.Linked || n.Reachability != want[0] || n.Connection != want[1] || !n.Shards {
+				t.Fatalf("status from %s: node %s: %+v, want linked, %s addresses and a %s connection", c.h.Name, n.ID, n, want[0], want[1])
+			}
+		}
+	}
 
 	// Symmetric NATs on both sides: the relay connects them, nothing
 	// more; a transfer is refused rather than sent through the relay.
@@ -193,4 +235,49 @@ func resultLine(t *testing.T, out string) map[string]string {
 		r[k] = v
 	}
 	return r
+}
+
+// loginCache logs user in from h (`jellyfish account login`) and returns
+// the device cache it writes: what `jellyfish node --account-config` reads.
+func loginCache(t *testing.T, ctx context.Context, h *netlab.Host, user string, boot []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{"account", "login", "--insecure-test-kdf", "--config-dir", dir, "--username", user}
+	for _, b := range boot {
+		args = append(args, "--bootstrap", b)
+	}
+	jf(t, ctx, h, []string{"JELLYFISH_PASSWORD=" + password, "HOME=" + t.TempDir()}, args...)
+	return filepath.Join(dir, "accounts", user+".json")
+}
+
+// nodeState is a node of `jellyfish status --json`.
+type nodeState struct {
+	ID           string `json:"id"`
+	Linked       bool   `json:"linked"`
+	Reachability string `json:"reachability"`
+	Connection   string `json:"connection"`
+	Shards       bool   `json:"shard_protocol"`
+}
+
+// accountState is the part of `jellyfish status --json` the tests read.
+type accountState struct {
+	Class struct {
+		Class string `json:"class"`
+	} `json:"class"`
+	Nodes []nodeState `json:"nodes"`
+}
+
+// accountStatus runs `jellyfish status --json` on h for the remote env
+// configures.
+func accountStatus(t *testing.T, ctx context.Context, h *netlab.Host, env []string) accountState {
+	t.Helper()
+	out, _ := jf(t, ctx, h, env, "status", "jellyfish:", "--json", "--local-node", "", "--jellyfish-data-dir", t.TempDir())
+	var rep struct {
+		Status accountState `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --json from %s: %v\n%s", h.Name, err, out)
+	}
+	t.Logf("status from %s: %+v", h.Name, rep.Status)
+	return rep.Status
 }

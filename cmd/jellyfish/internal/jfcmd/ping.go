@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
@@ -74,14 +72,6 @@ The last line sums it up for scripts:
 	return c
 }
 
-// pingPath is how a connection to the node was made.
-type pingPath struct {
-	kind            string // direct, hole-punched or relayed
-	connect, direct time.Duration
-	via             peer.ID // the relay of the first connection, if any
-	remote          ma.Multiaddr
-}
-
 func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) error {
 	boot, err := o.boot.parse()
 	if err != nil {
@@ -107,19 +97,24 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 	if err != nil {
 		return err
 	}
-	path, err := connectNode(ctx, c, info)
+	// 40 s: a hole punch takes a few round trips and retries.
+	path, err := c.Reach(ctx, info, 40*time.Second)
 	if err != nil {
 		return err
 	}
-	switch path.kind {
-	case "direct":
-		fmt.Fprintf(out, "connected directly in %.3f s (%s)\n", path.connect.Seconds(), path.remote)
-	case "hole-punched":
+	switch path.Kind {
+	case client.PathDirect:
+		fmt.Fprintf(out, "connected directly in %.3f s (%s)\n", path.Connect.Seconds(), path.Remote)
+	case client.PathHolePunched:
+		if path.Via == "" {
+			fmt.Fprintf(out, "connected directly in %.3f s, over the connection an earlier hole punch made (%s)\n", path.Connect.Seconds(), path.Remote)
+			break
+		}
 		fmt.Fprintf(out, "connected through relay %s in %.3f s; hole punched, direct after %.3f s (%s)\n",
-			path.via.ShortString(), path.connect.Seconds(), path.direct.Seconds(), path.remote)
+			path.Via.ShortString(), path.Connect.Seconds(), path.Direct.Seconds(), path.Remote)
 	default:
 		fmt.Fprintf(out, "connected through relay %s in %.3f s; no direct connection (the NATs on the way allow no hole punch): shard traffic cannot reach this node\n",
-			path.via.ShortString(), path.connect.Seconds())
+			path.Via.ShortString(), path.Connect.Seconds())
 	}
 	h := c.Node().Host()
 	var rtt time.Duration
@@ -137,7 +132,7 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 	}
 	var put, get time.Duration
 	if o.send > 0 {
-		if path.kind == "relayed" {
+		if path.Kind == client.PathRelayed {
 			return fmt.Errorf("--send: no direct connection to %s", info.ID.ShortString())
 		}
 		if put, get, err = sendTestShards(ctx, c, info.ID, int64(o.send), int64(o.shardSize)); err != nil {
@@ -147,7 +142,7 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 			o.send, put.Seconds(), rate(int64(o.send), put), get.Seconds(), rate(int64(o.send), get))
 	}
 	fmt.Fprintf(out, "result: path=%s connect=%.3f direct=%.3f rtt=%.4f sent=%d put=%.3f get=%.3f\n",
-		path.kind, path.connect.Seconds(), path.direct.Seconds(), rtt.Seconds(), int64(o.send), put.Seconds(), get.Seconds())
+		path.Kind, path.Connect.Seconds(), path.Direct.Seconds(), rtt.Seconds(), int64(o.send), put.Seconds(), get.Seconds())
 	return nil
 }
 
@@ -193,56 +188,6 @@ func resolveNode(ctx context.Context, c *client.Client, target string, out io.Wr
 		fmt.Fprintf(out, "  %s\n", a)
 	}
 	return peer.AddrInfo{ID: id, Addrs: ni.Addrs}, nil
-}
-
-// connectNode connects to the node and, when the first connection is
-// through a relay, waits for the direct one a hole punch makes (the node
-// starts the punch when the relayed connection reaches it).
-func connectNode(ctx context.Context, c *client.Client, info peer.AddrInfo) (pingPath, error) {
-	h := c.Node().Host()
-	h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
-	// The node behind a NAT starts the punch as soon as the relayed
-	// connection reaches it; this host must answer it by then.
-	c.PunchReady(ctx)
-	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := h.Connect(network.WithAllowLimitedConn(cctx, "ping"), peer.AddrInfo{ID: info.ID}); err != nil {
-		return pingPath{}, fmt.Errorf("connect to %s: %w", info.ID.ShortString(), err)
-	}
-	p := pingPath{connect: time.Since(start)}
-	if conn := directConn(h.Network().ConnsToPeer(info.ID)); conn != nil {
-		p.kind, p.remote = "direct", conn.RemoteMultiaddr()
-		return p, nil
-	}
-	for _, conn := range h.Network().ConnsToPeer(info.ID) {
-		if relay, err := conn.RemoteMultiaddr().ValueForProtocol(ma.P_P2P); err == nil {
-			p.via, _ = peer.Decode(relay)
-			break
-		}
-	}
-	// A stream that may not use a limited connection waits for the
-	// direct one (the swarm's wait is bounded by the dial timeout).
-	wctx, cancel2 := context.WithTimeout(ctx, 45*time.Second)
-	defer cancel2()
-	s, err := h.NewStream(network.WithDialPeerTimeout(wctx, 40*time.Second), info.ID, ping.ID)
-	if err != nil {
-		p.kind = "relayed"
-		return p, nil
-	}
-	p.direct = time.Since(start)
-	p.kind, p.remote = "hole-punched", s.Conn().RemoteMultiaddr()
-	s.Reset()
-	return p, nil
-}
-
-func directConn(conns []network.Conn) network.Conn {
-	for _, c := range conns {
-		if !c.Stat().Limited && !node.IsRelayed(c.RemoteMultiaddr()) {
-			return c
-		}
-	}
-	return nil
 }
 
 // sendTestShards puts size bytes of random shards of shardSize on the
