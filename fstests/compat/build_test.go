@@ -114,7 +114,7 @@ func buildCommit(commit, dir string) (bin, skip string, err error) {
 	}
 	top := strings.TrimSpace(string(out))
 	if err := exec.Command("git", "-C", top, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
-		return "", fmt.Sprintf("commit %.12s (the previous version, %s) is not in this clone's history; a shallow clone needs git fetch --unshallow", commit, pinFile), nil
+		return "", fmt.Sprintf("commit %.12s (the previous version, named in fstests/compat/%s) is not in this clone's history; a shallow clone needs git fetch --unshallow", commit, pinFile), nil
 	}
 	src := filepath.Join(dir, "src-"+commit[:12])
 	archive := exec.Command("git", "-C", top, "archive", "--format=tar", commit)
