@@ -58,16 +58,7 @@ func (nw *network) sameShardCounts() {
 	first := -1
 	same := true
 	for _, n := range nw.nodes {
-		files, err := filepath.Glob(filepath.Join(n.dir, "shards", "shards", "*", "*"))
-		if err != nil {
-			nw.t.Fatal(err)
-		}
-		c := 0
-		for _, f := range files {
-			if !strings.Contains(filepath.Base(f), ".") {
-				c++
-			}
-		}
+		c := len(shardFiles(nw.t, n))
 		if first < 0 {
 			first = c
 		}
@@ -110,9 +101,9 @@ func checkAll(t *testing.T, r remote, bin string, want string, who string) {
 //     a folder; the current version logs in to it, syncs over that folder
 //     (a file changed, one deleted, one added) and copies another, on a
 //     device of its own and on the previous version's device; the
-//     previous version then copies one more on its device. Every upload needs all six
-//     shards of each segment stored, one on each provider, so clients of
-//     each version store on providers of both;
+//     previous version then copies one more on its device. Every upload
+//     needs all six shards of each segment stored, one on each provider,
+//     so clients of each version store on providers of both;
 //   - the current version reads everything with only the previous
 //     version's providers up, and the previous version with only the
 //     current version's up;
@@ -120,7 +111,7 @@ func checkAll(t *testing.T, r remote, bin string, want string, who string) {
 //     dirs run by the current binary) and read from alone, then the
 //     current version's downgraded and read from alone, by both clients;
 //   - an account the current version created (login version 2) is refused
-//     by the previous version, before it writes anything; after it tried,
+//     by the previous version at login; after it tried,
 //     the current version still reads that account's files byte for byte;
 //     a node of the previous version linked to that account by the
 //     current version's key file keeps its records.
@@ -133,15 +124,18 @@ func TestMixedVersions(t *testing.T) {
 	nw := &network{t: t}
 	var olds, news []*node
 	for i := range 3 {
-		olds = append(olds, &node{name: "prev-" + string(rune('1'+i)), dir: filepath.Join(root, "node-prev-"+string(rune('1'+i)))})
-		news = append(news, &node{name: "cur-" + string(rune('1'+i)), dir: filepath.Join(root, "node-cur-"+string(rune('1'+i)))})
+		prevName, curName := fmt.Sprintf("prev-%d", i+1), fmt.Sprintf("cur-%d", i+1)
+		olds = append(olds, &node{name: prevName, dir: filepath.Join(root, "node-"+prevName)})
+		news = append(news, &node{name: curName, dir: filepath.Join(root, "node-"+curName)})
 	}
 	nw.nodes = append(append(nw.nodes, olds...), news...)
 	nw.start(prev, olds...)
 	nw.start(cur, news...)
+	// Each node is killed at cleanup if still running; a test that got
+	// this far stops them as an operator would, and they must exit 0.
 	defer func() {
 		for _, n := range nw.nodes {
-			if n.cmd != nil {
+			if n.cmd != nil && !t.Failed() {
 				n.stop(t)
 			}
 		}
@@ -197,9 +191,8 @@ func TestMixedVersions(t *testing.T) {
 	nw.sameShardCounts()
 
 	// The previous version looks for a login record of version 1 only and
-	// finds none: it refuses the account as it refuses a wrong password,
-	// before it writes anything. (Later versions add to the words in the
-	// parentheses.)
+	// finds none: it refuses the account as it refuses a wrong password.
+	// (Later versions add to the words in the parentheses.)
 	const refusal = "wrong username or password (or no such account"
 	r := account(prev, "login", "--username", "bob", "--password-file", pwFile(bobPassword))
 	if r.code != 1 || !strings.Contains(r.out, refusal) {

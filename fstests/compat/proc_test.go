@@ -29,9 +29,11 @@ type node struct {
 	dir  string // data dir, kept across restarts
 	port int    // TCP port, kept across restarts
 	addr string // full multiaddr with /p2p/
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	log  *logLines
+	// flags are given to every start of the node, after the others.
+	flags []string
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	log   *logLines
 	// exited is closed when the process has exited, with its Wait error
 	// in err.
 	exited chan struct{}
@@ -121,7 +123,7 @@ func (n *node) start(t *testing.T, bin string, boot []string, extra ...string) {
 	for _, b := range boot {
 		args = append(args, "--bootstrap", b)
 	}
-	args = append(append(args, nodeFlags(bin)...), extra...)
+	args = append(append(append(args, nodeFlags(bin)...), n.flags...), extra...)
 	n.cmd = exec.Command(bin, args...)
 	n.cmd.Env = append(os.Environ(), "HOME="+n.dir)
 	n.out = &syncBuffer{}
