@@ -114,7 +114,10 @@ func checkAll(t *testing.T, r remote, bin string, want string, who string) {
 //     by the previous version at login; after it tried,
 //     the current version still reads that account's files byte for byte;
 //     a node of the previous version linked to that account by the
-//     current version's key file keeps its records.
+//     current version's key file keeps its records;
+//   - a password the current version changes moves the first account to
+//     login version 2 too: the previous version's login refuses it, its
+//     device keeps working from the keys it cached.
 func TestMixedVersions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two jellyfish binaries and runs six providers")
@@ -252,4 +255,24 @@ func TestMixedVersions(t *testing.T) {
 	nw.stop(olds...)
 	checkAll(t, newDev, cur, want, "current client, downgraded providers")
 	checkAll(t, oldDev, prev, want, "previous client, downgraded providers")
+
+	// A new password given by the current version is of login version 2
+	// and tombstones the version-1 record: the previous version's login
+	// refuses both passwords, its device keeps the keys it cached, and a
+	// new device of the current version opens the account with the new
+	// password.
+	const newPassword = "copper orchard velvet harbour"
+	if r := account(cur, "passwd", "--username", "alice", "--password-file", pwFile(alicePassword),
+		"--new-password-file", pwFile(newPassword)); r.code != 0 {
+		t.Fatalf("current version: account passwd: exit %d\n%s", r.code, r.out)
+	}
+	for _, pw := range []string{newPassword, alicePassword} {
+		r := account(prev, "login", "--username", "alice", "--password-file", pwFile(pw))
+		if r.code != 1 || !strings.Contains(r.out, refusal) {
+			t.Fatalf("previous version: account login after passwd: exit %d, want 1 and %q\n%s", r.code, refusal, r.out)
+		}
+	}
+	checkAll(t, oldDev, prev, want, "previous client's device after the current version changed the password")
+	freshDev := writeRemote(t, "alice", newPassword, filepath.Join(root, "device-cur-2"), boot)
+	checkAll(t, freshDev, cur, want, "a new device of the current version with the new password")
 }
