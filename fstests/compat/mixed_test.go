@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,6 +83,31 @@ func about(t *testing.T, r remote, bin, who string) {
 	t.Logf("%s: about: %s", who, strings.Join(strings.Fields(out), " "))
 }
 
+// maintain runs bin's maintenance round of r's account with all six
+// providers up: every shard must be renewed and every audit answered with
+// a proof that verifies.
+func maintain(t *testing.T, r remote, bin, who string) {
+	t.Helper()
+	res := r.rclone(t, bin, "backend", "maintain", "jellyfish:", "-o", "audits=4")
+	if res.code != 0 {
+		t.Fatalf("%s: backend maintain: exit %d\n%s", who, res.code, res.out)
+	}
+	var round struct {
+		Shards, Holders, Renewed, Missing, Audited int
+		Unreachable                                int `json:"holders_unreachable"`
+		AuditFailed                                int `json:"audit_failed"`
+		Repaired                                   int `json:"segments_repaired"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &round); err != nil {
+		t.Fatalf("%s: backend maintain: %v\n%s", who, err, res.out)
+	}
+	if round.Shards == 0 || round.Renewed != round.Shards || round.Holders != 6 || round.Missing != 0 ||
+		round.Unreachable != 0 || round.Audited == 0 || round.AuditFailed != 0 || round.Repaired != 0 {
+		t.Fatalf("%s: maintenance round %+v, want every shard renewed at six holders and every audit passed\n%s", who, round, res.out)
+	}
+	t.Logf("%s: maintenance round renewed %d shards at %d holders, %d audits passed", who, round.Renewed, round.Holders, round.Audited)
+}
+
 // checkAll requires that bin reads the whole account on r byte for byte
 // (rclone check --download) and finds it equal to want, no file missing
 // and none extra.
@@ -104,6 +130,8 @@ func checkAll(t *testing.T, r remote, bin string, want string, who string) {
 //     previous version then copies one more on its device. Every upload
 //     needs all six shards of each segment stored, one on each provider,
 //     so clients of each version store on providers of both;
+//   - each version's client runs a maintenance round: every shard renewed
+//     and audited at providers of both versions;
 //   - the current version reads everything with only the previous
 //     version's providers up, and the previous version with only the
 //     current version's up;
@@ -192,6 +220,10 @@ func TestMixedVersions(t *testing.T) {
 	treeB().write(t, bobWant)
 	bobNew.mustRclone(t, cur, "copy", bobWant, "jellyfish:")
 	nw.sameShardCounts()
+	// Each client renews every shard of the account and audits each
+	// holder, at providers of both versions.
+	maintain(t, oldDev, prev, "previous client")
+	maintain(t, newDev, cur, "current client")
 
 	// The previous version looks for a login record of version 1 only and
 	// finds none: it refuses the account as it refuses a wrong password.

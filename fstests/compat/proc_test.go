@@ -205,8 +205,9 @@ func (n *node) stop(t *testing.T) {
 
 // result is how a command ended.
 type result struct {
-	out  string // stdout and stderr
-	code int
+	out    string // stdout and stderr
+	stdout string
+	code   int
 }
 
 // run runs bin with args to completion, within two minutes.
@@ -216,8 +217,10 @@ func run(t *testing.T, bin string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// out takes both streams, from two goroutines of exec.
+	out := &syncBuffer{}
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, &stdout), out
 	err := cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("%s %s: no end within 2 minutes\n%s", filepath.Base(bin), strings.Join(args, " "), out.String())
@@ -225,9 +228,9 @@ func run(t *testing.T, bin string, args ...string) result {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return result{out: out.String()}
+		return result{out: out.String(), stdout: stdout.String()}
 	case errors.As(err, &ee):
-		return result{out: out.String(), code: ee.ExitCode()}
+		return result{out: out.String(), stdout: stdout.String(), code: ee.ExitCode()}
 	}
 	t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
 	return result{}
