@@ -56,9 +56,12 @@ func (r *RootKey) UnwrapDataKey(wrapped, ad []byte) ([32]byte, error) {
 }
 
 // Errors a user sees. Wrong password and unknown username are one error:
-// the login record's location comes from both, so they cannot be told apart.
+// the login record's location comes from both, so they cannot be told
+// apart; nor can an account whose login record is of a version this
+// package does not derive (made by a newer Jellyfish), so ErrBadLogin
+// names that too.
 var (
-	ErrBadLogin    = errors.New("account: wrong username or password (or no such account)")
+	ErrBadLogin    = errors.New("account: wrong username or password (or no such account, or one made by a newer version of Jellyfish)")
 	ErrExists      = errors.New("account: an account already exists for this username and password")
 	ErrTampered    = errTampered
 	ErrNotFound    = errors.New("account: record not found")

@@ -250,7 +250,7 @@ func TestTestnetAndAccounts(t *testing.T) {
 
 	wrong := []string{"JELLYFISH_PASSWORD=granite velvet oyster 42"}
 	so, se, code = acct(wrong, "login")
-	if code != 1 || strings.TrimSpace(se) != "Error: wrong username or password (or no such account)" || so != "" {
+	if code != 1 || strings.TrimSpace(se) != "Error: wrong username or password (or no such account, or one made by a newer version of Jellyfish)" || so != "" {
 		t.Fatalf("wrong password: exit %d, stderr %q, stdout %q", code, se, so)
 	}
 	if _, se, code = acct(env, "create"); code != 1 || !strings.Contains(se, "already exists") {

@@ -34,7 +34,7 @@ func init() {
 	userMessages = append(userMessages,
 		// Before ErrBadLogin, which it also matches.
 		userMessage{account.ErrExpiredLogin, strings.TrimPrefix(account.ErrExpiredLogin.Error(), "account: ")},
-		userMessage{account.ErrBadLogin, "wrong username or password (or no such account)"},
+		userMessage{account.ErrBadLogin, "wrong username or password (or no such account, or one made by a newer version of Jellyfish)"},
 		userMessage{account.ErrRotated, "this password opened an account whose keys were rotated (`jellyfish backend rotate`): its files now live in a new account under the new password"},
 		// Before ErrUnreachable, which it also matches.
 		userMessage{client.ErrTooFewAnswers, "too few of the network's nodes answered to tell whether a record is there (that was not taken as \"absent\"): try again"},
