@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
 	ma "github.com/multiformats/go-multiaddr"
@@ -101,6 +102,11 @@ func newQuorumNet(t *testing.T, ctx context.Context) *quorumNet {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { seed.Close() })
+	// The seed puts on and asks chosen nodes directly: it knows their
+	// addresses from the start, not once its table refresh found them.
+	for i := range 6 {
+		seed.Node().Host().Peerstore().AddAddrs(nw.ID(i), nw.Node(i).Addrs(), peerstore.PermanentAddrTTL)
+	}
 	pm, err := pb.NewProtocolMessenger(seed.Node().DHT().MessageSender())
 	if err != nil {
 		t.Fatal(err)
