@@ -172,9 +172,10 @@ func (s *session) thisDevice() account.Device {
 // checkListed reads the account record when the session opens and notes
 // whether this device is listed (publishing its name again if it
 // changed). A device that is not listed is not added here: its first
-// flush adds it (ensureListed), so a session that only reads takes no
-// place in the record, which lists at most account.MaxDevices, and spends
-// no update on it. It returns the record, for loading the namespace.
+// change adds it (ensureRegistered), so a session that only reads takes
+// no place in the record, which lists at most account.MaxDevices, and
+// spends no update on it. It returns the record, for loading the
+// namespace.
 func (s *session) checkListed(ctx context.Context) (*account.Public, error) {
 	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
 	if err != nil {
