@@ -103,6 +103,11 @@ type session struct {
 
 	timerMu    sync.Mutex
 	flushTimer *time.Timer
+	// timerFlushes counts the scheduled flushes not yet ended (waiting
+	// or running); closing waits for them before it leaves the network.
+	// closing: no flush is scheduled any more. Both under timerMu.
+	timerFlushes sync.WaitGroup
+	closing      bool
 
 	locMu sync.Mutex
 	locs  []ns.Location // shard holders waiting for the next flush
@@ -522,10 +527,12 @@ func (s *session) careForRecords(ctx context.Context) error {
 func (s *session) scheduleFlush(delay time.Duration) {
 	s.timerMu.Lock()
 	defer s.timerMu.Unlock()
-	if s.flushTimer != nil {
+	if s.flushTimer != nil || s.closing {
 		return
 	}
+	s.timerFlushes.Add(1)
 	s.flushTimer = time.AfterFunc(delay, func() {
+		defer s.timerFlushes.Done()
 		s.timerMu.Lock()
 		s.flushTimer = nil
 		s.timerMu.Unlock()
@@ -655,12 +662,18 @@ func (s *session) closeNow(ctx context.Context) error {
 	if serr := s.saveCleanupState(); serr != nil {
 		fs.Debugf(nil, "jellyfish: save cleanup state: %v", serr)
 	}
+	// A scheduled flush still running (it took the changes the flush
+	// above waited for) ends before the journal and the network close:
+	// its last check of the account record must not find the network
+	// gone.
 	s.timerMu.Lock()
-	if s.flushTimer != nil {
-		s.flushTimer.Stop()
-		s.flushTimer = nil
+	s.closing = true
+	if s.flushTimer != nil && s.flushTimer.Stop() {
+		s.timerFlushes.Done()
 	}
+	s.flushTimer = nil
 	s.timerMu.Unlock()
+	s.timerFlushes.Wait()
 	if s.journal != nil {
 		if jerr := s.journal.Close(); jerr != nil {
 			err = errors.Join(err, fmt.Errorf("jellyfish: journal: %w", jerr))

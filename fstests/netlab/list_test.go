@@ -2,6 +2,7 @@ package netlab_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +16,10 @@ import (
 // TestBenchWANList is the cold listing of `make bench-wan` on its own,
 // quicker to repeat: twelve public providers, a home host whose link
 // has an 80 ms round trip and 0.5 % loss each way, an account with a
-// tree of 300 small files, then LIST_RUNS cold `lsf` runs of a folder
-// three deep, each a fresh process and data folder, with each opening
-// step in round trips. It runs only with JELLYFISH_BENCH_WAN set.
+// tree of LIST_FILES (300) files of 4 KiB (timed as wan small is), then
+// LIST_RUNS cold `lsf` runs of a folder three deep, each a fresh process
+// and data folder, with each opening step in round trips. It runs only
+// with JELLYFISH_BENCH_WAN set.
 func TestBenchWANList(t *testing.T) {
 	if os.Getenv("JELLYFISH_BENCH_WAN") == "" {
 		t.Skip("a benchmark: make bench-wan")
@@ -33,19 +35,27 @@ func TestBenchWANList(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	_, boot := startProviders(t, ctx, provs, "--tier", "2")
+	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
 	remote := newRemote(t, ctx, far, "lister", boot, 6, 2)
+	files := envInt(t, "LIST_FILES", 300)
 	src := t.TempDir()
-	for i := range 300 {
-		d := filepath.Join(src, fmt.Sprintf("d%02d", i/30))
+	for i := range files {
+		d := filepath.Join(src, fmt.Sprintf("d%02d", i/100))
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", i)), []byte(strings.Repeat("x", 4096)), 0o644); err != nil {
+		b := make([]byte, 4096)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d", i)), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	jf(t, ctx, far, remote, "copy", src, "jellyfish:small", "--jellyfish-data-dir", t.TempDir())
+	// The tree goes up as wan small's does: its time against 40 round
+	// trips plus twice the stored bytes over the uplink.
+	sm := storeFile(t, far, remote, nodes, src, "jellyfish:small", 10*time.Minute)
+	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
+	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
+		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), files, float64(sm.stored)/(1<<20))
 	jf(t, ctx, far, remote, "mkdir", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
 	for range runs {
 		start := time.Now()
