@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
@@ -41,18 +44,40 @@ func PutRecordConfirmed(ctx context.Context, d *dht.IpfsDHT, v *record.Validator
 // ConfirmRecord returns how many of the remote peers closest to key serve
 // value or a better record for key; see PutRecordConfirmed.
 func ConfirmRecord(ctx context.Context, d *dht.IpfsDHT, v *record.Validator, key string, value []byte) (int, error) {
-	// One walk finds the closest peers and what each serves (walkRecord);
-	// waiting for every one of them, as the put did.
-	got, _, err := walkRecord(ctx, d, key, d.BucketSize())
+	peers, err := d.GetClosestPeers(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("node: confirm %q: find closest peers: %w", key, err)
+	}
+	pm, err := pb.NewProtocolMessenger(d.MessageSender())
 	if err != nil {
 		return 0, fmt.Errorf("node: confirm %q: %w", key, err)
 	}
-	confirmed := 0
-	for _, a := range got {
-		if a.final && a.value != nil && holdsAtLeast(v, key, a.value, value) {
-			confirmed++
+	self := d.Host().ID()
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		confirmed int
+	)
+	for _, p := range peers {
+		if p == self {
+			continue
 		}
+		wg.Add(1)
+		go func(p peer.ID) {
+			defer wg.Done()
+			rec, _, err := pm.GetValue(ctx, p, key)
+			if err != nil || rec == nil || !bytes.Equal(rec.GetKey(), []byte(key)) {
+				return
+			}
+			if !holdsAtLeast(v, key, rec.GetValue(), value) {
+				return
+			}
+			mu.Lock()
+			confirmed++
+			mu.Unlock()
+		}(p)
 	}
+	wg.Wait()
 	return confirmed, ctx.Err()
 }
 
