@@ -2,10 +2,8 @@ package netlab_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,24 +36,7 @@ func TestBenchWANList(t *testing.T) {
 	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
 	remote := newRemote(t, ctx, far, "lister", boot, 6, 2)
 	files := envInt(t, "LIST_FILES", 300)
-	src := t.TempDir()
-	for i := range files {
-		d := filepath.Join(src, fmt.Sprintf("d%02d", i/100))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 4096)
-		rand.Read(b)
-		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d", i)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The tree goes up as wan small's does: its time against 40 round
-	// trips plus twice the stored bytes over the uplink.
-	sm := storeFile(t, far, remote, nodes, src, "jellyfish:small", 10*time.Minute)
-	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
-	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
-		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), files, float64(sm.stored)/(1<<20))
+	wanSmall(t, far, remote, nodes, smallTree(t, files), files, 10*time.Minute)
 	jf(t, ctx, far, remote, "mkdir", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
 	for range runs {
 		start := time.Now()

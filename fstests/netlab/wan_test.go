@@ -179,22 +179,7 @@ func TestBenchWAN(t *testing.T) {
 
 	// 2,000 files of 4 KiB over the same link: the round trips must be
 	// shared by many files, not paid per file.
-	small := t.TempDir()
-	for i := range wanSmallFiles {
-		d := filepath.Join(small, fmt.Sprintf("d%02d", i/100))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 4096)
-		rand.Read(b)
-		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d", i)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sm := storeFile(t, far, remote, nodes, small, "jellyfish:small", 30*time.Minute)
-	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
-	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
-		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), wanSmallFiles, float64(sm.stored)/(1<<20))
+	wanSmall(t, far, remote, nodes, smallTree(t, wanSmallFiles), wanSmallFiles, 30*time.Minute)
 
 	// A cold listing of a folder three deep: a fresh process and data
 	// folder, from start to exit.
@@ -208,6 +193,36 @@ func TestBenchWAN(t *testing.T) {
 	// the process starting and the listing itself.
 	fmt.Printf("wan list: seconds=%.2f rtts=%.0f (bound 1 s + 30 round trips = %.1f s; in round trips: %s)\n",
 		listed.Seconds(), listed.Seconds()/wanRTT.Seconds(), (time.Second + 30*wanRTT).Seconds(), listPhases(lsfLog, listed))
+}
+
+// smallTree writes n random files of 4 KiB, a hundred per folder, and
+// returns the tree's root.
+func smallTree(t *testing.T, n int) string {
+	t.Helper()
+	root := t.TempDir()
+	for i := range n {
+		d := filepath.Join(root, fmt.Sprintf("d%02d", i/100))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4096)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// wanSmall copies the n files of src to jellyfish:small from h and prints
+// the wan small line: the copy's time against 40 round trips plus twice
+// the stored bytes over the uplink.
+func wanSmall(t *testing.T, h *netlab.Host, remote []string, nodes []*netlab.Node, src string, n int, timeout time.Duration) {
+	t.Helper()
+	sm := storeFile(t, h, remote, nodes, src, "jellyfish:small", timeout)
+	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
+	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
+		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), n, float64(sm.stored)/(1<<20))
 }
 
 // phaseRE finds the session's debug lines that time its opening steps.
