@@ -97,6 +97,100 @@ func TestFlushRetryKeepsChanges(t *testing.T) {
 	}
 }
 
+// TestHeadLandedButReportedFailed: the network stores this device's head
+// but the answers are lost, so the flush reports a failure. The next flush
+// must take that head for its own (not for another copy of the slot's),
+// go on storing, and keep the batches the head names: cleanup right after
+// must not delete them, or every other device loses those changes.
+func TestHeadLandedButReportedFailed(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	ctx := context.Background()
+	mustPut(t, dev, "a.txt", []byte("before"))
+	mustFlush(t, dev)
+	lost := errors.New("answers lost")
+	headKey := account.HeadKey(dev.s.acct.ID(), account.DeviceID(dev.s.device))
+	a.net.LoseRecordAnswers(func(key string) error {
+		if key == headKey {
+			return lost
+		}
+		return nil
+	})
+	mustPut(t, dev, "b.txt", []byte("landed unseen"))
+	if err := dev.s.flush(ctx); !errors.Is(err, lost) {
+		t.Fatalf("flush with the head's answers lost: %v", err)
+	}
+	a.net.LoseRecordAnswers(nil)
+	mustPut(t, dev, "c.txt", []byte("after"))
+	mustFlush(t, dev)
+	if err := dev.s.cleanUp(ctx, 0); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	mustPut(t, dev, "d.txt", []byte("later"))
+	mustFlush(t, dev)
+	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	for name, want := range map[string]string{"a.txt": "before", "b.txt": "landed unseen", "c.txt": "after", "d.txt": "later"} {
+		if got := string(mustRead(t, other, name)); got != want {
+			t.Fatalf("other device reads %s as %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestUnsureCheckpointThenPoll: the flush whose head's answers are lost
+// wrote a checkpoint, and a poll applies another device's change before
+// the head is published again. Nothing is lost from this device's view,
+// from the network, or to cleanup.
+func TestUnsureCheckpointThenPoll(t *testing.T) {
+	a := newMemAccount(t, 4)
+	devA := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	devB := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	ctx := context.Background()
+	mustPut(t, devA, "a.txt", []byte("a"))
+	converge(t, devA, devB)
+	lost := errors.New("answers lost")
+	headKey := account.HeadKey(devA.s.acct.ID(), account.DeviceID(devA.s.device))
+	a.net.LoseRecordAnswers(func(key string) error {
+		if key == headKey {
+			return lost
+		}
+		return nil
+	})
+	mustPut(t, devA, "b.txt", []byte("b"))
+	if err := devA.s.checkpointNow(ctx); !errors.Is(err, lost) {
+		t.Fatalf("checkpoint with the head's answers lost: %v", err)
+	}
+	if n := devA.s.log.pendingCount(); n != 1 {
+		t.Fatalf("%d changes counted as not stored, want 1", n)
+	}
+	mustPut(t, devB, "x.txt", []byte("x"))
+	mustFlush(t, devB)
+	mustPoll(t, devA)
+	a.net.LoseRecordAnswers(nil)
+	mustPut(t, devA, "c.txt", []byte("c"))
+	mustFlush(t, devA)
+	if n := devA.s.log.pendingCount(); n != 0 {
+		t.Fatalf("%d changes pending after the head was published", n)
+	}
+	if err := devA.s.cleanUp(ctx, 0); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	want := map[string]string{"a.txt": "a", "b.txt": "b", "c.txt": "c", "x.txt": "x"}
+	if got := contents(t, devA); !sameContents(got, want) {
+		t.Fatalf("device A shows %v, want %v", got, want)
+	}
+	// A checkpoint after it, then a device loading from the network.
+	if err := devA.s.checkpointNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := devA.s.cleanUp(ctx, 0); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
+	if got := contents(t, other); !sameContents(got, want) {
+		t.Fatalf("a new device shows %v, want %v", got, want)
+	}
+}
+
 // TestUnencodableEntryDoesNotBlock commits an entry the batch format
 // cannot hold (Put refuses such paths; this goes around it, as a bug
 // would): the commit is refused whole before anything is applied, and the
@@ -123,4 +217,16 @@ func TestUnencodableEntryDoesNotBlock(t *testing.T) {
 	if _, err := dev.Put(ctx, strings.NewReader("x"), info); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("put of an over-long name: %v", err)
 	}
+}
+
+func sameContents(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }

@@ -155,6 +155,9 @@ type nsLog struct {
 	// forked: another copy of this slot published this device's head;
 	// nothing more is flushed (see checkNotForked).
 	forked bool
+	// doubt is the last flush if its head's put failed: the head may
+	// have reached the network all the same (see unsureFlush).
+	doubt *unsureFlush
 	// schedule starts a flush after a delay (unless one is due sooner).
 	schedule func(time.Duration)
 	// beforePublish, if set, is called before a flush stores anything it
@@ -1027,20 +1030,30 @@ func (l *nsLog) applyPending(p ns.Pack) {
 	l.pend.ApplyPack(p)
 }
 
-// pendingCount returns the number of changes waiting for a flush.
+// pendingCount returns the number of changes waiting for a flush (those
+// of a flush whose head may not have been stored included).
 func (l *nsLog) pendingCount() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return len(l.pending)
+	n := len(l.pending)
+	if l.doubt != nil {
+		n += len(l.doubt.entries)
+	}
+	return n
 }
 
 // pendingPaths returns the paths of the changes waiting for a flush.
 func (l *nsLog) pendingPaths() []string {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	out := make([]string, len(l.pending))
-	for i, e := range l.pending {
-		out[i] = e.Path
+	var out []string
+	if l.doubt != nil {
+		for _, e := range l.doubt.entries {
+			out = append(out, e.Path)
+		}
+	}
+	for _, e := range l.pending {
+		out = append(out, e.Path)
 	}
 	return out
 }
@@ -1100,6 +1113,12 @@ func (l *nsLog) flushCheckpoint(ctx context.Context, hooks flushHooks) error {
 // flushLocked is flush; with force it publishes a batch even if nothing is
 // pending. The caller holds flushMu.
 func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) error {
+	if err := l.settleDoubt(ctx); err != nil {
+		if !errors.Is(err, errForked) {
+			l.schedule(flushRetry)
+		}
+		return err
+	}
 	l.mu.Lock()
 	pending := l.pending
 	l.pending = nil
@@ -1152,7 +1171,7 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 			return restore(err)
 		}
 	}
-	if err := l.checkNotForked(ctx, &own); err != nil {
+	if err := l.checkNotForked(ctx, &own, nil); err != nil {
 		return restore(err)
 	}
 	var (
@@ -1224,17 +1243,82 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	next.cp = cp
 	next.prevs = trimPrevs(next.prevs, cp)
 	head := &ns.Head{Version: ns.HeadVersion, Device: l.device, BatchSeq: next.seq, HLC: next.hlc, Tip: next.tip}
+	f := &unsureFlush{head: head, own: own, next: next, batches: batches, entries: ok,
+		newCP: newCP, baseWas: l.baseWas, segment: segment, rotated: rotated}
 	if err := l.heads.Publish(ctx, head); err != nil {
-		l.onGarbage(stored)
-		l.dropCheckpoint(cpRes)
-		return restore(fmt.Errorf("publish head: %w", err))
+		// The batches are stored, and the head may be too: the put can
+		// reach the network and its answers not reach this process.
+		// Nothing of this flush is given up (a device that read the head
+		// reads these batches); the next flush publishes the same head
+		// again before anything else.
+		l.mu.Lock()
+		// The checkpoint written stays this process's own too: the
+		// head names it, and the next checkpoint lets it go.
+		l.doubt = f
+		l.schedule(flushRetry)
+		l.mu.Unlock()
+		return fmt.Errorf("publish head: %w", err)
+	}
+	l.published(ctx, f, newBase, cpRes)
+	return nil
+}
+
+// unsureFlush is a flush whose batches were stored and whose head's put
+// failed. The put may have stored the head anyway (a timeout after the
+// nodes took it, answers lost), and then other devices read these batches
+// and name them as read: a later flush must neither write other batches of
+// the same numbers nor hand these to cleanup. So the next flush first
+// publishes this head again (settleDoubt), and only then takes what was
+// committed since.
+type unsureFlush struct {
+	head      *ns.Head
+	own, next ownLog // this device's log before and after it
+	batches   []*ns.Batch
+	entries   []ns.Entry // the changes the batches hold
+	newCP     *ns.CheckpointRef
+	baseWas   []byte // the root newCP was built on
+	segment   uint64 // the journal segments up to this one hold entries
+	rotated   bool
+}
+
+// settleDoubt publishes again the head of a flush that may not have been
+// stored (l.doubt), then takes that flush as done. The caller holds
+// flushMu.
+func (l *nsLog) settleDoubt(ctx context.Context) error {
+	l.mu.RLock()
+	f := l.doubt
+	l.mu.RUnlock()
+	if f == nil {
+		return nil
+	}
+	if err := l.checkNotForked(ctx, &f.own, f.head); err != nil {
+		return err
+	}
+	if err := l.heads.Publish(ctx, f.head); err != nil {
+		return fmt.Errorf("publish head: %w", err)
 	}
 	l.mu.Lock()
-	if newCP != nil {
-		l.base, l.baseCP, l.logL = newBase, newCP, ns.NewTree()
+	l.doubt = nil
+	l.mu.Unlock()
+	// The base is not swapped for the checkpoint the head names: polls
+	// since have applied other devices' batches onto the layers over
+	// the base this process has, which still hold everything; the
+	// checkpoint named is this device's own.cp all the same.
+	l.published(ctx, f, nil, btree.Result{})
+	fs.Debugf(nil, "jellyfish: the head of batch %d, whose put had failed, is published", f.head.BatchSeq)
+	return nil
+}
+
+// published takes a flush whose head was stored into the namespace: its
+// batches join the log layer, and with newBase (the checkpoint written by
+// this flush, nil to keep the base) the base is swapped for the checkpoint.
+func (l *nsLog) published(ctx context.Context, f *unsureFlush, newBase *btree.Tree, cpRes btree.Result) {
+	l.mu.Lock()
+	if newBase != nil {
+		l.base, l.baseCP, l.logL = newBase, f.newCP, ns.NewTree()
 		l.upgrade = false
 	}
-	for _, b := range batches {
+	for _, b := range f.batches {
 		for _, p := range b.Packs {
 			l.logL.ApplyPack(p)
 		}
@@ -1250,25 +1334,26 @@ func (l *nsLog) flushLocked(ctx context.Context, hooks flushHooks, force bool) e
 	for _, e := range l.pending {
 		l.pend.Apply(e)
 	}
-	l.own = next
-	l.applied[l.device] = ns.Cover{Seq: next.seq, HLC: next.hlc}
+	l.own = f.next
+	l.applied[l.device] = ns.Cover{Seq: f.next.seq, HLC: f.next.hlc}
 	l.mu.Unlock()
-	if newCP != nil {
-		l.onGarbage(cpRes.Replaced)
-		if own.cp != nil && (l.baseWas == nil || !bytes.Equal(l.baseWas, own.cp.Root)) {
+	if f.newCP != nil {
+		if newBase != nil {
+			l.onGarbage(cpRes.Replaced)
+		}
+		if old := f.own.cp; old != nil && (f.baseWas == nil || !bytes.Equal(f.baseWas, old.Root)) {
 			// The new checkpoint was built on another device's (after a
 			// rebase), not on this device's last one: that one's nodes
 			// are no longer this device's to keep.
-			l.dropOldCheckpoint(ctx, own.cp.Root, newCP.Root)
+			l.dropOldCheckpoint(ctx, old.Root, f.newCP.Root)
 		}
 	}
-	if rotated {
-		if err := l.journal.DropThrough(segment); err != nil {
+	if f.rotated {
+		if err := l.journal.DropThrough(f.segment); err != nil {
 			fs.Debugf(nil, "jellyfish: journal: %v", err)
 		}
 	}
-	fs.Debugf(nil, "jellyfish: flushed %d changes as batches %d-%d of device %s", len(pending), own.seq+1, next.seq, l.device)
-	return nil
+	fs.Debugf(nil, "jellyfish: flushed %d changes as batches %d-%d of device %s", len(f.entries), f.own.seq+1, f.next.seq, l.device)
 }
 
 // errForked: another writer published this device's head.
@@ -1281,7 +1366,10 @@ var errForked = errors.New("jellyfish: another copy of this device slot (a resto
 // every device. Once forked, a process stores nothing more; its changes
 // stay in the journal, and the next process of the slot takes a new
 // device (slotDevice) and stores them as that device's.
-func (l *nsLog) checkNotForked(ctx context.Context, own *ownLog) error {
+//
+// mine, if not nil, is a head this process is publishing again (see
+// unsureFlush): finding it is no fork.
+func (l *nsLog) checkNotForked(ctx context.Context, own *ownLog, mine *ns.Head) error {
 	l.mu.RLock()
 	forked := l.forked
 	l.mu.RUnlock()
@@ -1292,7 +1380,8 @@ func (l *nsLog) checkNotForked(ctx context.Context, own *ownLog) error {
 	if err != nil {
 		return fmt.Errorf("read this device's head: %w", err)
 	}
-	if cur == nil || cur.BatchSeq < own.seq || cur.BatchSeq == own.seq && bytes.Equal(cur.Tip, own.tip) {
+	if cur == nil || cur.BatchSeq < own.seq || cur.BatchSeq == own.seq && bytes.Equal(cur.Tip, own.tip) ||
+		mine != nil && sameHead(cur, mine) {
 		return nil
 	}
 	l.mu.Lock()

@@ -48,6 +48,7 @@ type Network struct {
 	down     map[peer.ID]bool
 	records  map[string][]byte
 	recErr   error
+	lostAck  func(key string) error
 	getErr   map[string]error
 	putBytes int64
 	puts     int
@@ -160,6 +161,15 @@ func (n *Network) FailRecords(err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.recErr = err
+}
+
+// LoseRecordAnswers makes every record put whose key fail says a non-nil
+// error store the record and then return that error, as a put whose
+// answers were lost in the network does (nil fail: answer truly).
+func (n *Network) LoseRecordAnswers(fail func(key string) error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lostAck = fail
 }
 
 // Stats returns the shard puts the nodes accepted, their bytes, and the
@@ -283,6 +293,9 @@ func (r records) Put(ctx context.Context, key string, value []byte) error {
 		return r.n.recErr
 	}
 	r.n.records[key] = bytes.Clone(value)
+	if r.n.lostAck != nil {
+		return r.n.lostAck(key)
+	}
 	return nil
 }
 
