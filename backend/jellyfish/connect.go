@@ -198,6 +198,7 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	// or have their records: retry an empty answer a few times.
 	var infos []client.ProviderInfo
 	var err error
+	start := time.Now()
 	for wait := 100 * time.Millisecond; ; wait *= 2 {
 		infos, err = n.c.Providers(ctx)
 		if err == nil && len(infos) > 0 || wait > 3*time.Second {
@@ -219,7 +220,7 @@ func (n *clientNet) Providers(ctx context.Context) ([]peer.ID, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: no provider node found among %d peers", ErrTooFewNodes, n.Peers())
 	}
-	fs.Debugf(nil, "jellyfish: %d provider nodes", len(ids))
+	fs.Debugf(nil, "jellyfish: %d provider nodes (listed in %v)", len(ids), time.Since(start).Round(time.Millisecond))
 	n.providers, n.infos, n.fetched = ids, infos, n.now()
 	return ids, nil
 }

@@ -177,10 +177,14 @@ func (s *session) thisDevice() account.Device {
 // spends no update on it. It returns the record, for loading the
 // namespace.
 func (s *session) checkListed(ctx context.Context) (*account.Public, error) {
-	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
+	pub, raw, err := s.mgr.LookupRecord(ctx, s.acct.ID())
 	if err != nil {
 		return nil, fmt.Errorf("jellyfish: account record: %w", err)
 	}
+	s.listMu.Lock()
+	s.opened, s.openedAt = raw, s.now()
+	s.listMu.Unlock()
+	s.roomAtOpen = len(pub.Devices) < account.MaxDevices
 	if d, ok := pub.Device(account.DeviceID(s.device)); ok {
 		s.noteListed(false)
 		s.renamed(ctx, d)
@@ -202,9 +206,27 @@ func (s *session) renamed(ctx context.Context, listed account.Device) {
 // there is room, and reports whether it is listed. A full record is left
 // to reviewDevices.
 func (s *session) register(ctx context.Context) (bool, error) {
-	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
-	if err != nil {
-		return false, fmt.Errorf("jellyfish: account record: %w", err)
+	// The first join of a session starts from the record read when it
+	// opened, if that was a moment ago: no device can have listed this
+	// one since (its slot is this process's), and Update reads the record
+	// again before it publishes.
+	s.listMu.Lock()
+	known := s.opened
+	if s.now().Sub(s.openedAt) >= openedFresh {
+		known = nil
+	}
+	s.opened = nil
+	s.listMu.Unlock()
+	var pub *account.Public
+	var err error
+	if known != nil {
+		_, pub, err = account.OpenRecord(s.acct.ID(), known)
+	}
+	if pub == nil {
+		if pub, err = s.mgr.Lookup(ctx, s.acct.ID()); err != nil {
+			return false, fmt.Errorf("jellyfish: account record: %w", err)
+		}
+		known = nil
 	}
 	if d, ok := pub.Device(account.DeviceID(s.device)); ok {
 		s.noteListed(false)
@@ -218,7 +240,7 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	// loaded (refreshRecords): until then another device making room may
 	// take it for one never used, and it adds itself again when it checks
 	// (ensureListed), before it publishes anything.
-	pub, err = s.mgr.Update(ctx, s.acct, account.AddDevice(s.thisDevice()))
+	pub, err = s.mgr.UpdateFrom(ctx, s.acct, account.AddDevice(s.thisDevice()), known)
 	if errors.Is(err, account.ErrDevicesFull) {
 		return false, nil
 	}
@@ -232,6 +254,10 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	}
 	return pub.Has(account.DeviceID(s.device)), nil
 }
+
+// openedFresh is how long after opening the record read then still
+// starts a join.
+const openedFresh = time.Minute
 
 // noteListed records that this device was just seen in the account record
 // (registered: it has just added itself).
@@ -252,13 +278,77 @@ func (s *session) ensureRegistered(ctx context.Context) error {
 	if s.wasListed() {
 		return nil
 	}
+	s.prefetchProviders()
 	// Concurrent first changes (rclone's transfers) join once.
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
 	if s.wasListed() {
 		return nil
 	}
-	return s.join(ctx)
+	start := time.Now()
+	err := s.join(ctx)
+	fs.Debugf(nil, "jellyfish: joining the account record took %v", time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// joinForChange is what a change needs of the account record before it
+// is taken. A change is read by other devices only once published, and a
+// flush first makes sure the device is listed (ensureListed, which waits
+// for a join under way); so when the record had room at opening, the
+// first change starts the join in the background and is taken at once,
+// and the join overlaps the changes and the upload of their packs. When
+// it was full, the change waits for the join, which makes room or
+// refuses it (ErrAccountFull) before anything is taken. A record that
+// filled up in between refuses at the flush, and the changes taken stay
+// in the journal.
+func (s *session) joinForChange(ctx context.Context) error {
+	if s.wasListed() {
+		return nil
+	}
+	if !s.roomAtOpen {
+		return s.ensureRegistered(ctx)
+	}
+	s.startJoin()
+	return nil
+}
+
+// earlyTimeout bounds a join or a providers' listing started in the
+// background (closing waits for them).
+const earlyTimeout = 2 * time.Minute
+
+// startJoin joins the account record in the background unless a join runs.
+func (s *session) startJoin() {
+	s.prefetchProviders()
+	if !s.joining.CompareAndSwap(false, true) {
+		return
+	}
+	s.early.Add(1)
+	go func() {
+		defer s.early.Done()
+		defer s.joining.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), earlyTimeout)
+		defer cancel()
+		if err := s.ensureRegistered(ctx); err != nil {
+			fs.Debugf(nil, "jellyfish: joining the account record: %v (tried again before the changes are stored)", err)
+		}
+	}()
+}
+
+// prefetchProviders lists the providers in the background, once: the
+// session caches the list, and the first store waits for that listing
+// instead of starting its own.
+func (s *session) prefetchProviders() {
+	s.prefetch.Do(func() {
+		s.early.Add(1)
+		go func() {
+			defer s.early.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), earlyTimeout)
+			defer cancel()
+			if _, err := s.net.Providers(ctx); err != nil {
+				fs.Debugf(nil, "jellyfish: listing the providers: %v", err)
+			}
+		}()
+	})
 }
 
 // join lists this device in the account record, making room in a full

@@ -301,6 +301,11 @@ func TestConcurrentRegistration(t *testing.T) {
 	if err := <-firstB; err != nil {
 		t.Fatal(err)
 	}
+	// B's first change started its join in the background; this waits
+	// for it.
+	if err := devB.s.ensureRegistered(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	a.net.SetRecordHook(nil)
 	acct := devA.s.acct
 	if l := a.listed(t, acct); contains(l, idA) || !contains(l, idB) {

@@ -988,11 +988,6 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 	} else if e != nil && e.Dir {
 		return fs.ErrorIsDir
 	}
-	// A device joins the account record before its first upload: a full
-	// record refuses it before any byte is sent.
-	if err := o.fs.s.ensureRegistered(ctx); err != nil {
-		return mapErr(err)
-	}
 	h := hashers.Get().(*blake3.Hasher)
 	h.Reset()
 	defer hashers.Put(h)
@@ -1036,6 +1031,12 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		h.Write(data)
 		packed = []journal.Data{{Pack: m.pack, Off: m.off, Bytes: data}}
 	default:
+		// A device joins the account record before its first upload: a
+		// full record refuses it before any byte is sent. (A file kept
+		// inline or in a pack is taken at once: see joinForChange.)
+		if err := o.fs.s.ensureRegistered(ctx); err != nil {
+			return mapErr(err)
+		}
 		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(data), in), h))
 		if err != nil {
 			return mapErr(err)

@@ -120,6 +120,10 @@ type session struct {
 	listMu       sync.Mutex
 	listedAt     time.Time
 	registeredAt time.Time
+	// opened is the account record as the session read it when it opened
+	// (raw), and when: the device's join starts from it (see register).
+	opened   []byte
+	openedAt time.Time
 	// registering is set while a full account record is being made room
 	// in for this device (see listedToPublish).
 	registering atomic.Bool
@@ -130,6 +134,18 @@ type session struct {
 	// joined wakes the keep-alive round when this device adds itself to
 	// the account record.
 	joined chan struct{}
+	// prefetch starts listing the providers with the first change: the
+	// first pack or file stored needs them, and the listing (a walk of
+	// the key space and a record per node) overlaps the first changes.
+	prefetch sync.Once
+	// joining is set while a join runs in the background (startJoin);
+	// early counts that join and the providers' prefetch, which closing
+	// waits for.
+	joining atomic.Bool
+	early   sync.WaitGroup
+	// roomAtOpen: the account record read at opening had room for one
+	// more device.
+	roomAtOpen bool
 	// published: this session published a batch (see close).
 	published atomic.Bool
 	// flushes counts flushes, to trim the log cache now and then.
@@ -547,6 +563,14 @@ func (s *session) scheduleFlush(delay time.Duration) {
 // flush stores pending changes (and the packs their files are in).
 func (s *session) flush(ctx context.Context) error {
 	if !s.confirmed.Load() && s.log.pendingCount() > 0 {
+		// Storing the packs needs no place in the account record: it
+		// overlaps a join still running (startJoin), which the check
+		// below waits for.
+		if s.joining.Load() {
+			if err := s.storePacks(ctx, true); err != nil {
+				return err
+			}
+		}
 		// A device registering at the same moment as another may have lost
 		// its place in the account record after it checked; before its
 		// batches are published it checks again, so they are not published
@@ -620,9 +644,7 @@ func (s *session) recordLocations(locs []ns.Location) {
 
 // commit applies and journals new changes (see nsLog.commit).
 func (s *session) commit(ctx context.Context, entries []ns.Entry, data []journal.Data) error {
-	// A device joins the account record with its first change, before it
-	// takes it: a full record is refused now, not after the upload.
-	if err := s.ensureRegistered(ctx); err != nil {
+	if err := s.joinForChange(ctx); err != nil {
 		return err
 	}
 	return s.log.commit(ctx, entries, data, commitNew)
@@ -646,6 +668,7 @@ func (s *session) closeNow(ctx context.Context) error {
 	sessionsMu.Unlock()
 	s.bgCancel()
 	s.bg.Wait()
+	s.early.Wait()
 	s.log.mu.Lock()
 	s.log.closed = true
 	s.log.mu.Unlock()

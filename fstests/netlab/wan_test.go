@@ -223,6 +223,11 @@ func wanSmall(t *testing.T, h *netlab.Host, remote []string, nodes []*netlab.Nod
 	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
 	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
 		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), n, float64(sm.stored)/(1<<20))
+	if p := os.Getenv("SMALL_LOG"); p != "" {
+		if err := os.WriteFile(p, []byte(sm.log), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // phaseRE finds the session's debug lines that time its opening steps.
@@ -240,6 +245,7 @@ type stored struct {
 	// short are the segments stored with fewer than k + m shards (their
 	// stragglers cancelled), missing the shards they lack.
 	short, missing int
+	log            string // the command's -vv log
 }
 
 // rate is the upload's goodput in bit/s: shard bytes stored over wall time.
@@ -254,7 +260,7 @@ func storeFile(t *testing.T, h *netlab.Host, remote []string, nodes []*netlab.No
 	before := usedBytes(t, ctx, nodes)
 	start := time.Now()
 	_, stderr := jf(t, ctx, h, remote, "copy", src, dest, "--jellyfish-data-dir", t.TempDir(), "-vv", "--stats", "0")
-	s := stored{took: time.Since(start), perNode: map[*netlab.Node]int64{}}
+	s := stored{took: time.Since(start), perNode: map[*netlab.Node]int64{}, log: stderr}
 	var info []string
 	for _, l := range strings.Split(stderr, "\n") {
 		var seg, n int

@@ -484,20 +484,28 @@ func (m *Manager) PublishAccount(ctx context.Context, a *Account, pub *Public) e
 
 // Lookup returns the public record of an account.
 func (m *Manager) Lookup(ctx context.Context, id peer.ID) (*Public, error) {
-	key := AccountKey(id)
-	raw, err := m.recs.Get(ctx, key)
+	p, _, err := m.LookupRecord(ctx, id)
+	return p, err
+}
+
+// OpenRecord checks and decodes raw, the account record of id as
+// LookupRecord returned it.
+func OpenRecord(id peer.ID, raw []byte) (*record.Record, *Public, error) {
+	return openAccount(AccountKey(id), raw)
+}
+
+// LookupRecord is Lookup that also returns the record as read, for
+// UpdateFrom.
+func (m *Manager) LookupRecord(ctx context.Context, id peer.ID) (*Public, []byte, error) {
+	raw, err := m.recs.Get(ctx, AccountKey(id))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rec, err := verifyOwned(key, raw)
+	_, p, err := openAccount(AccountKey(id), raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var p Public
-	if err := p.unmarshal(rec.Body); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return p, raw, nil
 }
 
 func verifyOwned(key string, raw []byte) (*record.Record, error) { return VerifyOwned(key, raw) }

@@ -73,6 +73,16 @@ const updateAttempts = 8
 // replace this one: a device that must stay listed checks again later
 // (the backend does after each flush).
 func (m *Manager) Update(ctx context.Context, a *Account, edit Edit) (*Public, error) {
+	return m.UpdateFrom(ctx, a, edit, nil)
+}
+
+// UpdateFrom is Update whose first attempt edits known, the account
+// record as its caller read it a moment ago (raw, as LookupRecord returns
+// it), instead of reading it first; nil known, or one that does not
+// verify, is read as Update does. The record is still read again just
+// before publishing and read back after, so an older known costs an
+// attempt, never an update.
+func (m *Manager) UpdateFrom(ctx context.Context, a *Account, edit Edit, known []byte) (*Public, error) {
 	key := AccountKey(a.ID())
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -82,9 +92,18 @@ func (m *Manager) Update(ctx context.Context, a *Account, edit Edit) (*Public, e
 				return nil, ctx.Err()
 			}
 		}
-		rec, pub, err := m.readAccount(ctx, key)
-		if err != nil {
-			return nil, err
+		var (
+			rec *record.Record
+			pub *Public
+			err error
+		)
+		if attempt == 0 && known != nil {
+			rec, pub, err = openAccount(key, known)
+		}
+		if rec == nil {
+			if rec, pub, err = m.readAccount(ctx, key); err != nil {
+				return nil, err
+			}
 		}
 		changed, err := edit(pub)
 		if err != nil || !changed {
@@ -131,6 +150,11 @@ func (m *Manager) readAccount(ctx context.Context, key string) (*record.Record, 
 	if err != nil {
 		return nil, nil, err
 	}
+	return openAccount(key, raw)
+}
+
+// openAccount checks and decodes raw, the account record at key.
+func openAccount(key string, raw []byte) (*record.Record, *Public, error) {
 	rec, err := verifyOwned(key, raw)
 	if err != nil {
 		return nil, nil, err

@@ -198,10 +198,13 @@ const providerParallel = 16
 // ctx ended or the table is empty.
 func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	// The table and the walk from its full buckets find most providers
-	// only once the refresh joining started has filled the table.
-	wctx, cancel := context.WithTimeout(ctx, refreshWait)
-	_ = c.n.Refreshed(wctx)
-	cancel()
+	// only once the refresh joining started has filled the table; a
+	// network smaller than a bucket is known whole without it.
+	if !c.smallNetwork(ctx) {
+		wctx, cancel := context.WithTimeout(ctx, refreshWait)
+		_ = c.n.Refreshed(wctx)
+		cancel()
+	}
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("client: providers: %w: empty routing table", account.ErrUnreachable)
@@ -255,6 +258,20 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	c.verifyOwners(ctx, out)
 	slices.SortFunc(out, func(a, b ProviderInfo) int { return strings.Compare(string(a.ID), string(b.ID)) })
 	return out, nil
+}
+
+// smallNetwork reports whether the network has fewer peers than a bucket
+// holds: a lookup of this node's own ID that ends with fewer than that
+// many peers found every peer any of them knows. A table already holding
+// a bucket's worth says no at once.
+func (c *Client) smallNetwork(ctx context.Context) bool {
+	if c.n.DHT().RoutingTable().Size() >= bucketSize {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, refreshWait)
+	defer cancel()
+	peers, err := c.n.DHT().GetClosestPeers(lctx, string(c.n.ID()))
+	return err == nil && len(peers) < bucketSize
 }
 
 // refreshWait bounds how long Providers waits for the routing table

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/markproto"
@@ -468,12 +469,20 @@ func (n *Node) ClockOffset(ctx context.Context, local func() time.Time) (time.Du
 }
 
 // NodeInfo reads the node record of id and decodes its body: what the
-// node says of itself (owner, tier, addresses), signed by its own key.
+// node says of itself (owner, tier, addresses), signed by its own key. It
+// is one walk to the peers closest to the record's key (ReadRecord), done
+// once nodeInfoQuorum of them answered and the grace after: a listing of
+// the providers reads one per provider at once.
 func (n *Node) NodeInfo(ctx context.Context, id peer.ID) (record.NodeInfo, *record.Record, error) {
 	var info record.NodeInfo
-	rec, _, err := n.GetRecord(ctx, record.NodeKey(id))
-	if err != nil {
-		return info, nil, err
+	key := record.NodeKey(id)
+	rd, err := n.ReadRecord(ctx, key, nodeInfoQuorum)
+	rec := rd.Record
+	if rec == nil {
+		if err == nil {
+			err = routing.ErrNotFound
+		}
+		return info, nil, fmt.Errorf("node: get %q: %w", key, err)
 	}
 	if err := info.Unmarshal(rec.Body); err != nil {
 		return info, nil, fmt.Errorf("node: node record of %s: %w", id.ShortString(), err)
@@ -487,6 +496,11 @@ func IsRelayed(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
 }
+
+// nodeInfoQuorum is how many of the closest peers' answers a node
+// record's read waits for (then the grace): the node re-signs its record
+// rarely and alone, so a few answers hold its newest.
+const nodeInfoQuorum = 3
 
 // NodeRecordLifetime is how long a node record published by
 // PublishNodeRecord stays valid without being re-signed.
