@@ -63,3 +63,40 @@ func listPhases(log string, total time.Duration) string {
 	}
 	return strings.Join(append(phases, fmt.Sprintf("rest=%.1f", (total-in).Seconds()/wanRTT.Seconds())), " ")
 }
+
+// TestBenchWANRTT is the `wan rtt` line of `make bench-wan` on its own,
+// quicker to repeat: twelve public providers, the far home host (80 ms
+// round trip, 0.5 % loss each way, 20 Mbit/s up), iperf3 over that path,
+// then RTT_SIZE (64 MiB) uploaded from it. It runs only with
+// JELLYFISH_BENCH_WAN set.
+func TestBenchWANRTT(t *testing.T) {
+	if os.Getenv("JELLYFISH_BENCH_WAN") == "" {
+		t.Skip("a benchmark: make bench-wan")
+	}
+	size := envSize(t, "RTT_SIZE", 64<<20)
+	lab := netlab.New(t)
+	var provs []*netlab.Host
+	for i := range 12 {
+		provs = append(provs, lab.Public(fmt.Sprintf("p%d", i+1)))
+	}
+	far := lab.Home("far", netlab.PortRestricted)
+	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+	farUp, _ := iperfPath(t, far, provs[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
+	remote := newRemote(t, ctx, far, "rtt", boot, 6, 2)
+	src := randomFile(t, size)
+	r := storeFile(t, far, remote, nodes, src, "jellyfish:far", transferTime(float64(size)*8/6, wanHomeUp/4))
+	limit := min(wanHomeUp, farUp)
+	fmt.Printf("wan rtt: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%% (%d segments stored short)\n",
+		mbit(r.rate()), mbit(limit), r.rate()/limit, wanRTT, wanLoss, r.short)
+	for _, l := range r.problems {
+		t.Logf("rtt upload log: %s", l)
+	}
+	if p := os.Getenv("RTT_LOG"); p != "" {
+		if err := os.WriteFile(p, []byte(r.log), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
