@@ -224,6 +224,51 @@ func TestFullAccountRecord(t *testing.T) {
 	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
 }
 
+// TestRecordFilledBeforeTheJoin: the account record had room when a
+// device opened, so its first small file is taken while it joins in the
+// background; another device took the last place meanwhile, and every
+// listed device is busy. The flush says the account is full, closing says
+// the change is kept in the journal, and once a device can be retired the
+// next process of that data dir stores it.
+func TestRecordFilledBeforeTheJoin(t *testing.T) {
+	a := newMemAccount(t, 4)
+	clock := &fakeClock{now: time.Date(2027, 5, 3, 8, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	want := map[string][]byte{}
+	for i := range account.MaxDevices - 1 {
+		clock.Advance(time.Second)
+		a.use(t, t.TempDir(), func(f *Fs) {
+			name := fmt.Sprintf("busy/%02d.txt", i)
+			mustPut(t, f, name, []byte("busy"))
+			want[name] = []byte("busy")
+		})
+	}
+	lateDir := t.TempDir()
+	late, err := a.tryOpen(t, lateDir, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.use(t, t.TempDir(), func(f *Fs) { mustPut(t, f, "busy/last.txt", []byte("busy")) })
+	want["busy/last.txt"] = []byte("busy")
+	mustPut(t, late, "late.txt", []byte("late"))
+	ctx := context.Background()
+	if err := late.s.flush(ctx); !errors.Is(err, ErrAccountFull) {
+		t.Fatalf("flush of a change taken while the record filled up: %v", err)
+	}
+	if err := late.s.close(ctx); err == nil || !strings.Contains(err.Error(), "journal") || !strings.Contains(err.Error(), "late.txt") {
+		t.Fatalf("closing with the change not stored: %v", err)
+	}
+	if contains(a.listed(t, late.s.acct), late.s.device) {
+		t.Fatal("a device refused a place in the account record is listed")
+	}
+	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
+	// An hour on, the device unused longest can be retired.
+	clock.Advance(time.Hour)
+	a.use(t, lateDir, nil)
+	want["late.txt"] = []byte("late")
+	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
+}
+
 // readDevice returns the device ID of the first slot of user in dataDir.
 func readDevice(t testing.TB, dataDir string, user account.Username) ns.DeviceID {
 	t.Helper()
