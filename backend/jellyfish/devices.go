@@ -291,16 +291,15 @@ func (s *session) ensureRegistered(ctx context.Context) error {
 	return err
 }
 
-// joinForChange is what a change needs of the account record before it
-// is taken. A change is read by other devices only once published, and a
-// flush first makes sure the device is listed (ensureListed, which waits
-// for a join under way); so when the record had room at opening, the
-// first change starts the join in the background and is taken at once,
-// and the join overlaps the changes and the upload of their packs. When
-// it was full, the change waits for the join, which makes room or
-// refuses it (ErrAccountFull) before anything is taken. A record that
-// filled up in between refuses at the flush, and the changes taken stay
-// in the journal.
+// joinForChange is what a change (or the upload before it) needs of the
+// account record before it is taken. A change is read by other devices
+// only once published, and a flush first makes sure the device is listed
+// (ensureListed, which waits for a join under way); so when the record
+// had room at opening, the first change starts the join in the background
+// and goes on, and the join overlaps the upload and the changes. When it
+// was full, the change waits for the join, which makes room or refuses it
+// (ErrAccountFull) before anything is sent. A record that filled up in
+// between refuses at the flush, and the changes taken stay in the journal.
 func (s *session) joinForChange(ctx context.Context) error {
 	if s.wasListed() {
 		return nil

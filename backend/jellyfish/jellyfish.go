@@ -1031,10 +1031,10 @@ func (o *Object) Update(ctx context.Context, in io.Reader, src fs.ObjectInfo, op
 		h.Write(data)
 		packed = []journal.Data{{Pack: m.pack, Off: m.off, Bytes: data}}
 	default:
-		// A device joins the account record before its first upload: a
-		// full record refuses it before any byte is sent. (A file kept
-		// inline or in a pack is taken at once: see joinForChange.)
-		if err := o.fs.s.ensureRegistered(ctx); err != nil {
+		// A device joins the account record with its first upload: a
+		// record full at opening refuses it before any byte is sent; one
+		// with room is joined while the upload runs (joinForChange).
+		if err := o.fs.s.joinForChange(ctx); err != nil {
 			return mapErr(err)
 		}
 		ref, err := o.fs.s.store.Put(ctx, o.fs.s.enc, io.TeeReader(io.MultiReader(bytes.NewReader(data), in), h))
