@@ -304,6 +304,12 @@ func (s *session) joinForChange(ctx context.Context) error {
 	if s.wasListed() {
 		return nil
 	}
+	s.log.mu.RLock()
+	closed := s.log.closed
+	s.log.mu.RUnlock()
+	if closed {
+		return errClosed // nothing starts once closing waited for the joins
+	}
 	if !s.roomAtOpen {
 		return s.ensureRegistered(ctx)
 	}
@@ -321,16 +327,15 @@ func (s *session) startJoin() {
 	if !s.joining.CompareAndSwap(false, true) {
 		return
 	}
-	s.early.Add(1)
-	go func() {
-		defer s.early.Done()
+	started := s.goEarly(func(ctx context.Context) {
 		defer s.joining.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), earlyTimeout)
-		defer cancel()
 		if err := s.ensureRegistered(ctx); err != nil {
 			fs.Debugf(nil, "jellyfish: joining the account record: %v (tried again before the changes are stored)", err)
 		}
-	}()
+	})
+	if !started {
+		s.joining.Store(false)
+	}
 }
 
 // prefetchProviders lists the providers in the background, once: the
@@ -338,16 +343,30 @@ func (s *session) startJoin() {
 // instead of starting its own.
 func (s *session) prefetchProviders() {
 	s.prefetch.Do(func() {
-		s.early.Add(1)
-		go func() {
-			defer s.early.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), earlyTimeout)
-			defer cancel()
+		s.goEarly(func(ctx context.Context) {
 			if _, err := s.net.Providers(ctx); err != nil {
 				fs.Debugf(nil, "jellyfish: listing the providers: %v", err)
 			}
-		}()
+		})
 	})
+}
+
+// goEarly runs fn in the background, within earlyTimeout, unless closing
+// has begun (then it reports false); closing waits for it.
+func (s *session) goEarly(fn func(ctx context.Context)) bool {
+	s.earlyMu.Lock()
+	defer s.earlyMu.Unlock()
+	if s.earlyShut {
+		return false
+	}
+	s.early.Add(1)
+	go func() {
+		defer s.early.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), earlyTimeout)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
 }
 
 // join lists this device in the account record, making room in a full

@@ -141,8 +141,10 @@ type session struct {
 	// joining is set while a join runs in the background (startJoin);
 	// early counts that join and the providers' prefetch, which closing
 	// waits for.
-	joining atomic.Bool
-	early   sync.WaitGroup
+	joining   atomic.Bool
+	early     sync.WaitGroup
+	earlyMu   sync.Mutex
+	earlyShut bool // closing waited for early: nothing more starts
 	// roomAtOpen: the account record read at opening had room for one
 	// more device.
 	roomAtOpen bool
@@ -668,6 +670,9 @@ func (s *session) closeNow(ctx context.Context) error {
 	sessionsMu.Unlock()
 	s.bgCancel()
 	s.bg.Wait()
+	s.earlyMu.Lock()
+	s.earlyShut = true
+	s.earlyMu.Unlock()
 	s.early.Wait()
 	s.log.mu.Lock()
 	s.log.closed = true
