@@ -343,6 +343,17 @@ func waitReachability(t *testing.T, ctx context.Context, each func(func(*netlab.
 // error; it fails the test on a non-zero exit.
 func jf(t *testing.T, ctx context.Context, h *netlab.Host, env []string, args ...string) (stdout, stderr string) {
 	t.Helper()
+	stdout, stderr, err := jfExit(t, ctx, h, env, args...)
+	if err != nil {
+		t.Fatalf("%s: jellyfish %s: %v\n%s%s", h.Name, strings.Join(args, " "), err, stdout, stderr)
+	}
+	return stdout, stderr
+}
+
+// jfExit is jf that returns a non-zero exit as an error (it still fails
+// the test on a command that outlives ctx).
+func jfExit(t *testing.T, ctx context.Context, h *netlab.Host, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	cmd := h.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
@@ -353,16 +364,13 @@ func jf(t *testing.T, ctx context.Context, h *netlab.Host, env []string, args ..
 	}
 	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: jellyfish %s: %v\n%s%s", h.Name, strings.Join(args, " "), err, o.String(), e.String())
-		}
+	case err = <-done:
 	case <-ctx.Done():
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("%s: jellyfish %s: still running\n%s%s", h.Name, strings.Join(args, " "), o.String(), e.String())
 	}
-	return o.String(), e.String()
+	return o.String(), e.String(), err
 }
 
 func lastLine(s string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -66,9 +67,9 @@ func listPhases(log string, total time.Duration) string {
 
 // TestBenchWANRTT is the `wan rtt` line of `make bench-wan` on its own,
 // quicker to repeat: twelve public providers, the far home host (80 ms
-// round trip, 0.5 % loss each way, 20 Mbit/s up), iperf3 over that path,
-// then RTT_SIZE (64 MiB) uploaded from it. It runs only with
-// JELLYFISH_BENCH_WAN set.
+// round trip, 0.5 % loss each way, 20 Mbit/s up, 100 down), iperf3 over
+// that path, then RTT_SIZE (64 MiB) uploaded from it and downloaded back to
+// it by a new device. It runs only with JELLYFISH_BENCH_WAN set.
 func TestBenchWANRTT(t *testing.T) {
 	if os.Getenv("JELLYFISH_BENCH_WAN") == "" {
 		t.Skip("a benchmark: make bench-wan")
@@ -81,7 +82,7 @@ func TestBenchWANRTT(t *testing.T) {
 	}
 	far := lab.Home("far", netlab.PortRestricted)
 	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
-	farUp, _ := iperfPath(t, far, provs[0])
+	farUp, farDown := iperfPath(t, far, provs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
@@ -98,5 +99,25 @@ func TestBenchWANRTT(t *testing.T) {
 		if err := os.WriteFile(p, []byte(r.log), 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// The download back to the same host, by a device with nothing
+	// cached: the limit is its downlink and what one TCP flow carries
+	// over the path (the providers' own links are not shaped).
+	dctx, dcancel := context.WithTimeout(context.Background(), transferTime(float64(size), wanHomeDown/4))
+	defer dcancel()
+	dst := t.TempDir()
+	start := time.Now()
+	_, stderr := jf(t, dctx, far, remote, "copy", "jellyfish:far", dst, "--jellyfish-data-dir", t.TempDir(), "-v", "--stats", "0")
+	took := time.Since(start)
+	if a, b := fileHash(t, filepath.Join(src, "big.bin")), fileHash(t, filepath.Join(dst, "big.bin")); a != b {
+		t.Fatal("the file downloaded differs from the one uploaded")
+	}
+	got := float64(size) * 8 / took.Seconds()
+	dlimit := min(float64(wanHomeDown), farDown)
+	fmt.Printf("wan rtt download: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%% (limit min(downlink, one TCP flow from a provider))\n",
+		mbit(got), mbit(dlimit), got/dlimit, wanRTT, wanLoss)
+	for _, l := range logProblems(stderr) {
+		t.Logf("rtt download log: %s", l)
 	}
 }
