@@ -200,11 +200,11 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 	// The table and the walk from its full buckets find most providers
 	// only once the refresh joining started has filled the table; a
 	// network smaller than a bucket is known whole without it.
-	if !c.smallNetwork(ctx) {
-		wctx, cancel := context.WithTimeout(ctx, refreshWait)
+	wctx, cancel := context.WithTimeout(ctx, refreshWait)
+	if !c.smallNetwork(wctx) {
 		_ = c.n.Refreshed(wctx)
-		cancel()
 	}
+	cancel()
 	ids := c.n.DHT().RoutingTable().ListPeers()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("client: providers: %w: empty routing table", account.ErrUnreachable)
@@ -263,14 +263,13 @@ func (c *Client) Providers(ctx context.Context) ([]ProviderInfo, error) {
 // smallNetwork reports whether the network has fewer peers than a bucket
 // holds: a lookup of this node's own ID that ends with fewer than that
 // many peers found every peer any of them knows. A table already holding
-// a bucket's worth says no at once.
+// a bucket's worth says no at once; so does a lookup cut short by ctx
+// (which also bounds the refresh wait after it).
 func (c *Client) smallNetwork(ctx context.Context) bool {
 	if c.n.DHT().RoutingTable().Size() >= bucketSize {
 		return false
 	}
-	lctx, cancel := context.WithTimeout(ctx, refreshWait)
-	defer cancel()
-	peers, err := c.n.DHT().GetClosestPeers(lctx, string(c.n.ID()))
+	peers, err := c.n.DHT().GetClosestPeers(ctx, string(c.n.ID()))
 	return err == nil && len(peers) < bucketSize
 }
 

@@ -134,3 +134,31 @@ func TestNetworkTagIsProtocolPrefix(t *testing.T) {
 		t.Fatalf("account.NetworkTag %q, node.ProtocolPrefix %q", account.NetworkTag, node.ProtocolPrefix)
 	}
 }
+
+// TestSmallNetworkSkipsTheRefreshWait: Providers waits for the routing
+// table's refresh unless a lookup of the client's own ID finds fewer peers
+// than a bucket holds. A client that knows one node of eight finds it
+// small; one that knows one node of thirty does not, however few peers its
+// table holds when it asks.
+func TestSmallNetworkSkipsTheRefreshWait(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		nodes int
+		small bool
+	}{{8, true}, {30, false}} {
+		nw, err := localnet.Start(ctx, t.TempDir(), tc.nodes, localnet.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.SmallNetwork(ctx); got != tc.small {
+			t.Errorf("%d nodes: small network %v, want %v", tc.nodes, got, tc.small)
+		}
+		c.Close()
+		nw.Close()
+	}
+}
