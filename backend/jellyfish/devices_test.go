@@ -269,6 +269,38 @@ func TestRecordFilledBeforeTheJoin(t *testing.T) {
 	a.use(t, t.TempDir(), func(f *Fs) { checkFiles(t, f, want) })
 }
 
+// TestJoinWhileRecordsFail: a new device's first change starts its join
+// in the background while the network's records fail. The change is taken,
+// the flush fails saying why, closing says the change is kept in the
+// journal, and the next process of that data dir, with the records back,
+// joins and stores it.
+func TestJoinWhileRecordsFail(t *testing.T) {
+	a := newMemAccount(t, 4)
+	dir := t.TempDir()
+	f, err := a.tryOpen(t, dir, testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := errors.New("records unreachable")
+	a.net.FailRecords(down)
+	mustPut(t, f, "first.txt", []byte("first"))
+	ctx := context.Background()
+	if err := f.s.flush(ctx); !errors.Is(err, down) {
+		t.Fatalf("flush with the records down: %v", err)
+	}
+	if err := f.s.close(ctx); err == nil || !strings.Contains(err.Error(), "journal") || !strings.Contains(err.Error(), "first.txt") {
+		t.Fatalf("closing with the change not stored: %v", err)
+	}
+	a.net.FailRecords(nil)
+	if contains(a.listed(t, f.s.acct), f.s.device) {
+		t.Fatal("a device whose join failed is listed")
+	}
+	a.use(t, dir, nil)
+	a.use(t, t.TempDir(), func(g *Fs) {
+		checkFiles(t, g, map[string][]byte{"first.txt": []byte("first")})
+	})
+}
+
 // readDevice returns the device ID of the first slot of user in dataDir.
 func readDevice(t testing.TB, dataDir string, user account.Username) ns.DeviceID {
 	t.Helper()
