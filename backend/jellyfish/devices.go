@@ -218,11 +218,11 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	s.opened = nil
 	s.listMu.Unlock()
 	var pub *account.Public
-	var err error
 	if known != nil {
-		_, pub, err = account.OpenRecord(s.acct.ID(), known)
+		_, pub, _ = account.OpenRecord(s.acct.ID(), known)
 	}
 	if pub == nil {
+		var err error
 		if pub, err = s.mgr.Lookup(ctx, s.acct.ID()); err != nil {
 			return false, fmt.Errorf("jellyfish: account record: %w", err)
 		}
@@ -240,7 +240,7 @@ func (s *session) register(ctx context.Context) (bool, error) {
 	// loaded (refreshRecords): until then another device making room may
 	// take it for one never used, and it adds itself again when it checks
 	// (ensureListed), before it publishes anything.
-	pub, err = s.mgr.UpdateFrom(ctx, s.acct, account.AddDevice(s.thisDevice()), known)
+	pub, err := s.mgr.UpdateFrom(ctx, s.acct, account.AddDevice(s.thisDevice()), known)
 	if errors.Is(err, account.ErrDevicesFull) {
 		return false, nil
 	}

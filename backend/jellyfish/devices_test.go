@@ -301,6 +301,39 @@ func TestJoinWhileRecordsFail(t *testing.T) {
 	})
 }
 
+// TestJoinFromTheOpeningRead: a device joins starting from the account
+// record it read when it opened (openedFresh). Another device joined
+// since, so that read is stale: the update reads the record again before
+// its put and keeps the other device. Past openedFresh the opening read is
+// not used at all; both ways end with both devices listed.
+func TestJoinFromTheOpeningRead(t *testing.T) {
+	for _, wait := range []time.Duration{openedFresh - time.Second, openedFresh + time.Second} {
+		a := newMemAccount(t, 4)
+		clock := &fakeClock{now: time.Date(2027, 5, 3, 8, 0, 0, 0, time.UTC)}
+		a.now = clock.Now
+		late, err := a.tryOpen(t, t.TempDir(), testOptions(t, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var other ns.DeviceID
+		a.use(t, t.TempDir(), func(f *Fs) {
+			other = f.s.device
+			mustPut(t, f, "other.txt", []byte("other"))
+		})
+		clock.Advance(wait)
+		mustPut(t, late, "late.txt", []byte("late"))
+		if err := late.s.close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if l := a.listed(t, late.s.acct); !contains(l, other) || !contains(l, late.s.device) {
+			t.Fatalf("joined %v after opening: listed %v, want both %s and %s", wait, l, other, late.s.device)
+		}
+		a.use(t, t.TempDir(), func(f *Fs) {
+			checkFiles(t, f, map[string][]byte{"other.txt": []byte("other"), "late.txt": []byte("late")})
+		})
+	}
+}
+
 // readDevice returns the device ID of the first slot of user in dataDir.
 func readDevice(t testing.TB, dataDir string, user account.Username) ns.DeviceID {
 	t.Helper()

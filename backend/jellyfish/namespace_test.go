@@ -175,7 +175,7 @@ func TestUnsureCheckpointThenPoll(t *testing.T) {
 		t.Fatalf("cleanup: %v", err)
 	}
 	want := map[string]string{"a.txt": "a", "b.txt": "b", "c.txt": "c", "x.txt": "x"}
-	if got := contents(t, devA); !sameContents(got, want) {
+	if got := contents(t, devA); !equalContents(got, want) {
 		t.Fatalf("device A shows %v, want %v", got, want)
 	}
 	// A checkpoint after it, then a device loading from the network.
@@ -186,7 +186,7 @@ func TestUnsureCheckpointThenPoll(t *testing.T) {
 		t.Fatalf("cleanup: %v", err)
 	}
 	other := a.openDevice(t, t.TempDir(), testOptions(t, nil))
-	if got := contents(t, other); !sameContents(got, want) {
+	if got := contents(t, other); !equalContents(got, want) {
 		t.Fatalf("a new device shows %v, want %v", got, want)
 	}
 }
@@ -217,16 +217,4 @@ func TestUnencodableEntryDoesNotBlock(t *testing.T) {
 	if _, err := dev.Put(ctx, strings.NewReader("x"), info); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Fatalf("put of an over-long name: %v", err)
 	}
-}
-
-func sameContents(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

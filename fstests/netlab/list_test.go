@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,13 +23,7 @@ func TestBenchWANList(t *testing.T) {
 		t.Skip("a benchmark: make bench-wan")
 	}
 	runs := envInt(t, "LIST_RUNS", 3)
-	lab := netlab.New(t)
-	var provs []*netlab.Host
-	for i := range 12 {
-		provs = append(provs, lab.Public(fmt.Sprintf("p%d", i+1)))
-	}
-	far := lab.Home("far", netlab.PortRestricted)
-	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+	provs, far := farLab(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -75,13 +68,7 @@ func TestBenchWANRTT(t *testing.T) {
 		t.Skip("a benchmark: make bench-wan")
 	}
 	size := envSize(t, "RTT_SIZE", 64<<20)
-	lab := netlab.New(t)
-	var provs []*netlab.Host
-	for i := range 12 {
-		provs = append(provs, lab.Public(fmt.Sprintf("p%d", i+1)))
-	}
-	far := lab.Home("far", netlab.PortRestricted)
-	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+	provs, far := farLab(t)
 	farUp, farDown := iperfPath(t, far, provs[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -95,29 +82,30 @@ func TestBenchWANRTT(t *testing.T) {
 	for _, l := range r.problems {
 		t.Logf("rtt upload log: %s", l)
 	}
-	if p := os.Getenv("RTT_LOG"); p != "" {
-		if err := os.WriteFile(p, []byte(r.log), 0o644); err != nil {
-			t.Error(err)
-		}
-	}
+	keepLog(t, "RTT_LOG", r.log)
 
 	// The download back to the same host, by a device with nothing
 	// cached: the limit is its downlink and what one TCP flow carries
 	// over the path (the providers' own links are not shaped).
-	dctx, dcancel := context.WithTimeout(context.Background(), transferTime(float64(size), wanHomeDown/4))
-	defer dcancel()
-	dst := t.TempDir()
-	start := time.Now()
-	_, stderr := jf(t, dctx, far, remote, "copy", "jellyfish:far", dst, "--jellyfish-data-dir", t.TempDir(), "-v", "--stats", "0")
-	took := time.Since(start)
-	if a, b := fileHash(t, filepath.Join(src, "big.bin")), fileHash(t, filepath.Join(dst, "big.bin")); a != b {
-		t.Fatal("the file downloaded differs from the one uploaded")
-	}
+	took, problems := fetchFile(t, far, remote, src, "jellyfish:far", size)
 	got := float64(size) * 8 / took.Seconds()
 	dlimit := min(float64(wanHomeDown), farDown)
 	fmt.Printf("wan rtt download: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f rtt=%v loss=%g%% (limit min(downlink, one TCP flow from a provider))\n",
 		mbit(got), mbit(dlimit), got/dlimit, wanRTT, wanLoss)
-	for _, l := range logProblems(stderr) {
+	for _, l := range problems {
 		t.Logf("rtt download log: %s", l)
 	}
+}
+
+// farLab makes the lab of TestBenchWANList and TestBenchWANRTT: twelve
+// public providers and the far home host, shaped like `make bench-wan`'s.
+func farLab(t *testing.T) (provs []*netlab.Host, far *netlab.Host) {
+	t.Helper()
+	lab := netlab.New(t)
+	for i := range 12 {
+		provs = append(provs, lab.Public(fmt.Sprintf("p%d", i+1)))
+	}
+	far = lab.Home("far", netlab.PortRestricted)
+	far.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanRTT, Loss: wanLoss})
+	return provs, far
 }

@@ -131,21 +131,13 @@ func TestBenchWAN(t *testing.T) {
 	}
 
 	// Download, by a device that has nothing cached.
-	ctx, cancel = context.WithTimeout(context.Background(), transferTime(float64(size), wanHomeDown/4))
-	dst := t.TempDir()
-	start := time.Now()
-	_, stderr := jf(t, ctx, home, remote, "copy", "jellyfish:wan", dst, "--jellyfish-data-dir", t.TempDir(), "-v", "--stats", "0")
-	took := time.Since(start)
-	cancel()
-	if a, b := fileHash(t, filepath.Join(src, "big.bin")), fileHash(t, filepath.Join(dst, "big.bin")); a != b {
-		t.Fatalf("the file downloaded differs from the one uploaded")
-	}
+	took, problems := fetchFile(t, home, remote, src, "jellyfish:wan", size)
 	got := float64(size) * 8 / took.Seconds()
 	limit = min(wanHomeDown, pathDown, float64(holdersUp))
 	fmt.Printf("wan download: goodput=%.1f Mbit/s limit=%.1f Mbit/s ratio=%.2f\n", mbit(got), mbit(limit), got/limit)
 	t.Logf("download: %d bytes in %v, identical; holders' uplinks add up to %d Mbit/s; log problems: %d",
-		size, took.Round(100*time.Millisecond), holdersUp/1_000_000, len(logProblems(stderr)))
-	for _, l := range logProblems(stderr) {
+		size, took.Round(100*time.Millisecond), holdersUp/1_000_000, len(problems))
+	for _, l := range problems {
 		t.Logf("download log: %s", l)
 	}
 
@@ -185,7 +177,7 @@ func TestBenchWAN(t *testing.T) {
 	// folder, from start to exit.
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
 	jf(t, ctx, far, remote, "mkdir", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir())
-	start = time.Now()
+	start := time.Now()
 	_, lsfLog := jf(t, ctx, far, remote, "lsf", "jellyfish:small/a/b/c", "--jellyfish-data-dir", t.TempDir(), "-vv")
 	listed := time.Since(start)
 	cancel()
@@ -223,11 +215,36 @@ func wanSmall(t *testing.T, h *netlab.Host, remote []string, nodes []*netlab.Nod
 	bound := 40*wanRTT + time.Duration(2*float64(sm.stored)*8/wanHomeUp*float64(time.Second))
 	fmt.Printf("wan small: seconds=%.1f bound=%.1f ratio=%.2f (files=%d stored=%.1f MiB)\n",
 		sm.took.Seconds(), bound.Seconds(), sm.took.Seconds()/bound.Seconds(), n, float64(sm.stored)/(1<<20))
-	if p := os.Getenv("SMALL_LOG"); p != "" {
-		if err := os.WriteFile(p, []byte(sm.log), 0o644); err != nil {
+	keepLog(t, "SMALL_LOG", sm.log)
+}
+
+// keepLog writes log to the file the environment variable env names, if
+// it names one.
+func keepLog(t *testing.T, env, log string) {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
 			t.Error(err)
 		}
 	}
+}
+
+// fetchFile copies folder from (holding big.bin, uploaded from src) to a
+// new folder on h with a device that has nothing cached, checks the file
+// is the one uploaded, and returns how long the copy took and the error,
+// retry and deadline lines of its log.
+func fetchFile(t *testing.T, h *netlab.Host, remote []string, src, from string, size int64) (time.Duration, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), transferTime(float64(size), wanHomeDown/4))
+	defer cancel()
+	dst := t.TempDir()
+	start := time.Now()
+	_, stderr := jf(t, ctx, h, remote, "copy", from, dst, "--jellyfish-data-dir", t.TempDir(), "-v", "--stats", "0")
+	took := time.Since(start)
+	if a, b := fileHash(t, filepath.Join(src, "big.bin")), fileHash(t, filepath.Join(dst, "big.bin")); a != b {
+		t.Fatalf("the file downloaded differs from the one uploaded")
+	}
+	return took, logProblems(stderr)
 }
 
 // phaseRE finds the session's debug lines that time its opening steps.
