@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -91,6 +92,24 @@ func (l *Lab) addNS(ns string) error {
 	l.mu.Unlock()
 	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		return fmt.Errorf("lo up in %s: %v: %s", ns, err, bytes.TrimSpace(out))
+	}
+	// A new namespace takes the machine's TCP congestion control, which
+	// may be one a user's machine does not have (this one's is BBR). The
+	// lab's hosts use a loss-based one, as most systems do: CUBIC, or Reno
+	// where CUBIC is not in net.ipv4.tcp_allowed_congestion_control (only
+	// allowed controls may be a namespace's default). Any other control a
+	// flow uses is then one Jellyfish set on its own sockets.
+	var ccErr error
+	for _, cc := range []string{"cubic", "reno"} {
+		out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control="+cc).CombinedOutput()
+		if err == nil {
+			ccErr = nil
+			break
+		}
+		ccErr = errors.Join(ccErr, fmt.Errorf("%s in %s: %v: %s", cc, ns, err, bytes.TrimSpace(out)))
+	}
+	if ccErr != nil {
+		return ccErr
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type Config struct {
 	BootstrapTimeout time.Duration
 	// Configure, if set, may change the node config before it starts.
 	Configure func(*node.Config)
+	// NoTCPReads turns off the second host that carries shard reads over
+	// TCP (see reads.go): all traffic then uses the client's own host.
+	NoTCPReads bool
 }
 
 // ErrNoBootstrap is returned by New when Config.Bootstrap is empty: a
@@ -57,8 +61,9 @@ var ErrNoBootstrap = errors.New("client: no bootstrap peers configured")
 // Client is a DHT-client-mode node joined to a Jellyfish network. Create it
 // with New and release it with Close.
 type Client struct {
-	n    *node.Node
-	recs *Records
+	n     *node.Node
+	recs  *Records
+	reads *readsHost // nil with Config.NoTCPReads
 }
 
 // New starts a client-mode node with every Jellyfish record kind and
@@ -101,11 +106,24 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		err = fmt.Errorf("client: join network: %w: %w", account.ErrUnreachable, err)
 		return nil, errors.Join(err, n.Close())
 	}
-	return &Client{n: n, recs: NodeRecords(n)}, nil
+	cl := &Client{n: n, recs: NodeRecords(n)}
+	if !cfg.NoTCPReads {
+		cl.reads, err = newReadsHost(n.Host(), cmp.Or(ncfg.TCPCongestion, node.DefaultCongestion), n.Logger())
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("client: reads host: %w", err), n.Close())
+		}
+	}
+	return cl, nil
 }
 
 // Close stops the node and everything attached to it.
-func (c *Client) Close() error { return c.n.Close() }
+func (c *Client) Close() error {
+	var err error
+	if c.reads != nil {
+		err = c.reads.Close()
+	}
+	return errors.Join(err, c.n.Close())
+}
 
 // Node returns the underlying node (host, DHT, records).
 func (c *Client) Node() *node.Node { return c.n }
@@ -115,8 +133,12 @@ func (c *Client) Records() account.Records { return c.recs }
 
 // Shards returns a shard protocol client that signs as ownerKey (an
 // Ed25519 key: the account's identity key, so holders account shards to
-// the account) and reaches holders through the client's host.
+// the account) and reaches holders through the client's host, and for
+// reads through the TCP reads host where it is connected.
 func (c *Client) Shards(ownerKey crypto.PrivKey, opts ...shardproto.ClientOption) (*shardproto.Client, error) {
+	if c.reads != nil {
+		opts = append([]shardproto.ClientOption{shardproto.WithReadRoute(c.reads.route)}, opts...)
+	}
 	return shardproto.NewClient(c.n.Host(), ownerKey, opts...)
 }
 

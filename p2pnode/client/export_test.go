@@ -1,6 +1,23 @@
 package client
 
-import "context"
+import (
+	"context"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
 
 // SmallNetwork exposes smallNetwork to the package's tests.
 func (c *Client) SmallNetwork(ctx context.Context) bool { return c.smallNetwork(ctx) }
+
+// ReadsOnLoopback lets the reads host dial holders on loopback addresses.
+func (c *Client) ReadsOnLoopback() { c.reads.loopback = true }
+
+// ReadsHost returns the reads host's peer ID and whether it is connected
+// to p.
+func (c *Client) ReadsHost(p peer.ID) (peer.ID, bool) {
+	return c.reads.h.ID(), c.reads.h.Network().Connectedness(p) == network.Connected
+}
+
+// ReadStreams returns how many streams the reads host has opened.
+func (c *Client) ReadStreams() int64 { return c.reads.streams.Load() }

@@ -139,6 +139,11 @@ type Config struct {
 	// reach it for a hole punch. Relayed connections carry only the punch;
 	// streams wait for the direct connection it makes.
 	Relays bool
+	// TCPCongestion is the congestion control set on each TCP connection
+	// of the node's host: empty means DefaultCongestion (BBR), NoCongestion
+	// the system's default. Where the kernel lacks it or does not let the
+	// process set it, the node logs that once and uses the default.
+	TCPCongestion string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Clock is the time source of record validation, expiry and
@@ -236,6 +241,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.TCPCongestion == "" {
+		cfg.TCPCongestion = DefaultCongestion
 	}
 	if cfg.BootstrapTimeout == 0 {
 		cfg.BootstrapTimeout = DefaultBootstrapTimeout

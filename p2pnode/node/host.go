@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 // HostConfig is what NewHost needs.
 type HostConfig struct {
+	// ListenAddrs are where the host listens; none, and it only dials.
 	ListenAddrs []ma.Multiaddr
 	// AnnounceAddrs, PortMapping and AutoNATService are as in Config.
 	AnnounceAddrs  []ma.Multiaddr
@@ -48,6 +50,11 @@ type HostConfig struct {
 	Gater connmgr.ConnectionGater
 	// Limits replaces the scaled default resource limits; nil keeps them.
 	Limits *rcmgr.ConcreteLimitConfig
+	// Congestion is the TCP congestion control set on each TCP connection
+	// (see DefaultCongestion); empty or NoCongestion leaves the system's.
+	Congestion string
+	// Logger receives the host's few log lines; nil discards them.
+	Logger *slog.Logger
 	// ServiceLimits declare the limits of the services the caller will
 	// run on the host (such as shardproto.SetServiceLimits) in the
 	// default limits before they are scaled. Unused when Limits is set.
@@ -55,7 +62,7 @@ type HostConfig struct {
 }
 
 // NewHost starts a libp2p host with identity priv listening on
-// cfg.ListenAddrs over TCP and QUIC, securing connections with Noise or
+// cfg.ListenAddrs over TCP (with cfg.Congestion) and QUIC, securing connections with Noise or
 // TLS, multiplexing with yamux, with the resource manager on (libp2p's
 // default limits scaled to this machine, plus libp2p's own service limits
 // and cfg.ServiceLimits) and a connection manager. The caller owns the host and must Close it.
@@ -91,10 +98,18 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 		rm.Close()
 		return nil, fmt.Errorf("node: connection manager: %w", err)
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var tcpTransport any = tcp.NewTCPTransport
+	if cc := newCongestion(cfg.Congestion, log); cc != nil {
+		tcpTransport = cc.transport()
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.ListenAddrs(cfg.ListenAddrs...),
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(tcpTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(tls.ID, tls.New),
@@ -104,6 +119,9 @@ func NewHost(priv crypto.PrivKey, cfg HostConfig) (host.Host, error) {
 		// Metrics would register per-host collectors in the process-wide
 		// Prometheus registry; a testnet runs many hosts in one process.
 		libp2p.DisableMetrics(),
+	}
+	if len(cfg.ListenAddrs) == 0 {
+		opts = append(opts, libp2p.NoListenAddrs)
 	}
 	if cfg.Gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))

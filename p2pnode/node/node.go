@@ -161,6 +161,8 @@ func New(ctx context.Context, cfg Config) (n *Node, err error) {
 		AutoNATService: cfg.AutoNATService,
 		HolePunching:   cfg.HolePunching,
 		Relays:         cfg.Relays,
+		Congestion:     cfg.TCPCongestion,
+		Logger:         log,
 		ConnLow:        cfg.ConnLow,
 		ConnHigh:       cfg.ConnHigh,
 		ConnGrace:      cfg.ConnGrace,

@@ -160,6 +160,21 @@ type clientConfig struct {
 	timing
 	clock        shardstore.Clock
 	maxShardSize int64
+	reads        ReadRoute
+}
+
+// ReadRoute opens a stream of protocol ID to holder p on a host other
+// than the client's, for a read (a get): a connection that carries bulk
+// data better than the client's own. It returns nil when it has none
+// ready, and the client then uses its own host.
+type ReadRoute func(ctx context.Context, p peer.ID) network.Stream
+
+// WithReadRoute makes gets try route first.
+func WithReadRoute(route ReadRoute) ClientOption {
+	return func(cfg *clientConfig) error {
+		cfg.reads = route
+		return nil
+	}
 }
 
 // ClientOption configures NewClient.
@@ -256,9 +271,16 @@ type call struct {
 // open starts a request: a new stream, its resource scope, a deadline
 // (the context's, or the header timeout) and a reset if ctx ends.
 func (c *Client) open(ctx context.Context, p peer.ID, req *request) (*call, error) {
-	st, err := c.h.NewStream(ctx, p, ID)
-	if err != nil {
-		return nil, fmt.Errorf("shardproto: open stream to %s: %w", p.ShortString(), versionError(c.h.Peerstore(), p, err))
+	var st network.Stream
+	if c.cfg.reads != nil && req.typ == msgGet {
+		st = c.cfg.reads(ctx, p)
+	}
+	if st == nil {
+		var err error
+		st, err = c.h.NewStream(ctx, p, ID)
+		if err != nil {
+			return nil, fmt.Errorf("shardproto: open stream to %s: %w", p.ShortString(), versionError(c.h.Peerstore(), p, err))
+		}
 	}
 	if err := st.Scope().SetService(ServiceName); err != nil {
 		st.Reset()

@@ -51,6 +51,7 @@ type nodeOptions struct {
 	announce      []string
 	portMapping   bool
 	holePunching  bool
+	congestion    string
 	dhtMode       string
 	boot          bootstrapFlags
 	tier          int
@@ -144,6 +145,7 @@ stored, and its client gets no receipt.`,
 	c.Flags().StringArrayVar(&o.announce, "announce", nil, "multiaddr to give other nodes instead of the listening and observed ones (repeatable), e.g. /ip4/PUBLIC-IP/tcp/PORT for a port the router forwards")
 	c.Flags().BoolVar(&o.portMapping, "port-mapping", true, "ask the router, by UPnP or NAT-PMP, to forward a port to the node")
 	c.Flags().BoolVar(&o.holePunching, "hole-punching", true, "reach and be reached through NATs: hole punching (DCUtR), a relay for others while public, relay reservations while private")
+	c.Flags().StringVar(&o.congestion, "tcp-congestion", node.DefaultCongestion, "TCP congestion control set on each of the node's TCP connections (\"system\" for the system's default); where the kernel does not let the node set it, the node says so once and uses the default")
 	c.Flags().StringVar(&o.dhtMode, "dht-mode", "auto", "auto: serve the DHT and hold shards unless AutoNAT finds other nodes cannot dial this one; server: always; client: never (store nothing for others)")
 	c.Flags().IntVar(&o.tier, "tier", 0, fmt.Sprintf("shared space tier: 2^tier GiB, 0 to %d", shardstore.MaxTier))
 	c.Flags().StringVar(&o.accountConfig, "account-config", "", "device cache file of the account that owns this node (from `jellyfish account login`); the node then keeps the account's records alive")
@@ -316,7 +318,7 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	n, err := node.New(ctx, provider.NodeConfig(node.Config{
 		DataDir: dataDir, ListenAddrs: listen, BootstrapPeers: boot, Logger: log, Clock: clk.Now,
 		Mode: mode, AnnounceAddrs: announce, PortMapping: o.portMapping, AutoNATService: true,
-		HolePunching: o.holePunching, Relays: o.holePunching,
+		HolePunching: o.holePunching, Relays: o.holePunching, TCPCongestion: o.congestion,
 	}))
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ var nodeConfigKeys = []struct {
 	keys    []string
 }{
 	{"Identity, records and shards", []string{"data-dir", "tier"}},
-	{"Network", []string{"listen", "bootstrap", "bootstrap-file", "announce", "port-mapping", "hole-punching", "dht-mode"}},
+	{"Network", []string{"listen", "bootstrap", "bootstrap-file", "announce", "port-mapping", "hole-punching", "tcp-congestion", "dht-mode"}},
 	{"Owner's account", []string{"account-config", "account-passphrase-file", "caretaker-interval", "maintain", "maintain-interval"}},
 	{"Shard collection", []string{"collect-grace", "collect-interval"}},
 	{"Other accounts' shards", []string{"admit-all", "starter-cap", "starter-share", "sharing-share"}},
