@@ -173,8 +173,8 @@ bench-scale: build
 
 # Transfers between separate hosts over shaped links (fstests/netlab; needs
 # root, iproute2, iptables and iperf3): iperf3 on the home host's path,
-# then a WAN_SIZE upload from a home host with a 20 Mbit/s uplink to 12
-# providers, the download back, and a WAN_SLOW_SIZE upload from a 5 Mbit/s
+# then a WAN_SIZE upload from a home host with a 20 Mbit/s uplink, a 40 ms
+# round trip and 0.5 % loss to 12 providers, the download back, and a WAN_SLOW_SIZE upload from a 5 Mbit/s
 # uplink; one line per case, each against what its links allow. WAN_K and
 # WAN_M set the shards per segment. Then from a host with an 80 ms round
 # trip and 0.5 % loss (netem, or the lab's own wire without it): the

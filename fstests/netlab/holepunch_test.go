@@ -1,18 +1,22 @@
 package netlab_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/fstests/netlab"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 )
 
 // TestHolePunch: a node behind a port-restricted NAT that forwards nothing
@@ -44,7 +48,7 @@ func TestHolePunch(t *testing.T) {
 	symNodeHome := lab.Home("symnode", netlab.Symmetric)
 	symClientHome := lab.Home("symclient", netlab.Symmetric)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	providers, boot := startProviders(t, ctx, pubs)
 	var all []string
@@ -191,6 +195,101 @@ func TestHolePunch(t *testing.T) {
 		!strings.Contains(string(pout), "round trip 1:") {
 		t.Fatalf("behind symmetric NATs: err %v; want the node reached through the relay and the transfer refused", err)
 	}
+
+	pathFlips(t, ctx, all, punched, clientHome)
+}
+
+// pathFlips: the status page of n, a node behind a port-restricted
+// router, lists a client pinging it from behind another (once a second)
+// as hole-punched; when n's router then drops everything to and from the
+// client's router, the direct connection dies and the page lists the
+// client as relayed or not at all. Both page loads must agree with
+// /status.json read just before or after.
+func pathFlips(t *testing.T, ctx context.Context, boot []string, n *netlab.Node, client *netlab.Host) {
+	t.Helper()
+	chrome := chromiumPath(t)
+	fromClient := "/ip4/" + client.PublicIP + "/"
+	paths := func() map[string]nodestatus.PeerPath {
+		s, err := n.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]nodestatus.PeerPath{}
+		for _, p := range s.Network.Paths {
+			out[p.Peer] = p
+		}
+		return out
+	}
+	before := paths()
+	cmd := client.Command(bin, append([]string{"ping", n.ID, "--count", "600", "--interval", "1s", "--timeout", "10m"}, boot...)...)
+	cmd.Env = os.Environ()
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Logf("ping from %s while its path was cut:\n%s", client.Name, out.String())
+	}()
+	var peerID string
+	for deadline := time.Now().Add(90 * time.Second); peerID == ""; {
+		for id, p := range paths() {
+			if _, old := before[id]; !old && p.Path == "hole-punched" && strings.Contains(p.Addr, fromClient) {
+				peerID = id
+			}
+		}
+		if peerID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never listed the pinging client as hole-punched: %v\n%s", n.Host.Name, paths(), out.String())
+		}
+		time.Sleep(time.Second)
+	}
+	if got := pagePath(t, chrome, n, peerID); chrome != "" && got != "hole-punched" {
+		t.Fatalf("the page lists the client as %q, want hole-punched", got)
+	}
+
+	for _, dir := range []string{"-s", "-d"} {
+		if out, err := exec.Command("ip", "netns", "exec", n.Host.Router, "iptables", "-I", "FORWARD", "1", dir, client.PublicIP, "-j", "DROP").CombinedOutput(); err != nil {
+			t.Fatalf("cut the path: %v: %s", err, out)
+		}
+	}
+	cut := time.Now()
+	for {
+		p, ok := paths()[peerID]
+		if !ok || p.Path == "relayed" {
+			t.Logf("%v after the cut the client is %s", time.Since(cut).Round(time.Second), map[bool]string{true: "relayed", false: "gone"}[ok])
+			break
+		}
+		if time.Since(cut) > 3*time.Minute {
+			t.Fatalf("3 minutes after the cut the client is still %+v", p)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if got := pagePath(t, chrome, n, peerID); got != "relayed" && got != "" {
+		t.Fatalf("after the cut the page lists the client as %q", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a process may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // waitRelayed waits until each node is private, serves no DHT and gives

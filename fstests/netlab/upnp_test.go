@@ -115,6 +115,58 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
+// pagePath loads n's status page in headless Chromium run on n's host and
+// returns the path it shows for peer ("" if it lists no such peer, or
+// without Chromium). The page must agree with the node's /status.json
+// read just before or just after.
+func pagePath(t *testing.T, chrome string, n *netlab.Node, peer string) string {
+	t.Helper()
+	if chrome == "" {
+		return ""
+	}
+	read := func() string {
+		s, err := n.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range s.Network.Paths {
+			if p.Peer == peer {
+				return p.Path
+			}
+		}
+		return ""
+	}
+	before := read()
+	page := loadPage(t, chrome, n)
+	after := read()
+	re := regexp.MustCompile(`id="path-` + regexp.QuoteMeta(peer) + `"><td class="mono">[^<]*</td><td class="path [a-z]*">([a-z-]+)</td>`)
+	got := ""
+	if m := re.FindSubmatch(page); m != nil {
+		got = string(m[1])
+	} else if !strings.Contains(string(page), `id="paths"`) {
+		t.Fatalf("the page on %s has no peers section:\n%s", n.Host.Name, page)
+	}
+	if got != before && got != after {
+		t.Fatalf("the page on %s shows %s as %q; its status said %q before and %q after", n.Host.Name, peer, got, before, after)
+	}
+	return got
+}
+
+// loadPage returns n's status page as headless Chromium, run on n's host,
+// renders it.
+func loadPage(t *testing.T, chrome string, n *netlab.Node) []byte {
+	t.Helper()
+	cmd := n.Host.Command(chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--dump-dom", "http://"+netlab.StatusAddr+"/")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium on %s: %v\n%s", n.Host.Name, err, stderr.String())
+	}
+	return out
+}
+
 var reachCard = regexp.MustCompile(`id="card-reach"><div class="label">Reachability</div><div class="value[^"]*">([a-z]+)</div>`)
 
 // pageReachability loads n's status page in headless Chromium run on n's
@@ -136,14 +188,7 @@ func pageReachability(t *testing.T, chrome string, n *netlab.Node) string {
 		return s.Network.Reachability
 	}
 	before := read()
-	cmd := n.Host.Command(chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--no-first-run", "--user-data-dir="+t.TempDir(), "--dump-dom", "http://"+netlab.StatusAddr+"/")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium on %s: %v\n%s", n.Host.Name, err, stderr.String())
-	}
+	out := loadPage(t, chrome, n)
 	after := read()
 	m := reachCard.FindSubmatch(out)
 	if m == nil {

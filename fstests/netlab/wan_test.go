@@ -22,7 +22,8 @@ import (
 )
 
 // The shape of the WAN benchmark's network: a home host uploading over
-// wanHomeUp and downloading over wanHomeDown; providers in data centres at
+// wanHomeUp and downloading over wanHomeDown, wanHomeRTT away from the
+// internet with wanLoss each way; providers in data centres at
 // wanDCRate both ways, and at homes whose routers forward the node's port
 // with the uplinks of wanFwdUps (and five times as much down).
 const (
@@ -30,6 +31,7 @@ const (
 	wanSlowUp, wanSlowDown = 5_000_000, 50_000_000
 	wanDCs                 = 6
 	wanDCRate              = 1_000_000_000
+	wanHomeRTT             = 40 * time.Millisecond
 	wanRTT                 = 80 * time.Millisecond
 	wanLoss                = 0.5
 )
@@ -40,8 +42,9 @@ var wanFwdUps = []int64{20_000_000, 25_000_000, 30_000_000, 35_000_000, 40_000_0
 // separate hosts, each figure against what the links allow. It runs only
 // with JELLYFISH_BENCH_WAN set, and prints one line per case:
 //
-//   - wan path: iperf3 from the home host to a data-centre provider and
-//     back, the TCP rate the shaped path carries each way.
+//   - wan path: iperf3 from the home host (40 ms round trip, 0.5 % loss
+//     each way) to a data-centre provider and back, the TCP rate the
+//     shaped path carries each way.
 //   - wan upload: a WAN_SIZE file copied from the home host. Goodput is the
 //     shard bytes the providers stored during the copy (all k + m of every
 //     segment, metadata included) over the copy's wall time; the limit is
@@ -92,7 +95,7 @@ func TestBenchWAN(t *testing.T) {
 		provs = append(provs, h)
 	}
 	home := lab.Home("home", netlab.PortRestricted)
-	home.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown})
+	home.Shape(netlab.Link{Up: wanHomeUp, Down: wanHomeDown, RTT: wanHomeRTT, Loss: wanLoss})
 	slow := lab.Home("slow", netlab.PortRestricted)
 	slow.Shape(netlab.Link{Up: wanSlowUp, Down: wanSlowDown})
 	far := lab.Home("far", netlab.PortRestricted)
@@ -105,9 +108,9 @@ func TestBenchWAN(t *testing.T) {
 	nodes, boot := startProviders(t, ctx, provs, "--tier", "2")
 	remote := newRemote(t, ctx, home, "wan", boot, k, m)
 	cancel()
-	fmt.Printf("wan setup: k=%d m=%d providers=%d (%d data-centre at %d Mbit/s, %d home at %d-%d Mbit/s up) home=%d/%d Mbit/s size=%s\n",
+	fmt.Printf("wan setup: k=%d m=%d providers=%d (%d data-centre at %d Mbit/s, %d home at %d-%d Mbit/s up) home=%d/%d Mbit/s rtt=%v loss=%g%% size=%s\n",
 		k, m, len(nodes), wanDCs, wanDCRate/1_000_000, len(wanFwdUps), wanFwdUps[0]/1_000_000, wanFwdUps[len(wanFwdUps)-1]/1_000_000,
-		wanHomeUp/1_000_000, wanHomeDown/1_000_000, fs.SizeSuffix(size).String()+"B")
+		wanHomeUp/1_000_000, wanHomeDown/1_000_000, wanHomeRTT, wanLoss, fs.SizeSuffix(size).String()+"B")
 
 	// Upload.
 	src := randomFile(t, size)

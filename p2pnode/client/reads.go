@@ -87,7 +87,10 @@ func newReadsHost(main host.Host, congestion string, log *slog.Logger) (*readsHo
 
 // Close stops the dials in flight and the host.
 func (r *readsHost) Close() error {
+	// Under the lock, so that no dial starts once Wait has begun.
+	r.mu.Lock()
 	r.stop()
+	r.mu.Unlock()
 	r.wg.Wait()
 	return r.h.Close()
 }

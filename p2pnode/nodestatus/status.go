@@ -207,7 +207,26 @@ type Network struct {
 	// RelayAddrs counts the announced addresses through a relay: a
 	// private node's reservations.
 	RelayAddrs int `json:"relay_addrs"`
+	// Paths says how each connected peer is reached, at most maxPaths of
+	// them (hole-punched first, then relayed, then direct); PathsOmitted
+	// counts the rest.
+	Paths        []PeerPath `json:"paths"`
+	PathsOmitted int        `json:"paths_omitted,omitempty"`
 }
+
+// PeerPath is how one connected peer is reached.
+type PeerPath struct {
+	Peer string `json:"peer"`
+	// Path is "hole-punched" (a direct connection opened by a hole punch
+	// this node started), "direct" (another direct connection) or
+	// "relayed" (connections through a relay only).
+	Path string `json:"path"`
+	// Addr is the peer's address on the connection the path rests on.
+	Addr string `json:"addr"`
+}
+
+// maxPaths bounds the peers Network.Paths lists.
+const maxPaths = 100
 
 // Records counts what the node keeps for the DHT.
 type Records struct {
@@ -372,6 +391,7 @@ func (s *Status) network(now time.Time) Network {
 			out.RelayedConnections++
 		}
 	}
+	out.Paths, out.PathsOmitted = peerPaths(n, h.Network())
 	r, since := s.reach.get()
 	out.Reachability = reachabilityName(r)
 	switch {
@@ -396,6 +416,46 @@ func holePunchingNote(n *node.Node, nw Network) string {
 	}
 	return fmt.Sprintf("enabled; relayed addresses: %d (a relay serves this node while it is private); punches started: %d succeeded, %d failed",
 		nw.RelayAddrs, nw.HolePunches.Succeeded, nw.HolePunches.Failed)
+}
+
+// peerPaths says how each connected peer is reached: through a direct
+// connection if it has one (hole-punched when it was opened by a punch
+// this node started, at most a minute before the punch ended), else
+// through a relay.
+func peerPaths(n *node.Node, nw network.Network) ([]PeerPath, int) {
+	rank := map[string]int{"hole-punched": 0, "relayed": 1, "direct": 2}
+	var out []PeerPath
+	for _, p := range nw.Peers() {
+		var pp PeerPath
+		for _, c := range nw.ConnsToPeer(p) {
+			if isRelayed(c) {
+				if pp.Path == "" {
+					pp = PeerPath{Peer: p.String(), Path: "relayed", Addr: c.RemoteMultiaddr().String()}
+				}
+				continue
+			}
+			path := "direct"
+			if at, ok := n.PunchedAt(p); ok && !c.Stat().Opened.Before(at.Add(-time.Minute)) {
+				path = "hole-punched"
+			}
+			if pp.Path == "" || rank[path] < rank[pp.Path] || pp.Path == "relayed" {
+				pp = PeerPath{Peer: p.String(), Path: path, Addr: c.RemoteMultiaddr().String()}
+			}
+		}
+		if pp.Path != "" {
+			out = append(out, pp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if rank[out[i].Path] != rank[out[j].Path] {
+			return rank[out[i].Path] < rank[out[j].Path]
+		}
+		return out[i].Peer < out[j].Peer
+	})
+	if len(out) > maxPaths {
+		return out[:maxPaths], len(out) - maxPaths
+	}
+	return out, 0
 }
 
 func isRelayed(c network.Conn) bool {

@@ -186,6 +186,16 @@ func TestStatusShowsNodeState(t *testing.T) {
 		len(nwk.AnnouncedAddrs) == 0 || !strings.HasSuffix(nwk.AnnouncedAddrs[0], "/p2p/"+holder.String()) {
 		t.Errorf("network %+v", nwk)
 	}
+	// Every connected peer is listed, directly connected (no punch, no
+	// relay on loopback).
+	if len(nwk.Paths) != nwk.PeersConnected || nwk.PathsOmitted != 0 {
+		t.Errorf("paths %+v for %d peers", nwk.Paths, nwk.PeersConnected)
+	}
+	for _, p := range nwk.Paths {
+		if p.Path != "direct" || !strings.HasPrefix(p.Addr, "/ip4/127.0.0.1/") {
+			t.Errorf("path %+v", p)
+		}
+	}
 	if s.Records.Records < 1 || s.Records.Marks < 1 {
 		t.Errorf("records %+v", s.Records)
 	}
@@ -250,7 +260,7 @@ func TestStatusShowsNodeState(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("page: %d", code)
 	}
-	for _, s := range []string{holder.String(), "Shards held", ">1<", "not yet computed", "quota_exceeded", "1 holder unreachable", "not run yet",
+	for _, s := range []string{holder.String(), "Shards held", `id="path-` + nw.ID(1).String() + `"`, ">1<", "not yet computed", "quota_exceeded", "1 holder unreachable", "not run yet",
 		"Other accounts may store", "8.8 KiB of 1.0 MiB"} {
 		if !strings.Contains(html, s) {
 			t.Errorf("page lacks %q", s)

@@ -30,6 +30,7 @@ import (
 type pingOptions struct {
 	boot      bootstrapFlags
 	count     int
+	interval  time.Duration
 	send      fs.SizeSuffix
 	shardSize fs.SizeSuffix
 	timeout   time.Duration
@@ -46,7 +47,7 @@ func newPingCommand() *cobra.Command {
 (its addresses are read from its node record) or a multiaddr ending in
 /p2p/<peer ID>. It prints how the connection was made: direct, or through a
 relay and then hole punched (a node behind a NAT gives relayed addresses;
-shard traffic never goes through a relay), then --count round trips.
+shard traffic never goes through a relay), then --count round trips, --interval apart.
 
 --send SIZE also puts SIZE of random test shards (--shard-size each) on the
 node under a throw-away key with a lease of an hour, reads them back,
@@ -66,6 +67,7 @@ The last line sums it up for scripts:
 	}
 	o.boot.register(c)
 	c.Flags().IntVar(&o.count, "count", o.count, "round trips to time")
+	c.Flags().DurationVar(&o.interval, "interval", 0, "wait this long between round trips")
 	c.Flags().Var(&o.send, "send", "put this much of test shards on the node, read them back and remove them (0: none)")
 	c.Flags().Var(&o.shardSize, "shard-size", "size of each test shard")
 	c.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
@@ -119,6 +121,13 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 	h := c.Node().Host()
 	var rtt time.Duration
 	for i := 0; i < o.count; i++ {
+		if i > 0 && o.interval > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(o.interval):
+			}
+		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		r := <-ping.Ping(pctx, h, info.ID)
 		cancel()
