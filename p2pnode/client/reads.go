@@ -42,6 +42,9 @@ const (
 	// readsRetry is how long after a failed dial a holder is dialled
 	// again; meanwhile its gets use the client's host.
 	readsRetry = 5 * time.Minute
+	// readsPeersSwept is how many holders the reads host may keep a dial
+	// state of before it forgets those whose retry time has passed.
+	readsPeersSwept = 4096
 )
 
 // readsHost is the second host that carries gets over TCP.
@@ -60,6 +63,8 @@ type readsHost struct {
 	streams atomic.Int64
 }
 
+// readsPeer is the dial state of a holder the reads host is dialling or
+// failed to reach; a connected holder has none.
 type readsPeer struct {
 	dialing bool
 	retry   time.Time // no dial before this, after a failed one
@@ -133,12 +138,20 @@ func (r *readsHost) dial(p peer.ID) {
 	if r.ctx.Err() != nil {
 		return
 	}
+	now := time.Now()
 	rp := r.peers[p]
 	if rp == nil {
+		if len(r.peers) >= readsPeersSwept {
+			for q, s := range r.peers {
+				if !s.dialing && !now.Before(s.retry) {
+					delete(r.peers, q)
+				}
+			}
+		}
 		rp = &readsPeer{}
 		r.peers[p] = rp
 	}
-	if rp.dialing || time.Now().Before(rp.retry) {
+	if rp.dialing || now.Before(rp.retry) {
 		return
 	}
 	addrs := r.tcpAddrs(p)
@@ -161,6 +174,9 @@ func (r *readsHost) dial(p peer.ID) {
 			rp.retry = time.Now().Add(readsRetry)
 			r.log.Debug("reads host: no TCP connection, reading through the client's host", "peer", p, "err", err)
 			return
+		}
+		if r.peers[p] == rp {
+			delete(r.peers, p)
 		}
 		r.log.Debug("reads host: connected over TCP", "peer", p, "took", time.Since(start))
 	}()
