@@ -691,7 +691,7 @@ func (s *session) repairSegment(ctx context.Context, ref *ObjRef, seg int, good 
 				break
 			}
 			p := providers[j]
-			_, err := s.store.shards.PutReader(ctx, p, id, int64(len(rebuilt[n])), bytes.NewReader(rebuilt[n]), lease)
+			_, err := s.store.shards.RepairReader(ctx, p, id, int64(len(rebuilt[n])), bytes.NewReader(rebuilt[n]), lease)
 			if err == nil {
 				locs = append(locs, ns.Location{Shard: ns.ShardID(id), Holder: []byte(p)})
 				stored += int64(len(rebuilt[n]))

@@ -28,6 +28,9 @@ import (
 // decoder as already verified.
 type shardIO interface {
 	PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error)
+	// RepairReader is PutReader for a shard repair rebuilt, which a
+	// provider may take past the account's cap there by a margin.
+	RepairReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error)
 	Get(ctx context.Context, p peer.ID, id codec.ShardID) (io.ReadCloser, int64, error)
 	Delete(ctx context.Context, p peer.ID, id codec.ShardID) error
 	// RenewReceipts extends this owner's leases on ids at p and returns

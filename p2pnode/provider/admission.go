@@ -24,6 +24,14 @@ const (
 	// DefaultSharingShare is the share of the quota one sharing account
 	// may reference.
 	DefaultSharingShare = 1.0 / 4
+	// DefaultRepairSlack is how far past its caps a repair's put may take
+	// an account (a quarter more, within the quota). A provider cannot
+	// tell a shard repair rebuilt from a new one, so any put may claim to
+	// be one: the slack is also how far any account can exceed its caps.
+	// Without it, an account whose shards fill its cap at every provider
+	// could not move a lost holder's shards anywhere, and its data would
+	// wear away one holder at a time.
+	DefaultRepairSlack = 1.0 / 4
 	// DefaultLinkedTTL is how long an account found sharing stays so in
 	// the cache, DefaultUnlinkedTTL how long one found without a linked
 	// node (or whose lookup failed) stays a starter before it is looked
@@ -68,6 +76,9 @@ type AdmissionConfig struct {
 	// SharingShare caps one sharing account at this share of the quota;
 	// zero means DefaultSharingShare.
 	SharingShare float64
+	// RepairSlack widens an account's caps (its own and its group's) by
+	// this share for repairs' puts; zero means DefaultRepairSlack.
+	RepairSlack float64
 	// LinkedTTL, UnlinkedTTL, LookupTimeout, MaxLookups and MaxCached
 	// tune the lookups; zero means the default of each.
 	LinkedTTL, UnlinkedTTL time.Duration
@@ -85,6 +96,9 @@ func (c AdmissionConfig) withDefaults() (AdmissionConfig, error) {
 	}
 	if c.SharingShare == 0 {
 		c.SharingShare = DefaultSharingShare
+	}
+	if c.RepairSlack == 0 {
+		c.RepairSlack = DefaultRepairSlack
 	}
 	if c.LinkedTTL == 0 {
 		c.LinkedTTL = DefaultLinkedTTL
@@ -108,6 +122,8 @@ func (c AdmissionConfig) withDefaults() (AdmissionConfig, error) {
 		return c, fmt.Errorf("starter share %v outside (0, 1]", c.StarterShare)
 	case !(c.SharingShare > 0 && c.SharingShare <= 1):
 		return c, fmt.Errorf("sharing share %v outside (0, 1]", c.SharingShare)
+	case !(c.RepairSlack > 0 && c.RepairSlack <= 1):
+		return c, fmt.Errorf("repair slack %v outside (0, 1]", c.RepairSlack)
 	case c.LinkedTTL < 0 || c.UnlinkedTTL < 0 || c.LookupTimeout < 0:
 		return c, errors.New("negative admission lookup time")
 	case c.MaxLookups < 0 || c.MaxCached < 0:
@@ -297,10 +313,27 @@ const (
 
 // Allowance returns what account may reference at the provider: the own
 // account the quota, a sharing account SharingShare of it, a starter
-// StarterBytes with all starters together StarterShare of the quota. It is
-// a shardproto.Admitter.
-func (a *Admission) Allowance(ctx context.Context, account peer.ID) shardstore.Allowance {
-	return a.AllowanceOf(a.Classify(ctx, account))
+// StarterBytes with all starters together StarterShare of the quota; for a
+// repair's put, those caps widened by RepairSlack. It is a
+// shardproto.Admitter.
+func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool) shardstore.Allowance {
+	al := a.AllowanceOf(a.Classify(ctx, account))
+	if repair {
+		al = a.forRepair(al)
+	}
+	return al
+}
+
+// forRepair widens al's caps by RepairSlack.
+func (a *Admission) forRepair(al shardstore.Allowance) shardstore.Allowance {
+	widen := func(n int64) int64 {
+		if n <= 0 {
+			return n
+		}
+		return n + int64(float64(n)*a.cfg.RepairSlack)
+	}
+	al.Max, al.GroupMax = widen(al.Max), widen(al.GroupMax)
+	return al
 }
 
 // AllowanceOf returns the allowance of class c.

@@ -117,6 +117,21 @@ func TestAdmissionOnRealNetwork(t *testing.T) {
 	if _, err := sc.Put(ctx, holder, ids[0], stored[0], lease.Add(2*time.Hour)); err != nil {
 		t.Fatalf("re-put at the cap: %v", err)
 	}
+	// A repair's put may go a quarter past the cap (3.75 MiB): half a
+	// MiB passes, a second half does not.
+	half, half2 := randBytes(t, size/2), randBytes(t, size/2)
+	if _, err := sc.RepairReader(ctx, holder, codec.IDOf(half), size/2, bytes.NewReader(half), lease); err != nil {
+		t.Fatalf("repair within the slack: %v", err)
+	}
+	if _, err := sc.RepairReader(ctx, holder, codec.IDOf(half2), size/2, bytes.NewReader(half2), lease); !errors.Is(err, shardstore.ErrOverAllowance) {
+		t.Fatalf("repair past the slack: %v", err)
+	}
+	if h := held(fresh); h != starter+size/2 {
+		t.Fatalf("fresh key holds %d bytes after a repair, want %d", h, starter+size/2)
+	}
+	if err := sc.Delete(ctx, holder, codec.IDOf(half)); err != nil {
+		t.Fatal(err)
+	}
 
 	// More fresh keys: together at most q/8 = 4 MiB.
 	n, err = fill(newKey(t), 10)

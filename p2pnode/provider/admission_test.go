@@ -93,9 +93,14 @@ func TestAdmissionClasses(t *testing.T) {
 		if got := a.Classify(ctx, c.id); got != c.class {
 			t.Errorf("%s: class %v, want %v", c.id, got, c.class)
 		}
-		got := a.Allowance(ctx, c.id)
+		got := a.Allowance(ctx, c.id, false)
 		if got.Max != c.want.Max || got.Group != c.want.Group || got.GroupMax != c.want.GroupMax {
 			t.Errorf("%s: allowance %+v, want %+v", c.id, got, c.want)
+		}
+		// A repair's caps are a quarter wider; no cap stays none.
+		got = a.Allowance(ctx, c.id, true)
+		if got.Max != c.want.Max*5/4 || got.Group != c.want.Group || got.GroupMax != c.want.GroupMax*5/4 {
+			t.Errorf("%s: repair allowance %+v, want %+v widened by a quarter", c.id, got, c.want)
 		}
 	}
 	if look.called(own) != 0 {
@@ -115,7 +120,7 @@ func TestAdmissionClasses(t *testing.T) {
 	if b.Classify(ctx, "") != ClassStarter {
 		t.Error("no own account: the empty ID is own")
 	}
-	for _, bad := range []AdmissionConfig{{StarterShare: 1.5}, {SharingShare: -0.1}, {StarterBytes: -1}, {MaxLookups: -1}} {
+	for _, bad := range []AdmissionConfig{{StarterShare: 1.5}, {SharingShare: -0.1}, {StarterBytes: -1}, {MaxLookups: -1}, {RepairSlack: 1.5}, {RepairSlack: -1}} {
 		if _, err := NewAdmission(bad, q, "", look.lookup, time.Now); err == nil {
 			t.Errorf("config %+v accepted", bad)
 		}
@@ -284,7 +289,7 @@ func TestAdmissionStarterShare(t *testing.T) {
 			b[i] = byte(rng.Uint32())
 		}
 		ctx := shardstore.ContextWithAllowance(context.Background(), func(ctx context.Context) (shardstore.Allowance, error) {
-			return a.Allowance(ctx, id), nil
+			return a.Allowance(ctx, id, false), nil
 		})
 		return d.Put(ctx, ownerOf(id), codec.IDOf(b), size, bytes.NewReader(b), t0.Add(time.Hour))
 	}

@@ -400,7 +400,7 @@ func (c *Client) roundTripOnce(ctx context.Context, p peer.ID, req *request) (*c
 func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []byte, lease time.Time) (rc Receipt, err error) {
 	send := func(st network.Stream) (srcErr, netErr error) { return nil, sendSlice(st, data) }
 	err = retryRefused(ctx, func() error {
-		rc, err = c.putOnce(ctx, p, id, int64(len(data)), send, lease)
+		rc, err = c.putOnce(ctx, p, id, int64(len(data)), send, lease, false)
 		return err
 	})
 	return rc, err
@@ -416,6 +416,35 @@ func (c *Client) Put(ctx context.Context, p peer.ID, id codec.ShardID, data []by
 // requests, but only when r can be rewound (an io.Seeker) or
 // none of it was read yet: the first attempt may have sent part of it.
 func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (rc Receipt, err error) {
+	return c.putReader(ctx, p, id, size, r, lease, false)
+}
+
+// RepairReader is PutReader for a shard repair rebuilt (msgRepair): a
+// holder's admission may let it past the owner's cap there by a margin
+// (provider.DefaultRepairSlack). A holder of an earlier version, which
+// knows no repair, resets the stream: the shard is then sent again as a
+// plain put when r can be rewound.
+func (c *Client) RepairReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
+	seeker, _ := r.(io.Seeker)
+	var start int64
+	if seeker != nil {
+		var err error
+		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			seeker = nil
+		}
+	}
+	rc, err := c.putReader(ctx, p, id, size, r, lease, true)
+	var remote *RemoteError
+	if err == nil || errors.As(err, &remote) || ctx.Err() != nil || seeker == nil {
+		return rc, err
+	}
+	if _, serr := seeker.Seek(start, io.SeekStart); serr != nil {
+		return rc, err
+	}
+	return c.putReader(ctx, p, id, size, r, lease, false)
+}
+
+func (c *Client) putReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time, repair bool) (rc Receipt, err error) {
 	seeker, _ := r.(io.Seeker)
 	var start int64
 	if seeker != nil {
@@ -435,7 +464,7 @@ func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, siz
 			}
 		}
 		send := func(st network.Stream) (srcErr, netErr error) { return sendBody(st, src, size) }
-		rc, err = c.putOnce(ctx, p, id, size, send, lease)
+		rc, err = c.putOnce(ctx, p, id, size, send, lease, repair)
 		return err
 	})
 	if errors.Is(err, errNoRewind) {
@@ -465,13 +494,17 @@ type answer struct {
 
 // putOnce makes one put attempt; send writes the body of size bytes to the
 // stream and closes its write side.
-func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, send func(network.Stream) (srcErr, netErr error), lease time.Time) (Receipt, error) {
+func (c *Client) putOnce(ctx context.Context, p peer.ID, id codec.ShardID, size int64, send func(network.Stream) (srcErr, netErr error), lease time.Time, repair bool) (Receipt, error) {
 	ts := c.cfg.clock()
-	sig, err := c.key.Sign(putSigned(p, id, size, lease, ts))
+	signed := putSigned(p, id, size, lease, ts)
+	if repair {
+		signed = repairSigned(p, id, size, lease, ts)
+	}
+	sig, err := c.key.Sign(signed)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("shardproto: sign put: %w", err)
 	}
-	cl, err := c.open(ctx, p, &request{typ: msgPut, id: id, size: size, lease: lease, ts: ts, key: c.keyBytes, sig: sig})
+	cl, err := c.open(ctx, p, &request{typ: msgPut, repair: repair, id: id, size: size, lease: lease, ts: ts, key: c.keyBytes, sig: sig})
 	if err != nil {
 		return Receipt{}, err
 	}

@@ -57,6 +57,7 @@ func sampleRequests(tb testing.TB) []*request {
 	salt := [32]byte{1, 2, 3}
 	return []*request{
 		{typ: msgPut, id: id, size: 100, lease: lease, ts: ts, key: kb, sig: sig(putSigned("holder", id, 100, lease, ts))},
+		{typ: msgPut, repair: true, id: id, size: 100, lease: lease, ts: ts, key: kb, sig: sig(repairSigned("holder", id, 100, lease, ts))},
 		{typ: msgGet, id: id, off: 4096, n: 8192},
 		{typ: msgGet, id: id},
 		{typ: msgStat, id: id},

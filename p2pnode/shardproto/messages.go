@@ -25,6 +25,8 @@ type request struct {
 	leafs []int64          // proof
 	key   []byte           // put, delete, renew, challenge: owner's marshalled public key
 	sig   []byte           // put, delete, renew, challenge: owner's signature
+	// repair marks a put sent as msgRepair (typ is then msgPut).
+	repair bool
 }
 
 // encode lays out a request header:
@@ -37,11 +39,16 @@ type request struct {
 //	challenge: 6 ‖ id ‖ salt[32] ‖ ts i64 ‖ key16 ‖ sig16
 //	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
 //	usage:     8 ‖ ts i64 ‖ key16 ‖ sig16
+//	repair:    9 ‖ the put's fields
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
 func (r *request) encode() []byte {
 	e := enc{}
-	e.u8(r.typ)
+	if r.typ == msgPut && r.repair {
+		e.u8(msgRepair)
+	} else {
+		e.u8(r.typ)
+	}
 	switch r.typ {
 	case msgPut:
 		e.raw(r.id[:])
@@ -95,6 +102,9 @@ func (r *request) encode() []byte {
 func decodeRequest(b []byte) (*request, error) {
 	d := dec{b: b}
 	r := &request{typ: d.u8()}
+	if r.typ == msgRepair {
+		r.typ, r.repair = msgPut, true
+	}
 	switch r.typ {
 	case msgPut:
 		r.id = d.id()

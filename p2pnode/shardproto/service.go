@@ -204,9 +204,11 @@ func WithSignatureWindow(d time.Duration) Option {
 
 // Admitter returns the allowance of an account at this holder: what the
 // puts signed by the account's identity key (account is its peer ID) may
-// reference here. It may look the account up; it should bound the time it
-// takes and how often one account can make it look.
-type Admitter func(ctx context.Context, account peer.ID) shardstore.Allowance
+// reference here; repair says the put is a repair's (msgRepair), which it
+// may let past the account's caps by a margin. It may look the account up;
+// it should bound the time it takes and how often one account can make it
+// look.
+type Admitter func(ctx context.Context, account peer.ID, repair bool) shardstore.Allowance
 
 // WithAdmission has every put carry the allowance admit returns for its
 // owner's account (shardstore.ContextWithAllowance): the store asks for it
@@ -481,6 +483,9 @@ func statusOf(err error) Status {
 func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 	switch req.typ {
 	case msgPut:
+		if req.repair {
+			return s.checkOwner(req, repairSigned(s.h.ID(), req.id, req.size, req.lease, req.ts))
+		}
 		return s.checkOwner(req, putSigned(s.h.ID(), req.id, req.size, req.lease, req.ts))
 	case msgDelete:
 		return s.checkOwner(req, deleteSigned(s.h.ID(), req.id, req.ts))
@@ -546,7 +551,7 @@ func (s *Service) serveUsage(ctx context.Context, st network.Stream, req *reques
 		if err != nil {
 			return fail(st, req.typ, err)
 		}
-		a := s.cfg.admit(ctx, account)
+		a := s.cfg.admit(ctx, account, false)
 		allow = &a
 	}
 	held, room := r.Room(owner, allow)
@@ -648,9 +653,9 @@ func (s *Service) servePut(ctx context.Context, st network.Stream, req *request,
 		if err != nil {
 			return fail(st, req.typ, err)
 		}
-		admit := s.cfg.admit
+		admit, repair := s.cfg.admit, req.repair
 		ctx = shardstore.ContextWithAllowance(ctx, func(ctx context.Context) (shardstore.Allowance, error) {
-			return admit(ctx, account), nil
+			return admit(ctx, account, repair), nil
 		})
 	}
 	err := s.store.Put(ctx, owner, req.id, req.size, body, req.lease)

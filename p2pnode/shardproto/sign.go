@@ -16,6 +16,7 @@ import (
 // made for one purpose can never be replayed as another.
 const (
 	ctxPut              = "jellyfish/shard/put/v1\x00"
+	ctxRepair           = "jellyfish/shard/repair/v1\x00"
 	ctxDelete           = "jellyfish/shard/delete/v1\x00"
 	ctxRenew            = "jellyfish/shard/renew/v1\x00"
 	ctxReceipt          = "jellyfish/shard/receipt/v1\x00"
@@ -42,7 +43,17 @@ func OwnerOf(pk crypto.PubKey) (shardstore.Owner, error) {
 }
 
 func putSigned(holder peer.ID, id codec.ShardID, size int64, lease, ts time.Time) []byte {
-	e := enc{b: []byte(ctxPut)}
+	return putLikeSigned(ctxPut, holder, id, size, lease, ts)
+}
+
+// repairSigned is what a repair's owner signs: a put's fields under the
+// repair domain, so a put's signature cannot be sent as a repair's.
+func repairSigned(holder peer.ID, id codec.ShardID, size int64, lease, ts time.Time) []byte {
+	return putLikeSigned(ctxRepair, holder, id, size, lease, ts)
+}
+
+func putLikeSigned(domain string, holder peer.ID, id codec.ShardID, size int64, lease, ts time.Time) []byte {
+	e := enc{b: []byte(domain)}
 	e.bytes16([]byte(holder))
 	e.raw(id[:])
 	e.u64(size)

@@ -44,6 +44,11 @@ const (
 	msgChallenge byte = 6
 	msgProof     byte = 7
 	msgUsage     byte = 8
+	// msgRepair is a put of a shard that repair rebuilt: the put's layout,
+	// signature (under its own domain) and answer. The holder's admission
+	// may let it past the owner's cap by a margin (WithAdmission); inside
+	// the service it is a put with request.repair set.
+	msgRepair byte = 9
 )
 
 // Status is the first byte of every response header frame.

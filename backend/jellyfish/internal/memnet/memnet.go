@@ -352,6 +352,11 @@ func (s *Shards) node(p peer.ID) (map[codec.ShardID][]byte, error) {
 	return m, nil
 }
 
+// RepairReader is PutReader: the in-memory nodes have no caps.
+func (s *Shards) RepairReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error) {
+	return s.PutReader(ctx, p, id, size, r, lease)
+}
+
 // PutReader stores size bytes from r as shard id on node p, after checking
 // they hash to id.
 func (s *Shards) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (shardproto.Receipt, error) {
