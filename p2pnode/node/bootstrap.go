@@ -178,7 +178,7 @@ func (n *Node) Reachable(ctx context.Context, timeout time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if res := <-ping.Ping(ctx, n.host, p); res.Error == nil {
+			if _, err := PingOnce(ctx, n.host, p); err == nil {
 				ok <- struct{}{}
 			}
 		}()
@@ -208,4 +208,20 @@ func (n *Node) Reachable(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return fmt.Errorf("%w: none of %d connected and %d bootstrap peers answered", ErrNoPeersReachable, len(peers), len(n.bootstrap))
+}
+
+// PingOnce times one round trip to p with libp2p's ping protocol. It fails
+// when ctx ends first: ping.Ping's channel then closes without a result,
+// which a plain receive would read as a round trip of zero with no error.
+func PingOnce(ctx context.Context, h host.Host, p peer.ID) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ping.Ping pings until its context ends
+	r, ok := <-ping.Ping(ctx, h, p)
+	if !ok {
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("no answer to a ping: %w", err)
+		}
+		return 0, errors.New("no answer to a ping")
+	}
+	return r.RTT, r.Error
 }

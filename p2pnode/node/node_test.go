@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +18,9 @@ import (
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -470,5 +473,29 @@ func TestReadRecordWalksToTheClosest(t *testing.T) {
 	rd, err := reader.ReadRecord(ctx, record.NodeKey(nw.Node(2).ID())+"x", 3)
 	if err != nil || rd.Value != nil || rd.Answered != k {
 		t.Fatalf("absent key: %v, %d bytes, %d answered", err, len(rd.Value), rd.Answered)
+	}
+}
+
+// TestReachableNeedsAnAnswer: a connected peer whose pings are never
+// answered does not make the network reachable. libp2p's ping channel
+// closes without a result when its context ends, which once read as a
+// round trip of zero and counted as an answer.
+func TestReachableNeedsAnAnswer(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	nw := testnet.New(t, 2, testnet.Options{})
+	first := nw.Node(0)
+	if err := first.Reachable(ctx, 2*time.Second); err != nil {
+		t.Fatalf("a peer that answers: %v", err)
+	}
+	// The peer now reads pings and never answers them.
+	nw.Node(1).Host().SetStreamHandler(ping.ID, func(s network.Stream) { io.Copy(io.Discard, s) })
+	err := first.Reachable(ctx, time.Second)
+	if !errors.Is(err, node.ErrNoPeersReachable) {
+		t.Fatalf("a peer that never answers: %v, want ErrNoPeersReachable", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if d, err := node.PingOnce(pctx, first.Host(), nw.ID(1)); err == nil {
+		t.Fatalf("PingOnce succeeded without an answer (%v)", d)
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
 	"github.com/spf13/cobra"
@@ -129,14 +128,14 @@ func runPing(ctx context.Context, out io.Writer, o pingOptions, target string) e
 			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		r := <-ping.Ping(pctx, h, info.ID)
+		d, err := node.PingOnce(pctx, h, info.ID)
 		cancel()
-		if r.Error != nil {
-			return fmt.Errorf("ping %s: %w", info.ID.ShortString(), r.Error)
+		if err != nil {
+			return fmt.Errorf("ping %s: %w", info.ID.ShortString(), err)
 		}
-		fmt.Fprintf(out, "round trip %d: %.3f ms\n", i+1, float64(r.RTT.Microseconds())/1000)
-		if rtt == 0 || r.RTT < rtt {
-			rtt = r.RTT
+		fmt.Fprintf(out, "round trip %d: %.3f ms\n", i+1, float64(d.Microseconds())/1000)
+		if rtt == 0 || d < rtt {
+			rtt = d
 		}
 	}
 	var put, get time.Duration
