@@ -434,8 +434,10 @@ func (c *Client) RepairReader(ctx context.Context, p peer.ID, id codec.ShardID, 
 		}
 	}
 	rc, err := c.putReader(ctx, p, id, size, r, lease, true)
+	// Only a stream the holder reset without an answer may be an earlier
+	// version's refusal; an answer, or a holder not reached, is final.
 	var remote *RemoteError
-	if err == nil || errors.As(err, &remote) || ctx.Err() != nil || seeker == nil {
+	if err == nil || errors.As(err, &remote) || !errors.Is(err, network.ErrReset) || ctx.Err() != nil || seeker == nil {
 		return rc, err
 	}
 	if _, serr := seeker.Seek(start, io.SeekStart); serr != nil {
