@@ -164,7 +164,11 @@ func TestHomeNetwork(t *testing.T) {
 		}
 		held[r.h.Name] = s.Storage.Shards
 		if r.symmetric && s.Storage.Shards != 0 {
-			t.Errorf("%s, behind a symmetric NAT, holds %d shards", r.h.Name, s.Storage.Shards)
+			// How did the writer reach it: what the node concluded of its
+			// reachability, the punches it started, who is connected how.
+			t.Errorf("%s, behind a symmetric NAT, holds %d shards; its network: reachability %s (%s), punches %+v, addresses %v, paths %+v",
+				r.h.Name, s.Storage.Shards, s.Network.Reachability, s.Network.ReachabilityNote, s.Network.HolePunches,
+				s.Network.AnnouncedAddrs, s.Network.Paths)
 		}
 	}
 	for _, r := range roles[:8] {
