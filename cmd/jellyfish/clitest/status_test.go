@@ -180,9 +180,12 @@ func TestNodeStatusAndGracefulStop(t *testing.T) {
 	if _, err := sc.Challenge(ctx, sn.peer, id, [32]byte{1}); err != nil {
 		t.Fatal(err)
 	}
+	// The service counts a request once its answer is written, which the
+	// client may read first: wait for the audit to be counted too.
 	waitFor(t, 30*time.Second, func() bool {
 		s = sn.snapshot(t)
-		return s.Clock != nil && s.Clock.NetworkOffsetSeconds != nil && s.Network.RoutingTablePeers >= 3
+		return s.Clock != nil && s.Clock.NetworkOffsetSeconds != nil && s.Network.RoutingTablePeers >= 3 &&
+			s.Service.AuditsAnswered >= 1 && s.Service.StreamsServing == 0
 	})
 	if st := s.Storage; st.Shards != 1 || st.UsedBytes != int64(len(data)) || st.Owners != 1 || st.FreeBytes != 2<<30-int64(len(data)) {
 		t.Errorf("storage %+v", st)
