@@ -1,7 +1,6 @@
 package netlab_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -223,7 +221,7 @@ func pathFlips(t *testing.T, ctx context.Context, boot []string, n *netlab.Node,
 	before := paths()
 	cmd := client.Command(bin, append([]string{"ping", n.ID, "--count", "600", "--interval", "1s", "--timeout", "10m"}, boot...)...)
 	cmd.Env = os.Environ()
-	var out syncBuffer
+	var out netlab.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -272,24 +270,6 @@ func pathFlips(t *testing.T, ctx context.Context, boot []string, n *netlab.Node,
 	if got := pagePath(t, chrome, n, peerID); got != "relayed" && got != "" {
 		t.Fatalf("after the cut the page lists the client as %q", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer a process may write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitRelayed waits until each node is private, serves no DHT and gives

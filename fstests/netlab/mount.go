@@ -54,7 +54,7 @@ type Mount struct {
 
 	fusermount string
 	cmd        *exec.Cmd
-	out        *syncBuffer
+	out        *SyncBuffer
 	done       chan struct{}
 	err        error // valid once done is closed
 }
@@ -69,7 +69,7 @@ func (h *Host) StartMount(t testing.TB, bin string, env []string, remote, dir st
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Mount{Host: h, Dir: dir, fusermount: fusermount, out: &syncBuffer{}, done: make(chan struct{})}
+	m := &Mount{Host: h, Dir: dir, fusermount: fusermount, out: &SyncBuffer{}, done: make(chan struct{})}
 	m.cmd = h.Command(bin, append([]string{"mount", remote, dir}, flags...)...)
 	m.cmd.Env = append(os.Environ(), env...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out

@@ -42,22 +42,24 @@ type Node struct {
 	Dir string
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	done chan error
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer a process may write to while the test
+// reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -70,7 +72,7 @@ func (s *syncBuffer) String() string {
 // and reads the node's ID from it.
 func (h *Host) StartNode(t testing.TB, bin string, args ...string) *Node {
 	t.Helper()
-	n := &Node{Host: h, Dir: t.TempDir(), out: &syncBuffer{}, done: make(chan error, 1)}
+	n := &Node{Host: h, Dir: t.TempDir(), out: &SyncBuffer{}, done: make(chan error, 1)}
 	all := append([]string{"node", "--data-dir", n.Dir,
 		"--listen", fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", NodePort),
 		"--listen", fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", NodePort),

@@ -66,7 +66,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 		t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", h.Router, bin, "-d", "-f", path, "-P", filepath.Join(dir, "pid"))
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

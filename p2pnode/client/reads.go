@@ -52,7 +52,8 @@ type readsHost struct {
 	h        host.Host
 	main     host.Host
 	log      *slog.Logger
-	loopback bool // dial holders on loopback addresses too (tests)
+	loopback bool             // dial holders on loopback addresses too (tests)
+	now      func() time.Time // the clock of retry times
 	ctx      context.Context
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -87,7 +88,7 @@ func newReadsHost(main host.Host, congestion string, log *slog.Logger) (*readsHo
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &readsHost{h: h, main: main, log: log, ctx: ctx, stop: stop, peers: map[peer.ID]*readsPeer{}}, nil
+	return &readsHost{h: h, main: main, log: log, now: time.Now, ctx: ctx, stop: stop, peers: map[peer.ID]*readsPeer{}}, nil
 }
 
 // Close stops the dials in flight and the host.
@@ -126,7 +127,7 @@ func (r *readsHost) failed(p peer.ID) {
 		rp = &readsPeer{}
 		r.peers[p] = rp
 	}
-	rp.retry = time.Now().Add(readsRetry)
+	rp.retry = r.now().Add(readsRetry)
 	_ = r.h.Network().ClosePeer(p)
 }
 
@@ -138,7 +139,7 @@ func (r *readsHost) dial(p peer.ID) {
 	if r.ctx.Err() != nil {
 		return
 	}
-	now := time.Now()
+	now := r.now()
 	rp := r.peers[p]
 	if rp == nil {
 		if len(r.peers) >= readsPeersSwept {
@@ -156,7 +157,7 @@ func (r *readsHost) dial(p peer.ID) {
 	}
 	addrs := r.tcpAddrs(p)
 	if len(addrs) == 0 {
-		rp.retry = time.Now().Add(readsRetry)
+		rp.retry = now.Add(readsRetry)
 		return
 	}
 	rp.dialing = true
@@ -171,7 +172,7 @@ func (r *readsHost) dial(p peer.ID) {
 		defer r.mu.Unlock()
 		rp.dialing = false
 		if err != nil {
-			rp.retry = time.Now().Add(readsRetry)
+			rp.retry = r.now().Add(readsRetry)
 			r.log.Debug("reads host: no TCP connection, reading through the client's host", "peer", p, "err", err)
 			return
 		}

@@ -64,3 +64,42 @@ func TestReadsPeersBounded(t *testing.T) {
 		t.Fatal("swept below the bound")
 	}
 }
+
+// TestReadsRetryAfterFailure: a holder the reads host could not dial is
+// not tried again until readsRetry has passed: a nanosecond before, its
+// state stands; at readsRetry, it is tried (here it still has no address,
+// so the try fails at once and sets a new retry time).
+func TestReadsRetryAfterFailure(t *testing.T) {
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := node.NewHost(priv, node.HostConfig{ConnLow: 10, ConnHigh: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	r, err := newReadsHost(main, node.NoCongestion, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	start := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	now := start
+	r.now = func() time.Time { return now }
+	holder := peer.ID("holder")
+	r.dial(holder)
+	if got := r.peers[holder].retry; !got.Equal(start.Add(readsRetry)) {
+		t.Fatalf("retry at %v, want %v", got, start.Add(readsRetry))
+	}
+	now = start.Add(readsRetry - time.Nanosecond)
+	r.dial(holder)
+	if got := r.peers[holder].retry; !got.Equal(start.Add(readsRetry)) {
+		t.Fatalf("tried again a nanosecond early: retry now %v", got)
+	}
+	now = start.Add(readsRetry)
+	r.dial(holder)
+	if got := r.peers[holder].retry; !got.Equal(now.Add(readsRetry)) {
+		t.Fatalf("not tried again at readsRetry: retry %v, want %v", got, now.Add(readsRetry))
+	}
+}

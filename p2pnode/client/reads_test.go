@@ -102,7 +102,6 @@ func TestReadsOverTCP(t *testing.T) {
 
 	// The QUIC-only holder.
 	get(nw.ID(3), id, data)
-	time.Sleep(200 * time.Millisecond)
 	get(nw.ID(3), id, data)
 	if _, ok := c.ReadsHost(nw.ID(3)); ok {
 		t.Fatal("the reads host connected to a holder with no TCP address")

@@ -423,7 +423,6 @@ func holePunchingNote(n *node.Node, nw Network) string {
 // this node started, at most a minute before the punch ended), else
 // through a relay.
 func peerPaths(n *node.Node, nw network.Network) ([]PeerPath, int) {
-	rank := map[string]int{"hole-punched": 0, "relayed": 1, "direct": 2}
 	var out []PeerPath
 	for _, p := range nw.Peers() {
 		var pp PeerPath
@@ -434,11 +433,9 @@ func peerPaths(n *node.Node, nw network.Network) ([]PeerPath, int) {
 				}
 				continue
 			}
-			path := "direct"
-			if at, ok := n.PunchedAt(p); ok && !c.Stat().Opened.Before(at.Add(-time.Minute)) {
-				path = "hole-punched"
-			}
-			if pp.Path == "" || rank[path] < rank[pp.Path] || pp.Path == "relayed" {
+			at, punched := n.PunchedAt(p)
+			path := directPath(c.Stat().Opened, at, punched)
+			if pp.Path == "" || pathRank[path] < pathRank[pp.Path] || pp.Path == "relayed" {
 				pp = PeerPath{Peer: p.String(), Path: path, Addr: c.RemoteMultiaddr().String()}
 			}
 		}
@@ -446,16 +443,40 @@ func peerPaths(n *node.Node, nw network.Network) ([]PeerPath, int) {
 			out = append(out, pp)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if rank[out[i].Path] != rank[out[j].Path] {
-			return rank[out[i].Path] < rank[out[j].Path]
-		}
-		return out[i].Peer < out[j].Peer
-	})
-	if len(out) > maxPaths {
-		return out[:maxPaths], len(out) - maxPaths
+	return limitPaths(out)
+}
+
+// punchOpens is how long before a punch ended its direct connection may
+// have opened (the punch dials, then reports).
+const punchOpens = time.Minute
+
+// directPath names a direct connection opened at opened: hole-punched if
+// a punch to its peer succeeded at punchedAt and the connection opened at
+// most punchOpens before that, else direct.
+func directPath(opened, punchedAt time.Time, punched bool) string {
+	if punched && !opened.Before(punchedAt.Add(-punchOpens)) {
+		return "hole-punched"
 	}
-	return out, 0
+	return "direct"
+}
+
+// pathRank orders paths on the page: punched first, then relayed, then
+// direct.
+var pathRank = map[string]int{"hole-punched": 0, "relayed": 1, "direct": 2}
+
+// limitPaths sorts paths by pathRank then peer and keeps the first
+// maxPaths, returning how many it left out.
+func limitPaths(paths []PeerPath) ([]PeerPath, int) {
+	sort.Slice(paths, func(i, j int) bool {
+		if pathRank[paths[i].Path] != pathRank[paths[j].Path] {
+			return pathRank[paths[i].Path] < pathRank[paths[j].Path]
+		}
+		return paths[i].Peer < paths[j].Peer
+	})
+	if len(paths) > maxPaths {
+		return paths[:maxPaths], len(paths) - maxPaths
+	}
+	return paths, 0
 }
 
 func isRelayed(c network.Conn) bool {

@@ -425,43 +425,41 @@ func (c *Client) PutReader(ctx context.Context, p peer.ID, id codec.ShardID, siz
 // knows no repair, resets the stream: the shard is then sent again as a
 // plain put when r can be rewound.
 func (c *Client) RepairReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time) (Receipt, error) {
-	seeker, _ := r.(io.Seeker)
-	var start int64
-	if seeker != nil {
-		var err error
-		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
-			seeker = nil
-		}
-	}
+	rewind := rewinder(r)
 	rc, err := c.putReader(ctx, p, id, size, r, lease, true)
 	// Only a stream the holder reset without an answer may be an earlier
 	// version's refusal; an answer, or a holder not reached, is final.
 	var remote *RemoteError
-	if err == nil || errors.As(err, &remote) || !errors.Is(err, network.ErrReset) || ctx.Err() != nil || seeker == nil {
-		return rc, err
-	}
-	if _, serr := seeker.Seek(start, io.SeekStart); serr != nil {
+	if err == nil || errors.As(err, &remote) || !errors.Is(err, network.ErrReset) || ctx.Err() != nil || rewind == nil || rewind() != nil {
 		return rc, err
 	}
 	return c.putReader(ctx, p, id, size, r, lease, false)
 }
 
-func (c *Client) putReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time, repair bool) (rc Receipt, err error) {
-	seeker, _ := r.(io.Seeker)
-	var start int64
-	if seeker != nil {
-		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
-			seeker = nil
-		}
+// rewinder returns a function that moves r back to where it is now, or
+// nil when r cannot be moved back (not an io.Seeker).
+func rewinder(r io.Reader) func() error {
+	seeker, ok := r.(io.Seeker)
+	if !ok {
+		return nil
 	}
+	start, err := seeker.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil
+	}
+	return func() error {
+		_, err := seeker.Seek(start, io.SeekStart)
+		return err
+	}
+}
+
+func (c *Client) putReader(ctx context.Context, p peer.ID, id codec.ShardID, size int64, r io.Reader, lease time.Time, repair bool) (rc Receipt, err error) {
+	rewind := rewinder(r)
 	src := &countingReader{r: r}
 	attempt := 0
 	err = retryRefused(ctx, func() error {
 		if attempt++; attempt > 1 && src.n > 0 {
-			if seeker == nil {
-				return errNoRewind
-			}
-			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
+			if rewind == nil || rewind() != nil {
 				return errNoRewind
 			}
 		}
