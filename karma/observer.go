@@ -1,0 +1,302 @@
+package karma
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+)
+
+// An Observer is one node's own record of the nodes it watches: the
+// probes it made of each and their answers, its audits of its own test
+// shards there, and the deleted shards it saw, per epoch, over the window.
+// A provider keeps one for the nodes linked to the accounts that store on
+// it, and decides what those accounts may store from its own measurements
+// alone (docs/design.md §6.10): its decision binds only its own disk, so it
+// needs nobody's agreement and trusts nobody's history.
+//
+// It is pure: no network, time passed in. It is not safe for concurrent
+// use.
+type Observer struct {
+	self string
+	max  int
+	subs map[string]*observed
+}
+
+// DefaultMaxObserved bounds the nodes one observer watches.
+const DefaultMaxObserved = 1024
+
+// AuditProbes are the probe slots of an epoch (indices into the
+// ProbesPerEpoch slots) at which an answered probe is followed by an audit
+// of the observer's test shard: two a day, so VettingAudits are passed
+// within VettingEpochs.
+var AuditProbes = []int{2, 8}
+
+// Observed is what an observer keeps of one subject. Exported for the
+// observer's saved state only.
+type Observed struct {
+	// Since is when the subject was first watched, Needed when it was last
+	// named by something that needs its standing.
+	Since, Needed time.Time
+	// Epochs holds the tallies of the window's epochs and the current one.
+	Epochs map[Epoch]*Tally
+}
+
+// Tally is an observer's count of one subject for one epoch.
+type Tally struct {
+	Probes, Answered     uint16
+	Audits, AuditsPassed uint16
+	Deleted              []ShardRef `json:",omitempty"`
+}
+
+type observed struct {
+	Observed
+	plan      []time.Time // this epoch's probe times not yet made
+	planEpoch Epoch
+	planned   bool
+}
+
+// NewObserver returns an observer named self (its node ID) that watches
+// at most max subjects (DefaultMaxObserved when max ≤ 0).
+func NewObserver(self string, max int) *Observer {
+	if max <= 0 {
+		max = DefaultMaxObserved
+	}
+	return &Observer{self: self, max: max, subs: map[string]*observed{}}
+}
+
+// Watch starts watching subject, or notes that it is still needed. When
+// the observer is full, the subject needed least recently is dropped (with
+// its tallies). Watching oneself is refused.
+func (o *Observer) Watch(subject string, now time.Time) {
+	if subject == "" || subject == o.self || len(subject) > MaxIDLen {
+		return
+	}
+	if s := o.subs[subject]; s != nil {
+		if now.After(s.Needed) {
+			s.Needed = now
+		}
+		return
+	}
+	for len(o.subs) >= o.max {
+		var oldest string
+		var at time.Time
+		for id, s := range o.subs {
+			if oldest == "" || s.Needed.Before(at) || (s.Needed.Equal(at) && id < oldest) {
+				oldest, at = id, s.Needed
+			}
+		}
+		delete(o.subs, oldest)
+	}
+	o.subs[subject] = &observed{Observed: Observed{Since: now, Needed: now, Epochs: map[Epoch]*Tally{}}}
+}
+
+// Watching reports whether subject is watched.
+func (o *Observer) Watching(subject string) bool { return o.subs[subject] != nil }
+
+// Subjects returns the watched subjects, sorted.
+func (o *Observer) Subjects() []string { return slices.Sorted(maps.Keys(o.subs)) }
+
+// tally returns subject's tally of t's epoch, or nil when it is not
+// watched.
+func (o *Observer) tally(subject string, t time.Time) *Tally {
+	s := o.subs[subject]
+	if s == nil {
+		return nil
+	}
+	e := EpochOf(t)
+	tl := s.Epochs[e]
+	if tl == nil {
+		tl = &Tally{}
+		s.Epochs[e] = tl
+	}
+	return tl
+}
+
+// Probed records a probe of subject at t and whether it was answered.
+// Probes past MaxProbes in one epoch are not counted.
+func (o *Observer) Probed(subject string, t time.Time, answered bool) {
+	tl := o.tally(subject, t)
+	if tl == nil || tl.Probes >= MaxProbes {
+		return
+	}
+	tl.Probes++
+	if answered {
+		tl.Answered++
+	}
+}
+
+// Audited records an audit of the observer's test shard on subject at t.
+// An audit that got no answer is not an audit: call Probed instead.
+func (o *Observer) Audited(subject string, t time.Time, passed bool) {
+	tl := o.tally(subject, t)
+	if tl == nil || tl.Audits >= MaxAudits {
+		return
+	}
+	tl.Audits++
+	if passed {
+		tl.AuditsPassed++
+	}
+}
+
+// Deleted records that subject was shown at t to have deleted shard: the
+// caller checked the evidence (its own failed audit's signed answer, or a
+// DeletedPart report CheckDeletedPart accepted). A shard counts once per
+// epoch; at most MaxShardsReported per epoch.
+func (o *Observer) Deleted(subject string, t time.Time, shard ShardRef) {
+	tl := o.tally(subject, t)
+	if tl == nil || len(tl.Deleted) >= MaxShardsReported {
+		return
+	}
+	i, found := slices.BinarySearchFunc(tl.Deleted, shard, func(a, b ShardRef) int { return bytes.Compare(a[:], b[:]) })
+	if !found {
+		tl.Deleted = slices.Insert(tl.Deleted, i, shard)
+	}
+}
+
+// Standing returns subject's standing at now from the observer's own
+// tallies: Assess with the observer as the only witness of every epoch it
+// probed in. An unwatched subject is Unknown.
+func (o *Observer) Standing(subject string, now time.Time) Standing {
+	s := o.subs[subject]
+	if s == nil {
+		return Standing{At: now}
+	}
+	reports := make([]EpochReport, 0, len(s.Epochs))
+	for _, e := range slices.Sorted(maps.Keys(s.Epochs)) { // sorted: the same sums, to the last bit
+		tl := s.Epochs[e]
+		sum := Summary{Subject: subject, Witness: o.self, Epoch: e,
+			Probes: tl.Probes, Answered: tl.Answered, Audits: tl.Audits, AuditsPassed: tl.AuditsPassed,
+			Deleted: tl.Deleted}
+		reports = append(reports, EpochReport{Epoch: e, Witnesses: []string{o.self}, Summaries: []Summary{sum}})
+	}
+	return Assess(subject, now, reports)
+}
+
+// Due returns the subjects with a probe due at now, each once, and for
+// each whether the probe is one followed by an audit (AuditProbes). Each
+// subject's probe times in an epoch are ProbeTimes drawn from r, the
+// observer's private source, when the epoch is first seen; times that
+// passed before (the observer was down, or the subject was watched later)
+// are skipped, not made up.
+func (o *Observer) Due(now time.Time, r *rand.Rand) (subjects []string, audit []bool) {
+	e := EpochOf(now)
+	for _, id := range o.Subjects() {
+		s := o.subs[id]
+		if !s.planned || s.planEpoch != e {
+			s.plan, s.planEpoch, s.planned = ProbeTimes(e, ProbesPerEpoch, r), e, true
+			for i := range s.plan {
+				if s.plan[i].Before(s.Since) {
+					s.plan[i] = time.Time{}
+				}
+			}
+			// A fresh plan skips the slots already past.
+			for i := range s.plan {
+				if !s.plan[i].IsZero() && s.plan[i].Before(now.Add(-probeSlack)) {
+					s.plan[i] = time.Time{}
+				}
+			}
+		}
+		for i, t := range s.plan {
+			if t.IsZero() || t.After(now) {
+				continue
+			}
+			s.plan[i] = time.Time{}
+			subjects = append(subjects, id)
+			audit = append(audit, slices.Contains(AuditProbes, i))
+			break // one probe per subject per call
+		}
+	}
+	return subjects, audit
+}
+
+// probeSlack is how late a planned probe may still be made when its plan
+// is drawn: a plan drawn at an epoch's start by a round a little late
+// keeps its first slot.
+const probeSlack = 10 * time.Minute
+
+// Prune drops tallies of epochs before the window and subjects not needed
+// for a whole window.
+func (o *Observer) Prune(now time.Time) {
+	first, _, ok := WindowAt(now)
+	for id, s := range o.subs {
+		if now.Sub(s.Needed) > Window {
+			delete(o.subs, id)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		for e := range s.Epochs {
+			if e < first {
+				delete(s.Epochs, e)
+			}
+		}
+	}
+}
+
+// observerState is the saved form of an observer.
+type observerState struct {
+	Version  int
+	Self     string
+	Subjects map[string]*Observed
+}
+
+const observerStateVersion = 1
+
+// MarshalJSON returns the observer's tallies (not its probe plans, which
+// are drawn again after a restart).
+func (o *Observer) MarshalJSON() ([]byte, error) {
+	st := observerState{Version: observerStateVersion, Self: o.self, Subjects: map[string]*Observed{}}
+	for id, s := range o.subs {
+		st.Subjects[id] = &s.Observed
+	}
+	return json.Marshal(st)
+}
+
+// ErrObserverState is wrapped by the errors of a saved state that cannot
+// be used.
+var ErrObserverState = errors.New("karma: observer state")
+
+// UnmarshalJSON loads tallies saved by MarshalJSON into o, which must have
+// been made by NewObserver for the same node; past o's bound, the subjects
+// needed least recently are dropped.
+func (o *Observer) UnmarshalJSON(b []byte) error {
+	var st observerState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("%w: %v", ErrObserverState, err)
+	}
+	switch {
+	case st.Version != observerStateVersion:
+		return fmt.Errorf("%w: version %d (this build reads %d)", ErrObserverState, st.Version, observerStateVersion)
+	case st.Self != o.self:
+		return fmt.Errorf("%w: kept by another node", ErrObserverState)
+	}
+	ids := slices.Collect(maps.Keys(st.Subjects))
+	sort.Slice(ids, func(i, j int) bool { return st.Subjects[ids[i]].Needed.After(st.Subjects[ids[j]].Needed) })
+	for _, id := range ids {
+		s := st.Subjects[id]
+		if s == nil || id == "" || id == o.self || len(id) > MaxIDLen || len(o.subs) >= o.max {
+			continue
+		}
+		if s.Epochs == nil {
+			s.Epochs = map[Epoch]*Tally{}
+		}
+		for e, tl := range s.Epochs {
+			if tl == nil || tl.Probes > MaxProbes || tl.Answered > tl.Probes || tl.Audits > MaxAudits ||
+				tl.AuditsPassed > tl.Audits || len(tl.Deleted) > MaxShardsReported {
+				delete(s.Epochs, e)
+				continue
+			}
+			slices.SortFunc(tl.Deleted, func(a, b ShardRef) int { return bytes.Compare(a[:], b[:]) })
+			tl.Deleted = slices.Compact(tl.Deleted)
+		}
+		o.subs[id] = &observed{Observed: *s}
+	}
+	return nil
+}
