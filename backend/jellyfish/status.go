@@ -203,7 +203,8 @@ func classOf(nodes []NodeStatus) ClassStatus {
 	switch {
 	case cs.Class == "sharing":
 		cs.Why = fmt.Sprintf("linked both ways and answering with the shard protocol: %d of the account's %d nodes", len(cs.Own), listed)
-		cs.Change = "sharing is the most a provider grants an account other than its owner's; an allowance by what the nodes share and how often they are up (karma) needs the witness service, which is not built. " +
+		cs.Change = "each provider counts a linked node once it has vetted it itself (answering its probes on 7 days and passing 10 audits of its test shard) and treats the account as a starter until then; " +
+			"then the account may store there a quarter of what its nodes earned (shared space, at most 2 GiB a node for now, times uptime), and nothing new while one of them is caught deleting shards. " +
 			"The account becomes a starter again at each provider that finds none of its nodes answering (by default providers look again every 30 minutes)"
 	case listed == 0:
 		cs.Why = "the account record lists no node"

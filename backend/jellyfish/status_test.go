@@ -23,7 +23,7 @@ func TestClassOf(t *testing.T) {
 		{"no node", nil, "starter", 0, "link a node: run `jellyfish node --account-config"},
 		{"nodes naming another owner or none", []NodeStatus{other, gone}, "starter", 0, "so that their records name the account"},
 		{"linked node down", []NodeStatus{down, other}, "starter", 0, "start a linked node"},
-		{"linked node answering", []NodeStatus{other, down, counts}, "sharing", 1, "witness service, which is not built"},
+		{"linked node answering", []NodeStatus{other, down, counts}, "sharing", 1, "once it has vetted it itself"},
 	} {
 		cs := classOf(c.nodes)
 		if cs.Class != c.class || len(cs.Own) != c.own || !strings.Contains(cs.Change, c.change) || cs.Why == "" {

@@ -293,10 +293,10 @@ func (s *Status) Snapshot() Snapshot {
 		},
 	}
 	if adm := p.Admission(); adm != nil {
-		starter, sharing := adm.AllowanceOf(provider.ClassStarter), adm.AllowanceOf(provider.ClassSharing)
+		starter := adm.AllowanceOf(provider.ClassStarter, 0)
 		snap.Storage.StarterShareBytes = starter.GroupMax
-		snap.Storage.Admission = fmt.Sprintf("the node's own account up to the quota; an account that shares a node up to %s; one that shares none up to %s, and all of those together up to %s; shards rebuilt by an account's repair up to %.0f %% past these",
-			shardstore.FormatBytes(sharing.Max), shardstore.FormatBytes(starter.Max), shardstore.FormatBytes(starter.GroupMax), 100*adm.Config().RepairSlack)
+		snap.Storage.Admission = fmt.Sprintf("the node's own account up to the quota; an account with a node this node vetted up to a quarter of what its nodes earned, at least %s and at most %s; one that shares none, or no node vetted here yet, up to %s, and all of those together up to %s; shards rebuilt by an account's repair up to %.0f %% past these",
+			shardstore.FormatBytes(adm.SharingCap(0)), shardstore.FormatBytes(adm.SharingCap(1<<62)), shardstore.FormatBytes(starter.Max), shardstore.FormatBytes(starter.GroupMax), 100*adm.Config().RepairSlack)
 	}
 
 	ps := p.Store().PutStats()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -144,6 +145,14 @@ const (
 	ClassSharing
 	// ClassOwn: the account that linked this provider.
 	ClassOwn
+	// ClassVetting: the account has a linked node that answers, but none
+	// this provider has vetted (karma.Good by its own observation): it is
+	// treated as a starter until one is.
+	ClassVetting
+	// ClassZeroed: a linked node of the account deleted shards it held
+	// (karma.Malicious by this provider's observation): no new shards
+	// until the strikes leave the window.
+	ClassZeroed
 )
 
 func (c Class) String() string {
@@ -154,13 +163,43 @@ func (c Class) String() string {
 		return "sharing"
 	case ClassOwn:
 		return "own"
+	case ClassVetting:
+		return "vetting"
+	case ClassZeroed:
+		return "zeroed"
 	}
 	return fmt.Sprintf("class_%d", uint8(c))
 }
 
-// ClassLookup finds out whether an account shares a node: ClassSharing or
-// ClassStarter. An error counts as ClassStarter.
-type ClassLookup func(ctx context.Context, account peer.ID) (Class, error)
+// ClassLookup finds out whether an account shares a node: a Link of class
+// ClassSharing (a linked node answers) or ClassStarter, with the nodes
+// linked to the account either way. An error counts as ClassStarter.
+type ClassLookup func(ctx context.Context, account peer.ID) (Link, error)
+
+// Link is what a lookup found of an account.
+type Link struct {
+	Class Class // ClassSharing or ClassStarter
+	// Nodes are the nodes linked to the account (the account record names
+	// them and their node records name the account), at most
+	// account.MaxNodes.
+	Nodes []LinkedNode
+}
+
+// LinkedNode is a node linked to an account, with the tier its record
+// offers.
+type LinkedNode struct {
+	ID   peer.ID
+	Tier int
+}
+
+// StandingOf returns a node's standing as this provider observed it.
+type StandingOf func(node peer.ID) karma.Standing
+
+// MinSpread is the fewest providers an honest account spreads each
+// segment's shards over: a sharing account may reference at most
+// 1/MinSpread of its allowance at one provider (and a starter's 1 GiB
+// gives DefaultStarterBytes).
+const MinSpread = 4
 
 // Admission is a provider's admission policy: it classes the account of
 // each put that would add a new reference (own, sharing, starter) and
@@ -171,12 +210,13 @@ type ClassLookup func(ctx context.Context, account peer.ID) (Class, error)
 // LookupTimeout. It holds no host: the lookup is injected (LinkLookup
 // reads the DHT). It is safe for concurrent use.
 type Admission struct {
-	cfg    AdmissionConfig
-	quota  int64
-	own    peer.ID
-	lookup ClassLookup
-	clock  shardstore.Clock
-	slots  chan struct{}
+	cfg      AdmissionConfig
+	quota    int64
+	own      peer.ID
+	lookup   ClassLookup
+	standing StandingOf
+	clock    shardstore.Clock
+	slots    chan struct{}
 
 	mu      sync.Mutex
 	cache   map[peer.ID]*classEntry
@@ -184,15 +224,18 @@ type Admission struct {
 }
 
 type classEntry struct {
-	class Class
+	class Class // ClassSharing or ClassStarter, as looked up
+	nodes []LinkedNode
 	until time.Time
 	done  chan struct{} // open while the lookup runs
 }
 
 // NewAdmission returns the policy of a provider with quota bytes, linked
-// to account own ("" for none), classing others with lookup. cfg.AdmitAll
-// is not looked at: a provider admitting all has no Admission.
-func NewAdmission(cfg AdmissionConfig, quota int64, own peer.ID, lookup ClassLookup, clock shardstore.Clock) (*Admission, error) {
+// to account own ("" for none), classing others with lookup and the
+// standing of their nodes (nil: every node unknown, so no account earns
+// more than a starter). cfg.AdmitAll is not looked at: a provider
+// admitting all has no Admission.
+func NewAdmission(cfg AdmissionConfig, quota int64, own peer.ID, lookup ClassLookup, standing StandingOf, clock shardstore.Clock) (*Admission, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("provider: admission: %w", err)
@@ -200,7 +243,10 @@ func NewAdmission(cfg AdmissionConfig, quota int64, own peer.ID, lookup ClassLoo
 	if lookup == nil || clock == nil || quota <= 0 {
 		return nil, errors.New("provider: admission needs a lookup, a clock and a quota")
 	}
-	return &Admission{cfg: cfg, quota: quota, own: own, lookup: lookup, clock: clock,
+	if standing == nil {
+		standing = func(peer.ID) karma.Standing { return karma.Standing{} }
+	}
+	return &Admission{cfg: cfg, quota: quota, own: own, lookup: lookup, standing: standing, clock: clock,
 		slots: make(chan struct{}, cfg.MaxLookups), cache: make(map[peer.ID]*classEntry)}, nil
 }
 
@@ -215,12 +261,54 @@ func (a *Admission) Lookups() int64 {
 }
 
 // Classify returns account's class: from the cache while its answer
-// lasts, else looked up. A lookup that fails, or finds no slot within
-// LookupTimeout, makes the account a starter.
+// lasts, else looked up, and then, for an account with a node that
+// answers, refined by its nodes' standings now (Earn). A lookup that
+// fails, or finds no slot within LookupTimeout, makes the account a
+// starter.
 func (a *Admission) Classify(ctx context.Context, account peer.ID) Class {
+	c, _ := a.classify(ctx, account)
+	return c
+}
+
+// classify returns account's class and, for ClassSharing, its earned
+// allowance.
+func (a *Admission) classify(ctx context.Context, account peer.ID) (Class, karma.Allowance) {
 	if a.own != "" && account == a.own {
-		return ClassOwn
+		return ClassOwn, karma.Allowance{}
 	}
+	class, nodes := a.lookedUp(ctx, account)
+	if class != ClassSharing {
+		return class, karma.Allowance{}
+	}
+	return a.Earn(nodes)
+}
+
+// Earn returns the class an account whose linked node answers has by its
+// linked nodes' standings, and its allowance (karma.AccountAllowance):
+// ClassZeroed while one is malicious, ClassSharing when one is vetted,
+// ClassVetting otherwise. A node is credited at most karma.ShownFloor
+// (what it has shown is not measured beyond that, docs/design.md §6.12).
+func (a *Admission) Earn(nodes []LinkedNode) (Class, karma.Allowance) {
+	kn := make([]karma.Node, 0, len(nodes))
+	vetted := false
+	for _, n := range nodes {
+		st := a.standing(n.ID)
+		shared := karma.TierBytes(n.Tier)
+		kn = append(kn, karma.Node{ID: n.ID.String(), Shared: shared, Shown: karma.Shown(0, shared, false), Standing: st})
+		vetted = vetted || st.Vetted()
+	}
+	al := karma.AccountAllowance(kn, karma.DefaultStarter)
+	switch {
+	case al.Zeroed != "":
+		return ClassZeroed, al
+	case vetted:
+		return ClassSharing, al
+	}
+	return ClassVetting, al
+}
+
+// lookedUp returns account's class and linked nodes as looked up.
+func (a *Admission) lookedUp(ctx context.Context, account peer.ID) (Class, []LinkedNode) {
 	for {
 		a.mu.Lock()
 		e := a.cache[account]
@@ -232,12 +320,12 @@ func (a *Admission) Classify(ctx context.Context, account peer.ID) Class {
 			case <-done:
 				continue
 			case <-ctx.Done():
-				return ClassStarter
+				return ClassStarter, nil
 			}
 		}
 		if e != nil && a.clock().Before(e.until) {
 			a.mu.Unlock()
-			return e.class
+			return e.class, e.nodes
 		}
 		e = &classEntry{done: make(chan struct{})}
 		a.makeRoom()
@@ -249,11 +337,12 @@ func (a *Admission) Classify(ctx context.Context, account peer.ID) Class {
 
 // run looks account up for entry e, which waiters share, and records the
 // answer.
-func (a *Admission) run(ctx context.Context, account peer.ID, e *classEntry) Class {
+func (a *Admission) run(ctx context.Context, account peer.ID, e *classEntry) (Class, []LinkedNode) {
 	class, ttl := ClassStarter, a.cfg.UnlinkedTTL
+	var nodes []LinkedNode
 	defer func() {
 		a.mu.Lock()
-		e.class, e.until = class, a.clock().Add(ttl)
+		e.class, e.nodes, e.until = class, nodes, a.clock().Add(ttl)
 		close(e.done)
 		e.done = nil
 		a.mu.Unlock()
@@ -267,17 +356,20 @@ func (a *Admission) run(ctx context.Context, account peer.ID, e *classEntry) Cla
 	case <-lctx.Done():
 		// Every slot taken: a starter for now, and asked again soon.
 		ttl = 0
-		return class
+		return class, nil
 	}
 	defer func() { <-a.slots }()
 	a.mu.Lock()
 	a.lookups++
 	a.mu.Unlock()
 	got, err := a.lookup(lctx, account)
-	if err == nil && got == ClassSharing {
-		class, ttl = ClassSharing, a.cfg.LinkedTTL
+	if err == nil {
+		nodes = got.Nodes
+		if got.Class == ClassSharing {
+			class, ttl = ClassSharing, a.cfg.LinkedTTL
+		}
 	}
-	return class
+	return class, nodes
 }
 
 // makeRoom drops expired entries, and then any settled one, while the
@@ -307,17 +399,23 @@ const (
 	starterWho    = "an account that shares no node"
 	starterWhose  = "accounts that share no node"
 	starterAdvice = "run a node (jellyfish node) linked to your account to store more"
-	sharingWho    = "one account, however much its nodes share"
-	sharingAdvice = "other providers take the rest"
+	sharingWho    = "one account, for what its nodes earned"
+	sharingAdvice = "other providers take the rest; a node earns more by staying up"
+	vettingWho    = "an account whose nodes this provider has not vetted yet"
+	vettingWhose  = "accounts that share no vetted node"
+	vettingAdvice = "a node counts once this provider has seen it answer for 7 days and pass 10 audits"
+	zeroedWho     = "an account whose node lost shards it held"
 )
 
 // Allowance returns what account may reference at the provider: the own
-// account the quota, a sharing account SharingShare of it, a starter
-// StarterBytes with all starters together StarterShare of the quota; for a
-// repair's put, those caps widened by RepairSlack. It is a
-// shardproto.Admitter.
+// account the quota; a sharing account a MinSpread-th of its earned
+// allowance, at least StarterBytes and at most SharingShare of the quota;
+// a starter (or vetting) account StarterBytes with all of them together
+// StarterShare of the quota; a zeroed account nothing new. For a repair's
+// put, those caps are widened by RepairSlack. It is a shardproto.Admitter.
 func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool) shardstore.Allowance {
-	al := a.AllowanceOf(a.Classify(ctx, account))
+	c, earned := a.classify(ctx, account)
+	al := a.allowanceOf(c, earned)
 	if repair {
 		al = a.forRepair(al)
 	}
@@ -336,16 +434,43 @@ func (a *Admission) forRepair(al shardstore.Allowance) shardstore.Allowance {
 	return al
 }
 
-// AllowanceOf returns the allowance of class c.
-func (a *Admission) AllowanceOf(c Class) shardstore.Allowance {
+// AllowanceOf returns the allowance of class c; for ClassSharing, of an
+// account that earned earned (karma.AccountAllowance).
+func (a *Admission) allowanceOf(c Class, earned karma.Allowance) shardstore.Allowance {
 	switch c {
 	case ClassOwn:
 		return shardstore.Allowance{Group: GroupOwn}
 	case ClassSharing:
-		return shardstore.Allowance{Max: share(a.quota, a.cfg.SharingShare), Group: GroupSharing, Who: sharingWho, Advice: sharingAdvice}
+		return shardstore.Allowance{Max: a.SharingCap(earned.Bytes), Group: GroupSharing, Who: sharingWho, Advice: sharingAdvice}
+	case ClassZeroed:
+		return shardstore.Allowance{Max: 1, Group: GroupSharing, Who: zeroedWho, Advice: "no new shards " + untilWords(earned)}
+	case ClassVetting:
+		return shardstore.Allowance{Max: a.cfg.StarterBytes, Group: GroupStarter, GroupMax: share(a.quota, a.cfg.StarterShare),
+			Who: vettingWho, Whose: vettingWhose, Advice: vettingAdvice}
 	}
 	return shardstore.Allowance{Max: a.cfg.StarterBytes, Group: GroupStarter, GroupMax: share(a.quota, a.cfg.StarterShare),
 		Who: starterWho, Whose: starterWhose, Advice: starterAdvice}
+}
+
+// AllowanceOf returns the allowance of class c, for ClassSharing that of
+// an account that earned allowance bytes.
+func (a *Admission) AllowanceOf(c Class, allowance int64) shardstore.Allowance {
+	return a.allowanceOf(c, karma.Allowance{Bytes: allowance})
+}
+
+// SharingCap returns what a sharing account that earned allowance bytes
+// may reference here: a MinSpread-th of it, at least StarterBytes (a
+// vetted node never gives less than no node) and at most SharingShare of
+// the quota.
+func (a *Admission) SharingCap(allowance int64) int64 {
+	return min(share(a.quota, a.cfg.SharingShare), max(a.cfg.StarterBytes, allowance/MinSpread))
+}
+
+func untilWords(al karma.Allowance) string {
+	if al.Until.IsZero() {
+		return "for now"
+	}
+	return "until " + al.Until.UTC().Format(time.DateOnly)
 }
 
 // share returns f of n bytes, at least 1 (a zero cap would be no cap).

@@ -13,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
@@ -28,8 +29,8 @@ import (
 // its cap with the plain message, holds no more than it, and can still
 // renew and re-put what it stored; more fresh keys stop at the starters'
 // share; an account whose account record lists node 1, whose node record
-// names the account, gets the sharing cap; provider 0's own account is not
-// capped. The other providers admit all, as test networks do.
+// names the account, is vetting (provider 0 starts watching node 1); provider
+// 0's own account is not capped. The other providers admit all, as test networks do.
 func TestAdmissionOnRealNetwork(t *testing.T) {
 	const (
 		q       = 32 << 20
@@ -170,12 +171,18 @@ func TestAdmissionOnRealNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatalf("alice's records not readable from provider 0: %v", err)
 	}
-	if c := p0.Admission().Classify(ctx, alice.ID()); c != provider.ClassSharing {
+	// Linked and answering, but provider 0 has not watched node 1 long
+	// enough to vet it: a starter's caps, whose share the fresh keys took
+	// (TestObserverOnRealNetwork follows an account to the sharing cap).
+	if c := p0.Admission().Classify(ctx, alice.ID()); c != provider.ClassVetting {
 		t.Fatalf("alice classed %v", c)
 	}
 	n, err = fill(aliceKey, 20)
-	if n != q/4/size || !errors.As(err, &re) || !strings.Contains(re.Msg, "at most 8 MiB for one account") {
+	if n != 0 || !errors.As(err, &re) || !strings.Contains(re.Msg, "accounts that share no vetted node together") {
 		t.Fatalf("alice stored %d shards, then %v", n, err)
+	}
+	if st := p0.Standing(nw.ID(1)); st.State != karma.Unknown || !p0.Watching(nw.ID(1)) {
+		t.Fatalf("node 1 at provider 0: %v, watched %v", st.State, p0.Watching(nw.ID(1)))
 	}
 	// A node record naming someone else links nothing: a key whose account
 	// record lists node 1 is a starter (and the starters' share is taken).
@@ -217,8 +224,8 @@ func TestAdmissionOnRealNetwork(t *testing.T) {
 	}
 
 	// The own account: the rest of the quota, past every other cap.
-	n, err = fill(ownKey, 30)
-	if want := (q - q/8 - q/4) / size; n != want || !errors.Is(err, shardstore.ErrQuotaExceeded) {
+	n, err = fill(ownKey, 40)
+	if want := (q - q/8) / size; n != want || !errors.Is(err, shardstore.ErrQuotaExceeded) {
 		t.Fatalf("own account stored %d shards (want %d), then %v", n, want, err)
 	}
 }

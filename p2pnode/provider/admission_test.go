@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -41,18 +43,48 @@ func newFakeLookup() *fakeLookup {
 	return &fakeLookup{sharing: map[peer.ID]bool{}, calls: map[peer.ID]int{}}
 }
 
-func (f *fakeLookup) lookup(ctx context.Context, id peer.ID) (Class, error) {
+// lookup links every sharing account to one tier-3 node, nodeOf(id).
+func (f *fakeLookup) lookup(ctx context.Context, id peer.ID) (Link, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[id]++
 	if f.fail != nil {
-		return ClassSharing, f.fail // an error wins over any answer
+		return Link{Class: ClassSharing, Nodes: []LinkedNode{{ID: nodeOf(id), Tier: 3}}}, f.fail // an error wins over any answer
 	}
 	if f.sharing[id] {
-		return ClassSharing, nil
+		return Link{Class: ClassSharing, Nodes: []LinkedNode{{ID: nodeOf(id), Tier: 3}}}, nil
 	}
-	return ClassStarter, nil
+	return Link{Class: ClassStarter}, nil
 }
+
+func nodeOf(account peer.ID) peer.ID { return "node-of-" + account }
+
+// fakeStandings gives every node a vetted standing up all the time, but
+// those set otherwise.
+type fakeStandings struct {
+	mu sync.Mutex
+	m  map[peer.ID]karma.Standing
+}
+
+func (f *fakeStandings) set(id peer.ID, st karma.Standing) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[peer.ID]karma.Standing{}
+	}
+	f.m[id] = st
+}
+
+func (f *fakeStandings) of(id peer.ID) karma.Standing {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.m[id]; ok {
+		return st
+	}
+	return karma.Standing{KnownEpochs: karma.WindowEpochs, Uptime: 1, State: karma.Good}
+}
+
+func vetted(id peer.ID) karma.Standing { return (&fakeStandings{}).of(id) }
 
 func (f *fakeLookup) called(id peer.ID) int {
 	f.mu.Lock()
@@ -74,21 +106,32 @@ func acct(i int) peer.ID { return peer.ID(fmt.Sprintf("account-%04d", i)) }
 func TestAdmissionClasses(t *testing.T) {
 	const q = 8 << 30
 	look := newFakeLookup()
-	own, sharer, fresh := acct(0), acct(1), acct(2)
-	look.set(sharer, true, nil)
-	a, err := NewAdmission(AdmissionConfig{}, q, own, look.lookup, (&testClock{now: t0}).Now)
+	own, sharer, fresh, newcomer, cheat := acct(0), acct(1), acct(2), acct(3), acct(4)
+	for _, id := range []peer.ID{sharer, newcomer, cheat} {
+		look.set(id, true, nil)
+	}
+	stand := &fakeStandings{}
+	stand.set(nodeOf(newcomer), karma.Standing{KnownEpochs: 4, Uptime: 1, State: karma.Vetting})
+	until := t0.Add(20 * 24 * time.Hour)
+	stand.set(nodeOf(cheat), karma.Standing{KnownEpochs: 30, Uptime: 1, State: karma.Malicious, Until: until})
+	a, err := NewAdmission(AdmissionConfig{}, q, own, look.lookup, stand.of, (&testClock{now: t0}).Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	starterCaps := shardstore.Allowance{Max: 256 << 20, Group: GroupStarter, GroupMax: q / 8}
 	for _, c := range []struct {
 		id    peer.ID
 		class Class
 		want  shardstore.Allowance
 	}{
 		{own, ClassOwn, shardstore.Allowance{Group: GroupOwn}},
-		{sharer, ClassSharing, shardstore.Allowance{Max: q / 4, Group: GroupSharing}},
-		{fresh, ClassStarter, shardstore.Allowance{Max: 256 << 20, Group: GroupStarter, GroupMax: q / 8}},
+		// A vetted tier-3 node up all the time is credited the floor,
+		// 2 GiB: a quarter of it here.
+		{sharer, ClassSharing, shardstore.Allowance{Max: 512 << 20, Group: GroupSharing}},
+		{fresh, ClassStarter, starterCaps},
+		{newcomer, ClassVetting, starterCaps},
+		{cheat, ClassZeroed, shardstore.Allowance{Max: 1, Group: GroupSharing}},
 	} {
 		if got := a.Classify(ctx, c.id); got != c.class {
 			t.Errorf("%s: class %v, want %v", c.id, got, c.class)
@@ -99,29 +142,46 @@ func TestAdmissionClasses(t *testing.T) {
 		}
 		// A repair's caps are a quarter wider; no cap stays none.
 		got = a.Allowance(ctx, c.id, true)
-		if got.Max != c.want.Max*5/4 || got.Group != c.want.Group || got.GroupMax != c.want.GroupMax*5/4 {
+		if c.class != ClassZeroed && (got.Max != c.want.Max*5/4 || got.Group != c.want.Group || got.GroupMax != c.want.GroupMax*5/4) {
 			t.Errorf("%s: repair allowance %+v, want %+v widened by a quarter", c.id, got, c.want)
 		}
+	}
+	if got := a.Allowance(ctx, cheat, false); !strings.Contains(got.Advice, until.Format(time.DateOnly)) || got.Who != zeroedWho {
+		t.Errorf("a zeroed account is told %q / %q", got.Who, got.Advice)
+	}
+	// The sharing cap follows what the node earns: at uptime 0.5 a
+	// quarter of 1 GiB is the starter's 256 MiB; a standing that changes is
+	// seen at once, without a new lookup.
+	calls := look.called(sharer)
+	stand.set(nodeOf(sharer), karma.Standing{KnownEpochs: 30, Uptime: 0.5, State: karma.Good})
+	if got := a.Allowance(ctx, sharer, false); got.Max != 256<<20 || got.Group != GroupSharing {
+		t.Errorf("sharing at uptime 0.5: %+v", got)
+	}
+	if look.called(sharer) != calls {
+		t.Error("a standing change needed a lookup")
+	}
+	if c := a.SharingCap(1 << 50); c != q/4 {
+		t.Errorf("sharing cap of a huge allowance %d, want a quarter of the quota", c)
 	}
 	if look.called(own) != 0 {
 		t.Error("the own account was looked up")
 	}
 	// Settings replace the defaults, and nonsense is refused.
-	b, err := NewAdmission(AdmissionConfig{StarterBytes: 1 << 20, StarterShare: 0.5, SharingShare: 1}, q, "", look.lookup, time.Now)
+	b, err := NewAdmission(AdmissionConfig{StarterBytes: 1 << 20, StarterShare: 0.5, SharingShare: 1}, q, "", look.lookup, vetted, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := b.AllowanceOf(ClassStarter); s.Max != 1<<20 || s.GroupMax != q/2 {
+	if s := b.AllowanceOf(ClassStarter, 0); s.Max != 1<<20 || s.GroupMax != q/2 {
 		t.Errorf("starter allowance %+v", s)
 	}
-	if s := b.AllowanceOf(ClassSharing); s.Max != q {
+	if s := b.AllowanceOf(ClassSharing, 4*q); s.Max != q {
 		t.Errorf("sharing allowance %+v", s)
 	}
 	if b.Classify(ctx, "") != ClassStarter {
 		t.Error("no own account: the empty ID is own")
 	}
 	for _, bad := range []AdmissionConfig{{StarterShare: 1.5}, {SharingShare: -0.1}, {StarterBytes: -1}, {MaxLookups: -1}, {RepairSlack: 1.5}, {RepairSlack: -1}} {
-		if _, err := NewAdmission(bad, q, "", look.lookup, time.Now); err == nil {
+		if _, err := NewAdmission(bad, q, "", look.lookup, vetted, time.Now); err == nil {
 			t.Errorf("config %+v accepted", bad)
 		}
 	}
@@ -133,7 +193,7 @@ func TestAdmissionClasses(t *testing.T) {
 func TestAdmissionCache(t *testing.T) {
 	look := newFakeLookup()
 	clock := &testClock{now: t0}
-	a, err := NewAdmission(AdmissionConfig{}, 1<<30, "", look.lookup, clock.Now)
+	a, err := NewAdmission(AdmissionConfig{}, 1<<30, "", look.lookup, vetted, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +247,7 @@ func TestAdmissionCache(t *testing.T) {
 func TestAdmissionLookupBounds(t *testing.T) {
 	var running, most, calls atomic.Int64
 	release := make(chan struct{})
-	lookup := func(ctx context.Context, id peer.ID) (Class, error) {
+	lookup := func(ctx context.Context, id peer.ID) (Link, error) {
 		calls.Add(1)
 		n := running.Add(1)
 		defer running.Add(-1)
@@ -199,12 +259,12 @@ func TestAdmissionLookupBounds(t *testing.T) {
 		}
 		select {
 		case <-release:
-			return ClassSharing, nil
+			return Link{Class: ClassSharing, Nodes: []LinkedNode{{ID: nodeOf(id)}}}, nil
 		case <-ctx.Done():
-			return ClassStarter, ctx.Err()
+			return Link{Class: ClassStarter}, ctx.Err()
 		}
 	}
-	a, err := NewAdmission(AdmissionConfig{MaxLookups: 3, MaxCached: 16, LookupTimeout: time.Minute}, 1<<30, "", lookup, time.Now)
+	a, err := NewAdmission(AdmissionConfig{MaxLookups: 3, MaxCached: 16, LookupTimeout: time.Minute}, 1<<30, "", lookup, vetted, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +310,10 @@ func TestAdmissionLookupBounds(t *testing.T) {
 
 	// A lookup that never answers ends at the timeout: a starter.
 	stuck, err := NewAdmission(AdmissionConfig{LookupTimeout: 50 * time.Millisecond}, 1<<30, "",
-		func(ctx context.Context, id peer.ID) (Class, error) { <-ctx.Done(); return ClassSharing, ctx.Err() }, time.Now)
+		func(ctx context.Context, id peer.ID) (Link, error) {
+			<-ctx.Done()
+			return Link{Class: ClassSharing}, ctx.Err()
+		}, vetted, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +341,7 @@ func TestAdmissionStarterShare(t *testing.T) {
 	look := newFakeLookup()
 	own, sharer := acct(0), acct(1)
 	look.set(sharer, true, nil)
-	a, err := NewAdmission(AdmissionConfig{StarterBytes: limit}, q, own, look.lookup, (&testClock{now: t0}).Now)
+	a, err := NewAdmission(AdmissionConfig{StarterBytes: limit}, q, own, look.lookup, vetted, (&testClock{now: t0}).Now)
 	if err != nil {
 		t.Fatal(err)
 	}

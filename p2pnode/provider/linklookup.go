@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
@@ -35,54 +38,59 @@ const linkReads = 4
 
 // LinkLookup returns the ClassLookup of a provider on n: it reads the
 // account's record (account.AccountKey) from the DHT and, for the nodes it
-// lists, their node records (record.NodeKey); the account is sharing when
-// one of those names it as its owner, as karma.LinkedNodes counts a link,
-// and that node answers now: n connects to it and its identify lists the
-// shard protocol. The records are checked by n's validator (signed by the
-// account's and the node's own keys). Records alone cost two signatures;
-// a node that answers costs a running process, so a sharing account is at
-// least that (what the node holds and how often it is up is the witness
-// service's to measure, docs/design.md §6.10–6.11).
-func LinkLookup(n *node.Node) ClassLookup {
-	return func(ctx context.Context, id peer.ID) (Class, error) {
+// lists, their node records (record.NodeKey); the nodes whose records name
+// the account as their owner are linked, as karma.LinkedNodes counts a
+// link, and the account is sharing when one of them answers now: n
+// connects to it and its identify lists the shard protocol. The records
+// are checked by n's validator (signed by the account's and the node's own
+// keys). watch, if not nil, is given the linked nodes of every account
+// looked up: the observer watches them, and what they earn is what it saw
+// (docs/design.md §6.10–6.12).
+func LinkLookup(n *node.Node, watch func([]peer.ID)) ClassLookup {
+	return func(ctx context.Context, id peer.ID) (Link, error) {
 		rec, _, err := n.GetRecord(ctx, account.AccountKey(id))
 		if err != nil {
-			return ClassStarter, err
+			return Link{Class: ClassStarter}, err
 		}
 		pub, err := account.ParsePublic(rec.Body)
 		if err != nil {
-			return ClassStarter, fmt.Errorf("provider: account %s: %w", id, err)
+			return Link{Class: ClassStarter}, fmt.Errorf("provider: account %s: %w", id, err)
 		}
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
 		var g errgroup.Group
 		g.SetLimit(linkReads)
-		found := make(chan struct{}, 1)
-		for _, nid := range pub.Nodes {
+		var mu sync.Mutex
+		linked := make([]*LinkedNode, len(pub.Nodes))
+		var answered atomic.Bool
+		for i, nid := range pub.Nodes {
 			g.Go(func() error {
-				if ctx.Err() != nil {
-					return nil
-				}
 				info, _, err := n.NodeInfo(ctx, nid)
-				if err != nil {
-					return nil // a node whose record is gone links nothing
+				if err != nil || !bytes.Equal(info.Owner, []byte(id)) {
+					return nil // a node whose record is gone, or names another, links nothing
 				}
-				if bytes.Equal(info.Owner, []byte(id)) && answers(ctx, n, nid, info.Addrs) {
-					select {
-					case found <- struct{}{}:
-					default:
-					}
-					cancel()
+				mu.Lock()
+				linked[i] = &LinkedNode{ID: nid, Tier: int(info.Tier)}
+				mu.Unlock()
+				if !answered.Load() && answers(ctx, n, nid, info.Addrs) {
+					answered.Store(true)
 				}
 				return nil
 			})
 		}
 		g.Wait()
-		select {
-		case <-found:
-			return ClassSharing, nil
-		default:
-			return ClassStarter, nil
+		l := Link{Class: ClassStarter}
+		var ids []peer.ID
+		for _, ln := range linked {
+			if ln != nil && !slices.Contains(ids, ln.ID) {
+				l.Nodes = append(l.Nodes, *ln)
+				ids = append(ids, ln.ID)
+			}
 		}
+		if answered.Load() {
+			l.Class = ClassSharing
+		}
+		if watch != nil && len(ids) > 0 {
+			watch(ids)
+		}
+		return l, nil
 	}
 }

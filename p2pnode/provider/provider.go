@@ -93,8 +93,13 @@ type Config struct {
 	CollectInterval time.Duration
 	// Admission is the admission policy: what each account may store
 	// here. The zero value enforces it with its defaults; AdmitAll turns
-	// it off.
+	// it off (and the observer with it).
 	Admission AdmissionConfig
+	// ObserveInterval is the period of observation rounds (Observe): the
+	// probes and audits of the nodes linked to accounts storing here. Zero
+	// means DefaultObserveInterval; negative disables the loop (Observe
+	// still works).
+	ObserveInterval time.Duration
 	// StoreOptions and ServiceOptions are appended to the provider's own.
 	StoreOptions   []shardstore.Option
 	ServiceOptions []shardproto.Option
@@ -112,6 +117,7 @@ type Provider struct {
 	store *shardstore.Disk
 	svc   *shardproto.Service
 	adm   *Admission // nil when admitting all
+	obs   *observer  // nil when admitting all
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -214,9 +220,16 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider: %w", err)
 	}
+	if cfg.ObserveInterval == 0 {
+		cfg.ObserveInterval = DefaultObserveInterval
+	}
+	p := &Provider{n: n, cfg: cfg, log: cfg.Logger, store: store, published: make(chan struct{})}
 	var adm *Admission
 	if !cfg.Admission.AdmitAll {
-		adm, err = NewAdmission(cfg.Admission, store.Usage().Quota, own, LinkLookup(n), cfg.Clock)
+		if p.obs, err = newObserver(p); err != nil {
+			return nil, errors.Join(err, store.Close())
+		}
+		adm, err = NewAdmission(cfg.Admission, store.Usage().Quota, own, LinkLookup(n, p.obs.watch), p.obs.standing, cfg.Clock)
 		if err != nil {
 			return nil, errors.Join(err, store.Close())
 		}
@@ -230,10 +243,7 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		return nil, errors.Join(fmt.Errorf("provider: %w", err), store.Close())
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p := &Provider{
-		n: n, cfg: cfg, log: cfg.Logger, store: store, svc: svc, adm: adm,
-		cancel: cancel, published: make(chan struct{}),
-	}
+	p.svc, p.adm, p.cancel = svc, adm, cancel
 	if err := n.Attach(p); err != nil {
 		// Attach closed p already (the node is closed).
 		return nil, fmt.Errorf("provider: %w", err)
@@ -248,6 +258,13 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		go func() {
 			defer p.wg.Done()
 			p.collectLoop(runCtx)
+		}()
+	}
+	if p.obs != nil && cfg.ObserveInterval > 0 {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.observeLoop(runCtx, cfg.ObserveInterval)
 		}()
 	}
 	attrs := []any{"tier", cfg.Tier, "quota_bytes", store.Usage().Quota, "shards_dir", filepath.Join(cfg.DataDir, ShardsDir), "linked", len(cfg.Owner) > 0,
@@ -463,5 +480,9 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
-	return errors.Join(p.svc.Close(), p.store.Close())
+	var saveErr error
+	if p.obs != nil {
+		saveErr = p.obs.maybeSave(true)
+	}
+	return errors.Join(saveErr, p.svc.Close(), p.store.Close())
 }

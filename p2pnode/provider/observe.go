@@ -1,0 +1,426 @@
+package provider
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"golang.org/x/sync/errgroup"
+)
+
+// The observer: a provider watches the nodes linked to the accounts that
+// store on it and decides what those accounts may store from what it saw
+// itself (docs/design.md §6.10, §6.12).
+const (
+	// ObserverFile is the observer's saved state inside the data dir.
+	ObserverFile = "observer.json"
+	// DefaultObserveInterval is the period of observation rounds: each
+	// makes the probes that fell due since the last.
+	DefaultObserveInterval = time.Minute
+	// TestShardSize is the size of the test shard an observer puts on each
+	// node it watches and audits twice a day; TestShardLease its lease. A
+	// new test shard replaces one whose lease ends within
+	// testShardRenewBefore, so no audit ever asks for a shard whose lease
+	// ended (which the holder may delete).
+	TestShardSize        = 64 << 10
+	TestShardLease       = 40 * 24 * time.Hour
+	testShardRenewBefore = 10 * 24 * time.Hour
+	// probeTimeout bounds one probe and its audit; observeParallel the
+	// probes run at once.
+	probeTimeout    = 20 * time.Second
+	observeParallel = 8
+	// observerSaveEvery is how often (by the provider's clock) a changed
+	// state is written; Close writes it too.
+	observerSaveEvery = 10 * time.Minute
+)
+
+// TestShard is an observer's test shard on one node.
+type TestShard struct {
+	ID    codec.ShardID
+	Lease time.Time
+}
+
+// ObserveRound is what one observation round did.
+type ObserveRound struct {
+	At time.Time
+	// Skipped is set when the provider had no connection at all: its own
+	// network is down, and counting the probes would blame the nodes.
+	Skipped                 bool
+	Probes, Answered        int
+	Audits, Passed, Deleted int
+	Puts                    int // test shards placed
+}
+
+// observer is the provider's observer service.
+type observer struct {
+	p      *Provider
+	client *shardproto.Client
+	path   string
+
+	mu     sync.Mutex
+	obs    *karma.Observer
+	tests  map[peer.ID]TestShard
+	rng    *rand.Rand
+	dirty  bool
+	saved  time.Time
+	rounds int
+	last   ObserveRound
+}
+
+type observerFile struct {
+	Observer *karma.Observer
+	Tests    map[peer.ID]TestShard
+}
+
+// newObserver loads the saved state from dataDir, if any. A state that
+// cannot be read is logged and replaced: it only delays vetting.
+func newObserver(p *Provider) (*observer, error) {
+	h := p.n.Host()
+	key := h.Peerstore().PrivKey(h.ID())
+	if key == nil {
+		return nil, errors.New("provider: observer: the host has no private key")
+	}
+	client, err := shardproto.NewClient(h, key, shardproto.WithClientClock(p.cfg.Clock))
+	if err != nil {
+		return nil, fmt.Errorf("provider: observer: %w", err)
+	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("provider: observer: %w", err)
+	}
+	o := &observer{p: p, client: client, path: filepath.Join(p.cfg.DataDir, ObserverFile),
+		obs: karma.NewObserver(string(h.ID()), 0), tests: map[peer.ID]TestShard{},
+		rng: rand.New(rand.NewChaCha8(seed))}
+	b, err := os.ReadFile(o.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		p.log.Warn("observer state not read; starting afresh", "path", o.path, "err", err)
+	default:
+		f := observerFile{Observer: karma.NewObserver(string(h.ID()), 0)}
+		if err := json.Unmarshal(b, &f); err != nil {
+			p.log.Warn("observer state not used; starting afresh", "path", o.path, "err", err)
+		} else {
+			o.obs = f.Observer
+			for id, t := range f.Tests {
+				if o.obs.Watching(string(id)) {
+					o.tests[id] = t
+				}
+			}
+		}
+	}
+	o.saved = p.cfg.Clock()
+	return o, nil
+}
+
+// watch notes that nodes are linked to an account storing here.
+func (o *observer) watch(nodes []peer.ID) {
+	now := o.p.cfg.Clock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, id := range nodes {
+		o.obs.Watch(string(id), now)
+	}
+	o.dirty = true
+}
+
+// standing returns node's standing as this provider observed it.
+func (o *observer) standing(node peer.ID) karma.Standing {
+	now := o.p.cfg.Clock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.obs.Standing(string(node), now)
+}
+
+// Observe runs one observation round now: every watched node with a probe
+// due is probed (a signed usage request over the shard protocol; any
+// answer, an error status included, is an answer), and at two of each
+// day's probes the provider's test shard there is audited with leaf proofs
+// (or put, when it has none or its lease ends soon). A wrong proof or a
+// signed "not found" is a failed audit and a deleted shard; a timeout is
+// neither, only an unanswered probe. The round is skipped when the
+// provider has no connection at all.
+func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
+	o := p.obs
+	if o == nil {
+		return ObserveRound{}, errors.New("provider: no observer: admission is off")
+	}
+	now := p.cfg.Clock()
+	round := ObserveRound{At: now}
+	if len(p.n.Host().Network().Peers()) == 0 {
+		round.Skipped = true
+		o.finish(round)
+		return round, nil
+	}
+	o.mu.Lock()
+	subjects, audits := o.obs.Due(now, o.rng)
+	o.mu.Unlock()
+	type result struct {
+		answered, audited, passed, deleted, put bool
+		test                                    TestShard
+		shard                                   codec.ShardID
+	}
+	results := make([]result, len(subjects))
+	var g errgroup.Group
+	g.SetLimit(observeParallel)
+	for i, s := range subjects {
+		id := peer.ID(s)
+		o.mu.Lock()
+		test := o.tests[id]
+		o.mu.Unlock()
+		var leaf int64
+		o.mu.Lock()
+		leaf = o.rng.Int64N(TestShardSize / codec.LeafSize)
+		o.mu.Unlock()
+		g.Go(func() error {
+			r := &results[i]
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			r.answered = o.probe(pctx, id)
+			if !r.answered || !audits[i] {
+				return nil
+			}
+			if test.ID.IsZero() || !now.Add(testShardRenewBefore).Before(test.Lease) {
+				t, err := o.putTest(pctx, id, now)
+				if err != nil {
+					p.log.Debug("observer: test shard not placed", "node", id, "err", err)
+					return nil
+				}
+				r.put, r.test = true, t
+				return nil
+			}
+			_, _, err := o.client.Proof(pctx, id, test.ID, []int64{leaf})
+			var nf *shardproto.NotFoundError
+			var bad *shardproto.BadProofError
+			switch {
+			case err == nil:
+				r.audited, r.passed = true, true
+			case errors.As(err, &nf) || errors.As(err, &bad):
+				r.audited, r.deleted, r.shard = true, true, test.ID
+			default:
+				p.log.Debug("observer: audit not answered", "node", id, "err", err)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	o.mu.Lock()
+	for i, s := range subjects {
+		r := results[i]
+		id := peer.ID(s)
+		round.Probes++
+		o.obs.Probed(s, now, r.answered)
+		if r.answered {
+			round.Answered++
+		}
+		if r.put {
+			round.Puts++
+			o.tests[id] = r.test
+		}
+		if r.audited {
+			round.Audits++
+			o.obs.Audited(s, now, r.passed)
+			if r.passed {
+				round.Passed++
+			}
+		}
+		if r.deleted {
+			round.Deleted++
+			o.obs.Deleted(s, now, karma.ShardRef(r.shard))
+			delete(o.tests, id) // a new one goes at the next audit
+			p.log.Warn("observer: a node lost its test shard", "node", id, "shard", r.shard.Short())
+		}
+	}
+	o.obs.Prune(now)
+	for id := range o.tests {
+		if !o.obs.Watching(string(id)) {
+			delete(o.tests, id)
+		}
+	}
+	o.dirty = o.dirty || len(subjects) > 0
+	o.mu.Unlock()
+	o.finish(round)
+	if round.Probes > 0 {
+		p.log.Debug("observation round", "probes", round.Probes, "answered", round.Answered,
+			"audits", round.Audits, "passed", round.Passed, "deleted", round.Deleted, "test_shards_put", round.Puts)
+	}
+	return round, o.maybeSave(false)
+}
+
+func (o *observer) finish(r ObserveRound) {
+	o.mu.Lock()
+	o.rounds++
+	o.last = r
+	o.mu.Unlock()
+}
+
+// probe asks node id for the provider's usage there, finding its
+// addresses in its node record when the peerstore has none.
+func (o *observer) probe(ctx context.Context, id peer.ID) bool {
+	h := o.p.n.Host()
+	if h.Network().Connectedness(id) != network.Connected && len(h.Peerstore().Addrs(id)) == 0 {
+		info, _, err := o.p.n.NodeInfo(ctx, id)
+		if err != nil {
+			return false
+		}
+		h.Peerstore().AddAddrs(id, info.Addrs, peerstore.TempAddrTTL)
+	}
+	_, _, err := o.client.Usage(ctx, id)
+	var remote *shardproto.RemoteError
+	return err == nil || errors.As(err, &remote)
+}
+
+// putTest places a fresh test shard of random bytes on id.
+func (o *observer) putTest(ctx context.Context, id peer.ID, now time.Time) (TestShard, error) {
+	data := make([]byte, TestShardSize)
+	o.mu.Lock()
+	for i := 0; i < len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], o.rng.Uint64())
+	}
+	o.mu.Unlock()
+	sid := codec.IDOf(data)
+	lease := now.Add(TestShardLease)
+	if _, err := o.client.Put(ctx, id, sid, data, lease); err != nil {
+		return TestShard{}, err
+	}
+	return TestShard{ID: sid, Lease: lease}, nil
+}
+
+// maybeSave writes the state when it changed and observerSaveEvery passed
+// (or always, with force), atomically.
+func (o *observer) maybeSave(force bool) error {
+	now := o.p.cfg.Clock()
+	o.mu.Lock()
+	if !o.dirty || (!force && now.Sub(o.saved) < observerSaveEvery) {
+		o.mu.Unlock()
+		return nil
+	}
+	b, err := json.Marshal(observerFile{Observer: o.obs, Tests: o.tests})
+	o.dirty, o.saved = false, now
+	o.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("provider: observer state: %w", err)
+	}
+	tmp := o.path + ".tmp"
+	if err := writeSync(tmp, b); err != nil {
+		return fmt.Errorf("provider: observer state: %w", err)
+	}
+	if err := os.Rename(tmp, o.path); err != nil {
+		return fmt.Errorf("provider: observer state: %w", err)
+	}
+	return nil
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Observations is what the observer holds, for status pages.
+type Observations struct {
+	Watched                           int
+	Unknown, Vetting, Good, Malicious int
+	Rounds                            int
+	Last                              ObserveRound
+}
+
+// Observations returns a count of the watched nodes by standing and the
+// last round; zero when admission is off.
+func (p *Provider) Observations() Observations {
+	o := p.obs
+	if o == nil {
+		return Observations{}
+	}
+	now := p.cfg.Clock()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := Observations{Rounds: o.rounds, Last: o.last}
+	for _, s := range o.obs.Subjects() {
+		out.Watched++
+		switch o.obs.Standing(s, now).State {
+		case karma.Vetting:
+			out.Vetting++
+		case karma.Good:
+			out.Good++
+		case karma.Malicious:
+			out.Malicious++
+		default:
+			out.Unknown++
+		}
+	}
+	return out
+}
+
+// Standing returns node's standing as the provider observed it (Unknown
+// when admission is off or the node is not watched).
+func (p *Provider) Standing(node peer.ID) karma.Standing {
+	if p.obs == nil {
+		return karma.Standing{At: p.cfg.Clock()}
+	}
+	return p.obs.standing(node)
+}
+
+// observeLoop runs Observe every interval.
+func (p *Provider) observeLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := p.Observe(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("observation round", "err", err)
+		}
+	}
+}
+
+// TestShard returns the provider's test shard on node, if it has one.
+func (p *Provider) TestShard(node peer.ID) (TestShard, bool) {
+	if p.obs == nil {
+		return TestShard{}, false
+	}
+	p.obs.mu.Lock()
+	defer p.obs.mu.Unlock()
+	t, ok := p.obs.tests[node]
+	return t, ok
+}
+
+// Watching reports whether the provider's observer watches node.
+func (p *Provider) Watching(node peer.ID) bool {
+	if p.obs == nil {
+		return false
+	}
+	p.obs.mu.Lock()
+	defer p.obs.mu.Unlock()
+	return p.obs.obs.Watching(string(node))
+}

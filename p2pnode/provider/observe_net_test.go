@@ -1,0 +1,185 @@
+package provider_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/testnet"
+)
+
+// offsetClock is real time moved forward by what tests add.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// TestObserverOnRealNetwork runs provider 0's observer on a four-node
+// network on 127.0.0.1 whose clocks all move forward together, ten minutes
+// per observation round: alice's account links node 1, so provider 0
+// watches it; while it is vetting alice has a starter's caps there, once
+// it has answered for seven days and passed its audits she has the
+// sharing cap of what it earned; when node 1 then deletes provider 0's
+// test shard on three days, alice's account is zeroed at provider 0: new
+// shards are refused with the date it ends, renewals pass.
+func TestObserverOnRealNetwork(t *testing.T) {
+	const (
+		q       = 32 << 20
+		size    = 1 << 20
+		starter = 3 << 20
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	clock := &offsetClock{}
+	aliceKey := newKey(t)
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
+		Base:       localnet.Options{Clock: clock.Now},
+		QuotaBytes: q,
+		Provider: func(i int, cfg *provider.Config) {
+			switch i {
+			case 0:
+				cfg.Admission = provider.AdmissionConfig{StarterBytes: starter}
+				cfg.ObserveInterval = -1 // rounds run below, by the moved clock
+			case 1:
+				cfg.Owner = []byte(peerOf(t, aliceKey))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	p0, node1 := fleet.Provider(0), nw.ID(1)
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
+	alice := account.Restore("alice", aliceKey, account.RootKey{}, 1, newKey(t))
+	if err := mgr.PublishAccount(ctx, alice, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
+		t.Fatal(err)
+	}
+	// Linked and answering, but not vetted here: a starter's caps.
+	err = testnet.WaitFor(ctx, func() bool { return p0.Admission().Classify(ctx, alice.ID()) == provider.ClassVetting })
+	if err != nil {
+		t.Fatalf("alice is %v at provider 0, want vetting", p0.Admission().Classify(ctx, alice.ID()))
+	}
+	sc, err := c.Shards(aliceKey, shardproto.WithClientClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := func(max int) (int, error) {
+		for n := 0; n < max; n++ {
+			data := randBytes(t, size)
+			if _, err := sc.Put(ctx, nw.ID(0), codec.IDOf(data), data, clock.Now().Add(40*24*time.Hour)); err != nil {
+				return n, err
+			}
+		}
+		return max, nil
+	}
+	n, err := fill(20)
+	var re *shardproto.RemoteError
+	if n != starter/size || !errors.As(err, &re) || !strings.Contains(re.Msg, "has not vetted yet") {
+		t.Fatalf("alice, vetting, stored %d shards, then %v", n, err)
+	}
+
+	// days runs observation rounds every ten minutes for d days, calling
+	// each at the start of every day.
+	var rounds provider.ObserveRound
+	days := func(d int, each func()) {
+		for range d {
+			if each != nil {
+				each()
+			}
+			for range 144 {
+				clock.Advance(10 * time.Minute)
+				r, err := p0.Observe(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Skipped {
+					t.Fatal("a round was skipped on a connected network")
+				}
+				rounds.Probes += r.Probes
+				rounds.Answered += r.Answered
+				rounds.Audits += r.Audits
+				rounds.Passed += r.Passed
+				rounds.Deleted += r.Deleted
+				rounds.Puts += r.Puts
+			}
+		}
+	}
+	days(karma.VettingEpochs+1, nil)
+	st := p0.Standing(node1)
+	if st.State != karma.Good || st.Uptime != 1 || rounds.Answered != rounds.Probes || rounds.Passed < karma.VettingAudits || rounds.Puts != 1 {
+		t.Fatalf("after 8 days node 1 is %v (uptime %.2f, %d epochs); rounds %+v", st.State, st.Uptime, st.KnownEpochs, rounds)
+	}
+	if rounds.Probes < 8*karma.ProbesPerEpoch-karma.ProbesPerEpoch || rounds.Probes > 9*karma.ProbesPerEpoch {
+		t.Fatalf("%d probes in 8 days", rounds.Probes)
+	}
+	// Vetted: a quarter of what node 1 earned (tier 0, up all the time:
+	// 1 GiB), within a quarter of the quota: 8 MiB.
+	if c := p0.Admission().Classify(ctx, alice.ID()); c != provider.ClassSharing {
+		t.Fatalf("alice is %v once node 1 is vetted", c)
+	}
+	n, err = fill(20)
+	if n != q/4/size-starter/size || !errors.As(err, &re) || !strings.Contains(re.Msg, "at most 8 MiB for one account, for what its nodes earned") {
+		t.Fatalf("alice, sharing, stored %d more shards, then %v", n, err)
+	}
+	if obs := p0.Observations(); obs.Watched != 1 || obs.Good != 1 {
+		t.Fatalf("observations %+v", obs)
+	}
+
+	// Node 1 deletes provider 0's test shard at the start of three days.
+	p0Owner, err := shardproto.OwnerOf(nw.Node(0).Host().Peerstore().PubKey(nw.ID(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	days(3, func() {
+		ts, ok := p0.TestShard(node1)
+		if !ok {
+			t.Fatal("provider 0 has no test shard on node 1")
+		}
+		if err := fleet.Provider(1).Store().Delete(ctx, p0Owner, ts.ID); err != nil {
+			t.Fatal(err)
+		}
+		deleted++
+	})
+	clock.Advance(time.Minute)
+	st = p0.Standing(node1)
+	if rounds.Deleted != deleted || st.State != karma.Malicious || len(st.Strikes) != 3 {
+		t.Fatalf("after %d deleted test shards node 1 is %v with %d strikes (rounds %+v)", deleted, st.State, len(st.Strikes), rounds)
+	}
+	if c := p0.Admission().Classify(ctx, alice.ID()); c != provider.ClassZeroed {
+		t.Fatalf("alice is %v once her node is malicious", c)
+	}
+	data := randBytes(t, size)
+	_, err = sc.Put(ctx, nw.ID(0), codec.IDOf(data), data, clock.Now().Add(time.Hour))
+	if !errors.Is(err, shardstore.ErrOverAllowance) || !errors.As(err, &re) ||
+		!strings.Contains(re.Msg, "an account whose node lost shards it held") || !strings.Contains(re.Msg, st.Until.UTC().Format(time.DateOnly)) {
+		t.Fatalf("a zeroed account's put: %v", err)
+	}
+	// What she stored stays and renews.
+	aliceOwner, err := shardproto.OwnerOf(aliceKey.GetPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := p0.Store().Usage().PerOwner[aliceOwner]; h != q/4 {
+		t.Fatalf("alice holds %d bytes at provider 0, want %d", h, q/4)
+	}
+}
