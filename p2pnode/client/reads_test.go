@@ -82,10 +82,13 @@ func TestReadsOverTCP(t *testing.T) {
 	if n := c.ReadStreams(); n != 0 {
 		t.Fatalf("the first get went over the reads host (%d streams) before it was connected", n)
 	}
-	readsID, _ := c.ReadsHost(holder)
 	if err := localnet.WaitFor(ctx, func() bool { _, ok := c.ReadsHost(holder); return ok }); err != nil {
 		t.Fatalf("the reads host never connected to the holder: %v", err)
 	}
+	// The reads host's ID is known once it connected; the holder may
+	// register its end of the connection a moment after the dialler.
+	readsID, _ := c.ReadsHost(holder)
+	localnet.WaitFor(ctx, func() bool { return len(nw.Node(1).Host().Network().ConnsToPeer(readsID)) > 0 })
 	conns := nw.Node(1).Host().Network().ConnsToPeer(readsID)
 	if len(conns) != 1 {
 		t.Fatalf("holder has %d connections from the reads host", len(conns))

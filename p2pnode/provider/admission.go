@@ -273,14 +273,23 @@ func (a *Admission) Classify(ctx context.Context, account peer.ID) Class {
 // classify returns account's class and, for ClassSharing, its earned
 // allowance.
 func (a *Admission) classify(ctx context.Context, account peer.ID) (Class, karma.Allowance) {
+	c, al, _ := a.Explain(ctx, account)
+	return c, al
+}
+
+// Explain returns account's class, the allowance its linked nodes earned
+// (for an account with a node that answers) and its linked nodes, as a
+// put would find them now.
+func (a *Admission) Explain(ctx context.Context, account peer.ID) (Class, karma.Allowance, []LinkedNode) {
 	if a.own != "" && account == a.own {
-		return ClassOwn, karma.Allowance{}
+		return ClassOwn, karma.Allowance{}, nil
 	}
 	class, nodes := a.lookedUp(ctx, account)
 	if class != ClassSharing {
-		return class, karma.Allowance{}
+		return class, karma.Allowance{}, nodes
 	}
-	return a.Earn(nodes)
+	c, al := a.Earn(nodes)
+	return c, al, nodes
 }
 
 // Earn returns the class an account whose linked node answers has by its

@@ -424,3 +424,34 @@ func (p *Provider) Watching(node peer.ID) bool {
 	defer p.obs.mu.Unlock()
 	return p.obs.obs.Watching(string(node))
 }
+
+// AccountStanding is the provider's answer to a standing request
+// (shardproto.WithStanding): account's class here, what its nodes earned,
+// its cap, and each linked node's standing as this provider observed it.
+func (p *Provider) AccountStanding(ctx context.Context, account peer.ID) shardproto.AccountStanding {
+	if p.adm == nil {
+		return shardproto.AccountStanding{Class: "all"}
+	}
+	class, earned, nodes := p.adm.Explain(ctx, account)
+	al := p.adm.allowanceOf(class, earned)
+	out := shardproto.AccountStanding{Class: class.String(), Cap: max(al.Max, 0), Until: earned.Until}
+	if class == ClassSharing {
+		// The allowance its nodes earned (at least the starter's); a
+		// vetting account earns nothing yet, a zeroed one nothing.
+		out.Earned = max(earned.Bytes, 0)
+	}
+	for _, n := range nodes[:min(len(nodes), shardproto.MaxStandingNodes)] {
+		ns := shardproto.NodeStanding{ID: n.ID, Watched: p.Watching(n.ID), State: karma.Unknown.String()}
+		if ns.Watched {
+			st := p.Standing(n.ID)
+			ns.State, ns.KnownEpochs, ns.Strikes = st.State.String(), st.KnownEpochs, len(st.Strikes)
+			ns.AuditsPassed, ns.AuditsFailed = min(st.AuditsPassed, 65535), min(st.AuditsFailed, 65535)
+			ns.Until = st.Until
+			if st.UptimeKnown() {
+				ns.Uptime = min(max(st.Uptime, 0), 1)
+			}
+		}
+		out.Nodes = append(out.Nodes, ns)
+	}
+	return out
+}

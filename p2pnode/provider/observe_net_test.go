@@ -34,7 +34,8 @@ func (c *offsetClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 // it has answered for seven days and passed its audits she has the
 // sharing cap of what it earned; when node 1 then deletes provider 0's
 // test shard on three days, alice's account is zeroed at provider 0: new
-// shards are refused with the date it ends, renewals pass.
+// shards are refused with the date it ends, and what she stored stays. At
+// each step the standing request tells her what provider 0 made of her.
 func TestObserverOnRealNetwork(t *testing.T) {
 	const (
 		q       = 32 << 20
@@ -96,6 +97,23 @@ func TestObserverOnRealNetwork(t *testing.T) {
 	if n != starter/size || !errors.As(err, &re) || !strings.Contains(re.Msg, "has not vetted yet") {
 		t.Fatalf("alice, vetting, stored %d shards, then %v", n, err)
 	}
+	// What provider 0 tells her: vetting, a starter's cap, node 1 watched
+	// and not known yet; a provider admitting all says so.
+	standing := func(holder peer.ID) shardproto.AccountStanding {
+		t.Helper()
+		a, err := sc.Standing(ctx, holder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if a := standing(nw.ID(0)); a.Class != "vetting" || a.Cap != starter || a.Earned != 0 || len(a.Nodes) != 1 ||
+		a.Nodes[0].ID != node1 || !a.Nodes[0].Watched || a.Nodes[0].State != "unknown" {
+		t.Fatalf("standing at provider 0 while vetting: %+v", a)
+	}
+	if a := standing(nw.ID(2)); a.Class != "all" || len(a.Nodes) != 0 {
+		t.Fatalf("standing at a provider admitting all: %+v", a)
+	}
 
 	// days runs observation rounds every ten minutes for d days, calling
 	// each at the start of every day.
@@ -140,6 +158,10 @@ func TestObserverOnRealNetwork(t *testing.T) {
 	if n != q/4/size-starter/size || !errors.As(err, &re) || !strings.Contains(re.Msg, "at most 8 MiB for one account, for what its nodes earned") {
 		t.Fatalf("alice, sharing, stored %d more shards, then %v", n, err)
 	}
+	if a := standing(nw.ID(0)); a.Class != "sharing" || a.Cap != q/4 || a.Earned != 1<<30 ||
+		a.Nodes[0].State != "good" || a.Nodes[0].Uptime != 1 || a.Nodes[0].KnownEpochs < karma.VettingEpochs || a.Nodes[0].AuditsPassed < karma.VettingAudits {
+		t.Fatalf("standing at provider 0 once vetted: %+v", a)
+	}
 	if obs := p0.Observations(); obs.Watched != 1 || obs.Good != 1 {
 		t.Fatalf("observations %+v", obs)
 	}
@@ -174,7 +196,11 @@ func TestObserverOnRealNetwork(t *testing.T) {
 		!strings.Contains(re.Msg, "an account whose node lost shards it held") || !strings.Contains(re.Msg, st.Until.UTC().Format(time.DateOnly)) {
 		t.Fatalf("a zeroed account's put: %v", err)
 	}
-	// What she stored stays and renews.
+	if a := standing(nw.ID(0)); a.Class != "zeroed" || a.Cap != 1 || !a.Until.Equal(st.Until) ||
+		a.Nodes[0].State != "malicious" || a.Nodes[0].Strikes != 3 {
+		t.Fatalf("standing at provider 0 once zeroed: %+v", a)
+	}
+	// What she stored stays.
 	aliceOwner, err := shardproto.OwnerOf(aliceKey.GetPublic())
 	if err != nil {
 		t.Fatal(err)

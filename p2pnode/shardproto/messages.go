@@ -91,7 +91,7 @@ func (r *request) encode() []byte {
 		for _, l := range r.leafs {
 			e.u64(l)
 		}
-	case msgUsage:
+	case msgUsage, msgStanding:
 		e.time(r.ts)
 		e.bytes16(r.key)
 		e.bytes16(r.sig)
@@ -153,7 +153,7 @@ func decodeRequest(b []byte) (*request, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			r.leafs = append(r.leafs, d.u64())
 		}
-	case msgUsage:
+	case msgUsage, msgStanding:
 		r.ts = d.time()
 		r.key = d.bytes16(maxKey)
 		r.sig = d.bytes16(maxKey)
@@ -212,7 +212,7 @@ func (r *response) encode(typ byte) []byte {
 		return e.b
 	}
 	switch typ {
-	case msgPut, msgChallenge:
+	case msgPut, msgChallenge, msgStanding:
 		e.bytes16(r.blob)
 	case msgGet:
 		e.u64(r.size)
@@ -251,7 +251,7 @@ func decodeResponse(typ byte, b []byte) (*response, error) {
 	}
 	if r.status == StatusOK {
 		switch typ {
-		case msgPut, msgChallenge:
+		case msgPut, msgChallenge, msgStanding:
 			r.blob = d.bytes16(maxAnswer)
 		case msgGet:
 			r.size = d.u64()

@@ -90,6 +90,7 @@ type serviceConfig struct {
 	challenges     challengeLimits
 	refusalHold    time.Duration
 	admit          Admitter
+	stand          Stander
 }
 
 // Option configures NewService.
@@ -495,6 +496,8 @@ func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 		return s.checkOwner(req, challengeSigned(s.h.ID(), req.id, req.salt, req.ts))
 	case msgUsage:
 		return s.checkOwner(req, usageSigned(s.h.ID(), req.ts))
+	case msgStanding:
+		return s.checkOwner(req, standingSigned(s.h.ID(), req.ts))
 	}
 	return shardstore.Owner{}, nil
 }
@@ -527,6 +530,8 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 		return s.serveProof(ctx, st, req)
 	case msgUsage:
 		return s.serveUsage(ctx, st, req, owner)
+	case msgStanding:
+		return s.serveStanding(ctx, st, req)
 	}
 	return fmt.Errorf("unknown message type %d", req.typ)
 }

@@ -23,6 +23,7 @@ const (
 	ctxChallenge        = "jellyfish/shard/challenge/v1\x00"
 	ctxChallengeRequest = "jellyfish/shard/challenge-request/v1\x00"
 	ctxUsage            = "jellyfish/shard/usage/v1\x00"
+	ctxStanding         = "jellyfish/shard/standing/v1\x00"
 )
 
 // ErrBadSignature means a receipt or signed answer does not verify.

@@ -50,6 +50,7 @@ var requestNames = [...]string{
 	msgChallenge: "challenge",
 	msgProof:     "proof",
 	msgUsage:     "usage",
+	msgStanding:  "standing",
 }
 
 // unknownRequest names the streams reset before their request decoded.

@@ -49,6 +49,9 @@ const (
 	// may let it past the owner's cap by a margin (WithAdmission); inside
 	// the service it is a put with request.repair set.
 	msgRepair byte = 9
+	// msgStanding asks what the holder makes of the requesting account
+	// (AccountStanding).
+	msgStanding byte = 10
 )
 
 // Status is the first byte of every response header frame.
