@@ -12,9 +12,9 @@ import (
 )
 
 // NotMeasured is what status says of a node's uptime, audits and standing
-// and of an account's earned allowance: the witness service that measures
-// them is not built (docs/design.md §6.10).
-const NotMeasured = "not measured: the witness service is not built"
+// when no provider reports watching it: providers measure the nodes of the
+// accounts that store on them, each for itself (docs/design.md §6.12).
+const NotMeasured = "not measured: no provider reports watching it (a provider watches an account's linked nodes once the account stores on it)"
 
 // Allowance is what the account may store as the network grants it today:
 // the providers' admission rule (docs/design.md §6.11), in shard bytes.
@@ -131,6 +131,31 @@ type ClassStatus struct {
 	// Why says what made the class, Change what would change it.
 	Why    string `json:"why"`
 	Change string `json:"change"`
+	// AtProviders counts the classes the providers reported, in words;
+	// empty when none answered the standing request.
+	AtProviders string `json:"at_providers,omitempty"`
+}
+
+// refine sets the class to the one most providers that enforce the rule
+// reported (the account's links alone cannot tell vetting from sharing,
+// nor see a node caught deleting), with its reasons.
+func (cs *ClassStatus) refine(v ProvidersView) {
+	if v.Answered == 0 {
+		return
+	}
+	cs.AtProviders = v.classesWords()
+	top := v.enforcing()
+	if len(top) == 0 {
+		return
+	}
+	switch cs.Class = top[0]; cs.Class {
+	case "vetting":
+		cs.Why = "a node of the account is linked both ways and answers, but the providers have not vetted one yet"
+		cs.Change = "keep the node up and reachable: each provider vets it itself after 7 days of answering its probes and 10 passed audits of its test shard, and treats the account as a starter until then"
+	case "zeroed":
+		cs.Why = fmt.Sprintf("a node of the account lost shards it held: %d providers' audits caught it deleting on 3 days of the last 30", v.Classes["zeroed"])
+		cs.Change = "nothing new is stored there until " + v.ZeroedUntil.UTC().Format(time.DateOnly) + "; what the account stored stays; run nodes that keep what they accept"
+	}
 }
 
 // nodesStatus reads the account record and checks each node it lists. A
@@ -208,7 +233,7 @@ func classOf(nodes []NodeStatus) ClassStatus {
 			"The account becomes a starter again at each provider that finds none of its nodes answering (by default providers look again every 30 minutes)"
 	case listed == 0:
 		cs.Why = "the account record lists no node"
-		cs.Change = "link a node: run `jellyfish node --account-config <device cache from jellyfish account login>` on a machine that stays up; it names the account in its node record and lists itself in the account record, and providers then class the account as sharing (by default within 3 minutes: they look again that often while it is a starter)"
+		cs.Change = "link a node: run `jellyfish node --account-config <device cache from jellyfish account login>` on a machine that stays up; it names the account in its node record and lists itself in the account record, and providers then start watching the node (by default within 3 minutes: they look again that often while the account is a starter) and class the account as sharing once they have vetted it, after 7 days"
 	case linked == 0:
 		cs.Why = "the account record lists nodes, but no node record names the account"
 		cs.Change = "run the nodes with `jellyfish node --account-config <device cache>` so that their records name the account"
@@ -226,8 +251,10 @@ type Status struct {
 	Allowance Allowance    `json:"allowance"`
 	Class     ClassStatus  `json:"class"`
 	Nodes     []NodeStatus `json:"nodes"`
-	// Earned is NotMeasured: the allowance karma would compute (§6.8).
+	// Earned says what the account's nodes earned as the providers
+	// measured it (§6.8, §6.12), in words; Providers is what they said.
 	Earned      string         `json:"earned_allowance"`
+	Providers   *ProvidersView `json:"providers,omitempty"`
 	Lifetime    map[string]any `json:"lifetime"`
 	RepairQueue map[string]int `json:"repair_queue"`
 	// Errors says what could not be read.
@@ -241,7 +268,7 @@ func (f *Fs) Status(ctx context.Context) (*Status, error) {
 }
 
 func (s *session) status(ctx context.Context) (*Status, error) {
-	st := &Status{Account: s.acct.ID().String(), Device: s.device.String(), Earned: NotMeasured}
+	st := &Status{Account: s.acct.ID().String(), Device: s.device.String(), Earned: "not reported: this network cannot ask providers"}
 	a, err := s.allowance(ctx)
 	if err != nil {
 		return nil, mapErr(err)
@@ -256,6 +283,16 @@ func (s *session) status(ctx context.Context) (*Status, error) {
 		st.Nodes = []NodeStatus{}
 	}
 	st.Class = classOf(nodes)
+	if view, ok := s.providerStandings(ctx); ok {
+		st.Providers = &view
+		for i := range st.Nodes {
+			if id, err := peer.Decode(st.Nodes[i].ID); err == nil {
+				view.describeNode(&st.Nodes[i], id)
+			}
+		}
+		st.Class.refine(view)
+		st.Earned = view.earnedWords()
+	}
 	if err != nil {
 		st.Class = ClassStatus{Class: "unknown", Why: "the account record could not be read: " + err.Error(), Change: "run it again"}
 	}

@@ -353,6 +353,17 @@ func (s *Status) Snapshot() Snapshot {
 	for _, r := range rounds {
 		snap.Rounds = append(snap.Rounds, r.snapshot())
 	}
+	if p.Admission() != nil {
+		// The observer: the nodes linked to accounts storing here, by
+		// the standing this node measured (docs/design.md §6.12).
+		ob := p.Observations()
+		l := ob.Last
+		snap.Rounds = append(snap.Rounds, roundStatus("observation", ob.Interval, ob.Rounds, 0, roundRun{
+			start: l.At, took: l.Took,
+			figures: map[string]any{"nodes_watched": ob.Watched, "good": ob.Good, "vetting": ob.Vetting, "unknown": ob.Unknown, "malicious": ob.Malicious,
+				"probes": l.Probes, "answered": l.Answered, "audits": l.Audits, "passed": l.Passed, "deleted": l.Deleted, "test_shards_put": l.Puts, "skipped": l.Skipped},
+		}))
+	}
 	return snap
 }
 

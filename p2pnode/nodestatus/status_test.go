@@ -142,6 +142,9 @@ func TestStatusShowsNodeState(t *testing.T) {
 	if _, err := c.Put(ctx, holder, codec.IDOf(big), big, time.Now().Add(time.Hour)); !errors.Is(err, shardproto.ErrQuotaExceeded) {
 		t.Fatalf("put beyond the quota: %v", err)
 	}
+	if _, err := fleet.Provider(0).Observe(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := fleet.Provider(0).Collect(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +208,11 @@ func TestStatusShowsNodeState(t *testing.T) {
 	if s.Allowance != nodestatus.NotComputed || s.Standing != nodestatus.NotComputed {
 		t.Errorf("allowance %q, standing %q", s.Allowance, s.Standing)
 	}
-	if len(s.Rounds) != 3 {
+	if len(s.Rounds) != 4 {
 		t.Fatalf("rounds %+v", s.Rounds)
+	}
+	if r := s.Rounds[3]; r.Name != "observation" || r.Runs != 1 || r.IntervalSeconds != 60 || r.LastFigures["nodes_watched"] != float64(0) || r.LastFigures["skipped"] != false {
+		t.Errorf("observation round %+v", r)
 	}
 	if r := s.Rounds[0]; r.Name != "collection" || r.Runs != 1 || r.Failed != 0 || r.LastStart == nil || r.IntervalSeconds != 3600 || r.LastFigures["shards_removed"] != float64(0) {
 		t.Errorf("collection round %+v", r)

@@ -56,7 +56,8 @@ type TestShard struct {
 
 // ObserveRound is what one observation round did.
 type ObserveRound struct {
-	At time.Time
+	At   time.Time
+	Took time.Duration
 	// Skipped is set when the provider had no connection at all: its own
 	// network is down, and counting the probes would blame the nodes.
 	Skipped                 bool
@@ -161,6 +162,8 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 	}
 	now := p.cfg.Clock()
 	round := ObserveRound{At: now}
+	start := time.Now()
+	defer func() { o.setTook(time.Since(start)) }()
 	if len(p.n.Host().Network().Peers()) == 0 {
 		round.Skipped = true
 		o.finish(round)
@@ -261,6 +264,12 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 	return round, o.maybeSave(false)
 }
 
+func (o *observer) setTook(d time.Duration) {
+	o.mu.Lock()
+	o.last.Took = d
+	o.mu.Unlock()
+}
+
 func (o *observer) finish(r ObserveRound) {
 	o.mu.Lock()
 	o.rounds++
@@ -341,8 +350,10 @@ func writeSync(path string, b []byte) error {
 	return f.Close()
 }
 
-// Observations is what the observer holds, for status pages.
+// Observations is what the observer holds, for status pages. Interval
+// is the period of rounds (negative when they are not run on their own).
 type Observations struct {
+	Interval time.Duration
 	Watched                           int
 	Unknown, Vetting, Good, Malicious int
 	Rounds                            int
@@ -359,7 +370,7 @@ func (p *Provider) Observations() Observations {
 	now := p.cfg.Clock()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := Observations{Rounds: o.rounds, Last: o.last}
+	out := Observations{Interval: p.cfg.ObserveInterval, Rounds: o.rounds, Last: o.last}
 	for _, s := range o.obs.Subjects() {
 		out.Watched++
 		switch o.obs.Standing(s, now).State {

@@ -51,9 +51,12 @@ only one there is) and shows:
 - the node running on this machine, if its status page answers at
   --local-node.
 
-Uptime, audits and standing of nodes, and an allowance earned by what the
-nodes share, are not measured: the witness service that measures them is
-not built. --json prints the same as JSON.`,
+Each provider measures the account's linked nodes itself (probes at random
+times, audits of a test shard it keeps there) and admits the account by what
+they earned as it saw it; status asks every provider (shard request 10) and
+shows the class most of them give, the earned allowance (median) and, per
+node, the uptime, audits and standing they measured (medians and counts).
+--json prints the same as JSON.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signalContext(cmd.Context())
@@ -201,6 +204,9 @@ func writeStatus(w io.Writer, rep statusReport) {
 	fmt.Fprintln(w, "  (at those that enforce the admission rule; one run with --admit-all takes any account up to its quota)")
 	if len(st.Class.Own) > 0 {
 		fmt.Fprintf(w, "  own at its nodes %s: there it is limited by their quota only\n", shortIDs(st.Class.Own))
+	}
+	if st.Class.AtProviders != "" {
+		fmt.Fprintf(w, "  as the providers say: %s\n", st.Class.AtProviders)
 	}
 	fmt.Fprintf(w, "  why: %s\n", st.Class.Why)
 	fmt.Fprintf(w, "  to change it: %s\n", st.Class.Change)

@@ -158,11 +158,18 @@ func TestStatus(t *testing.T) {
 
 	cs := status("carol:")
 	st := cs.Status
-	if st.Class.Class != "sharing" || len(st.Class.Own) != 1 || st.Class.Own[0] != linked.String() {
+	// Carol's node 5 is linked and answers, but no provider has watched
+	// it for the 7 days vetting takes: vetting at the five others, own at
+	// node 5 itself, whose whole quota makes her free more than bob's.
+	if st.Class.Class != "vetting" || len(st.Class.Own) != 1 || st.Class.Own[0] != linked.String() ||
+		st.Class.AtProviders != "vetting at 5, own at 1 (of 6 providers answering, 6 asked)" || !strings.Contains(st.Class.Change, "7 days") {
 		t.Fatalf("carol: class %+v", st.Class)
 	}
-	if free := st.Allowance.Free; free < 100*starter {
-		t.Fatalf("carol: free %d, no more than a starter's", free)
+	if free := st.Allowance.Free; free <= 6*starter {
+		t.Fatalf("carol: free %d, no more than bob's", free)
+	}
+	if st.Providers == nil || st.Providers.Answered != 6 || !strings.HasPrefix(st.Earned, "nothing yet: no provider has vetted") {
+		t.Fatalf("carol: earned %q, providers %+v", st.Earned, st.Providers)
 	}
 	if len(st.Nodes) != 3 {
 		t.Fatalf("carol: nodes %+v", st.Nodes)
@@ -177,7 +184,14 @@ func TestStatus(t *testing.T) {
 	if nx.ID != stranger.String() || nx.Record || nx.Linked || nx.Connection != "not tried" || nx.Counts {
 		t.Fatalf("node without a record: %+v", nx)
 	}
-	for _, n := range st.Nodes {
+	// The five providers enforcing the rule watch node 5 since they
+	// classed carol; nothing is known of it yet. Nodes not linked are not
+	// watched.
+	if !strings.HasPrefix(n5.Standing, "unknown at 5 of 5 providers watching it") || !strings.HasPrefix(n5.Uptime, "not known yet") ||
+		!strings.HasPrefix(n5.Audits, "0 passed, 0 failed") {
+		t.Fatalf("node 5: uptime %q, audits %q, standing %q", n5.Uptime, n5.Audits, n5.Standing)
+	}
+	for _, n := range []jellyfish.NodeStatus{n4, nx} {
 		if n.Uptime != jellyfish.NotMeasured || n.Standing != jellyfish.NotMeasured || n.Audits != jellyfish.NotMeasured {
 			t.Fatalf("node %s: uptime %q, audits %q, standing %q", n.ID, n.Uptime, n.Audits, n.Standing)
 		}
@@ -193,12 +207,14 @@ func TestStatus(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("  free:  %s\n", sizeOf(st.Allowance.Free)),
 		fmt.Sprintf("  total: %s\n", sizeOf(st.Allowance.Total)),
-		"class at providers: sharing\n",
+		"class at providers: vetting\n",
+		"  as the providers say: vetting at 5, own at 1",
 		"  node " + linked.String() + "\n    linked:       yes, both ways",
 		"    reachable:    yes, directly\n",
 		"    linked:       no: its node record names no account\n",
 		"  node " + stranger.String() + "\n    linked:       no: no node record found",
-		"    standing:     not measured: the witness service is not built\n",
+		"    standing:     " + jellyfish.NotMeasured + "\n",
+		"    standing:     unknown at 5 of 5 providers watching it",
 	} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status text lacks %q", want)
