@@ -168,7 +168,8 @@ func TestNodeStatusAndGracefulStop(t *testing.T) {
 
 	s := sn.snapshot(t)
 	if s.Node.ID != sn.peer.String() || s.Node.Version == "" || s.Node.Account != "none" || s.Storage.Tier != 1 ||
-		s.Storage.QuotaBytes != 2<<30 || s.Storage.Shards != 0 || s.Allowance != nodestatus.NotComputed || len(s.Rounds) != 1 {
+		s.Storage.QuotaBytes != 2<<30 || s.Storage.Shards != 0 || s.Allowance != nodestatus.NotComputed ||
+		len(s.Rounds) != 2 || s.Rounds[1].Name != "observation" {
 		t.Fatalf("status at start: %+v", s)
 	}
 
