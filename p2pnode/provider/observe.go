@@ -148,8 +148,8 @@ func (o *observer) standing(node peer.ID) karma.Standing {
 }
 
 // Observe runs one observation round now: every watched node with a probe
-// due is probed (a signed usage request over the shard protocol; any
-// answer, an error status included, is an answer), and at two of each
+// due is probed (a stat request over the shard protocol; any answer, an
+// error status included, is an answer), and at two of each
 // day's probes the provider's test shard there is audited with leaf proofs
 // (or put, when it has none or its lease ends soon). A wrong proof or a
 // signed "not found" is a failed audit and a deleted shard; a timeout is
@@ -193,7 +193,7 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 			r := &results[i]
 			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 			defer cancel()
-			r.answered = o.probe(pctx, id)
+			r.answered = o.probe(pctx, id, test.ID)
 			if !r.answered || !audits[i] {
 				return nil
 			}
@@ -277,9 +277,12 @@ func (o *observer) finish(r ObserveRound) {
 	o.mu.Unlock()
 }
 
-// probe asks node id for the provider's usage there, finding its
-// addresses in its node record when the peerstore has none.
-func (o *observer) probe(ctx context.Context, id peer.ID) bool {
+// probe asks node id about the provider's test shard there (a stat
+// request; any answer counts, "not found" included: it is a probe of the
+// node, not an audit), finding its addresses in its node record when the
+// peerstore has none. A stat is unsigned and costs the node a lookup in
+// its index, nothing more.
+func (o *observer) probe(ctx context.Context, id peer.ID, test codec.ShardID) bool {
 	h := o.p.n.Host()
 	if h.Network().Connectedness(id) != network.Connected && len(h.Peerstore().Addrs(id)) == 0 {
 		info, _, err := o.p.n.NodeInfo(ctx, id)
@@ -288,9 +291,22 @@ func (o *observer) probe(ctx context.Context, id peer.ID) bool {
 		}
 		h.Peerstore().AddAddrs(id, info.Addrs, peerstore.TempAddrTTL)
 	}
-	_, _, err := o.client.Usage(ctx, id)
-	var remote *shardproto.RemoteError
-	return err == nil || errors.As(err, &remote)
+	answered := func() bool {
+		_, err := o.client.Stat(ctx, id, test)
+		var remote *shardproto.RemoteError
+		return err == nil || errors.As(err, &remote)
+	}
+	if answered() {
+		return true
+	}
+	// The node may have moved (a new address after a restart, a new
+	// relay): read its record again and try once more.
+	info, _, err := o.p.n.NodeInfo(ctx, id)
+	if err != nil || ctx.Err() != nil {
+		return false
+	}
+	h.Peerstore().SetAddrs(id, info.Addrs, peerstore.TempAddrTTL)
+	return answered()
 }
 
 // putTest places a fresh test shard of random bytes on id.

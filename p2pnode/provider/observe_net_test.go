@@ -208,4 +208,40 @@ func TestObserverOnRealNetwork(t *testing.T) {
 	if h := p0.Store().Usage().PerOwner[aliceOwner]; h != q/4 {
 		t.Fatalf("alice holds %d bytes at provider 0, want %d", h, q/4)
 	}
+
+	// Node 1 now goes down for the first 8 hours of each of 3 days and
+	// comes back (restarted on its data dir): about a third of those
+	// days' probes go unanswered, the rest are answered.
+	before := rounds
+	for range 3 {
+		if err := nw.Kill(1); err != nil {
+			t.Fatal(err)
+		}
+		days8h := 48
+		for r := range 144 {
+			if r == days8h {
+				if err := nw.Restart(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				if err := fleet.Provider(1).Publish(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Advance(10 * time.Minute)
+			got, err := p0.Observe(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rounds.Probes += got.Probes
+			rounds.Answered += got.Answered
+		}
+	}
+	probes, answered := rounds.Probes-before.Probes, rounds.Answered-before.Answered
+	t.Logf("down a third of 3 days: %d of %d probes answered", answered, probes)
+	if share := float64(answered) / float64(probes); probes < 30 || share < 0.45 || share > 0.85 {
+		t.Fatalf("down a third of 3 days: %d of %d probes answered", answered, probes)
+	}
+	if st := p0.Standing(node1); !(st.Uptime < 1) {
+		t.Fatalf("uptime %v after three days down a third of the time", st.Uptime)
+	}
 }
