@@ -369,7 +369,7 @@ func writeSync(path string, b []byte) error {
 // Observations is what the observer holds, for status pages. Interval
 // is the period of rounds (negative when they are not run on their own).
 type Observations struct {
-	Interval time.Duration
+	Interval                          time.Duration
 	Watched                           int
 	Unknown, Vetting, Good, Malicious int
 	Rounds                            int
