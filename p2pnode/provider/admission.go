@@ -202,7 +202,8 @@ type StandingOf func(node peer.ID) karma.Standing
 const MinSpread = 4
 
 // Admission is a provider's admission policy: it classes the account of
-// each put that would add a new reference (own, sharing, starter) and
+// each put that would add a new reference (own, sharing, vetting,
+// starter, zeroed) and
 // gives the store the matching allowance (shardstore.Allowance). Classes
 // are cached per account, a bounded number of them, sharing answers for
 // LinkedTTL and the others for UnlinkedTTL; concurrent puts of one account
@@ -426,6 +427,14 @@ func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool)
 	c, earned := a.classify(ctx, account)
 	al := a.allowanceOf(c, earned)
 	if repair {
+		if c == ClassZeroed {
+			// A zeroed account takes nothing new, but its repairs still
+			// go where it holds less than a starter may: its data does
+			// not wear away while its strikes last. (Any put can claim
+			// to be a repair, so this is also the most a zeroed account
+			// can take: a starter's cap, outside the starters' share.)
+			al.Max = a.cfg.StarterBytes
+		}
 		al = a.forRepair(al)
 	}
 	return al
@@ -443,7 +452,7 @@ func (a *Admission) forRepair(al shardstore.Allowance) shardstore.Allowance {
 	return al
 }
 
-// AllowanceOf returns the allowance of class c; for ClassSharing, of an
+// allowanceOf returns the allowance of class c; for ClassSharing, of an
 // account that earned earned (karma.AccountAllowance).
 func (a *Admission) allowanceOf(c Class, earned karma.Allowance) shardstore.Allowance {
 	switch c {
