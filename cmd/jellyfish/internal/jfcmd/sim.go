@@ -31,7 +31,7 @@ network. The model is described in docs/availability.md.`,
 
 func init() {
 	commands = append(commands, simCommand)
-	simCommand.AddCommand(availabilityCommand(), durabilityCommand(), allowanceCommand())
+	simCommand.AddCommand(availabilityCommand(), durabilityCommand(), allowanceCommand(), karmaCommand())
 }
 
 type availabilityOptions struct {
@@ -404,3 +404,65 @@ ratio of allowance granted to the network's real capacity, in shard bytes
 }
 
 func gib(b int64) float64 { return float64(b) / (1 << 30) }
+
+func karmaCommand() *cobra.Command {
+	m := sim.KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
+		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, Seed: 1}
+	out := "."
+	c := &cobra.Command{
+		Use:   "karma",
+		Short: "Allowance by class of node (honest, lazy, free-riding, cheating) over a year from an empty network",
+		Long: `karma runs the providers' standing and allowance rules (karma.Observer, as
+every provider runs it, and karma.AccountAllowance) on a modelled network that
+starts empty: --nodes join over --join-days, sharing tiers --tier-min..--tier-max,
+each honest (online 90-100 % of the day, keeps what it holds), lazy (online
+30-60 %), free-riding (refuses every put), cheating (deletes what it accepts,
+the providers' test shards included) or cheating-smart (keeps the test shards,
+deletes the rest), in the shares --honest, --lazy, --free-riding, --cheating and
+--cheating-smart. A node is credited its shared space up to --floor, times its
+uptime, once vetted; nothing while malicious.
+
+It prints, over the last 30 days, each class's share of what was contributed
+(disk times time online, honest and lazy nodes only) and of the allowance
+granted, and the allowance granted over the capacity (the honest and lazy
+nodes' disk); it writes karma.csv and karma.png in --out.`,
+		Args: cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			days, err := m.Run()
+			if err != nil {
+				return err
+			}
+			if err := writeCSV(filepath.Join(out, "karma.csv"), func(w io.Writer) error { return sim.WriteKarmaCSV(w, days) }); err != nil {
+				return err
+			}
+			if err := sim.KarmaFigure(days).SavePNG(filepath.Join(out, "karma.png")); err != nil {
+				return err
+			}
+			s := sim.SummarizeKarma(days, karma.WindowEpochs)
+			for c, name := range sim.ClassNames {
+				if s.Nodes[c] == 0 {
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "karma %s: nodes=%d contribution-share=%.3f allowance-share=%.3f\n",
+					name, s.Nodes[c], s.ContributionShare[c], s.AllowanceShare[c])
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "karma network: granted/capacity=%.3f (after day %d: min %.3f, max %.3f)\n",
+				s.Ratio, karma.VettingEpochs, s.MinRatio, s.MaxRatio)
+			fmt.Fprintf(cmd.OutOrStdout(), "karma: %d days written to %s and %s\n", len(days), filepath.Join(out, "karma.csv"), filepath.Join(out, "karma.png"))
+			return nil
+		}),
+	}
+	f := c.Flags()
+	f.IntVar(&m.Nodes, "nodes", m.Nodes, "nodes that join")
+	f.IntVar(&m.JoinDays, "join-days", m.JoinDays, "days over which they join")
+	f.IntVar(&m.Days, "days", m.Days, "days to model")
+	f.IntVar(&m.TierMin, "tier-min", m.TierMin, "smallest tier shared (2^t GiB)")
+	f.IntVar(&m.TierMax, "tier-max", m.TierMax, "largest tier shared")
+	for c, name := range sim.ClassNames {
+		f.Float64Var(&m.Shares[c], name, m.Shares[c], "share of "+name+" nodes")
+	}
+	f.Int64Var(&m.Floor, "floor", m.Floor, "most a node is credited, in bytes (what it has been shown to hold)")
+	f.Uint64Var(&m.Seed, "seed", m.Seed, "seed of the model's draws")
+	f.StringVar(&out, "out", out, "folder for karma.csv and karma.png")
+	return c
+}

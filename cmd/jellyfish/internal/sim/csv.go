@@ -66,3 +66,30 @@ func WriteAllowanceCSV(w io.Writer, days []AllowanceDay) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// WriteKarmaCSV writes one line a day of a karma run: per class the nodes
+// joined, their contribution and their allowance (bytes), then capacity
+// and granted.
+func WriteKarmaCSV(w io.Writer, days []KarmaDay) error {
+	cw := csv.NewWriter(w)
+	head := []string{"day"}
+	for _, n := range ClassNames {
+		head = append(head, n+"_nodes", n+"_contribution", n+"_allowance")
+	}
+	head = append(head, "capacity", "granted")
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	for _, d := range days {
+		row := []string{strconv.Itoa(d.Day)}
+		for c := range ClassNames {
+			row = append(row, strconv.Itoa(d.Nodes[c]), g(d.Contribution[c]), g(d.Allowance[c]))
+		}
+		row = append(row, g(d.Capacity), g(d.Granted))
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

@@ -38,6 +38,11 @@ type Figure struct {
 	// LegendBelow puts the legend in the lower panel's bottom right
 	// corner instead of the upper panel's.
 	LegendBelow bool
+	// LegendTop puts the legend of the upper panel at its top.
+	LegendTop bool
+	// LegendNote heads the legend; empty means the note on exact lines
+	// and Monte-Carlo points.
+	LegendNote string
 }
 
 // failFloor is the smallest failure probability drawn on the log panel.
@@ -91,8 +96,11 @@ func (f Figure) panel(fail bool) (*plot.Plot, error) {
 	} else {
 		p.Title.Text = f.Title
 		p.Y.Label.Text = f.YLabel
-		p.Legend.Top = false
+		p.Legend.Top = f.LegendTop
 		p.Legend.YOffs = vg.Points(12)
+		if f.LegendTop {
+			p.Legend.YOffs = 0
+		}
 	}
 	p.Legend.Left = false
 	minY, maxY := 1.0, failFloor
@@ -157,7 +165,11 @@ func (f Figure) panel(fail bool) (*plot.Plot, error) {
 		legend[i] = append(legend[i], sc)
 	}
 	if fail == f.LegendBelow { // one legend serves both panels
-		p.Legend.Add("lines: exact; points: Monte-Carlo ±2 SE")
+		note := f.LegendNote
+		if note == "" {
+			note = "lines: exact; points: Monte-Carlo ±2 SE"
+		}
+		p.Legend.Add(note)
 		for i, s := range f.Series {
 			p.Legend.Add(s.Name, legend[i]...)
 		}

@@ -279,3 +279,58 @@ func TestAllowanceModelRejects(t *testing.T) {
 		}
 	}
 }
+
+func karmaModel() KarmaModel {
+	return KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
+		Shares: [numClasses]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, Seed: 1}
+}
+
+// The providers' rules over a year from an empty network: honest nodes'
+// share of the allowance is at least 0.8 of their share of what was
+// contributed, free riders and cheaters that delete test shards earn
+// nothing once caught, and no day grants more than the capacity. On
+// small disks (tiers 0–1, all within the 2 GiB credited) the allowance
+// granted is within 0.5–1.0 of the capacity; on larger ones the floor
+// starves it. Cheaters that keep the observers' test shards are not
+// caught by observers alone.
+func TestKarmaModel(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mod     func(*KarmaModel)
+		minimum float64 // least granted/capacity over the last 30 days
+	}{
+		{"tiers 0-4", func(*KarmaModel) {}, 0},
+		{"tiers 0-1", func(m *KarmaModel) { m.TierMax = 1 }, 0.5},
+		{"smart cheaters", func(m *KarmaModel) { m.Shares[ClassCheating], m.Shares[ClassCheatingSmart] = 0.05, 0.1 }, 0},
+	} {
+		m := karmaModel()
+		tc.mod(&m)
+		days, err := m.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range days {
+			if d.Granted > d.Capacity+float64(d.Nodes[ClassCheatingSmart])*float64(m.Floor) {
+				t.Fatalf("%s: day %d grants %.0f of capacity %.0f", tc.name, d.Day, d.Granted, d.Capacity)
+			}
+			if d.Day < karma.VettingEpochs-1 && d.Granted != 0 { // day d ends epoch d: d+1 complete epochs
+				t.Fatalf("%s: day %d: allowance granted before any node could be vetted", tc.name, d.Day)
+			}
+		}
+		s := SummarizeKarma(days, karma.WindowEpochs)
+		t.Logf("%s: shares %v of contribution, %v of allowance; granted/capacity %.3f", tc.name, s.ContributionShare, s.AllowanceShare, s.Ratio)
+		if h := s.AllowanceShare[ClassHonest]; h < 0.8*s.ContributionShare[ClassHonest] {
+			t.Errorf("%s: honest nodes' allowance share %.3f under 0.8 × their contribution share %.3f", tc.name, h, s.ContributionShare[ClassHonest])
+		}
+		last := days[len(days)-1]
+		if last.Allowance[ClassFreeRiding] != 0 || last.Allowance[ClassCheating] != 0 {
+			t.Errorf("%s: free riders hold %.0f, cheaters %.0f", tc.name, last.Allowance[ClassFreeRiding], last.Allowance[ClassCheating])
+		}
+		if s.Ratio < tc.minimum || s.Ratio > 1 {
+			t.Errorf("%s: granted/capacity %.3f, want %.1f..1", tc.name, s.Ratio, tc.minimum)
+		}
+		if smart := s.AllowanceShare[ClassCheatingSmart]; (m.Shares[ClassCheatingSmart] > 0) != (smart > 0) {
+			t.Errorf("%s: smart cheaters' allowance share %.3f", tc.name, smart)
+		}
+	}
+}
