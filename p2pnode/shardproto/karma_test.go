@@ -2,18 +2,22 @@ package shardproto
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/karma"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 )
 
 // TestKarmaEvidence: a holder that renewed a shard and later answers an
 // audit with a signed not-found has made a DeletedPart report anyone can
 // check; every part swapped, missing or out of time is refused.
 func TestKarmaEvidence(t *testing.T) {
-	e := newEnv(t, nil)
+	// A holder that drops shards itself does not keep releases (its
+	// owners did not ask): its store is served without them.
+	e := newEnvWith(t, nil, func(d *shardstore.Disk) Backend { return struct{ Backend }{d} })
 	ctx := ctxT(t)
 	p := e.holder.ID()
 	data, id := shard(51, 3*codec.LeafSize+5)
@@ -90,5 +94,38 @@ func TestKarmaEvidence(t *testing.T) {
 	r.Answer = late.Marshal()
 	if _, err := karma.CheckDeletedPart(r, KarmaEvidence{}, until.Add(time.Hour)); !errors.Is(err, karma.ErrNoEvidence) {
 		t.Errorf("not found after the lease ended: %v", err)
+	}
+}
+
+// TestReleasedNotFoundIsUnsigned: an owner that stored, renewed and then
+// deleted a shard gets an unsigned "not found" when it audits it while the
+// lease it held would still run, so it cannot frame the holder; another
+// owner's audit of a shard it never held is answered signed as before.
+func TestReleasedNotFoundIsUnsigned(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	p := e.holder.ID()
+	data, id := shard(61, 2*codec.LeafSize)
+	if _, err := e.client.Put(ctx, p, id, data, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.client.RenewReceipts(ctx, p, []codec.ShardID{id}, time.Now().Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Delete(ctx, p, id); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.client.Proof(ctx, p, id, []int64{0})
+	var nf *NotFoundError
+	if err == nil || errors.As(err, &nf) || !strings.Contains(err.Error(), "unsigned") {
+		t.Fatalf("audit of a shard the owner deleted: %v", err)
+	}
+	// Someone else asking about a shard it never held: signed, as before.
+	other, err := NewClient(e.ch, ed25519Key(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Proof(ctx, p, id, []int64{0}); !errors.As(err, &nf) {
+		t.Fatalf("another owner's audit: %v", err)
 	}
 }

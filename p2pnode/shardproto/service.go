@@ -536,6 +536,12 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 	return fmt.Errorf("unknown message type %d", req.typ)
 }
 
+// Releaser is a Backend that remembers the references owners deleted
+// while their leases ran: *shardstore.Disk.
+type Releaser interface {
+	Released(owner shardstore.Owner, id codec.ShardID) bool
+}
+
 // Roomer is a Backend that can say what an owner references and how much
 // more it may put within an allowance: *shardstore.Disk.
 type Roomer interface {
@@ -815,6 +821,12 @@ func renewedIDs(ids, missing []codec.ShardID) []codec.ShardID {
 // notFound answers a proof request for a shard the store does not hold
 // with a signed NotFoundAnswer.
 func (s *Service) notFound(st network.Stream, req *request, err error) error {
+	if r, ok := s.store.(Releaser); ok && r.Released(req.owner, req.id) {
+		// The owner deleted its reference while its lease ran: a signed
+		// answer would look like evidence of a deletion the owner asked
+		// for. Unsigned, it is a failure without evidence.
+		return respond(st, req.typ, &response{status: StatusNotFound, msg: "released by this owner before its lease ended"})
+	}
 	a := NotFoundAnswer{Owner: req.owner, Shard: req.id, Nonce: req.nonce, Issued: s.cfg.clock()}
 	if serr := a.Sign(s.key); serr != nil {
 		return fail(st, req.typ, serr)

@@ -51,6 +51,8 @@ type Disk struct {
 	// what its owners reference and reserve.
 	groupOf    map[Owner]string
 	groupBytes map[string]int64
+
+	rel releases // references owners deleted while their leases ran (released.go)
 }
 
 // New opens (creating if needed) the shard store in dir. It removes
@@ -127,6 +129,9 @@ func (d *Disk) load() error {
 	}
 	if err := mkdirNoLink(d.root, shardsDir); err != nil {
 		return err
+	}
+	if err := d.loadReleases(d.now()); err != nil {
+		return fmt.Errorf("%s: %w", releasedFile, err)
 	}
 	for i := 0; i < 256; i++ {
 		sub := path.Join(shardsDir, fmt.Sprintf("%02x", i))
@@ -379,6 +384,10 @@ func (d *Disk) Put(ctx context.Context, owner Owner, id codec.ShardID, size int6
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
 	m = &meta{size: size, storedAt: d.now(), owners: map[Owner]time.Time{owner: lease}}
+	if err := d.unrelease(owner, id); err != nil {
+		d.root.Remove(tmpData)
+		return fmt.Errorf("%s %s: withdraw a release: %w", op, id.Short(), err)
+	}
 	if err := d.commit(id, tmpData, m); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id.Short(), err)
 	}
@@ -430,6 +439,14 @@ func (d *Disk) addRef(op string, owner Owner, id codec.ShardID, lease time.Time,
 	next := m.clone()
 	next.owners[owner] = lease
 	d.mu.Unlock()
+	if !had {
+		if err := d.unrelease(owner, id); err != nil {
+			d.mu.Lock()
+			d.charge(owner, -m.size)
+			d.mu.Unlock()
+			return fmt.Errorf("%s %s: withdraw a release: %w", op, id.Short(), err)
+		}
+	}
 	if err := d.writeMeta(id, next); err != nil {
 		if !had {
 			d.mu.Lock()
@@ -712,8 +729,14 @@ func (d *Disk) Delete(ctx context.Context, owner Owner, id codec.ShardID) error 
 	if err != nil {
 		return err
 	}
-	if _, ok := m.owners[owner]; !ok {
+	lease, ok := m.owners[owner]
+	if !ok {
 		return fmt.Errorf("%s %s: owner %s: %w", op, id.Short(), owner.Short(), ErrNotFound)
+	}
+	// The release is recorded first: a crash after it leaves a release
+	// of a reference still held, which only costs the owner a signature.
+	if err := d.release(owner, id, lease); err != nil {
+		return fmt.Errorf("%s %s: record the release: %w", op, id.Short(), err)
 	}
 	next := m.clone()
 	delete(next.owners, owner)
