@@ -16,11 +16,13 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
@@ -83,14 +85,19 @@ type maintainStats struct {
 	AuditFailed  int   `json:"audit_failed"`
 	// AuditEvidence counts the failed audits whose holder signed what
 	// showed the failure (kept in maintain.json).
-	AuditEvidence  int    `json:"audit_evidence"`
-	Weak           int    `json:"segments_below_threshold"`
-	Repaired       int    `json:"segments_repaired"`
-	Placed         int    `json:"shards_placed"`
-	RepairBytes    int64  `json:"repair_bytes"`
-	Unrepairable   int    `json:"segments_unrepairable"`
-	RepairFailed   int    `json:"repairs_failed"`
-	LeaseRenewedTo string `json:"lease_until"`
+	AuditEvidence int `json:"audit_evidence"`
+	// Reports counts the kept evidence handed to the providers this round
+	// (DeletedPart reports, shard request 11), ReportsRecorded the
+	// providers that recorded one (those watching the holder).
+	Reports         int    `json:"reports_sent"`
+	ReportsRecorded int    `json:"reports_recorded"`
+	Weak            int    `json:"segments_below_threshold"`
+	Repaired        int    `json:"segments_repaired"`
+	Placed          int    `json:"shards_placed"`
+	RepairBytes     int64  `json:"repair_bytes"`
+	Unrepairable    int    `json:"segments_unrepairable"`
+	RepairFailed    int    `json:"repairs_failed"`
+	LeaseRenewedTo  string `json:"lease_until"`
 	// SegmentsByCode and RepairedByCode split segments and repairs by
 	// their code ("10+20", "2+6").
 	SegmentsByCode map[string]int `json:"segments_by_code"`
@@ -133,6 +140,10 @@ type auditFailure struct {
 	Count  int            `json:"count"`  // failed audits with evidence
 	First  auditEvidence  `json:"first"`
 	Latest *auditEvidence `json:"latest,omitempty"` // from the second failure on
+	// Reported is when the evidence was handed to the providers (Unix
+	// seconds; 0: not yet), RecordedBy how many recorded it.
+	Reported   int64 `json:"reported,omitempty"`
+	RecordedBy int   `json:"recorded_by,omitempty"`
 }
 
 // auditEvidence is what anyone can check offline to see that a holder
@@ -546,6 +557,11 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 		}
 	}
 	providers, perr := s.net.Providers(ctx)
+	if perr == nil && s.reportEvidence(ctx, &hs, providers, now, &st) {
+		if err := s.saveHolderState(hs); err != nil {
+			fs.Debugf(nil, "jellyfish: maintenance state: %v", err)
+		}
+	}
 	var locs []ns.Location
 	var errs []error
 	for oi, ref := range objs {
@@ -761,4 +777,76 @@ func (s *session) lifetimeStatus(ctx context.Context) map[string]any {
 		out["warning"] = fmt.Sprintf("the account record lists no node: if no device uses it for %d days its records expire and the network forgets it (its files with it); a device that used it can bring it back while it keeps its slot. Run `jellyfish node --account-config ... --maintain jellyfish:` to keep it alive", days)
 	}
 	return out
+}
+
+// reporter is the optional ability of a shardIO to hand a provider
+// evidence that a holder deleted a shard it kept: shardproto.Client.Report.
+type reporter interface {
+	Report(ctx context.Context, p peer.ID, r karma.DeletedPart) (string, error)
+}
+
+// reportEvidence hands every failed audit kept with the holder's signed
+// renewal and not reported yet to every provider (16 at a time, 10 s
+// each): those that watch the holder, because an account it is linked to
+// stores on them, count the deleted shard against it (docs/design.md
+// §6.12). An entry counts as reported once a provider answered, whether it
+// recorded it or watches no such holder; it is sent again next round when
+// none answered. It reports whether it changed hs.
+func (s *session) reportEvidence(ctx context.Context, hs *holderState, providers []peer.ID, now time.Time, st *maintainStats) bool {
+	rp, ok := s.store.shards.(reporter)
+	if !ok || len(providers) == 0 {
+		return false
+	}
+	changed := false
+	for i := range hs.FailingAudits {
+		f := &hs.FailingAudits[i]
+		if f.Reported != 0 {
+			continue
+		}
+		ev := f.First
+		if f.Latest != nil && len(f.Latest.Renewal) > 0 {
+			ev = *f.Latest
+		}
+		id, err := codec.ParseShardID(f.Shard)
+		holder, herr := peer.Decode(f.Holder)
+		if err != nil || herr != nil || len(ev.Renewal) == 0 {
+			continue // no renewal of the shard: not evidence for others
+		}
+		r := karma.DeletedPart{Holder: string(holder), Shard: karma.ShardRef(id), Receipt: ev.Renewal, Answer: ev.Answer}
+		var (
+			mu                 sync.Mutex
+			g                  errgroup.Group
+			answered, recorded int
+		)
+		g.SetLimit(usageParallel)
+		for _, p := range providers {
+			if p == holder {
+				continue
+			}
+			g.Go(func() error {
+				cctx, cancel := context.WithTimeout(ctx, usageTimeout)
+				defer cancel()
+				msg, err := rp.Report(cctx, p, r)
+				if err != nil {
+					fs.Debugf(nil, "jellyfish: maintenance: report of %s to %s: %v", holder.ShortString(), p.ShortString(), err)
+					return nil
+				}
+				mu.Lock()
+				answered++
+				if msg == "recorded" {
+					recorded++
+				}
+				mu.Unlock()
+				return nil
+			})
+		}
+		_ = g.Wait()
+		st.Reports++
+		st.ReportsRecorded += recorded
+		if answered > 0 {
+			f.Reported, f.RecordedBy, changed = now.Unix(), recorded, true
+			fs.Logf(nil, "jellyfish: maintenance: reported holder %s's failed audit of shard %s to %d providers, %d of which watch it", holder.ShortString(), id.Short(), answered, recorded)
+		}
+	}
+	return changed
 }

@@ -489,10 +489,45 @@ func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
 		t.Fatalf("the rotten shard's answer is not a proof answer: %v", err)
 	}
 
-	// The next day: the same failures; the first answers stay.
+	// Each entry with the holder's renewal went to the providers (every
+	// memnet node records what is evidence, and refuses the rest).
+	withRenewal := 0
+	for _, f := range state.FailingAudits {
+		if len(f.First.Renewal) > 0 {
+			withRenewal++
+			if f.Reported == 0 || f.RecordedBy == 0 {
+				t.Fatalf("entry %s/%s not reported: %+v", f.Holder, f.Shard, f)
+			}
+		}
+	}
+	if withRenewal == 0 || st.Reports != withRenewal || st.ReportsRecorded < withRenewal {
+		t.Fatalf("%d entries with renewals; %d reports sent, %d recorded", withRenewal, st.Reports, st.ReportsRecorded)
+	}
+	var recorded int
+	for _, p := range a.net.Nodes() {
+		for _, r := range a.net.Reports(p) {
+			recorded++
+			if p == peer.ID(r.Holder) {
+				t.Fatal("a holder was sent the report about itself")
+			}
+			if r.Holder == string(down) {
+				t.Fatal("a holder that did not answer was reported")
+			}
+		}
+	}
+	if recorded != st.ReportsRecorded {
+		t.Fatalf("providers recorded %d reports, the round says %d", recorded, st.ReportsRecorded)
+	}
+
+	// The next day: the same failures; the first answers stay, and what
+	// was reported is not sent again.
 	clock.Advance(24 * time.Hour)
-	if _, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000}); err != nil {
+	st2, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if st2.Reports != 0 {
+		t.Fatalf("%d reports sent again", st2.Reports)
 	}
 	again := dev.s.loadHolderState()
 	for _, f := range again.FailingAudits {

@@ -16,6 +16,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/codec"
 	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -481,4 +482,31 @@ func (p *Provider) AccountStanding(ctx context.Context, account peer.ID) shardpr
 		out.Nodes = append(out.Nodes, ns)
 	}
 	return out
+}
+
+// Report takes a report that a node deleted a shard it kept
+// (shardproto.WithReports): when the provider watches the node and the
+// report is evidence (karma.CheckDeletedPart with shardproto.KarmaEvidence:
+// the node's own renew receipt and its later failed answer, inside the
+// lease and the window), the shard counts as deleted in the current epoch,
+// as the provider's own failed audits do. Anyone may carry a report; a
+// report about a node the provider does not watch changes nothing.
+func (p *Provider) Report(ctx context.Context, r karma.DeletedPart) (string, error) {
+	if p.obs == nil {
+		return "not watched here: this provider admits every account", nil
+	}
+	holder := peer.ID(r.Holder)
+	if !p.Watching(holder) {
+		return "not watched here", nil
+	}
+	now := p.cfg.Clock()
+	if _, err := karma.CheckDeletedPart(r, shardproto.KarmaEvidence{}, now); err != nil {
+		return "", fmt.Errorf("%w: %v", shardstore.ErrInvalid, err)
+	}
+	p.obs.mu.Lock()
+	p.obs.obs.Deleted(r.Holder, now, r.Shard)
+	p.obs.dirty = true
+	p.obs.mu.Unlock()
+	p.log.Warn("observer: a report shows a node deleted a shard it kept", "node", holder, "shard", codec.ShardID(r.Shard).Short())
+	return "recorded", nil
 }

@@ -236,7 +236,7 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		if ownOwner != nil {
 			store.AssignGroup(*ownOwner, GroupOwn)
 		}
-		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding))
+		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding), shardproto.WithReports(p.Report))
 	}
 	svc, err := shardproto.NewService(n.Host(), store, vopts...)
 	if err != nil {

@@ -27,6 +27,9 @@ type request struct {
 	sig   []byte           // put, delete, renew, challenge: owner's signature
 	// repair marks a put sent as msgRepair (typ is then msgPut).
 	repair bool
+	// report: the holder reported, its receipt and its answer
+	// (karma.DeletedPart; id is the shard).
+	holder, receipt, answer []byte
 }
 
 // encode lays out a request header:
@@ -40,6 +43,8 @@ type request struct {
 //	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
 //	usage:     8 ‖ ts i64 ‖ key16 ‖ sig16
 //	repair:    9 ‖ the put's fields
+//	standing:  10 ‖ ts i64 ‖ key16 ‖ sig16
+//	report:    11 ‖ id ‖ holder16 ‖ receipt16 ‖ answer16
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
 func (r *request) encode() []byte {
@@ -95,6 +100,11 @@ func (r *request) encode() []byte {
 		e.time(r.ts)
 		e.bytes16(r.key)
 		e.bytes16(r.sig)
+	case msgReport:
+		e.raw(r.id[:])
+		e.bytes16(r.holder)
+		e.bytes16(r.receipt)
+		e.bytes16(r.answer)
 	}
 	return e.b
 }
@@ -157,6 +167,11 @@ func decodeRequest(b []byte) (*request, error) {
 		r.ts = d.time()
 		r.key = d.bytes16(maxKey)
 		r.sig = d.bytes16(maxKey)
+	case msgReport:
+		r.id = d.id()
+		r.holder = d.bytes16(maxIDLen)
+		r.receipt = d.bytes16(MaxReportReceipt)
+		r.answer = d.bytes16(MaxReportAnswer)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", errFrame, r.typ)
 	}

@@ -91,6 +91,7 @@ type serviceConfig struct {
 	refusalHold    time.Duration
 	admit          Admitter
 	stand          Stander
+	report         Reportee
 }
 
 // Option configures NewService.
@@ -532,6 +533,8 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 		return s.serveUsage(ctx, st, req, owner)
 	case msgStanding:
 		return s.serveStanding(ctx, st, req)
+	case msgReport:
+		return s.serveReport(ctx, st, req)
 	}
 	return fmt.Errorf("unknown message type %d", req.typ)
 }

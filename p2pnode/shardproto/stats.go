@@ -51,6 +51,7 @@ var requestNames = [...]string{
 	msgProof:     "proof",
 	msgUsage:     "usage",
 	msgStanding:  "standing",
+	msgReport:    "report",
 }
 
 // unknownRequest names the streams reset before their request decoded.

@@ -52,6 +52,9 @@ const (
 	// msgStanding asks what the holder makes of the requesting account
 	// (AccountStanding).
 	msgStanding byte = 10
+	// msgReport hands the holder evidence that another node deleted a
+	// shard it kept (karma.DeletedPart).
+	msgReport byte = 11
 )
 
 // Status is the first byte of every response header frame.

@@ -30,6 +30,7 @@ import (
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/placement"
 	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/karma"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardstore"
@@ -60,6 +61,7 @@ type Network struct {
 	inFlight map[peer.ID]int
 	peak     map[peer.ID]int
 	groups   map[peer.ID]placement.Node
+	reports  map[peer.ID][]karma.DeletedPart // reports each node recorded
 }
 
 // New returns a network of n provider nodes.
@@ -607,4 +609,31 @@ func (n *Network) DeleteRecords(prefix string) int {
 		}
 	}
 	return c
+}
+
+// Report takes a report at node p as a provider watching every node does:
+// it records it when it is evidence (karma.CheckDeletedPart with
+// shardproto.KarmaEvidence, by the real clock, as memnet signs) and
+// refuses it otherwise.
+func (s *Shards) Report(ctx context.Context, p peer.ID, r karma.DeletedPart) (string, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	if _, err := s.node(p); err != nil {
+		return "", err
+	}
+	if _, err := karma.CheckDeletedPart(r, shardproto.KarmaEvidence{}, time.Now()); err != nil {
+		return "", fmt.Errorf("memnet: %w: %v", shardstore.ErrInvalid, err)
+	}
+	if s.n.reports == nil {
+		s.n.reports = map[peer.ID][]karma.DeletedPart{}
+	}
+	s.n.reports[p] = append(s.n.reports[p], r)
+	return "recorded", nil
+}
+
+// Reports returns the reports node p recorded.
+func (n *Network) Reports(p peer.ID) []karma.DeletedPart {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.reports[p])
 }

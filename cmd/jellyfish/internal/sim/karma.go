@@ -35,7 +35,8 @@ var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating",
 //     test shards included;
 //   - cheating-smart: as cheating, but keeps the observers' test shards
 //     (recognisable by their owner key) and deletes only owners' shards,
-//     which only owners' own reports would show (not built).
+//     which only owners' audits and reports show; the model leaves those
+//     out, so it shows what observers alone would grant them.
 //
 // Each day a node is down for one stretch of (1 − its uptime) × 24 h at a
 // random time. One observer (karma.Observer, as every provider runs it)
