@@ -184,11 +184,7 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 	for i, s := range subjects {
 		id := peer.ID(s)
 		o.mu.Lock()
-		test := o.tests[id]
-		o.mu.Unlock()
-		var leaf int64
-		o.mu.Lock()
-		leaf = o.rng.Int64N(TestShardSize / codec.LeafSize)
+		test, leaf := o.tests[id], o.rng.Int64N(TestShardSize/codec.LeafSize)
 		o.mu.Unlock()
 		g.Go(func() error {
 			r := &results[i]
@@ -222,6 +218,11 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 		})
 	}
 	g.Wait()
+	if err := ctx.Err(); err != nil {
+		// Stopping: what failed failed because of that, not the nodes.
+		// The probes are not made up later (Due skips their slots).
+		return round, err
+	}
 	o.mu.Lock()
 	for i, s := range subjects {
 		r := results[i]
