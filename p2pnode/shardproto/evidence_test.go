@@ -118,13 +118,15 @@ func TestNotFoundIsSigned(t *testing.T) {
 	if _, err := e.client.Put(ctx, p, id, data, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.Delete(ctx, p, id); err != nil {
-		t.Fatal(err)
+	// The holder collects it itself (an owner's own delete is answered
+	// unsigned instead: TestReleasedNotFoundIsUnsigned).
+	if gc, err := e.disk.GC(ctx, time.Now().Add(2*time.Hour)); err != nil || gc.Shards != 1 {
+		t.Fatalf("collect: %+v, %v", gc, err)
 	}
 	_, _, err := e.client.Proof(ctx, p, id, []int64{1})
 	var nf *NotFoundError
 	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("proof of a deleted shard: %v, want a *NotFoundError", err)
+		t.Fatalf("proof of a dropped shard: %v, want a *NotFoundError", err)
 	}
 	a := nf.Answer
 	if a.Holder != p || a.Shard != id || a.Owner != e.client.Owner() || a.Nonce == ([32]byte{}) {
