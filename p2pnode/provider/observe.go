@@ -415,22 +415,14 @@ func (p *Provider) Standing(node peer.ID) karma.Standing {
 }
 
 // observeLoop runs Observe every interval.
-func (p *Provider) observeLoop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := p.Observe(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+func (p *Provider) observeLoop(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func(ctx context.Context) error {
+		_, err := p.Observe(ctx)
+		if err != nil && ctx.Err() == nil {
 			p.log.Warn("observation round", "err", err)
 		}
-	}
+		return err
+	})
 }
 
 // TestShard returns the provider's test shard on node, if it has one.

@@ -439,11 +439,10 @@ func (p *Provider) Collections() Collections {
 	return p.collected
 }
 
-// collectLoop runs Collect every CollectInterval, starting one interval
-// after Attach: a node back from a long outage gives owners whose
-// renewals failed meanwhile that long to renew before anything goes.
-func (p *Provider) collectLoop(ctx context.Context) {
-	t := time.NewTicker(p.cfg.CollectInterval)
+// every runs round every interval, the first one interval from now, until
+// ctx ends. A round's error has been logged by the round itself.
+func every(ctx context.Context, interval time.Duration, round func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -451,10 +450,20 @@ func (p *Provider) collectLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := p.Collect(ctx); err != nil && ctx.Err() != nil {
+		if err := round(ctx); err != nil && ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// collectLoop runs Collect every CollectInterval, starting one interval
+// after Attach: a node back from a long outage gives owners whose
+// renewals failed meanwhile that long to renew before anything goes.
+func (p *Provider) collectLoop(ctx context.Context) {
+	every(ctx, p.cfg.CollectInterval, func(ctx context.Context) error {
+		_, err := p.Collect(ctx)
+		return err
+	})
 }
 
 // Drain stops the shard service taking requests and lets those being
