@@ -799,8 +799,11 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			out["allowance_error"] = err.Error()
 		}
 		if nodes, err := f.s.nodesStatus(ctx); err == nil {
-			out["nodes"] = nodes
-			out["class"] = classOf(nodes)
+			cls, view := f.s.classAtProviders(ctx, nodes)
+			out["nodes"], out["class"] = nodes, cls
+			if view != nil {
+				out["earned_allowance"] = view.earnedWords()
+			}
 		} else {
 			out["nodes_error"] = err.Error()
 		}

@@ -136,6 +136,24 @@ type ClassStatus struct {
 	AtProviders string `json:"at_providers,omitempty"`
 }
 
+// classAtProviders returns the account's class from its nodes' links,
+// refined by what the providers say (nil when none could be asked), and
+// fills each node's uptime, audits and standing from their answers.
+func (s *session) classAtProviders(ctx context.Context, nodes []NodeStatus) (ClassStatus, *ProvidersView) {
+	cs := classOf(nodes)
+	view, ok := s.providerStandings(ctx)
+	if !ok {
+		return cs, nil
+	}
+	for i := range nodes {
+		if id, err := peer.Decode(nodes[i].ID); err == nil {
+			view.describeNode(&nodes[i], id)
+		}
+	}
+	cs.refine(view)
+	return cs, &view
+}
+
 // refine sets the class to the one most providers that enforce the rule
 // reported (the account's links alone cannot tell vetting from sharing,
 // nor see a node caught deleting), with its reasons.
@@ -153,7 +171,7 @@ func (cs *ClassStatus) refine(v ProvidersView) {
 		cs.Why = "a node of the account is linked both ways and answers, but the providers have not vetted one yet"
 		cs.Change = "keep the node up and reachable: each provider vets it itself after 7 days of answering its probes and 10 passed audits of its test shard, and treats the account as a starter until then"
 	case "zeroed":
-		cs.Why = fmt.Sprintf("a node of the account lost shards it held: %d providers' audits caught it deleting on 3 days of the last 30", v.Classes["zeroed"])
+		cs.Why = fmt.Sprintf("a node of the account lost shards it held: %d providers caught it deleting (by their own audits or owners' reports) on 3 days of the last 30", v.Classes["zeroed"])
 		cs.Change = "nothing new is stored there until " + v.ZeroedUntil.UTC().Format(time.DateOnly) + "; what the account stored stays; run nodes that keep what they accept"
 	}
 }
@@ -282,16 +300,9 @@ func (s *session) status(ctx context.Context) (*Status, error) {
 	if st.Nodes == nil {
 		st.Nodes = []NodeStatus{}
 	}
-	st.Class = classOf(nodes)
-	if view, ok := s.providerStandings(ctx); ok {
-		st.Providers = &view
-		for i := range st.Nodes {
-			if id, err := peer.Decode(st.Nodes[i].ID); err == nil {
-				view.describeNode(&st.Nodes[i], id)
-			}
-		}
-		st.Class.refine(view)
-		st.Earned = view.earnedWords()
+	st.Class, st.Providers = s.classAtProviders(ctx, st.Nodes)
+	if st.Providers != nil {
+		st.Earned = st.Providers.earnedWords()
 	}
 	if err != nil {
 		st.Class = ClassStatus{Class: "unknown", Why: "the account record could not be read: " + err.Error(), Change: "run it again"}
