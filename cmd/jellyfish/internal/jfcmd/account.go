@@ -483,7 +483,7 @@ func accountShow(ctx context.Context, cmd *cobra.Command, o *accountOptions) err
 		}
 		fmt.Fprintf(w, "  %x  %s%s\n", d.ID[:], d.Name, this)
 	}
-	fmt.Fprintln(w, "allowance:  not yet computed from karma (the witness service is not built); `jellyfish status` shows what the providers let the account store today")
+	fmt.Fprintln(w, "allowance:  each provider computes it from the account's nodes as it measured them; `jellyfish status` asks them and shows what they let the account store")
 	return nil
 }
 
