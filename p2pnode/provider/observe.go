@@ -64,7 +64,10 @@ type ObserveRound struct {
 	Skipped                 bool
 	Probes, Answered        int
 	Audits, Passed, Deleted int
-	Puts                    int // test shards placed
+	// Silenced counts test shards counted as deleted after containment
+	// (within Deleted).
+	Silenced int
+	Puts     int // test shards placed
 }
 
 // observer is the provider's observer service.
@@ -73,19 +76,23 @@ type observer struct {
 	client *shardproto.Client
 	path   string
 
-	mu     sync.Mutex
-	obs    *karma.Observer
-	tests  map[peer.ID]TestShard
-	rng    *rand.Rand
-	dirty  bool
-	saved  time.Time
-	rounds int
-	last   ObserveRound
+	mu    sync.Mutex
+	obs   *karma.Observer
+	tests map[peer.ID]TestShard
+	// contained holds, per node, the containment of its test shard: an
+	// audit the node left unanswered while answering the probe before it.
+	contained map[peer.ID]*karma.Containment
+	rng       *rand.Rand
+	dirty     bool
+	saved     time.Time
+	rounds    int
+	last      ObserveRound
 }
 
 type observerFile struct {
-	Observer *karma.Observer
-	Tests    map[peer.ID]TestShard
+	Observer  *karma.Observer
+	Tests     map[peer.ID]TestShard
+	Contained map[peer.ID]*karma.Containment `json:",omitempty"`
 }
 
 // newObserver loads the saved state from dataDir, if any. A state that
@@ -105,7 +112,7 @@ func newObserver(p *Provider) (*observer, error) {
 		return nil, fmt.Errorf("provider: observer: %w", err)
 	}
 	o := &observer{p: p, client: client, path: filepath.Join(p.cfg.DataDir, ObserverFile),
-		obs: karma.NewObserver(string(h.ID()), 0), tests: map[peer.ID]TestShard{},
+		obs: karma.NewObserver(string(h.ID()), 0), tests: map[peer.ID]TestShard{}, contained: map[peer.ID]*karma.Containment{},
 		rng: rand.New(rand.NewChaCha8(seed))}
 	b, err := os.ReadFile(o.path)
 	switch {
@@ -121,6 +128,9 @@ func newObserver(p *Provider) (*observer, error) {
 			for id, t := range f.Tests {
 				if o.obs.Watching(string(id)) {
 					o.tests[id] = t
+					if c := f.Contained[id]; c != nil && c.Shard == karma.ShardRef(t.ID) {
+						o.contained[id] = c
+					}
 				}
 			}
 		}
@@ -173,12 +183,7 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 	o.mu.Lock()
 	subjects, audits := o.obs.Due(now, o.rng)
 	o.mu.Unlock()
-	type result struct {
-		answered, audited, passed, deleted, put bool
-		test                                    TestShard
-		shard                                   codec.ShardID
-	}
-	results := make([]result, len(subjects))
+	results := make([]probeResult, len(subjects))
 	var g errgroup.Group
 	g.SetLimit(observeParallel)
 	for i, s := range subjects {
@@ -211,7 +216,10 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 				r.audited, r.passed = true, true
 			case errors.As(err, &nf) || errors.As(err, &bad):
 				r.audited, r.deleted, r.shard = true, true, test.ID
-			default:
+			case ctx.Err() == nil:
+				// Answered the probe, not the audit of the shard (in
+				// time, or at all): a try of its containment.
+				r.silent, r.shard = true, test.ID
 				p.log.Debug("observer: audit not answered", "node", id, "err", err)
 			}
 			return nil
@@ -225,35 +233,13 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 	}
 	o.mu.Lock()
 	for i, s := range subjects {
-		r := results[i]
-		id := peer.ID(s)
-		round.Probes++
-		o.obs.Probed(s, now, r.answered)
-		if r.answered {
-			round.Answered++
-		}
-		if r.put {
-			round.Puts++
-			o.tests[id] = r.test
-		}
-		if r.audited {
-			round.Audits++
-			o.obs.Audited(s, now, r.passed)
-			if r.passed {
-				round.Passed++
-			}
-		}
-		if r.deleted {
-			round.Deleted++
-			o.obs.Deleted(s, now, karma.ShardRef(r.shard))
-			delete(o.tests, id) // a new one goes at the next audit
-			p.log.Warn("observer: a node lost its test shard", "node", id, "shard", r.shard.Short())
-		}
+		o.record(peer.ID(s), now, results[i], &round)
 	}
 	o.obs.Prune(now)
 	for id := range o.tests {
 		if !o.obs.Watching(string(id)) {
 			delete(o.tests, id)
+			delete(o.contained, id)
 		}
 	}
 	o.dirty = o.dirty || len(subjects) > 0
@@ -264,6 +250,64 @@ func (p *Provider) Observe(ctx context.Context) (ObserveRound, error) {
 			"audits", round.Audits, "passed", round.Passed, "deleted", round.Deleted, "test_shards_put", round.Puts)
 	}
 	return round, o.maybeSave(false)
+}
+
+// probeResult is what one probe, and the audit after it, gave.
+type probeResult struct {
+	answered, audited, passed, deleted, put bool
+	// silent: the probe was answered, the audit of the test shard not.
+	silent bool
+	test   TestShard     // put: the new test shard
+	shard  codec.ShardID // deleted, silent: the test shard
+}
+
+// record counts r, the probe of node id at now, in the observer and in
+// round. A test shard whose audit the node leaves unanswered while it
+// answers the probe is contained (karma.Containment): released by any
+// answer about it, counted as deleted after karma.ContainmentTries silent
+// tries over karma.ContainmentSpan. The caller holds o.mu.
+func (o *observer) record(id peer.ID, now time.Time, r probeResult, round *ObserveRound) {
+	s := string(id)
+	round.Probes++
+	o.obs.Probed(s, now, r.answered)
+	if r.answered {
+		round.Answered++
+	}
+	if r.put {
+		round.Puts++
+		o.tests[id] = r.test
+		delete(o.contained, id)
+	}
+	if r.audited {
+		round.Audits++
+		o.obs.Audited(s, now, r.passed)
+		delete(o.contained, id) // an answer about the shard ends containment
+		if r.passed {
+			round.Passed++
+		}
+	}
+	deleted := r.deleted
+	if r.silent {
+		c := o.contained[id]
+		if c == nil || c.Shard != karma.ShardRef(r.shard) {
+			c = &karma.Containment{Shard: karma.ShardRef(r.shard), Since: now}
+			o.contained[id] = c
+		}
+		if c.Record(now, karma.ShardSilent) == karma.Silenced {
+			round.Silenced++
+			deleted = true
+			o.p.log.Warn("observer: a node stays silent on its test shard while answering probes", "node", id, "shard", r.shard.Short(), "tries", c.Tries)
+		}
+	}
+	if deleted {
+		round.Deleted++
+		o.obs.Deleted(s, now, karma.ShardRef(r.shard))
+		delete(o.tests, id) // a new one goes at the next audit
+		delete(o.contained, id)
+		if r.deleted {
+			o.p.log.Warn("observer: a node lost its test shard", "node", id, "shard", r.shard.Short())
+		}
+	}
 }
 
 func (o *observer) setTook(d time.Duration) {
@@ -336,7 +380,7 @@ func (o *observer) maybeSave(force bool) error {
 		o.mu.Unlock()
 		return nil
 	}
-	b, err := json.Marshal(observerFile{Observer: o.obs, Tests: o.tests})
+	b, err := json.Marshal(observerFile{Observer: o.obs, Tests: o.tests, Contained: o.contained})
 	o.dirty, o.saved = false, now
 	o.mu.Unlock()
 	if err != nil {
