@@ -547,3 +547,54 @@ func (p *Provider) Report(ctx context.Context, r karma.DeletedPart) (string, err
 	p.log.Warn("observer: a report shows a node deleted a shard it kept", "node", holder, "shard", codec.ShardID(r.Shard).Short())
 	return "recorded", nil
 }
+
+// Accounts seen renewing (shardproto.WithRenewed): an account that only
+// renews makes no lookup, and its nodes would stop being needed and be
+// dropped with their tallies after a window, to start vetting again at its
+// next put. So a renewal refreshes them, at most every seenEvery per
+// account, through a queue the shard service never waits on.
+const (
+	seenQueue = 256
+	seenEvery = 6 * time.Hour
+	seenKept  = 4096 // accounts remembered for seenEvery
+)
+
+// renewSeen queues account; when the queue is full it is dropped (the
+// next renewal queues it again).
+func (p *Provider) renewSeen(account peer.ID) {
+	select {
+	case p.seenQ <- account:
+	default:
+	}
+}
+
+// seenLoop refreshes the linked nodes of the accounts seen renewing: from
+// the admission's cache, or a lookup when it expired (which the lookup
+// slots bound, as for puts).
+func (p *Provider) seenLoop(ctx context.Context) {
+	last := map[peer.ID]time.Time{}
+	for {
+		var account peer.ID
+		select {
+		case <-ctx.Done():
+			return
+		case account = <-p.seenQ:
+		}
+		now := p.cfg.Clock()
+		if t, ok := last[account]; ok && now.Sub(t) < seenEvery {
+			continue
+		}
+		if len(last) >= seenKept {
+			clear(last)
+		}
+		last[account] = now
+		_, _, nodes := p.adm.Explain(ctx, account)
+		ids := make([]peer.ID, 0, len(nodes))
+		for _, n := range nodes {
+			ids = append(ids, n.ID)
+		}
+		if len(ids) > 0 {
+			p.obs.watch(ids)
+		}
+	}
+}

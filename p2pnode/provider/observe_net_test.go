@@ -264,3 +264,71 @@ func TestObserverOnRealNetwork(t *testing.T) {
 			st.KnownEpochs, after.KnownEpochs, rounds0, p0.Observations().Rounds)
 	}
 }
+
+// TestObserverKeepsRenewingAccounts: an account that stores once and then
+// only renews (a backup that does not change) keeps its node watched and
+// vetted at provider 0 past the 30 days after which a node nobody needs is
+// dropped with its tallies: renewals count as need.
+func TestObserverKeepsRenewingAccounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	clock := &offsetClock{}
+	aliceKey := newKey(t)
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
+		Base: localnet.Options{Clock: clock.Now},
+		Provider: func(i int, cfg *provider.Config) {
+			switch i {
+			case 0:
+				cfg.Admission = provider.AdmissionConfig{}
+				cfg.ObserveInterval = -1
+			case 1:
+				cfg.Owner = []byte(peerOf(t, aliceKey))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	p0, node1 := fleet.Provider(0), nw.ID(1)
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
+	alice := account.Restore("alice", aliceKey, account.RootKey{}, 1, newKey(t))
+	if err := mgr.PublishAccount(ctx, alice, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := c.Shards(aliceKey, shardproto.WithClientClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randBytes(t, 100_000)
+	id := codec.IDOf(data)
+	if _, err := sc.Put(ctx, nw.ID(0), id, data, clock.Now().Add(40*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !p0.Watching(node1) {
+		t.Fatal("provider 0 does not watch alice's node after her put")
+	}
+	// 32 days: node 1 republishes its record and alice renews each day.
+	for d := range 32 {
+		if err := fleet.Provider(1).Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if missing, err := sc.Renew(ctx, nw.ID(0), []codec.ShardID{id}, clock.Now().Add(40*24*time.Hour)); err != nil || len(missing) != 0 {
+			t.Fatalf("day %d: renew: %v, missing %v", d, err, missing)
+		}
+		for range 144 {
+			clock.Advance(10 * time.Minute)
+			if _, err := p0.Observe(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := p0.Standing(node1); !p0.Watching(node1) || st.State != karma.Good || st.KnownEpochs < karma.WindowEpochs-1 {
+		t.Fatalf("after 32 days of renewals only: watched %v, %v over %d days", p0.Watching(node1), st.State, st.KnownEpochs)
+	}
+}

@@ -116,8 +116,9 @@ type Provider struct {
 	log   *slog.Logger
 	store *shardstore.Disk
 	svc   *shardproto.Service
-	adm   *Admission // nil when admitting all
-	obs   *observer  // nil when admitting all
+	adm   *Admission   // nil when admitting all
+	obs   *observer    // nil when admitting all
+	seenQ chan peer.ID // accounts seen renewing, for the observer
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -236,7 +237,9 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		if ownOwner != nil {
 			store.AssignGroup(*ownOwner, GroupOwn)
 		}
-		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding), shardproto.WithReports(p.Report))
+		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding), shardproto.WithReports(p.Report),
+			shardproto.WithRenewed(p.renewSeen))
+		p.seenQ = make(chan peer.ID, seenQueue)
 	}
 	svc, err := shardproto.NewService(n.Host(), store, vopts...)
 	if err != nil {
@@ -258,6 +261,13 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		go func() {
 			defer p.wg.Done()
 			p.collectLoop(runCtx)
+		}()
+	}
+	if p.obs != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.seenLoop(runCtx)
 		}()
 	}
 	if p.obs != nil && cfg.ObserveInterval > 0 {

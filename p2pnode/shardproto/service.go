@@ -91,6 +91,7 @@ type serviceConfig struct {
 	refusalHold    time.Duration
 	admit          Admitter
 	stand          Stander
+	renewed        func(account peer.ID)
 	report         Reportee
 }
 
@@ -220,6 +221,17 @@ type Admitter func(ctx context.Context, account peer.ID, repair bool) shardstore
 func WithAdmission(admit Admitter) Option {
 	return func(cfg *serviceConfig) error {
 		cfg.admit = admit
+		return nil
+	}
+}
+
+// WithRenewed has the service call seen with the account of every
+// renewal that renewed something, after the store renewed it. seen must
+// not block: the provider's observer queues it (an account that only
+// renews still needs its nodes watched).
+func WithRenewed(seen func(account peer.ID)) Option {
+	return func(cfg *serviceConfig) error {
+		cfg.renewed = seen
 		return nil
 	}
 }
@@ -798,8 +810,14 @@ func (s *Service) serveRenew(ctx context.Context, st network.Stream, req *reques
 	if err != nil {
 		return fail(st, req.typ, err)
 	}
+	renewed := renewedIDs(req.ids, missing)
+	if s.cfg.renewed != nil && len(renewed) > 0 {
+		if account, err := accountOf(req.key); err == nil {
+			s.cfg.renewed(account)
+		}
+	}
 	rr := RenewReceipt{Owner: owner, Until: req.lease, Issued: s.cfg.clock()}
-	rr.Root, rr.Count = RenewRoot(renewedIDs(req.ids, missing))
+	rr.Root, rr.Count = RenewRoot(renewed)
 	if err := rr.Sign(s.key); err != nil {
 		return fail(st, req.typ, err)
 	}
