@@ -220,7 +220,7 @@ func TestTestnetAndAccounts(t *testing.T) {
 	checkMode(t, filepath.Dir(cache), 0o700)
 
 	so, se, code = acct(nil, "show")
-	if code != 0 || !strings.Contains(so, "account id: "+id) || !strings.Contains(so, "(this device)") || !strings.Contains(so, "not yet computed") {
+	if code != 0 || !strings.Contains(so, "account id: "+id) || !strings.Contains(so, "(this device)") || !strings.Contains(so, "allowance:  each provider computes it") {
 		t.Fatalf("show: %d\n%s%s", code, so, se)
 	}
 	c := readCache(t, cache)
