@@ -91,3 +91,46 @@ func BenchmarkDiskRenew(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(d.syncs.Load()-syncs)/float64(b.N), "fsyncs/op")
 }
+
+// BenchmarkDiskDelete deletes small shards one at a time on the disk the
+// test's temporary directory is on: with the lease still running (the
+// store records a release first, one more fsync) and, as the baseline,
+// with the lease ended (nothing to remember). It reports fsyncs per
+// delete.
+func BenchmarkDiskDelete(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		lease time.Duration // from the store's clock at delete time
+	}{{"lease-running", time.Hour}, {"lease-ended", -time.Hour}} {
+		b.Run(bc.name, func(b *testing.B) {
+			const size = 1 << 10
+			now := time.Now()
+			clock := &fakeClock{now: now.Add(-2 * time.Hour)}
+			d, err := New(b.TempDir(), WithQuotaBytes(1<<30), WithClock(clock.Now))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
+			rng := rand.New(rand.NewPCG(42, 42))
+			ctx := context.Background()
+			ids := make([]codec.ShardID, b.N)
+			for i := range ids {
+				data, id := newShard(rng, size)
+				if err := d.Put(ctx, ownerA, id, size, bytes.NewReader(data), now.Add(bc.lease)); err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = id
+			}
+			clock.Set(now)
+			syncs := d.syncs.Load()
+			b.ResetTimer()
+			for _, id := range ids {
+				if err := d.Delete(ctx, ownerA, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(d.syncs.Load()-syncs)/float64(b.N), "fsyncs/op")
+		})
+	}
+}
