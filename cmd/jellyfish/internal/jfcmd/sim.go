@@ -407,7 +407,7 @@ func gib(b int64) float64 { return float64(b) / (1 << 30) }
 
 func karmaCommand() *cobra.Command {
 	m := sim.KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
-		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, Seed: 1}
+		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, OwnerReports: 1, Seed: 1}
 	out := "."
 	c := &cobra.Command{
 		Use:   "karma",
@@ -419,8 +419,10 @@ each honest (online 90-100 % of the day, keeps what it holds), lazy (online
 30-60 %), free-riding (refuses every put), cheating (deletes what it accepts,
 the providers' test shards included) or cheating-smart (keeps the test shards,
 deletes the rest), in the shares --honest, --lazy, --free-riding, --cheating and
---cheating-smart. A node is credited its shared space up to --floor, times its
-uptime, once vetted; nothing while malicious.
+--cheating-smart. Each day, with probability --owner-reports, an owner's report
+of a shard a cheating node deleted reaches the observer (0: observers alone).
+A node is credited its shared space up to --floor, times its uptime, once
+vetted; nothing while malicious.
 
 It prints, over the last 30 days, each class's share of what was contributed
 (disk times time online, honest and lazy nodes only) and of the allowance
@@ -462,6 +464,7 @@ nodes' disk); it writes karma.csv and karma.png in --out.`,
 		f.Float64Var(&m.Shares[c], name, m.Shares[c], "share of "+name+" nodes")
 	}
 	f.Int64Var(&m.Floor, "floor", m.Floor, "most a node is credited, in bytes (what it has been shown to hold)")
+	f.Float64Var(&m.OwnerReports, "owner-reports", m.OwnerReports, "daily chance that an owner's report of a deleted shard reaches the observer")
 	f.Uint64Var(&m.Seed, "seed", m.Seed, "seed of the model's draws")
 	f.StringVar(&out, "out", out, "folder for karma.csv and karma.png")
 	return c

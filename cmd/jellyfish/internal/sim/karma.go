@@ -35,8 +35,9 @@ var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating",
 //     test shards included;
 //   - cheating-smart: as cheating, but keeps the observers' test shards
 //     (recognisable by their owner key) and deletes only owners' shards,
-//     which only owners' audits and reports show; the model leaves those
-//     out, so it shows what observers alone would grant them.
+//     which only owners' audits and reports show: each day, with
+//     probability OwnerReports, an owner's report of a deleted shard
+//     reaches the observer (0: observers alone).
 //
 // Each day a node is down for one stretch of (1 − its uptime) × 24 h at a
 // random time. One observer (karma.Observer, as every provider runs it)
@@ -58,7 +59,10 @@ type KarmaModel struct {
 	// Shares of the classes, in ClassNames' order; they must sum to 1.
 	Shares [numClasses]float64
 	Floor  int64
-	Seed   uint64
+	// OwnerReports is the chance each day that an owner's report of a
+	// shard a cheating node deleted reaches the observer.
+	OwnerReports float64
+	Seed         uint64
 }
 
 // Validate rejects parameters outside the model.
@@ -79,6 +83,8 @@ func (m KarmaModel) Validate() error {
 		return fmt.Errorf("class shares sum to %v, want 1", sum)
 	case m.Floor < 0:
 		return fmt.Errorf("floor %d: want ≥ 0", m.Floor)
+	case !(m.OwnerReports >= 0 && m.OwnerReports <= 1):
+		return fmt.Errorf("owner reports %v: want 0..1", m.OwnerReports)
 	}
 	return nil
 }
@@ -166,6 +172,21 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 					obs.Deleted(n.id, t, ref)
 				}
 			}
+		}
+		// Owners' reports: a cheating node drops owners' shards, and an
+		// owner's maintenance that audits one hands the evidence on.
+		for i := range nodes {
+			n := &nodes[i]
+			if d < n.join || (n.class != ClassCheating && n.class != ClassCheatingSmart) || r.Float64() >= m.OwnerReports {
+				continue
+			}
+			deleted++
+			var ref karma.ShardRef
+			for b := range 8 {
+				ref[b] = byte(deleted >> (8 * b))
+			}
+			ref[8] = 1 // not a test shard's
+			obs.Deleted(n.id, e.Start().Add(time.Duration(r.Int64N(int64(karma.EpochLength)))), ref)
 		}
 		end := e.End()
 		for i := range nodes {

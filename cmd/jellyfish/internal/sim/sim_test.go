@@ -282,7 +282,7 @@ func TestAllowanceModelRejects(t *testing.T) {
 
 func karmaModel() KarmaModel {
 	return KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
-		Shares: [numClasses]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, Seed: 1}
+		Shares: [numClasses]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, OwnerReports: 1, Seed: 1}
 }
 
 // The providers' rules over a year from an empty network: honest nodes'
@@ -291,8 +291,8 @@ func karmaModel() KarmaModel {
 // nothing once caught, and no day grants more than the capacity. On
 // small disks (tiers 0–1, all within the 2 GiB credited) the allowance
 // granted is within 0.5–1.0 of the capacity; on larger ones the floor
-// starves it. Cheaters that keep the observers' test shards are not
-// caught by observers alone.
+// starves it. Cheaters that keep the observers' test shards are caught by
+// owners' reports, and not by observers alone.
 func TestKarmaModel(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -302,6 +302,9 @@ func TestKarmaModel(t *testing.T) {
 		{"tiers 0-4", func(*KarmaModel) {}, 0},
 		{"tiers 0-1", func(m *KarmaModel) { m.TierMax = 1 }, 0.5},
 		{"smart cheaters", func(m *KarmaModel) { m.Shares[ClassCheating], m.Shares[ClassCheatingSmart] = 0.05, 0.1 }, 0},
+		{"smart cheaters, observers alone", func(m *KarmaModel) {
+			m.Shares[ClassCheating], m.Shares[ClassCheatingSmart], m.OwnerReports = 0.05, 0.1, 0
+		}, 0},
 	} {
 		m := karmaModel()
 		tc.mod(&m)
@@ -329,7 +332,9 @@ func TestKarmaModel(t *testing.T) {
 		if s.Ratio < tc.minimum || s.Ratio > 1 {
 			t.Errorf("%s: granted/capacity %.3f, want %.1f..1", tc.name, s.Ratio, tc.minimum)
 		}
-		if smart := s.AllowanceShare[ClassCheatingSmart]; (m.Shares[ClassCheatingSmart] > 0) != (smart > 0) {
+		// Smart cheaters earn only where owners' reports do not reach the
+		// observers.
+		if smart := s.AllowanceShare[ClassCheatingSmart]; (m.Shares[ClassCheatingSmart] > 0 && m.OwnerReports == 0) != (smart > 0) {
 			t.Errorf("%s: smart cheaters' allowance share %.3f", tc.name, smart)
 		}
 	}
