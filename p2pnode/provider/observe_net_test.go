@@ -332,3 +332,129 @@ func TestObserverKeepsRenewingAccounts(t *testing.T) {
 		t.Fatalf("after 32 days of renewals only: watched %v, %v over %d days", p0.Watching(node1), st.State, st.KnownEpochs)
 	}
 }
+
+// TestOwnerReports: owners' evidence reaches the observer. Bob's account
+// links node 1, so provider 0 watches it. Carol stores three shards on
+// node 1 and renews them; node 1 then drops one a day before its lease
+// ends (collecting early), and carol, whose audit gets a signed "not
+// found", reports it to provider 0 (shard request 11): three days of
+// that make node 1 malicious and bob zeroed at provider 0, although node 1
+// kept provider 0's own test shard. A forged report is refused and counts
+// nothing; a report about a node provider 0 does not watch changes
+// nothing.
+func TestOwnerReports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	clock := &offsetClock{}
+	bobKey := newKey(t)
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
+		Base: localnet.Options{Clock: clock.Now},
+		Provider: func(i int, cfg *provider.Config) {
+			switch i {
+			case 0:
+				cfg.Admission = provider.AdmissionConfig{}
+				cfg.ObserveInterval = -1
+			case 1:
+				cfg.Owner = []byte(peerOf(t, bobKey))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	p0, node1 := fleet.Provider(0), nw.ID(1)
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
+	bob := account.Restore("bob", bobKey, account.RootKey{}, 1, newKey(t))
+	if err := mgr.PublishAccount(ctx, bob, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testnet.WaitFor(ctx, func() bool { return p0.Admission().Classify(ctx, bob.ID()) == provider.ClassVetting }); err != nil {
+		t.Fatalf("bob is %v at provider 0", p0.Admission().Classify(ctx, bob.ID()))
+	}
+	carol, err := c.Shards(newKey(t), shardproto.WithClientClock(clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three shards on node 1, renewed to leases an hour apart, ten days
+	// out: node 1 can drop them one at a time by collecting early.
+	var ids []codec.ShardID
+	var leases []time.Time
+	var receipts []shardproto.Renewal
+	for i := range 3 {
+		data := randBytes(t, 50_000)
+		id := codec.IDOf(data)
+		lease := clock.Now().Add(10*24*time.Hour + time.Duration(i)*time.Hour)
+		if _, err := carol.Put(ctx, node1, id, data, lease); err != nil {
+			t.Fatal(err)
+		}
+		_, rs, err := carol.RenewReceipts(ctx, node1, []codec.ShardID{id}, lease)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("renew: %v", err)
+		}
+		ids, leases, receipts = append(ids, id), append(leases, lease), append(receipts, rs[0])
+	}
+	report := func(i int) karma.DeletedPart {
+		t.Helper()
+		_, _, err := carol.Proof(ctx, node1, ids[i], []int64{0})
+		var nf *shardproto.NotFoundError
+		if !errors.As(err, &nf) {
+			t.Fatalf("audit of shard %d after node 1 dropped it: %v", i, err)
+		}
+		inc, err := receipts[i].Inclusion(ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return karma.DeletedPart{Holder: string(node1), Shard: karma.ShardRef(ids[i]), Receipt: inc.Marshal(), Answer: nf.Answer.Marshal()}
+	}
+	day := func() {
+		for range 144 {
+			clock.Advance(10 * time.Minute)
+			if _, err := p0.Observe(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	day() // provider 0 has probed node 1 and placed its test shard
+	for i := range 3 {
+		if _, err := fleet.Provider(1).Store().GC(ctx, leases[i]); err != nil {
+			t.Fatal(err)
+		}
+		r := report(i)
+		if i == 0 {
+			// Forged: the answer's bytes changed. Refused, nothing counted.
+			bad := r
+			bad.Answer = append([]byte(nil), r.Answer...)
+			bad.Answer[len(bad.Answer)-1] ^= 1
+			var re *shardproto.RemoteError
+			if _, err := carol.Report(ctx, nw.ID(0), bad); !errors.As(err, &re) || !strings.Contains(re.Msg, "not evidence") {
+				t.Fatalf("forged report: %v", err)
+			}
+			// About a node provider 0 does not watch: nothing.
+			other := r
+			other.Holder = string(nw.ID(2))
+			if msg, err := carol.Report(ctx, nw.ID(0), other); err != nil || msg != "not watched here" {
+				t.Fatalf("report about an unwatched node: %q, %v", msg, err)
+			}
+		}
+		if msg, err := carol.Report(ctx, nw.ID(0), r); err != nil || msg != "recorded" {
+			t.Fatalf("report %d: %q, %v", i, msg, err)
+		}
+		day()
+		if st := p0.Standing(node1); len(st.Strikes) != i+1 {
+			t.Fatalf("after %d reports node 1 has %d strikes", i+1, len(st.Strikes))
+		}
+	}
+	st := p0.Standing(node1)
+	if st.State != karma.Malicious || st.AuditsFailed != 0 {
+		t.Fatalf("node 1 is %v with %d failed audits of provider 0's own", st.State, st.AuditsFailed)
+	}
+	if c := p0.Admission().Classify(ctx, bob.ID()); c != provider.ClassZeroed {
+		t.Fatalf("bob is %v once his node is malicious", c)
+	}
+}
