@@ -12,10 +12,10 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
 )
 
-// TestReadsPeersBounded: past readsPeersSwept holders the reads host
-// forgets the dial states whose retry time has passed, and keeps those
-// still waiting out a failure and those being dialled.
-func TestReadsPeersBounded(t *testing.T) {
+// testReadsHost returns a reads host beside a main host of its own, both
+// closed when the test ends.
+func testReadsHost(t *testing.T) *readsHost {
+	t.Helper()
 	priv, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -24,12 +24,20 @@ func TestReadsPeersBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer main.Close()
+	t.Cleanup(func() { main.Close() })
 	r, err := newReadsHost(main, node.NoCongestion, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// TestReadsPeersBounded: past readsPeersSwept holders the reads host
+// forgets the dial states whose retry time has passed, and keeps those
+// still waiting out a failure and those being dialled.
+func TestReadsPeersBounded(t *testing.T) {
+	r := testReadsHost(t)
 	now := time.Now()
 	for i := range readsPeersSwept {
 		s := &readsPeer{retry: now.Add(-time.Second)}
@@ -70,20 +78,7 @@ func TestReadsPeersBounded(t *testing.T) {
 // state stands; at readsRetry, it is tried (here it still has no address,
 // so the try fails at once and sets a new retry time).
 func TestReadsRetryAfterFailure(t *testing.T) {
-	priv, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	main, err := node.NewHost(priv, node.HostConfig{ConnLow: 10, ConnHigh: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Close()
-	r, err := newReadsHost(main, node.NoCongestion, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := testReadsHost(t)
 	start := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	now := start
 	r.now = func() time.Time { return now }
