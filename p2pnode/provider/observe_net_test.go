@@ -27,6 +27,91 @@ type offsetClock struct{ off atomic.Int64 }
 func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
+// observedNet is four providers on 127.0.0.1 whose clocks move together
+// (clock): provider 0 enforces admission and runs its observation rounds
+// only when the test does (rounds); node 1 is the node of account acct,
+// whose record names it; c is a client of the network.
+type observedNet struct {
+	clock *offsetClock
+	nw    *localnet.Network
+	fleet *provider.Fleet
+	p0    *provider.Provider
+	node1 peer.ID
+	c     *client.Client
+	acct  *account.Account
+	mgr   *account.Manager
+}
+
+// startObserved starts an observedNet with admission adm at provider 0
+// and quota bytes on each provider (0: the test default).
+func startObserved(t *testing.T, ctx context.Context, adm provider.AdmissionConfig, quota int64) *observedNet {
+	t.Helper()
+	o := &observedNet{clock: &offsetClock{}}
+	ownerKey := newKey(t)
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
+		Base:       localnet.Options{Clock: o.clock.Now},
+		QuotaBytes: quota,
+		Provider: func(i int, cfg *provider.Config) {
+			switch i {
+			case 0:
+				cfg.Admission = adm
+				cfg.ObserveInterval = -1 // rounds run by the test, by the moved clock
+			case 1:
+				cfg.Owner = []byte(peerOf(t, ownerKey))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	o.nw, o.fleet, o.p0, o.node1 = nw, fleet, fleet.Provider(0), nw.ID(1)
+	if o.c, err = client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.c.Close() })
+	o.mgr = account.NewManager(o.c.Records(), account.InsecureTestKDF())
+	o.acct = account.Restore("owner", ownerKey, account.RootKey{}, 1, newKey(t))
+	if err := o.mgr.PublishAccount(ctx, o.acct, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{o.node1}}); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// rounds runs n of provider 0's observation rounds, ten minutes apart by
+// the moved clock, and returns their sums. A skipped round fails the test:
+// the network is connected.
+func (o *observedNet) rounds(t *testing.T, ctx context.Context, n int) provider.ObserveRound {
+	t.Helper()
+	var sum provider.ObserveRound
+	for range n {
+		o.clock.Advance(10 * time.Minute)
+		r, err := o.p0.Observe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Skipped {
+			t.Fatal("a round was skipped on a connected network")
+		}
+		addRounds(&sum, r)
+	}
+	return sum
+}
+
+// addRounds adds r to sum.
+func addRounds(sum *provider.ObserveRound, r provider.ObserveRound) {
+	sum.Probes += r.Probes
+	sum.Answered += r.Answered
+	sum.Audits += r.Audits
+	sum.Passed += r.Passed
+	sum.Deleted += r.Deleted
+	sum.Silenced += r.Silenced
+	sum.Puts += r.Puts
+}
+
+// roundsPerDay is a day of rounds ten minutes apart.
+const roundsPerDay = 144
+
 // TestObserverOnRealNetwork runs provider 0's observer on a four-node
 // network on 127.0.0.1 whose clocks all move forward together, ten minutes
 // per observation round: alice's account links node 1, so provider 0
@@ -44,38 +129,11 @@ func TestObserverOnRealNetwork(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	clock := &offsetClock{}
-	aliceKey := newKey(t)
-	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
-		Base:       localnet.Options{Clock: clock.Now},
-		QuotaBytes: q,
-		Provider: func(i int, cfg *provider.Config) {
-			switch i {
-			case 0:
-				cfg.Admission = provider.AdmissionConfig{StarterBytes: starter}
-				cfg.ObserveInterval = -1 // rounds run below, by the moved clock
-			case 1:
-				cfg.Owner = []byte(peerOf(t, aliceKey))
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nw.Close()
-	p0, node1 := fleet.Provider(0), nw.ID(1)
-	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
-	alice := account.Restore("alice", aliceKey, account.RootKey{}, 1, newKey(t))
-	if err := mgr.PublishAccount(ctx, alice, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
-		t.Fatal(err)
-	}
+	o := startObserved(t, ctx, provider.AdmissionConfig{StarterBytes: starter}, q)
+	clock, nw, fleet, p0, node1, c := o.clock, o.nw, o.fleet, o.p0, o.node1, o.c
+	alice, aliceKey := o.acct, o.acct.Identity
 	// Linked and answering, but not vetted here: a starter's caps.
-	err = testnet.WaitFor(ctx, func() bool { return p0.Admission().Classify(ctx, alice.ID()) == provider.ClassVetting })
+	err := testnet.WaitFor(ctx, func() bool { return p0.Admission().Classify(ctx, alice.ID()) == provider.ClassVetting })
 	if err != nil {
 		t.Fatalf("alice is %v at provider 0, want vetting", p0.Admission().Classify(ctx, alice.ID()))
 	}
@@ -123,22 +181,7 @@ func TestObserverOnRealNetwork(t *testing.T) {
 			if each != nil {
 				each()
 			}
-			for range 144 {
-				clock.Advance(10 * time.Minute)
-				r, err := p0.Observe(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Skipped {
-					t.Fatal("a round was skipped on a connected network")
-				}
-				rounds.Probes += r.Probes
-				rounds.Answered += r.Answered
-				rounds.Audits += r.Audits
-				rounds.Passed += r.Passed
-				rounds.Deleted += r.Deleted
-				rounds.Puts += r.Puts
-			}
+			addRounds(&rounds, o.rounds(t, ctx, roundsPerDay))
 		}
 	}
 	days(karma.VettingEpochs+1, nil)
@@ -219,24 +262,14 @@ func TestObserverOnRealNetwork(t *testing.T) {
 		if err := nw.Kill(1); err != nil {
 			t.Fatal(err)
 		}
-		days8h := 48
-		for r := range 144 {
-			if r == days8h {
-				if err := nw.Restart(ctx, 1); err != nil {
-					t.Fatal(err)
-				}
-				if err := fleet.Provider(1).Publish(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			clock.Advance(10 * time.Minute)
-			got, err := p0.Observe(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rounds.Probes += got.Probes
-			rounds.Answered += got.Answered
+		addRounds(&rounds, o.rounds(t, ctx, roundsPerDay/3)) // 8 hours down
+		if err := nw.Restart(ctx, 1); err != nil {
+			t.Fatal(err)
 		}
+		if err := fleet.Provider(1).Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		addRounds(&rounds, o.rounds(t, ctx, roundsPerDay-roundsPerDay/3))
 	}
 	probes, answered := rounds.Probes-before.Probes, rounds.Answered-before.Answered
 	t.Logf("down a third of 3 days: %d of %d probes answered", answered, probes)
@@ -272,35 +305,8 @@ func TestObserverOnRealNetwork(t *testing.T) {
 func TestObserverKeepsRenewingAccounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	clock := &offsetClock{}
-	aliceKey := newKey(t)
-	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
-		Base: localnet.Options{Clock: clock.Now},
-		Provider: func(i int, cfg *provider.Config) {
-			switch i {
-			case 0:
-				cfg.Admission = provider.AdmissionConfig{}
-				cfg.ObserveInterval = -1
-			case 1:
-				cfg.Owner = []byte(peerOf(t, aliceKey))
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nw.Close()
-	p0, node1 := fleet.Provider(0), nw.ID(1)
-	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
-	alice := account.Restore("alice", aliceKey, account.RootKey{}, 1, newKey(t))
-	if err := mgr.PublishAccount(ctx, alice, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
-		t.Fatal(err)
-	}
+	o := startObserved(t, ctx, provider.AdmissionConfig{}, 0)
+	clock, nw, fleet, p0, node1, c, aliceKey := o.clock, o.nw, o.fleet, o.p0, o.node1, o.c, o.acct.Identity
 	sc, err := c.Shards(aliceKey, shardproto.WithClientClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
@@ -314,6 +320,7 @@ func TestObserverKeepsRenewingAccounts(t *testing.T) {
 		t.Fatal("provider 0 does not watch alice's node after her put")
 	}
 	// 32 days: node 1 republishes its record and alice renews each day.
+	var first provider.TestShard
 	for d := range 32 {
 		if err := fleet.Provider(1).Publish(ctx); err != nil {
 			t.Fatal(err)
@@ -321,12 +328,15 @@ func TestObserverKeepsRenewingAccounts(t *testing.T) {
 		if missing, err := sc.Renew(ctx, nw.ID(0), []codec.ShardID{id}, clock.Now().Add(40*24*time.Hour)); err != nil || len(missing) != 0 {
 			t.Fatalf("day %d: renew: %v, missing %v", d, err, missing)
 		}
-		for range 144 {
-			clock.Advance(10 * time.Minute)
-			if _, err := p0.Observe(ctx); err != nil {
-				t.Fatal(err)
-			}
+		o.rounds(t, ctx, roundsPerDay)
+		if d == 0 {
+			first, _ = p0.TestShard(node1)
 		}
+	}
+	// The first test shard (a 40-day lease) was replaced once its lease
+	// had less than 10 days left, and audits never stopped.
+	if ts, ok := p0.TestShard(node1); !ok || first.ID.IsZero() || ts.ID == first.ID || !ts.Lease.After(first.Lease) {
+		t.Fatalf("test shard after 32 days %+v (%v), first %+v", ts, ok, first)
 	}
 	if st := p0.Standing(node1); !p0.Watching(node1) || st.State != karma.Good || st.KnownEpochs < karma.WindowEpochs-1 {
 		t.Fatalf("after 32 days of renewals only: watched %v, %v over %d days", p0.Watching(node1), st.State, st.KnownEpochs)
@@ -345,35 +355,8 @@ func TestObserverKeepsRenewingAccounts(t *testing.T) {
 func TestOwnerReports(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	clock := &offsetClock{}
-	bobKey := newKey(t)
-	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{
-		Base: localnet.Options{Clock: clock.Now},
-		Provider: func(i int, cfg *provider.Config) {
-			switch i {
-			case 0:
-				cfg.Admission = provider.AdmissionConfig{}
-				cfg.ObserveInterval = -1
-			case 1:
-				cfg.Owner = []byte(peerOf(t, bobKey))
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nw.Close()
-	p0, node1 := fleet.Provider(0), nw.ID(1)
-	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())
-	bob := account.Restore("bob", bobKey, account.RootKey{}, 1, newKey(t))
-	if err := mgr.PublishAccount(ctx, bob, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node1}}); err != nil {
-		t.Fatal(err)
-	}
+	o := startObserved(t, ctx, provider.AdmissionConfig{}, 0)
+	clock, nw, fleet, p0, node1, c, bob := o.clock, o.nw, o.fleet, o.p0, o.node1, o.c, o.acct
 	if err := testnet.WaitFor(ctx, func() bool { return p0.Admission().Classify(ctx, bob.ID()) == provider.ClassVetting }); err != nil {
 		t.Fatalf("bob is %v at provider 0", p0.Admission().Classify(ctx, bob.ID()))
 	}
@@ -412,14 +395,7 @@ func TestOwnerReports(t *testing.T) {
 		}
 		return karma.DeletedPart{Holder: string(node1), Shard: karma.ShardRef(ids[i]), Receipt: inc.Marshal(), Answer: nf.Answer.Marshal()}
 	}
-	day := func() {
-		for range 144 {
-			clock.Advance(10 * time.Minute)
-			if _, err := p0.Observe(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	day := func() { o.rounds(t, ctx, roundsPerDay) }
 	day() // provider 0 has probed node 1 and placed its test shard
 	for i := range 3 {
 		if _, err := fleet.Provider(1).Store().GC(ctx, leases[i]); err != nil {
