@@ -2,6 +2,7 @@ package karma
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,21 +241,26 @@ func (o *Observer) Prune(now time.Time) {
 	}
 }
 
-// observerState is the saved form of an observer.
+// observerState is the saved form of an observer. IDs are written in
+// base64: they are any bytes (peer IDs are binary), and JSON strings carry
+// only UTF-8 (version 1 wrote them raw, so that no state it saved with a
+// binary ID read back).
 type observerState struct {
 	Version  int
 	Self     string
 	Subjects map[string]*Observed
 }
 
-const observerStateVersion = 1
+const observerStateVersion = 2
+
+func encodeID(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
 // MarshalJSON returns the observer's tallies (not its probe plans, which
 // are drawn again after a restart).
 func (o *Observer) MarshalJSON() ([]byte, error) {
-	st := observerState{Version: observerStateVersion, Self: o.self, Subjects: map[string]*Observed{}}
+	st := observerState{Version: observerStateVersion, Self: encodeID(o.self), Subjects: map[string]*Observed{}}
 	for id, s := range o.subs {
-		st.Subjects[id] = &s.Observed
+		st.Subjects[encodeID(id)] = &s.Observed
 	}
 	return json.Marshal(st)
 }
@@ -274,9 +280,16 @@ func (o *Observer) UnmarshalJSON(b []byte) error {
 	switch {
 	case st.Version != observerStateVersion:
 		return fmt.Errorf("%w: version %d (this build reads %d)", ErrObserverState, st.Version, observerStateVersion)
-	case st.Self != o.self:
+	case st.Self != encodeID(o.self):
 		return fmt.Errorf("%w: kept by another node", ErrObserverState)
 	}
+	subjects := make(map[string]*Observed, len(st.Subjects))
+	for k, s := range st.Subjects {
+		if id, err := base64.RawURLEncoding.DecodeString(k); err == nil {
+			subjects[string(id)] = s
+		}
+	}
+	st.Subjects = subjects
 	ids := slices.Collect(maps.Keys(st.Subjects))
 	sort.Slice(ids, func(i, j int) bool { return st.Subjects[ids[i]].Needed.After(st.Subjects[ids[j]].Needed) })
 	for _, id := range ids {

@@ -200,21 +200,26 @@ func TestObserverBounds(t *testing.T) {
 // The saved state loads back into the same standings; a state of another
 // node, another version or out of bounds is refused or cleaned.
 func TestObserverState(t *testing.T) {
+	// IDs are bytes that are not UTF-8, as peer IDs are.
+	const self, n, m = "obs\xff\x00", "n\x12\x20\xfe", "m\xc3"
 	r := rand.New(rand.NewPCG(9, 9))
-	o := NewObserver("obs", 0)
-	o.Watch("n", t0)
-	o.Watch("m", t0)
+	o := NewObserver(self, 0)
+	o.Watch(n, t0)
+	o.Watch(m, t0)
 	now := observe(o, r, dailyOutage(r, 6*time.Hour, EpochOf(t0), 12), t0, 10, 10*time.Minute)
-	o.Deleted("m", now.Add(-EpochLength), ShardRef{7})
+	o.Deleted(m, now.Add(-EpochLength), ShardRef{7})
 	b, err := json.Marshal(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o2 := NewObserver("obs", 0)
+	o2 := NewObserver(self, 0)
 	if err := json.Unmarshal(b, o2); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"n", "m"} {
+	if !o2.Watching(n) || !o2.Watching(m) || len(o2.Subjects()) != 2 {
+		t.Fatalf("after a save the observer watches %q", o2.Subjects())
+	}
+	for _, id := range []string{n, m} {
 		a, b := o.Standing(id, now), o2.Standing(id, now)
 		if fmt.Sprint(a) != fmt.Sprint(b) {
 			t.Fatalf("%s: %+v before saving, %+v after", id, a, b)
@@ -223,13 +228,13 @@ func TestObserverState(t *testing.T) {
 	if err := json.Unmarshal(b, NewObserver("other", 0)); err == nil || !strings.Contains(err.Error(), "another node") {
 		t.Fatalf("state of another node loaded: %v", err)
 	}
-	bad := strings.Replace(string(b), `"Version":1`, `"Version":2`, 1)
-	if err := json.Unmarshal([]byte(bad), NewObserver("obs", 0)); err == nil {
+	bad := strings.Replace(string(b), `"Version":2`, `"Version":1`, 1)
+	if err := json.Unmarshal([]byte(bad), NewObserver(self, 0)); err == nil {
 		t.Fatal("a state of another version loaded")
 	}
 	// A tally out of bounds is dropped, not trusted.
 	forged := strings.Replace(string(b), `"Answered":`, `"Answered":9`, 1)
-	o3 := NewObserver("obs", 0)
+	o3 := NewObserver(self, 0)
 	if err := json.Unmarshal([]byte(forged), o3); err != nil {
 		t.Fatal(err)
 	}
