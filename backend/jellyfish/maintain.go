@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,8 +90,13 @@ type maintainStats struct {
 	// Reports counts the kept evidence handed to the providers this round
 	// (DeletedPart reports, shard request 11), ReportsRecorded the
 	// providers that recorded one (those watching the holder).
-	Reports         int    `json:"reports_sent"`
-	ReportsRecorded int    `json:"reports_recorded"`
+	Reports         int `json:"reports_sent"`
+	ReportsRecorded int `json:"reports_recorded"`
+	// HoldingsStated counts the holders told what this account keeps at
+	// each holder renewed this round (shard request 12), HoldingsCounted
+	// those that counted it (they vetted a node of the account).
+	HoldingsStated  int    `json:"holdings_stated"`
+	HoldingsCounted int    `json:"holdings_counted"`
 	Weak            int    `json:"segments_below_threshold"`
 	Repaired        int    `json:"segments_repaired"`
 	Placed          int    `json:"shards_placed"`
@@ -443,6 +449,7 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 	}
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
+	renewedAt := map[peer.ID]int64{} // shard bytes renewed at each holder
 	for holder, refs := range byHolder {
 		wg.Add(1)
 		go func() {
@@ -491,7 +498,9 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			st.Missing += len(missing)
 			for _, r := range refs {
 				if !gone[r.id] {
-					st.RenewedBytes += int64(shardSize(objs[r.obj].Layout, r.seg))
+					b := int64(shardSize(objs[r.obj].Layout, r.seg))
+					st.RenewedBytes += b
+					renewedAt[holder] += b
 				}
 			}
 			mu.Unlock()
@@ -555,6 +564,9 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			}
 			unknown[sk][k.idx] = true
 		}
+	}
+	if ctx.Err() == nil {
+		s.stateHoldings(ctx, renewedAt, &st)
 	}
 	providers, perr := s.net.Providers(ctx)
 	if perr == nil && s.reportEvidence(ctx, &hs, providers, now, &st) {
@@ -783,6 +795,67 @@ func (s *session) lifetimeStatus(ctx context.Context) map[string]any {
 // evidence that a holder deleted a shard it kept: shardproto.Client.Report.
 type reporter interface {
 	Report(ctx context.Context, p peer.ID, r karma.DeletedPart) (string, error)
+}
+
+// The network's shard client states holdings and hands on reports.
+var (
+	_ holdingser = (*shardproto.Client)(nil)
+	_ reporter   = (*shardproto.Client)(nil)
+)
+
+// holdingser is the optional ability of a shardIO to state to a provider
+// what holders keep for the account: shardproto.Client.Holdings.
+type holdingser interface {
+	Holdings(ctx context.Context, p peer.ID, hs []shardproto.Holding) (string, error)
+}
+
+// stateHoldings tells every holder renewed this round what the account
+// keeps at each of them (the shard bytes renewed there; 16 holders at a
+// time, 10 s each). A holder that vetted a node of the account counts it
+// toward the other holders' credit (docs/design.md §6.8): this is how a
+// node that keeps others' shards earns more than the floor. Statements of
+// more than shardproto.MaxHoldings holders go in several requests.
+func (s *session) stateHoldings(ctx context.Context, renewedAt map[peer.ID]int64, st *maintainStats) {
+	hi, ok := s.store.shards.(holdingser)
+	if !ok || len(renewedAt) == 0 {
+		return
+	}
+	all := make([]shardproto.Holding, 0, len(renewedAt))
+	for h, b := range renewedAt {
+		if b > 0 {
+			all = append(all, shardproto.Holding{Holder: h, Bytes: b})
+		}
+	}
+	slices.SortFunc(all, func(a, b shardproto.Holding) int { return cmp.Compare(a.Holder, b.Holder) })
+	var (
+		mu sync.Mutex
+		g  errgroup.Group
+	)
+	g.SetLimit(usageParallel)
+	for _, h := range all {
+		g.Go(func() error {
+			counted := false
+			for part := range slices.Chunk(all, shardproto.MaxHoldings) {
+				cctx, cancel := context.WithTimeout(ctx, usageTimeout)
+				msg, err := hi.Holdings(cctx, h.Holder, part)
+				cancel()
+				if err != nil {
+					fs.Debugf(nil, "jellyfish: maintenance: holdings to %s: %v", h.Holder.ShortString(), err)
+					return nil
+				}
+				counted = counted || strings.HasPrefix(msg, "counted")
+			}
+			mu.Lock()
+			st.HoldingsStated++
+			if counted {
+				st.HoldingsCounted++
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	fs.Debugf(nil, "jellyfish: maintenance: told %d holders what each keeps for the account; %d counted it", st.HoldingsStated, st.HoldingsCounted)
 }
 
 // reportEvidence hands every failed audit kept with the holder's signed

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -517,6 +518,39 @@ func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
 	}
 	if recorded != st.ReportsRecorded {
 		t.Fatalf("providers recorded %d reports, the round says %d", recorded, st.ReportsRecorded)
+	}
+	// Every holder renewed was told what each keeps for the account: the
+	// same statement, whose bytes sum to what the round renewed; the
+	// holder that is down was neither told nor named.
+	var told int
+	var first []shardproto.Holding
+	for _, p := range a.net.Nodes() {
+		got := a.net.Holdings(p)
+		if len(got) == 0 {
+			continue
+		}
+		told++
+		if p == down {
+			t.Fatal("the holder that is down was told")
+		}
+		if first == nil {
+			first = got
+			var sum int64
+			for _, h := range got {
+				if h.Holder == down {
+					t.Fatal("the holder that is down is named")
+				}
+				sum += h.Bytes
+			}
+			if sum != st.RenewedBytes {
+				t.Fatalf("statement of %d bytes, the round renewed %d", sum, st.RenewedBytes)
+			}
+		} else if !slices.Equal(got, first) {
+			t.Fatalf("holders were told different things: %v and %v", got, first)
+		}
+	}
+	if told == 0 || told != len(first) || st.HoldingsStated != told || st.HoldingsCounted != told {
+		t.Fatalf("%d holders told of %d named; the round says %d told, %d counted", told, len(first), st.HoldingsStated, st.HoldingsCounted)
 	}
 
 	// The next day: the same failures; the first answers stay, and what

@@ -195,6 +195,14 @@ type LinkedNode struct {
 // StandingOf returns a node's standing as this provider observed it.
 type StandingOf func(node peer.ID) karma.Standing
 
+// HeldOf returns the shard bytes accounts other than except state node
+// keeps for them (Provider.Held).
+type HeldOf func(node, except peer.ID) int64
+
+// SetHeld has the policy credit nodes by what accounts state they hold
+// (nil: by karma.ShownFloor alone). Call it before the first put.
+func (a *Admission) SetHeld(held HeldOf) { a.held = held }
+
 // MinSpread is the fewest providers an honest account spreads each
 // segment's shards over: a sharing account may reference at most
 // 1/MinSpread of its allowance at one provider (and a starter's 1 GiB
@@ -216,6 +224,7 @@ type Admission struct {
 	own      peer.ID
 	lookup   ClassLookup
 	standing StandingOf
+	held     HeldOf
 	clock    shardstore.Clock
 	slots    chan struct{}
 
@@ -289,22 +298,27 @@ func (a *Admission) Explain(ctx context.Context, account peer.ID) (Class, karma.
 	if class != ClassSharing {
 		return class, karma.Allowance{}, nodes
 	}
-	c, al := a.Earn(nodes)
+	c, al := a.Earn(account, nodes)
 	return c, al, nodes
 }
 
 // Earn returns the class an account whose linked node answers has by its
 // linked nodes' standings, and its allowance (karma.AccountAllowance):
 // ClassZeroed while one is malicious, ClassSharing when one is vetted,
-// ClassVetting otherwise. A node is credited at most karma.ShownFloor
-// (what it has shown is not measured beyond that, docs/design.md §6.12).
-func (a *Admission) Earn(nodes []LinkedNode) (Class, karma.Allowance) {
+// ClassVetting otherwise. A node is credited what it shares up to
+// karma.Shown of what other accounts state it holds (HeldOf; what account
+// states of its own nodes does not count), docs/design.md §6.8.
+func (a *Admission) Earn(account peer.ID, nodes []LinkedNode) (Class, karma.Allowance) {
 	kn := make([]karma.Node, 0, len(nodes))
 	vetted := false
 	for _, n := range nodes {
 		st := a.standing(n.ID)
 		shared := karma.TierBytes(n.Tier)
-		kn = append(kn, karma.Node{ID: n.ID.String(), Shared: shared, Shown: karma.Shown(0, shared, false), Standing: st})
+		var held int64
+		if a.held != nil {
+			held = a.held(n.ID, account)
+		}
+		kn = append(kn, karma.Node{ID: n.ID.String(), Shared: shared, Shown: karma.Shown(held, shared, false), Standing: st})
 		vetted = vetted || st.Vetted()
 	}
 	al := karma.AccountAllowance(kn, karma.DefaultStarter)

@@ -164,6 +164,23 @@ func TestAdmissionClasses(t *testing.T) {
 	if look.called(sharer) != calls {
 		t.Error("a standing change needed a lookup")
 	}
+	// What other accounts state the node holds raises its credit
+	// (karma.Shown: twice that plus the 2 GiB floor, up to its 8 GiB
+	// tier); what the account states of its own node does not.
+	var held map[peer.ID]int64
+	a.SetHeld(func(node, except peer.ID) int64 {
+		if except != sharer {
+			t.Errorf("held of %s asked except %s, want except the account %s", node, except, sharer)
+		}
+		return held[node]
+	})
+	for _, c := range []struct{ held, cap int64 }{{0, 256 << 20}, {1 << 30, 512 << 20}, {3 << 30, 1 << 30}, {1 << 40, 1 << 30}} {
+		held = map[peer.ID]int64{nodeOf(sharer): c.held}
+		if got := a.Allowance(ctx, sharer, false); got.Max != c.cap {
+			t.Errorf("sharing at uptime 0.5 with %d bytes held: cap %d, want %d", c.held, got.Max, c.cap)
+		}
+	}
+	a.SetHeld(nil)
 	if c := a.SharingCap(1 << 50); c != q/4 {
 		t.Errorf("sharing cap of a huge allowance %d, want a quarter of the quota", c)
 	}

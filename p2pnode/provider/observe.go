@@ -82,17 +82,51 @@ type observer struct {
 	// contained holds, per node, the containment of its test shard: an
 	// audit the node left unanswered while answering the probe before it.
 	contained map[peer.ID]*karma.Containment
-	rng       *rand.Rand
-	dirty     bool
-	saved     time.Time
-	rounds    int
-	last      ObserveRound
+	// holdings are accounts' statements of what nodes keep for them.
+	holdings *holdings
+	rng      *rand.Rand
+	dirty    bool
+	saved    time.Time
+	rounds   int
+	last     ObserveRound
 }
 
 type observerFile struct {
 	Observer  *karma.Observer
-	Tests     map[peer.ID]TestShard
-	Contained map[peer.ID]*karma.Containment `json:",omitempty"`
+	Tests     idKeyed[TestShard]
+	Contained idKeyed[*karma.Containment] `json:",omitempty"`
+	Holdings  idKeyed[*accountHoldings]   `json:",omitempty"`
+}
+
+// idKeyed is a map keyed by peer IDs that is written with the IDs' text
+// form. A plain map[peer.ID] cannot be read back: encoding/json writes a
+// string-kinded key's raw bytes but reads keys through peer.ID's
+// UnmarshalText, which wants the text form. Keys that do not decode (as
+// written by versions with a plain map) are dropped on reading.
+type idKeyed[V any] map[peer.ID]V
+
+// MarshalJSON writes m with its keys' text form.
+func (m idKeyed[V]) MarshalJSON() ([]byte, error) {
+	s := make(map[string]V, len(m))
+	for k, v := range m {
+		s[k.String()] = v
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (m *idKeyed[V]) UnmarshalJSON(b []byte) error {
+	var s map[string]V
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*m = make(idKeyed[V], len(s))
+	for k, v := range s {
+		if id, err := peer.Decode(k); err == nil {
+			(*m)[id] = v
+		}
+	}
+	return nil
 }
 
 // newObserver loads the saved state from dataDir, if any. A state that
@@ -113,7 +147,7 @@ func newObserver(p *Provider) (*observer, error) {
 	}
 	o := &observer{p: p, client: client, path: filepath.Join(p.cfg.DataDir, ObserverFile),
 		obs: karma.NewObserver(string(h.ID()), 0), tests: map[peer.ID]TestShard{}, contained: map[peer.ID]*karma.Containment{},
-		rng: rand.New(rand.NewChaCha8(seed))}
+		holdings: newHoldings(nil), rng: rand.New(rand.NewChaCha8(seed))}
 	b, err := os.ReadFile(o.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -125,6 +159,7 @@ func newObserver(p *Provider) (*observer, error) {
 			p.log.Warn("observer state not used; starting afresh", "path", o.path, "err", err)
 		} else {
 			o.obs = f.Observer
+			o.holdings = newHoldings(f.Holdings)
 			for id, t := range f.Tests {
 				if o.obs.Watching(string(id)) {
 					o.tests[id] = t
@@ -380,7 +415,8 @@ func (o *observer) maybeSave(force bool) error {
 		o.mu.Unlock()
 		return nil
 	}
-	b, err := json.Marshal(observerFile{Observer: o.obs, Tests: o.tests, Contained: o.contained})
+	o.holdings.prune(now)
+	b, err := json.Marshal(observerFile{Observer: o.obs, Tests: o.tests, Contained: o.contained, Holdings: o.holdings.accounts})
 	o.dirty, o.saved = false, now
 	o.mu.Unlock()
 	if err != nil {

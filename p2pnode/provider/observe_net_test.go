@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/codec"
@@ -43,8 +44,9 @@ type observedNet struct {
 }
 
 // startObserved starts an observedNet with admission adm at provider 0
-// and quota bytes on each provider (0: the test default).
-func startObserved(t *testing.T, ctx context.Context, adm provider.AdmissionConfig, quota int64) *observedNet {
+// and quota bytes on each provider (0: the test default); more, if given,
+// changes each provider's configuration after that.
+func startObserved(t *testing.T, ctx context.Context, adm provider.AdmissionConfig, quota int64, more ...func(int, *provider.Config)) *observedNet {
 	t.Helper()
 	o := &observedNet{clock: &offsetClock{}}
 	ownerKey := newKey(t)
@@ -58,6 +60,9 @@ func startObserved(t *testing.T, ctx context.Context, adm provider.AdmissionConf
 				cfg.ObserveInterval = -1 // rounds run by the test, by the moved clock
 			case 1:
 				cfg.Owner = []byte(peerOf(t, ownerKey))
+			}
+			for _, f := range more {
+				f(i, cfg)
 			}
 		},
 	})
@@ -432,5 +437,104 @@ func TestOwnerReports(t *testing.T) {
 	}
 	if c := p0.Admission().Classify(ctx, bob.ID()); c != provider.ClassZeroed {
 		t.Fatalf("bob is %v once his node is malicious", c)
+	}
+}
+
+// TestHoldingsOnRealNetwork: on the observed network, bob's account links
+// node 2 and alice's node 1; both share 8 GiB (tier 3). Once provider 0
+// has vetted both, each is credited the 2 GiB floor. Bob states that node
+// 1 holds 3 GiB of his: it counts up to his own allowance, 2 GiB, and
+// alice is credited 6 GiB (karma.Shown: twice 2 plus the floor, within the
+// tier); what bob states of his own node counts for nothing. A fresh key's statement is not counted. Provider 0 restarted
+// keeps all it observed and was told: the standings, its test shards and
+// the statements.
+func TestHoldingsOnRealNetwork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bobKey := newKey(t)
+	o := startObserved(t, ctx, provider.AdmissionConfig{}, 0, func(i int, cfg *provider.Config) {
+		switch i {
+		case 1:
+			cfg.Tier = 3
+		case 2:
+			cfg.Tier, cfg.Owner = 3, []byte(peerOf(t, bobKey))
+		}
+	})
+	nw, fleet, node1, node2 := o.nw, o.fleet, o.node1, o.nw.ID(2)
+	bob := account.Restore("bob", bobKey, account.RootKey{}, 1, newKey(t))
+	if err := o.mgr.PublishAccount(ctx, bob, &account.Public{Created: time.Now().Unix(), Nodes: []peer.ID{node2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet.PublishAll(ctx, nw); err != nil {
+		t.Fatal(err)
+	}
+	shards := func(key crypto.PrivKey) *shardproto.Client {
+		sc, err := o.c.Shards(key, shardproto.WithClientClock(o.clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	alice, bobc := shards(o.acct.Identity), shards(bobKey)
+	// A put each makes provider 0 watch their nodes.
+	for _, sc := range []*shardproto.Client{alice, bobc} {
+		data := randBytes(t, 1<<10)
+		if _, err := sc.Put(ctx, nw.ID(0), codec.IDOf(data), data, o.clock.Now().Add(40*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testnet.WaitFor(ctx, func() bool { return o.p0.Watching(node1) && o.p0.Watching(node2) }); err != nil {
+		t.Fatal("provider 0 does not watch both nodes")
+	}
+	earned := func(sc *shardproto.Client) int64 {
+		t.Helper()
+		a, err := sc.Standing(ctx, nw.ID(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Class != "sharing" {
+			t.Fatalf("standing at provider 0: %+v", a)
+		}
+		return a.Earned
+	}
+	o.rounds(t, ctx, (karma.VettingEpochs+1)*roundsPerDay)
+	if a, b := earned(alice), earned(bobc); a != karma.ShownFloor || b != karma.ShownFloor {
+		t.Fatalf("alice earns %d and bob %d once their nodes are vetted, want the floor", a, b)
+	}
+	// Bob states what nodes 1 and 2 hold of his.
+	msg, err := bobc.Holdings(ctx, nw.ID(0), []shardproto.Holding{{Holder: node1, Bytes: 3 << 30}, {Holder: node2, Bytes: 1 << 40}})
+	if err != nil || msg != "counted 1 of 2" {
+		t.Fatalf("bob's statement: %q, %v", msg, err)
+	}
+	if e := earned(alice); e != 6<<30 {
+		t.Fatalf("alice earns %d once bob states node 1 holds 3 GiB, want 6 GiB", e)
+	}
+	if h := o.p0.Held(node2, ""); h != 0 {
+		t.Fatalf("bob's word on his own node counted: %d", h)
+	}
+	fresh := shards(newKey(t))
+	if msg, err := fresh.Holdings(ctx, nw.ID(0), []shardproto.Holding{{Holder: node1, Bytes: 1 << 40}}); err != nil || !strings.HasPrefix(msg, "not counted") {
+		t.Fatalf("a fresh key's statement: %q, %v", msg, err)
+	}
+	// A restart of provider 0 keeps what it observed and was told.
+	ts, _ := o.p0.TestShard(node1)
+	if err := nw.Restart(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	o.p0 = fleet.Provider(0)
+	if st := o.p0.Standing(node1); st.State != karma.Good {
+		t.Fatalf("after a restart node 1 is %v", st.State)
+	}
+	if got, ok := o.p0.TestShard(node1); !ok || got.ID != ts.ID || !got.Lease.Equal(ts.Lease) {
+		t.Fatalf("after a restart the test shard on node 1 is %+v (%v), want %+v", got, ok, ts)
+	}
+	if h := o.p0.Held(node1, o.acct.ID()); h != 2<<30 {
+		t.Fatalf("after a restart node 1 holds %d by the statements", h)
+	}
+	if err := testnet.WaitFor(ctx, func() bool {
+		a, err := alice.Standing(ctx, nw.ID(0))
+		return err == nil && a.Earned == 6<<30
+	}); err != nil {
+		t.Fatal("after a restart alice is not credited what bob stated")
 	}
 }

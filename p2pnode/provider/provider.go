@@ -234,11 +234,12 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		if err != nil {
 			return nil, errors.Join(err, store.Close())
 		}
+		adm.SetHeld(p.Held)
 		if ownOwner != nil {
 			store.AssignGroup(*ownOwner, GroupOwn)
 		}
 		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding), shardproto.WithReports(p.Report),
-			shardproto.WithRenewed(p.renewSeen))
+			shardproto.WithHoldings(p.Holdings), shardproto.WithRenewed(p.renewSeen))
 		p.seenQ = make(chan peer.ID, seenQueue)
 	}
 	svc, err := shardproto.NewService(n.Host(), store, vopts...)

@@ -30,6 +30,8 @@ type request struct {
 	// report: the holder reported, its receipt and its answer
 	// (karma.DeletedPart; id is the shard).
 	holder, receipt, answer []byte
+	// holdings: what holders keep for the signing account.
+	holdings []Holding
 }
 
 // encode lays out a request header:
@@ -45,6 +47,7 @@ type request struct {
 //	repair:    9 ‖ the put's fields
 //	standing:  10 ‖ ts i64 ‖ key16 ‖ sig16
 //	report:    11 ‖ id ‖ holder16 ‖ receipt16 ‖ answer16
+//	holdings:  12 ‖ ts i64 ‖ count u16 ‖ count×(holder16 ‖ bytes u64) ‖ key16 ‖ sig16
 //
 // Times are Unix nanoseconds; key16/sig16 carry a 2-byte length.
 func (r *request) encode() []byte {
@@ -105,6 +108,11 @@ func (r *request) encode() []byte {
 		e.bytes16(r.holder)
 		e.bytes16(r.receipt)
 		e.bytes16(r.answer)
+	case msgHoldings:
+		e.time(r.ts)
+		encodeHoldings(&e, r.holdings)
+		e.bytes16(r.key)
+		e.bytes16(r.sig)
 	}
 	return e.b
 }
@@ -172,6 +180,15 @@ func decodeRequest(b []byte) (*request, error) {
 		r.holder = d.bytes16(maxIDLen)
 		r.receipt = d.bytes16(MaxReportReceipt)
 		r.answer = d.bytes16(MaxReportAnswer)
+	case msgHoldings:
+		r.ts = d.time()
+		hs, err := decodeHoldings(&d)
+		if err != nil {
+			return nil, err
+		}
+		r.holdings = hs
+		r.key = d.bytes16(maxKey)
+		r.sig = d.bytes16(maxKey)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", errFrame, r.typ)
 	}

@@ -93,6 +93,7 @@ type serviceConfig struct {
 	stand          Stander
 	renewed        func(account peer.ID)
 	report         Reportee
+	holdings       Holdingsee
 }
 
 // Option configures NewService.
@@ -511,6 +512,8 @@ func (s *Service) authorize(req *request) (shardstore.Owner, error) {
 		return s.checkOwner(req, usageSigned(s.h.ID(), req.ts))
 	case msgStanding:
 		return s.checkOwner(req, standingSigned(s.h.ID(), req.ts))
+	case msgHoldings:
+		return s.checkOwner(req, holdingsSigned(s.h.ID(), req.ts, req.holdings))
 	}
 	return shardstore.Owner{}, nil
 }
@@ -547,6 +550,8 @@ func (s *Service) serve(ctx context.Context, st network.Stream, req *request, ow
 		return s.serveStanding(ctx, st, req)
 	case msgReport:
 		return s.serveReport(ctx, st, req)
+	case msgHoldings:
+		return s.serveHoldings(ctx, st, req)
 	}
 	return fmt.Errorf("unknown message type %d", req.typ)
 }

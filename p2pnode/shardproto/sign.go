@@ -24,6 +24,7 @@ const (
 	ctxChallengeRequest = "jellyfish/shard/challenge-request/v1\x00"
 	ctxUsage            = "jellyfish/shard/usage/v1\x00"
 	ctxStanding         = "jellyfish/shard/standing/v1\x00"
+	ctxHoldings         = "jellyfish/shard/holdings/v1\x00"
 )
 
 // ErrBadSignature means a receipt or signed answer does not verify.

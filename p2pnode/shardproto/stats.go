@@ -52,6 +52,7 @@ var requestNames = [...]string{
 	msgUsage:     "usage",
 	msgStanding:  "standing",
 	msgReport:    "report",
+	msgHoldings:  "holdings",
 }
 
 // unknownRequest names the streams reset before their request decoded.

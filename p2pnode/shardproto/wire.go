@@ -55,6 +55,9 @@ const (
 	// msgReport hands the holder evidence that another node deleted a
 	// shard it kept (karma.DeletedPart).
 	msgReport byte = 11
+	// msgHoldings states what holders keep for the requesting account
+	// (Holding).
+	msgHoldings byte = 12
 )
 
 // Status is the first byte of every response header frame.

@@ -61,7 +61,8 @@ type Network struct {
 	inFlight map[peer.ID]int
 	peak     map[peer.ID]int
 	groups   map[peer.ID]placement.Node
-	reports  map[peer.ID][]karma.DeletedPart // reports each node recorded
+	reports  map[peer.ID][]karma.DeletedPart  // reports each node recorded
+	holdings map[peer.ID][]shardproto.Holding // the latest holdings statement each node took
 }
 
 // New returns a network of n provider nodes.
@@ -629,6 +630,28 @@ func (s *Shards) Report(ctx context.Context, p peer.ID, r karma.DeletedPart) (st
 	}
 	s.n.reports[p] = append(s.n.reports[p], r)
 	return "recorded", nil
+}
+
+// Holdings takes account's statement of what holders keep for it at node
+// p, as a provider that vetted the account does: it keeps the latest.
+func (s *Shards) Holdings(ctx context.Context, p peer.ID, hs []shardproto.Holding) (string, error) {
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	if _, err := s.node(p); err != nil {
+		return "", err
+	}
+	if s.n.holdings == nil {
+		s.n.holdings = map[peer.ID][]shardproto.Holding{}
+	}
+	s.n.holdings[p] = slices.Clone(hs)
+	return fmt.Sprintf("counted %d of %d", len(hs), len(hs)), nil
+}
+
+// Holdings returns the latest statement of holdings node p took.
+func (n *Network) Holdings(p peer.ID) []shardproto.Holding {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.holdings[p])
 }
 
 // Reports returns the reports node p recorded.

@@ -407,7 +407,8 @@ func gib(b int64) float64 { return float64(b) / (1 << 30) }
 
 func karmaCommand() *cobra.Command {
 	m := sim.KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
-		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, OwnerReports: 1, Seed: 1}
+		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor,
+		Growth: karma.ShownGrowth, Demand: 0.2, StatementDays: 7, OwnerReports: 1, Seed: 1}
 	out := "."
 	c := &cobra.Command{
 		Use:   "karma",
@@ -421,8 +422,12 @@ the providers' test shards included) or cheating-smart (keeps the test shards,
 deletes the rest), in the shares --honest, --lazy, --free-riding, --cheating and
 --cheating-smart. Each day, with probability --owner-reports, an owner's report
 of a shard a cheating node deleted reaches the observer (0: observers alone).
-A node is credited its shared space up to --floor, times its uptime, once
-vetted; nothing while malicious.
+Each day every account uploads --demand of the room its allowance leaves,
+spread over the nodes that take puts by the room they declare, and every
+--statement-days it states to the observer what each node holds of it. Once
+vetted, a node is credited its shared space up to --growth times what other
+accounts with earned allowances state it holds plus --floor, times its uptime;
+nothing while malicious.
 
 It prints, over the last 30 days, each class's share of what was contributed
 (disk times time online, honest and lazy nodes only) and of the allowance
@@ -448,8 +453,8 @@ nodes' disk); it writes karma.csv and karma.png in --out.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "karma %s: nodes=%d contribution-share=%.3f allowance-share=%.3f\n",
 					name, s.Nodes[c], s.ContributionShare[c], s.AllowanceShare[c])
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "karma network: granted/capacity=%.3f (after day %d: min %.3f, max %.3f)\n",
-				s.Ratio, karma.VettingEpochs, s.MinRatio, s.MaxRatio)
+			fmt.Fprintf(cmd.OutOrStdout(), "karma network: granted/capacity=%.3f (after day %d: min %.3f, max %.3f; 0.5 first reached on day %d)\n",
+				s.Ratio, karma.VettingEpochs, s.MinRatio, s.MaxRatio, s.HalfDay)
 			fmt.Fprintf(cmd.OutOrStdout(), "karma: %d days written to %s and %s\n", len(days), filepath.Join(out, "karma.csv"), filepath.Join(out, "karma.png"))
 			return nil
 		}),
@@ -463,7 +468,10 @@ nodes' disk); it writes karma.csv and karma.png in --out.`,
 	for c, name := range sim.ClassNames {
 		f.Float64Var(&m.Shares[c], name, m.Shares[c], "share of "+name+" nodes")
 	}
-	f.Int64Var(&m.Floor, "floor", m.Floor, "most a node is credited, in bytes (what it has been shown to hold)")
+	f.Int64Var(&m.Floor, "floor", m.Floor, "credited space before holding anything, in bytes")
+	f.Float64Var(&m.Growth, "growth", m.Growth, "credited space per byte owners state a node holds (0: the floor alone)")
+	f.Float64Var(&m.Demand, "demand", m.Demand, "share of its free allowance an account uploads each day")
+	f.IntVar(&m.StatementDays, "statement-days", m.StatementDays, "days between an account's statements of what nodes hold of it")
 	f.Float64Var(&m.OwnerReports, "owner-reports", m.OwnerReports, "daily chance that an owner's report of a deleted shard reaches the observer")
 	f.Uint64Var(&m.Seed, "seed", m.Seed, "seed of the model's draws")
 	f.StringVar(&out, "out", out, "folder for karma.csv and karma.png")

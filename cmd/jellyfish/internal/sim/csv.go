@@ -68,15 +68,15 @@ func WriteAllowanceCSV(w io.Writer, days []AllowanceDay) error {
 }
 
 // WriteKarmaCSV writes one line a day of a karma run: per class the nodes
-// joined, their contribution and their allowance (bytes), then capacity
-// and granted.
+// joined, their contribution and their allowance (bytes), then capacity,
+// granted and the shard bytes stored.
 func WriteKarmaCSV(w io.Writer, days []KarmaDay) error {
 	cw := csv.NewWriter(w)
 	head := []string{"day"}
 	for _, n := range ClassNames {
 		head = append(head, n+"_nodes", n+"_contribution", n+"_allowance")
 	}
-	head = append(head, "capacity", "granted")
+	head = append(head, "capacity", "granted", "used")
 	if err := cw.Write(head); err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func WriteKarmaCSV(w io.Writer, days []KarmaDay) error {
 		for c := range ClassNames {
 			row = append(row, strconv.Itoa(d.Nodes[c]), g(d.Contribution[c]), g(d.Allowance[c]))
 		}
-		row = append(row, g(d.Capacity), g(d.Granted))
+		row = append(row, g(d.Capacity), g(d.Granted), g(d.Used))
 		if err := cw.Write(row); err != nil {
 			return err
 		}

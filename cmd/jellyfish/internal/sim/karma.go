@@ -44,11 +44,19 @@ var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating",
 // probes each node ProbesPerEpoch times a day at random times and, at the
 // AuditProbes slots, audits its test shard when the node answers: honest,
 // lazy and smart cheating nodes pass, cheating nodes fail (a deleted
-// shard), free riders refused the shard and are not audited. A node's
-// credit is karma.Credit with its tier as shared space and Floor as what it
-// has been shown to hold (the providers credit no more today); an account's
-// allowance is karma.AccountAllowance of its node, without a starter
-// allowance.
+// shard), free riders refused the shard and are not audited.
+//
+// Each day every account uploads Demand of the room its allowance leaves,
+// as shard bytes spread over the other nodes that take puts (all but free
+// riders) in proportion to the room they declare. Every StatementDays
+// days after its node joined, an account tells the observer how many
+// bytes each node holds of it (shard request 12, holdings); the observer
+// counts a statement only while the account's allowance is earned, and
+// scales it down to that allowance. A node's credit is karma.Credit with
+// its tier as shared space and karma.ShownWith(held, tier, false, Growth,
+// Floor) as what it has been shown to hold, held being the bytes the
+// latest statements of other accounts name it for; an account's allowance
+// is karma.AccountAllowance of its node, without a starter allowance.
 //
 // Contribution is what a node really offers: its disk times the share of
 // the day it is online, for honest and lazy nodes; nothing for the others.
@@ -59,6 +67,12 @@ type KarmaModel struct {
 	// Shares of the classes, in ClassNames' order; they must sum to 1.
 	Shares [numClasses]float64
 	Floor  int64
+	// Growth is the space credited per byte held (karma.ShownGrowth);
+	// Demand the share of its free allowance an account uploads a day;
+	// StatementDays how often an account states its holdings.
+	Growth        float64
+	Demand        float64
+	StatementDays int
 	// OwnerReports is the chance each day that an owner's report of a
 	// shard a cheating node deleted reaches the observer.
 	OwnerReports float64
@@ -83,6 +97,8 @@ func (m KarmaModel) Validate() error {
 		return fmt.Errorf("class shares sum to %v, want 1", sum)
 	case m.Floor < 0:
 		return fmt.Errorf("floor %d: want ≥ 0", m.Floor)
+	case !(m.Growth >= 0) || !(m.Demand >= 0 && m.Demand <= 1) || m.StatementDays < 1:
+		return fmt.Errorf("growth %v, demand %v, statements every %d days: out of range", m.Growth, m.Demand, m.StatementDays)
 	case !(m.OwnerReports >= 0 && m.OwnerReports <= 1):
 		return fmt.Errorf("owner reports %v: want 0..1", m.OwnerReports)
 	}
@@ -99,6 +115,10 @@ type KarmaDay struct {
 	Allowance    [numClasses]float64
 	Capacity     float64 // disk of the honest and lazy nodes joined
 	Granted      float64 // every account's allowance
+	Used         float64 // shard bytes the accounts stored
+	// SmartShared is what the smart cheaters joined declare: the most
+	// they can be credited, past the capacity, while nobody reports them.
+	SmartShared float64
 }
 
 type karmaNode struct {
@@ -107,6 +127,14 @@ type karmaNode struct {
 	join   int
 	uptime float64
 	shared int64
+	// held is what the node holds (or, cheating, claims to) of each
+	// account, by account index; stated is what the observer counts of
+	// it, from each account's latest statement.
+	held, stated []int64
+	holding      int64 // the sum of held
+	used         int64 // what its account stored on other nodes
+	allowance    int64 // its account's allowance at the last day's end
+	earned       bool
 }
 
 // KarmaStart is the first instant the model's day 0 falls on.
@@ -137,6 +165,10 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 		} else {
 			n.uptime = 0.9 + 0.1*r.Float64()
 		}
+	}
+	for i := range nodes {
+		nodes[i].held = make([]int64, m.Nodes)
+		nodes[i].stated = make([]int64, m.Nodes)
 	}
 	obs := karma.NewObserver("observer", m.Nodes)
 	days := make([]KarmaDay, 0, m.Days)
@@ -188,6 +220,28 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 			ref[8] = 1 // not a test shard's
 			obs.Deleted(n.id, e.Start().Add(time.Duration(r.Int64N(int64(karma.EpochLength)))), ref)
 		}
+		// Uploads, by yesterday's allowances, in a random order of
+		// accounts; then statements of holdings.
+		for _, ai := range r.Perm(len(nodes)) {
+			if a := &nodes[ai]; d >= a.join && a.allowance > a.used {
+				a.used += m.place(nodes, ai, d, int64(m.Demand*float64(a.allowance-a.used)))
+			}
+		}
+		for ai := range nodes {
+			a := &nodes[ai]
+			if d < a.join || (d-a.join)%m.StatementDays != 0 {
+				continue
+			}
+			// The observer counts an account's statement only while its
+			// allowance is earned, scaled down to it.
+			scale := 0.0
+			if a.earned && a.used > 0 {
+				scale = min(1, float64(a.allowance)/float64(a.used))
+			}
+			for i := range nodes {
+				nodes[i].stated[ai] = int64(scale * float64(nodes[i].held[ai]))
+			}
+		}
 		end := e.End()
 		for i := range nodes {
 			n := &nodes[i]
@@ -195,12 +249,23 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 				continue
 			}
 			day.Nodes[n.class]++
+			if n.class == ClassCheatingSmart {
+				day.SmartShared += float64(n.shared)
+			}
 			if n.class == ClassHonest || n.class == ClassLazy {
 				day.Capacity += float64(n.shared)
 				day.Contribution[n.class] += float64(n.shared) * n.uptime
 			}
-			kn := karma.Node{ID: n.id, Shared: n.shared, Shown: karma.ShownWith(0, n.shared, false, 0, m.Floor), Standing: obs.Standing(n.id, end)}
+			var stated int64
+			for ai, b := range n.stated {
+				if ai != i {
+					stated += b
+				}
+				day.Used += float64(n.held[ai])
+			}
+			kn := karma.Node{ID: n.id, Shared: n.shared, Shown: karma.ShownWith(stated, n.shared, false, m.Growth, m.Floor), Standing: obs.Standing(n.id, end)}
 			a := karma.AccountAllowance([]karma.Node{kn}, 0)
+			n.allowance, n.earned = a.Bytes, a.Bytes > 0
 			day.Allowance[n.class] += float64(a.Bytes)
 			day.Granted += float64(a.Bytes)
 		}
@@ -208,6 +273,33 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 		days = append(days, day)
 	}
 	return days, nil
+}
+
+// place spreads want bytes of account own over the nodes joined by day
+// d that take puts, other than its own, in proportion to the room they
+// declare, and returns what they took.
+func (m KarmaModel) place(nodes []karmaNode, own, d int, want int64) int64 {
+	var total int64
+	rooms := make([]int64, len(nodes))
+	for i := range nodes {
+		if n := &nodes[i]; i != own && d >= n.join && n.class != ClassFreeRiding {
+			rooms[i] = max(n.shared-n.holding, 0)
+			total += rooms[i]
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	want = min(want, total)
+	var placed int64
+	for i, rm := range rooms {
+		if take := int64(float64(want) * float64(rm) / float64(total)); take > 0 {
+			nodes[i].held[own] += take
+			nodes[i].holding += take
+			placed += take
+		}
+	}
+	return placed
 }
 
 func isAudit(slot int) bool {
@@ -229,12 +321,15 @@ type KarmaSummary struct {
 	// Granted over capacity in the window: its mean, and its least and
 	// greatest after the first VettingEpochs days of the run.
 	Ratio, MinRatio, MaxRatio float64
+	// HalfDay is the first day granted reached half the capacity (−1:
+	// never).
+	HalfDay int
 }
 
 // SummarizeKarma sums the last window days of a run (all of it if
 // shorter).
 func SummarizeKarma(days []KarmaDay, window int) KarmaSummary {
-	s := KarmaSummary{Window: min(window, len(days)), MinRatio: -1}
+	s := KarmaSummary{Window: min(window, len(days)), MinRatio: -1, HalfDay: -1}
 	if len(days) == 0 {
 		return s
 	}
@@ -267,6 +362,9 @@ func SummarizeKarma(days []KarmaDay, window int) KarmaSummary {
 			continue
 		}
 		x := d.Granted / d.Capacity
+		if s.HalfDay < 0 && x >= 0.5 {
+			s.HalfDay = d.Day
+		}
 		if s.MinRatio < 0 || x < s.MinRatio {
 			s.MinRatio = x
 		}

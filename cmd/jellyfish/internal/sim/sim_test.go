@@ -282,29 +282,35 @@ func TestAllowanceModelRejects(t *testing.T) {
 
 func karmaModel() KarmaModel {
 	return KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
-		Shares: [numClasses]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor, OwnerReports: 1, Seed: 1}
+		Shares: [numClasses]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor,
+		Growth: karma.ShownGrowth, Demand: 0.2, StatementDays: 7, OwnerReports: 1, Seed: 1}
 }
 
 // The providers' rules over a year from an empty network: honest nodes'
 // share of the allowance is at least 0.8 of their share of what was
 // contributed, free riders and cheaters that delete test shards earn
-// nothing once caught, and no day grants more than the capacity. On
-// small disks (tiers 0–1, all within the 2 GiB credited) the allowance
-// granted is within 0.5–1.0 of the capacity; on larger ones the floor
-// starves it. Cheaters that keep the observers' test shards are caught by
-// owners' reports, and not by observers alone.
+// nothing once caught, no day grants more than the capacity, and the
+// allowance granted over the last 30 days is within 0.5–1.0 of the
+// capacity on small disks (tiers 0–1) and large ones (0–8) alike: credit
+// follows what owners state nodes hold. Without that (growth 0: the 2 GiB
+// floor alone) large disks are starved. Cheaters that keep the observers'
+// test shards are caught by owners' reports, and not by observers alone.
 func TestKarmaModel(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		mod     func(*KarmaModel)
-		minimum float64 // least granted/capacity over the last 30 days
+		name string
+		mod  func(*KarmaModel)
+		// granted/capacity over the last 30 days
+		minimum float64
+		maximum float64
 	}{
-		{"tiers 0-4", func(*KarmaModel) {}, 0},
-		{"tiers 0-1", func(m *KarmaModel) { m.TierMax = 1 }, 0.5},
-		{"smart cheaters", func(m *KarmaModel) { m.Shares[ClassCheating], m.Shares[ClassCheatingSmart] = 0.05, 0.1 }, 0},
+		{"tiers 0-4", func(*KarmaModel) {}, 0.5, 1},
+		{"tiers 0-1", func(m *KarmaModel) { m.TierMax = 1 }, 0.5, 1},
+		{"tiers 0-8", func(m *KarmaModel) { m.TierMax = 8 }, 0.5, 1},
+		{"floor alone", func(m *KarmaModel) { m.Growth = 0 }, 0, 0.4},
+		{"smart cheaters", func(m *KarmaModel) { m.Shares[ClassCheating], m.Shares[ClassCheatingSmart] = 0.05, 0.1 }, 0.5, 1},
 		{"smart cheaters, observers alone", func(m *KarmaModel) {
 			m.Shares[ClassCheating], m.Shares[ClassCheatingSmart], m.OwnerReports = 0.05, 0.1, 0
-		}, 0},
+		}, 0.5, 1.1},
 	} {
 		m := karmaModel()
 		tc.mod(&m)
@@ -313,7 +319,7 @@ func TestKarmaModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range days {
-			if d.Granted > d.Capacity+float64(d.Nodes[ClassCheatingSmart])*float64(m.Floor) {
+			if d.Granted > d.Capacity+d.SmartShared {
 				t.Fatalf("%s: day %d grants %.0f of capacity %.0f", tc.name, d.Day, d.Granted, d.Capacity)
 			}
 			if d.Day < karma.VettingEpochs-1 && d.Granted != 0 { // day d ends epoch d: d+1 complete epochs
@@ -329,8 +335,8 @@ func TestKarmaModel(t *testing.T) {
 		if last.Allowance[ClassFreeRiding] != 0 || last.Allowance[ClassCheating] != 0 {
 			t.Errorf("%s: free riders hold %.0f, cheaters %.0f", tc.name, last.Allowance[ClassFreeRiding], last.Allowance[ClassCheating])
 		}
-		if s.Ratio < tc.minimum || s.Ratio > 1 {
-			t.Errorf("%s: granted/capacity %.3f, want %.1f..1", tc.name, s.Ratio, tc.minimum)
+		if s.Ratio < tc.minimum || s.Ratio > tc.maximum {
+			t.Errorf("%s: granted/capacity %.3f, want %.1f..%.1f", tc.name, s.Ratio, tc.minimum, tc.maximum)
 		}
 		// Smart cheaters earn only where owners' reports do not reach the
 		// observers.
