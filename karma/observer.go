@@ -60,6 +60,12 @@ type observed struct {
 	plan      []time.Time // this epoch's probe times not yet made
 	planEpoch Epoch
 	planned   bool
+	// standing is the last Standing, for any time in cacheEpoch: Assess
+	// reads only complete epochs, so it changes only with the epoch or
+	// with the tallies (every change of which clears cached).
+	standing   Standing
+	cacheEpoch Epoch
+	cached     bool
 }
 
 // NewObserver returns an observer named self (its node ID) that watches
@@ -110,6 +116,7 @@ func (o *Observer) tally(subject string, t time.Time) *Tally {
 	if s == nil {
 		return nil
 	}
+	s.cached = false
 	e := EpochOf(t)
 	tl := s.Epochs[e]
 	if tl == nil {
@@ -168,6 +175,11 @@ func (o *Observer) Standing(subject string, now time.Time) Standing {
 	if s == nil {
 		return Standing{At: now}
 	}
+	if s.cached && s.cacheEpoch == EpochOf(now) {
+		st := s.standing
+		st.At, st.Strikes = now, slices.Clone(st.Strikes)
+		return st
+	}
 	reports := make([]EpochReport, 0, len(s.Epochs))
 	for _, e := range slices.Sorted(maps.Keys(s.Epochs)) { // sorted: the same sums, to the last bit
 		tl := s.Epochs[e]
@@ -176,7 +188,10 @@ func (o *Observer) Standing(subject string, now time.Time) Standing {
 			Deleted: tl.Deleted}
 		reports = append(reports, EpochReport{Epoch: e, Witnesses: []string{o.self}, Summaries: []Summary{sum}})
 	}
-	return Assess(subject, now, reports)
+	st := Assess(subject, now, reports)
+	s.standing, s.cacheEpoch, s.cached = st, EpochOf(now), true
+	s.standing.Strikes = slices.Clone(st.Strikes)
+	return st
 }
 
 // Due returns the subjects with a probe due at now, each once, and for
@@ -236,6 +251,7 @@ func (o *Observer) Prune(now time.Time) {
 		for e := range s.Epochs {
 			if e < first {
 				delete(s.Epochs, e)
+				s.cached = false
 			}
 		}
 	}

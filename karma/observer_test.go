@@ -246,3 +246,47 @@ func TestObserverState(t *testing.T) {
 		}
 	}
 }
+
+// TestObserverStandingCache: the standing kept between changes is the one
+// computed afresh, at every time asked, through probes, audits, deleted
+// shards and pruning over 40 days, strikes included.
+func TestObserverStandingCache(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	o := NewObserver("obs", 0)
+	ids := []string{"a", "b", "c"}
+	now := t0
+	for _, id := range ids {
+		o.Watch(id, now)
+	}
+	var shard byte
+	for range 40 * 48 { // half-hour steps
+		now = now.Add(30 * time.Minute)
+		for _, id := range ids {
+			switch x := r.IntN(10); {
+			case x < 5:
+				o.Probed(id, now.Add(-time.Duration(r.IntN(3))*EpochLength/2), r.IntN(4) > 0)
+			case x < 7:
+				o.Audited(id, now, r.IntN(5) > 0)
+			case x == 7 && id == "c" && r.IntN(8) == 0:
+				shard++
+				o.Deleted(id, now, ShardRef{shard})
+			}
+			o.Watch(id, now) // still needed
+			for range 2 {
+				at := now.Add(time.Duration(r.Int64N(int64(time.Hour))))
+				got := o.Standing(id, at)
+				o.subs[id].cached = false
+				want := o.Standing(id, at)
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s at %v: kept %+v, computed %+v", id, at, got, want)
+				}
+			}
+		}
+		if r.IntN(48) == 0 {
+			o.Prune(now)
+		}
+	}
+	if st := o.Standing("c", now); len(st.Strikes) == 0 {
+		t.Fatal("no strikes: the case the cache must keep right was not met")
+	}
+}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -43,12 +44,36 @@ type accountHoldings struct {
 // holdings are the statements kept; the observer's lock guards them.
 type holdings struct {
 	accounts idKeyed[*accountHoldings]
-	byHolder map[peer.ID]map[peer.ID]struct{} // holder → accounts naming it
+	byHolder map[peer.ID]*holderIndex
 	entries  int
 }
 
+// holderIndex is what is stated of one holder: the accounts naming it and
+// the sum of their scaled entries, computed when first asked after a
+// statement naming it (stale) or after the first of its entries ended
+// (next). A put then costs one lookup per linked node, however many
+// accounts name it.
+type holderIndex struct {
+	accounts map[peer.ID]struct{}
+	sum      int64
+	next     time.Time
+	stale    bool
+}
+
+// scaled is what entry e of a counts: its bytes, scaled down to a's
+// allowance when a states more.
+func (a *accountHoldings) scaled(e holdingEntry) int64 {
+	switch {
+	case a.Total <= 0:
+		return 0
+	case a.Cap >= a.Total:
+		return e.Bytes
+	}
+	return int64(math.Round(float64(e.Bytes) * float64(a.Cap) / float64(a.Total)))
+}
+
 func newHoldings(saved idKeyed[*accountHoldings]) *holdings {
-	h := &holdings{accounts: idKeyed[*accountHoldings]{}, byHolder: map[peer.ID]map[peer.ID]struct{}{}}
+	h := &holdings{accounts: idKeyed[*accountHoldings]{}, byHolder: map[peer.ID]*holderIndex{}}
 	for account, a := range saved {
 		if a == nil || a.Entries == nil {
 			continue
@@ -63,12 +88,13 @@ func newHoldings(saved idKeyed[*accountHoldings]) *holdings {
 }
 
 func (h *holdings) index(holder, account peer.ID) {
-	m := h.byHolder[holder]
-	if m == nil {
-		m = map[peer.ID]struct{}{}
-		h.byHolder[holder] = m
+	x := h.byHolder[holder]
+	if x == nil {
+		x = &holderIndex{accounts: map[peer.ID]struct{}{}}
+		h.byHolder[holder] = x
 	}
-	m[account] = struct{}{}
+	x.accounts[account] = struct{}{}
+	x.stale = true
 }
 
 func (h *holdings) remove(account, holder peer.ID) {
@@ -78,9 +104,10 @@ func (h *holdings) remove(account, holder peer.ID) {
 	}
 	delete(a.Entries, holder)
 	h.entries--
-	if m := h.byHolder[holder]; m != nil {
-		delete(m, account)
-		if len(m) == 0 {
+	if x := h.byHolder[holder]; x != nil {
+		delete(x.accounts, account)
+		x.stale = true
+		if len(x.accounts) == 0 {
 			delete(h.byHolder, holder)
 		}
 	}
@@ -88,9 +115,9 @@ func (h *holdings) remove(account, holder peer.ID) {
 
 // state records account's statement at now, its allowance here being
 // capBytes; own are the account's linked nodes, which it cannot credit. It
-// returns how many entries it counted.
+// returns how many entries it counted. Its work is in the statement's
+// size: expired entries are pruned with the observer's saves, not here.
 func (h *holdings) state(account peer.ID, capBytes int64, own []peer.ID, hs []shardproto.Holding, now time.Time) int {
-	h.prune(now)
 	a := h.accounts[account]
 	if a == nil {
 		a = &accountHoldings{Entries: idKeyed[holdingEntry]{}}
@@ -122,9 +149,15 @@ next:
 		a.Entries[s.Holder] = holdingEntry{Bytes: s.Bytes, At: now}
 		counted++
 	}
+	// The account's scale changed: every holder it names is summed anew.
 	a.Total = 0
-	for _, e := range a.Entries {
+	for holder, e := range a.Entries {
+		if now.Sub(e.At) >= HoldingsTTL {
+			h.remove(account, holder)
+			continue
+		}
 		a.Total += e.Bytes
+		h.byHolder[holder].stale = true
 	}
 	if len(a.Entries) == 0 {
 		delete(h.accounts, account)
@@ -135,19 +168,36 @@ next:
 // held returns the bytes the accounts other than except state node
 // keeps, each account's entries scaled down to its allowance.
 func (h *holdings) held(node, except peer.ID, now time.Time) int64 {
-	var sum float64
-	for account := range h.byHolder[node] {
-		if account == except {
-			continue
-		}
-		a := h.accounts[account]
-		e := a.Entries[node]
-		if now.Sub(e.At) >= HoldingsTTL || a.Total <= 0 {
-			continue
-		}
-		sum += float64(e.Bytes) * min(1, float64(a.Cap)/float64(a.Total))
+	x := h.byHolder[node]
+	if x == nil {
+		return 0
 	}
-	return int64(sum)
+	if x.stale || !now.Before(x.next) {
+		x.sum, x.next, x.stale = 0, time.Time{}, false
+		for account := range x.accounts {
+			a := h.accounts[account]
+			e := a.Entries[node]
+			end := e.At.Add(HoldingsTTL)
+			if !now.Before(end) {
+				continue
+			}
+			x.sum += a.scaled(e)
+			if x.next.IsZero() || end.Before(x.next) {
+				x.next = end
+			}
+		}
+		if x.next.IsZero() {
+			x.next = now.Add(HoldingsTTL)
+		}
+	}
+	sum := x.sum
+	if _, ok := x.accounts[except]; ok {
+		a := h.accounts[except]
+		if e := a.Entries[node]; now.Before(e.At.Add(HoldingsTTL)) {
+			sum -= a.scaled(e)
+		}
+	}
+	return max(sum, 0)
 }
 
 // prune drops the entries not stated again within HoldingsTTL.
@@ -168,8 +218,9 @@ func (h *holdings) prune(now time.Time) {
 			continue
 		}
 		a.Total = 0
-		for _, e := range a.Entries {
+		for holder, e := range a.Entries {
 			a.Total += e.Bytes
+			h.byHolder[holder].stale = true
 		}
 	}
 }

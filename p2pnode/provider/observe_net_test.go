@@ -215,6 +215,10 @@ func TestObserverOnRealNetwork(t *testing.T) {
 	}
 
 	// Node 1 drops provider 0's test shard at the start of three days.
+	// Each of those days is one epoch: its first audit finds the shard
+	// gone, its second puts a new one, and the strikes fall in three
+	// epochs (days straddling two epochs could hold one audit, or three).
+	clock.Advance(karma.EpochOf(clock.Now()).End().Sub(clock.Now()))
 	deleted := 0
 	days(3, func() {
 		ts, ok := p0.TestShard(node1)
