@@ -290,3 +290,29 @@ func TestObserverStandingCache(t *testing.T) {
 		t.Fatal("no strikes: the case the cache must keep right was not met")
 	}
 }
+
+// TestObserverProbeSlack: a plan drawn late keeps a slot that passed
+// probeSlack ago, to the nanosecond, and skips one that passed a
+// nanosecond before that.
+func TestObserverProbeSlack(t *testing.T) {
+	e := EpochOf(t0) + 3
+	slots := ProbeTimes(e, ProbesPerEpoch, rand.New(rand.NewPCG(7, 7)))
+	due := func(now time.Time) int {
+		o := NewObserver("obs", 0)
+		o.Watch("n", e.Start())
+		r := rand.New(rand.NewPCG(7, 7))
+		n := 0
+		for {
+			s, _ := o.Due(now, r)
+			if len(s) == 0 {
+				return n
+			}
+			n++
+		}
+	}
+	at := slots[0].Add(probeSlack)
+	kept, late := due(at), due(at.Add(time.Nanosecond))
+	if kept < 1 || late != kept-1 {
+		t.Fatalf("plan drawn %v after the first slot: %d probes due; a nanosecond later %d", probeSlack, kept, late)
+	}
+}

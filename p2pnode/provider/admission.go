@@ -360,13 +360,15 @@ func (a *Admission) lookedUp(ctx context.Context, account peer.ID) (Class, []Lin
 }
 
 // run looks account up for entry e, which waiters share, and records the
-// answer.
+// answer. The answer's time to live counts from when it was asked: what a
+// slow lookup found is that much older already.
 func (a *Admission) run(ctx context.Context, account peer.ID, e *classEntry) (Class, []LinkedNode) {
 	class, ttl := ClassStarter, a.cfg.UnlinkedTTL
+	asked := a.clock()
 	var nodes []LinkedNode
 	defer func() {
 		a.mu.Lock()
-		e.class, e.nodes, e.until = class, nodes, a.clock().Add(ttl)
+		e.class, e.nodes, e.until = class, nodes, asked.Add(ttl)
 		close(e.done)
 		e.done = nil
 		a.mu.Unlock()

@@ -599,9 +599,15 @@ const (
 // next renewal queues it again).
 func (p *Provider) renewSeen(account peer.ID) {
 	select {
-	case p.seenQ <- account:
+	case p.seenQ <- seen{account, p.cfg.Clock()}:
 	default:
 	}
+}
+
+// seen is an account seen renewing, and when.
+type seen struct {
+	account peer.ID
+	at      time.Time
 }
 
 // seenLoop refreshes the linked nodes of the accounts seen renewing: from
@@ -610,20 +616,22 @@ func (p *Provider) renewSeen(account peer.ID) {
 func (p *Provider) seenLoop(ctx context.Context) {
 	last := map[peer.ID]time.Time{}
 	for {
-		var account peer.ID
+		var s seen
 		select {
 		case <-ctx.Done():
 			return
-		case account = <-p.seenQ:
+		case s = <-p.seenQ:
 		}
-		now := p.cfg.Clock()
-		if t, ok := last[account]; ok && now.Sub(t) < seenEvery {
+		// By the renewals' times, not the queue's: a queue served late
+		// does not skip a renewal due a refresh.
+		account := s.account
+		if t, ok := last[account]; ok && s.at.Sub(t) < seenEvery {
 			continue
 		}
 		if len(last) >= seenKept {
 			clear(last)
 		}
-		last[account] = now
+		last[account] = s.at
 		_, _, nodes := p.adm.Explain(ctx, account)
 		ids := make([]peer.ID, 0, len(nodes))
 		for _, n := range nodes {

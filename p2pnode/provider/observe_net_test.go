@@ -328,15 +328,43 @@ func TestObserverKeepsRenewingAccounts(t *testing.T) {
 	if !p0.Watching(node1) {
 		t.Fatal("provider 0 does not watch alice's node after her put")
 	}
+	// A renewal refreshes her nodes at most every 6 hours: a renewal an
+	// hour after the put refreshes them (past the cached lookup's 30
+	// minutes: a lookup), the next, 6 hours less a minute later, does not,
+	// and the one 2 minutes after that does. The queue is served in order,
+	// so once the third renewal's lookup is counted, the second's would
+	// have been. The first is waited for: served late, its lookup would
+	// find the clock already moved on, and cache an answer the third would
+	// read.
+	renew := func(lease time.Duration) {
+		t.Helper()
+		if missing, err := sc.Renew(ctx, nw.ID(0), []codec.ShardID{id}, clock.Now().Add(lease)); err != nil || len(missing) != 0 {
+			t.Fatalf("renew: %v, missing %v", err, missing)
+		}
+	}
+	lookups := p0.Admission().Lookups()
+	for i, step := range []time.Duration{time.Hour, 6*time.Hour - time.Minute, 2 * time.Minute} {
+		clock.Advance(step)
+		renew(40 * 24 * time.Hour)
+		if i == 0 {
+			if err := testnet.WaitFor(ctx, func() bool { return p0.Admission().Lookups() > lookups }); err != nil {
+				t.Fatal("a renewal did not refresh alice's nodes")
+			}
+		}
+	}
+	if err := testnet.WaitFor(ctx, func() bool { return p0.Admission().Lookups() >= lookups+2 }); err != nil {
+		t.Fatal("renewals did not refresh alice's nodes")
+	}
+	if n := p0.Admission().Lookups() - lookups; n != 2 {
+		t.Fatalf("three renewals over 6 hours looked alice up %d times, want 2", n)
+	}
 	// 32 days: node 1 republishes its record and alice renews each day.
 	var first provider.TestShard
 	for d := range 32 {
 		if err := fleet.Provider(1).Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if missing, err := sc.Renew(ctx, nw.ID(0), []codec.ShardID{id}, clock.Now().Add(40*24*time.Hour)); err != nil || len(missing) != 0 {
-			t.Fatalf("day %d: renew: %v, missing %v", d, err, missing)
-		}
+		renew(40 * 24 * time.Hour)
 		o.rounds(t, ctx, roundsPerDay)
 		if d == 0 {
 			first, _ = p0.TestShard(node1)

@@ -116,9 +116,9 @@ type Provider struct {
 	log   *slog.Logger
 	store *shardstore.Disk
 	svc   *shardproto.Service
-	adm   *Admission   // nil when admitting all
-	obs   *observer    // nil when admitting all
-	seenQ chan peer.ID // accounts seen renewing, for the observer
+	adm   *Admission // nil when admitting all
+	obs   *observer  // nil when admitting all
+	seenQ chan seen  // accounts seen renewing, for the observer
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -240,7 +240,7 @@ func Attach(ctx context.Context, n *node.Node, cfg Config) (*Provider, error) {
 		}
 		vopts = append(vopts, shardproto.WithAdmission(adm.Allowance), shardproto.WithStanding(p.AccountStanding), shardproto.WithReports(p.Report),
 			shardproto.WithHoldings(p.Holdings), shardproto.WithRenewed(p.renewSeen))
-		p.seenQ = make(chan peer.ID, seenQueue)
+		p.seenQ = make(chan seen, seenQueue)
 	}
 	svc, err := shardproto.NewService(n.Host(), store, vopts...)
 	if err != nil {

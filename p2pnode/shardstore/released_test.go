@@ -2,6 +2,7 @@ package shardstore
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -109,5 +110,41 @@ func TestReleasesBounded(t *testing.T) {
 	}
 	if d.rel.live != 0 || len(d.rel.byOwner) != 0 {
 		t.Fatalf("%d releases of %d owners kept", d.rel.live, len(d.rel.byOwner))
+	}
+}
+
+// TestReleasesBoundedInAll: at MaxReleases releases kept in all, a delete
+// whose lease still runs is refused with ErrQuotaExceeded and the
+// reference stays, to lapse with its lease; one whose lease ended needs no
+// release and passes. (The count starts one short of the bound: 262,144
+// synced deletes would take minutes.)
+func TestReleasesBoundedInAll(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	d := openStore(t, t.TempDir(), WithClock(clk.Now))
+	rng := rand.New(rand.NewPCG(9, 9))
+	ctx := context.Background()
+	a := Owner{5}
+	var ids []codec.ShardID
+	for i := range 3 {
+		s, id := newShard(rng, 64)
+		put(t, d, a, s, id, t0.Add(time.Hour+time.Duration(i)*time.Minute))
+		ids = append(ids, id)
+	}
+	d.rel.mu.Lock()
+	d.rel.live = MaxReleases - 1
+	d.rel.mu.Unlock()
+	if err := d.Delete(ctx, a, ids[0]); err != nil {
+		t.Fatalf("the last release the bound allows: %v", err)
+	}
+	if err := d.Delete(ctx, a, ids[1]); !errors.Is(err, ErrQuotaExceeded) {
+		t.Fatalf("a release past the bound: %v", err)
+	}
+	if _, err := d.Stat(ctx, ids[1]); err != nil {
+		t.Fatalf("the refused delete's shard: %v", err)
+	}
+	// Past its lease the reference needs no release.
+	clk.Set(t0.Add(2 * time.Hour))
+	if err := d.Delete(ctx, a, ids[2]); err != nil {
+		t.Fatalf("a delete after the lease ended: %v", err)
 	}
 }
