@@ -185,7 +185,7 @@ func (v ProvidersView) earnedWords() string {
 	case v.Classes["zeroed"] > 0:
 		return fmt.Sprintf("zero at %d providers until %s: a node of the account lost shards it held", v.Classes["zeroed"], v.ZeroedUntil.UTC().Format(time.DateOnly))
 	case v.EarnedFrom > 0:
-		return fmt.Sprintf("%s (median of %d providers where the account is sharing: its nodes' shared space, at most 2 GiB a node for now, times uptime, and never less than the starter's 1 GiB)",
+		return fmt.Sprintf("%s (median of %d providers where the account is sharing: its nodes' shared space, up to twice what other vetted accounts say a node keeps for them plus 2 GiB, times uptime, and never less than the starter's 1 GiB)",
 			fs.SizeSuffix(v.Earned).ByteUnit(), v.EarnedFrom)
 	case v.Classes["vetting"] > 0:
 		return fmt.Sprintf("nothing yet: no provider has vetted a node of the account (vetting at %d)", v.Classes["vetting"])

@@ -247,7 +247,7 @@ func classOf(nodes []NodeStatus) ClassStatus {
 	case cs.Class == "sharing":
 		cs.Why = fmt.Sprintf("linked both ways and answering with the shard protocol: %d of the account's %d nodes", len(cs.Own), listed)
 		cs.Change = "each provider counts a linked node once it has vetted it itself (answering its probes on 7 days and passing 10 audits of its test shard) and treats the account as a starter until then; " +
-			"then the account may store there a quarter of what its nodes earned (shared space, at most 2 GiB a node for now, times uptime), and nothing new while one of them is caught deleting shards. " +
+			"then the account may store there a quarter of what its nodes earned (shared space, up to twice what other vetted accounts say a node keeps for them plus 2 GiB, times uptime; each maintenance round tells the providers what they keep for the account), and nothing new while one of them is caught deleting shards. " +
 			"The account becomes a starter again at each provider that finds none of its nodes answering (by default providers look again every 30 minutes)"
 	case listed == 0:
 		cs.Why = "the account record lists no node"
