@@ -407,20 +407,22 @@ func gib(b int64) float64 { return float64(b) / (1 << 30) }
 
 func karmaCommand() *cobra.Command {
 	m := sim.KarmaModel{Nodes: 200, JoinDays: 60, Days: 365, TierMin: 0, TierMax: 4,
-		Shares: [5]float64{0.5, 0.2, 0.15, 0.15, 0}, Floor: karma.ShownFloor,
+		Shares: [6]float64{0.5, 0.2, 0.15, 0.15, 0, 0}, Floor: karma.ShownFloor,
 		Growth: karma.ShownGrowth, Demand: 0.2, StatementDays: 7, OwnerReports: 1, Seed: 1}
 	out := "."
 	c := &cobra.Command{
 		Use:   "karma",
-		Short: "Allowance by class of node (honest, lazy, free-riding, cheating) over a year from an empty network",
+		Short: "Allowance by class of node (honest, lazy, free-riding, cheating, colluding) over a year from an empty network",
 		Long: `karma runs the providers' standing and allowance rules (karma.Observer, as
 every provider runs it, and karma.AccountAllowance) on a modelled network that
 starts empty: --nodes join over --join-days, sharing tiers --tier-min..--tier-max,
 each honest (online 90-100 % of the day, keeps what it holds), lazy (online
 30-60 %), free-riding (refuses every put), cheating (deletes what it accepts,
-the providers' test shards included) or cheating-smart (keeps the test shards,
-deletes the rest), in the shares --honest, --lazy, --free-riding, --cheating and
---cheating-smart. Each day, with probability --owner-reports, an owner's report
+the providers' test shards included), cheating-smart (keeps the test shards,
+deletes the rest) or colluding (keeps the test shards, refuses other puts, and
+states that the other colluding nodes hold its whole allowance), in the shares
+--honest, --lazy, --free-riding, --cheating, --cheating-smart and --colluding.
+Each day, with probability --owner-reports, an owner's report
 of a shard a cheating node deleted reaches the observer (0: observers alone).
 Each day every account uploads --demand of the room its allowance leaves,
 spread over the nodes that take puts by the room they declare, and every

@@ -15,11 +15,12 @@ const (
 	ClassFreeRiding
 	ClassCheating
 	ClassCheatingSmart
+	ClassColluding
 	numClasses
 )
 
 // ClassNames name the classes in output.
-var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating", "cheating-smart"}
+var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating", "cheating-smart", "colluding"}
 
 // KarmaModel runs the standing and allowance rules the providers apply
 // (docs/design.md §6.12) on a modelled network that starts empty: Nodes
@@ -37,7 +38,11 @@ var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating",
 //     (recognisable by their owner key) and deletes only owners' shards,
 //     which only owners' audits and reports show: each day, with
 //     probability OwnerReports, an owner's report of a deleted shard
-//     reaches the observer (0: observers alone).
+//     reaches the observer (0: observers alone);
+//   - colluding: online 90–100 %, keeps the observers' test shards,
+//     refuses every other put, and its account states at each statement
+//     that the other colluding nodes hold its whole allowance, shared
+//     out among them (the ring of docs/design.md §6.8).
 //
 // Each day a node is down for one stretch of (1 − its uptime) × 24 h at a
 // random time. One observer (karma.Observer, as every provider runs it)
@@ -116,9 +121,10 @@ type KarmaDay struct {
 	Capacity     float64 // disk of the honest and lazy nodes joined
 	Granted      float64 // every account's allowance
 	Used         float64 // shard bytes the accounts stored
-	// SmartShared is what the smart cheaters joined declare: the most
-	// they can be credited, past the capacity, while nobody reports them.
-	SmartShared float64
+	// Unbacked is what the smart cheaters and colluding nodes joined
+	// declare: the most they can be credited past the capacity, while
+	// nobody reports them.
+	Unbacked float64
 }
 
 type karmaNode struct {
@@ -192,7 +198,7 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 					continue
 				}
 				switch n.class {
-				case ClassHonest, ClassLazy, ClassCheatingSmart:
+				case ClassHonest, ClassLazy, ClassCheatingSmart, ClassColluding:
 					obs.Audited(n.id, t, true)
 				case ClassCheating:
 					obs.Audited(n.id, t, false)
@@ -241,6 +247,17 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 			for i := range nodes {
 				nodes[i].stated[ai] = int64(scale * float64(nodes[i].held[ai]))
 			}
+			if a.class == ClassColluding && a.earned {
+				var ring []int
+				for i := range nodes {
+					if i != ai && d >= nodes[i].join && nodes[i].class == ClassColluding {
+						ring = append(ring, i)
+					}
+				}
+				for _, i := range ring {
+					nodes[i].stated[ai] = a.allowance / int64(len(ring))
+				}
+			}
 		}
 		end := e.End()
 		for i := range nodes {
@@ -249,8 +266,8 @@ func (m KarmaModel) Run() ([]KarmaDay, error) {
 				continue
 			}
 			day.Nodes[n.class]++
-			if n.class == ClassCheatingSmart {
-				day.SmartShared += float64(n.shared)
+			if n.class == ClassCheatingSmart || n.class == ClassColluding {
+				day.Unbacked += float64(n.shared)
 			}
 			if n.class == ClassHonest || n.class == ClassLazy {
 				day.Capacity += float64(n.shared)
@@ -282,7 +299,7 @@ func (m KarmaModel) place(nodes []karmaNode, own, d int, want int64) int64 {
 	var total int64
 	rooms := make([]int64, len(nodes))
 	for i := range nodes {
-		if n := &nodes[i]; i != own && d >= n.join && n.class != ClassFreeRiding {
+		if n := &nodes[i]; i != own && d >= n.join && n.class != ClassFreeRiding && n.class != ClassColluding {
 			rooms[i] = max(n.shared-n.holding, 0)
 			total += rooms[i]
 		}

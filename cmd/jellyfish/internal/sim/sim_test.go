@@ -311,6 +311,8 @@ func TestKarmaModel(t *testing.T) {
 		{"smart cheaters, observers alone", func(m *KarmaModel) {
 			m.Shares[ClassCheating], m.Shares[ClassCheatingSmart], m.OwnerReports = 0.05, 0.1, 0
 		}, 0.5, 1.1},
+		// The ring of docs/design.md §6.8, which statements do not stop.
+		{"colluding", func(m *KarmaModel) { m.Shares[ClassHonest], m.Shares[ClassColluding] = 0.45, 0.05 }, 0.5, 1.1},
 	} {
 		m := karmaModel()
 		tc.mod(&m)
@@ -319,7 +321,7 @@ func TestKarmaModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range days {
-			if d.Granted > d.Capacity+d.SmartShared {
+			if d.Granted > d.Capacity+d.Unbacked {
 				t.Fatalf("%s: day %d grants %.0f of capacity %.0f", tc.name, d.Day, d.Granted, d.Capacity)
 			}
 			if d.Day < karma.VettingEpochs-1 && d.Granted != 0 { // day d ends epoch d: d+1 complete epochs
@@ -339,9 +341,12 @@ func TestKarmaModel(t *testing.T) {
 			t.Errorf("%s: granted/capacity %.3f, want %.1f..%.1f", tc.name, s.Ratio, tc.minimum, tc.maximum)
 		}
 		// Smart cheaters earn only where owners' reports do not reach the
-		// observers.
+		// observers; a ring earns by its statements.
 		if smart := s.AllowanceShare[ClassCheatingSmart]; (m.Shares[ClassCheatingSmart] > 0 && m.OwnerReports == 0) != (smart > 0) {
 			t.Errorf("%s: smart cheaters' allowance share %.3f", tc.name, smart)
+		}
+		if ring := s.AllowanceShare[ClassColluding]; (m.Shares[ClassColluding] > 0) != (ring > 0) {
+			t.Errorf("%s: colluding nodes' allowance share %.3f", tc.name, ring)
 		}
 	}
 }
