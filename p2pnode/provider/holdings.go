@@ -227,15 +227,21 @@ func (h *holdings) prune(now time.Time) {
 
 // Holdings takes account's statement of what holders keep for it
 // (shardproto.WithHoldings). It is counted when the account's allowance is
-// earned here (class sharing: a node of it vetted by this provider): a
-// starter's or a vetting account's word would let fresh keys credit any
-// node. Entries about the account's own nodes are not counted.
+// earned here (class sharing: a node of it vetted by this provider), up to
+// that allowance: a starter's or a vetting account's word would let fresh
+// keys credit any node. The provider's own account's word counts in full:
+// this provider decides for its own disk only, and its own data is what
+// it knows best. Entries about the account's own nodes are not counted.
 func (p *Provider) Holdings(ctx context.Context, account peer.ID, hs []shardproto.Holding) (string, error) {
 	if p.adm == nil {
 		return "not counted: this provider admits every account", nil
 	}
 	class, earned, nodes := p.adm.Explain(ctx, account)
-	if class != ClassSharing {
+	switch class {
+	case ClassOwn:
+		earned.Bytes = math.MaxInt64
+	case ClassSharing:
+	default:
 		return fmt.Sprintf("not counted: the account is %s here; statements count once a node of it is vetted here", class), nil
 	}
 	own := make([]peer.ID, 0, len(nodes))

@@ -477,15 +477,19 @@ func TestOwnerReports(t *testing.T) {
 // has vetted both, each is credited the 2 GiB floor. Bob states that node
 // 1 holds 3 GiB of his: it counts up to his own allowance, 2 GiB, and
 // alice is credited 6 GiB (karma.Shown: twice 2 plus the floor, within the
-// tier); what bob states of his own node counts for nothing. A fresh key's statement is not counted. Provider 0 restarted
-// keeps all it observed and was told: the standings, its test shards and
-// the statements.
+// tier); what bob states of his own node counts for nothing. A fresh
+// key's statement is not counted. Carol's account is provider 0's own: her
+// word that node 1 holds 1 GiB counts in full, and alice is credited the
+// whole tier. Provider 0 restarted keeps all it observed and was told: the
+// standings, its test shards and the statements.
 func TestHoldingsOnRealNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bobKey := newKey(t)
+	bobKey, carolKey := newKey(t), newKey(t)
 	o := startObserved(t, ctx, provider.AdmissionConfig{}, 0, func(i int, cfg *provider.Config) {
 		switch i {
+		case 0:
+			cfg.Owner = []byte(peerOf(t, carolKey))
 		case 1:
 			cfg.Tier = 3
 		case 2:
@@ -548,6 +552,12 @@ func TestHoldingsOnRealNetwork(t *testing.T) {
 	if msg, err := fresh.Holdings(ctx, nw.ID(0), []shardproto.Holding{{Holder: node1, Bytes: 1 << 40}}); err != nil || !strings.HasPrefix(msg, "not counted") {
 		t.Fatalf("a fresh key's statement: %q, %v", msg, err)
 	}
+	if msg, err := shards(carolKey).Holdings(ctx, nw.ID(0), []shardproto.Holding{{Holder: node1, Bytes: 1 << 30}}); err != nil || msg != "counted 1 of 1" {
+		t.Fatalf("the provider's own account's statement: %q, %v", msg, err)
+	}
+	if e := earned(alice); e != karma.TierBytes(3) {
+		t.Fatalf("alice earns %d once provider 0's own account states node 1 holds 1 GiB more, want her 8 GiB tier", e)
+	}
 	// A restart of provider 0 keeps what it observed and was told.
 	ts, _ := o.p0.TestShard(node1)
 	if err := nw.Restart(ctx, 0); err != nil {
@@ -560,12 +570,12 @@ func TestHoldingsOnRealNetwork(t *testing.T) {
 	if got, ok := o.p0.TestShard(node1); !ok || got.ID != ts.ID || !got.Lease.Equal(ts.Lease) {
 		t.Fatalf("after a restart the test shard on node 1 is %+v (%v), want %+v", got, ok, ts)
 	}
-	if h := o.p0.Held(node1, o.acct.ID()); h != 2<<30 {
+	if h := o.p0.Held(node1, o.acct.ID()); h != 3<<30 {
 		t.Fatalf("after a restart node 1 holds %d by the statements", h)
 	}
 	if err := testnet.WaitFor(ctx, func() bool {
 		a, err := alice.Standing(ctx, nw.ID(0))
-		return err == nil && a.Earned == 6<<30
+		return err == nil && a.Earned == karma.TierBytes(3)
 	}); err != nil {
 		t.Fatal("after a restart alice is not credited what bob stated")
 	}
