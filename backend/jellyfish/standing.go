@@ -165,6 +165,22 @@ func (v ProvidersView) describeNode(n *NodeStatus, id peer.ID) {
 	if states["vetting"]+states["unknown"] > 0 {
 		n.Standing += "; a provider vets a node after 7 days of answering its probes and 10 passed audits"
 	}
+	// Credit: from the providers that vetted it and said it (version 2
+	// answers; a version 1 answer has neither figure).
+	var credits, held []int64
+	for _, r := range reps {
+		if r.State == "good" && r.Credit > 0 {
+			credits = append(credits, r.Credit)
+			held = append(held, r.Held)
+		}
+	}
+	if len(credits) > 0 {
+		slices.Sort(credits)
+		slices.Sort(held)
+		c, h := credits[len(credits)/2], held[len(held)/2]
+		n.Credit = fmt.Sprintf("%s (median of %d providers that vetted it): its shared space up to twice the %s other accounts say it keeps for them, plus 2 GiB, times uptime; it grows as they store more on it",
+			fs.SizeSuffix(c).ByteUnit(), len(credits), fs.SizeSuffix(h).ByteUnit())
+	}
 }
 
 func sortedKeys(m map[string]int) []string {

@@ -116,6 +116,11 @@ type NodeStatus struct {
 	Uptime   string `json:"uptime"`
 	Audits   string `json:"audits"`
 	Standing string `json:"standing"`
+	// Credit is what it earns the account and why: the median of the
+	// providers that vetted it and answer with it (standing answer
+	// version 2), with what other accounts say it keeps; empty when
+	// none does.
+	Credit string `json:"credit,omitempty"`
 }
 
 // ClassStatus is the account's class at providers under the admission

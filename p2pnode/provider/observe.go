@@ -541,8 +541,11 @@ func (p *Provider) AccountStanding(ctx context.Context, account peer.ID) shardpr
 		// vetting account earns nothing yet, a zeroed one nothing.
 		out.Earned = max(earned.Bytes, 0)
 	}
-	for _, n := range nodes[:min(len(nodes), shardproto.MaxStandingNodes)] {
-		ns := shardproto.NodeStanding{ID: n.ID, Watched: p.Watching(n.ID), State: karma.Unknown.String()}
+	for i, n := range nodes[:min(len(nodes), shardproto.MaxStandingNodes)] {
+		ns := shardproto.NodeStanding{ID: n.ID, Watched: p.Watching(n.ID), State: karma.Unknown.String(), Held: p.Held(n.ID, account)}
+		if i < len(earned.Credits) {
+			ns.Credit = max(earned.Credits[i], 0)
+		}
 		if ns.Watched {
 			st := p.Standing(n.ID)
 			ns.State, ns.KnownEpochs, ns.Strikes = st.State.String(), st.KnownEpochs, len(st.Strikes)

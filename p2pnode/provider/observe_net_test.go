@@ -545,6 +545,10 @@ func TestHoldingsOnRealNetwork(t *testing.T) {
 	if e := earned(alice); e != 6<<30 {
 		t.Fatalf("alice earns %d once bob states node 1 holds 3 GiB, want 6 GiB", e)
 	}
+	// The standing answer says why, per node.
+	if a, err := alice.Standing(ctx, nw.ID(0)); err != nil || a.Nodes[0].Held != 2<<30 || a.Nodes[0].Credit != 6<<30 {
+		t.Fatalf("alice's standing: %+v, %v; want node 1 held 2 GiB, credited 6 GiB", a, err)
+	}
 	if h := o.p0.Held(node2, ""); h != 0 {
 		t.Fatalf("bob's word on his own node counted: %d", h)
 	}

@@ -32,6 +32,9 @@ type request struct {
 	holder, receipt, answer []byte
 	// holdings: what holders keep for the signing account.
 	holdings []Holding
+	// standingVersion: the standing answer's version asked for (0:
+	// version 1, the request without the byte).
+	standingVersion byte
 }
 
 // encode lays out a request header:
@@ -45,7 +48,7 @@ type request struct {
 //	proof:     7 ‖ id ‖ owner[32] ‖ nonce[32] ‖ count u16 ‖ count×leaf u64
 //	usage:     8 ‖ ts i64 ‖ key16 ‖ sig16
 //	repair:    9 ‖ the put's fields
-//	standing:  10 ‖ ts i64 ‖ key16 ‖ sig16
+//	standing:  10 ‖ ts i64 ‖ key16 ‖ sig16 [‖ answer version u8]
 //	report:    11 ‖ id ‖ holder16 ‖ receipt16 ‖ answer16
 //	holdings:  12 ‖ ts i64 ‖ count u16 ‖ count×(holder16 ‖ bytes u64) ‖ key16 ‖ sig16
 //
@@ -103,6 +106,9 @@ func (r *request) encode() []byte {
 		e.time(r.ts)
 		e.bytes16(r.key)
 		e.bytes16(r.sig)
+		if r.typ == msgStanding && r.standingVersion > 1 {
+			e.u8(r.standingVersion)
+		}
 	case msgReport:
 		e.raw(r.id[:])
 		e.bytes16(r.holder)
@@ -175,6 +181,9 @@ func decodeRequest(b []byte) (*request, error) {
 		r.ts = d.time()
 		r.key = d.bytes16(maxKey)
 		r.sig = d.bytes16(maxKey)
+		if r.typ == msgStanding && d.err == nil && len(d.b) > 0 {
+			r.standingVersion = d.u8()
+		}
 	case msgReport:
 		r.id = d.id()
 		r.holder = d.bytes16(maxIDLen)

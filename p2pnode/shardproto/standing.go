@@ -49,6 +49,11 @@ type NodeStanding struct {
 	Strikes                    int
 	// Until is when a malicious node's strikes leave the window.
 	Until time.Time
+	// Held is the shard bytes other accounts state the node keeps for
+	// them, as the holder counts them; Credit what the node earns its
+	// account there (karma.Credit: shared space up to twice Held plus the
+	// floor, times uptime). Answers of version 2 only: zero in version 1.
+	Held, Credit int64
 }
 
 // Bounds of a standing answer.
@@ -59,19 +64,41 @@ const (
 	maxIDLen         = 64
 )
 
-const standingMagic = "JFAS\x01"
+// Magics of the standing answer's versions: 2 adds each node's held
+// bytes and credit.
+const (
+	standingMagic  = "JFAS\x01"
+	standingMagic2 = "JFAS\x02"
+)
 
-// Marshal encodes the answer: magic "JFAS" 0x01, class (u8 length and
-// bytes), earned and cap (u64), until (i64 Unix nanoseconds, 0 for none),
-// a node count (u8) and per node its ID (u8 length and bytes), watched
-// (u8), state (u8 length and bytes), known epochs (u8), uptime in
-// 1/10,000 (u16), audits passed and failed (u16 each), strikes (u8) and
-// until (i64).
-func (a AccountStanding) Marshal() ([]byte, error) {
+// StandingVersion is the standing answer's latest version: what a
+// client asks for, and what Marshal writes.
+const StandingVersion = 2
+
+// Marshal encodes the answer in version 2 (MarshalVersion).
+func (a AccountStanding) Marshal() ([]byte, error) { return a.MarshalVersion(StandingVersion) }
+
+// MarshalVersion encodes the answer in version v: magic "JFAS" v, class
+// (u8 length and bytes), earned and cap (u64), until (i64 Unix
+// nanoseconds, 0 for none), a node count (u8) and per node its ID (u8
+// length and bytes), watched (u8), state (u8 length and bytes), known
+// epochs (u8), uptime in 1/10,000 (u16), audits passed and failed (u16
+// each), strikes (u8) and until (i64); version 2 then adds held and credit
+// (u64 each). Version 1 is what holders answered before version 2, and
+// what they answer a client that does not ask for another.
+func (a AccountStanding) MarshalVersion(v int) ([]byte, error) {
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	e := enc{b: []byte(standingMagic)}
+	magic := standingMagic
+	switch v {
+	case 1:
+	case 2:
+		magic = standingMagic2
+	default:
+		return nil, fmt.Errorf("%w: standing answer version %d", shardstore.ErrInvalid, v)
+	}
+	e := enc{b: []byte(magic)}
 	str := func(s string) { e.u8(byte(len(s))); e.raw([]byte(s)) }
 	when := func(t time.Time) {
 		if t.IsZero() {
@@ -99,6 +126,10 @@ func (a AccountStanding) Marshal() ([]byte, error) {
 		e.u16(n.AuditsFailed)
 		e.u8(byte(n.Strikes))
 		when(n.Until)
+		if v >= 2 {
+			e.u64(n.Held)
+			e.u64(n.Credit)
+		}
 	}
 	return e.b, nil
 }
@@ -127,16 +158,27 @@ func (a AccountStanding) validate() error {
 			return bad("uptime %v", n.Uptime)
 		case n.AuditsPassed < 0 || n.AuditsPassed > math.MaxUint16 || n.AuditsFailed < 0 || n.AuditsFailed > math.MaxUint16:
 			return bad("audits %d/%d", n.AuditsPassed, n.AuditsFailed)
+		case n.Held < 0 || n.Credit < 0:
+			return bad("held %d, credit %d", n.Held, n.Credit)
 		}
 	}
 	return nil
 }
 
-// UnmarshalAccountStanding decodes what Marshal wrote, refusing anything
-// else (a prefix, trailing bytes, another version, a bound broken).
+// UnmarshalAccountStanding decodes what MarshalVersion wrote, in either
+// version, refusing anything else (a prefix, trailing bytes, another
+// version, a bound broken).
 func UnmarshalAccountStanding(b []byte) (AccountStanding, error) {
 	var a AccountStanding
-	if len(b) < len(standingMagic) || string(b[:len(standingMagic)]) != standingMagic {
+	v := 0
+	switch {
+	case len(b) < len(standingMagic):
+	case string(b[:len(standingMagic)]) == standingMagic:
+		v = 1
+	case string(b[:len(standingMagic2)]) == standingMagic2:
+		v = 2
+	}
+	if v == 0 {
 		return a, fmt.Errorf("%w: not a standing answer", errFrame)
 	}
 	d := dec{b: b[len(standingMagic):]}
@@ -181,6 +223,9 @@ func UnmarshalAccountStanding(b []byte) (AccountStanding, error) {
 		ns.AuditsFailed = d.u16()
 		ns.Strikes = int(d.u8())
 		ns.Until = when()
+		if v >= 2 {
+			ns.Held, ns.Credit = d.u64(), d.u64()
+		}
 		a.Nodes = append(a.Nodes, ns)
 	}
 	if err := d.done(); err != nil {
@@ -222,7 +267,11 @@ func (s *Service) serveStanding(ctx context.Context, st network.Stream, req *req
 		}
 		a = s.cfg.stand(ctx, account)
 	}
-	blob, err := a.Marshal()
+	v := 1
+	if req.standingVersion >= 2 {
+		v = StandingVersion
+	}
+	blob, err := a.MarshalVersion(v)
 	if err != nil {
 		return fail(st, req.typ, err)
 	}
@@ -231,15 +280,27 @@ func (s *Service) serveStanding(ctx context.Context, st network.Stream, req *req
 
 // Standing asks holder p what it makes of the client's owner, an account:
 // its class, earned allowance and cap there, and its linked nodes'
-// standings as p measured them. A holder of an earlier version does not
-// know the request and fails it.
+// standings as p measured them. It asks for answer version 2 and, when p
+// fails that request (a holder that knows only version 1 cannot decode
+// it), asks again for version 1, whose nodes have no held bytes or
+// credit. A holder older than the request fails both.
 func (c *Client) Standing(ctx context.Context, p peer.ID) (AccountStanding, error) {
+	a, err := c.standing(ctx, p, StandingVersion)
+	if err != nil && ctx.Err() == nil {
+		if a1, err1 := c.standing(ctx, p, 1); err1 == nil {
+			return a1, nil
+		}
+	}
+	return a, err
+}
+
+func (c *Client) standing(ctx context.Context, p peer.ID, version byte) (AccountStanding, error) {
 	ts := c.cfg.clock()
 	sig, err := c.key.Sign(standingSigned(p, ts))
 	if err != nil {
 		return AccountStanding{}, fmt.Errorf("shardproto: sign standing: %w", err)
 	}
-	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgStanding, ts: ts, key: c.keyBytes, sig: sig})
+	cl, resp, err := c.roundTrip(ctx, p, &request{typ: msgStanding, ts: ts, key: c.keyBytes, sig: sig, standingVersion: version})
 	if err != nil {
 		return AccountStanding{}, err
 	}

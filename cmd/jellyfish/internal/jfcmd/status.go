@@ -255,6 +255,9 @@ func writeStatus(w io.Writer, rep statusReport) {
 		fmt.Fprintf(w, "    uptime:       %s\n", n.Uptime)
 		fmt.Fprintf(w, "    audits:       %s\n", n.Audits)
 		fmt.Fprintf(w, "    standing:     %s\n", n.Standing)
+		if n.Credit != "" {
+			fmt.Fprintf(w, "    credited:     %s\n", n.Credit)
+		}
 	}
 
 	fmt.Fprintln(w, "\nlifetime")
