@@ -53,7 +53,7 @@ var ClassNames = [numClasses]string{"honest", "lazy", "free-riding", "cheating",
 //
 // Each day every account uploads Demand of the room its allowance leaves,
 // as shard bytes spread over the other nodes that take puts (all but free
-// riders) in proportion to the room they declare. Every StatementDays
+// riders and colluding nodes) in proportion to the room they declare. Every StatementDays
 // days after its node joined, an account tells the observer how many
 // bytes each node holds of it (shard request 12, holdings); the observer
 // counts a statement only while the account's allowance is earned, and
