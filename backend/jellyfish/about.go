@@ -17,11 +17,29 @@ type usageReporter interface {
 	Usage(ctx context.Context, p peer.ID) (held, room int64, err error)
 }
 
-// Bounds of a usage survey.
+// Bounds of a usage survey, and of every request this device sends to
+// each provider in turn (askEach).
 const (
 	usageParallel = 16
 	usageTimeout  = 10 * time.Second
 )
+
+// askEach calls ask for each of peers, usageParallel at a time, each with
+// usageTimeout, and returns once every call has. ask guards what it
+// shares.
+func askEach(ctx context.Context, peers []peer.ID, ask func(ctx context.Context, p peer.ID)) {
+	var g errgroup.Group
+	g.SetLimit(usageParallel)
+	for _, p := range peers {
+		g.Go(func() error {
+			cctx, cancel := context.WithTimeout(ctx, usageTimeout)
+			defer cancel()
+			ask(cctx, p)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
 
 // providerRoom is what the providers said of this account: the shard
 // bytes they hold for it, how much more each would take, and how many
@@ -44,28 +62,18 @@ func (s *session) providerRooms(ctx context.Context) (pr providerRoom, ok bool) 
 		return pr, false
 	}
 	pr.asked = len(providers)
-	var (
-		mu sync.Mutex
-		g  errgroup.Group
-	)
-	g.SetLimit(usageParallel)
-	for _, p := range providers {
-		g.Go(func() error {
-			cctx, cancel := context.WithTimeout(ctx, usageTimeout)
-			defer cancel()
-			held, room, err := ur.Usage(cctx, p)
-			if err != nil {
-				return nil
-			}
-			mu.Lock()
-			pr.held += held
-			pr.rooms = append(pr.rooms, room)
-			pr.answered++
-			mu.Unlock()
-			return nil
-		})
-	}
-	_ = g.Wait()
+	var mu sync.Mutex
+	askEach(ctx, providers, func(ctx context.Context, p peer.ID) {
+		held, room, err := ur.Usage(ctx, p)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		pr.held += held
+		pr.rooms = append(pr.rooms, room)
+		pr.answered++
+		mu.Unlock()
+	})
 	return pr, pr.answered > 0
 }
 

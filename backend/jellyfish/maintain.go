@@ -17,7 +17,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns/btree"
@@ -827,34 +826,28 @@ func (s *session) stateHoldings(ctx context.Context, renewedAt map[peer.ID]int64
 		}
 	}
 	slices.SortFunc(all, func(a, b shardproto.Holding) int { return cmp.Compare(a.Holder, b.Holder) })
-	var (
-		mu sync.Mutex
-		g  errgroup.Group
-	)
-	g.SetLimit(usageParallel)
-	for _, h := range all {
-		g.Go(func() error {
-			counted := false
-			for part := range slices.Chunk(all, shardproto.MaxHoldings) {
-				cctx, cancel := context.WithTimeout(ctx, usageTimeout)
-				msg, err := hi.Holdings(cctx, h.Holder, part)
-				cancel()
-				if err != nil {
-					fs.Debugf(nil, "jellyfish: maintenance: holdings to %s: %v", h.Holder.ShortString(), err)
-					return nil
-				}
-				counted = counted || strings.HasPrefix(msg, "counted")
-			}
-			mu.Lock()
-			st.HoldingsStated++
-			if counted {
-				st.HoldingsCounted++
-			}
-			mu.Unlock()
-			return nil
-		})
+	holders := make([]peer.ID, len(all))
+	for i, h := range all {
+		holders[i] = h.Holder
 	}
-	_ = g.Wait()
+	var mu sync.Mutex
+	askEach(ctx, holders, func(ctx context.Context, p peer.ID) {
+		counted := false
+		for part := range slices.Chunk(all, shardproto.MaxHoldings) {
+			msg, err := hi.Holdings(ctx, p, part)
+			if err != nil {
+				fs.Debugf(nil, "jellyfish: maintenance: holdings to %s: %v", p.ShortString(), err)
+				return
+			}
+			counted = counted || strings.HasPrefix(msg, "counted")
+		}
+		mu.Lock()
+		st.HoldingsStated++
+		if counted {
+			st.HoldingsCounted++
+		}
+		mu.Unlock()
+	})
 	fs.Debugf(nil, "jellyfish: maintenance: told %d holders what each keeps for the account; %d counted it", st.HoldingsStated, st.HoldingsCounted)
 }
 
@@ -888,32 +881,22 @@ func (s *session) reportEvidence(ctx context.Context, hs *holderState, providers
 		r := karma.DeletedPart{Holder: string(holder), Shard: karma.ShardRef(id), Receipt: ev.Renewal, Answer: ev.Answer}
 		var (
 			mu                 sync.Mutex
-			g                  errgroup.Group
 			answered, recorded int
 		)
-		g.SetLimit(usageParallel)
-		for _, p := range providers {
-			if p == holder {
-				continue
+		others := slices.DeleteFunc(slices.Clone(providers), func(p peer.ID) bool { return p == holder })
+		askEach(ctx, others, func(ctx context.Context, p peer.ID) {
+			msg, err := rp.Report(ctx, p, r)
+			if err != nil {
+				fs.Debugf(nil, "jellyfish: maintenance: report of %s to %s: %v", holder.ShortString(), p.ShortString(), err)
+				return
 			}
-			g.Go(func() error {
-				cctx, cancel := context.WithTimeout(ctx, usageTimeout)
-				defer cancel()
-				msg, err := rp.Report(cctx, p, r)
-				if err != nil {
-					fs.Debugf(nil, "jellyfish: maintenance: report of %s to %s: %v", holder.ShortString(), p.ShortString(), err)
-					return nil
-				}
-				mu.Lock()
-				answered++
-				if msg == "recorded" {
-					recorded++
-				}
-				mu.Unlock()
-				return nil
-			})
-		}
-		_ = g.Wait()
+			mu.Lock()
+			answered++
+			if msg == "recorded" {
+				recorded++
+			}
+			mu.Unlock()
+		})
 		st.Reports++
 		st.ReportsRecorded += recorded
 		if answered > 0 {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/rclone/rclone/fs"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/shardproto"
 )
@@ -56,38 +55,30 @@ func (s *session) providerStandings(ctx context.Context) (v ProvidersView, ok bo
 	v.Asked, v.Classes, v.nodes = len(providers), map[string]int{}, map[peer.ID][]shardproto.NodeStanding{}
 	var (
 		mu     sync.Mutex
-		g      errgroup.Group
 		earned []int64
 	)
-	g.SetLimit(usageParallel)
-	for _, p := range providers {
-		g.Go(func() error {
-			cctx, cancel := context.WithTimeout(ctx, usageTimeout)
-			defer cancel()
-			a, err := sr.Standing(cctx, p)
-			if err != nil {
-				fs.Debugf(nil, "jellyfish: status: provider %s did not say the account's standing: %v", p, err)
-				return nil
+	askEach(ctx, providers, func(ctx context.Context, p peer.ID) {
+		a, err := sr.Standing(ctx, p)
+		if err != nil {
+			fs.Debugf(nil, "jellyfish: status: provider %s did not say the account's standing: %v", p, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		v.Answered++
+		v.Classes[a.Class]++
+		if a.Class == "sharing" {
+			earned = append(earned, a.Earned)
+		}
+		if a.Class == "zeroed" && a.Until.After(v.ZeroedUntil) {
+			v.ZeroedUntil = a.Until
+		}
+		for _, n := range a.Nodes {
+			if n.Watched {
+				v.nodes[n.ID] = append(v.nodes[n.ID], n)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			v.Answered++
-			v.Classes[a.Class]++
-			if a.Class == "sharing" {
-				earned = append(earned, a.Earned)
-			}
-			if a.Class == "zeroed" && a.Until.After(v.ZeroedUntil) {
-				v.ZeroedUntil = a.Until
-			}
-			for _, n := range a.Nodes {
-				if n.Watched {
-					v.nodes[n.ID] = append(v.nodes[n.ID], n)
-				}
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
+		}
+	})
 	if len(earned) > 0 {
 		slices.Sort(earned)
 		v.Earned, v.EarnedFrom = earned[len(earned)/2], len(earned)
