@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -93,9 +94,13 @@ type maintainStats struct {
 	ReportsRecorded int `json:"reports_recorded"`
 	// HoldingsStated counts the holders told what this account keeps at
 	// each holder renewed this round (shard request 12), HoldingsCounted
-	// those that counted it (they vetted a node of the account).
+	// those that counted it (they vetted a node of the account),
+	// HoldingsCurrent those not told because they counted nearly the same
+	// lately, HoldingsEntries the entries sent in all.
 	HoldingsStated  int    `json:"holdings_stated"`
 	HoldingsCounted int    `json:"holdings_counted"`
+	HoldingsCurrent int    `json:"holdings_current"`
+	HoldingsEntries int    `json:"holdings_entries_sent"`
 	Weak            int    `json:"segments_below_threshold"`
 	Repaired        int    `json:"segments_repaired"`
 	Placed          int    `json:"shards_placed"`
@@ -124,6 +129,13 @@ type holderState struct {
 	// holder ended, and LeaseUntil what it renewed to (Unix seconds).
 	LastRound  int64 `json:"last_round,omitempty"`
 	LeaseUntil int64 `json:"lease_until,omitempty"`
+	// StatedBase is the holdings statement every holder was last told
+	// (holder → shard bytes), StatedTo when each holder last counted one
+	// (Unix seconds): stateHoldings tells a holder again only when the
+	// statement moved away from the base or restateEvery passed. Both
+	// name only holders of the last round.
+	StatedBase map[string]int64 `json:"stated_base,omitempty"`
+	StatedTo   map[string]int64 `json:"stated_to,omitempty"`
 }
 
 const maintainStateFile = "maintain.json"
@@ -564,8 +576,10 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			unknown[sk][k.idx] = true
 		}
 	}
-	if ctx.Err() == nil {
-		s.stateHoldings(ctx, renewedAt, &st)
+	if ctx.Err() == nil && s.stateHoldings(ctx, &hs, renewedAt, &st) {
+		if err := s.saveHolderState(hs); err != nil {
+			fs.Debugf(nil, "jellyfish: maintenance state: %v", err)
+		}
 	}
 	providers, perr := s.net.Providers(ctx)
 	if perr == nil && s.reportEvidence(ctx, &hs, providers, now, &st) {
@@ -808,16 +822,46 @@ type holdingser interface {
 	Holdings(ctx context.Context, p peer.ID, hs []shardproto.Holding) (string, error)
 }
 
-// stateHoldings tells every holder renewed this round what the account
+// Rates of holdings statements. A holder keeps an entry for
+// provider.HoldingsTTL (15 days) unless stated again.
+const (
+	// holdingsProbe is the most entries the first request to a holder
+	// carries: a holder that does not count the account's word (it vetted
+	// no node of it) says so after these, and is told no more.
+	holdingsProbe = 32
+	// restateEvery is how long a holder that counted a statement is not
+	// told it again while it says nearly the same (holdingsDrift): rounds
+	// run daily where a node maintains the account, and a statement a day
+	// to each holder, naming every holder, is traffic that grows with the
+	// square of the holders. Three chances within the holders' TTL.
+	restateEvery = 5 * 24 * time.Hour
+	// holdingsDrift is how far an entry may move from the statement all
+	// holders were last told (a fraction of it) and still count as the
+	// same.
+	holdingsDrift = 1.0 / 8
+)
+
+// stateHoldings tells the holders renewed this round what the account
 // keeps at each of them (the shard bytes renewed there; 16 holders at a
 // time, 10 s each). A holder that vetted a node of the account counts it
 // toward the other holders' credit (docs/design.md §6.8): this is how a
 // node that keeps others' shards earns more than the floor. Statements of
 // more than shardproto.MaxHoldings holders go in several requests.
-func (s *session) stateHoldings(ctx context.Context, renewedAt map[peer.ID]int64, st *maintainStats) {
+//
+// It states only what can count: nothing for an account whose record
+// lists no node (no holder counts a word that no vetted node backs), no
+// more than a probe's worth to a holder that does not count it, and
+// nothing to a holder that counted it less than restateEvery ago while
+// the statement stays within holdingsDrift of the one every holder was
+// told (hs.StatedBase). It reports whether it changed hs.
+func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt map[peer.ID]int64, st *maintainStats) bool {
 	hi, ok := s.store.shards.(holdingser)
 	if !ok || len(renewedAt) == 0 {
-		return
+		return false
+	}
+	if pub, err := s.mgr.Lookup(ctx, s.acct.ID()); err == nil && len(pub.Nodes) == 0 {
+		fs.Debugf(nil, "jellyfish: maintenance: no holdings stated: the account record lists no node, so no holder would count them")
+		return false
 	}
 	all := make([]shardproto.Holding, 0, len(renewedAt))
 	for h, b := range renewedAt {
@@ -826,29 +870,81 @@ func (s *session) stateHoldings(ctx context.Context, renewedAt map[peer.ID]int64
 		}
 	}
 	slices.SortFunc(all, func(a, b shardproto.Holding) int { return cmp.Compare(a.Holder, b.Holder) })
-	holders := make([]peer.ID, len(all))
-	for i, h := range all {
-		holders[i] = h.Holder
+	now := s.now()
+	changed := false
+	if !hs.nearBase(all) {
+		hs.StatedBase = make(map[string]int64, len(all))
+		for _, h := range all {
+			hs.StatedBase[h.Holder.String()] = h.Bytes
+		}
+		hs.StatedTo, changed = nil, true
+	}
+	var holders []peer.ID
+	for _, h := range all {
+		at, ok := hs.StatedTo[h.Holder.String()]
+		if ok && now.Sub(time.Unix(at, 0)) < restateEvery {
+			st.HoldingsCurrent++
+			continue
+		}
+		holders = append(holders, h.Holder)
+	}
+	// Holders no longer named are forgotten.
+	for h := range hs.StatedTo {
+		if _, ok := hs.StatedBase[h]; !ok {
+			delete(hs.StatedTo, h)
+			changed = true
+		}
 	}
 	var mu sync.Mutex
 	askEach(ctx, holders, func(ctx context.Context, p peer.ID) {
-		counted := false
-		for part := range slices.Chunk(all, shardproto.MaxHoldings) {
+		counted, sent := false, 0
+		for len(all[sent:]) > 0 {
+			n := shardproto.MaxHoldings
+			if sent == 0 {
+				n = holdingsProbe
+			}
+			part := all[sent:][:min(n, len(all)-sent)]
 			msg, err := hi.Holdings(ctx, p, part)
 			if err != nil {
 				fs.Debugf(nil, "jellyfish: maintenance: holdings to %s: %v", p.ShortString(), err)
-				return
+				break
 			}
-			counted = counted || strings.HasPrefix(msg, "counted")
+			sent += len(part)
+			if counted = strings.HasPrefix(msg, "counted"); !counted {
+				break
+			}
 		}
 		mu.Lock()
-		st.HoldingsStated++
-		if counted {
-			st.HoldingsCounted++
+		defer mu.Unlock()
+		st.HoldingsEntries += sent
+		if sent > 0 {
+			st.HoldingsStated++
 		}
-		mu.Unlock()
+		if counted && sent == len(all) {
+			st.HoldingsCounted++
+			if hs.StatedTo == nil {
+				hs.StatedTo = map[string]int64{}
+			}
+			hs.StatedTo[p.String()], changed = now.Unix(), true
+		}
 	})
-	fs.Debugf(nil, "jellyfish: maintenance: told %d holders what each keeps for the account; %d counted it", st.HoldingsStated, st.HoldingsCounted)
+	fs.Debugf(nil, "jellyfish: maintenance: told %d holders what each keeps for the account (%d entries); %d counted it; %d had it already", st.HoldingsStated, st.HoldingsEntries, st.HoldingsCounted, st.HoldingsCurrent)
+	return changed
+}
+
+// nearBase reports whether the statement all names the holders
+// hs.StatedBase does, each within holdingsDrift of it.
+func (hs *holderState) nearBase(all []shardproto.Holding) bool {
+	if len(all) != len(hs.StatedBase) {
+		return false
+	}
+	for _, h := range all {
+		b, ok := hs.StatedBase[h.Holder.String()]
+		if !ok || math.Abs(float64(h.Bytes-b)) > float64(b)*holdingsDrift {
+			return false
+		}
+	}
+	return true
 }
 
 // reportEvidence hands every failed audit kept with the holder's signed

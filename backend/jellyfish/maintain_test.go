@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
@@ -449,6 +450,7 @@ func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
 	a.net.SetLiar(liar, true)
 	a.net.Corrupt(rottenID)
 	a.net.SetDown(down, true)
+	linkNode(t, dev)
 
 	st, err := dev.s.maintain(ctx, maintainOptions{Audits: 1000})
 	if err != nil {
@@ -575,6 +577,130 @@ func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
 		return
 	}
 	t.Fatal("the rotten shard's entry is gone after a second failure")
+}
+
+// linkNode lists a node (a fresh key) in the account record of dev, as
+// `jellyfish node --account-config` does for the node it runs.
+func linkNode(t *testing.T, dev *Fs) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.s.mgr.Update(context.Background(), dev.s.acct, account.AddNode(id)); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestHoldingsStatedWhereTheyCount: holdings statements go only where
+// they can count, and only when they say something new. An account whose
+// record lists no node states nothing; once it lists one, every holder is
+// told the whole statement, except one that does not count the account's
+// word, which gets only the first holdingsProbe entries. The next rounds
+// tell nobody while the statement stays within holdingsDrift of the one
+// told, until restateEvery has passed (a second either side); a
+// statement that moved past the drift is told at once.
+func TestHoldingsStatedWhereTheyCount(t *testing.T) {
+	a := newMemAccount(t, 48)
+	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
+	a.now = clock.Now
+	ctx := context.Background()
+	// 2 + 30 shards a segment: a few files name more holders than a probe.
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, map[string]string{"pack_max": "0", "data_shards": "2", "parity_shards": "30"}))
+	for i := range 4 {
+		mustPut(t, dev, fmt.Sprintf("f%d.bin", i), randomBytes(t, 20000))
+	}
+	mustFlush(t, dev)
+	received := func() map[peer.ID]int {
+		m := map[peer.ID]int{}
+		for _, p := range a.net.Nodes() {
+			m[p] = a.net.HoldingsReceived(p)
+		}
+		return m
+	}
+	round := func(what string) (maintainStats, map[peer.ID]int) {
+		t.Helper()
+		before := received()
+		st, err := dev.s.maintain(ctx, maintainOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		after := received()
+		sent := map[peer.ID]int{}
+		total := 0
+		for p, n := range after {
+			if d := n - before[p]; d > 0 {
+				sent[p] = d
+				total += d
+			}
+		}
+		if total != st.HoldingsEntries {
+			t.Fatalf("%s: holders received %d entries, the round says %d", what, total, st.HoldingsEntries)
+		}
+		t.Logf("%s: %d holders, %d told (%d entries), %d counted, %d current", what, st.Holders, st.HoldingsStated, st.HoldingsEntries, st.HoldingsCounted, st.HoldingsCurrent)
+		return st, sent
+	}
+
+	st, sent := round("no node listed")
+	if st.Holders <= holdingsProbe+2 {
+		t.Fatalf("only %d holders: the probe is not tested", st.Holders)
+	}
+	if len(sent) != 0 || st.HoldingsStated != 0 {
+		t.Fatalf("an account listing no node stated holdings to %d holders", len(sent))
+	}
+
+	linkNode(t, dev)
+	uncounting := a.net.Nodes()[0]
+	a.net.SetUncounting(uncounting, true)
+	clock.Advance(24 * time.Hour)
+	st, sent = round("first with a node")
+	named := len(dev.s.loadHolderState().StatedBase)
+	if named != st.Holders || st.HoldingsStated != st.Holders {
+		t.Fatalf("%d holders, %d named, %d told", st.Holders, named, st.HoldingsStated)
+	}
+	for p, n := range sent {
+		want := named
+		if p == uncounting {
+			want = holdingsProbe
+		}
+		if n != want {
+			t.Fatalf("holder %s was sent %d entries, want %d", p.ShortString(), n, want)
+		}
+	}
+	if st.HoldingsCounted != st.Holders-1 {
+		t.Fatalf("%d of %d holders counted; all but one should", st.HoldingsCounted, st.Holders)
+	}
+
+	// The same holdings a day later, and up to a second before
+	// restateEvery: only the holder that did not count is asked again.
+	for _, d := range []time.Duration{24 * time.Hour, restateEvery - 24*time.Hour - time.Second} {
+		clock.Advance(d)
+		st, sent = round("unchanged")
+		if len(sent) != 1 || sent[uncounting] != holdingsProbe || st.HoldingsCurrent != st.Holders-1 {
+			t.Fatalf("unchanged statement: %d holders told, %d current", len(sent), st.HoldingsCurrent)
+		}
+	}
+	clock.Advance(time.Second)
+	st, sent = round("restateEvery after")
+	if len(sent) != st.Holders || st.HoldingsCounted != st.Holders-1 {
+		t.Fatalf("after restateEvery: %d of %d holders told", len(sent), st.Holders)
+	}
+
+	// More data: the entries move past the drift, and everyone is told.
+	clock.Advance(time.Hour)
+	for i := range 4 {
+		mustPut(t, dev, fmt.Sprintf("g%d.bin", i), randomBytes(t, 20000))
+	}
+	mustFlush(t, dev)
+	st, sent = round("grown")
+	if len(sent) != st.Holders || st.HoldingsCurrent != 0 {
+		t.Fatalf("a changed statement was told to %d of %d holders (%d current)", len(sent), st.Holders, st.HoldingsCurrent)
+	}
 }
 
 // checkEvidence verifies, with nothing but the kept bytes, that holder

@@ -63,6 +63,11 @@ type Network struct {
 	groups   map[peer.ID]placement.Node
 	reports  map[peer.ID][]karma.DeletedPart  // reports each node recorded
 	holdings map[peer.ID][]shardproto.Holding // the latest holdings statement each node took
+	// holdingsIn counts the entries of every statement each node was
+	// sent; uncounting nodes answer as providers that vetted no node of
+	// the account do.
+	holdingsIn map[peer.ID]int
+	uncounting map[peer.ID]bool
 }
 
 // New returns a network of n provider nodes.
@@ -640,11 +645,37 @@ func (s *Shards) Holdings(ctx context.Context, p peer.ID, hs []shardproto.Holdin
 	if _, err := s.node(p); err != nil {
 		return "", err
 	}
+	if s.n.holdingsIn == nil {
+		s.n.holdingsIn = map[peer.ID]int{}
+	}
+	s.n.holdingsIn[p] += len(hs)
+	if s.n.uncounting[p] {
+		return "not counted: the account is vetting here; statements count once a node of it is vetted here", nil
+	}
 	if s.n.holdings == nil {
 		s.n.holdings = map[peer.ID][]shardproto.Holding{}
 	}
 	s.n.holdings[p] = slices.Clone(hs)
 	return fmt.Sprintf("counted %d of %d", len(hs), len(hs)), nil
+}
+
+// SetUncounting makes node p answer holdings statements as a provider
+// that vetted no node of the account: not counted, and not kept.
+func (n *Network) SetUncounting(p peer.ID, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.uncounting == nil {
+		n.uncounting = map[peer.ID]bool{}
+	}
+	n.uncounting[p] = on
+}
+
+// HoldingsReceived returns how many holdings entries node p was sent in
+// all, counted or not.
+func (n *Network) HoldingsReceived(p peer.ID) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.holdingsIn[p]
 }
 
 // Holdings returns the latest statement of holdings node p took.
