@@ -727,6 +727,17 @@ has failed for lost-after. Prints what it did as JSON.
 		"dry-run":    "count what would be repaired, repair nothing",
 	},
 }, {
+	Name:  "holders",
+	Short: "List the providers holding this account's shards.",
+	Long: `Prints, as JSON, the account's ID and the providers (peer IDs) that
+renewed its shards in this device's last maintenance round (none before
+the first). ` + "`jellyfish node --maintain`" + ` takes its test shards from them outside
+its starters' share: their vetting of the node is what the account's
+allowance there rests on.
+
+    jellyfish backend holders jellyfish:
+`,
+}, {
 	Name:  "rotate",
 	Short: "Move the account to new keys and a new password.",
 	Long: `Every device of an account holds its keys. Removing a lost or stolen
@@ -835,6 +846,8 @@ func (f *Fs) Command(ctx context.Context, name string, arg []string, opt map[str
 			mo.Repair = false
 		}
 		return f.s.maintain(ctx, mo)
+	case "holders":
+		return map[string]any{"account": f.s.acct.ID().String(), "holders": f.s.lastHolders()}, nil
 	case "rotate":
 		return f.rotate(ctx, opt)
 	case "flush":

@@ -129,11 +129,12 @@ type holderState struct {
 	// holder ended, and LeaseUntil what it renewed to (Unix seconds).
 	LastRound  int64 `json:"last_round,omitempty"`
 	LeaseUntil int64 `json:"lease_until,omitempty"`
-	// StatedBase is the holdings statement every holder was last told
-	// (holder → shard bytes), StatedTo when each holder last counted one
-	// (Unix seconds): stateHoldings tells a holder again only when the
-	// statement moved away from the base or restateEvery passed. Both
-	// name only holders of the last round.
+	// StatedBase is the holdings statement every holder was last told,
+	// or would have been had the account listed a node (holder → shard
+	// bytes; its holders are those the last round renewed), StatedTo
+	// when each holder last counted one (Unix seconds): stateHoldings
+	// tells a holder again only when the statement moved away from the
+	// base or restateEvery passed.
 	StatedBase map[string]int64 `json:"stated_base,omitempty"`
 	StatedTo   map[string]int64 `json:"stated_to,omitempty"`
 }
@@ -859,10 +860,6 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 	if !ok || len(renewedAt) == 0 {
 		return false
 	}
-	if pub, err := s.mgr.Lookup(ctx, s.acct.ID()); err == nil && len(pub.Nodes) == 0 {
-		fs.Debugf(nil, "jellyfish: maintenance: no holdings stated: the account record lists no node, so no holder would count them")
-		return false
-	}
 	all := make([]shardproto.Holding, 0, len(renewedAt))
 	for h, b := range renewedAt {
 		if b > 0 {
@@ -878,6 +875,10 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 			hs.StatedBase[h.Holder.String()] = h.Bytes
 		}
 		hs.StatedTo, changed = nil, true
+	}
+	if pub, err := s.mgr.Lookup(ctx, s.acct.ID()); err == nil && len(pub.Nodes) == 0 {
+		fs.Debugf(nil, "jellyfish: maintenance: no holdings stated: the account record lists no node, so no holder would count them")
+		return changed
 	}
 	var holders []peer.ID
 	for _, h := range all {
@@ -930,6 +931,18 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 	})
 	fs.Debugf(nil, "jellyfish: maintenance: told %d holders what each keeps for the account (%d entries); %d counted it; %d had it already", st.HoldingsStated, st.HoldingsEntries, st.HoldingsCounted, st.HoldingsCurrent)
 	return changed
+}
+
+// lastHolders returns the holders the last maintenance round of this
+// device renewed, sorted.
+func (s *session) lastHolders() []string {
+	hs := s.loadHolderState()
+	out := make([]string, 0, len(hs.StatedBase))
+	for h := range hs.StatedBase {
+		out = append(out, h)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // nearBase reports whether the statement all names the holders

@@ -653,6 +653,11 @@ func TestHoldingsStatedWhereTheyCount(t *testing.T) {
 	if len(sent) != 0 || st.HoldingsStated != 0 {
 		t.Fatalf("an account listing no node stated holdings to %d holders", len(sent))
 	}
+	// The holders it renewed are listed all the same (backend holders).
+	out, err := dev.Command(ctx, "holders", nil, nil)
+	if m, ok := out.(map[string]any); err != nil || !ok || m["account"] != dev.s.acct.ID().String() || len(m["holders"].([]string)) != st.Holders {
+		t.Fatalf("backend holders: %v, %v; want %d holders", out, err, st.Holders)
+	}
 
 	linkNode(t, dev)
 	uncounting := a.net.Nodes()[0]

@@ -132,9 +132,13 @@ type Storage struct {
 	// node's own account ("own"), for accounts that share a node
 	// ("sharing") and for those that share none ("starter"), and
 	// StarterShareBytes is what starters may hold together (0: no rule).
+	// TrustedObservers counts the providers whose test shards the node
+	// takes outside that share ("observer" in HeldByClass): those holding
+	// the linked account's shards at its last maintenance round here.
 	Admission         string           `json:"admission"`
 	HeldByClass       map[string]int64 `json:"held_by_class"`
 	StarterShareBytes int64            `json:"starter_share_bytes"`
+	TrustedObservers  int              `json:"trusted_observers"`
 }
 
 // ShardService is what the shard protocol service and the store did since
@@ -290,13 +294,16 @@ func (s *Status) Snapshot() Snapshot {
 		Admission: "every account may store up to the quota (admit-all)",
 		HeldByClass: map[string]int64{
 			"own": u.PerGroup[provider.GroupOwn], "sharing": u.PerGroup[provider.GroupSharing], "starter": u.PerGroup[provider.GroupStarter],
+			"observer": u.PerGroup[provider.GroupObserver],
 		},
 	}
 	if adm := p.Admission(); adm != nil {
 		starter := adm.AllowanceOf(provider.ClassStarter, 0)
 		snap.Storage.StarterShareBytes = starter.GroupMax
-		snap.Storage.Admission = fmt.Sprintf("the node's own account up to the quota; an account with a node this node vetted up to a quarter of what its nodes earned, at least %s and at most %s; one that shares none, or no node vetted here yet, up to %s, and all of those together up to %s; shards rebuilt by an account's repair up to %.0f %% past these",
-			shardstore.FormatBytes(adm.SharingCap(0)), shardstore.FormatBytes(adm.SharingCap(1<<62)), shardstore.FormatBytes(starter.Max), shardstore.FormatBytes(starter.GroupMax), 100*adm.Config().RepairSlack)
+		snap.Storage.TrustedObservers = adm.TrustedObservers()
+		snap.Storage.Admission = fmt.Sprintf("the node's own account up to the quota; an account with a node this node vetted up to a quarter of what its nodes earned, at least %s and at most %s; one that shares none, or no node vetted here yet, up to %s, and all of those together up to %s; the test shards of the %d providers holding the linked account's shards up to %s each, outside that share; shards rebuilt by an account's repair up to %.0f %% past these",
+			shardstore.FormatBytes(adm.SharingCap(0)), shardstore.FormatBytes(adm.SharingCap(1<<62)), shardstore.FormatBytes(starter.Max), shardstore.FormatBytes(starter.GroupMax),
+			snap.Storage.TrustedObservers, shardstore.FormatBytes(provider.ObserverBytes), 100*adm.Config().RepairSlack)
 	}
 
 	ps := p.Store().PutStats()

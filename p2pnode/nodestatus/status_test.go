@@ -165,7 +165,7 @@ func TestStatusShowsNodeState(t *testing.T) {
 		t.Errorf("storage %+v", st)
 	}
 	if st := s.Storage; st.HeldByClass["starter"] != int64(len(data)) || st.HeldByClass["sharing"] != 0 || st.StarterShareBytes != 1<<20 ||
-		!strings.Contains(st.Admission, "one that shares none, or no node vetted here yet, up to 1 MiB, and all of those together up to 1 MiB; shards rebuilt by an account's repair up to 25 % past these") {
+		!strings.Contains(st.Admission, "one that shares none, or no node vetted here yet, up to 1 MiB, and all of those together up to 1 MiB; the test shards of the 0 providers holding the linked account's shards up to 256 KiB each, outside that share; shards rebuilt by an account's repair up to 25 % past these") || st.TrustedObservers != 0 {
 		t.Errorf("admission on the status: %q, held %v, starters' share %d", st.Admission, st.HeldByClass, st.StarterShareBytes)
 	}
 	sv := s.Service

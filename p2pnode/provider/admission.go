@@ -55,10 +55,59 @@ const (
 // restart until its next put says otherwise: a restart never hides bytes
 // of starter accounts from their collective cap.
 const (
-	GroupStarter = ""
-	GroupSharing = "sharing"
-	GroupOwn     = "own"
+	GroupStarter  = ""
+	GroupSharing  = "sharing"
+	GroupOwn      = "own"
+	GroupObserver = "observer"
 )
+
+// Trusted observers (TrustObservers).
+const (
+	// ObserverBytes is what one trusted observer may reference here: room
+	// for its test shard and the one replacing it before its lease ends,
+	// twice over.
+	ObserverBytes = 4 * TestShardSize
+	// MaxTrustedObservers bounds the trusted set.
+	MaxTrustedObservers = 1 << 16
+)
+
+// TrustObservers sets the providers whose test shards this provider takes
+// outside the starters' share: those holding the shards of the account
+// this provider's node is linked to, as the account's last maintenance
+// round found them (jellyfish node --maintain). Their vetting of this node
+// is what that account's allowance there rests on, and an observer's key
+// shares no node, so its test shard would otherwise count among the
+// starters' bytes and be refused whenever fresh keys have filled that
+// share. Each may reference ObserverBytes at most, in a group of its own,
+// with or without a starters' share left; at most MaxTrustedObservers are
+// kept. The set replaces the previous one.
+func (a *Admission) TrustObservers(ids []peer.ID) {
+	m := make(map[peer.ID]struct{}, min(len(ids), MaxTrustedObservers))
+	for _, id := range ids {
+		if len(m) >= MaxTrustedObservers {
+			break
+		}
+		m[id] = struct{}{}
+	}
+	a.mu.Lock()
+	a.observers = m
+	a.mu.Unlock()
+}
+
+// TrustedObservers returns how many observers are trusted now.
+func (a *Admission) TrustedObservers() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.observers)
+}
+
+// trusted reports whether id is a trusted observer.
+func (a *Admission) trusted(id peer.ID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.observers[id]
+	return ok
+}
 
 // AdmissionConfig sets the admission policy of a provider: how much of
 // its quota each account may reference there. The zero value enforces the
@@ -231,6 +280,9 @@ type Admission struct {
 	mu      sync.Mutex
 	cache   map[peer.ID]*classEntry
 	lookups int64 // lookups started, for tests and status
+	// observers are the providers trusted with test shards outside the
+	// starters' share (TrustObservers).
+	observers map[peer.ID]struct{}
 }
 
 type classEntry struct {
@@ -431,17 +483,23 @@ const (
 	vettingWhose  = "accounts that share no vetted node"
 	vettingAdvice = "a node counts once this provider has seen it answer for 7 days and pass 10 audits"
 	zeroedWho     = "an account whose node lost shards it held"
+	observerWho   = "an observer holding shards of this node's account, for its test shards"
 )
 
 // Allowance returns what account may reference at the provider: the own
 // account the quota; a sharing account a MinSpread-th of its earned
 // allowance, at least StarterBytes and at most SharingShare of the quota;
 // a starter (or vetting) account StarterBytes with all of them together
-// StarterShare of the quota; a zeroed account nothing new. For a repair's
+// StarterShare of the quota, except a trusted observer (TrustObservers),
+// which may reference ObserverBytes outside that share; a zeroed account
+// nothing new. For a repair's
 // put, those caps are widened by RepairSlack. It is a shardproto.Admitter.
 func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool) shardstore.Allowance {
 	c, earned := a.classify(ctx, account)
 	al := a.allowanceOf(c, earned)
+	if (c == ClassStarter || c == ClassVetting) && a.trusted(account) {
+		al = shardstore.Allowance{Max: ObserverBytes, Group: GroupObserver, Who: observerWho}
+	}
 	if repair {
 		if c == ClassZeroed {
 			// A zeroed account takes nothing new, but its repairs still

@@ -148,6 +148,25 @@ func TestAdmissionOnRealNetwork(t *testing.T) {
 		t.Fatalf("fresh keys hold %d bytes together, share %d", g, q/8)
 	}
 
+	// An observer's test shard, over the wire: refused with the starters'
+	// share taken, taken once provider 0 trusts the observer (a provider
+	// holding its linked account's shards), outside that share.
+	observer := newKey(t)
+	test := randBytes(t, provider.TestShardSize)
+	if _, err := shards(observer).Put(ctx, holder, codec.IDOf(test), test, lease); !errors.As(err, &re) || !strings.Contains(re.Msg, "together") {
+		t.Fatalf("an untrusted observer's test shard with the starters' share taken: %v", err)
+	}
+	p0.Admission().TrustObservers([]peer.ID{peerOf(t, observer)})
+	if _, err := shards(observer).Put(ctx, holder, codec.IDOf(test), test, lease); err != nil {
+		t.Fatalf("a trusted observer's test shard: %v", err)
+	}
+	if g := p0.Store().Usage().PerGroup[provider.GroupObserver]; g != provider.TestShardSize {
+		t.Fatalf("the observers' group holds %d bytes", g)
+	}
+	if err := shards(observer).Delete(ctx, holder, codec.IDOf(test)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Alice's account record lists node 1, whose record names her: once
 	// provider 0 can read both, she is a sharing account.
 	mgr := account.NewManager(c.Records(), account.InsecureTestKDF())

@@ -421,3 +421,82 @@ func ownerOf(id peer.ID) shardstore.Owner {
 	copy(o[:], id)
 	return o
 }
+
+// TestAdmissionTrustedObservers: with the starters' share full, an
+// observer's test shard is refused, unless the observer is trusted
+// (TrustObservers): then it takes ObserverBytes, in a group of its own,
+// and no more. A new set replaces the old one; the set keeps at most
+// MaxTrustedObservers; a sharing account in it keeps its own caps.
+func TestAdmissionTrustedObservers(t *testing.T) {
+	const q = 64 << 20
+	d, err := shardstore.New(t.TempDir(), shardstore.WithQuotaBytes(q), shardstore.WithClock((&testClock{now: t0}).Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	look := newFakeLookup()
+	sharer := acct(1)
+	look.set(sharer, true, nil)
+	a, err := NewAdmission(AdmissionConfig{}, q, acct(0), look.lookup, vetted, (&testClock{now: t0}).Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(6, 6))
+	put := func(id peer.ID, size int) error {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		ctx := shardstore.ContextWithAllowance(context.Background(), func(ctx context.Context) (shardstore.Allowance, error) {
+			return a.Allowance(ctx, id, false), nil
+		})
+		return d.Put(ctx, ownerOf(id), codec.IDOf(b), int64(size), bytes.NewReader(b), t0.Add(time.Hour))
+	}
+	// Fresh keys fill the starters' share (q/8 = 8 MiB, 1 MiB each).
+	for i := 10; i < 18; i++ {
+		if err := put(acct(i), 1<<20); err != nil {
+			t.Fatalf("fresh key %d: %v", i, err)
+		}
+	}
+	obs, other := acct(100), acct(101)
+	var ae *shardstore.AllowanceError
+	if err := put(obs, TestShardSize); !errors.As(err, &ae) || !ae.Collective {
+		t.Fatalf("an untrusted observer's test shard with the starters' share full: %v", err)
+	}
+	a.TrustObservers([]peer.ID{obs, sharer})
+	for i := range ObserverBytes / TestShardSize {
+		if err := put(obs, TestShardSize); err != nil {
+			t.Fatalf("trusted observer's test shard %d: %v", i, err)
+		}
+	}
+	err = put(obs, TestShardSize)
+	if !errors.As(err, &ae) || ae.Collective || ae.Max != ObserverBytes || !strings.Contains(err.Error(), "observer") {
+		t.Fatalf("a trusted observer past ObserverBytes: %v", err)
+	}
+	if g := d.Usage().PerGroup[GroupObserver]; g != ObserverBytes {
+		t.Fatalf("the observers' group holds %d, want %d", g, ObserverBytes)
+	}
+	if err := put(other, TestShardSize); !errors.As(err, &ae) || !ae.Collective {
+		t.Fatalf("another observer, untrusted: %v", err)
+	}
+	if al := a.Allowance(context.Background(), sharer, false); al.Group != GroupSharing || al.Max <= ObserverBytes {
+		t.Fatalf("a sharing account in the set: %+v", al)
+	}
+	// A new set replaces the old one.
+	a.TrustObservers([]peer.ID{other})
+	if err := put(other, TestShardSize); err != nil {
+		t.Fatalf("the newly trusted observer: %v", err)
+	}
+	if al := a.Allowance(context.Background(), obs, false); al.Group != GroupStarter {
+		t.Fatalf("an observer no longer trusted: %+v", al)
+	}
+	// The bound.
+	many := make([]peer.ID, MaxTrustedObservers+1)
+	for i := range many {
+		many[i] = peer.ID(fmt.Sprintf("observer-%06d", i))
+	}
+	a.TrustObservers(many)
+	if !a.trusted(many[MaxTrustedObservers-1]) || a.trusted(many[MaxTrustedObservers]) {
+		t.Fatal("the trusted set is not cut at MaxTrustedObservers")
+	}
+}

@@ -1,6 +1,7 @@
 package clitest
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,14 +13,16 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/nodestatus"
 )
 
-// TestNodeMaintains: `jellyfish node --maintain jellyfish:` opens the
-// owner's remote and logs a maintenance round that renewed the shards of
-// a file stored before, shows the round on its status page, then stops
-// cleanly on SIGTERM.
+// TestNodeMaintains: `jellyfish node --account-config ... --maintain
+// jellyfish:` opens the owner's remote and logs a maintenance round that
+// renewed the shards of a file stored before, shows the round on its
+// status page, trusts the providers holding the account's shards with
+// their test shards (provider.Admission.TrustObservers; the status page
+// counts them), then stops cleanly on SIGTERM.
 func TestNodeMaintains(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{"JELLYFISH_PASSWORD=" + password}
-	start(t, env, io.Discard, io.Discard, "testnet", "--nodes", "4", "--dir", dir, "--quota-mib", "64", "--account", "alice")
+	start(t, env, io.Discard, io.Discard, "testnet", "--nodes", "4", "--dir", dir, "--quota-mib", "64", "--account", "alice", "--insecure-test-kdf")
 	conf := filepath.Join(dir, "rclone.conf")
 	waitFor(t, 60*time.Second, func() bool {
 		_, err := os.Stat(conf)
@@ -33,15 +36,24 @@ func TestNodeMaintains(t *testing.T) {
 		t.Fatalf("copyto: %d\n%s%s", code, so, se)
 	}
 
+	// The account's keys, for the node to be linked to it.
+	cfgDir := t.TempDir()
+	keyEnv := []string{"JELLYFISH_PASSWORD=" + password, "JELLYFISH_ACCOUNT_PASSPHRASE="}
+	if so, se, code := run(t, keyEnv, "account", "login", "--bootstrap-file", filepath.Join(dir, "bootstrap.txt"),
+		"--insecure-test-kdf", "--config-dir", cfgDir, "--username", "alice"); code != 0 {
+		t.Fatalf("account login: %d\n%s%s", code, so, se)
+	}
+
 	pr, pw := io.Pipe()
 	p := start(t, nil, io.Discard, pw, "node", "--data-dir", t.TempDir(), "--config", conf,
 		"--bootstrap-file", filepath.Join(dir, "bootstrap.txt"), "--listen", "/ip4/127.0.0.1/tcp/0",
+		"--account-config", filepath.Join(cfgDir, "accounts", "alice.json"),
 		"--log-format", "json", "--maintain", "jellyfish:", "--maintain-interval", "1h", "--status-addr", "127.0.0.1:0")
 	lines := jsonLines(pr)
 	deadline := time.After(90 * time.Second)
 	var statusURL string
-	var renewed any
-	for done := false; !done; {
+	var renewed, holders any
+	for done, trusted := false, false; !done || !trusted; {
 		select {
 		case m, ok := <-lines:
 			if !ok {
@@ -55,8 +67,13 @@ func TestNodeMaintains(t *testing.T) {
 					t.Fatalf("maintenance round: %v", m)
 				}
 				t.Logf("%v", m)
-				renewed = m["renewed"]
+				renewed, holders = m["renewed"], m["holders"]
 				done = true
+			case "observers trusted with test shards":
+				if !done || m["providers"] != holders {
+					t.Fatalf("%v after a round with %v holders", m, holders)
+				}
+				trusted = true
 			case "maintenance round had errors", "cannot open the remote to maintain; retrying":
 				t.Fatalf("%v", m)
 			}
@@ -73,6 +90,9 @@ func TestNodeMaintains(t *testing.T) {
 	}
 	if round == nil || round.Runs != 1 || round.Failed != 0 || round.IntervalSeconds != 3600 || round.LastFigures["renewed"] != renewed || round.LastStart == nil {
 		t.Fatalf("maintenance round on the status page: %+v", round)
+	}
+	if st := sn.snapshot(t).Storage; float64(st.TrustedObservers) != holders || !strings.Contains(st.Admission, fmt.Sprintf("the test shards of the %d providers holding the linked account's shards", st.TrustedObservers)) {
+		t.Fatalf("trusted observers on the status page: %d (%q); the round had %v holders", st.TrustedObservers, st.Admission, holders)
 	}
 	p.stop(t, syscall.SIGTERM, 30*time.Second)
 	pw.Close()

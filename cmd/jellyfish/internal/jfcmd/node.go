@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/rclone/rclone/fs"
 	"github.com/spf13/cobra"
@@ -400,7 +401,11 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			maintainLoop(ctx, o.maintain, o.maintainEvery, log, maintainRound)
+			var trust func([]peer.ID)
+			if adm := prov.Admission(); adm != nil && linked != nil {
+				trust = adm.TrustObservers
+			}
+			maintainLoop(ctx, o.maintain, o.maintainEvery, log, maintainRound, linkedID(linked), trust)
 		}()
 	}
 
@@ -496,6 +501,14 @@ func addrStrings(addrs []ma.Multiaddr) []string {
 	return out
 }
 
+// linkedID returns a's ID, "" for none.
+func linkedID(a *account.Account) peer.ID {
+	if a == nil {
+		return ""
+	}
+	return a.ID()
+}
+
 func accountLabel(a *account.Account) string {
 	if a == nil {
 		return "none"
@@ -505,8 +518,12 @@ func accountLabel(a *account.Account) string {
 
 // maintainLoop opens remote (an account's rclone remote) and runs its
 // maintenance round (`jellyfish backend maintain`) now and then every
-// interval until ctx ends, logging each round's figures.
-func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger, round *nodestatus.Round) {
+// interval until ctx ends, logging each round's figures. When the remote
+// is the account the node is linked to (linked), it then hands trust the
+// providers the round found holding the account's shards (`jellyfish
+// backend holders`): the provider takes their test shards outside its
+// starters' share (provider.Admission.TrustObservers).
+func maintainLoop(ctx context.Context, remote string, every time.Duration, log *slog.Logger, round *nodestatus.Round, linked peer.ID, trust func([]peer.ID)) {
 	var f fs.Fs
 	for delay := 5 * time.Second; ; delay = min(2*delay, bootstrapRetryMax) {
 		var err error
@@ -563,10 +580,37 @@ func maintainLoop(ctx context.Context, remote string, every time.Duration, log *
 		} else {
 			log.Info("maintenance round", attrs...)
 		}
+		if trust != nil && linked != "" {
+			trustHolders(ctx, cmd, linked, trust, log)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// trustHolders asks the maintained remote which providers hold its
+// shards and, when the remote is the linked account, hands them to trust.
+func trustHolders(ctx context.Context, cmd func(context.Context, string, []string, map[string]string) (any, error), linked peer.ID, trust func([]peer.ID), log *slog.Logger) {
+	out, err := cmd(ctx, "holders", nil, nil)
+	if err != nil {
+		log.Warn("the maintained account's holders not read", "err", err)
+		return
+	}
+	m, _ := out.(map[string]any)
+	if acct, _ := m["account"].(string); acct != linked.String() {
+		log.Info("the maintained account is not the one this node is linked to: its holders' test shards take the starters' share", "maintained", acct, "linked", linked.String())
+		return
+	}
+	list, _ := m["holders"].([]string)
+	ids := make([]peer.ID, 0, len(list))
+	for _, s := range list {
+		if id, err := peer.Decode(s); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	trust(ids)
+	log.Info("observers trusted with test shards", "providers", len(ids))
 }
