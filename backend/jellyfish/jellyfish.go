@@ -730,8 +730,8 @@ has failed for lost-after. Prints what it did as JSON.
 	Name:  "holders",
 	Short: "List the providers holding this account's shards.",
 	Long: `Prints, as JSON, the account's ID and the providers (peer IDs) that
-renewed its shards in this device's last maintenance round (none before
-the first). ` + "`jellyfish node --maintain`" + ` takes its test shards from them outside
+renewed its shards in this device's recent maintenance rounds (none
+before the first). ` + "`jellyfish node --maintain`" + ` takes its test shards from them outside
 its starters' share: their vetting of the node is what the account's
 allowance there rests on.
 

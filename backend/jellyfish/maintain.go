@@ -131,10 +131,11 @@ type holderState struct {
 	LeaseUntil int64 `json:"lease_until,omitempty"`
 	// StatedBase is the holdings statement every holder was last told,
 	// or would have been had the account listed a node (holder → shard
-	// bytes; its holders are those the last round renewed), StatedTo
-	// when each holder last counted one (Unix seconds): stateHoldings
-	// tells a holder again only when the statement moved away from the
-	// base or restateEvery passed.
+	// bytes; its holders are those rounds renewed since, nearly all
+	// those the last round renewed), StatedTo when each holder last
+	// counted one (Unix seconds): stateHoldings tells a holder again
+	// only when the statement moved away from the base or restateEvery
+	// passed.
 	StatedBase map[string]int64 `json:"stated_base,omitempty"`
 	StatedTo   map[string]int64 `json:"stated_to,omitempty"`
 }
@@ -838,8 +839,10 @@ const (
 	restateEvery = 5 * 24 * time.Hour
 	// holdingsDrift is how far an entry may move from the statement all
 	// holders were last told (a fraction of it) and still count as the
-	// same.
+	// same; holdersChurn how many holders (a fraction of those it named)
+	// may have come or gone.
 	holdingsDrift = 1.0 / 8
+	holdersChurn  = 1.0 / 16
 )
 
 // stateHoldings tells the holders renewed this round what the account
@@ -853,8 +856,8 @@ const (
 // lists no node (no holder counts a word that no vetted node backs), no
 // more than a probe's worth to a holder that does not count it, and
 // nothing to a holder that counted it less than restateEvery ago while
-// the statement stays within holdingsDrift of the one every holder was
-// told (hs.StatedBase). It reports whether it changed hs.
+// the statement stays near the one every holder was told (hs.StatedBase,
+// nearBase). It reports whether it changed hs.
 func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt map[peer.ID]int64, st *maintainStats) bool {
 	hi, ok := s.store.shards.(holdingser)
 	if !ok || len(renewedAt) == 0 {
@@ -869,7 +872,16 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 	slices.SortFunc(all, func(a, b shardproto.Holding) int { return cmp.Compare(a.Holder, b.Holder) })
 	now := s.now()
 	changed := false
-	if !hs.nearBase(all) {
+	if hs.nearBase(all) {
+		// New holders join the base: each is told below, as a holder
+		// that has not counted it yet; the others learn of them when it
+		// is told again.
+		for _, h := range all {
+			if _, ok := hs.StatedBase[h.Holder.String()]; !ok {
+				hs.StatedBase[h.Holder.String()], changed = h.Bytes, true
+			}
+		}
+	} else {
 		hs.StatedBase = make(map[string]int64, len(all))
 		for _, h := range all {
 			hs.StatedBase[h.Holder.String()] = h.Bytes
@@ -945,19 +957,29 @@ func (s *session) lastHolders() []string {
 	return out
 }
 
-// nearBase reports whether the statement all names the holders
-// hs.StatedBase does, each within holdingsDrift of it.
+// nearBase reports whether the statement all says nearly what
+// hs.StatedBase does: each holder both name within holdingsDrift of its
+// base entry, and the holders only one of them names (new this round, or
+// not renewed this round: in a large account some holder is always down)
+// at most a holdersChurn of the base.
 func (hs *holderState) nearBase(all []shardproto.Holding) bool {
-	if len(all) != len(hs.StatedBase) {
+	if len(hs.StatedBase) == 0 {
 		return false
 	}
+	both, churn := 0, 0
 	for _, h := range all {
 		b, ok := hs.StatedBase[h.Holder.String()]
-		if !ok || math.Abs(float64(h.Bytes-b)) > float64(b)*holdingsDrift {
+		if !ok {
+			churn++
+			continue
+		}
+		both++
+		if math.Abs(float64(h.Bytes-b)) > float64(b)*holdingsDrift {
 			return false
 		}
 	}
-	return true
+	churn += len(hs.StatedBase) - both
+	return float64(churn) <= float64(len(hs.StatedBase))*holdersChurn
 }
 
 // reportEvidence hands every failed audit kept with the holder's signed

@@ -681,12 +681,19 @@ func TestHoldingsStatedWhereTheyCount(t *testing.T) {
 		t.Fatalf("%d of %d holders counted; all but one should", st.HoldingsCounted, st.Holders)
 	}
 
-	// The same holdings a day later, and up to a second before
-	// restateEvery: only the holder that did not count is asked again.
-	for _, d := range []time.Duration{24 * time.Hour, restateEvery - 24*time.Hour - time.Second} {
+	// The same holdings a day later, with one holder down (a large
+	// account always has one), and up to a second before restateEvery:
+	// only the holder that did not count is asked again.
+	down := a.net.Nodes()[1]
+	for i, d := range []time.Duration{24 * time.Hour, restateEvery - 24*time.Hour - time.Second} {
+		a.net.SetDown(down, i == 0)
 		clock.Advance(d)
 		st, sent = round("unchanged")
-		if len(sent) != 1 || sent[uncounting] != holdingsProbe || st.HoldingsCurrent != st.Holders-1 {
+		current := st.Holders - 1
+		if i == 0 {
+			current-- // the one down is not renewed, so not named
+		}
+		if len(sent) != 1 || sent[uncounting] != holdingsProbe || st.HoldingsCurrent != current {
 			t.Fatalf("unchanged statement: %d holders told, %d current", len(sent), st.HoldingsCurrent)
 		}
 	}
@@ -705,6 +712,17 @@ func TestHoldingsStatedWhereTheyCount(t *testing.T) {
 	st, sent = round("grown")
 	if len(sent) != st.Holders || st.HoldingsCurrent != 0 {
 		t.Fatalf("a changed statement was told to %d of %d holders (%d current)", len(sent), st.Holders, st.HoldingsCurrent)
+	}
+
+	// More holders gone than holdersChurn allows (4 of 48, over 3): the
+	// statement changed, and every holder left is told.
+	clock.Advance(time.Hour)
+	for _, p := range a.net.Nodes()[2:6] {
+		a.net.SetDown(p, true)
+	}
+	st, sent = round("four down")
+	if named := len(dev.s.loadHolderState().StatedBase); len(sent) != st.Holders-4 || named != st.Holders-4 || st.HoldingsCurrent != 0 {
+		t.Fatalf("with four holders down: %d told, %d named, of %d holders", len(sent), named, st.Holders)
 	}
 }
 
