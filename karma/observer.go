@@ -3,6 +3,7 @@ package karma
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,8 +32,14 @@ type Observer struct {
 	subs map[string]*observed
 }
 
-// DefaultMaxObserved bounds the nodes one observer watches.
-const DefaultMaxObserved = 1024
+// DefaultMaxObserved bounds the nodes one observer watches. A provider
+// watches the linked nodes of the accounts storing on it, and placement
+// spreads an account over most providers, so in a network of n nodes
+// each provider would watch about n: past the bound it drops the node
+// needed least recently, with its tallies, and that node's account is
+// back to vetting there. 16,384 nodes cost about 11 MiB of saved state
+// (saved in 0.34 s; BenchmarkObserverScale) and 2.3 probes a second.
+const DefaultMaxObserved = 16384
 
 // AuditProbes are the probe slots of an epoch (indices into the
 // ProbesPerEpoch slots) at which an answered probe is followed by an audit
@@ -45,7 +54,92 @@ type Observed struct {
 	// named by something that needs its standing.
 	Since, Needed time.Time
 	// Epochs holds the tallies of the window's epochs and the current one.
-	Epochs map[Epoch]*Tally
+	Epochs Tallies
+}
+
+// Tallies are a subject's tallies by epoch. Saved, each is one string,
+// "epoch probes answered audits passed" and the deleted shards in hex:
+// a third of the size of JSON objects, and as fast to read back as to
+// write (state version 3; version 2's objects are still read).
+type Tallies map[Epoch]*Tally
+
+// MarshalJSON writes the tallies as a list of strings, by epoch.
+func (t Tallies) MarshalJSON() ([]byte, error) {
+	es := slices.Sorted(maps.Keys(t))
+	b := make([]byte, 0, 2+len(es)*24)
+	b = append(b, '[')
+	for _, e := range es {
+		tl := t[e]
+		if tl == nil {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		for i, v := range []uint64{uint64(e), uint64(tl.Probes), uint64(tl.Answered), uint64(tl.Audits), uint64(tl.AuditsPassed)} {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = strconv.AppendUint(b, v, 10)
+		}
+		for _, d := range tl.Deleted {
+			b = append(b, ' ')
+			b = hex.AppendEncode(b, d[:])
+		}
+		b = append(b, '"')
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote, or version 2's object of
+// tallies by epoch. A string that does not parse is an error.
+func (t *Tallies) UnmarshalJSON(b []byte) error {
+	if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 && trimmed[0] == '{' {
+		m := map[Epoch]*Tally{}
+		if err := json.Unmarshal(trimmed, &m); err != nil {
+			return err
+		}
+		*t = m
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	m := make(Tallies, len(list))
+	for _, s := range list {
+		f := strings.Fields(s)
+		if len(f) < 5 {
+			return fmt.Errorf("karma: tally %q: want epoch, probes, answered, audits, passed", s)
+		}
+		var n [5]uint64
+		for i := range n {
+			bits := 16
+			if i == 0 {
+				bits = 32
+			}
+			v, err := strconv.ParseUint(f[i], 10, bits)
+			if err != nil {
+				return fmt.Errorf("karma: tally %q: %v", s, err)
+			}
+			n[i] = v
+		}
+		tl := &Tally{Probes: uint16(n[1]), Answered: uint16(n[2]), Audits: uint16(n[3]), AuditsPassed: uint16(n[4])}
+		for _, h := range f[5:] {
+			var d ShardRef
+			if len(h) != 2*len(d) {
+				return fmt.Errorf("karma: tally %q: deleted shard %q", s, h)
+			}
+			if _, err := hex.Decode(d[:], []byte(h)); err != nil {
+				return fmt.Errorf("karma: tally %q: %v", s, err)
+			}
+			tl.Deleted = append(tl.Deleted, d)
+		}
+		m[Epoch(n[0])] = tl
+	}
+	*t = m
+	return nil
 }
 
 // Tally is an observer's count of one subject for one epoch.
@@ -267,7 +361,9 @@ type observerState struct {
 	Subjects map[string]*Observed
 }
 
-const observerStateVersion = 2
+// observerStateVersion is the version written; version 2 (tallies as
+// JSON objects) is read too.
+const observerStateVersion = 3
 
 func encodeID(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
@@ -294,7 +390,7 @@ func (o *Observer) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("%w: %v", ErrObserverState, err)
 	}
 	switch {
-	case st.Version != observerStateVersion:
+	case st.Version != observerStateVersion && st.Version != 2:
 		return fmt.Errorf("%w: version %d (this build reads %d)", ErrObserverState, st.Version, observerStateVersion)
 	case st.Self != encodeID(o.self):
 		return fmt.Errorf("%w: kept by another node", ErrObserverState)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -228,12 +229,16 @@ func TestObserverState(t *testing.T) {
 	if err := json.Unmarshal(b, NewObserver("other", 0)); err == nil || !strings.Contains(err.Error(), "another node") {
 		t.Fatalf("state of another node loaded: %v", err)
 	}
-	bad := strings.Replace(string(b), `"Version":2`, `"Version":1`, 1)
+	bad := strings.Replace(string(b), `"Version":3`, `"Version":1`, 1)
 	if err := json.Unmarshal([]byte(bad), NewObserver(self, 0)); err == nil {
 		t.Fatal("a state of another version loaded")
 	}
-	// A tally out of bounds is dropped, not trusted.
-	forged := strings.Replace(string(b), `"Answered":`, `"Answered":9`, 1)
+	// A tally out of bounds is dropped, not trusted: the first tally's
+	// answers become 99 more than its probes.
+	forged := regexp.MustCompile(`"(\d+) (\d+) (\d+) `).ReplaceAllString(string(b), `"$1 $2 99$3 `)
+	if forged == string(b) {
+		t.Fatal("no tally to forge")
+	}
 	o3 := NewObserver(self, 0)
 	if err := json.Unmarshal([]byte(forged), o3); err != nil {
 		t.Fatal(err)
@@ -244,6 +249,45 @@ func TestObserverState(t *testing.T) {
 				t.Fatal("a tally with more answers than probes was kept")
 			}
 		}
+	}
+	// A tally that does not parse fails the state.
+	if err := json.Unmarshal([]byte(strings.Replace(string(b), `"`+fmt.Sprint(EpochOf(t0))+` `, `"x `, 1)), NewObserver(self, 0)); err == nil {
+		t.Fatal("a tally that does not parse was loaded")
+	}
+
+	// Version 2 wrote tallies as JSON objects: such a state still loads,
+	// into the same standings (the deleted shard included).
+	type v2Observed struct {
+		Since, Needed time.Time
+		Epochs        map[Epoch]*Tally
+	}
+	v2 := struct {
+		Version  int
+		Self     string
+		Subjects map[string]*v2Observed
+	}{Version: 2, Self: encodeID(self), Subjects: map[string]*v2Observed{}}
+	for id, sub := range o.subs {
+		v2.Subjects[encodeID(id)] = &v2Observed{Since: sub.Since, Needed: sub.Needed, Epochs: sub.Epochs}
+	}
+	old, err := json.Marshal(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(old), `"Probes":`) {
+		t.Fatalf("not version 2's form: %.200s", old)
+	}
+	o4 := NewObserver(self, 0)
+	if err := json.Unmarshal(old, o4); err != nil {
+		t.Fatalf("a version 2 state: %v", err)
+	}
+	for _, id := range []string{n, m} {
+		a, b := o.Standing(id, now), o4.Standing(id, now)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("%s: %+v before, %+v from version 2", id, a, b)
+		}
+	}
+	if len(b) >= len(old) {
+		t.Fatalf("version 3's state is %d bytes, version 2's %d", len(b), len(old))
 	}
 }
 
