@@ -78,9 +78,10 @@ const (
 // is what that account's allowance there rests on, and an observer's key
 // shares no node, so its test shard would otherwise count among the
 // starters' bytes and be refused whenever fresh keys have filled that
-// share. Each may reference ObserverBytes at most, in a group of its own,
-// with or without a starters' share left; at most MaxTrustedObservers are
-// kept. The set replaces the previous one.
+// share. Each may reference ObserverBytes at most, in a group of its own
+// capped like the starters' (StarterShare of the quota), with or without
+// a starters' share left; at most MaxTrustedObservers are kept. The set
+// replaces the previous one.
 func (a *Admission) TrustObservers(ids []peer.ID) {
 	m := make(map[peer.ID]struct{}, min(len(ids), MaxTrustedObservers))
 	for _, id := range ids {
@@ -484,6 +485,7 @@ const (
 	vettingAdvice = "a node counts once this provider has seen it answer for 7 days and pass 10 audits"
 	zeroedWho     = "an account whose node lost shards it held"
 	observerWho   = "an observer holding shards of this node's account, for its test shards"
+	observerWhose = "observers holding shards of this node's account"
 )
 
 // Allowance returns what account may reference at the provider: the own
@@ -498,7 +500,8 @@ func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool)
 	c, earned := a.classify(ctx, account)
 	al := a.allowanceOf(c, earned)
 	if (c == ClassStarter || c == ClassVetting) && a.trusted(account) {
-		al = shardstore.Allowance{Max: ObserverBytes, Group: GroupObserver, Who: observerWho}
+		al = shardstore.Allowance{Max: ObserverBytes, Group: GroupObserver, GroupMax: share(a.quota, a.cfg.StarterShare),
+			Who: observerWho, Whose: observerWhose}
 	}
 	if repair {
 		if c == ClassZeroed {

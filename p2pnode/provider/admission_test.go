@@ -470,7 +470,7 @@ func TestAdmissionTrustedObservers(t *testing.T) {
 		}
 	}
 	err = put(obs, TestShardSize)
-	if !errors.As(err, &ae) || ae.Collective || ae.Max != ObserverBytes || !strings.Contains(err.Error(), "observer") {
+	if !errors.As(err, &ae) || ae.Collective || ae.Max != ObserverBytes || ae.GroupMax != q/8 || !strings.Contains(err.Error(), "observer") {
 		t.Fatalf("a trusted observer past ObserverBytes: %v", err)
 	}
 	if g := d.Usage().PerGroup[GroupObserver]; g != ObserverBytes {
@@ -490,6 +490,29 @@ func TestAdmissionTrustedObservers(t *testing.T) {
 	if al := a.Allowance(context.Background(), obs, false); al.Group != GroupStarter {
 		t.Fatalf("an observer no longer trusted: %+v", al)
 	}
+	// The observers together: at most q/8, like the starters.
+	var crowd []peer.ID
+	for i := range 40 {
+		crowd = append(crowd, acct(200+i))
+	}
+	a.TrustObservers(crowd)
+	took := 0
+	for _, o := range crowd {
+		for range ObserverBytes / TestShardSize {
+			if err := put(o, TestShardSize); err != nil {
+				if !errors.As(err, &ae) || !ae.Collective || !strings.Contains(err.Error(), "observers holding shards of this node's account") {
+					t.Fatalf("observer %d past the group's cap: %v", took, err)
+				}
+				goto full
+			}
+			took++
+		}
+	}
+full:
+	if g := d.Usage().PerGroup[GroupObserver]; g != q/8 || took*TestShardSize+ObserverBytes+TestShardSize != q/8 {
+		t.Fatalf("trusted observers hold %d together after %d more test shards; cap %d", g, took, q/8)
+	}
+
 	// The bound.
 	many := make([]peer.ID, MaxTrustedObservers+1)
 	for i := range many {
