@@ -945,8 +945,9 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 	return changed
 }
 
-// lastHolders returns the holders the last maintenance round of this
-// device renewed, sorted.
+// lastHolders returns the holders this device's recent maintenance rounds
+// renewed (the base's: nearly all those the last round renewed, and at
+// most a holdersChurn of holders that have gone since), sorted.
 func (s *session) lastHolders() []string {
 	hs := s.loadHolderState()
 	out := make([]string, 0, len(hs.StatedBase))

@@ -73,8 +73,8 @@ const (
 
 // TrustObservers sets the providers whose test shards this provider takes
 // outside the starters' share: those holding the shards of the account
-// this provider's node is linked to, as the account's last maintenance
-// round found them (jellyfish node --maintain). Their vetting of this node
+// this provider's node is linked to, as the account's recent maintenance
+// rounds found them (jellyfish node --maintain). Their vetting of this node
 // is what that account's allowance there rests on, and an observer's key
 // shares no node, so its test shard would otherwise count among the
 // starters' bytes and be refused whenever fresh keys have filled that
@@ -494,8 +494,8 @@ const (
 // a starter (or vetting) account StarterBytes with all of them together
 // StarterShare of the quota, except a trusted observer (TrustObservers),
 // which may reference ObserverBytes outside that share; a zeroed account
-// nothing new. For a repair's
-// put, those caps are widened by RepairSlack. It is a shardproto.Admitter.
+// nothing new. For a repair's put, those caps are widened by RepairSlack.
+// It is a shardproto.Admitter.
 func (a *Admission) Allowance(ctx context.Context, account peer.ID, repair bool) shardstore.Allowance {
 	c, earned := a.classify(ctx, account)
 	al := a.allowanceOf(c, earned)
