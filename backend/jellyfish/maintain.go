@@ -398,7 +398,10 @@ func (s *session) maintainIfDue(ctx context.Context) {
 		}
 		return
 	}
-	if s.now().Sub(time.Unix(hs.LastRound, 0)) < sessionMaintainEvery {
+	// A last round in the future was stamped by a clock that has gone
+	// back since (one ahead by more than the network corrects): waiting
+	// for it could outlast the leases, so the round is due now.
+	if age := s.now().Sub(time.Unix(hs.LastRound, 0)); age >= 0 && age < sessionMaintainEvery {
 		return
 	}
 	if _, err := s.maintain(ctx, maintainOptions{Audits: 1, Repair: true}); err != nil && ctx.Err() == nil {
@@ -481,7 +484,11 @@ func (s *session) maintain(ctx context.Context, opt maintainOptions) (maintainSt
 			mu.Lock()
 			if err != nil {
 				first, ok := hs.Failing[holder.String()]
-				if !ok {
+				if !ok || first > now.Unix() {
+					// New, or stamped by a clock that has gone back
+					// since: counted from now, or the holder would not
+					// be lost (nor its shards rebuilt) until the clock
+					// caught up.
 					first = now.Unix()
 					hs.Failing[holder.String()] = first
 				}
@@ -894,8 +901,10 @@ func (s *session) stateHoldings(ctx context.Context, hs *holderState, renewedAt 
 	}
 	var holders []peer.ID
 	for _, h := range all {
+		// A time in the future was stamped by a clock that has gone back
+		// since: the holder is told again.
 		at, ok := hs.StatedTo[h.Holder.String()]
-		if ok && now.Sub(time.Unix(at, 0)) < restateEvery {
+		if age := now.Sub(time.Unix(at, 0)); ok && age >= 0 && age < restateEvery {
 			st.HoldingsCurrent++
 			continue
 		}

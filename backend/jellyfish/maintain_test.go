@@ -883,3 +883,70 @@ func countHeldBy(t *testing.T, f *Fs, p peer.ID) int {
 	}
 	return n
 }
+
+// TestMaintenanceAfterTheClockWentBack: a round stamped by a clock a year
+// ahead (more than the network corrects), then the clock set right. The
+// round is due at once rather than a year and a week later (the leases
+// would have lapsed), a holder that failed then counts as failing from
+// now, so it is lost, and its shards rebuilt, three days later rather than
+// a year and three days, and a holdings statement counted then is told
+// again.
+func TestMaintenanceAfterTheClockWentBack(t *testing.T) {
+	a := newMemAccount(t, 12)
+	right := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{now: right.AddDate(1, 0, 0)}
+	a.now = clock.Now
+	ctx := context.Background()
+	dev := a.openDevice(t, t.TempDir(), testOptions(t, maintainTestSet))
+	mustPut(t, dev, "a.bin", randomBytes(t, 5000))
+	mustFlush(t, dev)
+	linkNode(t, dev)
+	// Three of a.bin's six holders down: below the repair threshold of
+	// four once they count as lost.
+	downs := holdersOf(t, dev, "a.bin")[:3]
+	for _, p := range downs {
+		a.net.SetDown(p, true)
+	}
+	down := downs[0]
+	opt := maintainOptions{Audits: 1, Repair: true}
+	st, err := dev.s.maintain(ctx, opt)
+	if err != nil || st.Unreachable != 3 || st.HoldingsCounted == 0 {
+		t.Fatalf("the round a year ahead: %+v, %v", st, err)
+	}
+
+	clock.Advance(-365 * 24 * time.Hour) // set right
+	before := received(a)
+	dev.s.maintainIfDue(ctx)
+	hs := dev.s.loadHolderState()
+	if hs.LastRound != clock.Now().Unix() {
+		t.Fatalf("after the clock went back a year, the last round is still %v", time.Unix(hs.LastRound, 0).UTC())
+	}
+	if first := hs.Failing[down.String()]; first != clock.Now().Unix() {
+		t.Fatalf("the failing holder counts from %v, want now", time.Unix(first, 0).UTC())
+	}
+	told := 0
+	for p, n := range received(a) {
+		if n > before[p] {
+			told++
+		}
+	}
+	if told == 0 {
+		t.Fatal("no holder was told its holdings again after the clock went back")
+	}
+	clock.Advance(72 * time.Hour)
+	if st, err = dev.s.maintain(ctx, opt); err != nil {
+		t.Fatal(err)
+	}
+	if st.LostHolders != 3 || st.Repaired == 0 {
+		t.Fatalf("three days after the clock was set right: %+v", st)
+	}
+}
+
+// received returns the holdings entries each node of a's network was sent.
+func received(a *memAccount) map[peer.ID]int {
+	m := map[peer.ID]int{}
+	for _, p := range a.net.Nodes() {
+		m[p] = a.net.HoldingsReceived(p)
+	}
+	return m
+}
