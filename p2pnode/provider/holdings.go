@@ -200,11 +200,20 @@ func (h *holdings) held(node, except peer.ID, now time.Time) int64 {
 	return max(sum, 0)
 }
 
-// prune drops the entries not stated again within HoldingsTTL.
+// prune drops the entries not stated again within HoldingsTTL, and
+// brings entries stamped in the future back to now.
 func (h *holdings) prune(now time.Time) {
 	for account, a := range h.accounts {
 		changed := false
 		for holder, e := range a.Entries {
+			if e.At.After(now) {
+				// Stamped by a clock that has gone back since: it lasts
+				// HoldingsTTL from now, not until the clock catches up.
+				e.At = now
+				a.Entries[holder] = e
+				h.byHolder[holder].stale = true
+				continue
+			}
 			if now.Sub(e.At) >= HoldingsTTL {
 				h.remove(account, holder)
 				changed = true

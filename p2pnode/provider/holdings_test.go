@@ -56,6 +56,19 @@ func TestHoldingsCounted(t *testing.T) {
 	if _, ok := h.accounts[bob]; ok || h.entries != 1 || len(h.byHolder) != 1 {
 		t.Errorf("after pruning: %d entries, %d holders, bob kept %v", h.entries, len(h.byHolder), ok)
 	}
+	// The provider's clock goes back a year: alice's entry, stamped in
+	// the future now, lasts HoldingsTTL from the first prune, not a year
+	// and 15 days.
+	back := end.AddDate(-1, 0, 0)
+	h.prune(back)
+	if got := h.held(x, "", back.Add(HoldingsTTL-time.Nanosecond)); got != 3<<30 {
+		t.Errorf("after the clock went back, a nanosecond before the entry ends: %d", got)
+	}
+	if got := h.held(x, "", back.Add(HoldingsTTL)); got != 0 {
+		t.Errorf("after the clock went back, HoldingsTTL after the prune: %d, want 0", got)
+	}
+	h.state(alice, 10<<30, nil, []shardproto.Holding{hd(x, 3<<30)}, later)
+
 	// Saved and loaded, as the observer's state does.
 	b, err := json.Marshal(h.accounts)
 	if err != nil {
