@@ -65,8 +65,8 @@ const (
 const (
 	// ObserverBytes is what one trusted observer may reference here: room
 	// for its test shard and the one replacing it before its lease ends,
-	// twice over.
-	ObserverBytes = 4 * TestShardSize
+	// twice over, at the 64 KiB test shards of earlier versions.
+	ObserverBytes = 256 << 10
 	// MaxTrustedObservers bounds the trusted set.
 	MaxTrustedObservers = 1 << 16
 )

@@ -33,11 +33,14 @@ const (
 	// makes the probes that fell due since the last.
 	DefaultObserveInterval = time.Minute
 	// TestShardSize is the size of the test shard an observer puts on each
-	// node it watches and audits twice a day; TestShardLease its lease. A
-	// new test shard replaces one whose lease ends within
+	// node it watches and audits twice a day: one leaf (codec.LeafSize),
+	// the least a leaf proof can ask for, since a node holds a test shard
+	// of about every provider (16 KiB × 10,000 providers is 160 MiB; test
+	// shards of 64 KiB, before, made it 640 MiB). TestShardLease is its
+	// lease. A new test shard replaces one whose lease ends within
 	// testShardRenewBefore, so no audit ever asks for a shard whose lease
 	// ended (which the holder may delete).
-	TestShardSize        = 64 << 10
+	TestShardSize        = codec.LeafSize
 	TestShardLease       = 40 * 24 * time.Hour
 	testShardRenewBefore = 10 * 24 * time.Hour
 	// probeTimeout bounds one probe and its audit; observeParallel the
