@@ -66,6 +66,12 @@ type collectWorld struct {
 }
 
 func newCollectWorld(t *testing.T, ctx context.Context, interval time.Duration, log *slog.Logger) *collectWorld {
+	return newCollectWorldDoubting(t, ctx, interval, log, nil)
+}
+
+// newCollectWorldDoubting is newCollectWorld with node 0's collection held
+// while doubt reports true (provider.Config.ClockInDoubt).
+func newCollectWorldDoubting(t *testing.T, ctx context.Context, interval time.Duration, log *slog.Logger, doubt func() bool) *collectWorld {
 	t.Helper()
 	clock := &simClock{}
 	fleet := provider.NewFleet(provider.TestnetConfig{
@@ -75,6 +81,9 @@ func newCollectWorld(t *testing.T, ctx context.Context, interval time.Duration, 
 			cfg.CollectInterval = interval
 			if log != nil && i == 0 {
 				cfg.Logger = log
+			}
+			if i == 0 {
+				cfg.ClockInDoubt = doubt
 			}
 		},
 	})
@@ -226,6 +235,45 @@ func TestCollectAfterGrace(t *testing.T) {
 	}
 	if w.readable(t, ctx, a, idRenewed, renewed) {
 		t.Fatal("the renewed shard outlived its renewal + grace")
+	}
+}
+
+// TestCollectHeldWhileClockInDoubt: with the network's clocks more than a
+// month from the provider's (timeproto.Corrected.InDoubt), a round past
+// every lease and grace deletes nothing, fails with ErrClockInDoubt and
+// says so in the collections; once the doubt ends, the same round
+// collects the lapsed shard.
+func TestCollectHeldWhileClockInDoubt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var doubt atomic.Bool
+	w := newCollectWorldDoubting(t, ctx, -1, nil, doubt.Load)
+	a := w.owner(t)
+	data := randBytes(t, 100_000)
+	id := codec.IDOf(data)
+	lease := w.clock.Now().Add(10 * day)
+	if _, err := a.Put(ctx, w.holder, id, data, lease); err != nil {
+		t.Fatal(err)
+	}
+	// The clock a year on, and the network saying it is wrong.
+	w.clock.Advance(365 * day)
+	doubt.Store(true)
+	st, err := w.fleet.Provider(0).Collect(ctx)
+	if !errors.Is(err, provider.ErrClockInDoubt) || st != (shardstore.GCStats{}) {
+		t.Fatalf("collection with the clock in doubt: %+v, %v", st, err)
+	}
+	if !w.readable(t, ctx, a, id, data) {
+		t.Fatal("a shard was deleted while the clock was in doubt")
+	}
+	if c := w.fleet.Provider(0).Collections(); c.Rounds != 1 || c.Failed != 1 || !errors.Is(c.Last.Err, provider.ErrClockInDoubt) {
+		t.Fatalf("collections: %+v", c)
+	}
+	doubt.Store(false)
+	if st, err := w.fleet.Provider(0).Collect(ctx); err != nil || st.Shards != 1 {
+		t.Fatalf("collection once the doubt ended: %+v, %v", st, err)
+	}
+	if w.readable(t, ctx, a, id, data) {
+		t.Fatal("the lapsed shard is still served after the doubt ended")
 	}
 }
 

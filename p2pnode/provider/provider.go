@@ -91,6 +91,12 @@ type Config struct {
 	// interval after Attach. Zero means DefaultCollectInterval; negative
 	// disables the loop (Collect still works).
 	CollectInterval time.Duration
+	// ClockInDoubt, if set, holds collection while it reports true (the
+	// network's clocks are more than timeproto.MaxCorrection from Clock:
+	// timeproto.Corrected.InDoubt). A clock a year ahead would otherwise
+	// find every lease ended and delete every shard, and deleting is the
+	// one thing a provider cannot take back.
+	ClockInDoubt func() bool
 	// Admission is the admission policy: what each account may store
 	// here. The zero value enforces it with its defaults; AdmitAll turns
 	// it off (and the observer with it).
@@ -415,10 +421,21 @@ const addrsSettle = 5 * time.Second
 // lease ended at least CollectGrace ago (by the provider's clock) is
 // dropped, and every shard left without one is deleted. A shard any owner
 // renewed, or whose lease ended less than the grace ago, stays. The round
-// is logged (msg="shard collection") with what it dropped and freed.
+// is logged (msg="shard collection") with what it dropped and freed. It is
+// held, deleting nothing and failing with ErrClockInDoubt, while
+// Config.ClockInDoubt reports true.
 func (p *Provider) Collect(ctx context.Context) (shardstore.GCStats, error) {
 	start := time.Now()
 	now := p.cfg.Clock()
+	if p.cfg.ClockInDoubt != nil && p.cfg.ClockInDoubt() {
+		p.mu.Lock()
+		p.collected.Rounds++
+		p.collected.Failed++
+		p.collected.Last = CollectRound{At: now, Err: ErrClockInDoubt}
+		p.mu.Unlock()
+		p.log.Error("shard collection held: the network's clocks are more than a month from this machine's, so no lease is judged ended; set this machine's clock right")
+		return shardstore.GCStats{}, fmt.Errorf("provider: collect: %w", ErrClockInDoubt)
+	}
 	st, err := p.store.GC(ctx, now.Add(-p.cfg.CollectGrace))
 	p.mu.Lock()
 	c := &p.collected
@@ -442,6 +459,9 @@ func (p *Provider) Collect(ctx context.Context) (shardstore.GCStats, error) {
 	p.log.Info("shard collection", attrs...)
 	return st, nil
 }
+
+// ErrClockInDoubt is why a collection round was held: Config.ClockInDoubt.
+var ErrClockInDoubt = errors.New("collection held while the clock is in doubt")
 
 // Collections returns what the collection rounds did since Attach.
 func (p *Provider) Collections() Collections {

@@ -81,6 +81,17 @@ func (c *Corrected) Estimate(ctx context.Context, ask func(context.Context, func
 	return u, nil
 }
 
+// InDoubt reports whether the last estimate that succeeded put the
+// network's clocks beyond MaxCorrection from this one: either this clock
+// is wrong by more than a month, or the peers that answered are. Work that
+// cannot be undone on a wrong clock (deleting what a lease no longer
+// covers) waits while it is.
+func (c *Corrected) InDoubt() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.at.IsZero() && (c.measured > MaxCorrection || c.measured < -MaxCorrection)
+}
+
 // State is a Corrected clock's correction and its last measurement.
 type State struct {
 	// Correction is the offset applied now.

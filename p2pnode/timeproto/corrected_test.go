@@ -41,5 +41,27 @@ func TestCorrectedBounds(t *testing.T) {
 		if c.Offset() != step.want || !c.Now().Equal(base.Add(step.want)) || u.Changed != step.changed || u.Disbelieved != step.disbelieved {
 			t.Fatalf("offset %v: correction %v changed %v disbelieved %v; want %v %v %v", step.off, c.Offset(), u.Changed, u.Disbelieved, step.want, step.changed, step.disbelieved)
 		}
+		if c.InDoubt() != step.disbelieved {
+			t.Fatalf("offset %v: in doubt %v", step.off, c.InDoubt())
+		}
+	}
+	// A failed estimate keeps the doubt; one within bounds ends it, on
+	// either side.
+	for _, step := range []struct {
+		off   time.Duration
+		err   error
+		doubt bool
+	}{
+		{0, ErrTooFewPeers, true},
+		{-MaxCorrection - time.Hour, nil, true},
+		{-MaxCorrection + time.Hour, nil, false},
+	} {
+		c.Estimate(ctx, ask(step.off, step.err))
+		if c.InDoubt() != step.doubt {
+			t.Fatalf("offset %v (%v): in doubt %v", step.off, step.err, c.InDoubt())
+		}
+	}
+	if NewCorrected(func() time.Time { return base }).InDoubt() {
+		t.Fatal("a clock never compared is in doubt")
 	}
 }

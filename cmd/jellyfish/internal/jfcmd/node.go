@@ -326,7 +326,7 @@ func runNode(ctx context.Context, cmd *cobra.Command, o nodeOptions) error {
 	}
 	prov, err := provider.Attach(ctx, n, provider.Config{
 		DataDir: dataDir, Tier: o.tier, Owner: owner,
-		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery,
+		CollectGrace: o.collectGrace, CollectInterval: o.collectEvery, ClockInDoubt: clk.InDoubt,
 		Admission: admission,
 	})
 	if err != nil {
