@@ -97,16 +97,32 @@ func take(list *[]unrefContent, grace time.Duration, now time.Time) []unrefConte
 	return due
 }
 
+// clockDoubter is the optional ability of a network to tell that the
+// session's clock is in doubt (timeproto.Corrected.InDoubt).
+type clockDoubter interface{ ClockInDoubt() bool }
+
+var _ clockDoubter = (*clientNet)(nil)
+
+// errCleanupClockInDoubt is why cleanup deleted nothing.
+var errCleanupClockInDoubt = errors.New("jellyfish: cleanup held: the network's clocks are more than a month from this machine's, and the retention window is measured on it; set this machine's clock right")
+
 // cleanUp deletes the shards of contents no live entry refers to, once
 // they have been unreferenced for at least grace (the retention window: a
 // wrong-way sync can be undone from the log until then, and a process that
 // loaded the namespace earlier may still read them); it rewrites packs
 // that are mostly empty, collects this device's old log batches and the
 // checkpoint nodes no device's checkpoint uses. A shard still referenced
-// by any live entry (a server-side copy shares shards) is kept.
+// by any live entry (a server-side copy shares shards) is kept. Nothing
+// is deleted while the network says the clock is in doubt.
 func (s *session) cleanUp(ctx context.Context, grace time.Duration) error {
 	if err := s.flush(ctx); err != nil {
 		return err
+	}
+	if d, ok := s.net.(clockDoubter); ok && d.ClockInDoubt() {
+		// The retention window is measured on this clock: one more than a
+		// month ahead would end every window at once, and with them the
+		// undo of every recent deletion.
+		return errCleanupClockInDoubt
 	}
 	// Repacked packs are published before their old objects can go.
 	repacked, repackErr := s.repack(ctx, grace)

@@ -170,6 +170,10 @@ func (n *clientNet) watchPeers(ctx context.Context) {
 	}()
 }
 
+// ClockInDoubt reports whether the peers' clocks were last found more
+// than timeproto.MaxCorrection from this machine's.
+func (n *clientNet) ClockInDoubt() bool { return n.clock.InDoubt() }
+
 // Now is the network's clock: Jellyfish's corrected by its peers'.
 func (n *clientNet) Now() time.Time { return n.now() }
 

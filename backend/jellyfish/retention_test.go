@@ -2,6 +2,7 @@ package jellyfish
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 // TestRetentionWindow deletes a file and runs CleanUp on either side of
 // the retention window (30 days by default), on a clock the test moves:
 // a day before the window ends the shards are all still held, a day after
-// it they are freed.
+// it they are freed. A year on, with the network saying the clock is in
+// doubt, cleanup deletes nothing.
 func TestRetentionWindow(t *testing.T) {
 	a := newMemAccount(t, 4)
 	clock := &fakeClock{now: time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)}
@@ -61,6 +63,18 @@ func TestRetentionWindow(t *testing.T) {
 	if held != len(shards) {
 		t.Fatalf("%d of gone.bin's %d shards held before cleanup", held, len(shards))
 	}
+	// With the network saying the clock is in doubt, a cleanup past the
+	// window deletes nothing: the window is measured on that clock.
+	clock.Advance(365 * 24 * time.Hour)
+	a.net.SetClockInDoubt(true)
+	if err := dev.CleanUp(ctx); !errors.Is(err, errCleanupClockInDoubt) {
+		t.Fatalf("cleanup with the clock in doubt: %v", err)
+	}
+	if n := stillHeld(); n != held {
+		t.Fatalf("%d of gone.bin's %d shards held after a cleanup with the clock in doubt", n, held)
+	}
+	clock.Advance(-365 * 24 * time.Hour)
+	a.net.SetClockInDoubt(false)
 	for _, step := range []struct {
 		after time.Duration
 		freed bool

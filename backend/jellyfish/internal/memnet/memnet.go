@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -68,6 +69,7 @@ type Network struct {
 	// the account do.
 	holdingsIn map[peer.ID]int
 	uncounting map[peer.ID]bool
+	doubt      atomic.Bool
 }
 
 // New returns a network of n provider nodes.
@@ -658,6 +660,14 @@ func (s *Shards) Holdings(ctx context.Context, p peer.ID, hs []shardproto.Holdin
 	s.n.holdings[p] = slices.Clone(hs)
 	return fmt.Sprintf("counted %d of %d", len(hs), len(hs)), nil
 }
+
+// SetClockInDoubt says whether the network finds the clock of the
+// sessions using it in doubt (more than a month from its own), as a real
+// network's clock comparison does.
+func (n *Network) SetClockInDoubt(on bool) { n.doubt.Store(on) }
+
+// ClockInDoubt reports what SetClockInDoubt set.
+func (n *Network) ClockInDoubt() bool { return n.doubt.Load() }
 
 // SetUncounting makes node p answer holdings statements as a provider
 // that vetted no node of the account: not counted, and not kept.
