@@ -19,8 +19,9 @@ const (
 	// two weekly maintenance rounds of a device and a day.
 	HoldingsTTL = 15 * 24 * time.Hour
 	// MaxHoldingsPerAccount bounds the holders one account's statements
-	// name here; MaxHoldingEntries all the entries kept. Past either, new
-	// holders are not counted until entries expire.
+	// name here; MaxHoldingEntries all the entries kept. Past either, a
+	// new entry replaces one that counts less (evictSmaller), or is not
+	// counted.
 	MaxHoldingsPerAccount = 4096
 	MaxHoldingEntries     = 1 << 18
 )
@@ -97,6 +98,80 @@ func (h *holdings) index(holder, account peer.ID) {
 	x.stale = true
 }
 
+// evictSamples is how many accounts evictSmaller looks at among all.
+const evictSamples = 16
+
+// evictSmaller removes the entry that counts least, if it counts less
+// than w: among all of one account's entries when from holds that account
+// alone, else among one entry each of up to evictSamples accounts of from
+// (map order, so a different few each time). An expired entry counts
+// nothing. An account other than stating that lost an entry is summed
+// anew. It reports whether it removed one.
+func (h *holdings) evictSmaller(stating peer.ID, from map[peer.ID]*accountHoldings, w int64, now time.Time) bool {
+	var (
+		minAcct, minHolder peer.ID
+		minW               int64 = -1
+	)
+	consider := func(acct, holder peer.ID, a *accountHoldings, e holdingEntry) {
+		// The stating account's entries are weighed as its new one is
+		// (its sum is being restated); the others' as they count.
+		v := a.scaled(e)
+		if acct == stating {
+			v = min(e.Bytes, a.Cap)
+		}
+		if now.Sub(e.At) >= HoldingsTTL {
+			v = 0
+		}
+		if minW < 0 || v < minW {
+			minAcct, minHolder, minW = acct, holder, v
+		}
+	}
+	if len(from) == 1 {
+		for acct, a := range from {
+			for holder, e := range a.Entries {
+				consider(acct, holder, a, e)
+			}
+		}
+	} else {
+		seen := 0
+		for acct, a := range from {
+			for holder, e := range a.Entries {
+				consider(acct, holder, a, e)
+				break
+			}
+			if seen++; seen >= evictSamples {
+				break
+			}
+		}
+	}
+	if minW < 0 || minW >= w {
+		return false
+	}
+	h.remove(minAcct, minHolder)
+	if minAcct != stating {
+		h.retotal(minAcct)
+	}
+	return true
+}
+
+// retotal sums account's entries anew after one was removed, marking the
+// holders it names for summing, and drops the account if it names none.
+func (h *holdings) retotal(account peer.ID) {
+	a := h.accounts[account]
+	if a == nil {
+		return
+	}
+	if len(a.Entries) == 0 {
+		delete(h.accounts, account)
+		return
+	}
+	a.Total = 0
+	for holder, e := range a.Entries {
+		a.Total += e.Bytes
+		h.byHolder[holder].stale = true
+	}
+}
+
 func (h *holdings) remove(account, holder peer.ID) {
 	a := h.accounts[account]
 	if _, ok := a.Entries[holder]; !ok {
@@ -140,8 +215,22 @@ next:
 			continue
 		}
 		if _, ok := a.Entries[s.Holder]; !ok {
-			if len(a.Entries) >= MaxHoldingsPerAccount || h.entries >= MaxHoldingEntries {
-				continue
+			// Past a bound, a new entry takes the place of a smaller one:
+			// of the account's own past MaxHoldingsPerAccount, of a few
+			// sampled among all past MaxHoldingEntries. So the entries
+			// kept are the ones that count most, not the first to come
+			// (in a network of thousands, a provider hears more than it
+			// keeps, and a node new to it must still be counted).
+			w := min(s.Bytes, capBytes)
+			switch {
+			case len(a.Entries) >= MaxHoldingsPerAccount:
+				if !h.evictSmaller(account, map[peer.ID]*accountHoldings{account: a}, w, now) {
+					continue
+				}
+			case h.entries >= MaxHoldingEntries:
+				if !h.evictSmaller(account, h.accounts, w, now) {
+					continue
+				}
 			}
 			h.entries++
 			h.index(s.Holder, account)

@@ -92,10 +92,35 @@ func TestHoldingsCounted(t *testing.T) {
 	if h.entries != MaxHoldingsPerAccount+1 {
 		t.Errorf("%d entries", h.entries)
 	}
-	// And all accounts together at most MaxHoldingEntries.
+	// Past it, a larger entry takes the place of one of the smallest: ten
+	// holders of 1 GiB each replace ten of carol's 1-byte ones.
+	var big []shardproto.Holding
+	for i := range 10 {
+		big = append(big, hd(peer.ID(fmt.Sprintf("big-%02d", i)), 1<<30))
+	}
+	if n := h.state(carol, 100<<30, nil, big, end); n != 10 || len(h.accounts[carol].Entries) != MaxHoldingsPerAccount {
+		t.Errorf("carol's large entries past her bound: %d counted, %d kept", n, len(h.accounts[carol].Entries))
+	}
+	if got := h.held(big[9].Holder, "", end); got != 1<<30 {
+		t.Errorf("a large entry that replaced a small one counts %d", got)
+	}
+	// And all accounts together at most MaxHoldingEntries: a 1-byte entry
+	// is not counted (none counts less), a 2 GiB one replaces the smallest
+	// sampled (every account is sampled here, and only alice's 3 GiB
+	// entry counts more).
 	h.entries = MaxHoldingEntries
 	if n := h.state(keyID(t), 1<<30, nil, []shardproto.Holding{hd(x, 1)}, end); n != 0 {
 		t.Errorf("past the bound of all entries: %d counted", n)
+	}
+	dave := keyID(t)
+	if n := h.state(dave, 4<<30, nil, []shardproto.Holding{hd(y, 2<<30)}, end); n != 1 || h.entries != MaxHoldingEntries {
+		t.Errorf("a large entry past the bound of all: %d counted, %d entries", n, h.entries)
+	}
+	if got := h.held(y, "", end); got != 2<<30 {
+		t.Errorf("it counts %d", got)
+	}
+	if got := h.held(x, "", end); got != 3<<30 {
+		t.Errorf("alice's larger entry was replaced: x holds %d", got)
 	}
 }
 
