@@ -252,6 +252,9 @@ type Clock struct {
 	Peers                int       `json:"peers"`
 	MeasuredAt           time.Time `json:"measured_at,omitzero"`
 	Error                string    `json:"error,omitempty"`
+	// InDoubt: that offset is beyond what the node corrects
+	// (timeproto.Corrected.InDoubt); shard collection waits meanwhile.
+	InDoubt bool `json:"in_doubt"`
 }
 
 // RoundStatus is what one kind of background round did since the node
@@ -337,7 +340,7 @@ func (s *Status) Snapshot() Snapshot {
 
 	if s.cfg.Clock != nil {
 		cs := s.cfg.Clock.State()
-		c := &Clock{CorrectionSeconds: cs.Correction.Seconds(), Peers: cs.Peers}
+		c := &Clock{CorrectionSeconds: cs.Correction.Seconds(), Peers: cs.Peers, InDoubt: s.cfg.Clock.InDoubt()}
 		if !cs.At.IsZero() {
 			off := cs.Measured.Seconds()
 			c.NetworkOffsetSeconds = &off

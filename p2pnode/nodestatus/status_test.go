@@ -202,8 +202,23 @@ func TestStatusShowsNodeState(t *testing.T) {
 	if s.Records.Records < 1 || s.Records.Marks < 1 {
 		t.Errorf("records %+v", s.Records)
 	}
-	if s.Clock == nil || s.Clock.NetworkOffsetSeconds != nil || s.Clock.Error == "" || s.Clock.CorrectionSeconds != 0 {
+	if s.Clock == nil || s.Clock.NetworkOffsetSeconds != nil || s.Clock.Error == "" || s.Clock.CorrectionSeconds != 0 || s.Clock.InDoubt {
 		t.Errorf("clock %+v", s.Clock)
+	}
+	// Peers that put the clock a year off: in doubt, on the JSON and the
+	// page.
+	yearOff := func(context.Context, func() time.Time) (time.Duration, []timeproto.Sample, error) {
+		return 365 * 24 * time.Hour, make([]timeproto.Sample, 5), nil
+	}
+	if _, err := clk.Estimate(ctx, yearOff); err != nil {
+		t.Fatal(err)
+	}
+	var doubted nodestatus.Snapshot
+	if _, body := get(t, urls[0]+"/status.json", ""); json.Unmarshal([]byte(body), &doubted) != nil || doubted.Clock == nil || !doubted.Clock.InDoubt {
+		t.Errorf("clock a year off: %+v", doubted.Clock)
+	}
+	if _, page := get(t, urls[0]+"/", ""); !strings.Contains(page, `id="clock-doubt"`) {
+		t.Error("the page does not say the clock is in doubt")
 	}
 	if s.Allowance != nodestatus.NotComputed || s.Standing != nodestatus.NotComputed {
 		t.Errorf("allowance %q, standing %q", s.Allowance, s.Standing)

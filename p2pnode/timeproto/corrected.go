@@ -128,5 +128,8 @@ func (c *Corrected) Status() map[string]any {
 	out["network_offset"] = st.Measured.Round(time.Millisecond).String()
 	out["peers"] = st.Peers
 	out["measured"] = st.At.UTC().Format(time.RFC3339)
+	if st.Measured > MaxCorrection || st.Measured < -MaxCorrection {
+		out["in_doubt"] = "the network's clocks are more than 30 days from this machine's: deletions wait until this machine's clock is set right"
+	}
 	return out
 }
