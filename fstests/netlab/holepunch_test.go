@@ -115,25 +115,42 @@ func TestHolePunch(t *testing.T) {
 	}
 	t.Logf("node status: %s", s.Network.HolePunching)
 
-	// A client behind a port-restricted router stores a file with one
+	// A client behind a port-restricted router stores files with one
 	// shard of each segment on each of six providers: placement finds the
 	// punched node through the relays that hold its reservations, reaches
 	// it by a hole punch and gives it its share; the node behind a
-	// symmetric NAT, which no punch reaches, gets nothing.
+	// symmetric NAT, which no punch reaches, gets nothing. A punch that
+	// the NATs allow still fails now and then (the goal above is 18 of
+	// 20), and each upload process punches once, so three uploads, each
+	// its own process, must give the punched node shards at least once
+	// (all three fail about once in 8,000 runs at 1 in 20).
 	src := t.TempDir()
-	data := make([]byte, 6<<20)
-	for i := range data {
-		data[i] = byte(i * 13 / 7)
+	const uploads = 3
+	gave := 0
+	for u := range uploads {
+		data := make([]byte, 2<<20)
+		for i := range data {
+			data[i] = byte(i*13/7 + u)
+		}
+		name := fmt.Sprintf("f%d.bin", u)
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = punched.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Storage.Shards
+		jf(t, ctx, clientHome, remote, "copyto", filepath.Join(src, name), "jellyfish:h/"+name, "--jellyfish-data-dir", t.TempDir())
+		if s, err = punched.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s.Storage.Shards > before {
+			gave++
+		}
 	}
-	if err := os.WriteFile(filepath.Join(src, "f.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	jf(t, ctx, clientHome, remote, "copy", src, "jellyfish:h", "--jellyfish-data-dir", t.TempDir())
-	if s, err = punched.Status(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if s.Storage.Shards == 0 {
-		t.Fatal("placement gave the hole-punched node no shard")
+	t.Logf("placement gave the hole-punched node shards in %d of %d uploads", gave, uploads)
+	if gave == 0 {
+		t.Fatalf("placement gave the hole-punched node no shard in %d uploads", uploads)
 	}
 	ss, err := symNode.Status(ctx)
 	if err != nil {
