@@ -18,6 +18,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/ns"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // The devices of an account come and go: every device slot (a machine, a
@@ -732,8 +733,11 @@ func (s *session) wasRetired(ctx context.Context, dev ns.DeviceID, heads *accoun
 		return false, nil
 	}
 	pub, err := s.mgr.Lookup(ctx, s.acct.ID())
-	if errors.Is(err, account.ErrNotFound) {
-		return false, nil // published again from the slot's copy later
+	if errors.Is(err, account.ErrNotFound) || errors.Is(err, record.ErrStale) {
+		// Published again from the slot's copy later (openSession): a
+		// record that is gone, or served only in versions older than
+		// this slot's node has seen.
+		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("jellyfish: account record: %w", err)

@@ -950,3 +950,27 @@ func received(a *memAccount) map[peer.ID]int {
 	}
 	return m
 }
+
+// TestOpenWithAccountRecordServedStale: the network serves only an older
+// account record than this slot's node has seen (a process killed while
+// publishing a newer one). The next command on the slot opens the account
+// all the same, after publishing this slot's copy again, and reads what
+// was stored.
+func TestOpenWithAccountRecordServedStale(t *testing.T) {
+	a := newMemAccount(t, 6)
+	dir := t.TempDir()
+	dev := a.openDevice(t, dir, testOptions(t, nil))
+	mustPut(t, dev, "a.txt", []byte("kept"))
+	mustFlush(t, dev)
+	key := account.AccountKey(dev.s.acct.ID())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := dev.s.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.net.FailGetOnce(key, fmt.Errorf("client: get %q: %w", key, record.ErrStale))
+	again := a.openDevice(t, dir, testOptions(t, nil))
+	if got := mustRead(t, again, "a.txt"); string(got) != "kept" {
+		t.Fatalf("a.txt reads %q", got)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/account"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/atomicfile"
 	"github.com/jellyfish-p2p/jellyfish/p2pnode/caretaker"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/record"
 )
 
 // network is what a session needs from the peer network: the shard
@@ -391,11 +392,13 @@ func openSession(ctx context.Context, key string, opt *Options, user account.Use
 	mark("account")
 	pub, err := s.checkListed(ctx)
 	if err != nil {
-		if !errors.Is(err, account.ErrNotFound) {
+		if !errors.Is(err, account.ErrNotFound) && !errors.Is(err, record.ErrStale) {
 			return nil, err
 		}
 		// The network forgot the account record (no device ran for over
-		// its lifetime): publish it again from this slot's copy.
+		// its lifetime), or serves only one older than this slot's node
+		// has seen (a process killed while publishing a newer one):
+		// publish it again from this slot's copy.
 		if cerr := s.careForRecords(ctx); cerr != nil {
 			return nil, fmt.Errorf("%w (and no copy of it here could be published again: %v)", err, cerr)
 		}

@@ -180,8 +180,9 @@ func (c *Caretaker) Run(ctx context.Context, interval time.Duration) {
 // keep looks up the record at key and returns the raw record now on the
 // network (after any re-signing), or nil if there is none. A record with
 // less than MinLeft of life is re-signed; one the network no longer holds
-// is published again from the local copy. A key with neither is left
-// alone (a device that never published a head).
+// is published again from the local copy, and so is one of which the
+// network serves only versions older than this node has seen. A key with
+// neither is left alone (a device that never published a head).
 func (c *Caretaker) keep(ctx context.Context, key string, kind record.Kind, signer crypto.PrivKey, st *Stats) ([]byte, error) {
 	if c.cfg.Skip != nil && c.cfg.Skip(key) {
 		return nil, nil
@@ -197,9 +198,13 @@ func (c *Caretaker) keep(ctx context.Context, key string, kind record.Kind, sign
 		if !rec.Expires.After(now) {
 			rec = nil // expired: the validators' clock is behind ours
 		}
-	} else if !errors.Is(err, account.ErrNotFound) {
+	} else if !errors.Is(err, account.ErrNotFound) && !errors.Is(err, record.ErrStale) {
 		return nil, fmt.Errorf("caretaker: %s: %w", key, err)
 	}
+	// Stale: the peers serve only a record older than one this node has
+	// seen (a process killed while its newer record was on the way to
+	// them). The copy, signed again above anything seen, mends it; left
+	// alone, the account could not be opened here again.
 	copyPath := filepath.Join(c.cfg.Dir, name(key))
 	restored := false
 	if rec == nil {

@@ -1,8 +1,10 @@
 package caretaker
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -219,5 +221,61 @@ func TestRecoveryRecordKeptAlive(t *testing.T) {
 	}
 	if _, err := w.mgr.Login(ctx, user, newPassword); err != nil {
 		t.Fatalf("new password: %v", err)
+	}
+}
+
+// staleRecords serves record.ErrStale for one key, as a node does whose
+// peers hold only versions older than it has seen.
+type staleRecords struct {
+	account.Records
+	key string
+}
+
+func (s staleRecords) Get(ctx context.Context, key string) ([]byte, error) {
+	if key == s.key {
+		return nil, fmt.Errorf("client: get %q: %w", key, record.ErrStale)
+	}
+	return s.Records.Get(ctx, key)
+}
+
+// TestStaleRecordRestored: the peers serve only versions of the account
+// record older than this node has seen (a process killed while its newer
+// record was on the way to them). The round publishes the local copy
+// again above every version seen, so the account opens again.
+func TestStaleRecordRestored(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	c, err := New(Config{Records: w.recs, Account: w.acct, Dir: dir, Clock: w.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := account.AccountKey(w.acct.ID())
+	before, err := w.recs.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := account.VerifyOwned(key, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = New(Config{Records: staleRecords{w.recs, key}, Account: w.acct, Dir: dir, Clock: w.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Tick(ctx)
+	if err != nil || st.Restored != 1 {
+		t.Fatalf("round with a stale account record: %+v, %v", st, err)
+	}
+	after, err := w.recs.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := account.VerifyOwned(key, after)
+	if err != nil || rec.Seq <= old.Seq || !bytes.Equal(rec.Body, old.Body) {
+		t.Fatalf("republished account record: seq %d (was %d), same body %v, %v", rec.Seq, old.Seq, bytes.Equal(rec.Body, old.Body), err)
 	}
 }
