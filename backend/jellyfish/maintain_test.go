@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/jellyfish-p2p/jellyfish/backend/jellyfish/internal/memnet"
@@ -583,14 +582,7 @@ func TestMaintenanceKeepsAuditEvidence(t *testing.T) {
 // `jellyfish node --account-config` does for the node it runs.
 func linkNode(t *testing.T, dev *Fs) peer.ID {
 	t.Helper()
-	_, pub, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testPeers(t, 1)[0]
 	if _, err := dev.s.mgr.Update(context.Background(), dev.s.acct, account.AddNode(id)); err != nil {
 		t.Fatal(err)
 	}
@@ -616,21 +608,14 @@ func TestHoldingsStatedWhereTheyCount(t *testing.T) {
 		mustPut(t, dev, fmt.Sprintf("f%d.bin", i), randomBytes(t, 20000))
 	}
 	mustFlush(t, dev)
-	received := func() map[peer.ID]int {
-		m := map[peer.ID]int{}
-		for _, p := range a.net.Nodes() {
-			m[p] = a.net.HoldingsReceived(p)
-		}
-		return m
-	}
 	round := func(what string) (maintainStats, map[peer.ID]int) {
 		t.Helper()
-		before := received()
+		before := received(a)
 		st, err := dev.s.maintain(ctx, maintainOptions{})
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		after := received()
+		after := received(a)
 		sent := map[peer.ID]int{}
 		total := 0
 		for p, n := range after {

@@ -154,8 +154,9 @@ func (h *holdings) evictSmaller(stating peer.ID, from map[peer.ID]*accountHoldin
 	return true
 }
 
-// retotal sums account's entries anew after one was removed, marking the
-// holders it names for summing, and drops the account if it names none.
+// retotal sums account's entries anew after some were removed, marking
+// the holders it names for summing, and drops the account if it names
+// none.
 func (h *holdings) retotal(account peer.ID) {
 	a := h.accounts[account]
 	if a == nil {
@@ -308,17 +309,8 @@ func (h *holdings) prune(now time.Time) {
 				changed = true
 			}
 		}
-		if !changed {
-			continue
-		}
-		if len(a.Entries) == 0 {
-			delete(h.accounts, account)
-			continue
-		}
-		a.Total = 0
-		for holder, e := range a.Entries {
-			a.Total += e.Bytes
-			h.byHolder[holder].stale = true
+		if changed {
+			h.retotal(account)
 		}
 	}
 }
