@@ -14,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -64,6 +65,9 @@ type Client struct {
 	n     *node.Node
 	recs  *Records
 	reads *readsHost // nil with Config.NoTCPReads
+	// shardHost is the node's host, finding the addresses of holders it
+	// has none for (route.go); shard traffic goes through it.
+	shardHost host.Host
 }
 
 // New starts a client-mode node with every Jellyfish record kind and
@@ -107,6 +111,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, errors.Join(err, n.Close())
 	}
 	cl := &Client{n: n, recs: NodeRecords(n)}
+	cl.shardHost = newShardHost(cl)
 	if !cfg.NoTCPReads {
 		cl.reads, err = newReadsHost(n.Host(), cmp.Or(ncfg.TCPCongestion, node.DefaultCongestion), n.Logger())
 		if err != nil {
@@ -133,13 +138,14 @@ func (c *Client) Records() account.Records { return c.recs }
 
 // Shards returns a shard protocol client that signs as ownerKey (an
 // Ed25519 key: the account's identity key, so holders account shards to
-// the account) and reaches holders through the client's host, and for
-// reads through the TCP reads host where it is connected.
+// the account) and reaches holders through the client's host, finding
+// the addresses of those it does not know, and for reads through the TCP
+// reads host where it is connected.
 func (c *Client) Shards(ownerKey crypto.PrivKey, opts ...shardproto.ClientOption) (*shardproto.Client, error) {
 	if c.reads != nil {
 		opts = append([]shardproto.ClientOption{shardproto.WithReadRoute(c.reads.route)}, opts...)
 	}
-	return shardproto.NewClient(c.n.Host(), ownerKey, opts...)
+	return shardproto.NewClient(c.shardHost, ownerKey, opts...)
 }
 
 // ProviderInfo is a provider the client can place shards on.

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -21,3 +22,6 @@ func (c *Client) ReadsHost(p peer.ID) (peer.ID, bool) {
 
 // ReadStreams returns how many streams the reads host has opened.
 func (c *Client) ReadStreams() int64 { return c.reads.streams.Load() }
+
+// ShardHost returns the host shard traffic goes through.
+func (c *Client) ShardHost() host.Host { return c.shardHost }

@@ -1,0 +1,144 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
+	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/sync/singleflight"
+)
+
+// findHolderTimeout bounds one search for a holder's addresses. Callers
+// waiting on it share it, and it runs on after the first one gives up,
+// so the next caller finds it done.
+const findHolderTimeout = 15 * time.Second
+
+// holderRouting finds a holder's addresses for the host that carries the
+// client's shard traffic (routedhost), when the peerstore has none — in a
+// network larger than a routing table, a fresh process knows almost none
+// of the holders its references name — or when a dial to the ones known
+// failed (the holder moved, or restarted on other ports).
+//
+// It reads the holder's node record: the addresses the node publishes
+// whenever they change, relayed ones included for a node behind a NAT,
+// which a DHT lookup does not find (such a node is no DHT server). Only
+// for a holder with no known address and no record to read does a DHT
+// lookup ask the peers closest to it, which know the addresses of those
+// they are connected to; after a failed dial, a record naming nothing new
+// ends the search (a dead holder costs one record read, not a lookup).
+// An answer is kept for findHolderMemo, so the reads of one file, which
+// ask the same holders segment after segment, search each once.
+type holderRouting struct {
+	c      *Client
+	flight singleflight.Group
+
+	mu   sync.Mutex
+	memo map[peer.ID]foundHolder
+}
+
+// foundHolder is a search's answer and when it was found.
+type foundHolder struct {
+	info peer.AddrInfo
+	err  error
+	at   time.Time
+}
+
+// findHolderMemo is how long a search's answer is kept; memoPrune is the
+// number of answers past which expired ones are dropped.
+const (
+	findHolderMemo = 30 * time.Second
+	memoPrune      = 1024
+)
+
+// FindPeer is routedhost.Routing.
+func (r *holderRouting) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+	if f, ok := r.remembered(id); ok {
+		return f.info, f.err
+	}
+	ch := r.flight.DoChan(string(id), func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), findHolderTimeout)
+		defer cancel()
+		info, err := r.find(lctx, id)
+		r.remember(id, foundHolder{info: info, err: err, at: time.Now()})
+		return info, err
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return peer.AddrInfo{}, res.Err
+		}
+		return res.Val.(peer.AddrInfo), nil
+	case <-ctx.Done():
+		return peer.AddrInfo{}, ctx.Err()
+	}
+}
+
+func (r *holderRouting) remembered(id peer.ID) (foundHolder, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.memo[id]
+	if !ok || time.Since(f.at) > findHolderMemo {
+		return foundHolder{}, false
+	}
+	return f, true
+}
+
+func (r *holderRouting) remember(id peer.ID, f foundHolder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.memo == nil {
+		r.memo = map[peer.ID]foundHolder{}
+	}
+	if len(r.memo) >= memoPrune {
+		for p, old := range r.memo {
+			if time.Since(old.at) > findHolderMemo {
+				delete(r.memo, p)
+			}
+		}
+	}
+	r.memo[id] = f
+}
+
+func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+	n := r.c.n
+	known := n.Host().Peerstore().Addrs(id)
+	rctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	info, _, recErr := n.NodeInfo(rctx, id)
+	cancel()
+	switch {
+	case recErr == nil && hasNew(info.Addrs, known):
+		n.Logger().Debug("holder found by its node record", "peer", id, "addrs", len(info.Addrs))
+		return peer.AddrInfo{ID: id, Addrs: info.Addrs}, nil
+	case recErr == nil:
+		return peer.AddrInfo{}, fmt.Errorf("client: find %s: its node record names no address not tried already", id.ShortString())
+	case len(known) > 0:
+		return peer.AddrInfo{}, fmt.Errorf("client: find %s: %w", id.ShortString(), recErr)
+	}
+	pi, err := n.DHT().FindPeer(ctx, id)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("client: find %s: no node record (%v), not found in the DHT (%w)", id.ShortString(), recErr, err)
+	}
+	n.Logger().Debug("holder found in the DHT", "peer", id, "addrs", len(pi.Addrs))
+	return pi, nil
+}
+
+// hasNew reports whether addrs holds an address not in known.
+func hasNew(addrs, known []ma.Multiaddr) bool {
+	for _, a := range addrs {
+		if !slices.ContainsFunc(known, a.Equal) {
+			return true
+		}
+	}
+	return false
+}
+
+// newShardHost wraps the client's host so that dials find holders'
+// addresses as above.
+func newShardHost(c *Client) *routedhost.RoutedHost {
+	return routedhost.Wrap(c.n.Host(), &holderRouting{c: c})
+}

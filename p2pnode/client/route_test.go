@@ -1,0 +1,115 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/jellyfish-p2p/jellyfish/codec"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/client"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/localnet"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/node"
+	"github.com/jellyfish-p2p/jellyfish/p2pnode/provider"
+)
+
+// TestShardsFindHolders: a shard client reaches holders whose addresses
+// its host does not know, as a fresh process does in a network larger
+// than a routing table: the holder's node record names them. A holder
+// whose known address is wrong (it moved) is found the same way, and a
+// node with no record at all is found by a DHT lookup.
+func TestShardsFindHolders(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, _, err := provider.StartTestnet(ctx, t.TempDir(), 5, provider.TestnetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := c.Shards(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Node().Host()
+	data := bytes.Repeat([]byte("a holder found by its record "), 1000)
+	id := codec.IDOf(data)
+	for _, i := range []int{2, 3} {
+		if _, err := sh.Put(ctx, nw.ID(i), id, data, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// forget cuts the client off from p and leaves addrs (none: nothing)
+	// as all its host knows of p.
+	forget := func(p peer.ID, addrs ...ma.Multiaddr) {
+		t.Helper()
+		if err := h.Network().ClosePeer(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := localnet.WaitFor(ctx, func() bool { return h.Network().Connectedness(p) != network.Connected }); err != nil {
+			t.Fatal(err)
+		}
+		h.Peerstore().ClearAddrs(p)
+		h.Peerstore().AddAddrs(p, addrs, peerstore.TempAddrTTL)
+	}
+	get := func(p peer.ID) {
+		t.Helper()
+		rc, _, err := sh.Get(ctx, p, id)
+		if err != nil {
+			t.Fatalf("get from %s: %v", p.ShortString(), err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("get from %s: %d bytes, err %v", p.ShortString(), len(got), err)
+		}
+	}
+
+	forget(nw.ID(2))
+	get(nw.ID(2))
+
+	// A port nothing listens on: the dial fails, and the record names
+	// the holder's real addresses.
+	dead, err := ma.NewMultiaddr("/ip4/127.0.0.1/tcp/9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forget(nw.ID(3), dead)
+	get(nw.ID(3))
+
+	// A DHT server with no node record.
+	plain, err := node.New(ctx, node.Config{
+		DataDir:        t.TempDir(),
+		ListenAddrs:    []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")},
+		BootstrapPeers: nw.Node(1).Addrs(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := localnet.WaitFor(ctx, func() bool { return nw.Node(4).DHT().RoutingTable().Find(plain.ID()) != "" }); err != nil {
+		t.Fatal("the record-less node never joined the routing tables")
+	}
+	forget(plain.ID())
+	if err := c.ShardHost().Connect(ctx, peer.AddrInfo{ID: plain.ID()}); err != nil {
+		t.Fatalf("connect to a node with no record, by a DHT lookup: %v", err)
+	}
+}
