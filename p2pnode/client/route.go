@@ -111,6 +111,17 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 	info, _, recErr := n.NodeInfo(rctx, id)
 	cancel()
 	switch {
+	case recErr == nil && hasNew(info.Addrs, known) && ReachabilityOf(info.Addrs) == ReachRelayed:
+		// Behind a NAT: the holder starts a hole punch when the relayed
+		// connection reaches it, and this host must be ready to answer
+		// (Reach waits the same way). A shard stream cannot use the
+		// relayed connection itself, so without a punch there is no point
+		// in making one.
+		if !r.c.PunchReady(ctx) {
+			return peer.AddrInfo{}, fmt.Errorf("client: find %s: it is behind a NAT, reached only by a hole punch, and this client can take part in none (it knows no public address of its own)", id.ShortString())
+		}
+		n.Logger().Debug("holder behind a NAT found by its node record", "peer", id, "addrs", len(info.Addrs))
+		return peer.AddrInfo{ID: id, Addrs: info.Addrs}, nil
 	case recErr == nil && hasNew(info.Addrs, known):
 		n.Logger().Debug("holder found by its node record", "peer", id, "addrs", len(info.Addrs))
 		return peer.AddrInfo{ID: id, Addrs: info.Addrs}, nil
