@@ -203,18 +203,32 @@ func (c *Caretaker) keep(ctx context.Context, key string, kind record.Kind, sign
 	}
 	// Stale: the peers serve only a record older than one this node has
 	// seen (a process killed while its newer record was on the way to
-	// them). The copy, signed again above anything seen, mends it; left
-	// alone, the account could not be opened here again.
+	// them). The newest version at hand — the copy, or the best the peers
+	// still serve — signed again above the mark mends it; left alone, the
+	// account could not be opened here again.
+	var stale staleAnswer
+	seen := uint64(0)
+	if errors.As(err, &stale) {
+		seen = stale.SeenSeq()
+	}
 	copyPath := filepath.Join(c.cfg.Dir, name(key))
 	restored := false
 	if rec == nil {
-		// Gone from the network: the copy, if any, says what it was.
+		// Gone from the network: the copy, if any, says what it was. A
+		// key this node keeps no copy of is not its to restore.
 		b, err := os.ReadFile(copyPath)
 		if err != nil {
 			return nil, nil
 		}
 		if rec, err = account.VerifyOwned(key, b); err != nil {
 			return nil, fmt.Errorf("caretaker: the copy of %s: %w", key, err)
+		}
+		// A version the peers still serve that is newer than the copy
+		// (written since, by another device) is not rolled back.
+		if stale != nil && stale.StaleRecord() != nil {
+			if served, err := account.VerifyOwned(key, stale.StaleRecord()); err == nil && served.Seq > rec.Seq {
+				rec = served
+			}
 		}
 		restored = true
 	} else if err := c.save(copyPath, rec, raw); err != nil {
@@ -223,7 +237,7 @@ func (c *Caretaker) keep(ctx context.Context, key string, kind record.Kind, sign
 	if !restored && rec.Expires.Sub(now) >= c.cfg.MinLeft {
 		return raw, nil
 	}
-	next := record.Record{Kind: kind, Seq: rec.Seq + 1, Expires: now.Add(c.cfg.Lifetime), Body: rec.Body}
+	next := record.Record{Kind: kind, Seq: max(rec.Seq, seen) + 1, Expires: now.Add(c.cfg.Lifetime), Body: rec.Body}
 	nraw, err := next.Sign(key, signer)
 	if err != nil {
 		return raw, err
@@ -251,6 +265,15 @@ func (c *Caretaker) save(path string, rec *record.Record, raw []byte) error {
 		return fmt.Errorf("caretaker: keep a copy: %w", err)
 	}
 	return nil
+}
+
+// staleAnswer is a records error saying the peers serve only versions
+// older than this node's high-water mark (client.StaleError): the mark,
+// and the best version they serve.
+type staleAnswer interface {
+	error
+	SeenSeq() uint64
+	StaleRecord() []byte
 }
 
 // name is the file name of key's copy.

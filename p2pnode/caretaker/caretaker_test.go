@@ -47,7 +47,8 @@ type world struct {
 	recs  account.Records
 	mgr   *account.Manager
 	acct  *account.Account
-	head  string // the device's head key
+	head  string     // the device's head key
+	node  *node.Node // the node recs reads and writes through
 }
 
 func newWorld(t *testing.T) *world {
@@ -87,7 +88,7 @@ func newWorld(t *testing.T) *world {
 	if err := recs.Put(ctx, head, raw); err != nil {
 		t.Fatal(err)
 	}
-	return &world{clock: c, recs: recs, mgr: mgr, acct: a, head: head}
+	return &world{clock: c, recs: recs, mgr: mgr, acct: a, head: head, node: nw.Node(0)}
 }
 
 // alive reports whether the account can still be logged into and its
@@ -277,5 +278,76 @@ func TestStaleRecordRestored(t *testing.T) {
 	rec, err := account.VerifyOwned(key, after)
 	if err != nil || rec.Seq <= old.Seq || !bytes.Equal(rec.Body, old.Body) {
 		t.Fatalf("republished account record: seq %d (was %d), same body %v, %v", rec.Seq, old.Seq, bytes.Equal(rec.Body, old.Body), err)
+	}
+}
+
+// TestStaleRecordRestoredAboveTheMark: this node has seen a version of
+// the account record five above anything the peers serve (processes
+// killed, one after another, while their records were on the way). The
+// peers serve a version newer than this node's copy (another device
+// wrote it since the last round). The round signs that version's body
+// again above the mark — not the copy's, which would roll the other
+// device's change back — and the network serves it.
+func TestStaleRecordRestoredAboveTheMark(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	c, err := New(Config{Records: w.recs, Account: w.acct, Dir: dir, Clock: w.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Tick(ctx); err != nil { // keeps the copy
+		t.Fatal(err)
+	}
+	key := account.AccountKey(w.acct.ID())
+	raw, err := w.recs.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := account.VerifyOwned(key, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another device adds itself.
+	pub, err := w.mgr.Lookup(ctx, w.acct.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Devices = append(pub.Devices, account.Device{ID: account.DeviceID{9}, Name: "phone"})
+	if err := w.mgr.PublishAccount(ctx, w.acct, pub); err != nil {
+		t.Fatal(err)
+	}
+	raw, err = w.recs.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := account.VerifyOwned(key, raw)
+	if err != nil || served.Seq <= copied.Seq || bytes.Equal(served.Body, copied.Body) {
+		t.Fatalf("the other device's record: seq %d after %d, %v", served.Seq, copied.Seq, err)
+	}
+	// This node validates, and so marks, a version five above, which no
+	// peer ever stores.
+	lost := record.Record{Kind: account.KindAccount, Seq: served.Seq + 5, Expires: w.clock.Now().Add(account.RecordLifetime), Body: served.Body}
+	lraw, err := lost.Sign(key, w.acct.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.node.Validator().Validate(key, lraw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.recs.Get(ctx, key); !errors.Is(err, record.ErrStale) {
+		t.Fatalf("get after the mark rose: %v, want a stale answer", err)
+	}
+	st, err := c.Tick(ctx)
+	if err != nil || st.Restored != 1 {
+		t.Fatalf("round with the mark five above: %+v, %v", st, err)
+	}
+	raw, err = w.recs.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("the account record after the round: %v", err)
+	}
+	rec, err := account.VerifyOwned(key, raw)
+	if err != nil || rec.Seq <= lost.Seq || !bytes.Equal(rec.Body, served.Body) {
+		t.Fatalf("republished: seq %d (mark %d), the other device's body %v, %v", rec.Seq, lost.Seq, bytes.Equal(rec.Body, served.Body), err)
 	}
 }

@@ -103,7 +103,18 @@ type StaleError struct {
 	Key             string
 	Value           []byte
 	Stale, Answered int
+	// Seen is this node's high-water mark of Key: a record put again
+	// must have a sequence number at least this high.
+	Seen uint64
 }
+
+// SeenSeq returns Seen and StaleRecord returns Value; callers outside
+// this package match them with errors.As on an interface, without
+// importing the client.
+func (e *StaleError) SeenSeq() uint64 { return e.Seen }
+
+// StaleRecord returns Value.
+func (e *StaleError) StaleRecord() []byte { return e.Value }
 
 func (e *StaleError) Error() string {
 	return fmt.Sprintf("client: get %q: %v: %d of %d peers answering serve only records older than this node has seen", e.Key, record.ErrStale, e.Stale, e.Answered)
@@ -139,7 +150,8 @@ func (r *Records) Get(ctx context.Context, key string) ([]byte, error) {
 	case rd.Value != nil && (rd.FromPeers > 0 || rd.Answered >= quorum):
 		return rd.Value, nil
 	case rd.Value == nil && rd.Stale > 0:
-		return nil, &StaleError{Key: key, Value: rd.StaleValue, Stale: rd.Stale, Answered: rd.Answered}
+		seen, _ := r.n.Mark(key)
+		return nil, &StaleError{Key: key, Value: rd.StaleValue, Stale: rd.Stale, Answered: rd.Answered, Seen: seen}
 	case rd.Answered >= quorum:
 		return nil, fmt.Errorf("client: get %q: %w", key, account.ErrNotFound)
 	case err == nil || isNetwork(err):
