@@ -68,6 +68,7 @@ type Client struct {
 	// shardHost is the node's host, finding the addresses of holders it
 	// has none for (route.go); shard traffic goes through it.
 	shardHost host.Host
+	routing   *holderRouting
 }
 
 // New starts a client-mode node with every Jellyfish record kind and
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, errors.Join(err, n.Close())
 	}
 	cl := &Client{n: n, recs: NodeRecords(n)}
-	cl.shardHost = newShardHost(cl)
+	cl.shardHost, cl.routing = newShardHost(cl)
 	if !cfg.NoTCPReads {
 		cl.reads, err = newReadsHost(n.Host(), cmp.Or(ncfg.TCPCongestion, node.DefaultCongestion), n.Logger())
 		if err != nil {

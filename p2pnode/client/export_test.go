@@ -25,3 +25,6 @@ func (c *Client) ReadStreams() int64 { return c.reads.streams.Load() }
 
 // ShardHost returns the host shard traffic goes through.
 func (c *Client) ShardHost() host.Host { return c.shardHost }
+
+// PunchWaits returns how often finding a holder waited for PunchReady.
+func (c *Client) PunchWaits() int64 { return c.routing.waits.Load() }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -39,6 +40,36 @@ type holderRouting struct {
 
 	mu   sync.Mutex
 	memo map[peer.ID]foundHolder
+	// unready is when PunchReady last gave up: for punchRetry after it,
+	// holders behind NATs fail at once instead of each waiting for it.
+	unready time.Time
+	waits   atomic.Int64 // how often it waited for PunchReady, for tests
+}
+
+// punchRetry is how long a client whose hole punching was not ready
+// treats it as not ready without waiting again.
+const punchRetry = time.Minute
+
+// punchReady is Client.PunchReady, not waited for again within
+// punchRetry of a wait that gave up (a client behind a symmetric NAT is
+// never ready, and would wait for every holder behind a NAT).
+func (r *holderRouting) punchReady(ctx context.Context) bool {
+	r.mu.Lock()
+	recent := !r.unready.IsZero() && time.Since(r.unready) < punchRetry
+	r.mu.Unlock()
+	if recent {
+		return false
+	}
+	r.waits.Add(1)
+	if r.c.PunchReady(ctx) {
+		return true
+	}
+	if ctx.Err() == nil {
+		r.mu.Lock()
+		r.unready = time.Now()
+		r.mu.Unlock()
+	}
+	return false
 }
 
 // foundHolder is a search's answer and when it was found.
@@ -117,7 +148,7 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 		// (Reach waits the same way). A shard stream cannot use the
 		// relayed connection itself, so without a punch there is no point
 		// in making one.
-		if !r.c.PunchReady(ctx) {
+		if !r.punchReady(ctx) {
 			return peer.AddrInfo{}, fmt.Errorf("client: find %s: it is behind a NAT, reached only by a hole punch, and this client can take part in none (it knows no public address of its own)", id.ShortString())
 		}
 		n.Logger().Debug("holder behind a NAT found by its node record", "peer", id, "addrs", len(info.Addrs))
@@ -150,6 +181,7 @@ func hasNew(addrs, known []ma.Multiaddr) bool {
 
 // newShardHost wraps the client's host so that dials find holders'
 // addresses as above.
-func newShardHost(c *Client) *routedhost.RoutedHost {
-	return routedhost.Wrap(c.n.Host(), &holderRouting{c: c})
+func newShardHost(c *Client) (*routedhost.RoutedHost, *holderRouting) {
+	r := &holderRouting{c: c}
+	return routedhost.Wrap(c.n.Host(), r), r
 }

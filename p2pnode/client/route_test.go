@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,59 @@ func TestShardsFindHolders(t *testing.T) {
 	forget(plain.ID())
 	if err := c.ShardHost().Connect(ctx, peer.AddrInfo{ID: plain.ID()}); err != nil {
 		t.Fatalf("connect to a node with no record, by a DHT lookup: %v", err)
+	}
+}
+
+// TestHoldersBehindNATWithoutPunching: holders whose records give relayed
+// addresses only are behind NATs, reached by a hole punch alone. A client
+// that can take part in none (here: on loopback it knows no public
+// address of its own) says so, and waits for its hole punching once, not
+// once per holder.
+func TestHoldersBehindNATWithoutPunching(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 5, provider.TestnetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	relay := nw.Node(1).Addrs()[0].Encapsulate(ma.StringCast("/p2p-circuit"))
+	for _, i := range []int{2, 3} {
+		info := fleet.Provider(i).Info()
+		info.Addrs = []ma.Multiaddr{relay}
+		if _, err := nw.Node(i).PublishNodeRecord(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := c.Shards(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Node().Host()
+	for n, i := range []int{2, 3} {
+		p := nw.ID(i)
+		if err := h.Network().ClosePeer(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := localnet.WaitFor(ctx, func() bool { return h.Network().Connectedness(p) != network.Connected }); err != nil {
+			t.Fatal(err)
+		}
+		h.Peerstore().ClearAddrs(p)
+		_, err := sh.Stat(ctx, p, codec.IDOf([]byte("anything")))
+		if err == nil || !strings.Contains(err.Error(), "behind a NAT") {
+			t.Fatalf("stat at holder %d behind a NAT: %v", i, err)
+		}
+		if w := c.PunchWaits(); w != 1 {
+			t.Fatalf("after %d holders behind NATs, %d waits for hole punching, want 1", n+1, w)
+		}
 	}
 }
