@@ -29,11 +29,12 @@ import (
 func TestShardsFindHolders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, _, err := provider.StartTestnet(ctx, t.TempDir(), 5, provider.TestnetConfig{})
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 5, provider.TestnetConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nw.Close()
+	waitPublished(t, ctx, fleet, 5)
 	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +129,9 @@ func TestHoldersBehindNATWithoutPunching(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
+	// The providers' own first records, published as they start, must not
+	// replace the ones published here.
+	waitPublished(t, ctx, fleet, 5)
 	relay := nw.Node(1).Addrs()[0].Encapsulate(ma.StringCast("/p2p-circuit"))
 	for _, i := range []int{2, 3} {
 		info := fleet.Provider(i).Info()
@@ -165,6 +169,19 @@ func TestHoldersBehindNATWithoutPunching(t *testing.T) {
 		}
 		if w := c.PunchWaits(); w != 1 {
 			t.Fatalf("after %d holders behind NATs, %d waits for hole punching, want 1", n+1, w)
+		}
+	}
+}
+
+// waitPublished waits until each of the n providers has published its
+// node record.
+func waitPublished(t *testing.T, ctx context.Context, fleet *provider.Fleet, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case <-fleet.Provider(i).Published():
+		case <-ctx.Done():
+			t.Fatalf("provider %d never published its node record", i)
 		}
 	}
 }
