@@ -2,15 +2,14 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
-	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -141,8 +140,11 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 	rctx, cancel := context.WithTimeout(ctx, recordTimeout)
 	info, _, recErr := n.NodeInfo(rctx, id)
 	cancel()
+	if recErr == nil && len(info.Addrs) == 0 {
+		recErr = errors.New("its node record gives no address")
+	}
 	switch {
-	case recErr == nil && hasNew(info.Addrs, known) && ReachabilityOf(info.Addrs) == ReachRelayed:
+	case recErr == nil && ReachabilityOf(info.Addrs) == ReachRelayed:
 		// Behind a NAT: the holder starts a hole punch when the relayed
 		// connection reaches it, and this host must be ready to answer
 		// (Reach waits the same way). A shard stream cannot use the
@@ -153,11 +155,11 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 		}
 		n.Logger().Debug("holder behind a NAT found by its node record", "peer", id, "addrs", len(info.Addrs))
 		return peer.AddrInfo{ID: id, Addrs: info.Addrs}, nil
-	case recErr == nil && hasNew(info.Addrs, known):
+	case recErr == nil:
+		// routedhost dials again only if these name an address its
+		// failed dial did not try.
 		n.Logger().Debug("holder found by its node record", "peer", id, "addrs", len(info.Addrs))
 		return peer.AddrInfo{ID: id, Addrs: info.Addrs}, nil
-	case recErr == nil:
-		return peer.AddrInfo{}, fmt.Errorf("client: find %s: its node record names no address not tried already", id.ShortString())
 	case len(known) > 0:
 		return peer.AddrInfo{}, fmt.Errorf("client: find %s: %w", id.ShortString(), recErr)
 	}
@@ -167,16 +169,6 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 	}
 	n.Logger().Debug("holder found in the DHT", "peer", id, "addrs", len(pi.Addrs))
 	return pi, nil
-}
-
-// hasNew reports whether addrs holds an address not in known.
-func hasNew(addrs, known []ma.Multiaddr) bool {
-	for _, a := range addrs {
-		if !slices.ContainsFunc(known, a.Equal) {
-			return true
-		}
-	}
-	return false
 }
 
 // newShardHost wraps the client's host so that dials find holders'
