@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -394,9 +395,33 @@ func (nw *Network) WaitRoutingTables(ctx context.Context, min int) error {
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("localnet: routing tables below %d peers: %w", min, err)
+		return fmt.Errorf("localnet: routing tables below %d peers (%s): %w", min, nw.shortTables(min), err)
 	}
 	return nil
+}
+
+// shortTables says which live nodes' routing tables hold fewer than min
+// peers, and of the live nodes missing from each, whether it is
+// connected to them.
+func (nw *Network) shortTables(min int) string {
+	var out []string
+	live := nw.Live()
+	for _, i := range live {
+		n := nw.Node(i)
+		if n == nil || n.DHT().RoutingTable().Size() >= min {
+			continue
+		}
+		var missing []string
+		for _, j := range live {
+			m := nw.Node(j)
+			if j == i || m == nil || n.DHT().RoutingTable().Find(m.ID()) != "" {
+				continue
+			}
+			missing = append(missing, fmt.Sprintf("%d (%s)", j, n.Host().Network().Connectedness(m.ID())))
+		}
+		out = append(out, fmt.Sprintf("node %d: %d peers, missing %s", i, n.DHT().RoutingTable().Size(), strings.Join(missing, ", ")))
+	}
+	return strings.Join(out, "; ")
 }
 
 // WaitFor calls cond every 20 ms until it returns true or ctx ends, and

@@ -2,6 +2,8 @@ package localnet_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +62,28 @@ func TestTCPOnlyFanout(t *testing.T) {
 	}
 	if err := nw.WaitRoutingTables(ctx, 3); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWaitRoutingTablesSaysWhichAreShort: a wait that runs out names the
+// nodes whose tables are short and how many peers each holds.
+func TestWaitRoutingTablesSaysWhichAreShort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nw, err := localnet.Start(ctx, t.TempDir(), 3, localnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer wcancel()
+	err = nw.WaitRoutingTables(wctx, 3) // three nodes: two peers each at most
+	if err == nil {
+		t.Fatal("a wait for more peers than the network has succeeded")
+	}
+	for i := range 3 {
+		if want := fmt.Sprintf("node %d: 2 peers", i); !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
 	}
 }
