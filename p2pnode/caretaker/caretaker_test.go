@@ -91,6 +91,22 @@ func newWorld(t *testing.T) *world {
 	return &world{clock: c, recs: recs, mgr: mgr, acct: a, head: head, node: nw.Node(0)}
 }
 
+// accountRecord reads the account record from the network and verifies
+// it.
+func (w *world) accountRecord(t *testing.T) *record.Record {
+	t.Helper()
+	key := account.AccountKey(w.acct.ID())
+	raw, err := w.recs.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("account record: %v", err)
+	}
+	rec, err := account.VerifyOwned(key, raw)
+	if err != nil {
+		t.Fatalf("account record: %v", err)
+	}
+	return rec
+}
+
 // alive reports whether the account can still be logged into and its
 // device's head read.
 func (w *world) alive(t *testing.T) (login, head bool) {
@@ -255,14 +271,7 @@ func TestStaleRecordRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := account.AccountKey(w.acct.ID())
-	before, err := w.recs.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := account.VerifyOwned(key, before)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := w.accountRecord(t)
 	c, err = New(Config{Records: staleRecords{w.recs, key}, Account: w.acct, Dir: dir, Clock: w.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -271,13 +280,8 @@ func TestStaleRecordRestored(t *testing.T) {
 	if err != nil || st.Restored != 1 {
 		t.Fatalf("round with a stale account record: %+v, %v", st, err)
 	}
-	after, err := w.recs.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := account.VerifyOwned(key, after)
-	if err != nil || rec.Seq <= old.Seq || !bytes.Equal(rec.Body, old.Body) {
-		t.Fatalf("republished account record: seq %d (was %d), same body %v, %v", rec.Seq, old.Seq, bytes.Equal(rec.Body, old.Body), err)
+	if rec := w.accountRecord(t); rec.Seq <= old.Seq || !bytes.Equal(rec.Body, old.Body) {
+		t.Fatalf("republished account record: seq %d (was %d), same body %v", rec.Seq, old.Seq, bytes.Equal(rec.Body, old.Body))
 	}
 }
 
@@ -300,14 +304,7 @@ func TestStaleRecordRestoredAboveTheMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := account.AccountKey(w.acct.ID())
-	raw, err := w.recs.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied, err := account.VerifyOwned(key, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	copied := w.accountRecord(t)
 	// Another device adds itself.
 	pub, err := w.mgr.Lookup(ctx, w.acct.ID())
 	if err != nil {
@@ -317,13 +314,9 @@ func TestStaleRecordRestoredAboveTheMark(t *testing.T) {
 	if err := w.mgr.PublishAccount(ctx, w.acct, pub); err != nil {
 		t.Fatal(err)
 	}
-	raw, err = w.recs.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served, err := account.VerifyOwned(key, raw)
-	if err != nil || served.Seq <= copied.Seq || bytes.Equal(served.Body, copied.Body) {
-		t.Fatalf("the other device's record: seq %d after %d, %v", served.Seq, copied.Seq, err)
+	served := w.accountRecord(t)
+	if served.Seq <= copied.Seq || bytes.Equal(served.Body, copied.Body) {
+		t.Fatalf("the other device's record: seq %d after %d", served.Seq, copied.Seq)
 	}
 	// This node validates, and so marks, a version five above, which no
 	// peer ever stores.
@@ -342,12 +335,7 @@ func TestStaleRecordRestoredAboveTheMark(t *testing.T) {
 	if err != nil || st.Restored != 1 {
 		t.Fatalf("round with the mark five above: %+v, %v", st, err)
 	}
-	raw, err = w.recs.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("the account record after the round: %v", err)
-	}
-	rec, err := account.VerifyOwned(key, raw)
-	if err != nil || rec.Seq <= lost.Seq || !bytes.Equal(rec.Body, served.Body) {
-		t.Fatalf("republished: seq %d (mark %d), the other device's body %v, %v", rec.Seq, lost.Seq, bytes.Equal(rec.Body, served.Body), err)
+	if rec := w.accountRecord(t); rec.Seq <= lost.Seq || !bytes.Equal(rec.Body, served.Body) {
+		t.Fatalf("republished: seq %d (mark %d), the other device's body %v", rec.Seq, lost.Seq, bytes.Equal(rec.Body, served.Body))
 	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -28,3 +29,10 @@ func (c *Client) ShardHost() host.Host { return c.shardHost }
 
 // PunchWaits returns how often finding a holder waited for PunchReady.
 func (c *Client) PunchWaits() int64 { return c.routing.waits.Load() }
+
+// HolderSearches returns how many searches for a holder ran.
+func (c *Client) HolderSearches() int64 { return c.routing.searches.Load() }
+
+// SetRoutingClock sets the clock the holder searches keep their answers
+// and the hole punching wait by.
+func (c *Client) SetRoutingClock(now func() time.Time) { c.routing.now = now }

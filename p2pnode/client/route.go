@@ -36,13 +36,16 @@ const findHolderTimeout = 15 * time.Second
 type holderRouting struct {
 	c      *Client
 	flight singleflight.Group
+	now    func() time.Time
 
 	mu   sync.Mutex
 	memo map[peer.ID]foundHolder
 	// unready is when PunchReady last gave up: for punchRetry after it,
 	// holders behind NATs fail at once instead of each waiting for it.
 	unready time.Time
-	waits   atomic.Int64 // how often it waited for PunchReady, for tests
+	// How many searches ran and how often one waited for PunchReady,
+	// for tests.
+	searches, waits atomic.Int64
 }
 
 // punchRetry is how long a client whose hole punching was not ready
@@ -54,7 +57,7 @@ const punchRetry = time.Minute
 // never ready, and would wait for every holder behind a NAT).
 func (r *holderRouting) punchReady(ctx context.Context) bool {
 	r.mu.Lock()
-	recent := !r.unready.IsZero() && time.Since(r.unready) < punchRetry
+	recent := !r.unready.IsZero() && r.now().Sub(r.unready) < punchRetry
 	r.mu.Unlock()
 	if recent {
 		return false
@@ -65,7 +68,7 @@ func (r *holderRouting) punchReady(ctx context.Context) bool {
 	}
 	if ctx.Err() == nil {
 		r.mu.Lock()
-		r.unready = time.Now()
+		r.unready = r.now()
 		r.mu.Unlock()
 	}
 	return false
@@ -94,7 +97,7 @@ func (r *holderRouting) FindPeer(ctx context.Context, id peer.ID) (peer.AddrInfo
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), findHolderTimeout)
 		defer cancel()
 		info, err := r.find(lctx, id)
-		r.remember(id, foundHolder{info: info, err: err, at: time.Now()})
+		r.remember(id, foundHolder{info: info, err: err, at: r.now()})
 		return info, err
 	})
 	select {
@@ -112,7 +115,7 @@ func (r *holderRouting) remembered(id peer.ID) (foundHolder, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f, ok := r.memo[id]
-	if !ok || time.Since(f.at) > findHolderMemo {
+	if !ok || r.now().Sub(f.at) > findHolderMemo {
 		return foundHolder{}, false
 	}
 	return f, true
@@ -126,7 +129,7 @@ func (r *holderRouting) remember(id peer.ID, f foundHolder) {
 	}
 	if len(r.memo) >= memoPrune {
 		for p, old := range r.memo {
-			if time.Since(old.at) > findHolderMemo {
+			if r.now().Sub(old.at) > findHolderMemo {
 				delete(r.memo, p)
 			}
 		}
@@ -135,6 +138,7 @@ func (r *holderRouting) remember(id peer.ID, f foundHolder) {
 }
 
 func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, error) {
+	r.searches.Add(1)
 	n := r.c.n
 	known := n.Host().Peerstore().Addrs(id)
 	rctx, cancel := context.WithTimeout(ctx, recordTimeout)
@@ -174,6 +178,6 @@ func (r *holderRouting) find(ctx context.Context, id peer.ID) (peer.AddrInfo, er
 // newShardHost wraps the client's host so that dials find holders'
 // addresses as above.
 func newShardHost(c *Client) (*routedhost.RoutedHost, *holderRouting) {
-	r := &holderRouting{c: c}
+	r := &holderRouting{c: c, now: time.Now}
 	return routedhost.Wrap(c.n.Host(), r), r
 }

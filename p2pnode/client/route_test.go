@@ -5,10 +5,10 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -30,22 +30,8 @@ import (
 func TestShardsFindHolders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), 5, provider.TestnetConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nw.Close()
-	waitPublished(t, ctx, fleet, 5)
-	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := c.Shards(key)
+	nw, c := routeNet(t, ctx, 5)
+	sh, err := c.Shards(newIdentity(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,16 +112,7 @@ func TestShardsFindHolders(t *testing.T) {
 func TestHoldersBehindNATWithoutPunching(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, _, err := provider.StartTestnet(ctx, t.TempDir(), 4, provider.TestnetConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nw.Close()
-	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	nw, c := routeNet(t, ctx, 4)
 	relay := nw.Node(1).Addrs()[0].Encapsulate(ma.StringCast("/p2p-circuit"))
 	var holders []peer.ID
 	for range 2 {
@@ -163,15 +140,50 @@ func TestHoldersBehindNATWithoutPunching(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n, p := range holders {
-		_, err := sh.Stat(ctx, p, codec.IDOf([]byte("anything")))
+	var mu sync.Mutex
+	now := time.Now()
+	c.SetRoutingClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	// stat moves the clock on by `by`, asks holder n, and checks the
+	// searches and waits for hole punching counted since the start.
+	stat := func(n int, by time.Duration, searches, waits int64) {
+		t.Helper()
+		mu.Lock()
+		now = now.Add(by)
+		mu.Unlock()
+		_, err := sh.Stat(ctx, holders[n], codec.IDOf([]byte("anything")))
 		if err == nil || !strings.Contains(err.Error(), "behind a NAT") {
 			t.Fatalf("stat at holder %d behind a NAT: %v", n, err)
 		}
-		if w := c.PunchWaits(); w != 1 {
-			t.Fatalf("after %d holders behind NATs, %d waits for hole punching, want 1", n+1, w)
+		if s, w := c.HolderSearches(), c.PunchWaits(); s != searches || w != waits {
+			t.Fatalf("stat at holder %d: %d searches and %d waits for hole punching, want %d and %d", n, s, w, searches, waits)
 		}
 	}
+	stat(0, 0, 1, 1)
+	stat(0, 0, 1, 1) // the answer is kept
+	stat(1, 0, 2, 1) // another holder: searched, not waited for
+	// Past findHolderMemo the answer is searched again; within punchRetry
+	// the wait is not made again.
+	stat(0, 31*time.Second, 3, 1)
+	// Past punchRetry the wait is made again.
+	stat(1, 30*time.Second, 4, 2)
+}
+
+// routeNet starts n providers, waits until each published its node
+// record, and joins a client without the TCP reads host to them.
+func routeNet(t *testing.T, ctx context.Context, n int) (*localnet.Network, *client.Client) {
+	t.Helper()
+	nw, fleet, err := provider.StartTestnet(ctx, t.TempDir(), n, provider.TestnetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	waitPublished(t, ctx, fleet, n)
+	c, err := client.New(ctx, client.Config{DataDir: t.TempDir(), Bootstrap: nw.Node(0).Addrs(), NoTCPReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return nw, c
 }
 
 // waitPublished waits until each of the n providers has published its

@@ -340,7 +340,7 @@ func (s *Status) Snapshot() Snapshot {
 
 	if s.cfg.Clock != nil {
 		cs := s.cfg.Clock.State()
-		c := &Clock{CorrectionSeconds: cs.Correction.Seconds(), Peers: cs.Peers, InDoubt: s.cfg.Clock.InDoubt()}
+		c := &Clock{CorrectionSeconds: cs.Correction.Seconds(), Peers: cs.Peers, InDoubt: cs.InDoubt()}
 		if !cs.At.IsZero() {
 			off := cs.Measured.Seconds()
 			c.NetworkOffsetSeconds = &off

@@ -86,11 +86,7 @@ func (c *Corrected) Estimate(ctx context.Context, ask func(context.Context, func
 // is wrong by more than a month, or the peers that answered are. Work that
 // cannot be undone on a wrong clock (deleting what a lease no longer
 // covers) waits while it is.
-func (c *Corrected) InDoubt() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.at.IsZero() && (c.measured > MaxCorrection || c.measured < -MaxCorrection)
-}
+func (c *Corrected) InDoubt() bool { return c.State().InDoubt() }
 
 // State is a Corrected clock's correction and its last measurement.
 type State struct {
@@ -104,6 +100,12 @@ type State struct {
 	At       time.Time
 	// Err is the last estimate's failure, nil if it succeeded.
 	Err error
+}
+
+// InDoubt reports whether the measurement put the network's clocks
+// beyond MaxCorrection (Corrected.InDoubt).
+func (s State) InDoubt() bool {
+	return !s.At.IsZero() && (s.Measured > MaxCorrection || s.Measured < -MaxCorrection)
 }
 
 // State returns the correction and the last measurement.
@@ -128,7 +130,7 @@ func (c *Corrected) Status() map[string]any {
 	out["network_offset"] = st.Measured.Round(time.Millisecond).String()
 	out["peers"] = st.Peers
 	out["measured"] = st.At.UTC().Format(time.RFC3339)
-	if st.Measured > MaxCorrection || st.Measured < -MaxCorrection {
+	if st.InDoubt() {
 		out["in_doubt"] = "the network's clocks are more than 30 days from this machine's: deletions wait until this machine's clock is set right"
 	}
 	return out
